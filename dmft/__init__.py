@@ -1,0 +1,8 @@
+"""Exact high-dimensional dynamics of multi-pass SGD, SME and gradient flow (DMFT)."""
+__version__ = "0.1.0"
+
+from . import errors, expectation, models, output  # noqa: E402
+from .errors import DivergenceError, ParameterError  # noqa: E402
+from .models import Model  # noqa: E402
+
+__all__ = ["Model", "ParameterError", "DivergenceError", "models", "expectation", "output", "errors"]

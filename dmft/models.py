@@ -1,0 +1,491 @@
+"""Model definitions shared by ``onepass`` and ``dmft`` (THEORY.md section 1).
+
+A model is a per-sample loss ``l(r, y)`` of the student pre-activations ``r in R^k``,
+its first and second derivatives in ``r``, and a teacher ``y = sigma_star(r_star, eps)``
+of the teacher pre-activations ``r_star in R^k_star`` and standard Gaussian label noise
+``eps in R^noise_dim``. Labels are vectors ``y in R^label_dim``.
+
+Every function is a numba ``njit`` function with the out-parameter signatures
+
+* ``loss(r, y, params) -> float``
+* ``grad(r, y, params, out)``       writes ``dl/dr``, shape ``(k,)``
+* ``hess(r, y, params, out)``       writes ``d2l/dr2``, shape ``(k, k)``
+* ``teacher(r_star, eps, params, out)`` writes ``y``, shape ``(label_dim,)``
+
+so that simulators and the expectation engine can call them inside compiled loops.
+``params`` is a float array holding the model's numbers (noise level, threshold, ...).
+Build your own with :func:`custom` from plain Python/numpy functions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from numba import njit
+
+from . import errors
+
+_JIT = dict(cache=True, fastmath=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A loss, its derivatives in ``r`` and a teacher; see the module docstring.
+
+    ``smooth=False`` declares that ``hess`` jumps (Huber) or misses Dirac terms (phase
+    retrieval), so Gaussian expectations of the Hessian are taken by Stein's identity
+    from ``grad`` (see :func:`dmft.expectation.gaussian_moments`).
+    ``class_labels(C)`` gives the ``(C, label_dim)`` label vectors of hard-label
+    classification with ``C`` classes (class ``c`` has label row ``c``).
+    """
+
+    name: str
+    k: int
+    k_star: int
+    label_dim: int
+    noise_dim: int
+    loss: Callable
+    grad: Callable
+    hess: Callable
+    teacher: Callable
+    params: tuple = ()
+    param_names: tuple = ()
+    smooth: bool = True
+    class_labels: Callable | None = None
+    description: str = ""
+
+    @property
+    def param_array(self) -> np.ndarray:
+        return np.asarray(self.params, dtype=float)
+
+    def attrs(self) -> dict:
+        """Model description as netCDF-safe attributes."""
+        out = {"model": self.name, "k": self.k, "k_star": self.k_star}
+        for n, v in zip(self.param_names, self.params):
+            out[f"model_{n}"] = float(v)
+        return out
+
+    def labels_for_classes(self, n_classes: int) -> np.ndarray:
+        if self.class_labels is None:
+            raise errors.ParameterError(
+                f"model={self.name!r} has no hard labels; use a teacher (soft labels) instead"
+            )
+        return np.asarray(self.class_labels(n_classes), dtype=float)
+
+    def __repr__(self) -> str:
+        ps = ", ".join(f"{n}={v:g}" for n, v in zip(self.param_names, self.params))
+        return f"Model({self.name}, k={self.k}, k_star={self.k_star}{', ' + ps if ps else ''})"
+
+
+# ---------------------------------------------------------------- numerics helpers
+@njit(**_JIT)
+def _log1pexp(x):
+    """log(1 + e^x) without overflow."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+@njit(**_JIT)
+def _sigmoid(x):
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(**_JIT)
+def _sech2(x):
+    """1 - tanh(x)^2 computed without cancellation at large |x|."""
+    ax = abs(x)
+    if ax > 350.0:
+        return 0.0
+    e = math.exp(-2.0 * ax)
+    return 4.0 * e / (1.0 + e) ** 2
+
+
+@njit(**_JIT)
+def _no_teacher(r_star, eps, p, out):
+    out[:] = 0.0
+
+
+# ---------------------------------------------------------------- linear regression
+@njit(**_JIT)
+def _sq_loss(r, y, p):
+    s = 0.0
+    for j in range(r.size):
+        s += (r[j] - y[j]) ** 2
+    return 0.5 * s
+
+
+@njit(**_JIT)
+def _sq_grad(r, y, p, out):
+    for j in range(r.size):
+        out[j] = r[j] - y[j]
+
+
+@njit(**_JIT)
+def _sq_hess(r, y, p, out):
+    out[:, :] = 0.0
+    for j in range(r.size):
+        out[j, j] = 1.0
+
+
+@njit(**_JIT)
+def _linear_teacher(r_star, eps, p, out):
+    for j in range(out.size):
+        out[j] = r_star[j] + p[0] * eps[j]
+
+
+def linear_regression(noise_std: float = 0.5, k: int = 1) -> Model:
+    """Squared loss ``l = |r - y|^2 / 2`` with teacher ``y = r_star + noise_std * eps``.
+
+    ``k`` student and teacher directions (``k = k_star``), labels in ``R^k``.
+    """
+    noise_std = errors.nonnegative("noise_std", noise_std)
+    k = errors.positive_int("k", k)
+    return Model(
+        "linear_regression", k, k, k, k, _sq_loss, _sq_grad, _sq_hess, _linear_teacher,
+        params=(noise_std,), param_names=("noise_std",),
+        description="l = |r - y|^2/2, y = r* + noise_std eps",
+    )
+
+
+# ---------------------------------------------------------------- logistic (binary)
+@njit(**_JIT)
+def _logistic_loss(r, y, p):
+    return _log1pexp(r[0]) - y[0] * r[0]
+
+
+@njit(**_JIT)
+def _logistic_grad(r, y, p, out):
+    out[0] = _sigmoid(r[0]) - y[0]
+
+
+@njit(**_JIT)
+def _logistic_hess(r, y, p, out):
+    s = _sigmoid(r[0])
+    out[0, 0] = s * (1.0 - s)
+
+
+@njit(**_JIT)
+def _sign_teacher(r_star, eps, p, out):
+    out[0] = 1.0 if r_star[0] + p[0] * eps[0] > 0 else 0.0
+
+
+def _binary_labels(n_classes: int) -> np.ndarray:
+    if n_classes != 2:
+        raise errors.ParameterError(
+            f"n_classes={n_classes!r} is not allowed: logistic regression needs exactly 2 classes"
+        )
+    return np.array([[1.0], [0.0]])
+
+
+def logistic(noise_std: float = 0.0) -> Model:
+    """Binary logistic loss ``l = log(1 + e^r) - y r`` with labels ``y in {0, 1}``.
+
+    Hard labels: class 0 has ``y = 1``, class 1 has ``y = 0``. Teacher (soft labels):
+    ``y = 1[r_star + noise_std * eps > 0]``.
+    """
+    noise_std = errors.nonnegative("noise_std", noise_std)
+    return Model(
+        "logistic", 1, 1, 1, 1, _logistic_loss, _logistic_grad, _logistic_hess, _sign_teacher,
+        params=(noise_std,), param_names=("noise_std",), class_labels=_binary_labels,
+        description="l = log(1+e^r) - y r, y in {0,1}",
+    )
+
+
+# ---------------------------------------------------------------- softmax cross-entropy
+@njit(**_JIT)
+def _logsumexp(r):
+    m = r.max()
+    s = 0.0
+    for j in range(r.size):
+        s += math.exp(r[j] - m)
+    return m + math.log(s)
+
+
+@njit(**_JIT)
+def _softmax_into(r, out):
+    lse = _logsumexp(r)
+    for j in range(r.size):
+        out[j] = math.exp(r[j] - lse)
+
+
+@njit(**_JIT)
+def _ce_loss(r, y, p):
+    lse = _logsumexp(r)
+    s = 0.0
+    for j in range(r.size):
+        s += y[j] * (lse - r[j])
+    return s
+
+
+@njit(**_JIT)
+def _ce_grad(r, y, p, out):
+    _softmax_into(r, out)
+    tot = 0.0
+    for j in range(r.size):
+        tot += y[j]
+    for j in range(r.size):
+        out[j] = tot * out[j] - y[j]
+
+
+@njit(**_JIT)
+def _ce_hess(r, y, p, out):
+    q = np.empty(r.size)
+    _softmax_into(r, q)
+    tot = 0.0
+    for j in range(r.size):
+        tot += y[j]
+    for a in range(r.size):
+        for b in range(r.size):
+            out[a, b] = -tot * q[a] * q[b]
+        out[a, a] += tot * q[a]
+
+
+@njit(**_JIT)
+def _softmax_teacher(r_star, eps, p, out):
+    _softmax_into(r_star, out)
+
+
+def softmax_cross_entropy(n_classes: int = 3) -> Model:
+    """Multi-class cross-entropy ``l = sum_j y_j (logsumexp(r) - r_j)``, ``k = n_classes``.
+
+    Hard labels are one-hot rows; the teacher gives soft labels ``y = softmax(r_star)``.
+    """
+    n = errors.positive_int("n_classes", n_classes, minimum=2)
+
+    def labels(n_c: int) -> np.ndarray:
+        if n_c != n:
+            raise errors.ParameterError(
+                f"n_classes={n_c!r} is not allowed: this softmax model has {n} classes"
+            )
+        return np.eye(n)
+
+    return Model(
+        "softmax_cross_entropy", n, n, n, 0, _ce_loss, _ce_grad, _ce_hess, _softmax_teacher,
+        params=(float(n),), param_names=("n_classes",), class_labels=labels,
+        description="l = logsumexp(r) - y.r, y one-hot or softmax(r*)",
+    )
+
+
+# ---------------------------------------------------------------- Huber on tanh
+@njit(**_JIT)
+def _mean_tanh(r):
+    s = 0.0
+    for j in range(r.size):
+        s += math.tanh(r[j])
+    return s / r.size
+
+
+@njit(**_JIT)
+def _huber_loss(r, y, p):
+    u = _mean_tanh(r) - y[0]
+    h = p[1]
+    if abs(u) <= h:
+        return 0.5 * u * u
+    return h * (abs(u) - 0.5 * h)
+
+
+@njit(**_JIT)
+def _huber_grad(r, y, p, out):
+    u = _mean_tanh(r) - y[0]
+    du = min(max(u, -p[1]), p[1])
+    k = r.size
+    for j in range(k):
+        out[j] = du * _sech2(r[j]) / k
+
+
+@njit(**_JIT)
+def _huber_hess(r, y, p, out):
+    u = _mean_tanh(r) - y[0]
+    h = p[1]
+    du = min(max(u, -h), h)
+    ddu = 1.0 if abs(u) <= h else 0.0
+    k = r.size
+    for a in range(k):
+        sa = _sech2(r[a])
+        for b in range(k):
+            out[a, b] = ddu * sa * _sech2(r[b]) / (k * k)
+        out[a, a] += du * (-2.0 * math.tanh(r[a]) * sa) / k
+
+
+@njit(**_JIT)
+def _tanh_teacher(r_star, eps, p, out):
+    out[0] = _mean_tanh(r_star) + p[0] * eps[0]
+
+
+def huber_tanh(noise_std: float = 0.3, threshold: float = 0.5, k: int = 1) -> Model:
+    """Huber loss (``threshold``) on a tanh student: ``l = huber(mean_j tanh(r_j) - y)``.
+
+    Teacher ``y = mean_j tanh(r_star_j) + noise_std * eps`` with ``k_star = k``.
+    """
+    noise_std = errors.nonnegative("noise_std", noise_std)
+    threshold = errors.positive("threshold", threshold)
+    k = errors.positive_int("k", k)
+    return Model(
+        "huber_tanh", k, k, 1, 1, _huber_loss, _huber_grad, _huber_hess, _tanh_teacher,
+        params=(noise_std, threshold), param_names=("noise_std", "threshold"), smooth=False,
+        description="l = huber(mean tanh(r) - y), y = mean tanh(r*) + noise_std eps",
+    )
+
+
+# ---------------------------------------------------------------- phase retrieval
+@njit(**_JIT)
+def _pr_loss(r, y, p):
+    return (abs(r[0]) - y[0]) ** 2
+
+
+@njit(**_JIT)
+def _pr_grad(r, y, p, out):
+    s = 1.0 if r[0] > 0 else (-1.0 if r[0] < 0 else 0.0)
+    out[0] = 2.0 * (abs(r[0]) - y[0]) * s
+
+
+@njit(**_JIT)
+def _pr_hess(r, y, p, out):
+    out[0, 0] = 2.0
+
+
+@njit(**_JIT)
+def _pr_teacher(r_star, eps, p, out):
+    out[0] = abs(r_star[0]) + p[0] * eps[0]
+
+
+def phase_retrieval(noise_std: float = 0.0) -> Model:
+    """Phase retrieval ``l = (|r| - y)^2`` with ``y = |r_star| + noise_std * eps``.
+
+    The Hessian has a Dirac term at ``r = 0`` (``-4 y delta(r)``), so the model is
+    declared non-smooth and Gaussian Hessian expectations use Stein's identity.
+    """
+    noise_std = errors.nonnegative("noise_std", noise_std)
+    return Model(
+        "phase_retrieval", 1, 1, 1, 1, _pr_loss, _pr_grad, _pr_hess, _pr_teacher,
+        params=(noise_std,), param_names=("noise_std",), smooth=False,
+        description="l = (|r| - y)^2, y = |r*| + noise_std eps",
+    )
+
+
+# ---------------------------------------------------------------- user models
+def _fd_grad(loss):
+    @njit
+    def grad(r, y, p, out):
+        for j in range(r.size):
+            h = 6e-6 * max(1.0, abs(r[j]))
+            rp = r.copy()
+            rm = r.copy()
+            rp[j] += h
+            rm[j] -= h
+            out[j] = (loss(rp, y, p) - loss(rm, y, p)) / (2.0 * h)
+
+    return grad
+
+
+def _fd_hess(grad):
+    @njit
+    def hess(r, y, p, out):
+        k = r.size
+        gp = np.empty(k)
+        gm = np.empty(k)
+        for j in range(k):
+            h = 6e-6 * max(1.0, abs(r[j]))
+            rp = r.copy()
+            rm = r.copy()
+            rp[j] += h
+            rm[j] -= h
+            grad(rp, y, p, gp)
+            grad(rm, y, p, gm)
+            for a in range(k):
+                out[a, j] = (gp[a] - gm[a]) / (2.0 * h)
+
+    return hess
+
+
+def custom(
+    loss: Callable,
+    *,
+    teacher: Callable | None = None,
+    grad: Callable | None = None,
+    hess: Callable | None = None,
+    k: int = 1,
+    k_star: int = 1,
+    label_dim: int = 1,
+    noise_dim: int = 0,
+    class_labels: Callable | None = None,
+    smooth: bool = True,
+    name: str = "custom",
+) -> Model:
+    """A model from plain functions (numba-compilable numpy code).
+
+    ``loss(r, y) -> float``, ``grad(r, y) -> (k,)``, ``hess(r, y) -> (k, k)``,
+    ``teacher(r_star, eps) -> (label_dim,)``; ``r``, ``y``, ``r_star``, ``eps`` are 1-d
+    float arrays. Missing derivatives are taken by central finite differences
+    (relative step 6e-6, error ~1e-10 in ``grad`` and ~1e-5 in ``hess``).
+    """
+    k = errors.positive_int("k", k)
+    k_star = errors.positive_int("k_star", k_star, minimum=0)
+    label_dim = errors.positive_int("label_dim", label_dim)
+    noise_dim = errors.positive_int("noise_dim", noise_dim, minimum=0)
+    user_loss = njit(loss)
+
+    @njit
+    def loss3(r, y, p):
+        return user_loss(r, y)
+
+    if grad is None:
+        grad4 = _fd_grad(loss3)
+    else:
+        user_grad = njit(grad)
+
+        @njit
+        def grad4(r, y, p, out):
+            out[:] = user_grad(r, y)
+
+    if hess is None:
+        hess4 = _fd_hess(grad4)
+    else:
+        user_hess = njit(hess)
+
+        @njit
+        def hess4(r, y, p, out):
+            out[:, :] = user_hess(r, y)
+
+    if teacher is None:
+        teacher4 = _no_teacher
+    else:
+        user_teacher = njit(teacher)
+
+        @njit
+        def teacher4(r_star, eps, p, out):
+            out[:] = user_teacher(r_star, eps)
+
+    return Model(
+        name, k, k_star, label_dim, noise_dim, loss3, grad4, hess4, teacher4,
+        smooth=smooth, class_labels=class_labels,
+    )
+
+
+_BY_NAME = {
+    "linear_regression": linear_regression,
+    "linear-regression": linear_regression,
+    "logistic": logistic,
+    "softmax_cross_entropy": softmax_cross_entropy,
+    "softmax": softmax_cross_entropy,
+    "huber_tanh": huber_tanh,
+    "huber-tanh": huber_tanh,
+    "phase_retrieval": phase_retrieval,
+    "phase-retrieval": phase_retrieval,
+}
+
+
+def get(model, **params) -> Model:
+    """A :class:`Model` from a model or a built-in name (``'huber-tanh'``, ...)."""
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, str) and model in _BY_NAME:
+        return _BY_NAME[model](**params)
+    raise errors.ParameterError(
+        f"model={model!r} is not allowed: model must be a dmft.models.Model or one of "
+        + ", ".join(sorted(k for k in _BY_NAME if "-" not in k))
+    )

@@ -1,0 +1,126 @@
+"""The one place that builds output Datasets: dims, coordinates, units, attrs, netCDF I/O.
+
+Every variable the library writes is registered in :data:`VARIABLES` with its
+``long_name`` and ``units``, so plots label themselves and theory and simulation
+Datasets line up variable by variable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from . import errors
+
+#: name -> (long_name, units)
+VARIABLES = {
+    # shared
+    "time": ("time", "steps/d (one-pass) or steps kappa/(kappa_bar n) (multi-pass)"),
+    "time2": ("earlier time s", "same as time"),
+    "epoch": ("epochs", "passes over the data"),
+    "risk": ("population risk E f", "1"),
+    "train_loss": ("training loss per sample", "1"),
+    "test_loss": ("population (test) loss", "1"),
+    "norm": ("student Gram matrix X X^T", "1"),
+    "overlap": ("teacher overlap X X*^T", "1"),
+    "distance": ("squared distance |X - X*|^2", "1"),
+    "mean_overlap": ("class-mean overlaps X mu_c", "1"),
+    "alignment": ("alignment m/sqrt(V) with mu_1", "1"),
+    "group_mean_overlap": ("group-resolved mean overlap m_g", "1"),
+    "group_norm": ("group-resolved norm v_g", "1"),
+    "fisher_trace": ("Fisher trace sum_c p_c tr E[grad f grad f^T]", "1"),
+    "lr": ("learning rate gamma_t", "1"),
+    "lr_threshold": ("stability threshold 2A/((Tr K/d) I)", "1"),
+    "correlation": ("correlation kernel C_theta(t, s)", "1"),
+    "response": ("response kernel R_theta(t, s)", "1"),
+}
+
+
+def describe(name: str) -> dict:
+    """``{'long_name', 'units'}`` for a registered variable (``*_sem`` inherits)."""
+    base = name[:-4] if name.endswith("_sem") else name
+    if base not in VARIABLES:
+        raise KeyError(f"variable {name!r} is not registered in dmft.output.VARIABLES")
+    long_name, units = VARIABLES[base]
+    if name.endswith("_sem"):
+        long_name = "standard error of " + long_name
+    return {"long_name": long_name, "units": units}
+
+
+def _attr_value(v):
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if v is None:
+        return "None"
+    if isinstance(v, (int, float, str, np.integer, np.floating)):
+        return v
+    if dataclasses.is_dataclass(v):
+        return repr(v)
+    if isinstance(v, (list, tuple, np.ndarray)):
+        a = np.asarray(v)
+        if a.dtype.kind in "if" and a.ndim == 1:
+            return a
+        if a.dtype.kind in "if":
+            return json.dumps(a.tolist())
+        return json.dumps([str(x) for x in np.ravel(a)])
+    if isinstance(v, dict):
+        return json.dumps({str(a): str(b) for a, b in v.items()})
+    return repr(v)
+
+
+def clean_attrs(attrs: dict) -> dict:
+    """Attributes converted to netCDF-storable values (numbers, strings, 1-d arrays)."""
+    return {str(k): _attr_value(v) for k, v in attrs.items()}
+
+
+def build(variables: dict, coords: dict, attrs: dict) -> xr.Dataset:
+    """Dataset from ``{name: (dims, values)}``, coordinates and input parameters.
+
+    Each variable (and each coordinate that is registered) gets ``long_name`` and
+    ``units``; ``attrs`` are cleaned for netCDF and get the library version.
+    """
+    from . import __version__
+
+    data_vars = {}
+    for name, (dims, values) in variables.items():
+        data_vars[name] = xr.Variable(dims, np.asarray(values), attrs=describe(name))
+    ds = xr.Dataset(data_vars, coords=coords)
+    for c in ds.coords:
+        base = str(c)
+        if base in VARIABLES or base + "_sem" in VARIABLES:
+            ds[c].attrs.update(describe(base))
+    ds.attrs.update(clean_attrs({**attrs, "library_version": __version__}))
+    return ds
+
+
+def save(ds: xr.Dataset, path) -> Path:
+    """Write ``ds`` to netCDF4 (h5netcdf engine); :func:`load` reads it back identically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(path, engine="h5netcdf", invalid_netcdf=True)
+    return path
+
+
+def load(path) -> xr.Dataset:
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return ds.load()
+
+
+def check_finite(name: str, time: np.ndarray, values: np.ndarray, *, limit: float = 1e12,
+                 threshold: float | None = None) -> None:
+    """Raise :class:`~dmft.errors.DivergenceError` at the first time ``values`` blows up.
+
+    ``values`` has time as its first axis; blow-up means non-finite or ``|x| > limit``.
+    """
+    v = np.abs(np.asarray(values, dtype=float)).reshape(len(time), -1)
+    bad = ~np.isfinite(v).all(axis=1) | (np.nan_to_num(v, nan=np.inf).max(axis=1) > limit)
+    if bad.any():
+        i = int(np.argmax(bad))
+        t = float(time[i])
+        msg = f"{name} diverged at time {t:.4g}"
+        if threshold is not None:
+            msg += f"; the stability threshold of the learning rate there is {threshold:.4g}"
+        raise errors.DivergenceError(msg + "; lower the learning rate", t, threshold)
