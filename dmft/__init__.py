@@ -4,5 +4,10 @@ __version__ = "0.1.0"
 from . import errors, expectation, models, output  # noqa: E402
 from .errors import DivergenceError, ParameterError  # noqa: E402
 from .models import Model  # noqa: E402
+from .simulate import simulate  # noqa: E402
+from .solve import solve  # noqa: E402
 
-__all__ = ["Model", "ParameterError", "DivergenceError", "models", "expectation", "output", "errors"]
+__all__ = [
+    "Model", "ParameterError", "DivergenceError", "models", "expectation", "output", "errors",
+    "simulate", "solve",
+]
