@@ -1,5 +1,435 @@
-"""Finite-d multi-pass simulators (issue 4): placeholder until it lands."""
+"""Finite-d multi-pass simulators: SGD, SME and gradient flow (THEORY.md section 3).
+
+Brute-force simulations on one fixed data set per seed, the judge of the DMFT solver
+(:func:`dmft.solve`). Conventions (THEORY.md section 3):
+
+* data: ``n = round(delta d)`` rows ``x_i ~ N(0, I_d/d)``, teacher ``theta* in R^{d x k_star}``
+  with i.i.d. ``N(0, 1)`` entries (``rho = theta*^T theta*/d ~ I``; the realised ``rho``
+  is used for the test loss), labels ``y_i = teacher(theta*^T x_i, eps_i)`` with standard
+  Gaussian ``eps_i in R^noise_dim``, initialisation ``theta_0`` with i.i.d.
+  ``N(0, init_std^2)`` entries, empirical risk ``R = sum_i l(theta^T x_i, y_i) + (lam/2)|theta|^2``;
+* SGD: batch ``kappa = max(1, round(kappa_bar n^alpha))``, per-sample step
+  ``c = eta_bar/kappa_bar``, ``eta = c kappa`` (``= eta_bar n^alpha`` up to the rounding
+  of ``kappa``), update ``theta <- theta - c sum_{i in batch} x_i l'_i - (eta/n) lam theta``,
+  time per step ``h = kappa/(kappa_bar n)``, so one epoch is ``t = 1/kappa_bar``;
+* SME: ``d theta = -eta_bar grad R dt + (eta_bar/sqrt(kappa_bar)) sum_i x_i l'_i dB_i``,
+  Euler-Maruyama (weak order 1 in ``dt``);
+* GF: ``d theta/dt = -eta_bar grad R`` (adaptive Dormand-Prince 8(5,3), or classical RK4
+  with a fixed ``dt``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import integrate
+
+from . import _kernels_simulate as _k
+from . import errors, expectation, output
+from . import models as _models
+
+DYNAMICS = ("sgd", "sme", "gf")
+SAMPLING = ("with_replacement", "without_replacement", "bernoulli")
+
+#: trajectories with ``tr(theta^T theta)/d`` above this count as diverged
+BLOWUP_NORM = 1e12
+#: at most this many sample indices are drawn per kernel call (bounds memory)
+_MAX_INDICES = 1 << 20
+#: default SME step: ``dt = _SME_DT_LR / lr`` (``eta_bar dt = 0.01``)
+_SME_DT_LR = 0.01
+#: tolerances of the adaptive gradient-flow integrator
+_GF_RTOL, _GF_ATOL = 1e-9, 1e-11
 
 
-def simulate(model, **kwargs):
-    raise NotImplementedError("dmft.simulate is being written")
+def simulate(
+    model,
+    *,
+    delta: float = 2.0,
+    lr: float = 2.0,
+    batch: float = 1.0,
+    dynamics: str = "sgd",
+    t_max: float = 4.0,
+    d: int = 1000,
+    alpha: float = 0.0,
+    n_seeds: int = 10,
+    seed=0,
+    ridge: float = 0.0,
+    init_std: float = 0.0,
+    sampling: str = "with_replacement",
+    n_time: int = 101,
+    times=None,
+    dt: float | None = None,
+    progress: bool = True,
+):
+    """Simulate multi-pass SGD, SME or gradient flow at finite ``d`` on ``n_seeds`` data sets.
+
+    Parameters
+    ----------
+    model : dmft.models.Model or str
+        The loss and teacher (a built-in name goes through :func:`dmft.models.get`).
+    delta : float
+        Samples per dimension; ``n = round(delta * d)``.
+    lr : float
+        Learning-rate scale ``eta_bar``.
+    batch : float
+        Batch scale ``kappa_bar``; the SGD batch is ``kappa = max(1, round(kappa_bar n^alpha))``.
+        For SME it sets the noise level ``eta_bar/sqrt(kappa_bar)``; GF ignores it.
+    dynamics : {'sgd', 'sme', 'gf'}
+    t_max : float
+        Final time (ignored when ``times`` is given).
+    d : int
+        Dimension.
+    alpha : float in [0, 1)
+        Batch exponent (SGD only): ``kappa = kappa_bar n^alpha``, ``eta = eta_bar n^alpha``.
+    n_seeds : int
+        Independent data sets (and sampling noise), stacked along dim ``seed``.
+    seed : int or numpy.random.SeedSequence
+        Seed ``s`` gives streams ``SeedSequence(s).spawn(n_seeds)``; each spawns a data
+        stream and a sampling stream, so SGD, SME and GF with the same seed see the same
+        data sets. Same arguments and seed give bit-identical output.
+    ridge : float
+        Ridge ``lam >= 0``.
+    init_std : float
+        Standard deviation of the entries of ``theta_0``.
+    sampling : {'with_replacement', 'without_replacement', 'bernoulli'}
+        SGD batches: ``kappa`` i.i.d. uniform indices; consecutive slices of a stream of
+        independent random permutations (shuffled epochs; if ``kappa`` does not divide
+        ``n`` a batch may straddle two epochs); or every sample independently with
+        probability ``kappa/n`` (random batch size, mean ``kappa``; needs ``kappa <= n``).
+    n_time : int
+        Number of output times, ``linspace(0, t_max, n_time)``.
+    times : array or None
+        Output times (non-negative, increasing); overrides ``t_max`` and ``n_time``.
+        SGD reports the state after ``round(t / h)`` steps (at most ``h/2`` from ``t``).
+    dt : float or None
+        SME: largest Euler-Maruyama step (default ``0.01/lr``; the weak error is
+        ``O(lr dt)``, see docs/simulate.md). GF: fixed RK4 step; ``None`` uses an
+        adaptive Dormand-Prince integrator (rtol 1e-9). Ignored by SGD.
+    progress : bool
+        Show a progress bar over seeds.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``train_loss`` (seed, time): mean over the ``n`` samples of ``l``;
+        ``test_loss`` (seed, time): population loss ``E l`` over ``(r, r*)`` Gaussian with
+        covariance ``[[q, m], [m^T, rho]]`` (quadrature, label noise integrated);
+        ``norm`` = ``q = theta^T theta/d`` (seed, time, student, student2);
+        ``overlap`` = ``m = theta^T theta*/d`` (seed, time, student, teacher);
+        coordinate ``epoch = t kappa_bar`` on ``time``; every input in ``attrs``.
+
+    Raises
+    ------
+    dmft.errors.ParameterError
+        An argument out of range (the message names it).
+    dmft.errors.DivergenceError
+        A trajectory blew up (``tr q > 1e12`` or non-finite); ``.time`` is the first
+        output time at which it did.
+
+    Examples
+    --------
+    >>> import dmft
+    >>> ds = dmft.simulate("linear_regression", dynamics="gf", lr=0.5, d=200, t_max=1.0,
+    ...                    n_time=3, n_seeds=2, progress=False)
+    >>> ds.test_loss.dims
+    ('seed', 'time')
+    """
+    model = _models.get(model)
+    delta = errors.positive("delta", delta)
+    lr = errors.positive("lr", lr)
+    batch = errors.positive("batch", batch)
+    dynamics = errors.choice("dynamics", dynamics, DYNAMICS)
+    d = errors.positive_int("d", d)
+    alpha = errors.in_range("alpha", alpha, 0.0, 1.0)
+    n_seeds = errors.positive_int("n_seeds", n_seeds)
+    root = errors.seed_sequence(seed)
+    ridge = errors.nonnegative("ridge", ridge)
+    init_std = errors.nonnegative("init_std", init_std)
+    sampling = errors.choice("sampling", sampling, SAMPLING)
+    if dt is not None:
+        dt = errors.positive("dt", dt)
+    if times is None:
+        t_max = errors.positive("t_max", t_max)
+        n_time = errors.positive_int("n_time", n_time, minimum=2)
+        times = np.linspace(0.0, t_max, n_time)
+    else:
+        times = errors.finite_array("times", times, nonnegative=True)
+        if times.ndim != 1 or times.size < 1:
+            raise errors.ParameterError(f"times has shape {times.shape}; expected a non-empty 1-d array")
+        if np.any(np.diff(times) <= 0):
+            raise errors.ParameterError("times is not allowed: times must be strictly increasing")
+        t_max, n_time = float(times[-1]), int(times.size)
+    n = int(round(delta * d))
+    if n < 1:
+        raise errors.ParameterError(f"delta={delta!r} is not allowed: n = round(delta d) must be >= 1 (d={d})")
+    kappa = max(1, int(round(batch * n**alpha)))
+    if dynamics == "sgd" and sampling == "bernoulli" and kappa > n:
+        raise errors.ParameterError(
+            f"batch={batch!r} is not allowed: with sampling='bernoulli' the batch "
+            f"kappa = round(batch n^alpha) = {kappa} must be <= n = {n}"
+        )
+    c = lr / batch
+    h = kappa / (batch * n)
+    if dynamics == "sme" and dt is None:
+        dt = _SME_DT_LR / lr
+
+    cfg = dict(model=model, n=n, d=d, lr=lr, batch=batch, c=c, h=h, kappa=kappa, ridge=ridge,
+               init_std=init_std, sampling=sampling, dt=dt, times=times)
+    run = {"sgd": _run_sgd, "sme": _run_sme, "gf": _run_gf}[dynamics]
+
+    k, ks = model.k, model.k_star
+    train = np.empty((n_seeds, n_time))
+    test = np.empty((n_seeds, n_time))
+    norm = np.empty((n_seeds, n_time, k, k))
+    overlap = np.empty((n_seeds, n_time, k, ks))
+    rhos = np.empty((n_seeds, ks, ks))
+    for s, child in enumerate(_progress(root.spawn(n_seeds), progress, dynamics)):
+        data_ss, sample_ss = child.spawn(2)
+        X, Y, theta_star, theta = _dataset(model, n, d, init_std, np.random.default_rng(data_ss))
+        rec = _Recorder(model, X, Y, theta_star, n_time)
+        with np.errstate(all="ignore"):
+            run(cfg, X, Y, theta, np.random.default_rng(sample_ss), rec)
+        rec.check(times, s)
+        train[s], norm[s], overlap[s] = rec.train, rec.norm, rec.overlap
+        rho = rhos[s] = theta_star.T @ theta_star / d
+        test[s] = [_population_loss(model, norm[s, j], overlap[s, j], rho) for j in range(n_time)]
+
+    seed_attr = seed if isinstance(seed, (int, np.integer)) else repr(root.entropy)
+    attrs = {
+        **model.attrs(), "delta": delta, "lr": lr, "batch": batch, "dynamics": dynamics,
+        "alpha": alpha, "d": d, "n": n, "kappa": kappa, "eta": c * kappa, "step_size": c,
+        "step_time": h, "n_seeds": n_seeds, "seed": seed_attr, "ridge": ridge,
+        "init_std": init_std, "sampling": sampling,
+        "dt": "adaptive" if (dynamics == "gf" and dt is None) else dt,
+        "t_max": t_max, "n_time": n_time, "teacher_prior": "N(0, 1) (rho = 1)",
+        "method": _METHOD[dynamics], "rho": rhos.tolist(),
+    }
+    return output.build(
+        {
+            "train_loss": (("seed", "time"), train),
+            "test_loss": (("seed", "time"), test),
+            "norm": (("seed", "time", "student", "student2"), norm),
+            "overlap": (("seed", "time", "student", "teacher"), overlap),
+        },
+        {"seed": np.arange(n_seeds), "time": times, "epoch": ("time", times * batch)},
+        attrs,
+    )
+
+
+_METHOD = {
+    "sgd": "mini-batch SGD on a fixed data set",
+    "sme": "stochastic modified equation, Euler-Maruyama with one Brownian motion per sample",
+    "gf": "gradient flow, Dormand-Prince DOP853 (adaptive) or RK4 (fixed dt)",
+}
+
+
+def _progress(it, progress: bool, dynamics: str):
+    if not progress:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=f"dmft.simulate({dynamics})", unit="seed")
+
+
+# ---------------------------------------------------------------- data and observables
+def _dataset(model, n: int, d: int, init_std: float, rng: np.random.Generator):
+    """``(X, Y, theta_star, theta_0)`` of one seed, drawn in this order from ``rng``."""
+    X = rng.standard_normal((n, d)) / math.sqrt(d)
+    theta_star = rng.standard_normal((d, model.k_star))
+    eps = rng.standard_normal((n, model.noise_dim))
+    theta0 = init_std * rng.standard_normal((d, model.k))
+    Y = np.empty((n, model.label_dim))
+    _k.teacher_labels(model.teacher, model.param_array, np.ascontiguousarray(X @ theta_star), eps, Y)
+    return X, Y, theta_star, theta0
+
+
+def _population_loss(model, q, m, rho) -> float:
+    """``E l`` over ``(r, r*) ~ N(0, [[q, m], [m^T, rho]])`` with label noise integrated."""
+    cov = np.block([[q, m], [m.T, rho]])
+    return expectation.gaussian_moments(model, np.zeros(cov.shape[0]), cov).loss
+
+
+class _Recorder:
+    """Observables at output times; marks the run diverged at the first bad state."""
+
+    def __init__(self, model, X, Y, theta_star, n_time):
+        self.model, self.X, self.Y, self.theta_star = model, X, Y, theta_star
+        self.params = model.param_array
+        self.train = np.full(n_time, np.nan)
+        self.norm = np.full((n_time, model.k, model.k), np.nan)
+        self.overlap = np.full((n_time, model.k, model.k_star), np.nan)
+        self.diverged = False
+        self._G = np.empty((0, model.k))
+
+    def ok(self, theta) -> bool:
+        """False (and diverged) if ``theta`` is non-finite or too large."""
+        if not self.diverged:
+            d = theta.shape[0]
+            if not np.isfinite(theta).all() or np.sum(theta * theta) / d > BLOWUP_NORM:
+                self.diverged = True
+        return not self.diverged
+
+    def record(self, j: int, theta) -> bool:
+        if not self.ok(theta):
+            return False
+        d = theta.shape[0]
+        m = self.model
+        X = self.X
+        self.train[j] = _k.per_sample(m.loss, m.grad, self.params, X, theta, self.Y, self._G, True, False) / X.shape[0]
+        self.norm[j] = theta.T @ theta / d
+        self.overlap[j] = theta.T @ self.theta_star / d
+        return True
+
+    def check(self, times, s: int) -> None:
+        vals = np.concatenate([self.norm.reshape(len(times), -1), self.train[:, None]], axis=1)
+        output.check_finite(f"simulation (seed {s})", times, vals, limit=BLOWUP_NORM)
+
+
+# ---------------------------------------------------------------- SGD
+def _batches(sampling, n, kappa, n_steps, rng, stream):
+    """``(idx, start)`` for ``n_steps`` SGD steps: step ``s`` uses ``idx[start[s]:start[s+1]]``."""
+    if sampling == "with_replacement":
+        idx = rng.integers(0, n, size=n_steps * kappa)
+        start = np.arange(n_steps + 1, dtype=np.int64) * kappa
+    elif sampling == "without_replacement":
+        idx = stream.take(n_steps * kappa)
+        start = np.arange(n_steps + 1, dtype=np.int64) * kappa
+    else:  # bernoulli: i.i.d. inclusion over the n_steps x n cells, by geometric gaps
+        p = kappa / n
+        cells = n_steps * n
+        if p >= 1.0:
+            pos = np.arange(cells, dtype=np.int64)
+        else:
+            parts, last = [], -1
+            while True:
+                m = int((cells - last) * p + 8 * math.sqrt((cells - last) * p) + 16)
+                ps = last + np.cumsum(rng.geometric(p, size=m))
+                parts.append(ps[ps < cells])
+                if ps[-1] >= cells:
+                    break
+                last = int(ps[-1])
+            pos = np.concatenate(parts)
+        step, idx = np.divmod(pos, n)
+        start = np.searchsorted(step, np.arange(n_steps + 1)).astype(np.int64)
+    return np.ascontiguousarray(idx, dtype=np.int64), start
+
+
+class _EpochStream:
+    """Concatenated independent random permutations of ``range(n)`` (shuffled epochs)."""
+
+    def __init__(self, rng, n):
+        self.rng, self.n = rng, n
+        self.perm, self.pos = rng.permutation(n), 0
+
+    def take(self, m: int) -> np.ndarray:
+        parts = []
+        while m > 0:
+            if self.pos == self.n:
+                self.perm, self.pos = self.rng.permutation(self.n), 0
+            t = min(m, self.n - self.pos)
+            parts.append(self.perm[self.pos:self.pos + t])
+            self.pos += t
+            m -= t
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def _run_sgd(cfg, X, Y, theta, rng, rec):
+    m = cfg["model"]
+    n, kappa, h = cfg["n"], cfg["kappa"], cfg["h"]
+    decay = 1.0 - cfg["lr"] * cfg["ridge"] * h  # = 1 - (eta/n) lam
+    stream = _EpochStream(rng, n) if cfg["sampling"] == "without_replacement" else None
+    targets = np.rint(cfg["times"] / h).astype(np.int64)
+    per_call = max(1, _MAX_INDICES // kappa)
+    step = 0
+    for j, target in enumerate(targets):
+        while step < target:
+            ns = int(min(per_call, target - step))
+            idx, start = _batches(cfg["sampling"], n, kappa, ns, rng, stream)
+            _k.sgd_steps(m.grad, m.param_array, X, Y, theta, idx, start, cfg["c"], decay)
+            step += ns
+            if not rec.ok(theta):
+                return
+        if not rec.record(j, theta):
+            return
+
+
+# ---------------------------------------------------------------- SME and GF
+def _force(m, params, X, Y, theta, G):
+    """``G = l'(X theta, Y)`` (n, k)."""
+    _k.per_sample(m.loss, m.grad, params, X, theta, Y, G, False, True)
+    return G
+
+
+def _substeps(times, dt):
+    """Per output interval: number of equal substeps of size <= dt."""
+    gaps = np.diff(np.concatenate([[0.0], times]))
+    return [0 if g == 0 else max(1, int(math.ceil(g / dt - 1e-9))) for g in gaps]
+
+
+def _run_sme(cfg, X, Y, theta, rng, rec):
+    m, params = cfg["model"], cfg["model"].param_array
+    lr, lam, noise = cfg["lr"], cfg["ridge"], 1.0 / math.sqrt(cfg["batch"])
+    n, times = cfg["n"], cfg["times"]
+    G = np.empty((n, m.k))
+    step = np.empty_like(theta)
+    t = 0.0
+    for j, ns in enumerate(_substeps(times, cfg["dt"])):
+        if ns:
+            tau = (times[j] - t) / ns
+            sq = math.sqrt(tau)
+            for _ in range(ns):
+                _force(m, params, X, Y, theta, G)
+                w = tau + (noise * sq) * rng.standard_normal(n)
+                _k.weighted_transpose(X, G, w, step)
+                theta -= lr * (step + (lam * tau) * theta)
+                if not rec.ok(theta):
+                    return
+            t = times[j]
+        if not rec.record(j, theta):
+            return
+
+
+def _run_gf(cfg, X, Y, theta, rng, rec):
+    m, params = cfg["model"], cfg["model"].param_array
+    lr, lam, times = cfg["lr"], cfg["ridge"], cfg["times"]
+    shape = theta.shape
+    G = np.empty((cfg["n"], m.k))
+    ones = np.ones(cfg["n"])
+
+    def rhs(th):
+        out = np.empty(shape)
+        _k.weighted_transpose(X, _force(m, params, X, Y, np.ascontiguousarray(th), G), ones, out)
+        return -lr * (out + lam * th)
+
+    if cfg["dt"] is None:
+        t0 = 0.0
+        if times[0] == 0.0:
+            if not rec.record(0, theta):
+                return
+        sol = integrate.solve_ivp(
+            lambda t, y: rhs(y.reshape(shape)).ravel(), (t0, float(times[-1])), theta.ravel(),
+            method="DOP853", t_eval=times, rtol=_GF_RTOL, atol=_GF_ATOL,
+        )
+        for j, t in enumerate(times):
+            if t == 0.0:
+                continue
+            hit = np.nonzero(sol.t == t)[0]
+            if not hit.size or not rec.record(j, sol.y[:, hit[0]].reshape(shape).copy()):
+                rec.diverged = True
+                return
+        return
+    t = 0.0
+    for j, ns in enumerate(_substeps(times, cfg["dt"])):
+        if ns:
+            tau = (times[j] - t) / ns
+            for _ in range(ns):  # classical RK4
+                k1 = rhs(theta)
+                k2 = rhs(theta + 0.5 * tau * k1)
+                k3 = rhs(theta + 0.5 * tau * k2)
+                k4 = rhs(theta + tau * k3)
+                theta += (tau / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+                if not rec.ok(theta):
+                    return
+            t = times[j]
+        if not rec.record(j, theta):
+            return

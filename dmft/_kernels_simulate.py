@@ -1,0 +1,120 @@
+"""Numba kernels behind :func:`dmft.simulate.simulate` (its only caller).
+
+Every kernel takes the model's njit functions as arguments, so none can be disk-cached
+(numba cannot cache functions with dispatcher-typed arguments); each compiles once per
+model and process. Kernels see only arrays and scalars.
+"""
+import numpy as np
+from numba import njit
+
+#: re-association lets LLVM vectorise the dot products (results stay deterministic)
+_FM = {"reassoc", "contract"}
+
+
+@njit(cache=False, fastmath=_FM)
+def sgd_steps(grad, params, X, Y, theta, idx, start, c, decay):
+    """Mini-batch SGD steps on a fixed data set, in place on ``theta`` (d, k).
+
+    Step ``s`` uses the batch ``idx[start[s]:start[s+1]]`` (row indices of ``X``):
+
+        theta <- decay * theta - c * sum_{i in batch} x_i l'(theta^T x_i, y_i)^T
+
+    with every gradient of the batch taken at the same (pre-step) ``theta``. Cost per
+    step O(batch * d * k): predictions are formed only for the batch.
+    """
+    d, k = theta.shape
+    n_steps = start.size - 1
+    maxb = 1
+    for s in range(n_steps):
+        maxb = max(maxb, start[s + 1] - start[s])
+    G = np.empty((maxb, k))
+    r = np.empty(k)
+    g = np.empty(k)
+    for s in range(n_steps):
+        b0 = start[s]
+        nb = start[s + 1] - b0
+        for j in range(nb):
+            i = idx[b0 + j]
+            if k == 1:
+                acc = 0.0
+                for a in range(d):
+                    acc += X[i, a] * theta[a, 0]
+                r[0] = acc
+            else:
+                for q in range(k):
+                    r[q] = 0.0
+                for a in range(d):
+                    xa = X[i, a]
+                    for q in range(k):
+                        r[q] += xa * theta[a, q]
+            grad(r, Y[i], params, g)
+            for q in range(k):
+                G[j, q] = c * g[q]
+        if decay != 1.0:
+            for a in range(d):
+                for q in range(k):
+                    theta[a, q] *= decay
+        for j in range(nb):
+            i = idx[b0 + j]
+            if k == 1:
+                gj = G[j, 0]
+                for a in range(d):
+                    theta[a, 0] -= X[i, a] * gj
+            else:
+                for a in range(d):
+                    xa = X[i, a]
+                    for q in range(k):
+                        theta[a, q] -= xa * G[j, q]
+
+
+@njit(cache=False, fastmath=_FM)
+def per_sample(loss, grad, params, X, theta, Y, G, want_loss, want_grad):
+    """Predictions ``r_i = theta^T x_i`` of all rows, then the sum of ``l(r_i, y_i)`` (if
+    ``want_loss``, else 0) and, if ``want_grad``, ``G[i] = l'(r_i, y_i)`` (the drift of SME
+    and gradient flow). Single-threaded, O(n d k)."""
+    n, d = X.shape
+    k = theta.shape[1]
+    r = np.empty(k)
+    g = np.empty(k)
+    total = 0.0
+    for i in range(n):
+        if k == 1:
+            acc = 0.0
+            for a in range(d):
+                acc += X[i, a] * theta[a, 0]
+            r[0] = acc
+        else:
+            for q in range(k):
+                r[q] = 0.0
+            for a in range(d):
+                xa = X[i, a]
+                for q in range(k):
+                    r[q] += xa * theta[a, q]
+        if want_loss:
+            total += loss(r, Y[i], params)
+        if want_grad:
+            grad(r, Y[i], params, g)
+            for q in range(k):
+                G[i, q] = g[q]
+    return total
+
+
+@njit(cache=True, fastmath=_FM)
+def weighted_transpose(X, G, w, out):
+    """``out = X^T (G * w[:, None])`` (d, k), single-threaded, O(n d k)."""
+    n, d = X.shape
+    k = G.shape[1]
+    out[:, :] = 0.0
+    for i in range(n):
+        for q in range(k):
+            gq = G[i, q] * w[i]
+            if gq != 0.0:
+                for a in range(d):
+                    out[a, q] += X[i, a] * gq
+
+
+@njit(cache=False)
+def teacher_labels(teacher, params, Rstar, EPS, Y):
+    """``Y[i] = sigma_star(Rstar[i], EPS[i])`` for every row."""
+    for i in range(Rstar.shape[0]):
+        teacher(Rstar[i], EPS[i], params, Y[i])
