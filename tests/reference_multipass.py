@@ -41,7 +41,8 @@ def sgd(model, X, Y, theta0, batches, c, decay):
 
 def simulate_sgd(model, *, d, delta, lr, batch, alpha, times, seed, n_seeds, ridge=0.0,
                  init_std=0.0):
-    """Whole SGD pipeline (with replacement), one sampling draw per output interval.
+    """Whole SGD pipeline (with replacement), one sampling draw per interval between
+    recorded steps; observables at ``t`` interpolate linearly between the steps around ``t/h``.
 
     Returns ``(train_loss, norm, overlap)`` with shapes (seed, time[, k, k or k_star]).
     """
@@ -55,17 +56,27 @@ def simulate_sgd(model, *, d, delta, lr, batch, alpha, times, seed, n_seeds, rid
         data_ss, sample_ss = child.spawn(2)
         X, Y, theta_star, theta = dataset(model, n, d, init_std, np.random.default_rng(data_ss))
         rng = np.random.default_rng(sample_ss)
-        step, tr, no, ov = 0, [], [], []
-        for t in times:
-            target = int(np.rint(t / h))
+        # observables at the steps around t, interpolated linearly in t
+        x = np.asarray(times, float) / h
+        lo = np.floor(x + 1e-9 * np.maximum(1, x)).astype(int)
+        w = np.where(x - lo > 1e-9 * np.maximum(1, x), x - lo, 0.0)
+        steps = sorted(set(lo.tolist()) | set((lo + (w > 0)).tolist()))
+        obs, step = {}, 0
+        for target in steps:
             if target > step:
                 idx = rng.integers(0, n, size=(target - step) * kappa)
                 theta = sgd(model, X, Y, theta, idx.reshape(-1, kappa), c, decay)
                 step = target
             R = X @ theta
-            tr.append(np.mean([model.loss(R[i], Y[i], model.param_array) for i in range(n)]))
-            no.append(theta.T @ theta / d)
-            ov.append(theta.T @ theta_star / d)
+            obs[target] = (np.mean([model.loss(R[i], Y[i], model.param_array) for i in range(n)]),
+                           theta.T @ theta / d, theta.T @ theta_star / d)
+        tr, no, ov = [], [], []
+        for a, wa in zip(lo, w):
+            both = [obs[a]] if wa == 0 else [obs[a], obs[a + 1]]
+            mix = [(1 - wa) * u + wa * v for u, v in zip(both[0], both[-1])]
+            tr.append(mix[0])
+            no.append(mix[1])
+            ov.append(mix[2])
         train.append(tr)
         norm.append(no)
         overlap.append(ov)

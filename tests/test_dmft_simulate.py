@@ -86,7 +86,7 @@ def test_sme_step_matches_reference():
 
 @pytest.mark.parametrize("dt", [None, 0.01])
 def test_gf_linear_matches_closed_form(dt):
-    """Adaptive (rtol 1e-9) and RK4 (dt = 0.01, error O(dt^4)) gradient flow vs the
+    """Adaptive (rtol 1e-7) and RK4 (dt = 0.01, error O(dt^4)) gradient flow vs the
     matrix exponential, with ridge and a random start."""
     d, n, lr, lam = 30, 60, 0.8, 0.3
     times = [0.0, 0.3, 1.0, 3.0]
@@ -96,8 +96,8 @@ def test_gf_linear_matches_closed_form(dt):
     X, Y, theta_star, theta0 = ref.dataset(LIN, n, d, 0.5, np.random.default_rng(data_ss))
     for j, t in enumerate(times):
         th = ref.gf_linear_exact(X, Y, theta0, lr=lr, ridge=lam, t=t)
-        np.testing.assert_allclose(ds.norm.values[0, j], th.T @ th / d, rtol=1e-7, atol=1e-10)
-        np.testing.assert_allclose(ds.overlap.values[0, j], th.T @ theta_star / d, rtol=1e-7,
+        np.testing.assert_allclose(ds.norm.values[0, j], th.T @ th / d, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(ds.overlap.values[0, j], th.T @ theta_star / d, rtol=1e-6,
                                    atol=1e-10)
 
 
@@ -164,6 +164,28 @@ def test_sgd_and_sme_agree_for_squared_loss():
         mean, sem = paired(sgd, sme, var)
         # Euler-Maruyama bias at lr dt = 0.005 is < 0.003 (docs/simulate.md)
         assert np.all(np.abs(mean) <= 4 * sem + 0.003), (var, mean, sem)
+
+
+def _distinct(d, n_seeds, pairs):
+    kw = dict(lr=2.0, d=d, times=[0.0, 2.0], n_seeds=n_seeds, seed=12)
+    ds = {"sgd": run(HUB, **kw), "sme": run(HUB, dynamics="sme", dt=0.01, **kw),
+          "gf": run(HUB, dynamics="gf", dt=0.02, **kw)}
+    for a, b in pairs:
+        mean, sem = paired(ds[a], ds[b], "norm")
+        assert mean[-1, 0] > 4 * sem[-1, 0], (a, b, mean, sem)
+
+
+def test_sgd_and_sme_differ_from_gf_for_huber_tanh():
+    """Nonlinear model at lr = 2, norm at t = 2: SGD 0.83, SME 0.76, GF 0.60
+    (docs/simulate.md). SME dt = 0.01 (bias -0.015, towards GF); GF by RK4, dt = 0.02
+    (error < 1e-7)."""
+    _distinct(500, 4, [("sgd", "gf"), ("sme", "gf")])
+
+
+@pytest.mark.slow
+def test_sgd_sme_gf_mutually_distinct_for_huber_tanh():
+    """SGD - SME (0.07) needs d = 2000: the per-seed spread of the norm is 0.01 there."""
+    _distinct(2000, 6, [("sgd", "sme"), ("sme", "gf"), ("sgd", "gf")])
 
 
 def test_sgd_alpha_independence():
