@@ -1,5 +1,548 @@
-"""DMFT solver (issue 5): placeholder until it lands."""
+"""DMFT solver for multi-pass SGD, SME and gradient flow (THEORY.md section 3; seeds 003, 004).
+
+One causal forward solver, three drivers of the per-sample force (:class:`Poisson` for SGD,
+:class:`Gaussian` for SME, :class:`Deterministic` for GF). The sample side is a Monte Carlo
+over ``n_paths`` typical training samples; the parameter side (linear and Gaussian for a
+ridge penalty) is solved exactly on the grid. See ``docs/dmft_theory.md`` for the
+derivation as implemented and every normalisation.
+"""
+from __future__ import annotations
+
+import math
+import time as _time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import errors, expectation, output
+from . import models as _models
+from . import _kernels_solve as _k
+
+__all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
+
+#: relative pivot below which a new Gaussian entry is treated as determined by the past
+CHOL_TOL = 1e-8
 
 
-def solve(model, **kwargs):
-    raise NotImplementedError("dmft.solve is being written")
+# ---------------------------------------------------------------- drivers
+@dataclass(frozen=True)
+class Poisson:
+    """SGD: ``z`` is a Poisson process of rate ``rate`` (= batch ``kappa_bar``).
+
+    Events are the exact jump times of each path (uniform order statistics given a
+    Poisson count); ``dz = 1`` at each.
+    """
+
+    rate: float
+    dense = False
+
+    def __post_init__(self):
+        errors.positive("rate", self.rate)
+
+    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float):
+        T = n_cells * dt
+        counts = rng.poisson(self.rate * T, size=n_paths)
+        jmax = max(int(counts.max()), 1)
+        s = T * (1.0 - rng.random((n_paths, jmax)))  # in (0, T]
+        s[np.arange(jmax)[None, :] >= counts[:, None]] = np.inf
+        s.sort(axis=1)
+        valid = np.isfinite(s)
+        x = np.where(valid, s / dt, 1.0)
+        cell = np.clip(np.ceil(x), 1, n_cells).astype(np.int64)
+        lam = np.clip(x - (cell - 1), 1e-12, 1.0)
+        cell[~valid] = 0
+        lam[~valid] = 0.0
+        return counts.astype(np.int64), cell, lam, np.where(valid, 1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class _Dense:
+    rate: float
+    dense = True
+
+    def __post_init__(self):
+        errors.positive("rate", self.rate)
+
+    def _dz(self, rng, shape, dt):
+        raise NotImplementedError
+
+    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float):
+        # one event per cell at its midpoint (midpoint rule for the drift, non-anticipating)
+        counts = np.full(n_paths, n_cells, dtype=np.int64)
+        cell = np.broadcast_to(np.arange(1, n_cells + 1, dtype=np.int64), (n_paths, n_cells)).copy()
+        lam = np.full((n_paths, n_cells), 0.5)
+        return counts, cell, lam, self._dz(rng, (n_paths, n_cells), dt)
+
+
+@dataclass(frozen=True)
+class Gaussian(_Dense):
+    """SME: ``dz = rate dt + sqrt(rate) dB`` (same mean and variance as the Poisson driver)."""
+
+    def _dz(self, rng, shape, dt):
+        return self.rate * dt + math.sqrt(self.rate * dt) * rng.standard_normal(shape)
+
+
+@dataclass(frozen=True)
+class Deterministic(_Dense):
+    """GF: ``dz = rate dt``."""
+
+    def _dz(self, rng, shape, dt):
+        return np.full(shape, self.rate * dt)
+
+
+DRIVERS = {"sgd": Poisson, "sme": Gaussian, "gf": Deterministic}
+
+# defaults per dynamics: (dt, n_paths)
+_DEFAULTS = {"sgd": (0.02, 16384), "sme": (0.04, 2048), "gf": (0.04, 2048)}
+
+
+# ---------------------------------------------------------------- helpers
+def _cell_lists(counts, cell, n_cells):
+    """Per grid cell: active paths and their event index range ``[lo, hi)`` in the cell."""
+    P, J = cell.shape
+    jj = np.broadcast_to(np.arange(J), (P, J))
+    pp = np.broadcast_to(np.arange(P)[:, None], (P, J))
+    valid = jj < counts[:, None]
+    c, p, j = cell[valid], pp[valid], jj[valid]
+    order = np.lexsort((j, p, c))
+    c, p, j = c[order], p[order], j[order]
+    bounds = np.searchsorted(c, np.arange(n_cells + 2))
+    out = [None] * (n_cells + 1)
+    for n in range(1, n_cells + 1):
+        ps, js = p[bounds[n]:bounds[n + 1]], j[bounds[n]:bounds[n + 1]]
+        up, idx, cnt = np.unique(ps, return_index=True, return_counts=True)
+        lo = js[idx].astype(np.int64)
+        out[n] = (up.astype(np.int64), lo, lo + cnt)
+    return out
+
+
+def _flat(X):
+    """(B, n, k, k) blocks -> (B, k, n k) row layout."""
+    B, n, k, _ = X.shape
+    return X.transpose(0, 2, 1, 3).reshape(B, k, n * k)
+
+
+def _blocks(X2, n, k):
+    """(B, n k, n k) block layout -> (B, n, n, k, k)."""
+    B = X2.shape[0]
+    return X2.reshape(B, n, k, n, k).transpose(0, 1, 3, 2, 4)
+
+
+class _ParamSide:
+    """Row ``n`` of the parameter-side kernels of every replica (THEORY section 3, linear).
+
+    Discretisation with hat functions on the grid: ``theta_n = src_n + sum_{j<=n} K_nj theta_j``,
+    ``K_nj = delta G_nj - lr ridge w_j`` (trapezoid weights ``w_j``), ``src = theta_0 + U +
+    delta nu theta*``. ``m_n + lr ridge int_0^t m = delta E[F_n w*^T]``;
+    ``nu_n = (Phi_n - sum_j G_nj m_j) rho^-1``; ``A`` the resolvent of ``(I - K)``;
+    ``R_n.`` from a unit step source at the kick with the right half-hat only at the kick;
+    ``C_n. = A_n. Sigma A^T`` with ``Sigma = q0 + delta S + delta^2 nu rho nu^T``.
+    Dense work is batched matrix-vector products (BLAS), ``O(n^2 k^2)`` per row.
+    """
+
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec):
+        self.k, self.ks, self.dt, self.delta, self.lr, self.ridge = k, ks, dt, delta, lr, ridge
+        self.q0, self.rho, self.rho_inv = q0, rho, np.linalg.inv(rho)
+        self.C, self.R, self.A, self.S = C, R, A, S
+        self.m, self.nu, self.Phi, self.asum, self.bvec = m, nu, Phi, asum, bvec
+
+    def row(self, n, Grow, Gprow):
+        k, ks, dt, delta, lr, ridge = self.k, self.ks, self.dt, self.delta, self.lr, self.ridge
+        C, R, A, S, m, nu, Phi = self.C, self.R, self.A, self.S, self.m, self.nu, self.Phi
+        B = C.shape[0]
+        nk, n1k = n * k, (n + 1) * k
+        eye = np.eye(k)
+        w = np.full(n + 1, dt)
+        w[0] = 0.5 * dt
+        w[n] = 0.5 * dt if n > 0 else 0.0
+        lam = lr * ridge
+        Kb = delta * Grow[:, : n + 1] - lam * w[None, :, None, None] * eye
+        K = _flat(Kb)
+        if n == 0:
+            m[:, 0] = delta * Phi[:, 0]
+        else:
+            wm = np.full(n, dt)
+            wm[0] = 0.5 * dt
+            m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
+        nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ self.rho_inv
+        Minv = np.linalg.inv(eye - Kb[:, n])
+        A[:, nk:n1k, nk:n1k] = Minv
+        R[:, nk:n1k, nk:n1k] = eye
+        if n > 0:
+            A[:, nk:n1k, :nk] = Minv @ (K[:, :, :nk] @ A[:, :nk, :nk])
+            # R_n,mm = Minv [I + sum_{mm<=j<n} K_nj R_j,mm - (K - K^+)_n,mm], K^+ = right half-hat
+            wl = np.full(n, 0.5 * dt)
+            wl[0] = 0.0
+            Km = _flat(delta * (Grow[:, :n] - Gprow[:, :n]) - lam * wl[None, :, None, None] * eye)
+            src = K[:, :, :nk] @ R[:, :nk, :nk] - Km + np.tile(eye, n)
+            R[:, nk:n1k, :nk] = Minv @ src
+        Arow = A[:, nk:n1k, :n1k]
+        self.asum[:, n] = Arow.reshape(B, k, n + 1, k).sum(axis=2)
+        self.bvec[:, n] = delta * (Arow @ nu[:, : n + 1].reshape(B, n1k, ks))
+        X = delta * (Arow @ S[:, :n1k, :n1k])
+        Crow = X @ np.swapaxes(A[:, :n1k, :n1k], -1, -2)
+        Crow += np.einsum("bah,hg,bmeg->bame", self.asum[:, n], self.q0,
+                          self.asum[:, : n + 1]).reshape(B, k, n1k)
+        Crow += np.einsum("bah,hg,bmeg->bame", self.bvec[:, n], self.rho,
+                          self.bvec[:, : n + 1]).reshape(B, k, n1k)
+        diag = Crow[:, :, nk:n1k]
+        Crow[:, :, nk:n1k] = 0.5 * (diag + np.swapaxes(diag, -1, -2))
+        C[:, nk:n1k, :n1k] = Crow
+        C[:, :n1k, nk:n1k] = np.swapaxes(Crow, -1, -2)
+
+
+def solve(
+    model,
+    *,
+    delta: float = 2.0,
+    lr: float = 2.0,
+    batch: float = 1.0,
+    dynamics: str = "sgd",
+    t_max: float = 4.0,
+    dt: float | None = None,
+    n_time: int = 101,
+    n_paths: int | None = None,
+    n_replicas: int = 8,
+    ridge: float = 0.0,
+    init_std: float = 0.0,
+    corrector: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+    max_memory_gb: float = 4.0,
+):
+    """Solve the dynamical mean-field equations of multi-pass SGD / SME / GF.
+
+    Parameters
+    ----------
+    model : dmft.models.Model or str
+        Loss, derivatives and teacher (THEORY.md section 1).
+    delta : float
+        Samples per dimension ``n/d``.
+    lr : float
+        Learning-rate scale ``eta_bar``.
+    batch : float
+        Batch scale ``kappa_bar`` (Poisson rate); per-sample step ``c = lr/batch``;
+        one epoch is ``t = 1/batch``.
+    dynamics : {"sgd", "sme", "gf"}
+        Driver of the per-sample force: Poisson jumps, Gaussian diffusion, deterministic.
+    t_max, dt : float
+        Horizon and largest grid step; the step used is ``t_max / N`` with ``N`` the
+        smallest multiple of ``n_time - 1`` with ``t_max / N <= dt``.
+        Default ``dt`` 0.02 for SGD, 0.04 for SME/GF.
+    n_time : int
+        Output times ``linspace(0, t_max, n_time)`` (the default of :func:`dmft.simulate`,
+        so ``theory - simulation`` is one subtraction).
+    n_paths : int
+        Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
+        Default 16384 for SGD, 2048 for SME/GF.
+    n_replicas : int
+        The paths are split into this many independent replicas solved in lock-step;
+        outputs are replica means, ``*_sem`` the replica standard errors.
+    ridge : float
+        Ridge ``lam`` of ``R(theta) = sum_i l + lam |theta|^2 / 2``.
+    init_std : float
+        Initial coordinates ``theta_0 ~ N(0, init_std^2 I_k)``.
+    corrector : int
+        Corrector sweeps of the current step (sample side re-run with the corrected
+        kernel row); the last change is reported as ``attrs['corrector_residual']``.
+    seed : int
+        Seed; equal seeds give bit-identical output.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``train_loss``, ``test_loss`` (time); ``norm`` (time, student, student2) =
+        ``C_theta(t, t)``; ``overlap`` (time, student, teacher) = ``m(t)``;
+        ``correlation``, ``response`` (time, time2, student, student2); each with a
+        ``*_sem``; coordinate ``epoch = t * batch``; inputs and diagnostics in ``attrs``.
+
+    Examples
+    --------
+    >>> import dmft
+    >>> ds = dmft.solve(dmft.models.linear_regression(0.5), delta=2, lr=0.5, dynamics="gf",
+    ...                 t_max=1.0, n_paths=256, progress=False)
+    >>> round(float(ds.test_loss[-1]), 2)
+    0.28
+    """
+    t_start = _time.perf_counter()
+    model = _models.get(model)
+    delta = errors.positive("delta", delta)
+    lr = errors.positive("lr", lr)
+    batch = errors.positive("batch", batch)
+    dynamics = errors.choice("dynamics", dynamics, tuple(DRIVERS))
+    t_max = errors.positive("t_max", t_max)
+    d_dt, d_paths = _DEFAULTS[dynamics]
+    dt = errors.positive("dt", d_dt if dt is None else dt)
+    if dt > t_max:
+        raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
+    n_time = errors.positive_int("n_time", n_time, minimum=2)
+    n_replicas = errors.positive_int("n_replicas", n_replicas, minimum=2)
+    n_paths = errors.positive_int("n_paths", d_paths if n_paths is None else n_paths,
+                                  minimum=n_replicas)
+    ridge = errors.nonnegative("ridge", ridge)
+    init_std = errors.nonnegative("init_std", init_std)
+    corrector = errors.positive_int("corrector", corrector, minimum=0)
+    max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
+    ss = errors.seed_sequence(seed)
+    if model.k_star < 1:
+        raise errors.ParameterError(
+            f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
+    driver = DRIVERS[dynamics](batch)
+
+    every = max(1, math.ceil(t_max / dt / (n_time - 1) - 1e-9))
+    N = every * (n_time - 1)
+    dt = t_max / N
+    out_steps = np.arange(n_time) * every
+    k, ks = model.k, model.k_star
+    B = n_replicas
+    Pb = -(-n_paths // B)
+    P = Pb * B
+    c = lr / batch
+    jmax_est = N if driver.dense else int(batch * t_max + 6 * math.sqrt(batch * t_max) + 8)
+    D = ks + (N + 1) * k
+    mem = 8 * (4 * B * (N + 1) ** 2 * k * k + B * D * D + P * D
+               + P * jmax_est * (jmax_est + 1) // 2 * k * k)
+    if mem > max_memory_gb * 2**30:
+        raise errors.ParameterError(
+            f"n_paths={n_paths!r} is not allowed with dt={dt:g}, t_max={t_max:g}: the solve needs "
+            f"{mem / 2**30:.1f} GB > max_memory_gb={max_memory_gb:g}; lower n_paths or raise dt")
+
+    # ------------------------------------------------ random inputs (seeded)
+    s_z, s_ev, s_eps = ss.spawn(3)
+    rng_z = np.random.default_rng(s_z)
+    Z = rng_z.standard_normal((P, D))
+    counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, dt)
+    jmax = ev_cell.shape[1]
+    eps = np.random.default_rng(s_eps).standard_normal((P, model.noise_dim))
+
+    rho = np.eye(ks)
+    q0 = init_std**2 * np.eye(k)
+    params = model.param_array
+
+    # ------------------------------------------------ state (block layout [n k + a, m k + e])
+    NK = (N + 1) * k
+    C = np.zeros((B, NK, NK))
+    R = np.zeros((B, NK, NK))
+    A = np.zeros((B, NK, NK))
+    S = np.zeros((B, NK, NK))
+    m = np.zeros((B, N + 1, k, ks))
+    nu = np.zeros((B, N + 1, k, ks))
+    Phi = np.zeros((B, N + 1, k, ks))
+    asum = np.zeros((B, N + 1, k, k))
+    bvec = np.zeros((B, N + 1, k, ks))
+    Gprev = np.zeros((B, N + 1, k, k))
+    Gpprev = np.zeros((B, N + 1, k, k))
+    Gprev2 = Gprev.copy()
+    Gpprev2 = Gpprev.copy()
+    L = np.zeros((B, D, D))
+    g = np.zeros((P, jmax, k))
+    gp = np.zeros((P, jmax, k, k))
+    psi = np.zeros((P, jmax * (jmax + 1) // 2 * k * k))
+    n_done = np.zeros(P, dtype=np.int64)
+    W = np.zeros((P, k))
+    all_paths = np.arange(P, dtype=np.int64)
+    train = np.zeros((n_time, B))
+    train2 = np.zeros((n_time, B))
+    pivots = [np.inf, 0]
+    par = _ParamSide(k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec)
+
+    def chol_rows(n):
+        row0 = ks + n * k
+        for b in range(B):
+            for a in range(k):
+                cov = np.empty(row0 + a + 1)
+                cov[:ks] = m[b, n, a, :]
+                cov[ks:row0 + a + 1] = C[b, n * k + a, : n * k + a + 1]
+                d = _k.chol_row(L[b], cov, row0 + a, CHOL_TOL)
+                pivots[0] = min(pivots[0], d / max(cov[-1], 1e-300))
+                pivots[1] += int(L[b, row0 + a, row0 + a] == 0.0)
+
+    # teacher rows of the joint factor, labels
+    for b in range(B):
+        for i in range(ks):
+            _k.chol_row(L[b], rho[i, : i + 1].copy(), i, CHOL_TOL)
+    wstar = np.ascontiguousarray(Z[:, :ks] @ L[0, :ks, :ks].T)
+    y = np.zeros((P, model.label_dim))
+    _k.labels(model.teacher, params, wstar, eps, y)
+
+    # row 0
+    Grow = np.zeros((B, N + 1, k, k))
+    par.row(0, Grow, Gpprev)
+    chol_rows(0)
+    _k.grid_field(L, Z, ks, k, Pb, all_paths, W)
+    _k.train_loss(model.loss, params, 0, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, R, y,
+                  train[0], train2[0])
+
+    if not driver.dense:
+        cells = _cell_lists(counts, ev_cell, N)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=N, desc=f"dmft.solve {dynamics}", leave=False)
+    residual = 0.0
+    dGm = np.zeros((B, N + 1, k, k))
+    dGp = np.zeros((B, N + 1, k, k))
+    dS = np.zeros((B, N + 1, k, k))
+    dFF = np.zeros((B, k, k))
+    dPhi = np.zeros((B, k, ks))
+    try:
+        for n in range(1, N + 1):
+            nk, n1k = n * k, (n + 1) * k
+            if driver.dense:
+                active = all_paths
+                lo = np.full(P, n - 1, dtype=np.int64)
+                hi = lo + 1
+            else:
+                active, lo, hi = cells[n]
+            # predictor: the parameter side with linearly extrapolated sample-side inputs
+            # (G row, F -> 2 F_{n-1} - F_{n-2}, Phi), so the predicted kernel row is
+            # A Sigma A^T with a PSD Sigma and stays consistent with the earlier rows
+            if n >= 2:
+                Grow = 2 * Gprev - Gprev2
+                Gprow = 2 * Gpprev - Gpprev2
+                S[:, nk:n1k, :nk] = 2 * S[:, nk - k:nk, :nk] - S[:, nk - 2 * k:nk - k, :nk]
+                s11 = S[:, nk - k:nk, nk - k:nk]
+                s22 = S[:, nk - 2 * k:nk - k, nk - 2 * k:nk - k]
+                s12 = S[:, nk - k:nk, nk - 2 * k:nk - k]
+                S[:, nk:n1k, nk:n1k] = 4 * s11 + s22 - 2 * s12 - 2 * np.swapaxes(s12, -1, -2)
+                Phi[:, n] = 2 * Phi[:, n - 1] - Phi[:, n - 2]
+            else:
+                Grow, Gprow = Gprev.copy(), Gpprev.copy()
+                S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk]
+                S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk]
+                Phi[:, n] = Phi[:, n - 1]
+            S[:, :nk, nk:n1k] = np.swapaxes(S[:, nk:n1k, :nk], -1, -2)
+            par.row(n, Grow, Gprow)
+            Wnew = np.zeros((active.size, k))
+            Wold = np.zeros((active.size, k))
+            if active.size:
+                _k.grid_field(L, Z, ks + (n - 1) * k, k, Pb, active, Wold)
+            dF = np.zeros((active.size, k))
+            prev_row = C[:, nk:n1k, :n1k].copy()
+            for it in range(corrector + 1):
+                chol_rows(n)
+                if active.size:
+                    _k.grid_field(L, Z, ks + n * k, k, Pb, active, Wnew)
+                dGm[:] = 0.0
+                dGp[:] = 0.0
+                dS[:] = 0.0
+                dFF[:] = 0.0
+                dPhi[:] = 0.0
+                if active.size:
+                    _k.sample_cell(model.grad, model.hess, params, n, c, Pb, active, lo, hi,
+                                   ev_cell, ev_lam, ev_dz, Wold, Wnew, R, y, wstar, g, gp, psi,
+                                   dGm, dGp, dS, dFF, dPhi, dF)
+                Grow = Gprev + dGm + dGp
+                Gprow = Gpprev + dGp
+                S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(dS[:, :n])
+                d1 = dS[:, n - 1]
+                S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk] + d1 + np.swapaxes(d1, -1, -2) + dFF
+                S[:, :nk, nk:n1k] = np.swapaxes(S[:, nk:n1k, :nk], -1, -2)
+                Phi[:, n] = Phi[:, n - 1] + dPhi
+                par.row(n, Grow, Gprow)
+                row = C[:, nk:n1k, :n1k].copy()
+                if it == corrector:
+                    scale = max(1.0, float(np.abs(row).max()))
+                    residual = max(residual, float(np.abs(row - prev_row).max()) / scale)
+                prev_row = row
+            cnn = C[:, nk:n1k, nk:n1k]
+            if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > 1e12:
+                raise errors.DivergenceError(
+                    f"norm diverged at time {n * dt:.4g}; lower the learning rate", n * dt)
+            chol_rows(n)
+            n_done[active] = hi
+            Gprev2, Gpprev2 = Gprev, Gpprev
+            Gprev, Gpprev = Grow, Gprow
+            if n % every == 0:
+                o = n // every
+                _k.grid_field(L, Z, ks + n * k, k, Pb, all_paths, W)
+                _k.train_loss(model.loss, params, n, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g,
+                              W, R, y, train[o], train2[o])
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    min_pivot, n_zero_pivots = pivots
+    C = _blocks(C, N + 1, k)
+    R = _blocks(R, N + 1, k)
+
+    # ------------------------------------------------ outputs (on the n_time output steps)
+    time = out_steps * dt
+    o = out_steps
+    norm_b = C[:, o, o]  # (B, n_time, k, k)
+    m_b = m[:, o]
+    C = C[:, o][:, :, o]
+    R = R[:, o][:, :, o]
+
+    def mean_sem(x, axis=0):
+        return x.mean(axis), x.std(axis, ddof=1) / math.sqrt(x.shape[axis])
+
+    tr, tr_s = mean_sem(train.T)
+    nm, nm_s = mean_sem(norm_b)
+    ov, ov_s = mean_sem(m_b)
+    co, co_s = mean_sem(C)
+    re, re_s = mean_sem(R)
+    output.check_finite("norm", time, nm)
+    tl, tl_b = _test_losses(model, nm, ov, norm_b, m_b, rho)
+    tl_s = tl_b.std(0, ddof=1) / math.sqrt(B)
+    output.check_finite("test_loss", time, tl)
+    output.check_finite("train_loss", time, tr)
+    kdims = ("time", "student", "student2")
+    odims = ("time", "student", "teacher")
+    kk = ("time", "time2", "student", "student2")
+    variables = {
+        "train_loss": (("time",), tr), "train_loss_sem": (("time",), tr_s),
+        "test_loss": (("time",), tl), "test_loss_sem": (("time",), tl_s),
+        "norm": (kdims, nm), "norm_sem": (kdims, nm_s),
+        "overlap": (odims, ov), "overlap_sem": (odims, ov_s),
+        "correlation": (kk, co), "correlation_sem": (kk, co_s),
+        "response": (kk, re), "response_sem": (kk, re_s),
+    }
+    coords = {
+        "time": time, "time2": time, "epoch": ("time", time * batch),
+        "student": np.arange(k), "student2": np.arange(k), "teacher": np.arange(ks),
+    }
+    ev_per_path = float(counts.mean())
+    attrs = {
+        "solver": "dmft.solve", "dynamics": dynamics, "driver": repr(driver),
+        **model.attrs(),
+        "delta": delta, "lr": lr, "batch": batch, "c": c, "t_max": t_max, "dt": dt,
+        "n_steps": N, "n_time": n_time, "n_paths": P, "n_replicas": B, "ridge": ridge, "init_std": init_std,
+        "corrector": corrector, "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
+        "corrector_residual": residual, "events_per_path": ev_per_path,
+        "max_events_per_path": int(counts.max()), "chol_min_relative_pivot": float(min_pivot),
+        "chol_zero_pivots": int(n_zero_pivots), "memory_gb": mem / 2**30,
+        "runtime_s": _time.perf_counter() - t_start,
+        "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
+                      "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
+    }
+    return output.build(variables, coords, attrs)
+
+
+def _test_losses(model, q, mo, q_b, m_b, rho):
+    """Test loss ``E l(r, y)``, ``(r, w*)`` Gaussian ``[[q, m], [m^T, rho]]``, at the replica
+    means, and per replica to first order (Price's theorem: ``dL/dq = E[l'']/2``,
+    ``dL/dm = E[d2 l/dr dr*]``, both returned by the same quadrature)."""
+    T = q.shape[0]
+    k, ks = model.k, model.k_star
+    out = np.empty(T)
+    lin = np.empty(q_b.shape[:2])
+    zeros = np.zeros(k + ks)
+    cov = np.zeros((k + ks, k + ks))
+    cov[k:, k:] = rho
+    for n in range(T):
+        cov[:k, :k] = q[n]
+        cov[:k, k:] = mo[n]
+        cov[k:, :k] = mo[n].T
+        mom = expectation.gaussian_moments(model, zeros, cov)
+        out[n] = mom.loss
+        dq = q_b[:, n] - q[n]
+        dm = m_b[:, n] - mo[n]
+        lin[:, n] = mom.loss + 0.5 * np.einsum("ab,xab->x", mom.hess, dq) + np.einsum(
+            "ae,xae->x", mom.hess_star, dm)
+    return out, lin

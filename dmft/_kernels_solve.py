@@ -1,0 +1,262 @@
+"""Numba kernels behind :func:`dmft.solve` (each called by exactly one wrapper in solve.py).
+
+Array conventions (``B`` replicas, grid ``t_n = n dt``, ``n = 0..N``, ``k`` student and
+``ks`` teacher directions):
+
+* two-time kernels in block layout ``X[b, n k + a, m k + e]`` (``k x k`` blocks), e.g. ``R``;
+* per-path event tables ``ev_cell[p, j]`` (grid cell ``(t_{m-1}, t_m]`` of event ``j``),
+  ``ev_lam[p, j]`` (position in the cell, in ``(0, 1]``), ``ev_dz[p, j]`` (driver increment);
+* the pathwise tangents ``psi[p, tri(j, i) k^2 + a k + e]`` = ``d r(s_j-) / d r(s_i-)`` in packed
+  lower-triangular storage ``tri(j, i) = j (j + 1) / 2 + i``.
+
+Kernels that take the model's functions as arguments are numba dispatcher arguments and
+cannot be disk cached (``cache=False``); pure-array kernels are cached.
+"""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _rinterp(R, n, lt, m, ls, out):
+    """``R_theta(t, s)`` at ``t = t_{n-1} + lt dt``, ``s = t_{m-1} + ls dt`` (``m <= n``).
+
+    ``R`` is one replica's kernel in block layout ``R[n k + a, m k + e]``. Bilinear on the
+    grid square when the cells differ; in the same cell the time-translation form
+    ``R(t, s) = I + ((t - s)/dt) (R(t_n, t_{n-1}) - I)`` (exact ``R(s, s) = I``).
+    """
+    k = out.shape[0]
+    if m < n:
+        w00 = (1.0 - lt) * (1.0 - ls)
+        w01 = (1.0 - lt) * ls
+        w10 = lt * (1.0 - ls)
+        w11 = lt * ls
+        r0 = (n - 1) * k
+        r1 = n * k
+        c0 = (m - 1) * k
+        c1 = m * k
+        for a in range(k):
+            for b in range(k):
+                out[a, b] = (w00 * R[r0 + a, c0 + b] + w01 * R[r0 + a, c1 + b]
+                             + w10 * R[r1 + a, c0 + b] + w11 * R[r1 + a, c1 + b])
+    else:
+        f = lt - ls
+        r1 = n * k
+        c0 = (n - 1) * k
+        for a in range(k):
+            for b in range(k):
+                out[a, b] = f * R[r1 + a, c0 + b]
+            out[a, a] += 1.0 - f
+
+
+@njit(cache=True)
+def chol_row(L, cov, row, tol):
+    """Append row ``row`` of a lower-triangular factor ``L`` with ``L L^T = Cov``.
+
+    ``cov[:row + 1]`` is the covariance of the new entry with entries ``0..row``.
+    Semi-definite: columns with zero pivot are skipped, and a pivot below
+    ``tol * cov[row]`` is set to zero (the entry is then a deterministic function of the
+    earlier ones). Returns the clipped pivot (negative values flag indefiniteness).
+    """
+    s = 0.0
+    for i in range(row):
+        acc = cov[i]
+        for j in range(i):
+            acc -= L[row, j] * L[i, j]
+        if L[i, i] > 0.0:
+            L[row, i] = acc / L[i, i]
+        else:
+            L[row, i] = 0.0
+        s += L[row, i] * L[row, i]
+    d = cov[row] - s
+    if d > tol * max(abs(cov[row]), 1e-300):
+        L[row, row] = np.sqrt(d)
+    else:
+        L[row, row] = 0.0
+    for j in range(row + 1, L.shape[1]):
+        L[row, j] = 0.0
+    return d
+
+
+@njit(cache=True, fastmath=True)
+def grid_field(L, Z, row0, k, Pb, paths, out):
+    """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""
+    for q in range(paths.size):
+        p = paths[q]
+        b = p // Pb
+        for a in range(k):
+            row = row0 + a
+            acc = 0.0
+            for i in range(row + 1):
+                acc += L[b, row, i] * Z[p, i]
+            out[q, a] = acc
+
+
+@njit(cache=False)
+def sample_cell(grad, hess, params, n, c, Pb, paths, lo, hi, ev_cell, ev_lam, ev_dz,
+                Wprev, Wnew, R, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, dF):
+    """Advance every active path over the cell ``(t_{n-1}, t_n]``.
+
+    For event ``j`` of path ``p`` at ``s_j`` (events ``lo[q] <= j < hi[q]`` lie in the cell):
+    ``r(s_j-) = w(s_j) + c sum_{i<j} R(s_j, s_i) g_i dz_i`` with ``w`` linear in time
+    between ``Wprev[q]`` (``t_{n-1}``) and ``Wnew[q]`` (``t_n``); ``g = -l'``, ``g' = -l''``;
+    tangents ``psi_ji = sum_{i<=l<j} c R(s_j, s_l) g'_l dz_l psi_li``, ``psi_jj = I``.
+    Accumulates (divided by the replica size ``Pb``) the increments of
+    ``G(t_n, .)`` on the hat functions of the grid (``dGm``: weight ``lam`` to the cell's
+    right node, ``dGp``: ``1 - lam`` to its left node), ``dS[b, m] = E[dF F(t_m)^T]``,
+    ``dFF = E[dF dF^T]``, ``dPhi = E[dF w*^T]``; ``dF[q]`` is the path's force increment.
+    """
+    k = Wprev.shape[1]
+    ks = wstar.shape[1]
+    Jmax = ev_cell.shape[1]
+    Rt = np.empty((k, k))
+    r = np.empty(k)
+    gv = np.empty(k)
+    H = np.empty((k, k))
+    M = np.empty((Jmax, k, k))
+    acc1 = np.empty(Jmax + 1)
+    kk = k * k
+    X = np.empty((k, k))
+    Fh = np.empty(k)
+    dFp = np.empty(k)
+    inv = 1.0 / Pb
+    for q in range(paths.size):
+        p = paths[q]
+        b = p // Pb
+        Rb = R[b]
+        yp = y[p]
+        for a in range(k):
+            dFp[a] = 0.0
+        for j in range(lo[q], hi[q]):
+            lt = ev_lam[p, j]
+            for a in range(k):
+                r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
+            for l in range(j):
+                _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
+                f = c * ev_dz[p, l]
+                for a in range(k):
+                    acc = 0.0
+                    for e in range(k):
+                        acc += Rt[a, e] * g[p, l, e]
+                    r[a] += f * acc
+                    for e in range(k):
+                        acc = 0.0
+                        for h in range(k):
+                            acc += Rt[a, h] * gp[p, l, h, e]
+                        M[l, a, e] = f * acc
+            grad(r, yp, params, gv)
+            hess(r, yp, params, H)
+            for a in range(k):
+                g[p, j, a] = -gv[a]
+                for e in range(k):
+                    gp[p, j, a, e] = -H[a, e]
+            base = j * (j + 1) // 2
+            psp = psi[p]
+            ps1 = psp
+            for i in range(j + 1):
+                acc1[i] = 0.0
+                for a in range(k):
+                    for e in range(k):
+                        psp[(base + i) * kk + a * k + e] = 0.0
+            # psi_ji = sum_{l<j} M_l psi_li, looping l outside for contiguous rows
+            for l in range(j):
+                bl = l * (l + 1) // 2
+                if k == 1:
+                    ml = M[l, 0, 0]
+                    if ml != 0.0:
+                        for i in range(l + 1):
+                            acc1[i] += ml * ps1[bl + i]
+                else:
+                    for i in range(l + 1):
+                        for a in range(k):
+                            for h in range(k):
+                                mah = M[l, a, h]
+                                for e in range(k):
+                                    psp[(base + i) * kk + a * k + e] += mah * psp[(bl + i) * kk + h * k + e]
+            if k == 1:
+                for i in range(j):
+                    ps1[base + i] = acc1[i]
+            for a in range(k):
+                psp[(base + j) * kk + a * k + a] = 1.0
+            f = c * ev_dz[p, j]
+            for i in range(j + 1):
+                for a in range(k):
+                    for e in range(k):
+                        acc = 0.0
+                        for h in range(k):
+                            acc += gp[p, j, a, h] * psp[(base + i) * kk + h * k + e]
+                        X[a, e] = f * acc * inv
+                ci = ev_cell[p, i]
+                li = ev_lam[p, i]
+                for a in range(k):
+                    for e in range(k):
+                        dGm[b, ci, a, e] += li * X[a, e]
+                        dGp[b, ci - 1, a, e] += (1.0 - li) * X[a, e]
+            for a in range(k):
+                dFp[a] += f * g[p, j, a]
+        for a in range(k):
+            dF[q, a] = dFp[a]
+            Fh[a] = 0.0
+        # E[dF F(t_m)^T] for m < n from the path's committed events (piecewise constant F)
+        ptr = 0
+        L0 = lo[q]
+        for m in range(n):
+            while ptr < L0 and ev_cell[p, ptr] <= m:
+                f = c * ev_dz[p, ptr]
+                for a in range(k):
+                    Fh[a] += f * g[p, ptr, a]
+                ptr += 1
+            if ptr > 0:
+                for a in range(k):
+                    for e in range(k):
+                        dS[b, m, a, e] += dFp[a] * Fh[e] * inv
+        for a in range(k):
+            for e in range(k):
+                dFF[b, a, e] += dFp[a] * dFp[e] * inv
+            for e in range(ks):
+                dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
+
+
+@njit(cache=False)
+def train_loss(loss, params, n, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, R, y, out, out2):
+    """Replica means of ``l(r(t_n), y)`` and ``l^2``, ``r(t_n) = w(t_n) + c sum_{s_i<=t_n} R(t_n, s_i) g_i dz_i``."""
+    P = W.shape[0]
+    k = W.shape[1]
+    r = np.empty(k)
+    r1 = n * k
+    for b in range(B):
+        out[b] = 0.0
+        out2[b] = 0.0
+    for p in range(P):
+        b = p // Pb
+        Rb = R[b]
+        for a in range(k):
+            r[a] = W[p, a]
+        for i in range(n_done[p]):
+            m = ev_cell[p, i]
+            ls = ev_lam[p, i]
+            f = c * ev_dz[p, i]
+            if m < n:
+                c0 = (m - 1) * k
+                c1 = m * k
+                for a in range(k):
+                    acc = 0.0
+                    for e in range(k):
+                        acc += ((1.0 - ls) * Rb[r1 + a, c0 + e] + ls * Rb[r1 + a, c1 + e]) * g[p, i, e]
+                    r[a] += f * acc
+            else:
+                c0 = (n - 1) * k
+                for a in range(k):
+                    acc = ls * g[p, i, a]
+                    for e in range(k):
+                        acc += (1.0 - ls) * Rb[r1 + a, c0 + e] * g[p, i, e]
+                    r[a] += f * acc
+        v = loss(r, y[p], params)
+        out[b] += v / Pb
+        out2[b] += v * v / Pb
+
+
+@njit(cache=False)
+def labels(teacher, params, wstar, eps, out):
+    """``out[p] = teacher(w*_p, eps_p)`` for every path."""
+    for p in range(wstar.shape[0]):
+        teacher(wstar[p], eps[p], params, out[p])
