@@ -107,8 +107,11 @@ class Moments(NamedTuple):
 
 
 def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
+    """Principal square root: unlike Cholesky or ``V sqrt(w)`` it is unique and continuous
+    in ``cov``, so quadrature points move smoothly and ODE solvers see a smooth right-hand
+    side even where eigenvalues are degenerate."""
     w, v = np.linalg.eigh(0.5 * (cov + cov.T))
-    return v * np.sqrt(np.clip(w, 0.0, None))
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
 def gaussian_moments(model, mean, cov, *, label=None, rule=None) -> Moments:

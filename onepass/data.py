@@ -1,0 +1,284 @@
+"""Gaussian-mixture data with commuting (diagonal) covariances (THEORY.md section 2).
+
+Class ``c`` (probability ``p_c``) has samples ``a = mu_c + K_c^{1/2} xi`` with
+``K_c = diag(eigenvalues[c])`` in one common basis. Soft-label (teacher-student) data
+carries teacher rows ``X*`` (``k_star x d``); hard-label data has no teacher and the
+label of class ``c`` is ``model.labels_for_classes(C)[c]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dmft import errors
+
+
+# ------------------------------------------------------------------ spectra
+@dataclass(frozen=True)
+class Identity:
+    """``K = I``; the mean profile is flat."""
+
+    def eigenvalues(self, d: int, n_classes: int) -> np.ndarray:
+        return np.ones((n_classes, d))
+
+    def mean_profile(self, d: int) -> np.ndarray:
+        return np.ones(d)
+
+
+@dataclass(frozen=True)
+class ZeroOne:
+    """Two classes with eigenvalues in {0, 1}: ``lam^(1) = j``, ``lam^(2) = k`` on ``I_jk``.
+
+    ``fractions`` are the sizes of ``I00, I01, I10, I11`` as fractions of ``d``.
+    """
+
+    fractions: tuple = (0.25, 0.25, 0.25, 0.25)
+
+    def __post_init__(self):
+        f = errors.finite_array("fractions", self.fractions, shape=(4,), nonnegative=True)
+        if abs(f.sum() - 1) > 1e-12:
+            raise errors.ParameterError(f"fractions={self.fractions!r} is not allowed: fractions must sum to 1")
+
+    def eigenvalues(self, d: int, n_classes: int) -> np.ndarray:
+        if n_classes != 2:
+            raise errors.ParameterError(f"n_classes={n_classes!r} is not allowed: the zero-one model has 2 classes")
+        sizes = np.floor(np.asarray(self.fractions) * d).astype(int)
+        sizes[-1] = d - sizes[:-1].sum()
+        pattern = [(0, 0), (0, 1), (1, 0), (1, 1)]
+        lam = np.concatenate([np.tile(np.array(p, float)[:, None], (1, s)) for p, s in zip(pattern, sizes)], axis=1)
+        return lam
+
+    def mean_profile(self, d: int) -> np.ndarray:
+        return np.ones(d)
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``lam_i = (i/d)^alpha`` and mean profile ``mu_i^2 ∝ (i/d)^beta`` (seed 002).
+
+    Phase transition at ``alpha = 1 + beta``: mild (``alpha < 1 + beta``) risk saturates,
+    extreme (``alpha >= 1 + beta``) keeps falling.
+    """
+
+    alpha: float = 1.2
+    beta: float = 1.0
+
+    def __post_init__(self):
+        errors.nonnegative("alpha", self.alpha)
+        errors.nonnegative("beta", self.beta)
+
+    def eigenvalues(self, d: int, n_classes: int) -> np.ndarray:
+        u = np.arange(1, d + 1) / d
+        return np.tile(u**self.alpha, (n_classes, 1))
+
+    def mean_profile(self, d: int) -> np.ndarray:
+        u = np.arange(1, d + 1) / d
+        return u ** (self.beta / 2)
+
+
+SPECTRA = {"identity": Identity, "zero_one": ZeroOne, "power_law": PowerLaw}
+
+
+# ------------------------------------------------------------------ data
+@dataclass(frozen=True, eq=False)
+class GaussianMixture:
+    """Per-coordinate description of the data; arrays are read-only.
+
+    means: (C, d); eigenvalues: (C, d); probs: (C,); teacher: (k_star, d) or None.
+    """
+
+    means: np.ndarray
+    eigenvalues: np.ndarray
+    probs: np.ndarray
+    teacher: np.ndarray | None = None
+    name: str = "gaussian_mixture"
+    description: dict = field(default_factory=dict)
+
+    @property
+    def d(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def k_star(self) -> int:
+        return 0 if self.teacher is None else self.teacher.shape[0]
+
+    @property
+    def trace_ratio(self) -> np.ndarray:
+        """``Tr K_c / d`` per class (the average eigenvalue)."""
+        return self.eigenvalues.mean(axis=1)
+
+    def attrs(self) -> dict:
+        return {
+            "data": self.name, "d": self.d, "n_classes": self.n_classes, "probs": self.probs,
+            "mean_norms": np.linalg.norm(self.means, axis=1), "trace_ratio": self.trace_ratio,
+            "teacher_norms": np.linalg.norm(self.teacher, axis=1) if self.teacher is not None else "None",
+            **{f"data_{k}": v for k, v in self.description.items()},
+        }
+
+
+def _spectrum(s):
+    if isinstance(s, str):
+        if s not in SPECTRA:
+            raise errors.ParameterError(f"spectrum={s!r} is not allowed: spectrum must be one of {sorted(SPECTRA)}")
+        return SPECTRA[s]()
+    if not hasattr(s, "eigenvalues"):
+        raise errors.ParameterError(f"spectrum={s!r} is not allowed: spectrum must be Identity(), ZeroOne(), PowerLaw(...) or a name")
+    return s
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=float)
+    a.setflags(write=False)
+    return a
+
+
+def gaussian_mixture(means, covariances, probs=None, teacher=None, name="gaussian_mixture") -> GaussianMixture:
+    """Data from explicit arrays.
+
+    means : list of C arrays of length d (or a (C, d) array)
+    covariances : list of C eigenvalue arrays of length d (diagonal covariances in the
+        common eigenbasis), or scalars (multiples of the identity)
+    probs : C class probabilities summing to 1 (default uniform)
+    teacher : (k_star, d) teacher rows for soft labels, or None for hard labels
+    """
+    means = errors.finite_array("means", np.atleast_2d(np.asarray(means, dtype=float)))
+    C, d = means.shape
+    if len(covariances) != C:
+        raise errors.ParameterError(f"covariances has {len(covariances)} entries; expected one per class ({C})")
+    lam = np.stack([np.broadcast_to(np.asarray(c, dtype=float), (d,)) for c in covariances])
+    lam = errors.finite_array("covariances", lam, shape=(C, d), nonnegative=True)
+    probs = np.full(C, 1.0 / C) if probs is None else errors.finite_array("probs", probs, shape=(C,), nonnegative=True)
+    if abs(probs.sum() - 1) > 1e-9:
+        raise errors.ParameterError(f"probs={probs.tolist()!r} is not allowed: probs must sum to 1")
+    if teacher is not None:
+        teacher = errors.finite_array("teacher", np.atleast_2d(teacher))
+        if teacher.shape[1] != d:
+            raise errors.ParameterError(f"teacher has shape {teacher.shape}; expected (k_star, {d})")
+        teacher = _frozen(teacher)
+    return GaussianMixture(_frozen(means), _frozen(lam), _frozen(probs), teacher, name)
+
+
+def binary_mixture(spectrum="identity", *, d: int = 1000, mean_norm: float = 1.0) -> GaussianMixture:
+    """Two equiprobable classes with means ``+mu, -mu`` (``|mu| = mean_norm``), hard labels.
+
+    ``spectrum``: ``Identity()``, ``ZeroOne()``, ``PowerLaw(alpha, beta)`` or a name; the
+    direction of ``mu`` follows the spectrum's mean profile (flat, or ``mu_i^2 ∝ (i/d)^beta``).
+    """
+    d = errors.positive_int("d", d, minimum=2)
+    mean_norm = errors.nonnegative("mean_norm", mean_norm)
+    s = _spectrum(spectrum)
+    prof = s.mean_profile(d)
+    mu = mean_norm * prof / np.linalg.norm(prof)
+    out = gaussian_mixture([mu, -mu], list(s.eigenvalues(d, 2)), name=f"binary_{type(s).__name__}")
+    return GaussianMixture(out.means, out.eigenvalues, out.probs, None, out.name, {"spectrum": repr(s), "mean_norm": mean_norm})
+
+
+def teacher_student(spectrum="identity", *, d: int = 1000, teacher_norm: float = 1.0, k_star: int = 1,
+                    seed: int = 0) -> GaussianMixture:
+    """One class, zero mean, covariance from ``spectrum``, teacher rows of norm ``teacher_norm``.
+
+    ``k_star = 1``: the flat teacher ``x*_i = teacher_norm / sqrt(d)``. ``k_star > 1``:
+    orthogonal rows drawn from ``seed``.
+    """
+    d = errors.positive_int("d", d, minimum=2)
+    k_star = errors.positive_int("k_star", k_star)
+    teacher_norm = errors.nonnegative("teacher_norm", teacher_norm)
+    s = _spectrum(spectrum)
+    if k_star == 1:
+        T = np.full((1, d), teacher_norm / np.sqrt(d))
+    else:
+        q, _ = np.linalg.qr(np.random.default_rng(errors.seed_sequence(seed)).normal(size=(d, k_star)))
+        T = teacher_norm * q.T
+    out = gaussian_mixture(np.zeros((1, d)), [s.eigenvalues(d, 1)[0]], teacher=T, name=f"teacher_student_{type(s).__name__}")
+    return GaussianMixture(out.means, out.eigenvalues, out.probs, out.teacher, out.name, {"spectrum": repr(s)})
+
+
+def multiclass_mixture(n_classes: int, *, d: int = 500, mean_norm: float = 1.0, spectrum="identity",
+                       seed: int = 0) -> GaussianMixture:
+    """``n_classes`` equiprobable classes with random orthogonal means of norm ``mean_norm``."""
+    C = errors.positive_int("n_classes", n_classes, minimum=2)
+    d = errors.positive_int("d", d, minimum=C)
+    s = _spectrum(spectrum)
+    q, _ = np.linalg.qr(np.random.default_rng(errors.seed_sequence(seed)).normal(size=(d, C)))
+    out = gaussian_mixture(mean_norm * q.T, list(s.eigenvalues(d, C)), name=f"multiclass_{C}")
+    return GaussianMixture(out.means, out.eigenvalues, out.probs, None, out.name,
+                           {"spectrum": repr(s), "mean_norm": mean_norm, "seed": seed})
+
+
+# ------------------------------------------------------------------ spectral groups
+@dataclass(frozen=True)
+class Binned:
+    """Group coordinates into bins of ``log(lam)`` (``n_bins`` per class, zeros kept apart).
+
+    The ODE cost is then independent of ``d``. Each group's eigenvalue is its members'
+    mean, so ``Tr K`` is exact; the error comes from the spread of eigenvalues inside a bin
+    (measured in docs/onepass.md).
+    """
+
+    n_bins: int = 64
+
+    def __post_init__(self):
+        errors.positive_int("n_bins", self.n_bins)
+
+
+@dataclass(frozen=True, eq=False)
+class Groups:
+    """index: (d,) group of each coordinate; eigenvalues: (G, C); sizes: (G,); names."""
+
+    index: np.ndarray
+    eigenvalues: np.ndarray
+    sizes: np.ndarray
+    names: tuple
+    mode: str
+
+    def sum_outer(self, W: np.ndarray) -> np.ndarray:
+        """``P_g = sum_{i in g} w_i w_i^T`` for columns ``w_i`` of ``W`` (D, d) -> (G, D, D)."""
+        G = len(self.sizes)
+        P = np.zeros((G, W.shape[0], W.shape[0]))
+        outer = np.einsum("ai,bi->iab", W, W)
+        np.add.at(P, self.index, outer)
+        return P
+
+
+def make_groups(data: GaussianMixture, groups="auto") -> Groups:
+    """Spectral groups of ``data``: ``"exact"``, ``Binned(n)`` or ``"auto"``.
+
+    Exact: one group per distinct eigenvalue tuple ``(lam^(1), .., lam^(C))`` (the ODE
+    of each coordinate depends on nothing else). Auto: exact if that gives at most 256
+    groups, else ``Binned(64)``.
+    """
+    lam = data.eigenvalues.T  # (d, C)
+    if groups == "auto":
+        uniq = np.unique(lam, axis=0)
+        groups = "exact" if len(uniq) <= 256 else Binned()
+    if groups == "exact":
+        uniq, index = np.unique(lam, axis=0, return_inverse=True)
+        index = index.ravel()
+        mode = "exact"
+    elif isinstance(groups, Binned):
+        pos = lam > 0
+        logl = np.where(pos, np.log(np.where(pos, lam, 1.0)), 0.0)
+        lo = logl[pos].min() if pos.any() else 0.0
+        hi = logl[pos].max() if pos.any() else 0.0
+        width = max(hi - lo, 1e-300) / groups.n_bins
+        code = np.where(pos, np.minimum(((logl - lo) / width).astype(int), groups.n_bins - 1) + 1, 0)
+        _, index = np.unique(code, axis=0, return_inverse=True)
+        index = index.ravel()
+        G = index.max() + 1
+        uniq = np.zeros((G, lam.shape[1]))
+        np.add.at(uniq, index, lam)
+        uniq /= np.bincount(index, minlength=G)[:, None]
+        mode = f"binned({groups.n_bins})"
+    else:
+        raise errors.ParameterError(f"groups={groups!r} is not allowed: groups must be 'auto', 'exact' or Binned(n_bins)")
+    sizes = np.bincount(index, minlength=len(uniq))
+    if np.all(np.isin(uniq, (0.0, 1.0))):
+        names = tuple("I" + "".join(str(int(v)) for v in row) for row in uniq)
+    else:
+        names = tuple(f"g{j}" for j in range(len(uniq)))
+    return Groups(index, uniq, sizes, names, mode)

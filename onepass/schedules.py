@@ -1,0 +1,60 @@
+"""Learning-rate schedules for one-pass SGD (THEORY.md section 2).
+
+Each schedule maps time ``t`` and the accumulated squared gradient
+``acc(t) = int_0^t sum_c p_c (Tr K_c/d) tr I_c(s) ds`` (the deterministic equivalent of
+``d^-2 sum_{l<=j} |grad_X f_l|^2``) to a learning rate ``gamma_t``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from dmft import errors
+
+
+@dataclass(frozen=True)
+class Constant:
+    lr: float = 0.5
+
+    def __post_init__(self):
+        errors.positive("lr", self.lr)
+
+    def __call__(self, t: float, acc: float) -> float:
+        return self.lr
+
+
+@dataclass(frozen=True)
+class TimeDependent:
+    """``gamma_t = fn(t)`` for any positive function of time."""
+
+    fn: Callable[[float], float]
+
+    def __call__(self, t: float, acc: float) -> float:
+        g = float(self.fn(t))
+        if not (g > 0) or not math.isfinite(g):
+            raise errors.ParameterError(f"lr(t={t:.4g})={g!r} is not allowed: the schedule must return a positive finite number")
+        return g
+
+
+@dataclass(frozen=True)
+class AdaGradNorm:
+    """``gamma_t = lr / sqrt(b0^2 + acc(t))`` (AdaGrad-Norm in THEORY's normalisation)."""
+
+    lr: float = 1.0
+    b0: float = 1.0
+
+    def __post_init__(self):
+        errors.positive("lr", self.lr)
+        errors.positive("b0", self.b0)
+
+    def __call__(self, t: float, acc: float) -> float:
+        return self.lr / math.sqrt(self.b0**2 + acc)
+
+
+def as_schedule(lr):
+    if isinstance(lr, (Constant, TimeDependent, AdaGradNorm)):
+        return lr
+    if callable(lr):
+        return TimeDependent(lr)
+    return Constant(errors.positive("lr", lr))

@@ -1,0 +1,121 @@
+"""Finite-d simulators of one-pass SGD: numba SGD and homogenized SGD (THEORY.md section 2).
+
+Observables are evaluated exactly from the iterate ``X`` (no test set): the class-
+conditional laws of ``(r, r*)`` are Gaussian with mean ``(X mu_c, X* mu_c)`` and
+covariance ``sum_i lam_i^(c) [x_i; x*_i][x_i; x*_i]^T``, integrated by the same engine
+as the theory.
+"""
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dmft import errors, output
+
+from ._kernels import sgd_run
+from .schedules import AdaGradNorm, Constant, as_schedule
+from .theory import Problem, _initial_X, time_grid
+
+
+def _exact_observables(problem: Problem, X: np.ndarray, gamma: float) -> dict:
+    W = problem.stack(X)
+    kk = problem.k + problem.ks
+    B = np.einsum("ci,ai,bi->cab", problem.data.eigenvalues, W[:kk], W[:kk])
+    S = W @ W.T
+    P = problem.groups.sum_outer(W)
+    return problem.observables(S, B, P, problem.moments(S, B), gamma)
+
+
+def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, times=None, X0=None,
+             n_seeds: int = 4, seed: int = 0, dynamics: str = "sgd", dt: float = 0.01,
+             groups="auto", rule=None, progress: bool = True):
+    """Simulate one-pass SGD (``dynamics='sgd'``) or homogenized SGD (``'hsgd'``) at the data's ``d``.
+
+    Same arguments and output variables as :func:`onepass.solve`, plus a ``seed`` dim.
+    SGD: one fresh sample per step, ``t = step/d``, numba kernel (O(k d) per step).
+    HSGD: Euler-Maruyama with step ``dt`` of
+    ``dX = -gamma grad L(X) dt + (gamma/sqrt(d)) sqrt(sum_c p_c I_c(X) (x) K_c) dW``
+    (weak error O(dt)). Seeds ``seed`` spawn ``n_seeds`` independent streams.
+    """
+    problem = Problem.build(model, data, groups, rule)
+    schedule = as_schedule(lr)
+    t = time_grid(t_max, n_time, times)
+    n_seeds = errors.positive_int("n_seeds", n_seeds)
+    errors.choice("dynamics", dynamics, ("sgd", "hsgd"))
+    X0 = _initial_X(problem, X0)
+    streams = errors.seed_sequence(seed).spawn(n_seeds)
+    runs = []
+    for ss in tqdm(streams, disable=not progress, desc=f"onepass.simulate[{dynamics}]", unit="seed"):
+        if dynamics == "sgd":
+            snaps, lrs = _run_sgd(problem, schedule, t, X0, ss)
+        else:
+            snaps, lrs = _run_hsgd(problem, schedule, t, X0, errors.positive("dt", dt), ss)
+        runs.append([_exact_observables(problem, X, g) for X, g in zip(snaps, lrs)])
+    attrs = {"lr": repr(schedule), "t_max": float(t[-1]), "n_seeds": n_seeds, "seed": seed,
+             "dynamics": dynamics, "source": "simulation",
+             "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d}
+    ds = problem.dataset(t, runs, attrs, seed_dim=True)
+    output.check_finite(f"onepass.simulate[{dynamics}] risk", t, ds.risk.max("seed").values)
+    return ds
+
+
+def _run_sgd(problem: Problem, schedule, t, X0, ss):
+    data, model = problem.data, problem.model
+    d = data.d
+    snap_steps = np.rint(t * d).astype(np.int64)
+    n_steps = int(snap_steps[-1])
+    adagrad = isinstance(schedule, AdaGradNorm)
+    if adagrad:
+        lr_steps, lr0, b0 = np.zeros(0), schedule.lr, schedule.b0
+    else:
+        # the learning rate of step j is the schedule at t = j/d
+        lr_steps = np.array([schedule(j / d, 0.0) for j in range(max(n_steps, 1))]) \
+            if not isinstance(schedule, Constant) else np.full(max(n_steps, 1), schedule.lr)
+        lr0, b0 = 0.0, 1.0
+    hard = problem.labels is not None
+    labels = problem.labels if hard else np.zeros((1, model.label_dim))
+    Xstar = data.teacher if data.teacher is not None else np.zeros((0, d))
+    kernel_seed = int(ss.generate_state(1)[0] % (2**31 - 1))
+    with np.errstate(over="ignore", invalid="ignore"):
+        snaps, lrs = sgd_run(model.grad, model.teacher, model.param_array, X0.copy(), np.ascontiguousarray(Xstar),
+                             np.ascontiguousarray(data.means), np.sqrt(data.eigenvalues), np.cumsum(data.probs),
+                             np.ascontiguousarray(labels, dtype=float), hard, lr_steps, adagrad, lr0, b0,
+                             snap_steps, model.label_dim, model.noise_dim, kernel_seed)
+    return snaps, lrs
+
+
+def _psd_sqrt(M):
+    w, v = np.linalg.eigh(0.5 * (M + M.T))
+    return v * np.sqrt(np.clip(w, 0, None))
+
+
+def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
+    data = problem.data
+    rng = np.random.default_rng(ss)
+    k, ks, d, C = problem.k, problem.ks, data.d, data.n_classes
+    lam, p = data.eigenvalues, data.probs
+    kk = k + ks
+    X = X0.copy()
+    acc, now = 0.0, 0.0
+    snaps, lrs = [], []
+    for target in t:
+        while now < target - 1e-12:
+            h = min(dt, target - now)
+            W = problem.stack(X)
+            B = np.einsum("ci,ai,bi->cab", lam, W[:kk], W[:kk])
+            mom = problem.moments(W @ W.T, B)
+            gamma = schedule(now, acc)
+            grad = np.zeros((k, d))
+            noise = np.zeros((k, d))
+            for c, m in enumerate(mom):
+                lin = m.hess @ X + (m.hess_star @ data.teacher if ks else 0.0)
+                grad += p[c] * (np.outer(m.grad, data.means[c]) + lin * lam[c])
+                noise += _psd_sqrt(m.fisher) @ rng.standard_normal((k, d)) * np.sqrt(p[c] * lam[c])
+            X = X - gamma * h * grad + gamma * np.sqrt(h / d) * noise
+            acc += h * problem.acc_rate(mom)
+            now += h
+            if not np.all(np.isfinite(X)) or np.abs(X).max() > 1e8:
+                raise errors.DivergenceError(f"homogenized SGD diverged at time {now:.4g}; lower the learning rate", now)
+        snaps.append(X.copy())
+        lrs.append(schedule(now, acc))
+    return snaps, lrs

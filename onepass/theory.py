@@ -1,0 +1,272 @@
+"""Exact ODEs of one-pass SGD on Gaussian mixtures: ``onepass.solve`` (THEORY.md section 2).
+
+State: for each spectral group ``g`` the matrix ``P_g = sum_{i in g} w_i w_i^T`` with
+``w_i = [x_i; x*_i; mu_{1,i} .. mu_{C,i}]`` (``D = k + k_star + C``), and the accumulated
+squared gradient ``acc`` (AdaGrad-Norm). The ODE is
+
+    dP_g/dt = -gamma (A_g P_g + P_g A_g^T) + gamma^2 (|g|/d) sum_c p_c lam_g^(c) E I_c E^T
+    d acc/dt = sum_c p_c (Tr K_c/d) tr I_c
+
+with ``A_g``'s x-rows ``[sum_c p_c lam_g^c H_c, sum_c p_c lam_g^c H*_c, p_1 G_1 .. p_C G_C]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.integrate import solve_ivp
+from tqdm.auto import tqdm
+
+from dmft import errors, models as _models, output
+from dmft.expectation import gaussian_moments
+
+from .data import GaussianMixture, make_groups
+from .schedules import AdaGradNorm, as_schedule
+
+_BLOWUP = 1e10
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Model, data and groups with the index bookkeeping of ``w_i``; shared by theory and simulators."""
+
+    model: _models.Model
+    data: GaussianMixture
+    groups: object
+    labels: np.ndarray | None  # (C, label_dim) hard labels, or None for a teacher
+    rule: object = None
+
+    @classmethod
+    def build(cls, model, data, groups="auto", rule=None):
+        model = _models.get(model)
+        if not isinstance(data, GaussianMixture):
+            raise errors.ParameterError(f"data={data!r} is not allowed: data must come from onepass.data")
+        if data.teacher is None:
+            labels = model.labels_for_classes(data.n_classes)
+        else:
+            labels = None
+            if data.k_star != model.k_star:
+                raise errors.ParameterError(
+                    f"data has k_star={data.k_star} teacher rows; model {model.name} needs k_star={model.k_star}")
+        return cls(model, data, make_groups(data, groups), labels, rule)
+
+    @property
+    def k(self):
+        return self.model.k
+
+    @property
+    def ks(self):
+        return self.data.k_star
+
+    @property
+    def D(self):
+        return self.k + self.ks + self.data.n_classes
+
+    def stack(self, X: np.ndarray) -> np.ndarray:
+        """``W`` (D, d) with columns ``w_i`` for student rows ``X`` (k, d)."""
+        parts = [X] + ([self.data.teacher] if self.ks else []) + [self.data.means]
+        return np.vstack(parts)
+
+    def initial_P(self, X0: np.ndarray) -> np.ndarray:
+        return self.groups.sum_outer(self.stack(X0))
+
+    def class_stats(self, S: np.ndarray, B: np.ndarray, c: int):
+        """Mean and covariance of ``(r, r*) | c`` from ``S = sum_g P_g`` and ``B_c``."""
+        kk = self.k + self.ks
+        mean = S[:kk, kk + c]
+        return mean, B[c]
+
+    def moments(self, S: np.ndarray, B: np.ndarray):
+        out = []
+        for c in range(self.data.n_classes):
+            mean, cov = self.class_stats(S, B, c)
+            lab = None if self.labels is None else self.labels[c]
+            out.append(gaussian_moments(self.model, mean, cov, label=lab, rule=self.rule))
+        return out
+
+    def class_covariances(self, P: np.ndarray) -> np.ndarray:
+        """``B_c = sum_g lam_g^(c) P_g[:k+k*, :k+k*]`` -> (C, k+k*, k+k*)."""
+        kk = self.k + self.ks
+        return np.einsum("gc,gab->cab", self.groups.eigenvalues, P[:, :kk, :kk])
+
+    def drift_matrices(self, mom) -> np.ndarray:
+        """x-rows of ``A_g`` for every group -> (G, k, D)."""
+        k, ks, C = self.k, self.ks, self.data.n_classes
+        p = self.data.probs
+        lam_rows = np.zeros((C, k, self.D))
+        const = np.zeros((k, self.D))
+        for c, m in enumerate(mom):
+            lam_rows[c, :, :k] = p[c] * m.hess
+            if ks:
+                lam_rows[c, :, k:k + ks] = p[c] * m.hess_star
+            const[:, k + ks + c] = p[c] * m.grad
+        return np.einsum("gc,cab->gab", self.groups.eigenvalues, lam_rows) + const
+
+    def fisher_rate(self, mom) -> np.ndarray:
+        """``sum_c p_c lam_g^(c) I_c`` per group -> (G, k, k)."""
+        I = np.stack([m.fisher for m in mom])
+        return np.einsum("gc,c,cab->gab", self.groups.eigenvalues, self.data.probs, I)
+
+    def acc_rate(self, mom) -> float:
+        return float(sum(p * tr * np.trace(m.fisher) for p, tr, m in zip(self.data.probs, self.data.trace_ratio, mom)))
+
+    def rhs(self, P: np.ndarray, gamma: float):
+        """``dP/dt`` (G, D, D), ``d acc/dt`` and the moments used."""
+        S = P.sum(axis=0)
+        mom = self.moments(S, self.class_covariances(P))
+        A = np.zeros_like(P)
+        A[:, :self.k, :] = self.drift_matrices(mom)
+        AP = A @ P
+        dP = -gamma * (AP + np.swapaxes(AP, 1, 2))
+        noise = gamma**2 * (self.groups.sizes / self.data.d)[:, None, None] * self.fisher_rate(mom)
+        dP[:, :self.k, :self.k] += noise
+        return dP, self.acc_rate(mom), mom
+
+    # ------------------------------------------------------------ observables
+    def observables(self, S, B, P, mom, gamma):
+        """Observables at one time; ``P`` (G, D, D) is the group-resolved state."""
+        k, ks, C = self.k, self.ks, self.data.n_classes
+        p = self.data.probs
+        mu0 = k + ks
+        obs = {
+            "risk": sum(pc * m.loss for pc, m in zip(p, mom)),
+            "norm": S[:k, :k],
+            "mean_overlap": S[:k, mu0:mu0 + C],
+            "group_norm": np.trace(P[:, :k, :k], axis1=1, axis2=2),
+            "group_mean_overlap": P[:, :k, mu0:mu0 + C],
+            "fisher_trace": sum(pc * np.trace(m.fisher) for pc, m in zip(p, mom)),
+            "lr": gamma,
+        }
+        if ks:
+            obs["overlap"] = S[:k, k:k + ks]
+            if ks == k:
+                obs["distance"] = np.trace(S[:k, :k]) - 2 * np.trace(S[:k, k:2 * k]) + np.trace(S[k:2 * k, k:2 * k])
+                A = np.zeros_like(P)
+                A[:, :k, :] = self.drift_matrices(mom)
+                M = (A @ P + np.swapaxes(A @ P, 1, 2)).sum(axis=0)
+                a = 0.5 * (np.trace(M[:k, :k]) - 2 * np.trace(M[:k, k:2 * k]))
+                noise = self.acc_rate(mom)
+                # at an exact interpolating optimum both vanish: no constraint on the rate
+                obs["lr_threshold"] = 2 * a / noise if noise > 1e-12 else np.inf
+        if C == 2 and k == 1:
+            obs["alignment"] = S[0, mu0] / np.sqrt(S[0, 0]) / np.linalg.norm(self.data.means[0]) if S[0, 0] > 0 else 0.0
+        return obs
+
+    def dataset(self, times, records, attrs, seed_dim=False):
+        """Stack per-time observable dicts (list over seeds if ``seed_dim``) into a Dataset."""
+        dims_of = {
+            "risk": (), "norm": ("student", "student2"), "mean_overlap": ("student", "class"),
+            "group_norm": ("group",), "group_mean_overlap": ("group", "student", "class"),
+            "fisher_trace": (), "lr": (), "overlap": ("student", "teacher"), "distance": (),
+            "lr_threshold": (), "alignment": (),
+        }
+        lead = ("seed", "time") if seed_dim else ("time",)
+        runs = records if seed_dim else [records]
+        variables = {}
+        for name in runs[0][0]:
+            arr = np.array([[np.asarray(r[name], dtype=float) for r in run] for run in runs])
+            variables[name] = (lead + dims_of[name], arr if seed_dim else arr[0])
+        coords = {"time": np.asarray(times, dtype=float), "group": list(self.groups.names),
+                  "class": np.arange(self.data.n_classes)}
+        if seed_dim:
+            coords["seed"] = np.arange(len(runs))
+        coords["group_size"] = ("group", self.groups.sizes)
+        attrs = {**self.model.attrs(), **self.data.attrs(), "groups": self.groups.mode, **attrs}
+        ds = output.build(variables, coords, attrs)
+        ds["group_size"].attrs.update(long_name="coordinates in group", units="1")
+        for g in range(self.data.n_classes):
+            ds["group_eigenvalue_" + str(g)] = ("group", self.groups.eigenvalues[:, g],
+                                                 {"long_name": f"eigenvalue of K_{g} in group", "units": "1"})
+        ds = ds.set_coords([v for v in ds.data_vars if v.startswith("group_eigenvalue_")])
+        return ds
+
+
+def _initial_X(problem: Problem, X0):
+    k, d = problem.k, problem.data.d
+    if X0 is None:
+        return np.zeros((k, d))
+    X0 = errors.finite_array("X0", np.atleast_2d(X0))
+    if X0.shape != (k, d):
+        raise errors.ParameterError(f"X0 has shape {X0.shape}; expected (k, d) = {(k, d)}")
+    return X0
+
+
+def time_grid(t_max, n_time, times):
+    if times is not None:
+        t = errors.finite_array("times", times)
+        if t.ndim != 1 or len(t) < 1 or np.any(np.diff(t) <= 0) or t[0] < 0:
+            raise errors.ParameterError("times must be a 1-d increasing array of non-negative times")
+        return t
+    t_max = errors.positive("t_max", t_max)
+    n_time = errors.positive_int("n_time", n_time, minimum=2)
+    return np.linspace(0.0, t_max, n_time)
+
+
+def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=None, X0=None,
+          groups="auto", rule=None, rtol: float = 1e-7, atol: float = 1e-10, progress: bool = False):
+    """Deterministic-equivalent risk curves of one-pass SGD (THEORY.md section 2).
+
+    Parameters
+    ----------
+    model : dmft.models.Model or built-in name
+    data : onepass.data.GaussianMixture (e.g. ``onepass.data.binary_mixture('zero_one')``)
+    lr : float, callable ``t -> gamma_t``, or a schedule (``onepass.AdaGradNorm(lr, b0)``)
+    t_max, n_time, times : output grid in units of ``t = steps/d``
+    X0 : (k, d) initial student rows (default zero)
+    groups : ``'auto'``, ``'exact'`` or ``onepass.data.Binned(n_bins)``
+    rule : expectation rule (default: Gauss-Hermite, quasi-Monte Carlo above 4 dims)
+
+    Returns
+    -------
+    xarray.Dataset with ``risk``, ``norm``, ``overlap``, ``distance``, ``mean_overlap``,
+    ``alignment`` (binary), ``group_norm``, ``group_mean_overlap``, ``fisher_trace``,
+    ``lr``, ``lr_threshold`` (teacher-student, ``k = k_star``) on ``time``.
+    Raises DivergenceError with the time of blow-up if the state explodes.
+    """
+    problem = Problem.build(model, data, groups, rule)
+    schedule = as_schedule(lr)
+    t = time_grid(t_max, n_time, times)
+    P0 = problem.initial_P(_initial_X(problem, X0))
+    G, D = P0.shape[0], P0.shape[1]
+
+    def unpack(y):
+        return y[:-1].reshape(G, D, D), y[-1]
+
+    bar = tqdm(total=float(t[-1]), disable=not progress, desc="onepass.solve", unit="t")
+
+    def f(tt, y):
+        P, acc = unpack(y)
+        dP, dacc, _ = problem.rhs(P, schedule(tt, acc))
+        if tt > bar.n:
+            bar.update(tt - bar.n)
+        return np.append(dP.ravel(), dacc)
+
+    def blowup(tt, y):
+        return _BLOWUP - np.max(np.abs(y))
+
+    blowup.terminal = True
+    y0 = np.append(P0.ravel(), 0.0)
+    if t[-1] == 0:
+        states = np.array([y0] * len(t))
+    else:
+        with bar:
+            sol = solve_ivp(f, (0.0, float(t[-1])), y0, t_eval=t, rtol=rtol, atol=atol, method="DOP853",
+                            events=blowup)
+        if sol.status != 0 or len(sol.t) < len(t) or not np.all(np.isfinite(sol.y)):
+            t_bad = float(sol.t_events[0][0]) if len(sol.t_events[0]) else float(sol.t[-1] if len(sol.t) else 0.0)
+            raise errors.DivergenceError(
+                f"onepass.solve diverged at time {t_bad:.4g} (state above {_BLOWUP:g}); lower the learning rate",
+                t_bad, None)
+        states = sol.y.T
+    records = []
+    for tt, yy in zip(t, states):
+        P, acc = unpack(yy)
+        gamma = schedule(tt, acc)
+        S = P.sum(axis=0)
+        B = problem.class_covariances(P)
+        records.append(problem.observables(S, B, P, problem.moments(S, B), gamma))
+    attrs = {"lr": repr(schedule), "t_max": float(t[-1]), "rtol": rtol, "atol": atol,
+             "source": "theory", "method": "onepass ODE (THEORY.md section 2)"}
+    ds = problem.dataset(t, records, attrs)
+    output.check_finite("risk", t, ds.risk.values)
+    return ds
