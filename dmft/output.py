@@ -100,7 +100,7 @@ def save(ds: xr.Dataset, path) -> Path:
     """Write ``ds`` to netCDF4 (h5netcdf engine); :func:`load` reads it back identically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.to_netcdf(path, engine="h5netcdf", invalid_netcdf=True)
+    ds.to_netcdf(path, engine="h5netcdf")
     return path
 
 
