@@ -118,3 +118,50 @@ def teacher_labels(teacher, params, Rstar, EPS, Y):
     """``Y[i] = sigma_star(Rstar[i], EPS[i])`` for every row."""
     for i in range(Rstar.shape[0]):
         teacher(Rstar[i], EPS[i], params, Y[i])
+
+
+@njit(cache=True, fastmath=_FM)
+def linear_moments_rhs(X, y, A, b, mu, S, lr, lam, noise, dmu, dS, s):
+    """Right-hand side of the exact sampling-noise moment equations of Poisson-clock SGD
+    on the squared loss (``k = 1``); see :func:`dmft.simulate.linear_sgd_moments`.
+
+    Writes ``s_i = x_i^T S x_i - 2 y_i x_i^T mu + y_i^2`` (twice the expected loss of
+    sample ``i``), ``dmu = -lr (A mu - b + lam mu)`` and
+    ``dS = -lr (S A + A S - mu b^T - b mu^T + 2 lam S) + noise sum_i s_i x_i x_i^T``.
+    Single-threaded, O(n d^2 + d^3).
+    """
+    n, d = X.shape
+    row = np.empty(d)
+    for i in range(n):
+        xm = 0.0
+        for a in range(d):
+            xm += X[i, a] * mu[a]
+        row[:] = 0.0
+        for a in range(d):
+            xa = X[i, a]
+            for c in range(d):
+                row[c] += xa * S[a, c]
+        q = 0.0
+        for c in range(d):
+            q += row[c] * X[i, c]
+        s[i] = q - 2.0 * y[i] * xm + y[i] * y[i]
+    for a in range(d):
+        acc = 0.0
+        for c in range(d):
+            acc += A[a, c] * mu[c]
+        dmu[a] = -lr * (acc - b[a] + lam * mu[a])
+    dS[:, :] = 0.0
+    for i in range(n):
+        for a in range(d):
+            w = noise * s[i] * X[i, a]
+            for c in range(d):
+                dS[a, c] += w * X[i, c]
+    SA = np.zeros((d, d))
+    for a in range(d):
+        for e in range(d):
+            sae = S[a, e]
+            for c in range(d):
+                SA[a, c] += sae * A[e, c]
+    for a in range(d):
+        for c in range(d):
+            dS[a, c] -= lr * (SA[a, c] + SA[c, a] - mu[a] * b[c] - b[a] * mu[c] + 2.0 * lam * S[a, c])

@@ -116,3 +116,31 @@ def marchenko_pastur_gf(delta, noise_var, lr, t):
 
     val, _ = integrate.quad(f, lo, hi, epsabs=1e-13, epsrel=1e-13, limit=200)
     return val + noise_var
+
+
+def poisson_sgd_paths(X, Y, theta0, *, lr, batch, ridge, t, n_paths, rng):
+    """Monte Carlo of Poisson-clock SGD on the squared loss (k = 1): every sample is kicked,
+    ``theta -= (lr/batch) x_i (x_i^T theta - y_i)``, at the times of its own Poisson process
+    of rate ``batch``; between kicks ``theta`` decays as ``exp(-lr ridge dt)``.
+    Returns the (n_paths, d) final states."""
+    n, d = X.shape
+    c = lr / batch
+    y = Y[:, 0]
+    theta = np.tile(theta0[:, 0], (n_paths, 1))
+    # superposed clock of rate n batch: exponential gaps, uniform sample per event
+    now = np.zeros(n_paths)
+    alive = np.ones(n_paths, dtype=bool)
+    while alive.any():
+        gap = rng.exponential(1.0 / (n * batch), size=n_paths)
+        nxt = now + gap
+        stop = alive & (nxt > t)
+        theta[stop] *= np.exp(-lr * ridge * (t - now[stop]))[:, None]
+        alive &= ~stop
+        idx = rng.integers(0, n, size=n_paths)
+        a = alive
+        theta[a] *= np.exp(-lr * ridge * gap[a])[:, None]
+        xi = X[idx[a]]
+        res = np.einsum("pa,pa->p", xi, theta[a]) - y[idx[a]]
+        theta[a] -= c * res[:, None] * xi
+        now[a] = nxt[a]
+    return theta
