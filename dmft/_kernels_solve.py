@@ -92,7 +92,7 @@ def grid_field(L, Z, row0, k, Pb, paths, out):
 
 
 @njit(cache=False)
-def sample_cell(grad, hess, params, n, c, Pb, paths, lo, hi, ev_cell, ev_lam, ev_dz,
+def sample_cell(grad, hess, params, n, c, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
                 Wprev, Wnew, R, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, dF):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
@@ -104,6 +104,8 @@ def sample_cell(grad, hess, params, n, c, Pb, paths, lo, hi, ev_cell, ev_lam, ev
     ``G(t_n, .)`` on the hat functions of the grid (``dGm``: weight ``lam`` to the cell's
     right node, ``dGp``: ``1 - lam`` to its left node), ``dS[b, m] = E[dF F(t_m)^T]``,
     ``dFF = E[dF dF^T]``, ``dPhi = E[dF w*^T]``; ``dF[q]`` is the path's force increment.
+    Only every ``tstride``-th path carries tangents (row ``p // tstride`` of ``psi``); its
+    ``G`` increments are weighted by ``tstride / Pb`` (unbiased; used for dense drivers).
     """
     k = Wprev.shape[1]
     ks = wstar.shape[1]
@@ -124,6 +126,8 @@ def sample_cell(grad, hess, params, n, c, Pb, paths, lo, hi, ev_cell, ev_lam, ev
         b = p // Pb
         Rb = R[b]
         yp = y[p]
+        tang = p % tstride == 0
+        winv = tstride * inv
         for a in range(k):
             dFp[a] = 0.0
         for j in range(lo[q], hi[q]):
@@ -138,19 +142,25 @@ def sample_cell(grad, hess, params, n, c, Pb, paths, lo, hi, ev_cell, ev_lam, ev
                     for e in range(k):
                         acc += Rt[a, e] * g[p, l, e]
                     r[a] += f * acc
-                    for e in range(k):
-                        acc = 0.0
-                        for h in range(k):
-                            acc += Rt[a, h] * gp[p, l, h, e]
-                        M[l, a, e] = f * acc
+                    if tang:
+                        for e in range(k):
+                            acc = 0.0
+                            for h in range(k):
+                                acc += Rt[a, h] * gp[p, l, h, e]
+                            M[l, a, e] = f * acc
             grad(r, yp, params, gv)
             hess(r, yp, params, H)
             for a in range(k):
                 g[p, j, a] = -gv[a]
                 for e in range(k):
                     gp[p, j, a, e] = -H[a, e]
+            f = c * ev_dz[p, j]
+            for a in range(k):
+                dFp[a] += f * g[p, j, a]
+            if not tang:
+                continue
             base = j * (j + 1) // 2
-            psp = psi[p]
+            psp = psi[p // tstride]
             ps1 = psp
             for i in range(j + 1):
                 acc1[i] = 0.0
@@ -184,15 +194,13 @@ def sample_cell(grad, hess, params, n, c, Pb, paths, lo, hi, ev_cell, ev_lam, ev
                         acc = 0.0
                         for h in range(k):
                             acc += gp[p, j, a, h] * psp[(base + i) * kk + h * k + e]
-                        X[a, e] = f * acc * inv
+                        X[a, e] = f * acc * winv
                 ci = ev_cell[p, i]
                 li = ev_lam[p, i]
                 for a in range(k):
                     for e in range(k):
                         dGm[b, ci, a, e] += li * X[a, e]
                         dGp[b, ci - 1, a, e] += (1.0 - li) * X[a, e]
-            for a in range(k):
-                dFp[a] += f * g[p, j, a]
         for a in range(k):
             dF[q, a] = dFp[a]
             Fh[a] = 0.0

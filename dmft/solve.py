@@ -93,7 +93,7 @@ class Deterministic(_Dense):
 DRIVERS = {"sgd": Poisson, "sme": Gaussian, "gf": Deterministic}
 
 # defaults per dynamics: (dt, n_paths)
-_DEFAULTS = {"sgd": (0.02, 16384), "sme": (0.04, 2048), "gf": (0.04, 2048)}
+_DEFAULTS = {"sgd": (0.02, 32768), "sme": (0.04, 8192), "gf": (0.04, 8192)}
 
 
 # ---------------------------------------------------------------- helpers
@@ -203,6 +203,7 @@ def solve(
     n_time: int = 101,
     n_paths: int | None = None,
     n_replicas: int = 8,
+    tangent_stride: int | None = None,
     ridge: float = 0.0,
     init_std: float = 0.0,
     corrector: int = 1,
@@ -234,7 +235,11 @@ def solve(
         so ``theory - simulation`` is one subtraction).
     n_paths : int
         Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
-        Default 16384 for SGD, 2048 for SME/GF.
+        Default 32768 for SGD, 8192 for SME/GF.
+    tangent_stride : int
+        Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
+        ``Gamma`` (cost ``O(J^3)`` per path; the other paths still enter ``S``, ``Phi`` and
+        the losses). Default 1 for SGD, 4 for SME/GF, whose tangents cost ``O(N^3)``.
     n_replicas : int
         The paths are split into this many independent replicas solved in lock-step;
         outputs are replica means, ``*_sem`` the replica standard errors.
@@ -281,6 +286,8 @@ def solve(
     n_replicas = errors.positive_int("n_replicas", n_replicas, minimum=2)
     n_paths = errors.positive_int("n_paths", d_paths if n_paths is None else n_paths,
                                   minimum=n_replicas)
+    tangent_stride = errors.positive_int(
+        "tangent_stride", (4 if dynamics != "sgd" else 1) if tangent_stride is None else tangent_stride)
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.nonnegative("init_std", init_std)
     corrector = errors.positive_int("corrector", corrector, minimum=0)
@@ -298,12 +305,13 @@ def solve(
     k, ks = model.k, model.k_star
     B = n_replicas
     Pb = -(-n_paths // B)
+    Pb = -(-Pb // tangent_stride) * tangent_stride
     P = Pb * B
     c = lr / batch
     jmax_est = N if driver.dense else int(batch * t_max + 6 * math.sqrt(batch * t_max) + 8)
     D = ks + (N + 1) * k
     mem = 8 * (4 * B * (N + 1) ** 2 * k * k + B * D * D + P * D
-               + P * jmax_est * (jmax_est + 1) // 2 * k * k)
+               + P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k)
     if mem > max_memory_gb * 2**30:
         raise errors.ParameterError(
             f"n_paths={n_paths!r} is not allowed with dt={dt:g}, t_max={t_max:g}: the solve needs "
@@ -339,7 +347,7 @@ def solve(
     L = np.zeros((B, D, D))
     g = np.zeros((P, jmax, k))
     gp = np.zeros((P, jmax, k, k))
-    psi = np.zeros((P, jmax * (jmax + 1) // 2 * k * k))
+    psi = np.zeros((P // tangent_stride, jmax * (jmax + 1) // 2 * k * k))
     n_done = np.zeros(P, dtype=np.int64)
     W = np.zeros((P, k))
     all_paths = np.arange(P, dtype=np.int64)
@@ -433,7 +441,7 @@ def solve(
                 dFF[:] = 0.0
                 dPhi[:] = 0.0
                 if active.size:
-                    _k.sample_cell(model.grad, model.hess, params, n, c, Pb, active, lo, hi,
+                    _k.sample_cell(model.grad, model.hess, params, n, c, Pb, tangent_stride, active, lo, hi,
                                    ev_cell, ev_lam, ev_dz, Wold, Wnew, R, y, wstar, g, gp, psi,
                                    dGm, dGp, dS, dFF, dPhi, dF)
                 Grow = Gprev + dGm + dGp
@@ -512,7 +520,7 @@ def solve(
         "solver": "dmft.solve", "dynamics": dynamics, "driver": repr(driver),
         **model.attrs(),
         "delta": delta, "lr": lr, "batch": batch, "c": c, "t_max": t_max, "dt": dt,
-        "n_steps": N, "n_time": n_time, "n_paths": P, "n_replicas": B, "ridge": ridge, "init_std": init_std,
+        "n_steps": N, "n_time": n_time, "n_paths": P, "n_replicas": B, "tangent_stride": tangent_stride, "ridge": ridge, "init_std": init_std,
         "corrector": corrector, "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
         "corrector_residual": residual, "events_per_path": ev_per_path,
         "max_events_per_path": int(counts.max()), "chol_min_relative_pivot": float(min_pivot),
