@@ -441,9 +441,13 @@ def _run_gf(cfg, X, Y, theta, rng, rec):
         if times[0] == 0.0:
             if not rec.record(0, theta):
                 return
+        def blowup(t, y):  # stop (and report divergence) once tr q exceeds the limit
+            return BLOWUP_NORM * shape[0] - float(y @ y)
+
+        blowup.terminal = True
         sol = integrate.solve_ivp(
             lambda t, y: rhs(y.reshape(shape)).ravel(), (t0, float(times[-1])), theta.ravel(),
-            method="RK45", t_eval=times, rtol=_GF_RTOL, atol=_GF_ATOL,
+            method="RK45", t_eval=times, rtol=_GF_RTOL, atol=_GF_ATOL, events=blowup,
         )
         for j, t in enumerate(times):
             if t == 0.0:

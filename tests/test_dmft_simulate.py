@@ -374,3 +374,14 @@ def test_divergence_raises_with_time(dynamics):
                       progress=False)
     assert 0 < info.value.time <= 2.0
     assert "diverged at time" in str(info.value)
+
+
+@pytest.mark.slow
+def test_gf_divergence_raises_with_time():
+    """Gradient flow on l = -r^2/2 grows like exp(2 lr t); the integrator stops at tr q = 1e12."""
+    m = models.custom(lambda r, y: -0.5 * r[0] * r[0], grad=lambda r, y: -r,
+                      hess=lambda r, y: -np.ones((1, 1)), teacher=lambda rs, eps: rs.copy())
+    with pytest.raises(errors.DivergenceError) as info:
+        dmft.simulate(m, dynamics="gf", lr=10.0, d=20, t_max=2.0, n_time=11, init_std=1.0,
+                      n_seeds=1, progress=False)
+    assert 0 < info.value.time < 2.0
