@@ -106,12 +106,28 @@ class Moments(NamedTuple):
     fisher: np.ndarray
 
 
-def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
-    """Principal square root: unlike Cholesky or ``V sqrt(w)`` it is unique and continuous
-    in ``cov``, so quadrature points move smoothly and ODE solvers see a smooth right-hand
-    side even where eigenvalues are degenerate."""
-    w, v = np.linalg.eigh(0.5 * (cov + cov.T))
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+def _cov_factor(cov: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of ``cov + jitter I``.
+
+    The factor must be a smooth function of ``cov`` so that ODE solvers see a smooth
+    right-hand side: a square root built from eigenvectors jumps where eigenvalues are
+    degenerate (e.g. symmetric classes at ``X0 = 0``; DOP853 then needed 3718 instead of
+    82 evaluations on the 15-class case). Cholesky is smooth on positive-definite matrices;
+    the jitter (1e-14 of the trace) makes it so at singular ``cov`` too. Putting ``r``
+    first also aligns the grid with kinks in ``r`` (Huber: 1e-4 instead of 3e-4 error).
+    """
+    n = cov.shape[0]
+    c = 0.5 * (cov + cov.T)
+    jitter = 1e-14 * max(float(np.trace(c)), 1e-300)
+    try:
+        return np.linalg.cholesky(c + jitter * np.eye(n))
+    except np.linalg.LinAlgError:
+        w, v = np.linalg.eigh(c)
+        if w[0] < -1e-3 * max(1.0, w[-1]):
+            raise errors.ParameterError(
+                f"cov has smallest eigenvalue {w[0]:.3g}; a covariance must be positive semi-definite") from None
+        # round-off or ODE error (a state slightly outside the cone): clip and retry
+        return np.linalg.cholesky((v * np.clip(w, 0, None)) @ v.T + 2 * jitter * np.eye(n) + 1e-300 * np.eye(n))
 
 
 def gaussian_moments(model, mean, cov, *, label=None, rule=None) -> Moments:
@@ -152,7 +168,7 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None) -> Moments:
     noise_dim = 0 if use_label else model.noise_dim
     dim = D + noise_dim
     pts, wts = (rule or default_rule(dim, model.smooth)).nodes(dim)
-    Z = mean + pts[:, :D] @ _psd_sqrt(cov).T
+    Z = mean + pts[:, :D] @ _cov_factor(cov).T
     EPS = np.ascontiguousarray(pts[:, D:]) if noise_dim else np.zeros((len(wts), 0))
     lab = np.asarray(label, dtype=float) if use_label else np.zeros(model.label_dim)
     El, Eg, EH, EI, EgZ = weighted_moments(
