@@ -142,7 +142,8 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None) -> Moments:
         A fixed (hard) label; if None the label is ``teacher(r_star, eps)`` and the noise
         ``eps ~ N(0, I_noise_dim)`` is integrated too.
     rule : GaussHermite | QuasiMonteCarlo | None
-        Default: Gauss-Hermite up to 4 integration dimensions, quasi-Monte Carlo above.
+        Default: the model's closed form if it has one; otherwise Gauss-Hermite up to 3
+        integration dimensions (4 for smooth models), quasi-Monte Carlo above.
 
     ``hess_star`` uses Stein's identity (no teacher derivative):
     ``H* = (E[g (r* - E r*)^T] - H Cov(r, r*)) Cov(r*, r*)^+``. For non-smooth models
@@ -165,6 +166,8 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None) -> Moments:
     if cov.shape != (D, D):
         raise errors.ParameterError(f"cov has shape {cov.shape}; expected {(D, D)}")
     ks = D - k
+    if model.closed_form is not None and rule is None:
+        return model.closed_form(mean, cov, label, model.param_array)
     noise_dim = 0 if use_label else model.noise_dim
     dim = D + noise_dim
     pts, wts = (rule or default_rule(dim, model.smooth)).nodes(dim)

@@ -39,6 +39,9 @@ class Model:
     from ``grad`` (see :func:`dmft.expectation.gaussian_moments`).
     ``class_labels(C)`` gives the ``(C, label_dim)`` label vectors of hard-label
     classification with ``C`` classes (class ``c`` has label row ``c``).
+    ``closed_form(mean, cov, label, params)``, optional, returns the Gaussian moments
+    exactly (a :class:`dmft.expectation.Moments`); the expectation engine then skips
+    quadrature unless a rule is asked for.
     """
 
     name: str
@@ -55,6 +58,7 @@ class Model:
     smooth: bool = True
     class_labels: Callable | None = None
     description: str = ""
+    closed_form: Callable | None = None
 
     @property
     def param_array(self) -> np.ndarray:
@@ -137,6 +141,21 @@ def _linear_teacher(r_star, eps, p, out):
         out[j] = r_star[j] + p[0] * eps[j]
 
 
+def _sq_closed_form(mean, cov, label, params):
+    """Exact moments of ``|r - y|^2/2``: with ``e = r - r*`` (or ``r - label``) Gaussian."""
+    from .expectation import Moments
+
+    k = len(mean) if label is not None else len(mean) // 2
+    if label is not None:
+        e_mean, e_cov, noise = mean - np.asarray(label, float), cov, 0.0
+    else:
+        T = np.hstack([np.eye(k), -np.eye(k)])
+        e_mean, e_cov, noise = T @ mean, T @ cov @ T.T, params[0] ** 2
+    second = e_cov + np.outer(e_mean, e_mean) + noise * np.eye(k)
+    return Moments(0.5 * float(np.trace(second)), e_mean, np.eye(k),
+                   -np.eye(k) if label is None else np.zeros((k, len(mean) - k)), second)
+
+
 def linear_regression(noise_std: float = 0.5, k: int = 1) -> Model:
     """Squared loss ``l = |r - y|^2 / 2`` with teacher ``y = r_star + noise_std * eps``.
 
@@ -147,7 +166,7 @@ def linear_regression(noise_std: float = 0.5, k: int = 1) -> Model:
     return Model(
         "linear_regression", k, k, k, k, _sq_loss, _sq_grad, _sq_hess, _linear_teacher,
         params=(noise_std,), param_names=("noise_std",),
-        description="l = |r - y|^2/2, y = r* + noise_std eps",
+        description="l = |r - y|^2/2, y = r* + noise_std eps", closed_form=_sq_closed_form,
     )
 
 

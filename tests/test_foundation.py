@@ -28,6 +28,19 @@ def test_linear_regression_moments_closed_form():
     assert mo.fisher[0, 0] == pytest.approx(2 * expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("k, label", [(1, None), (2, None), (2, [0.3, -1.0])])
+def test_squared_loss_closed_form_equals_quadrature(k, label):
+    m = models.linear_regression(noise_std=0.4, k=k)
+    rng = np.random.default_rng(k)
+    D = k if label is not None else 2 * k
+    A = rng.normal(size=(D, D))
+    cov, mean = A @ A.T / D + 0.1 * np.eye(D), rng.normal(size=D)
+    exact = expectation.gaussian_moments(m, mean, cov, label=label)
+    quad = expectation.gaussian_moments(m, mean, cov, label=label, rule=expectation.GaussHermite(6))
+    for a, b in zip(exact, quad):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("mu,var,y", [(0.3, 2.0, 1.0), (-1.0, 0.5, 0.0), (4.0, 9.0, 1.0)])
 def test_logistic_gauss_hermite_accuracy(mu, var, y):
     mo = expectation.gaussian_moments(models.logistic(), [mu], [[var]], label=[y])
