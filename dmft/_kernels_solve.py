@@ -48,7 +48,7 @@ def _rinterp(R, n, lt, m, ls, out):
             out[a, a] += 1.0 - f
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
 def chol_row(L, cov, row, tol):
     """Append row ``row`` of a lower-triangular factor ``L`` with ``L L^T = Cov``.
 
@@ -102,7 +102,8 @@ def sample_cell(grad, hess, params, n, c, Pb, tstride, paths, lo, hi, ev_cell, e
     tangents ``psi_ji = sum_{i<=l<j} c R(s_j, s_l) g'_l dz_l psi_li``, ``psi_jj = I``.
     Accumulates (divided by the replica size ``Pb``) the increments of
     ``G(t_n, .)`` on the hat functions of the grid (``dGm``: weight ``lam`` to the cell's
-    right node, ``dGp``: ``1 - lam`` to its left node), ``dS[b, m] = E[dF F(t_m)^T]``,
+    right node, ``dGp``: ``1 - lam`` to its left node), ``dS[b, m] = E[dF (c g dz)^T]``
+    over committed events in cell ``m`` (its cumulative sum is ``E[dF F(t_m)^T]``),
     ``dFF = E[dF dF^T]``, ``dPhi = E[dF w*^T]``; ``dF[q]`` is the path's force increment.
     Only every ``tstride``-th path carries tangents (row ``p // tstride`` of ``psi``); its
     ``G`` increments are weighted by ``tstride / Pb`` (unbiased; used for dense drivers).
@@ -118,7 +119,6 @@ def sample_cell(grad, hess, params, n, c, Pb, tstride, paths, lo, hi, ev_cell, e
     acc1 = np.empty(Jmax + 1)
     kk = k * k
     X = np.empty((k, k))
-    Fh = np.empty(k)
     dFp = np.empty(k)
     inv = 1.0 / Pb
     for q in range(paths.size):
@@ -203,20 +203,14 @@ def sample_cell(grad, hess, params, n, c, Pb, tstride, paths, lo, hi, ev_cell, e
                         dGp[b, ci - 1, a, e] += (1.0 - li) * X[a, e]
         for a in range(k):
             dF[q, a] = dFp[a]
-            Fh[a] = 0.0
-        # E[dF F(t_m)^T] for m < n from the path's committed events (piecewise constant F)
-        ptr = 0
-        L0 = lo[q]
-        for m in range(n):
-            while ptr < L0 and ev_cell[p, ptr] <= m:
-                f = c * ev_dz[p, ptr]
-                for a in range(k):
-                    Fh[a] += f * g[p, ptr, a]
-                ptr += 1
-            if ptr > 0:
-                for a in range(k):
-                    for e in range(k):
-                        dS[b, m, a, e] += dFp[a] * Fh[e] * inv
+        # E[dF (c g_i dz_i)^T] at the cell of every committed event i: its cumulative sum
+        # over cells is E[dF F(t_m)^T] (F is piecewise constant), O(J) per path
+        for i in range(lo[q]):
+            f = c * ev_dz[p, i]
+            ci = ev_cell[p, i]
+            for a in range(k):
+                for e in range(k):
+                    dS[b, ci, a, e] += dFp[a] * f * g[p, i, e] * inv
         for a in range(k):
             for e in range(k):
                 dFF[b, a, e] += dFp[a] * dFp[e] * inv

@@ -22,6 +22,8 @@ __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 
 #: relative pivot below which a new Gaussian entry is treated as determined by the past
 CHOL_TOL = 1e-8
+#: use the direct O(n^2)-per-row parameter side instead of the incremental one (reference)
+DIRECT_PARAMETER_SIDE = False
 
 
 # ---------------------------------------------------------------- drivers
@@ -145,8 +147,83 @@ class _ParamSide:
         self.q0, self.rho, self.rho_inv = q0, rho, np.linalg.inv(rho)
         self.C, self.R, self.A, self.S = C, R, A, S
         self.m, self.nu, self.Phi, self.asum, self.bvec = m, nu, Phi, asum, bvec
+        self.Rt = np.zeros_like(A)  # Rt[m k + a, c k + e] = sum_{j=c}^m A_mj (step response)
 
-    def row(self, n, Grow, Gprow):
+    def row(self, n, Grow, Gprow, Gprev, Gpprev, dW=None):
+        """Row ``n`` from row ``n - 1`` and the increments ``G_n. - G_{n-1}.`` (incremental).
+
+        Exact identities of the discrete system (``K^(n)`` the row-``n`` operator):
+        ``sum_{j<n} K_nj A_j. = A_{n-1}. - E_{n-1} + sum_j dK_j A_j.``,
+        ``R_nm = Minv [R_{n-1,m} - delta dG^-_m + sum_j dK_j R_jm]``,
+        ``C_nm = Minv [C_{n-1,m} + sum_j dK_j C_jm + delta dS_n. A_m.^T + delta dnu rho b_m^T]``,
+        with ``dK_j = K_nj - K_{n-1,j}``. For SGD ``dK`` is non-zero only at the grid nodes
+        of the active paths' events, so ``A`` and ``R`` cost ``O(nnz n)`` and ``C`` one
+        matrix-vector product. :meth:`row_direct` is the direct ``O(n^2)`` reference.
+        """
+        if n == 0 or DIRECT_PARAMETER_SIDE:
+            return self.row_direct(n, Grow, Gprow)
+        k, ks, dt, delta, lr, ridge = self.k, self.ks, self.dt, self.delta, self.lr, self.ridge
+        C, R, A, S, m, nu, Phi = self.C, self.R, self.A, self.S, self.m, self.nu, self.Phi
+        B = C.shape[0]
+        nk, n1k = n * k, (n + 1) * k
+        pk = nk - k
+        eye = np.eye(k)
+        lam = lr * ridge
+        wm = np.full(n, dt)
+        wm[0] = 0.5 * dt
+        m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
+        nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ self.rho_inv
+        Knn = delta * Grow[:, n] - lam * 0.5 * dt * eye
+        Minv = np.linalg.inv(eye - Knn)
+        dG = Grow[:, :n] - Gprev[:, :n]
+        dGm = dG - (Gprow[:, :n] - Gpprev[:, :n])
+        dK = delta * dG
+        dK[:, n - 1] -= lam * 0.5 * dt * eye
+        nz = np.flatnonzero(np.any(dK != 0.0, axis=(0, 2, 3)))
+        # A row
+        TA = A[:, pk:nk, :nk].copy()
+        TA[:, :, pk:nk] -= eye
+        TR = R[:, pk:nk, :nk] - delta * _flat(dGm)
+        TC = C[:, pk:nk, :nk].copy()
+        if nz.size:
+            dKf = _flat(dK[:, nz])  # (B, k, |nz| k)
+            rows = (nz[:, None] * k + np.arange(k)[None, :]).ravel()
+            TA += dKf @ A[:, rows, :nk]
+            TR += dKf @ R[:, rows, :nk]
+            TC += dKf @ C[:, rows, :nk]
+        if dW is None:  # predictor: dense S increment
+            dS = S[:, nk:n1k, :nk] - S[:, pk:nk, :nk]
+            TC += delta * (dS @ np.swapaxes(A[:, :nk, :nk], -1, -2))
+        else:  # dS_n. A^T = sum_c dW_c Rt_.c^T, Rt_mc = sum_{j=c}^m A_mj; dW sparse in c for SGD
+            nzc = np.flatnonzero(np.any(dW != 0.0, axis=(0, 2, 3)))
+            if nzc.size:
+                cols = (nzc[:, None] * k + np.arange(k)[None, :]).ravel()
+                TC += delta * (_flat(dW[:, nzc]) @ np.swapaxes(self.Rt[:, :nk, cols], -1, -2))
+        dnu = nu[:, n] - nu[:, n - 1]
+        TC += delta * np.einsum("bah,hg,bmeg->bame", dnu, self.rho, self.bvec[:, :n]).reshape(B, k, nk)
+        A[:, nk:n1k, :nk] = Minv @ TA
+        A[:, nk:n1k, nk:n1k] = Minv
+        R[:, nk:n1k, :nk] = Minv @ TR
+        R[:, nk:n1k, nk:n1k] = eye
+        Crow = Minv @ TC
+        C[:, nk:n1k, :nk] = Crow
+        C[:, :nk, nk:n1k] = np.swapaxes(Crow, -1, -2)
+        Arow = A[:, nk:n1k, :n1k]
+        ab = Arow.reshape(B, k, n + 1, k)
+        self.Rt[:, nk:n1k, :n1k] = np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k)
+        self.asum[:, n] = ab.sum(axis=2)
+        self.bvec[:, n] = delta * (Arow @ nu[:, : n + 1].reshape(B, n1k, ks))
+        # C_nn = Minv [Y_nn + sum_{j<n} K_nj C_jn],  Y_nn = E[src_n theta_n^T]
+        Y = (self.q0 @ np.swapaxes(self.asum[:, n], -1, -2)
+             + delta * (S[:, nk:n1k, :n1k] @ np.swapaxes(Arow, -1, -2))
+             + delta * (nu[:, n] @ self.rho @ np.swapaxes(self.bvec[:, n], -1, -2)))
+        w = np.full(n, dt)
+        w[0] = 0.5 * dt
+        K = _flat(delta * Grow[:, :n] - lam * w[None, :, None, None] * eye)
+        cnn = Minv @ (Y + K @ C[:, :nk, nk:n1k])
+        C[:, nk:n1k, nk:n1k] = 0.5 * (cnn + np.swapaxes(cnn, -1, -2))
+
+    def row_direct(self, n, Grow, Gprow):
         k, ks, dt, delta, lr, ridge = self.k, self.ks, self.dt, self.delta, self.lr, self.ridge
         C, R, A, S, m, nu, Phi = self.C, self.R, self.A, self.S, self.m, self.nu, self.Phi
         B = C.shape[0]
@@ -177,7 +254,9 @@ class _ParamSide:
             src = K[:, :, :nk] @ R[:, :nk, :nk] - Km + np.tile(eye, n)
             R[:, nk:n1k, :nk] = Minv @ src
         Arow = A[:, nk:n1k, :n1k]
-        self.asum[:, n] = Arow.reshape(B, k, n + 1, k).sum(axis=2)
+        ab = Arow.reshape(B, k, n + 1, k)
+        self.Rt[:, nk:n1k, :n1k] = np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k)
+        self.asum[:, n] = ab.sum(axis=2)
         self.bvec[:, n] = delta * (Arow @ nu[:, : n + 1].reshape(B, n1k, ks))
         X = delta * (Arow @ S[:, :n1k, :n1k])
         Crow = X @ np.swapaxes(A[:, :n1k, :n1k], -1, -2)
@@ -239,7 +318,7 @@ def solve(
     tangent_stride : int
         Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
         ``Gamma`` (cost ``O(J^3)`` per path; the other paths still enter ``S``, ``Phi`` and
-        the losses). Default 1 for SGD, 4 for SME/GF, whose tangents cost ``O(N^3)``.
+        the losses). Default 1 for SGD, 2 for SME/GF, whose tangents cost ``O(N^3)``.
     n_replicas : int
         The paths are split into this many independent replicas solved in lock-step;
         outputs are replica means, ``*_sem`` the replica standard errors.
@@ -287,7 +366,7 @@ def solve(
     n_paths = errors.positive_int("n_paths", d_paths if n_paths is None else n_paths,
                                   minimum=n_replicas)
     tangent_stride = errors.positive_int(
-        "tangent_stride", (4 if dynamics != "sgd" else 1) if tangent_stride is None else tangent_stride)
+        "tangent_stride", (2 if dynamics != "sgd" else 1) if tangent_stride is None else tangent_stride)
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.nonnegative("init_std", init_std)
     corrector = errors.positive_int("corrector", corrector, minimum=0)
@@ -310,7 +389,7 @@ def solve(
     c = lr / batch
     jmax_est = N if driver.dense else int(batch * t_max + 6 * math.sqrt(batch * t_max) + 8)
     D = ks + (N + 1) * k
-    mem = 8 * (4 * B * (N + 1) ** 2 * k * k + B * D * D + P * D
+    mem = 8 * (5 * B * (N + 1) ** 2 * k * k + B * D * D + P * D
                + P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k)
     if mem > max_memory_gb * 2**30:
         raise errors.ParameterError(
@@ -377,7 +456,7 @@ def solve(
 
     # row 0
     Grow = np.zeros((B, N + 1, k, k))
-    par.row(0, Grow, Gpprev)
+    par.row(0, Grow, Gpprev, Gprev, Gpprev, None)
     chol_rows(0)
     _k.grid_field(L, Z, ks, k, Pb, all_paths, W)
     _k.train_loss(model.loss, params, 0, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, R, y,
@@ -397,6 +476,8 @@ def solve(
     dS = np.zeros((B, N + 1, k, k))
     dFF = np.zeros((B, k, k))
     dPhi = np.zeros((B, k, ks))
+    dW_last = np.zeros((B, N + 1, k, k))
+    dFF_last = np.zeros((B, k, k))
     try:
         for n in range(1, N + 1):
             nk, n1k = n * k, (n + 1) * k
@@ -412,7 +493,10 @@ def solve(
             if n >= 2:
                 Grow = 2 * Gprev - Gprev2
                 Gprow = 2 * Gpprev - Gpprev2
-                S[:, nk:n1k, :nk] = 2 * S[:, nk - k:nk, :nk] - S[:, nk - 2 * k:nk - k, :nk]
+                # F_n -> F_{n-1} + dF_{n-1}: the last step's increments again (sparse dW)
+                dWp = dW_last[:, :n].copy()
+                dWp[:, n - 1] += dFF_last
+                S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(np.cumsum(dWp, axis=1))
                 s11 = S[:, nk - k:nk, nk - k:nk]
                 s22 = S[:, nk - 2 * k:nk - k, nk - 2 * k:nk - k]
                 s12 = S[:, nk - k:nk, nk - 2 * k:nk - k]
@@ -420,11 +504,12 @@ def solve(
                 Phi[:, n] = 2 * Phi[:, n - 1] - Phi[:, n - 2]
             else:
                 Grow, Gprow = Gprev.copy(), Gpprev.copy()
+                dWp = np.zeros((B, n, k, k))
                 S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk]
                 S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk]
                 Phi[:, n] = Phi[:, n - 1]
             S[:, :nk, nk:n1k] = np.swapaxes(S[:, nk:n1k, :nk], -1, -2)
-            par.row(n, Grow, Gprow)
+            par.row(n, Grow, Gprow, Gprev, Gpprev, dWp)
             Wnew = np.zeros((active.size, k))
             Wold = np.zeros((active.size, k))
             if active.size:
@@ -446,12 +531,14 @@ def solve(
                                    dGm, dGp, dS, dFF, dPhi, dF)
                 Grow = Gprev + dGm + dGp
                 Gprow = Gpprev + dGp
-                S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(dS[:, :n])
-                d1 = dS[:, n - 1]
+                dW = dS[:, :n]
+                dScum = np.cumsum(dW, axis=1)
+                S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(dScum)
+                d1 = dScum[:, n - 1]
                 S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk] + d1 + np.swapaxes(d1, -1, -2) + dFF
                 S[:, :nk, nk:n1k] = np.swapaxes(S[:, nk:n1k, :nk], -1, -2)
                 Phi[:, n] = Phi[:, n - 1] + dPhi
-                par.row(n, Grow, Gprow)
+                par.row(n, Grow, Gprow, Gprev, Gpprev, dW)
                 row = C[:, nk:n1k, :n1k].copy()
                 if it == corrector:
                     scale = max(1.0, float(np.abs(row).max()))
@@ -465,6 +552,8 @@ def solve(
             n_done[active] = hi
             Gprev2, Gpprev2 = Gprev, Gpprev
             Gprev, Gpprev = Grow, Gprow
+            dW_last[:, :n] = dW
+            dFF_last = dFF.copy()
             if n % every == 0:
                 o = n // every
                 _k.grid_field(L, Z, ks + n * k, k, Pb, all_paths, W)
