@@ -92,7 +92,7 @@ def grid_field(L, Z, row0, k, Pb, paths, out):
 
 
 @njit(cache=False)
-def sample_cell(grad, hess, params, n, c, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
+def sample_cell(grad, hess, params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
                 Wprev, Wnew, R, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, dF):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
@@ -105,6 +105,9 @@ def sample_cell(grad, hess, params, n, c, Pb, tstride, paths, lo, hi, ev_cell, e
     right node, ``dGp``: ``1 - lam`` to its left node), ``dS[b, m] = E[dF (c g dz)^T]``
     over committed events in cell ``m`` (its cumulative sum is ``E[dF F(t_m)^T]``),
     ``dFF = E[dF dF^T]``, ``dPhi = E[dF w*^T]``; ``dF[q]`` is the path's force increment.
+    Dense drivers (one event per cell at its midpoint, ``half = rate dt / 2``): ``r(s_j-)``
+    also gets the drift of the first half of its own cell, ``c half g_{j-1}`` (explicit,
+    ``O(dt^2)``), without which the midpoint scheme is only first order; ``half = 0`` for SGD.
     Only every ``tstride``-th path carries tangents (row ``p // tstride`` of ``psi``); its
     ``G`` increments are weighted by ``tstride / Pb`` (unbiased; used for dense drivers).
     """
@@ -148,6 +151,12 @@ def sample_cell(grad, hess, params, n, c, Pb, tstride, paths, lo, hi, ev_cell, e
                             for h in range(k):
                                 acc += Rt[a, h] * gp[p, l, h, e]
                             M[l, a, e] = f * acc
+            if half > 0.0 and j >= 1:
+                for a in range(k):
+                    r[a] += c * half * g[p, j - 1, a]
+                    if tang:
+                        for e in range(k):
+                            M[j - 1, a, e] += c * half * gp[p, j - 1, a, e]
             grad(r, yp, params, gv)
             hess(r, yp, params, H)
             for a in range(k):

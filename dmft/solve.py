@@ -387,6 +387,7 @@ def solve(
     Pb = -(-Pb // tangent_stride) * tangent_stride
     P = Pb * B
     c = lr / batch
+    half = 0.5 * batch * (t_max / (max(1, math.ceil(t_max / dt / (n_time - 1) - 1e-9)) * (n_time - 1))) if driver.dense else 0.0
     jmax_est = N if driver.dense else int(batch * t_max + 6 * math.sqrt(batch * t_max) + 8)
     D = ks + (N + 1) * k
     mem = 8 * (5 * B * (N + 1) ** 2 * k * k + B * D * D + P * D
@@ -526,7 +527,7 @@ def solve(
                 dFF[:] = 0.0
                 dPhi[:] = 0.0
                 if active.size:
-                    _k.sample_cell(model.grad, model.hess, params, n, c, Pb, tangent_stride, active, lo, hi,
+                    _k.sample_cell(model.grad, model.hess, params, n, c, half, Pb, tangent_stride, active, lo, hi,
                                    ev_cell, ev_lam, ev_dz, Wold, Wnew, R, y, wstar, g, gp, psi,
                                    dGm, dGp, dS, dFF, dPhi, dF)
                 Grow = Gprev + dGm + dGp

@@ -213,14 +213,16 @@ def test_property_squared_loss_gf_is_driver_noise_free(seed):
 
 
 def test_dt_convergence_gf_squared_loss():
-    # GF on least squares: error vs the exact Marchenko-Pastur value at t = 1 decreases in dt
-    errs = []
-    for dt in (0.25, 0.125, 0.0625):
+    # GF on least squares against the exact Marchenko-Pastur value at t = 1. The midpoint
+    # events with the half-cell drift are second order: measured errors (65536 paths)
+    # +0.01%, +0.04%, -0.01%, +0.12% at dt = 1/4 .. 1/32, all below the Monte Carlo error,
+    # where the plain midpoint scheme (no half-cell drift) gave -1.9%, -1.0%, -0.5%, -0.15%.
+    # So even dt = 1/4 must be within 4 standard errors + 0.5%.
+    for dt in (0.25, 0.0625):
         ds = dmft.solve(SQ, delta=2.0, lr=0.5, dynamics="gf", t_max=1.0, n_time=5, dt=dt,
-                        n_paths=4096, seed=21, progress=False)
+                        n_paths=16384, seed=21, progress=False)
         tl, sem = _at(ds, "test_loss", 1.0)
-        errs.append((abs(2 * tl - MP_TABLE[1.0]), 2 * sem))
-    assert errs[-1][0] <= errs[0][0] + Z * np.hypot(errs[-1][1], errs[0][1]), errs
+        assert abs(2 * tl - MP_TABLE[1.0]) <= Z * 2 * sem + 0.005 * MP_TABLE[1.0], (dt, 2 * tl, sem)
 
 
 # ---------------------------------------------------------------- slow validation
