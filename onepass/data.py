@@ -7,6 +7,7 @@ label of class ``c`` is ``model.labels_for_classes(C)[c]``.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,15 +108,20 @@ class GaussianMixture:
     def k_star(self) -> int:
         return 0 if self.teacher is None else self.teacher.shape[0]
 
-    @property
+    @functools.cached_property
     def trace_ratio(self) -> np.ndarray:
         """``Tr K_c / d`` per class (the average eigenvalue)."""
         return self.eigenvalues.mean(axis=1)
 
+    @functools.cached_property
+    def mean_norms(self) -> np.ndarray:
+        """``|mu_c|`` per class."""
+        return np.linalg.norm(self.means, axis=1)
+
     def attrs(self) -> dict:
         return {
             "data": self.name, "d": self.d, "n_classes": self.n_classes, "probs": self.probs,
-            "mean_norms": np.linalg.norm(self.means, axis=1), "trace_ratio": self.trace_ratio,
+            "mean_norms": self.mean_norms, "trace_ratio": self.trace_ratio,
             "teacher_norms": np.linalg.norm(self.teacher, axis=1) if self.teacher is not None else "None",
             **{f"data_{k}": v for k, v in self.description.items()},
         }
@@ -150,11 +156,15 @@ def gaussian_mixture(means, covariances, probs=None, teacher=None, name="gaussia
     C, d = means.shape
     if len(covariances) != C:
         raise errors.ParameterError(f"covariances has {len(covariances)} entries; expected one per class ({C})")
-    lam = np.stack([np.broadcast_to(np.asarray(c, dtype=float), (d,)) for c in covariances])
-    lam = errors.finite_array("covariances", lam, shape=(C, d), nonnegative=True)
-    probs = np.full(C, 1.0 / C) if probs is None else errors.finite_array("probs", probs, shape=(C,), nonnegative=True)
-    if abs(probs.sum() - 1) > 1e-9:
-        raise errors.ParameterError(f"probs={probs.tolist()!r} is not allowed: probs must sum to 1")
+    rows = []
+    for c, cov in enumerate(covariances):
+        a = np.asarray(cov, dtype=float)
+        if a.ndim > 1 or (a.ndim == 1 and a.shape != (d,)):
+            raise errors.ParameterError(
+                f"covariances[{c}] has shape {a.shape}; expected a scalar or the {d} eigenvalues (d = {d} from means)")
+        rows.append(np.broadcast_to(a, (d,)))
+    lam = errors.finite_array("covariances", np.stack(rows), shape=(C, d), nonnegative=True)
+    probs = np.full(C, 1.0 / C) if probs is None else errors.probabilities("probs", probs, size=C)
     if teacher is not None:
         teacher = errors.finite_array("teacher", np.atleast_2d(teacher))
         if teacher.shape[1] != d:
@@ -187,6 +197,8 @@ def teacher_student(spectrum="identity", *, d: int = 1000, teacher_norm: float =
     """
     d = errors.positive_int("d", d, minimum=2)
     k_star = errors.positive_int("k_star", k_star)
+    if k_star > d:
+        raise errors.ParameterError(f"k_star={k_star!r} is not allowed: k_star must be <= d = {d} (orthogonal teacher rows)")
     teacher_norm = errors.nonnegative("teacher_norm", teacher_norm)
     s = _spectrum(spectrum)
     if k_star == 1:
@@ -203,6 +215,7 @@ def multiclass_mixture(n_classes: int, *, d: int = 500, mean_norm: float = 1.0, 
     """``n_classes`` equiprobable classes with random orthogonal means of norm ``mean_norm``."""
     C = errors.positive_int("n_classes", n_classes, minimum=2)
     d = errors.positive_int("d", d, minimum=C)
+    mean_norm = errors.nonnegative("mean_norm", mean_norm)
     s = _spectrum(spectrum)
     q, _ = np.linalg.qr(np.random.default_rng(errors.seed_sequence(seed)).normal(size=(d, C)))
     out = gaussian_mixture(mean_norm * q.T, list(s.eigenvalues(d, C)), name=f"multiclass_{C}")
@@ -238,11 +251,22 @@ class Groups:
 
     def sum_outer(self, W: np.ndarray) -> np.ndarray:
         """``P_g = sum_{i in g} w_i w_i^T`` for columns ``w_i`` of ``W`` (D, d) -> (G, D, D)."""
-        G = len(self.sizes)
-        P = np.zeros((G, W.shape[0], W.shape[0]))
-        outer = np.einsum("ai,bi->iab", W, W)
-        np.add.at(P, self.index, outer)
+        G, D = len(self.sizes), W.shape[0]
+        P = np.empty((G, D, D))
+        for a in range(D):
+            for b in range(a, D):
+                P[:, a, b] = P[:, b, a] = np.bincount(self.index, weights=W[a] * W[b], minlength=G)
         return P
+
+
+def _row_groups(code: np.ndarray) -> np.ndarray:
+    """Index of each row's distinct value (rows sorted lexicographically), O(d log d) with 1-d sorts."""
+    key = np.zeros(code.shape[0], dtype=np.int64)
+    for col in code.T:
+        _, inv = np.unique(col, return_inverse=True)
+        key = key * (inv.max() + 1) + inv.ravel()
+        _, key = np.unique(key, return_inverse=True)  # keep the key small
+    return key.ravel()
 
 
 def make_groups(data: GaussianMixture, groups="auto") -> Groups:
@@ -254,11 +278,9 @@ def make_groups(data: GaussianMixture, groups="auto") -> Groups:
     """
     lam = data.eigenvalues.T  # (d, C)
     if groups == "auto":
-        uniq = np.unique(lam, axis=0)
-        groups = "exact" if len(uniq) <= 256 else Binned()
+        groups = "exact" if _row_groups(lam).max() < 256 else Binned()
     if groups == "exact":
-        uniq, index = np.unique(lam, axis=0, return_inverse=True)
-        index = index.ravel()
+        code = lam
         mode = "exact"
     elif isinstance(groups, Binned):
         pos = lam > 0
@@ -266,16 +288,21 @@ def make_groups(data: GaussianMixture, groups="auto") -> Groups:
         lo = logl[pos].min() if pos.any() else 0.0
         hi = logl[pos].max() if pos.any() else 0.0
         width = max(hi - lo, 1e-300) / groups.n_bins
-        code = np.where(pos, np.minimum(((logl - lo) / width).astype(int), groups.n_bins - 1) + 1, 0)
-        _, index = np.unique(code, axis=0, return_inverse=True)
-        index = index.ravel()
-        G = index.max() + 1
-        uniq = np.zeros((G, lam.shape[1]))
-        np.add.at(uniq, index, lam)
-        uniq /= np.bincount(index, minlength=G)[:, None]
+        code = np.where(pos, np.minimum(((logl - lo) / width).astype(np.int64), groups.n_bins - 1) + 1, 0)
         mode = f"binned({groups.n_bins})"
+        # small integer codes: a mixed-radix key and a bincount relabel avoid sorting d rows
+        key = np.zeros(len(code), dtype=np.int64)
+        for col in code.T:
+            key = key * (groups.n_bins + 1) + col
+        present = np.bincount(key) > 0
+        code = (np.cumsum(present) - 1)[key][:, None]
     else:
         raise errors.ParameterError(f"groups={groups!r} is not allowed: groups must be 'auto', 'exact' or Binned(n_bins)")
+    index = _row_groups(code)
+    G = index.max() + 1
+    # mean eigenvalue of each group: exact groups are constant, bins keep Tr K exact
+    uniq = np.stack([np.bincount(index, weights=lam[:, c], minlength=G) for c in range(lam.shape[1])], axis=1)
+    uniq /= np.bincount(index, minlength=G)[:, None]
     sizes = np.bincount(index, minlength=len(uniq))
     if np.all(np.isin(uniq, (0.0, 1.0))):
         names = tuple("I" + "".join(str(int(v)) for v in row) for row in uniq)

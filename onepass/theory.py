@@ -149,7 +149,7 @@ class Problem:
                 # at an exact interpolating optimum both vanish: no constraint on the rate
                 obs["lr_threshold"] = 2 * a / noise if noise > 1e-12 else np.inf
         if C == 2 and k == 1:
-            obs["alignment"] = S[0, mu0] / np.sqrt(S[0, 0]) / np.linalg.norm(self.data.means[0]) if S[0, 0] > 0 else 0.0
+            obs["alignment"] = S[0, mu0] / np.sqrt(S[0, 0]) / self.data.mean_norms[0] if S[0, 0] > 0 else 0.0
         return obs
 
     def dataset(self, times, records, attrs, seed_dim=False):
@@ -202,8 +202,22 @@ def time_grid(t_max, n_time, times):
     return np.linspace(0.0, t_max, n_time)
 
 
+def _threshold(problem, schedule, tt, yy, unpack):
+    """``lr_threshold`` at one ODE state (None where not defined or not finite)."""
+    try:
+        P, acc = unpack(np.asarray(yy))
+        S = P.sum(axis=0)
+        B = problem.class_covariances(P)
+        obs = problem.observables(S, B, P, problem.moments(S, B), schedule(float(tt), acc))
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+        return None
+    thr = obs.get("lr_threshold")
+    return float(thr) if thr is not None and np.isfinite(thr) else None
+
+
 def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=None, X0=None,
-          groups="auto", rule=None, rtol: float = 1e-7, atol: float = 1e-10, progress: bool = False):
+          groups="auto", rule=None, rtol: float = 1e-7, atol: float = 1e-10, progress: bool = False,
+          on_divergence: str = "raise"):
     """Deterministic-equivalent risk curves of one-pass SGD (THEORY.md section 2).
 
     Parameters
@@ -221,11 +235,17 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
     xarray.Dataset with ``risk``, ``norm``, ``overlap``, ``distance``, ``mean_overlap``,
     ``alignment`` (binary), ``group_norm``, ``group_mean_overlap``, ``fisher_trace``,
     ``lr``, ``lr_threshold`` (teacher-student, ``k = k_star``) on ``time``.
-    Raises DivergenceError with the time of blow-up if the state explodes.
+    Raises DivergenceError with the time of blow-up if the state explodes; its
+    ``threshold`` is ``lr_threshold`` (teacher-student, ``k = k_star``) at the last output
+    time before the blow-up. With ``on_divergence='truncate'`` the output times before the
+    blow-up are returned instead, with ``attrs['diverged_at']`` and ``attrs['truncated'] = 1``.
     """
     problem = Problem.build(model, data, groups, rule)
     schedule = as_schedule(lr)
     t = time_grid(t_max, n_time, times)
+    rtol = errors.positive("rtol", rtol)
+    atol = errors.positive("atol", atol)
+    on_divergence = errors.on_divergence(on_divergence)
     P0 = problem.initial_P(_initial_X(problem, X0))
     G, D = P0.shape[0], P0.shape[1]
 
@@ -246,18 +266,30 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
 
     blowup.terminal = True
     y0 = np.append(P0.ravel(), 0.0)
+    diverged_at = None
     if t[-1] == 0:
         states = np.array([y0] * len(t))
     else:
         with bar:
             sol = solve_ivp(f, (0.0, float(t[-1])), y0, t_eval=t, rtol=rtol, atol=atol, method="DOP853",
                             events=blowup)
+        diverged_at = None
         if sol.status != 0 or len(sol.t) < len(t) or not np.all(np.isfinite(sol.y)):
             t_bad = float(sol.t_events[0][0]) if len(sol.t_events[0]) else float(sol.t[-1] if len(sol.t) else 0.0)
-            raise errors.DivergenceError(
-                f"onepass.solve diverged at time {t_bad:.4g} (state above {_BLOWUP:g}); lower the learning rate",
-                t_bad, None)
-        states = sol.y.T
+            good = np.all(np.isfinite(sol.y), axis=0) & (np.abs(sol.y).max(axis=0, initial=0.0) < _BLOWUP)
+            n_good = int(np.argmin(good)) if not good.all() else len(sol.t)
+            threshold = _threshold(problem, schedule, sol.t[n_good - 1], sol.y[:, n_good - 1], unpack) \
+                if n_good else _threshold(problem, schedule, 0.0, y0, unpack)
+            if on_divergence == "raise" or n_good == 0:
+                msg = f"onepass.solve diverged at time {t_bad:.4g} (state above {_BLOWUP:g})"
+                if threshold is not None:
+                    msg += (f"; the learning-rate stability threshold 2A/((Tr K/d) I) was {threshold:.4g} "
+                            f"at t = {float(sol.t[n_good - 1]) if n_good else 0.0:.4g}")
+                raise errors.DivergenceError(msg + "; lower the learning rate", t_bad, threshold)
+            t, sol_y, diverged_at = t[:n_good], sol.y[:, :n_good], t_bad
+        else:
+            sol_y = sol.y
+        states = sol_y.T
     records = []
     for tt, yy in zip(t, states):
         P, acc = unpack(yy)
@@ -267,6 +299,8 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
         records.append(problem.observables(S, B, P, problem.moments(S, B), gamma))
     attrs = {"lr": repr(schedule), "t_max": float(t[-1]), "rtol": rtol, "atol": atol,
              "source": "theory", "method": "onepass ODE (THEORY.md section 2)"}
+    if t[-1] != 0 and diverged_at is not None:
+        attrs.update(truncated=1, diverged_at=diverged_at)
     ds = problem.dataset(t, records, attrs)
     output.check_finite("risk", t, ds.risk.values)
     return ds
