@@ -1,11 +1,12 @@
-"""Numba kernel behind :func:`dmft.expectation.gaussian_moments` (its only caller)."""
+"""Numba kernel behind :func:`dmft.expectation.gaussian_moments` (its only caller).
+
+``weighted_moments`` is a template: :func:`dmft._jit.specialise` binds ``loss``, ``grad``,
+``hess`` and ``teacher`` to a model's functions and compiles it with a disk cache.
+"""
 import numpy as np
-from numba import njit
 
 
-@njit(cache=False)
-def weighted_moments(loss, grad, hess, teacher, params, Z, EPS, label, use_label, weights,
-                     k, k_star, want_hess):
+def weighted_moments(params, Z, EPS, label, use_label, weights, k, k_star, want_hess):
     """Weighted sums over quadrature points of the loss and its derivatives.
 
     Z: (N, k + k_star) points of (r, r_star); EPS: (N, noise_dim) label noise;
@@ -29,11 +30,11 @@ def weighted_moments(loss, grad, hess, teacher, params, Z, EPS, label, use_label
         if use_label:
             y[:] = label
         else:
-            teacher(Z[n, k:k + k_star], EPS[n], params, y)
-        El += w * loss(r, y, params)
-        grad(r, y, params, g)
+            teacher(Z[n, k:k + k_star], EPS[n], params, y)  # noqa: F821 (bound by specialise)
+        El += w * loss(r, y, params)  # noqa: F821
+        grad(r, y, params, g)  # noqa: F821
         if want_hess:
-            hess(r, y, params, H)
+            hess(r, y, params, H)  # noqa: F821
         for a in range(k):
             wa = w * g[a]
             Eg[a] += wa

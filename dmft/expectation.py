@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy import special, stats
-
 from . import errors
+from ._jit import specialise
 from ._kernels_expectation import weighted_moments
 
 
@@ -72,6 +71,8 @@ def _gauss_hermite(dim: int, n: int):
 
 @functools.lru_cache(maxsize=64)
 def _sobol_normal(dim: int, n: int, seed: int):
+    from scipy import special, stats  # imported here: scipy.stats costs ~1 s at import
+
     if dim == 0:
         return np.zeros((1, 0)), np.ones(1)
     u = stats.qmc.Sobol(dim, scramble=True, seed=seed).random(n)
@@ -174,10 +175,8 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None) -> Moments:
     Z = mean + pts[:, :D] @ _cov_factor(cov).T
     EPS = np.ascontiguousarray(pts[:, D:]) if noise_dim else np.zeros((len(wts), 0))
     lab = np.asarray(label, dtype=float) if use_label else np.zeros(model.label_dim)
-    El, Eg, EH, EI, EgZ = weighted_moments(
-        model.loss, model.grad, model.hess, model.teacher, model.param_array,
-        np.ascontiguousarray(Z), EPS, lab, use_label, wts, k, ks, True,
-    )
+    kernel = specialise(weighted_moments, loss=model.loss, grad=model.grad, hess=model.hess, teacher=model.teacher)
+    El, Eg, EH, EI, EgZ = kernel(model.param_array, np.ascontiguousarray(Z), EPS, lab, use_label, wts, k, ks, True)
     cross = EgZ - np.outer(Eg, mean)  # E[g (z - Ez)^T]
     if not model.smooth and _well_conditioned(cov):
         full = np.linalg.solve(cov, cross.T).T

@@ -1,12 +1,14 @@
-"""Numba kernel of the one-pass SGD simulator; called only by :func:`onepass.simulate`."""
+"""Numba kernel of the one-pass SGD simulator; called only by :func:`onepass.simulate`.
+
+``sgd_run`` is a template: :func:`dmft._jit.specialise` binds ``grad`` and ``teacher`` to
+a model's functions and compiles it with a disk cache.
+"""
 import math
 
 import numpy as np
-from numba import njit
 
 
-@njit(cache=False)
-def sgd_run(grad, teacher, params, X, Xstar, means, sqrt_lam, cum_probs, labels, hard,
+def sgd_run(params, X, Xstar, means, sqrt_lam, cum_probs, labels, hard,
             lr_steps, adagrad, lr0, b0, snap_steps, label_dim, noise_dim, seed):
     """One-pass SGD ``X <- X - (gamma_j/d) grad_r f(r_j, y_j) a_j^T`` with a fresh sample per step.
 
@@ -59,8 +61,8 @@ def sgd_run(grad, teacher, params, X, Xstar, means, sqrt_lam, cum_probs, labels,
                     rs[q] = acc_r
                 for m in range(noise_dim):
                     eps[m] = np.random.standard_normal()
-                teacher(rs, eps, params, y)
-            grad(r, y, params, g)
+                teacher(rs, eps, params, y)  # noqa: F821 (bound by specialise)
+            grad(r, y, params, g)  # noqa: F821
             if adagrad:
                 g2 = 0.0
                 for q in range(k):

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dmft import errors, output
+from dmft._jit import specialise
 
 from ._kernels import sgd_run
 from .schedules import AdaGradNorm, Constant, as_schedule
@@ -55,8 +56,22 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
              "dynamics": dynamics, "source": "simulation",
              "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d}
     ds = problem.dataset(t, runs, attrs, seed_dim=True)
-    output.check_finite(f"onepass.simulate[{dynamics}] risk", t, ds.risk.max("seed").values)
+    try:
+        output.check_finite(f"onepass.simulate[{dynamics}] risk", t, ds.risk.max("seed").values)
+    except errors.DivergenceError as e:
+        thr = _last_threshold(ds, e.time)
+        msg = str(e) if thr is None else f"{e}; the stability threshold 2A/((Tr K/d) I) before the blow-up was {thr:.4g}"
+        raise errors.DivergenceError(msg, e.time, thr) from None
     return ds
+
+
+def _last_threshold(ds, t_bad):
+    """Seed mean of ``lr_threshold`` at the last output time before ``t_bad`` (None if absent)."""
+    if "lr_threshold" not in ds or not (ds.time < t_bad).any():
+        return None
+    v = ds.lr_threshold.sel(time=ds.time[ds.time < t_bad][-1]).values
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None
 
 
 def _run_sgd(problem: Problem, schedule, t, X0, ss):
@@ -77,7 +92,8 @@ def _run_sgd(problem: Problem, schedule, t, X0, ss):
     Xstar = data.teacher if data.teacher is not None else np.zeros((0, d))
     kernel_seed = int(ss.generate_state(1)[0] % (2**31 - 1))
     with np.errstate(over="ignore", invalid="ignore"):
-        snaps, lrs = sgd_run(model.grad, model.teacher, model.param_array, X0.copy(), np.ascontiguousarray(Xstar),
+        kernel = specialise(sgd_run, grad=model.grad, teacher=model.teacher)
+        snaps, lrs = kernel(model.param_array, X0.copy(), np.ascontiguousarray(Xstar),
                              np.ascontiguousarray(data.means), np.sqrt(data.eigenvalues), np.cumsum(data.probs),
                              np.ascontiguousarray(labels, dtype=float), hard, lr_steps, adagrad, lr0, b0,
                              snap_steps, model.label_dim, model.noise_dim, kernel_seed)

@@ -172,3 +172,18 @@ def test_check_finite_reports_time():
     with pytest.raises(errors.DivergenceError, match="0.6") as e:
         output.check_finite("risk", t, v, threshold=0.7)
     assert e.value.time == pytest.approx(0.6)
+
+
+def test_specialised_kernels_are_cached_on_disk_and_reused():
+    from dmft import _jit
+    from dmft._kernels_expectation import weighted_moments
+
+    m = models.logistic()
+    a = _jit.specialise(weighted_moments, loss=m.loss, grad=m.grad, hess=m.hess, teacher=m.teacher)
+    b = _jit.specialise(weighted_moments, loss=m.loss, grad=m.grad, hess=m.hess, teacher=m.teacher)
+    assert a is b
+    generated = list(_jit.cache_dir().glob("sgd_dynamics_kernel_weighted_moments_*.py"))
+    assert generated and all("from dmft.models import" in p.read_text() for p in generated)
+    # a closure (custom model) cannot be imported by name: uncached, still correct
+    c = models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2, noise_dim=0)
+    assert _jit._importable(c.loss) is None
