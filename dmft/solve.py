@@ -95,7 +95,7 @@ class Deterministic(_Dense):
 DRIVERS = {"sgd": Poisson, "sme": Gaussian, "gf": Deterministic}
 
 # defaults per dynamics: (dt, n_paths)
-_DEFAULTS = {"sgd": (0.02, 32768), "sme": (0.04, 8192), "gf": (0.04, 8192)}
+_DEFAULTS = {"sgd": (0.02, 65536), "sme": (0.04, 8192), "gf": (0.04, 8192)}
 
 
 # ---------------------------------------------------------------- helpers
@@ -185,7 +185,12 @@ class _ParamSide:
         TA[:, :, pk:nk] -= eye
         TR = R[:, pk:nk, :nk] - delta * _flat(dGm)
         TC = C[:, pk:nk, :nk].copy()
-        if nz.size:
+        if 4 * nz.size > n:  # dense enough: contiguous views, no gather
+            dKf = _flat(dK)
+            TA += dKf @ A[:, :nk, :nk]
+            TR += dKf @ R[:, :nk, :nk]
+            TC += dKf @ C[:, :nk, :nk]
+        elif nz.size:
             dKf = _flat(dK[:, nz])  # (B, k, |nz| k)
             rows = (nz[:, None] * k + np.arange(k)[None, :]).ravel()
             TA += dKf @ A[:, rows, :nk]
@@ -196,7 +201,9 @@ class _ParamSide:
             TC += delta * (dS @ np.swapaxes(A[:, :nk, :nk], -1, -2))
         else:  # dS_n. A^T = sum_c dW_c Rt_.c^T, Rt_mc = sum_{j=c}^m A_mj; dW sparse in c for SGD
             nzc = np.flatnonzero(np.any(dW != 0.0, axis=(0, 2, 3)))
-            if nzc.size:
+            if 4 * nzc.size > n:
+                TC += delta * (_flat(dW) @ np.swapaxes(self.Rt[:, :nk, :nk], -1, -2))
+            elif nzc.size:
                 cols = (nzc[:, None] * k + np.arange(k)[None, :]).ravel()
                 TC += delta * (_flat(dW[:, nzc]) @ np.swapaxes(self.Rt[:, :nk, cols], -1, -2))
         dnu = nu[:, n] - nu[:, n - 1]
@@ -314,7 +321,8 @@ def solve(
         so ``theory - simulation`` is one subtraction).
     n_paths : int
         Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
-        Default 32768 for SGD, 8192 for SME/GF.
+        Default 65536 for SGD (test-loss standard error <= 0.5% on Huber-on-tanh lr = 2),
+        8192 for SME/GF.
     tangent_stride : int
         Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
         ``Gamma`` (cost ``O(J^3)`` per path; the other paths still enter ``S``, ``Phi`` and
