@@ -24,22 +24,26 @@ def _fail(name: str, value: Any, allowed: str) -> None:
     raise ParameterError(f"{name}={value!r} is not allowed: {name} must be {allowed}")
 
 
+def _real(name: str, value, allowed: str) -> float:
+    """``float(value)`` for a real number; strings, bytes, booleans and None are refused."""
+    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
+        _fail(name, value, allowed)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        _fail(name, value, allowed)
+
+
 def positive(name: str, value, *, allow_inf: bool = False) -> float:
     """Return ``float(value)`` if it is a finite (or, when allowed, infinite) number > 0."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        _fail(name, value, "a positive number")
+    x = _real(name, value, "a positive number")
     if not (x > 0) or math.isnan(x) or (math.isinf(x) and not allow_inf):
         _fail(name, value, "a positive finite number" if not allow_inf else "a positive number")
     return x
 
 
 def nonnegative(name: str, value) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        _fail(name, value, "a non-negative number")
+    x = _real(name, value, "a non-negative number")
     if not (x >= 0) or math.isinf(x):
         _fail(name, value, "a finite number >= 0")
     return x
@@ -47,10 +51,7 @@ def nonnegative(name: str, value) -> float:
 
 def in_range(name: str, value, low: float, high: float, *, closed_high: bool = False) -> float:
     """Check ``low <= value < high`` (or ``<= high`` with ``closed_high``)."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        _fail(name, value, f"a number in [{low}, {high}{']' if closed_high else ')'}")
+    x = _real(name, value, f"a number in [{low}, {high}{']' if closed_high else ')'}")
     ok = low <= x <= high if closed_high else low <= x < high
     if not ok:
         _fail(name, value, f"in [{low}, {high}{']' if closed_high else ')'}")
@@ -94,3 +95,33 @@ def seed_sequence(seed) -> np.random.SeedSequence:
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         _fail("seed", seed, "a non-negative integer")
     return np.random.SeedSequence(int(seed))
+
+
+def probabilities(name: str, value, *, size: int | None = None, atol: float = 1e-9) -> np.ndarray:
+    """A 1-d array of non-negative finite numbers summing to 1 (within ``atol``)."""
+    p = finite_array(name, value, shape=None if size is None else (size,), nonnegative=True)
+    if p.ndim != 1 or p.size < 1:
+        raise ParameterError(f"{name} has shape {p.shape}; expected a non-empty 1-d array")
+    if abs(p.sum() - 1.0) > atol:
+        _fail(name, p.tolist(), f"probabilities summing to 1 (they sum to {p.sum():.12g})")
+    return p
+
+
+def on_divergence(value) -> str:
+    """``'raise'`` (default everywhere) or ``'truncate'`` (return the output up to blow-up)."""
+    return choice("on_divergence", value, ("raise", "truncate"))
+
+
+class UnresolvedTimeStepWarning(RuntimeWarning):
+    """A time step is too coarse for the learning rate (``lr * dt`` large): results are biased."""
+
+
+def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel: int = 3) -> None:
+    """Warn (:class:`UnresolvedTimeStepWarning`) when ``lr * dt > limit``."""
+    import warnings
+
+    if lr * dt > limit:
+        warnings.warn(
+            f"{name}: lr * dt = {lr * dt:.3g} > {limit:g}; the time step does not resolve the dynamics "
+            f"(discretisation error O(lr dt)); use dt <= {limit / lr:.3g}",
+            UnresolvedTimeStepWarning, stacklevel=stacklevel)

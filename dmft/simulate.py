@@ -37,6 +37,8 @@ BLOWUP_NORM = 1e12
 _MAX_INDICES = 1 << 20
 #: default SME step: ``dt = _SME_DT_LR / lr`` (``eta_bar dt = 0.005``, weak error ~0.6%/t)
 _SME_DT_LR = 0.005
+#: warn (UnresolvedTimeStepWarning) above these values of ``lr * dt`` (SME, fixed-step GF)
+_SME_WARN_LR_DT, _GF_WARN_LR_DT = 0.05, 0.5
 #: tolerances of the adaptive gradient-flow integrator
 _GF_RTOL, _GF_ATOL = 1e-7, 1e-9
 
@@ -60,6 +62,7 @@ def simulate(
     times=None,
     dt: float | None = None,
     progress: bool = True,
+    on_divergence: str = "raise",
 ):
     """Simulate multi-pass SGD, SME or gradient flow at finite ``d`` on ``n_seeds`` data sets.
 
@@ -109,6 +112,10 @@ def simulate(
         DOP853 stalls on the kinks of Huber-type losses). Ignored by SGD.
     progress : bool
         Show a progress bar over seeds.
+    on_divergence : {'raise', 'truncate'}
+        What to do when a trajectory blows up: raise :class:`~dmft.errors.DivergenceError`
+        (default), or return the output times before the earliest blow-up over the seeds,
+        with ``attrs['diverged_at']`` the blow-up time (``attrs['truncated'] = 1``).
 
     Returns
     -------
@@ -126,7 +133,13 @@ def simulate(
         An argument out of range (the message names it).
     dmft.errors.DivergenceError
         A trajectory blew up (``tr q > 1e12`` or non-finite); ``.time`` is the first
-        output time at which it did.
+        output time at which it did (unless ``on_divergence='truncate'``).
+
+    Warns
+    -----
+    dmft.errors.UnresolvedTimeStepWarning
+        SME with ``lr * dt > 0.05`` (weak error ``O(lr dt)``, about 12% at 0.1), or
+        fixed-step GF (RK4) with ``lr * dt > 0.5``.
 
     Examples
     --------
@@ -148,8 +161,13 @@ def simulate(
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.nonnegative("init_std", init_std)
     sampling = errors.choice("sampling", sampling, SAMPLING)
+    on_divergence = errors.on_divergence(on_divergence)
     if dt is not None:
         dt = errors.positive("dt", dt)
+        if dynamics == "sme":
+            errors.warn_unresolved("dmft.simulate(dynamics='sme')", lr, dt, _SME_WARN_LR_DT)
+        elif dynamics == "gf":
+            errors.warn_unresolved("dmft.simulate(dynamics='gf', RK4)", lr, dt, _GF_WARN_LR_DT)
     if times is None:
         t_max = errors.positive("t_max", t_max)
         n_time = errors.positive_int("n_time", n_time, minimum=2)
@@ -185,16 +203,24 @@ def simulate(
     norm = np.empty((n_seeds, n_time, k, k))
     overlap = np.empty((n_seeds, n_time, k, ks))
     rhos = np.empty((n_seeds, ks, ks))
+    blowup = math.inf
     for s, child in enumerate(_progress(root.spawn(n_seeds), progress, dynamics)):
         data_ss, sample_ss = child.spawn(2)
         X, Y, theta_star, theta = _dataset(model, n, d, init_std, np.random.default_rng(data_ss))
         rec = _Recorder(model, X, Y, theta_star, n_time)
         with np.errstate(all="ignore"):
             run(cfg, X, Y, theta, np.random.default_rng(sample_ss), rec)
-        rec.check(times, s)
+        try:
+            rec.check(times, s)
+        except errors.DivergenceError as e:
+            if on_divergence == "raise":
+                raise
+            blowup = min(blowup, e.time)
         train[s], norm[s], overlap[s] = rec.train, rec.norm, rec.overlap
         rho = rhos[s] = theta_star.T @ theta_star / d
-        test[s] = [_population_loss(model, norm[s, j], overlap[s, j], rho) for j in range(n_time)]
+        test[s] = [_population_loss(model, norm[s, j], overlap[s, j], rho)
+                   if np.isfinite(norm[s, j]).all() and np.isfinite(overlap[s, j]).all()
+                   and np.abs(norm[s, j]).max() <= BLOWUP_NORM else np.nan for j in range(n_time)]
 
     seed_attr = seed if isinstance(seed, (int, np.integer)) else repr(root.entropy)
     attrs = {
@@ -204,8 +230,17 @@ def simulate(
         "init_std": init_std, "sampling": sampling,
         "dt": "adaptive" if (dynamics == "gf" and dt is None) else dt,
         "t_max": t_max, "n_time": n_time, "teacher_prior": "N(0, 1) (rho = 1)",
-        "method": _METHOD[dynamics], "rho": rhos.tolist(),
+        "method": _METHOD[dynamics], "rho": rhos.tolist(), "on_divergence": on_divergence,
     }
+    if blowup < math.inf:
+        keep = times < blowup
+        if not keep.any():
+            raise errors.DivergenceError(
+                f"simulation diverged at time {blowup:.4g} (the first output time); lower the learning rate",
+                float(blowup))
+        times, train, test, norm, overlap = (times[keep], train[:, keep], test[:, keep],
+                                             norm[:, keep], overlap[:, keep])
+        attrs.update(truncated=1, diverged_at=float(blowup), n_time=int(keep.sum()))
     return output.build(
         {
             "train_loss": (("seed", "time"), train),

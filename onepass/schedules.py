@@ -30,6 +30,10 @@ class TimeDependent:
 
     fn: Callable[[float], float]
 
+    def __post_init__(self):
+        if not callable(self.fn):
+            raise errors.ParameterError(f"fn={self.fn!r} is not allowed: fn must be a callable t -> learning rate")
+
     def __call__(self, t: float, acc: float) -> float:
         g = float(self.fn(t))
         if not (g > 0) or not math.isfinite(g):

@@ -1,0 +1,250 @@
+"""Reliability (issue 8): every bad input is rejected loudly, every blow-up stops with the
+time (and threshold when known), warnings for unresolved time steps."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, HealthCheck
+
+import dmft
+import onepass
+from dmft import errors, models, testing
+from dmft import expectation as E
+from onepass import data as D
+
+LIN = models.linear_regression(0.5)
+TS = D.teacher_student("identity", d=10)
+SIM = dict(d=10, t_max=0.1, n_time=2, n_seeds=1, progress=False)
+SOLVE = dict(t_max=0.2, dt=0.1, n_time=3, n_paths=16, n_replicas=2, progress=False)
+ONE = dict(t_max=0.1, n_time=2)
+
+
+def _cases():
+    c = []
+    for name, bad in [("lr", 0), ("lr", -1), ("lr", math.nan), ("lr", math.inf), ("batch", 0),
+                      ("delta", -1), ("d", 0), ("d", 2.5), ("t_max", 0), ("dt", 0), ("dt", -0.1),
+                      ("alpha", 1.0), ("alpha", -0.1), ("n_seeds", 0), ("dynamics", "adam"),
+                      ("seed", -1), ("sampling", "x"), ("ridge", -1), ("init_std", math.nan),
+                      ("n_time", 1), ("on_divergence", "ignore")]:
+        c.append(("dmft.simulate", lambda n=name, b=bad: dmft.simulate(LIN, **{**SIM, n: b}), name, bad))
+    c.append(("dmft.simulate", lambda: dmft.simulate("nonexistent", **SIM), "model", "nonexistent"))
+    for name, bad in [("lr", 0), ("lr", math.nan), ("batch", -1), ("delta", 0), ("t_max", -1), ("dt", 0),
+                      ("n_paths", 1), ("n_replicas", 1), ("dynamics", "adam"), ("seed", -3), ("n_time", 0),
+                      ("ridge", -0.1)]:
+        c.append(("dmft.solve", lambda n=name, b=bad: dmft.solve(LIN, **{**SOLVE, n: b}), name, bad))
+    c.append(("dmft.solve", lambda: dmft.solve("nonexistent", **SOLVE), "model", "nonexistent"))
+    for name, bad in [("lr", 0), ("lr", -2), ("lr", math.nan), ("t_max", 0), ("n_time", 1), ("rtol", 0),
+                      ("groups", "weird"), ("on_divergence", "ignore")]:
+        c.append(("onepass.solve", lambda n=name, b=bad: onepass.solve(LIN, TS, **{**ONE, n: b}), name, bad))
+    c.append(("onepass.solve", lambda: onepass.solve(LIN, "data"), "data", "data"))
+    c.append(("onepass.solve", lambda: onepass.solve(LIN, TS, X0=np.zeros((2, 3))), "X0", "(2, 3)"))
+    for name, bad in [("n_seeds", 0), ("dynamics", "adam"), ("dt", 0), ("seed", -1), ("lr", 0)]:
+        kw = {**ONE, "progress": False, "n_seeds": 1, name: bad}
+        if name == "dt":
+            kw["dynamics"] = "hsgd"
+        c.append(("onepass.simulate", lambda kw=kw: onepass.simulate(LIN, TS, **kw), name, bad))
+    two = [[0.0, 0.0], [1.0, 1.0]]
+    c += [
+        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [1, 1], probs=[0.5, 0.6]), "probs", "0.6"),
+        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [1, 1], probs=[0.5, 0.5, 0.0]), "probs", "(3,)"),
+        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [1, 1], probs=[1.5, -0.5]), "probs", "-0.5"),
+        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [[1, -1], [1, 1]]), "covariances", "-1"),
+        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [[1, np.nan], [1, 1]]), "covariances", "nan"),
+        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [1]), "covariances", "1"),
+        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [[1, 1, 1], [1, 1, 1]]), "covariances[0]", "(3,)"),
+        ("gaussian_mixture", lambda: D.gaussian_mixture([[0, 0]], [1], teacher=[[1, 2, 3]]), "teacher", "(1, 3)"),
+        ("gaussian_mixture", lambda: D.gaussian_mixture([[0, np.inf]], [1]), "means", "inf"),
+        ("binary_mixture", lambda: D.binary_mixture(d=1), "d", "1"),
+        ("binary_mixture", lambda: D.binary_mixture(mean_norm=-1), "mean_norm", "-1"),
+        ("binary_mixture", lambda: D.binary_mixture("foo"), "spectrum", "foo"),
+        ("teacher_student", lambda: D.teacher_student(k_star=0), "k_star", "0"),
+        ("teacher_student", lambda: D.teacher_student(d=5, k_star=6), "k_star", "6"),
+        ("teacher_student", lambda: D.teacher_student(teacher_norm=math.nan), "teacher_norm", "nan"),
+        ("multiclass_mixture", lambda: D.multiclass_mixture(1), "n_classes", "1"),
+        ("multiclass_mixture", lambda: D.multiclass_mixture(3, mean_norm=-1), "mean_norm", "-1"),
+        ("PowerLaw", lambda: D.PowerLaw(-1, 0), "alpha", "-1"),
+        ("ZeroOne", lambda: D.ZeroOne((0.5, 0.5, 0.5, 0)), "fractions", "0.5"),
+        ("Binned", lambda: D.Binned(0), "n_bins", "0"),
+        ("Constant", lambda: onepass.Constant(0), "lr", "0"),
+        ("AdaGradNorm", lambda: onepass.AdaGradNorm(1, -1), "b0", "-1"),
+        ("TimeDependent", lambda: onepass.TimeDependent(3.0), "fn", "3.0"),
+        ("TimeDependent", lambda: onepass.solve(LIN, TS, lr=lambda t: -1.0, **ONE), "lr", "-1.0"),
+        ("linear_regression", lambda: models.linear_regression(-1), "noise_std", "-1"),
+        ("huber_tanh", lambda: models.huber_tanh(threshold=0), "threshold", "0"),
+        ("softmax", lambda: models.softmax_cross_entropy(1), "n_classes", "1"),
+        ("models.get", lambda: models.get("foo"), "model", "foo"),
+        ("custom", lambda: models.custom(lambda r, y: 0.0, k=0), "k", "0"),
+        ("GaussHermite", lambda: E.GaussHermite(0), "points_per_dim", "0"),
+        ("QuasiMonteCarlo", lambda: E.QuasiMonteCarlo(100), "n_points", "100"),
+        ("gaussian_moments", lambda: E.gaussian_moments(LIN, np.zeros(3), np.eye(3)), "mean", "3"),
+        ("gaussian_moments", lambda: E.gaussian_moments(LIN, np.zeros(2), np.eye(3)), "cov", "(3, 3)"),
+        ("gaussian_moments", lambda: E.gaussian_moments(LIN, np.zeros(2), -np.eye(2), rule=E.GaussHermite()),
+         "cov", "-1"),
+        ("linear_sgd_moments", lambda: dmft.simulate.__wrapped__ if False else
+         __import__("dmft.simulate", fromlist=["x"]).linear_sgd_moments(models.logistic(), d=5), "model", "logistic"),
+    ]
+    return c
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("entry,fn,name,value", CASES,
+                         ids=[f"{e}-{n}={v!r}" for e, _, n, v in CASES])
+def test_bad_input_is_rejected_with_name_and_value(entry, fn, name, value):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(errors.ParameterError) as info:
+            fn()
+    msg = str(info.value)
+    assert name in msg and str(value) in msg, msg
+    assert isinstance(info.value, ValueError)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=testing._st().sampled_from(["lr", "batch", "delta", "t_max", "dt"]),
+       bad=testing.invalid_values("positive"))
+def test_any_invalid_positive_argument_is_rejected(name, bad):
+    with pytest.raises(errors.ParameterError, match=name):
+        dmft.simulate(LIN, **{**SIM, name: bad})
+    with pytest.raises(errors.ParameterError, match=name):
+        dmft.solve(LIN, **{**SOLVE, name: bad})
+
+
+@settings(max_examples=15, deadline=None)
+@given(bad=testing.invalid_values("alpha"))
+def test_alpha_outside_unit_interval_is_rejected(bad):
+    with pytest.raises(errors.ParameterError, match="alpha"):
+        dmft.simulate(LIN, **{**SIM, "alpha": bad})
+
+
+@settings(max_examples=15, deadline=None)
+@given(bad=testing.invalid_values("dynamics"))
+def test_unknown_dynamics_is_rejected(bad):
+    with pytest.raises(errors.ParameterError, match="dynamics"):
+        dmft.simulate(LIN, **{**SIM, "dynamics": bad})
+    with pytest.raises(errors.ParameterError, match="dynamics"):
+        onepass.simulate(LIN, TS, **ONE, dynamics=bad, progress=False)
+
+
+@settings(max_examples=30, deadline=None)
+@given(p=testing._st().lists(testing._floats(-1.0, 2.0), min_size=2, max_size=4))
+def test_probabilities_must_sum_to_one(p):
+    p = np.asarray(p)
+    C = len(p)
+    args = (np.zeros((C, 3)), [1.0] * C)
+    if np.all(p >= 0) and abs(p.sum() - 1) <= 1e-9:
+        D.gaussian_mixture(*args, probs=p)
+    else:
+        with pytest.raises(errors.ParameterError, match="probs"):
+            D.gaussian_mixture(*args, probs=p)
+
+
+# ---------------------------------------------------------------- divergence
+def test_onepass_solve_divergence_time_and_threshold():
+    # linear teacher-student, K = I: stable iff lr < 2 A/((Tr K/d) I) = 2 near the optimum
+    with pytest.raises(errors.DivergenceError) as info:
+        onepass.solve(LIN, TS, lr=3.0, t_max=20.0, n_time=21)
+    e = info.value
+    assert 5.0 < e.time < 10.0  # measured 7.49 (d = 10 and d = 50)
+    assert e.threshold == pytest.approx(2.0, rel=1e-3)
+    assert "threshold" in str(e) and "diverged at time" in str(e)
+    ds = onepass.solve(LIN, TS, lr=3.0, t_max=20.0, n_time=21, on_divergence="truncate")
+    assert ds.attrs["truncated"] == 1 and ds.attrs["diverged_at"] == pytest.approx(e.time)
+    assert float(ds.time[-1]) < e.time and np.isfinite(ds.risk).all()
+
+
+def test_onepass_simulate_divergence():
+    with pytest.raises(errors.DivergenceError) as info:
+        onepass.simulate(LIN, TS, lr=4.0, t_max=10.0, n_time=11, n_seeds=1, progress=False)
+    assert 0 < info.value.time <= 10.0
+    assert info.value.threshold == pytest.approx(2.0, rel=0.2)
+    with pytest.raises(errors.DivergenceError) as info:
+        onepass.simulate(LIN, TS, lr=4.0, t_max=10.0, n_time=11, n_seeds=1, dynamics="hsgd", dt=0.05,
+                         progress=False)
+    assert 0 < info.value.time <= 10.0
+
+
+@pytest.mark.parametrize("dynamics", ["sgd", "sme"])
+def test_dmft_simulate_divergence(dynamics):
+    kw = dict(dynamics=dynamics, lr=5.0, d=30, t_max=10.0, n_time=11, n_seeds=2, progress=False)
+    with pytest.raises(errors.DivergenceError) as info:
+        dmft.simulate(LIN, **kw)
+    assert 0 < info.value.time <= 3.0  # measured 1 (SGD), 2 (SME) at d = 50
+    ds = dmft.simulate(LIN, **kw, on_divergence="truncate")
+    assert ds.attrs["truncated"] == 1 and ds.attrs["diverged_at"] == info.value.time
+    assert float(ds.time[-1]) < info.value.time
+    assert np.isfinite(ds.test_loss).all() and np.isfinite(ds.train_loss).all()
+
+
+def test_dmft_solve_divergence():
+    # squared loss, SME at lr = 5: measured blow-up t = 1.2 (SGD driver 1.4; d = 30 simulation ~1)
+    with pytest.raises(errors.DivergenceError) as info:
+        dmft.solve(LIN, dynamics="sme", lr=5.0, delta=2.0, t_max=4.0, dt=0.05, n_time=5,
+                   n_paths=256, n_replicas=4, progress=False)
+    assert 0.5 < info.value.time < 3.0 and "diverged at time" in str(info.value)
+
+
+def test_check_finite_reports_first_bad_time_and_threshold():
+    t = np.linspace(0, 1, 5)
+    v = np.array([1.0, 2.0, np.inf, np.nan, 1.0])
+    with pytest.raises(errors.DivergenceError) as info:
+        dmft.output.check_finite("x", t, v, threshold=1.5)
+    assert info.value.time == 0.5 and info.value.threshold == 1.5 and "1.5" in str(info.value)
+
+
+# ---------------------------------------------------------------- warnings
+def test_unresolved_sme_step_warns():
+    with pytest.warns(errors.UnresolvedTimeStepWarning, match="lr \\* dt"):
+        dmft.simulate(LIN, dynamics="sme", lr=1.0, dt=0.2, d=10, t_max=0.4, n_time=3, n_seeds=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.UnresolvedTimeStepWarning)
+        dmft.simulate(LIN, dynamics="sme", lr=1.0, d=10, t_max=0.02, n_time=2, n_seeds=1, progress=False)
+
+
+def test_unresolved_gf_rk4_step_warns():
+    with pytest.warns(errors.UnresolvedTimeStepWarning):
+        dmft.simulate(LIN, dynamics="gf", lr=2.0, dt=0.5, d=10, t_max=0.5, n_time=2, n_seeds=1, progress=False)
+
+
+# ---------------------------------------------------------------- numerics and reproducibility
+def test_stable_elementary_functions_at_large_arguments():
+    from dmft.models import _log1pexp, _sech2, _sigmoid, _logsumexp
+
+    for x in (-800.0, -40.0, 0.0, 40.0, 800.0):
+        assert np.isfinite(_log1pexp(x)) and _log1pexp(x) >= 0
+        assert 0 <= _sigmoid(x) <= 1 and 0 <= _sech2(x) <= 1
+    assert _log1pexp(800.0) == 800.0 and _log1pexp(-800.0) == 0.0
+    assert _logsumexp(np.array([1000.0, 1000.0])) == pytest.approx(1000.0 + math.log(2))
+    r = np.array([900.0, -900.0, 0.0])
+    for mod in (models.logistic(), models.softmax_cross_entropy(3), models.huber_tanh(k=3)):
+        rr = r[:mod.k]
+        y = np.zeros(mod.label_dim)
+        y[0] = 1.0
+        g = np.empty(mod.k)
+        h = np.empty((mod.k, mod.k))
+        mod.grad(rr, y, mod.param_array, g)
+        mod.hess(rr, y, mod.param_array, h)
+        assert np.isfinite(mod.loss(rr, y, mod.param_array)) and np.isfinite(g).all() and np.isfinite(h).all()
+
+
+def test_outputs_are_float64():
+    ds = dmft.simulate(LIN, **SIM)
+    assert all(ds[v].dtype == np.float64 for v in ds.data_vars)
+    ds = onepass.solve(LIN, TS, **ONE)
+    assert all(ds[v].dtype == np.float64 for v in ds.data_vars)
+
+
+def test_same_seed_bit_identical_and_seeds_independent():
+    a = dmft.simulate(LIN, **{**SIM, "n_seeds": 3})
+    b = dmft.simulate(LIN, **{**SIM, "n_seeds": 3})
+    np.testing.assert_array_equal(a.train_loss.values, b.train_loss.values)
+    tr = a.train_loss.values[:, -1]
+    assert len(set(tr.tolist())) == 3  # independent streams per seed
+    # seed s of a run with more seeds is the same stream (prefix-stable spawning)
+    c = dmft.simulate(LIN, **{**SIM, "n_seeds": 2})
+    np.testing.assert_array_equal(a.train_loss.values[:2], c.train_loss.values)
+    s1 = dmft.solve(LIN, **SOLVE, dynamics="gf")
+    s2 = dmft.solve(LIN, **SOLVE, dynamics="gf")
+    np.testing.assert_array_equal(s1.test_loss.values, s2.test_loss.values)
