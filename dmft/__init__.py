@@ -11,3 +11,5 @@ __all__ = [
     "Model", "ParameterError", "DivergenceError", "models", "expectation", "output", "errors",
     "simulate", "solve",
 ]
+from .compare import compare  # noqa: E402
+from .sweep import sweep  # noqa: E402

@@ -36,6 +36,13 @@ VARIABLES = {
     "lr_threshold": ("stability threshold 2A/((Tr K/d) I)", "1"),
     "correlation": ("correlation kernel C_theta(t, s)", "1"),
     "response": ("response kernel R_theta(t, s)", "1"),
+    # comparisons and sweeps (dmft.compare, dmft.sweep)
+    "runtime_s": ("wall-clock runtime", "s"),
+    "delta": ("samples per dimension n/d", "1"),
+    "batch": ("batch scale kappa_bar", "1"),
+    "status": ("sweep point status (ok, failed, diverged)", "1"),
+    "error": ("error message of a failed sweep point", "1"),
+    "point_seed": ("seed passed to the sweep point", "1"),
 }
 
 

@@ -12,3 +12,4 @@ from .simulate import simulate
 from .theory import solve
 
 __all__ = ["solve", "simulate", "data", "models", "AdaGradNorm", "Constant", "TimeDependent", "Binned"]
+from .compare import compare  # noqa: E402

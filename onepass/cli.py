@@ -6,13 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-import xarray as xr
-
 from dmft import errors, models, output, plotting
 
 from . import data as _data
-from .simulate import simulate
-from .theory import solve
+from .compare import compare
 
 
 def _spectrum(name: str, alpha: float, beta: float):
@@ -38,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-time", type=int, default=41, help="output times")
     run.add_argument("--n-seeds", type=int, default=8, help="simulation seeds")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--hsgd", action="store_true", help="also run homogenized SGD")
     run.add_argument("--out", default="results", help="output folder")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
@@ -54,12 +52,11 @@ def main(argv=None) -> int:
             data = _data.binary_mixture(spectrum, d=args.d, mean_norm=args.mean_norm)
         else:
             data = _data.teacher_student(spectrum, d=args.d)
-        kw = dict(lr=args.lr, t_max=args.t_max, n_time=args.n_time)
         t0 = time.perf_counter()
-        theory = solve(model, data, progress=not args.no_progress, **kw)
+        sources = ("theory", "simulation", "hsgd") if args.hsgd else ("theory", "simulation")
+        ds = compare(model, data, lr=args.lr, t_max=args.t_max, n_time=args.n_time, sources=sources,
+                     n_seeds=args.n_seeds, seed=args.seed, progress=not args.no_progress)
         t1 = time.perf_counter()
-        sim = simulate(model, data, n_seeds=args.n_seeds, seed=args.seed, progress=not args.no_progress, **kw)
-        t2 = time.perf_counter()
     except errors.ParameterError as e:
         print(f"onepass: error: {e}", file=sys.stderr)
         return 2
@@ -67,15 +64,16 @@ def main(argv=None) -> int:
         print(f"onepass: diverged: {e}", file=sys.stderr)
         return 3
     out = Path(args.out)
-    ds = xr.concat([theory, sim.mean("seed", keep_attrs=True)], dim=xr.Variable("source", ["theory", "simulation"]),
-                   coords="minimal", compat="override", combine_attrs="override", join="exact")
     output.save(ds, out / "onepass.nc")
-    names = [v for v in ("risk", "alignment", "lr_threshold") if v in theory]
-    fig = plotting.theory_vs_simulation(theory, sim, names)
+    names = [v for v in ("risk", "alignment", "lr_threshold") if v in ds]
+    fig = plotting.compare(ds, names)
     fig.savefig(out / "onepass.png", dpi=120)
-    err = abs(theory.risk - sim.risk.mean("seed")).max()
-    print(f"theory {t1 - t0:.1f} s, simulation ({args.n_seeds} seeds, d={args.d}) {t2 - t1:.1f} s; "
-          f"max |risk theory - simulation mean| = {float(err):.2e}")
+    rt = dict(zip(ds.source.values, ds.runtime_s.values))
+    print(f"theory {rt['theory']:.1f} s, simulation ({args.n_seeds} seeds, d={args.d}) {rt['simulation']:.1f} s; "
+          + (f"hsgd {rt['hsgd']:.1f} s; " if args.hsgd else "") + f"total {t1 - t0:.1f} s")
+    for src in ds.source.values[1:]:
+        err = abs(ds.risk.sel(source="theory") - ds.risk.sel(source=src)).max()
+        print(f"max |risk theory - {src} mean| = {float(err):.2e}")
     print(f"wrote {out / 'onepass.nc'} and {out / 'onepass.png'}")
     return 0
 

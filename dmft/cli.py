@@ -1,0 +1,159 @@
+"""Command line: ``dmft compare`` (SGD, SME, GF: theory vs simulation) and ``dmft sweep``.
+
+``dmft`` with no arguments runs ``dmft compare`` on its built-in defaults (Huber loss on a
+tanh teacher, ``delta = 2``, ``lr = 2``, ``batch = 1``, ``t_max = 4``), which finishes in
+about a minute on two cores and writes ``results/compare.nc`` and ``results/compare.png``.
+
+Exit codes: 0 success, 2 bad argument (the message names it), 3 divergence.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import errors, output, plotting
+from .compare import compare
+
+#: ``dmft compare`` defaults: the README's main job (about a minute on 2 cores)
+DEFAULTS = dict(model="huber-tanh", delta=2.0, lr=2.0, batch=1.0, t_max=4.0, dynamics="sgd,sme,gf", d=400,
+                n_seeds=8, n_paths=4096, n_time=41, ridge=0.0, seed=0)
+
+
+def _floats(text: str) -> list:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _add_problem(p, sweepable: bool):
+    kind = _floats if sweepable else float
+    more = " (comma-separated values are swept)" if sweepable else ""
+    p.add_argument("--model", default=DEFAULTS["model"],
+                   help="built-in model: huber-tanh, linear_regression, logistic, phase_retrieval, ... "
+                        f"(default: {DEFAULTS['model']})")
+    p.add_argument("--delta", type=kind, default=DEFAULTS["delta"], help=f"samples per dimension n/d{more}")
+    p.add_argument("--lr", type=kind, default=DEFAULTS["lr"], help=f"learning-rate scale eta_bar{more}")
+    p.add_argument("--batch", type=kind, default=DEFAULTS["batch"], help=f"batch scale kappa_bar{more}")
+    p.add_argument("--t-max", type=float, default=DEFAULTS["t_max"], help="horizon (time units of THEORY.md 3)")
+    p.add_argument("--dynamics", default=DEFAULTS["dynamics"], help="comma-separated subset of sgd,sme,gf")
+    p.add_argument("--d", type=int, default=DEFAULTS["d"], help="simulation dimension")
+    p.add_argument("--n-seeds", type=int, default=DEFAULTS["n_seeds"], help="simulation data sets")
+    p.add_argument("--n-paths", type=int, default=DEFAULTS["n_paths"], help="DMFT Monte Carlo paths")
+    p.add_argument("--n-time", type=int, default=DEFAULTS["n_time"], help="output times")
+    p.add_argument("--ridge", type=float, default=DEFAULTS["ridge"], help="ridge penalty lambda")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed")
+    p.add_argument("--no-simulation", action="store_true", help="theory only")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dmft", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command")
+    c = sub.add_parser("compare", help="SGD, SME and GF side by side, theory vs simulation (the default)")
+    _add_problem(c, sweepable=False)
+    c.add_argument("--out", default="results", help="output folder for compare.nc and compare.png")
+    s = sub.add_parser("sweep", help="dmft compare over a grid of delta x lr x batch (resumable)")
+    _add_problem(s, sweepable=True)
+    s.add_argument("--out", default="results/sweep", help="output folder (points/, sweep.nc, sweep.png)")
+    s.add_argument("--scheduler", default=None,
+                   help="dask scheduler address, or 'local' for a local cluster (default: serial)")
+    s.add_argument("--no-resume", action="store_true", help="recompute points already written under --out")
+    return p
+
+
+def _common(args) -> dict:
+    return dict(model=args.model, t_max=args.t_max,
+                dynamics=tuple(x.strip() for x in args.dynamics.split(",") if x.strip()),
+                simulate=not args.no_simulation, d=args.d, n_seeds=args.n_seeds, n_paths=args.n_paths,
+                n_time=args.n_time, ridge=args.ridge)
+
+
+def _run_compare(args) -> int:
+    t0 = time.perf_counter()
+    ds = compare(delta=args.delta, lr=args.lr, batch=args.batch, seed=args.seed, progress=not args.no_progress,
+                 **_common(args))
+    out = Path(args.out)
+    output.save(ds, out / "compare.nc")
+    fig = plotting.compare(ds)
+    fig.savefig(out / "compare.png", dpi=120)
+    print(f"dmft compare: {time.perf_counter() - t0:.1f} s")
+    if "simulation" in ds.source.values:
+        print("max over time of |theory - simulation| test loss, in units of the combined standard error:")
+        for dyn in ds.dynamics.values:
+            th, sim = ds.test_loss.sel(dynamics=dyn, source="theory"), ds.test_loss.sel(dynamics=dyn,
+                                                                                        source="simulation")
+            se = np.hypot(ds.test_loss_sem.sel(dynamics=dyn, source="theory"),
+                          ds.test_loss_sem.sel(dynamics=dyn, source="simulation"))
+            diff = abs(th - sim)
+            z = float((diff / se.where(se > 0)).max())
+            print(f"  {dyn:4s} max |diff| = {float(diff.max()):.3e}  max |diff|/SE = {z:.2f}  "
+                  f"final test loss theory {float(th[-1]):.4f}, simulation {float(sim[-1]):.4f}")
+    print(f"wrote {out / 'compare.nc'} and {out / 'compare.png'}")
+    return 0
+
+
+def _run_sweep(args) -> int:
+    from .sweep import sweep
+
+    grid = {k: v for k, v in (("delta", args.delta), ("lr", args.lr), ("batch", args.batch))}
+    grid = {k: (v if isinstance(v, list) else [v]) for k, v in grid.items()}
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    ds = sweep(compare, grid, fixed=_common(args), seed=args.seed, out=out, client=args.scheduler,
+               resume=not args.no_resume, progress=not args.no_progress)
+    # figure: final test loss against the first swept parameter with several values
+    swept = [k for k in grid if len(grid[k]) > 1] or ["lr"]
+    final = ds.test_loss.isel(time=-1)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    other = [k for k in grid if k != swept[0]]
+    flat = final.stack(rest=other) if other else final.expand_dims(rest=[0])
+    for j in range(flat.sizes["rest"]):
+        for i, dyn in enumerate(ds.dynamics.values):
+            for src, ls in (("theory", "-"), ("simulation", "--")):
+                if src in ds.source.values:
+                    ax.plot(ds[swept[0]], flat.isel(rest=j).sel(dynamics=dyn, source=src), ls=ls, marker="o",
+                            color=f"C{i}", label=f"{dyn} {src}" if j == 0 else None)
+    ax.set_xlabel(ds[swept[0]].attrs.get("long_name", swept[0]))
+    ax.set_ylabel("final " + ds.test_loss.attrs.get("long_name", "test loss"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=120)
+    n_bad = int((ds.status != "ok").sum())
+    print(f"dmft sweep: {ds.status.size} points ({n_bad} not ok) in {time.perf_counter() - t0:.1f} s")
+    for idx in zip(*np.nonzero(ds.status.values != "ok")):
+        print("  " + ", ".join(f"{k}={ds[k].values[i]}" for k, i in zip(grid, idx)) + ": "
+              + str(ds.error.values[idx]))
+    print(f"wrote {out / 'sweep.nc'} and {out / 'sweep.png'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``dmft`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["compare"] + argv
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "sweep":
+            return _run_sweep(args)
+        return _run_compare(args)
+    except errors.ParameterError as e:
+        print(f"dmft: error: {e}", file=sys.stderr)
+        return 2
+    except errors.DivergenceError as e:
+        print(f"dmft: diverged: {e}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""One-pass SGD: exact ODE, finite-d SGD and homogenized SGD side by side in one Dataset."""
+from __future__ import annotations
+
+import time as _time
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from dmft import errors, output
+from dmft.compare import stack_sources
+
+from .simulate import simulate as _simulate
+from .theory import solve as _solve
+
+__all__ = ["compare", "SOURCES"]
+
+#: the curves :func:`compare` can put side by side
+SOURCES = ("theory", "simulation", "hsgd")
+
+_VARIABLES = ("risk", "alignment", "norm", "overlap", "distance", "mean_overlap", "group_norm",
+              "group_mean_overlap", "fisher_trace", "lr", "lr_threshold")
+
+
+def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sources=("theory", "simulation"),
+            n_seeds: int = 8, seed: int = 0, hsgd_dt: float = 0.01, X0=None, groups="auto",
+            progress: bool = True) -> xr.Dataset:
+    """One-pass theory (:func:`onepass.solve`) against SGD and homogenized SGD (:func:`onepass.simulate`).
+
+    Parameters
+    ----------
+    model : dmft.models.Model or str
+    data : onepass.data.GaussianMixture
+        E.g. ``onepass.data.binary_mixture('zero_one', d=1000)``; simulations run at its ``d``.
+    lr : float, callable or schedule
+        Learning rate ``gamma`` (``onepass.AdaGradNorm(...)`` etc.).
+    t_max, n_time : output grid ``linspace(0, t_max, n_time)`` in units of ``t = steps/d``.
+    sources : sequence of {'theory', 'simulation', 'hsgd'}
+        Which curves, in this order along ``source``: the exact ODE, finite-d one-pass
+        SGD, and homogenized SGD (Euler-Maruyama with step ``hsgd_dt``).
+    n_seeds : int
+        Independent runs of each simulator; curves are their mean.
+    seed : int
+        SGD uses ``SeedSequence(seed).spawn(2)[0]``, HSGD the other stream.
+    X0, groups : as in :func:`onepass.solve`.
+    progress : bool
+        tqdm bar over sources.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``source`` in front of the variables of :func:`onepass.solve` that every source
+        returns (``risk``, ``norm``, ``mean_overlap``, ``alignment`` for binary data, ...),
+        each with ``*_sem`` (0 for the theory, ``std/sqrt(n_seeds)`` for simulations), and
+        ``runtime_s`` (source). Every input in ``attrs``.
+    """
+    if isinstance(sources, str):
+        sources = (sources,)
+    sources = tuple(sources)
+    if not sources or len(set(sources)) != len(sources):
+        raise errors.ParameterError(f"sources={sources!r} is not allowed: sources must be distinct names from "
+                                    + ", ".join(repr(s) for s in SOURCES))
+    for s in sources:
+        errors.choice("sources", s, SOURCES)
+    n_seeds = errors.positive_int("n_seeds", n_seeds, minimum=1)
+    sgd_ss, hsgd_ss = errors.seed_sequence(seed).spawn(2)
+    common = dict(lr=lr, t_max=t_max, n_time=n_time, X0=X0, groups=groups)
+    results, runtimes = {}, []
+    with tqdm(sources, disable=not progress, desc="onepass.compare", unit="run") as bar:
+        for src in bar:
+            bar.set_postfix_str(src)
+            t0 = _time.perf_counter()
+            if src == "theory":
+                results[src] = _solve(model, data, progress=False, **common)
+            elif src == "simulation":
+                results[src] = _simulate(model, data, n_seeds=n_seeds, seed=sgd_ss, dynamics="sgd",
+                                         progress=False, **common)
+            else:
+                results[src] = _simulate(model, data, n_seeds=n_seeds, seed=hsgd_ss, dynamics="hsgd",
+                                         dt=hsgd_dt, progress=False, **common)
+            runtimes.append(_time.perf_counter() - t0)
+    ds = stack_sources(results, [v for v in _VARIABLES if v != "lr"])
+    first = results[sources[0]]
+    keep = [c for c in first.coords if c not in ds.coords and set(first[c].dims) <= set(ds.dims)]
+    ds = ds.assign_coords({c: first[c] for c in keep})
+    ds["runtime_s"] = (("source",), np.asarray(runtimes), output.describe("runtime_s"))
+    attrs = {k: v for k, v in first.attrs.items() if k not in ("source", "dynamics", "n_seeds", "seed", "dt",
+                                                                 "library_version")}
+    attrs.update(sources=list(sources), n_seeds=n_seeds, seed=seed, hsgd_dt=hsgd_dt,
+                 sem_method="theory: 0 (deterministic ODE); simulation, hsgd: std(ddof=1)/sqrt(n_seeds)")
+    from dmft import __version__
+
+    ds.attrs = output.clean_attrs({**attrs, "library_version": __version__})
+    return ds

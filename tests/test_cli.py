@@ -1,0 +1,66 @@
+"""``dmft`` command line: outputs, exit codes (0 ok, 2 bad argument, 3 divergence), messages."""
+import numpy as np
+import pytest
+
+from dmft import cli, output
+
+TINY = ["--model", "linear_regression", "--lr", "0.5", "--t-max", "0.5", "--d", "40", "--n-seeds", "2",
+        "--n-paths", "64", "--n-time", "3", "--no-progress"]
+
+
+def test_compare_writes_netcdf_and_figure(tmp_path, capsys):
+    code = cli.main(["compare", *TINY, "--dynamics", "gf,sgd", "--out", str(tmp_path)])
+    assert code == 0
+    ds = output.load(tmp_path / "compare.nc")
+    assert list(ds.dynamics.values) == ["gf", "sgd"] and list(ds.source.values) == ["theory", "simulation"]
+    assert np.isfinite(ds.test_loss).all()
+    assert (tmp_path / "compare.png").stat().st_size > 10_000
+    out = capsys.readouterr().out
+    assert "max |diff|/SE" in out and "compare.png" in out
+
+
+def test_no_subcommand_means_compare(tmp_path):
+    assert cli.main([*TINY, "--dynamics", "gf", "--no-simulation", "--out", str(tmp_path)]) == 0
+    assert list(output.load(tmp_path / "compare.nc").source.values) == ["theory"]
+
+
+def test_defaults_are_the_readme_job():
+    args = cli.build_parser().parse_args(["compare"])
+    assert (args.model, args.delta, args.lr, args.batch, args.t_max) == ("huber-tanh", 2.0, 2.0, 1.0, 4.0)
+    assert args.out == "results"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "-1"], "lr=-1.0"),
+    (["--dynamics", "adam"], "dynamics='adam'"),
+    (["--model", "nope"], "model='nope'"),
+    (["--n-seeds", "0"], "n_seeds=0"),
+])
+def test_bad_argument_exits_2_with_message(argv, message, tmp_path, capsys):
+    code = cli.main(["compare", *TINY, "--dynamics", "gf", *argv, "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dmft: error:") and message in err
+
+
+def test_unparsable_argument_exits_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["compare", "--lr", "fast"])
+    assert e.value.code == 2 and "--lr" in capsys.readouterr().err
+
+
+def test_divergence_exits_3(tmp_path, capsys):
+    code = cli.main(["compare", *TINY, "--lr", "40", "--t-max", "2", "--dynamics", "sgd", "--no-simulation",
+                     "--out", str(tmp_path)])
+    assert code == 3
+    assert "dmft: diverged:" in capsys.readouterr().err
+
+
+def test_sweep_command_resumes(tmp_path, capsys):
+    argv = ["sweep", *TINY, "--dynamics", "gf", "--no-simulation", "--lr", "0.25,0.5", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    ds = output.load(tmp_path / "sweep.nc")
+    assert ds.test_loss.dims == ("delta", "lr", "batch", "dynamics", "source", "time")
+    assert (tmp_path / "sweep.png").exists()
+    assert cli.main(argv) == 0  # second run: everything loaded from points/
+    assert "2 points (0 not ok)" in capsys.readouterr().out
