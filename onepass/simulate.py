@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 from dmft import errors, output
 from dmft._jit import specialise
 
-from ._kernels import sgd_run
-from .schedules import AdaGradNorm, Constant, as_schedule
+from ._kernels import sgd_steps
+from .schedules import AdaGradNorm, as_schedule
 from .theory import Problem, _initial_X, time_grid
 
 
@@ -74,29 +74,41 @@ def _last_threshold(ds, t_bad):
     return float(v.mean()) if v.size else None
 
 
+_BLOCK = 512  # steps per kernel call: random numbers for a block are drawn at once
+
+
 def _run_sgd(problem: Problem, schedule, t, X0, ss):
     data, model = problem.data, problem.model
-    d = data.d
+    d, C = data.d, data.n_classes
+    rng = np.random.default_rng(ss)
     snap_steps = np.rint(t * d).astype(np.int64)
-    n_steps = int(snap_steps[-1])
     adagrad = isinstance(schedule, AdaGradNorm)
-    if adagrad:
-        lr_steps, lr0, b0 = np.zeros(0), schedule.lr, schedule.b0
-    else:
-        # the learning rate of step j is the schedule at t = j/d
-        lr_steps = np.array([schedule(j / d, 0.0) for j in range(max(n_steps, 1))]) \
-            if not isinstance(schedule, Constant) else np.full(max(n_steps, 1), schedule.lr)
-        lr0, b0 = 0.0, 1.0
+    lr0, b0 = (schedule.lr, schedule.b0) if adagrad else (0.0, 1.0)
     hard = problem.labels is not None
-    labels = problem.labels if hard else np.zeros((1, model.label_dim))
-    Xstar = data.teacher if data.teacher is not None else np.zeros((0, d))
-    kernel_seed = int(ss.generate_state(1)[0] % (2**31 - 1))
-    with np.errstate(over="ignore", invalid="ignore"):
-        kernel = specialise(sgd_run, grad=model.grad, teacher=model.teacher)
-        snaps, lrs = kernel(model.param_array, X0.copy(), np.ascontiguousarray(Xstar),
-                             np.ascontiguousarray(data.means), np.sqrt(data.eigenvalues), np.cumsum(data.probs),
-                             np.ascontiguousarray(labels, dtype=float), hard, lr_steps, adagrad, lr0, b0,
-                             snap_steps, model.label_dim, model.noise_dim, kernel_seed)
+    labels = np.ascontiguousarray(problem.labels if hard else np.zeros((1, model.label_dim)), dtype=float)
+    Xstar = np.ascontiguousarray(data.teacher if data.teacher is not None else np.zeros((0, d)))
+    means, sqrt_lam, cum = np.ascontiguousarray(data.means), np.sqrt(data.eigenvalues), np.cumsum(data.probs)
+    noise_dim = 0 if hard else model.noise_dim
+    kernel = specialise(sgd_steps, grad=model.grad, teacher=model.teacher)
+    X = X0.copy()
+    acc = 0.0
+    gamma = schedule(0.0, 0.0)
+    snaps, lrs = [], []
+    step = 0
+    for target in snap_steps:
+        while step < target:
+            n = int(min(_BLOCK, target - step))
+            classes = np.minimum(np.searchsorted(cum, rng.random(n), side="right"), C - 1)
+            xi = rng.standard_normal((n, d))
+            eps = rng.standard_normal((n, noise_dim))
+            # the learning rate of step j is the schedule at t = j/d
+            lr_steps = np.zeros(0) if adagrad else np.array([schedule((step + j) / d, 0.0) for j in range(n)])
+            with np.errstate(over="ignore", invalid="ignore"):
+                acc, gamma = kernel(model.param_array, X, Xstar, means, sqrt_lam, classes, xi, eps, labels, hard,
+                                    lr_steps, adagrad, lr0, b0, acc, model.label_dim)
+            step += n
+        snaps.append(X.copy())
+        lrs.append(gamma if step else schedule(0.0, 0.0))
     return snaps, lrs
 
 

@@ -1,0 +1,45 @@
+"""One-pass ODE cost: binned mode independent of d, exact mode linear in d, vs simulation.
+
+Binary logistic regression, extreme power law (alpha = 1.2, beta = 0.2), lr = 0.5,
+t_max = 20, 41 output times. Ratios are taken within one run.
+"""
+import numpy as np
+
+import onepass
+from dmft import models
+
+from _util import best_time, table
+
+MODEL = models.logistic()
+SPEC = onepass.data.PowerLaw(1.2, 0.2)
+KW = dict(lr=0.5, t_max=20.0, n_time=41)
+
+
+def solve_time(d, groups, repeat=3):
+    data = onepass.data.binary_mixture(SPEC, d=d)
+    return best_time(lambda: onepass.solve(MODEL, data, groups=groups, **KW), repeat)
+
+
+def main():
+    onepass.solve(MODEL, onepass.data.binary_mixture(SPEC, d=100), **KW)  # compile
+    base = solve_time(10**3, onepass.Binned(64))
+    rows = [(f"{d:.0e}", f"{t:.3f}", f"{t / base:.2f}")
+            for d in (10**3, 10**4, 10**5, 10**6) for t in [solve_time(d, onepass.Binned(64))]]
+    print("Binned(64): solve time vs d (ratio to d = 1e3)\n")
+    print(table(["d", "seconds", "ratio"], rows))
+
+    ex = [(d, solve_time(d, "exact", repeat=1)) for d in (1000, 2000, 4000, 8000)]
+    print("\nExact mode: solve time vs d (linear: ratio / (d/1e3) ~ 1)\n")
+    print(table(["d", "seconds", "ratio / (d/1e3)"],
+                [(d, f"{t:.2f}", f"{t / ex[0][1] / (d / 1000):.2f}") for d, t in ex]))
+
+    data = onepass.data.binary_mixture(SPEC, d=10**4)
+    onepass.simulate(MODEL, data, t_max=0.01, n_time=2, n_seeds=1, progress=False)
+    t_sim = best_time(lambda: onepass.simulate(MODEL, data, n_seeds=1, progress=False, **KW), 1)
+    t_ode = solve_time(10**4, onepass.Binned(64))
+    print(f"\nd = 1e4, same curve: one simulation seed {t_sim:.2f} s, binned ODE {t_ode:.3f} s, "
+          f"ratio {t_sim / t_ode:.0f}x (per seed; a curve with error bars needs many seeds)")
+
+
+if __name__ == "__main__":
+    main()
