@@ -300,3 +300,21 @@ def test_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamic
     ref = dmft.solve(model, **args)
     for v in ("correlation", "response", "overlap", "test_loss", "train_loss"):
         np.testing.assert_allclose(fast[v].values, ref[v].values, rtol=1e-5, atol=1e-7)
+
+
+def test_large_delta_limit_is_onepass_ode():
+    # delta -> inf at matched time t_onepass = batch * delta * t, gamma = c = lr/batch gives
+    # the one-pass ODE of THEORY section 2 with K = I (same model object). Corrections are
+    # O(t_onepass/delta) = 1% (samples revisited); few paths jump at large delta, hence the
+    # many paths (cheap: ~1% of them have an event).
+    onepass = pytest.importorskip("onepass")
+    delta = 100.0
+    th = dmft.solve(SQ, delta=delta, lr=1.0, batch=1.0, dynamics="sgd", t_max=1.0 / delta,
+                    n_time=3, dt=0.05 / delta, n_paths=262144, seed=1, progress=False)
+    op = onepass.solve(SQ, onepass.data.teacher_student(d=1000), lr=1.0, t_max=1.0, n_time=3)
+    for var, opvar in (("test_loss", "risk"), ("norm", "norm"), ("overlap", "overlap")):
+        for i in (1, 2):
+            a = float(np.ravel(th[var].values[i])[0])
+            s = float(np.ravel(th[var + "_sem"].values[i])[0])
+            b = float(np.ravel(op[opvar].values[i])[0])
+            assert abs(a - b) <= Z * s + 0.02 * abs(b), (var, i, a, s, b)
