@@ -1,0 +1,223 @@
+"""Property-based tests (hypothesis) of the library's invariants, with the strategies
+exported in :mod:`dmft.testing`. Examples are kept small (fast suite)."""
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import strategies as st
+
+import dmft
+import onepass
+from dmft import diagnostics, expectation, models, output, testing
+from onepass import data as D
+
+#: no shrinking: keeps the fast suite's worst case bounded (failing examples are still printed)
+FAST = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                phases=[Phase.explicit, Phase.reuse, Phase.generate])
+LIN = models.linear_regression(0.5)
+
+
+# ---------------------------------------------------------------- model invariants
+@FAST
+@given(model=testing.models(), r=st.lists(testing._floats(-3, 3), min_size=3, max_size=3),
+       y=testing._floats(-1, 1))
+def test_gradient_is_the_derivative_of_the_loss(model, r, y):
+    r = np.asarray(r[:model.k])
+    lab = np.zeros(model.label_dim)
+    lab[0] = y
+    if model.name == "phase_retrieval":
+        assume(np.min(np.abs(r)) > 1e-3)  # kink at r = 0
+    if model.name == "huber_tanh":  # kink where |mean tanh(r) - y| = threshold
+        assume(abs(abs(np.mean(np.tanh(r)) - y) - model.params[1]) > 1e-3)
+    testing.check_gradient(model, r, lab)
+    if model.smooth:
+        testing.check_hessian(model, r, lab)
+
+
+@FAST
+@given(model=testing.models(["linear_regression", "logistic", "softmax_cross_entropy"]), data=st.data())
+def test_stein_identity_for_smooth_models(model, data):
+    mean, cov = data.draw(testing.gaussians(model.k, max_mean=1.0, max_condition=10.0))
+    testing.check_stein(model, mean, cov)
+
+
+@FAST
+@given(k=st.integers(1, 2), noise=testing._floats(0, 1), data=st.data())
+def test_closed_form_equals_quadrature(k, noise, data):
+    model = models.linear_regression(noise, k)
+    mean, cov = data.draw(testing.gaussians(2 * k, max_condition=100.0))
+    testing.check_closed_form(model, mean, cov)
+    testing.check_moments_finite(model, mean, cov, rule=expectation.GaussHermite())
+
+
+@FAST
+@given(data=st.data(), perm=st.permutations([0, 1, 2]))
+def test_softmax_relabelling_symmetry(data, perm):
+    """Permuting the classes permutes grad and fisher and leaves the loss unchanged (to the
+    quadrature error: the Cholesky factor, hence the grid, is not permutation-equivariant)."""
+    model = models.softmax_cross_entropy(3)
+    mean, cov = data.draw(testing.gaussians(3, max_mean=1.5, max_condition=10.0))
+    label = np.eye(3)[data.draw(st.integers(0, 2))]
+    P = np.eye(3)[list(perm)]
+    a = expectation.gaussian_moments(model, mean, cov, label=label)
+    b = expectation.gaussian_moments(model, P @ mean, P @ cov @ P.T, label=P @ label)
+    assert b.loss == pytest.approx(a.loss, rel=1e-6, abs=1e-8)
+    np.testing.assert_allclose(b.grad, P @ a.grad, atol=1e-6)
+    np.testing.assert_allclose(b.fisher, P @ a.fisher @ P.T, atol=1e-6)
+
+
+@FAST
+@given(data=st.data())
+def test_quadrature_error_is_small_for_smooth_models(data):
+    mean, cov = data.draw(testing.gaussians(2, max_mean=1.0, max_condition=10.0))
+    assert diagnostics.quadrature_error(LIN, mean, cov)["max"] < 1e-9  # against the closed form
+    # hard label: the integrand is smooth in r (a teacher sign would not be, in r*)
+    err = diagnostics.quadrature_error(models.logistic(0.0), mean[:1], cov[:1, :1], label=np.ones(1))
+    assert err["max"] < 1e-8 and err["reference"].startswith("GaussHermite")
+
+
+# ---------------------------------------------------------------- onepass
+@FAST
+@given(data=testing.gaussian_mixtures(d=6, n_classes=1, teacher=True), lr=testing._floats(0.1, 1.0))
+def test_onepass_teacher_sign_symmetry(data, lr):
+    """X* -> -X*: the student learns the flipped teacher; risk, norm and the overlap with the
+    (flipped) teacher are unchanged (linear regression, X0 = 0)."""
+    flip = D.gaussian_mixture(data.means, list(data.eigenvalues), probs=data.probs, teacher=-data.teacher)
+    a = onepass.solve(LIN, data, lr=lr, t_max=1.0, n_time=3)
+    b = onepass.solve(LIN, flip, lr=lr, t_max=1.0, n_time=3)
+    np.testing.assert_allclose(b.risk, a.risk, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(b.norm, a.norm, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(b.overlap, a.overlap, rtol=1e-6, atol=1e-10)
+
+
+@FAST
+@given(values=st.lists(st.sampled_from([0.0, 0.25, 1.0, 3.0]), min_size=8, max_size=8),
+       lr=testing._floats(0.1, 0.8))
+def test_onepass_exact_and_binned_groups_agree(values, lr):
+    """With few well-separated distinct eigenvalues every bin holds one value: the binned
+    ODE is the exact one."""
+    lam = np.asarray(values)
+    assume(lam.max() > 0)
+    data = D.gaussian_mixture(np.zeros((1, 8)), [lam], teacher=np.full((1, 8), 8 ** -0.5))
+    a = onepass.solve(LIN, data, lr=lr, t_max=1.0, n_time=3, groups="exact")
+    b = onepass.solve(LIN, data, lr=lr, t_max=1.0, n_time=3, groups=D.Binned(16))
+    np.testing.assert_allclose(b.risk, a.risk, rtol=1e-9)
+
+
+@FAST
+@given(data=testing.gaussian_mixtures(d=5, n_classes=1, teacher=True), seed=st.integers(0, 2**16))
+def test_onepass_coordinate_permutation_invariance(data, seed):
+    perm = np.random.default_rng(seed).permutation(data.d)
+    pdata = D.gaussian_mixture(data.means[:, perm], list(data.eigenvalues[:, perm]), probs=data.probs,
+                               teacher=data.teacher[:, perm])
+    a = onepass.solve(LIN, data, lr=0.5, t_max=1.0, n_time=3)
+    b = onepass.solve(LIN, pdata, lr=0.5, t_max=1.0, n_time=3)
+    np.testing.assert_allclose(b.risk, a.risk, rtol=1e-7)
+
+
+@FAST
+@given(data=testing.gaussian_mixtures(d=4, n_classes=(1, 2), teacher=True), params=testing.onepass_parameters())
+def test_netcdf_round_trip_onepass(tmp_path_factory, data, params):
+    ds = onepass.solve(LIN, data, **params)
+    path = output.save(ds, tmp_path_factory.mktemp("nc") / "out.nc")
+    back = output.load(path)
+    xr.testing.assert_equal(back, ds)  # values, coordinates and variable attrs
+    for v in ds.variables:
+        assert back[v].attrs == ds[v].attrs
+    # dataset attrs: length-1 array attrs come back as scalars (netCDF); compare values
+    assert set(back.attrs) == set(ds.attrs)
+    for key, val in ds.attrs.items():
+        if isinstance(val, str):
+            assert back.attrs[key] == val, key
+        else:
+            np.testing.assert_array_equal(np.ravel(back.attrs[key]), np.ravel(val), err_msg=key)
+    diagnostics.sanity_check(ds)
+
+
+# ---------------------------------------------------------------- multi-pass
+@settings(max_examples=6, deadline=None)
+@given(c=testing._floats(0.1, 1.0), b=testing._floats(0.5, 1.45), seed=st.integers(0, 100))
+def test_sgd_time_rescaling_with_batch(c, b, seed):
+    """At ``alpha = 0`` and ``kappa = round(batch) = 1`` the step sequence depends only on
+    ``c = lr/batch``: curves at fixed ``c`` coincide as functions of the epoch ``t batch``."""
+    kw = dict(d=10, delta=2.0, n_seeds=1, seed=seed, progress=False)
+    epochs = np.array([0.0, 0.5, 1.0, 2.0])
+    a = dmft.simulate(LIN, lr=c, batch=1.0, times=epochs, **kw)
+    r = dmft.simulate(LIN, lr=c * b, batch=b, times=epochs / b, **kw)
+    np.testing.assert_allclose(r.train_loss.values, a.train_loss.values, rtol=1e-12)
+    np.testing.assert_allclose(r.epoch.values, a.epoch.values, rtol=1e-12)
+
+
+@settings(max_examples=3, deadline=None)
+@given(s=st.sampled_from([0.5, 2.0, 4.0]), ridge=testing._floats(0, 0.5))
+def test_gradient_flow_time_rescaling_dmft(s, ridge):
+    """GF depends on ``lr t`` only: ``(lr, t, dt) -> (s lr, t/s, dt/s)`` gives the same DMFT."""
+    kw = dict(dynamics="gf", n_time=3, n_paths=64, n_replicas=4, progress=False, seed=1, ridge=ridge)
+    a = dmft.solve(LIN, lr=0.5, t_max=1.0, dt=0.1, **kw)
+    b = dmft.solve(LIN, lr=0.5 * s, t_max=1.0 / s, dt=0.1 / s, **kw)
+    np.testing.assert_allclose(b.test_loss.values, a.test_loss.values, rtol=1e-9)
+    np.testing.assert_allclose(b.norm.values, a.norm.values, rtol=1e-9, atol=1e-14)
+
+
+@settings(max_examples=3, deadline=None)
+@given(lr=testing._floats(0.2, 0.9), batch=testing._floats(0.8, 2.0), delta=testing._floats(1.0, 3.0),
+       noise=testing._floats(0.0, 0.8))
+def test_sgd_equals_sme_for_the_linear_model(lr, batch, delta, noise):
+    """THEORY section 3: for the squared loss SGD and SME give the same test loss and norm."""
+    model = models.linear_regression(noise)
+    kw = dict(lr=lr, batch=batch, delta=delta, t_max=1.0, dt=0.05, n_time=3, n_paths=2048, n_replicas=8,
+              progress=False)
+    a = dmft.solve(model, dynamics="sgd", **kw)
+    b = dmft.solve(model, dynamics="sme", **kw, seed=7)
+    for v in ("test_loss", "norm"):
+        diff = np.abs(a[v].values - b[v].values)
+        sem = np.sqrt(a[v + "_sem"].values ** 2 + b[v + "_sem"].values ** 2)
+        assert np.all(diff <= 5 * sem + 0.02 * np.abs(a[v].values) + 1e-12), (v, diff, sem)
+
+
+@settings(max_examples=4, deadline=None)
+@given(params=testing.dmft_parameters(max_lr=0.8, max_t=0.5), seed=st.integers(0, 10))
+def test_netcdf_round_trip_and_sanity_of_simulations(tmp_path_factory, params, seed):
+    ds = dmft.simulate(LIN, d=12, n_seeds=2, seed=seed, progress=False, **params)
+    diagnostics.sanity_check(ds)
+    path = output.save(ds, tmp_path_factory.mktemp("nc") / "sim.nc")
+    back = output.load(path)
+    xr.testing.assert_equal(back, ds)
+    assert set(back.attrs) == set(ds.attrs)
+    again = dmft.simulate(LIN, d=12, n_seeds=2, seed=seed, progress=False, **params)
+    xr.testing.assert_equal(again.drop_attrs() if hasattr(again, "drop_attrs") else again, 
+                            ds.drop_attrs() if hasattr(ds, "drop_attrs") else ds)
+
+
+# ---------------------------------------------------------------- diagnostics
+def test_convergence_check_reports_z_scores():
+    ds = diagnostics.convergence_check(LIN, dynamics="gf", delta=2.0, lr=0.5, t_max=0.4, dt=0.1, n_time=3,
+                                       n_paths=64, n_replicas=4, variables=("test_loss", "norm"))
+    assert list(ds.refinement.values) == ["n_paths", "dt"]
+    assert ds.attrs["n_paths_refined"] == 2 * ds.attrs["base_n_paths"]
+    assert ds.attrs["dt_refined"] == pytest.approx(ds.attrs["base_dt"] / 2)
+    assert ds.test_loss_z.dims == ("refinement", "time")
+    assert np.isfinite(ds.attrs["max_abs_z_n_paths"]) and ds.attrs["max_abs_z_n_paths"] < 6
+
+
+def test_sanity_check_flags_increasing_gf_energy():
+    t = np.linspace(0, 1, 4)
+    ds = xr.Dataset({"train_loss": ("time", [1.0, 0.5, 0.7, 0.2])}, coords={"time": t},
+                    attrs={"dynamics": "gf", "ridge": 0.0, "delta": 2.0})
+    res = diagnostics.sanity_check(ds, raise_on_failure=False)
+    assert res["gf_energy_nonincreasing"] is False and res["finite"]
+    with pytest.raises(AssertionError, match="gf_energy"):
+        diagnostics.sanity_check(ds)
+    bad = ds.assign(train_loss=("time", [1.0, np.nan, 0.1, 0.0]))
+    assert not diagnostics.sanity_check(bad, raise_on_failure=False)["finite"]
+
+
+def test_docs_testing_example_runs():
+    """The worked example of docs/testing.md runs as written."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "testing.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert code
+    exec(compile(code[0], "docs/testing.md", "exec"), {})
