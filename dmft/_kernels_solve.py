@@ -9,8 +9,9 @@ Array conventions (``B`` replicas, grid ``t_n = n dt``, ``n = 0..N``, ``k`` stud
 * the pathwise tangents ``psi[p, tri(j, i) k^2 + a k + e]`` = ``d r(s_j-) / d r(s_i-)`` in packed
   lower-triangular storage ``tri(j, i) = j (j + 1) / 2 + i``.
 
-Kernels that take the model's functions as arguments are numba dispatcher arguments and
-cannot be disk cached (``cache=False``); pure-array kernels are cached.
+``sample_cell``, ``train_loss`` and ``labels`` are templates: :func:`dmft._jit.specialise`
+binds the model's functions (``grad``, ``hess``, ``loss``, ``teacher``) and compiles them
+with a disk cache; pure-array kernels are cached directly.
 """
 import numpy as np
 from numba import njit
@@ -91,8 +92,7 @@ def grid_field(L, Z, row0, k, Pb, paths, out):
             out[q, a] = acc
 
 
-@njit(cache=False)
-def sample_cell(grad, hess, params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
+def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
                 Wprev, Wnew, R, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, dF):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
@@ -227,8 +227,7 @@ def sample_cell(grad, hess, params, n, c, half, Pb, tstride, paths, lo, hi, ev_c
                 dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
 
 
-@njit(cache=False)
-def train_loss(loss, params, n, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, R, y, out, out2):
+def train_loss(params, n, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, R, y, out, out2):
     """Replica means of ``l(r(t_n), y)`` and ``l^2``, ``r(t_n) = w(t_n) + c sum_{s_i<=t_n} R(t_n, s_i) g_i dz_i``."""
     P = W.shape[0]
     k = W.shape[1]
@@ -266,8 +265,7 @@ def train_loss(loss, params, n, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, 
         out2[b] += v * v / Pb
 
 
-@njit(cache=False)
-def labels(teacher, params, wstar, eps, out):
+def labels(params, wstar, eps, out):
     """``out[p] = teacher(w*_p, eps_p)`` for every path."""
     for p in range(wstar.shape[0]):
         teacher(wstar[p], eps[p], params, out[p])

@@ -17,6 +17,7 @@ import numpy as np
 from . import errors, expectation, output
 from . import models as _models
 from . import _kernels_solve as _k
+from ._jit import specialise
 
 __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 
@@ -461,15 +462,18 @@ def solve(
             _k.chol_row(L[b], rho[i, : i + 1].copy(), i, CHOL_TOL)
     wstar = np.ascontiguousarray(Z[:, :ks] @ L[0, :ks, :ks].T)
     y = np.zeros((P, model.label_dim))
-    _k.labels(model.teacher, params, wstar, eps, y)
+    # kernels with this model's functions bound (compiled once, then from the disk cache)
+    labels = specialise(_k.labels, teacher=model.teacher)
+    train_loss = specialise(_k.train_loss, loss=model.loss)
+    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess)
+    labels(params, wstar, eps, y)
 
     # row 0
     Grow = np.zeros((B, N + 1, k, k))
     par.row(0, Grow, Gpprev, Gprev, Gpprev, None)
     chol_rows(0)
     _k.grid_field(L, Z, ks, k, Pb, all_paths, W)
-    _k.train_loss(model.loss, params, 0, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, R, y,
-                  train[0], train2[0])
+    train_loss(params, 0, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, R, y, train[0], train2[0])
 
     if not driver.dense:
         cells = _cell_lists(counts, ev_cell, N)
@@ -535,9 +539,8 @@ def solve(
                 dFF[:] = 0.0
                 dPhi[:] = 0.0
                 if active.size:
-                    _k.sample_cell(model.grad, model.hess, params, n, c, half, Pb, tangent_stride, active, lo, hi,
-                                   ev_cell, ev_lam, ev_dz, Wold, Wnew, R, y, wstar, g, gp, psi,
-                                   dGm, dGp, dS, dFF, dPhi, dF)
+                    sample_cell(params, n, c, half, Pb, tangent_stride, active, lo, hi, ev_cell, ev_lam, ev_dz,
+                                Wold, Wnew, R, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, dF)
                 Grow = Gprev + dGm + dGp
                 Gprow = Gpprev + dGp
                 dW = dS[:, :n]
@@ -566,7 +569,7 @@ def solve(
             if n % every == 0:
                 o = n // every
                 _k.grid_field(L, Z, ks + n * k, k, Pb, all_paths, W)
-                _k.train_loss(model.loss, params, n, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g,
+                train_loss(params, n, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g,
                               W, R, y, train[o], train2[o])
             if bar is not None:
                 bar.update(1)
