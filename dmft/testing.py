@@ -81,12 +81,15 @@ def models(names=MODEL_NAMES, *, max_k: int = 2):
 
 # ---------------------------------------------------------------- spectra and data
 def spectra():
-    """``onepass.data`` spectra: ``Identity()``, ``ZeroOne(fractions)``, ``PowerLaw(alpha, beta)``."""
+    """``onepass.data`` spectra: ``Identity()``, ``ZeroOne(fractions)``, ``PowerLaw(alpha, beta)``.
+
+    ``ZeroOne`` defines two classes: use it with :func:`onepass.data.binary_mixture`.
+    """
     st = _st()
     from onepass import data as _data
 
     fractions = st.lists(_floats(0.05, 1.0), min_size=4, max_size=4).map(
-        lambda f: tuple(np.asarray(f) / np.sum(f)))
+        lambda f: tuple(float(x) for x in np.asarray(f) / np.sum(f)))
     return st.one_of(
         st.just(_data.Identity()),
         fractions.map(_data.ZeroOne),
@@ -98,8 +101,8 @@ def eigenvalues(d: int, *, max_value: float = 3.0, allow_zero: bool = True):
     """Arrays of ``d`` non-negative finite eigenvalues (not all zero)."""
     st = _st()
     lo = 0.0 if allow_zero else 1e-3
-    return st.lists(_floats(lo, max_value), min_size=d, max_size=d).map(np.array).filter(
-        lambda a: a.max() > 1e-3)
+    return st.lists(_floats(lo, max_value), min_size=d, max_size=d).map(
+        lambda a: np.where(np.asarray(a) < 1e-6, 0.0, np.asarray(a))).filter(lambda a: a.max() > 1e-3)
 
 
 def covariances(dim: int, *, max_condition: float = 1e4, scale: float = 1.0):
@@ -149,6 +152,7 @@ def gaussian_mixtures(d: int = 8, *, n_classes=(1, 3), teacher: bool | None = No
         probs = probs / probs.sum()
         means = np.asarray(draw(st.lists(st.lists(_floats(-1.0, 1.0), min_size=d, max_size=d),
                                          min_size=C, max_size=C)))
+        means[np.abs(means) < 1e-6] = 0.0  # no subnormal clutter
         norms = np.linalg.norm(means, axis=1, keepdims=True)
         means = means / np.maximum(norms, 1.0) * draw(_floats(0.0, max_mean_norm))
         lam = [draw(eigenvalues(d)) for _ in range(C)]
@@ -157,6 +161,7 @@ def gaussian_mixtures(d: int = 8, *, n_classes=(1, 3), teacher: bool | None = No
         if has_teacher:
             T = np.asarray(draw(st.lists(st.lists(_floats(-1.0, 1.0), min_size=d, max_size=d),
                                          min_size=k_star, max_size=k_star)))
+            T[np.abs(T) < 1e-6] = 0.0
             T = T / np.maximum(np.linalg.norm(T, axis=1, keepdims=True), 1e-3)
         return _data.gaussian_mixture(means, lam, probs=probs, teacher=T)
 
@@ -186,7 +191,7 @@ def dmft_parameters(dynamics=("sgd", "sme", "gf"), *, max_lr: float = 1.0, max_t
 _INVALID = {
     "positive": (0, -1, -0.5, math.nan, math.inf, -math.inf, "1", True),
     "nonnegative": (-1e-3, -1, math.nan, math.inf, "0"),
-    "positive_int": (0, -1, 1.5, math.nan, "2", None, True),
+    "positive_int": (0, -1, 1.5, math.nan, "2", True),
     "alpha": (-0.1, 1.0, 1.5, math.nan),
     "dynamics": ("adam", "", "SGDD", None, 3),
     "seed": (-1, 1.5, "0", None),

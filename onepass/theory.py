@@ -149,7 +149,7 @@ class Problem:
                 # at an exact interpolating optimum both vanish: no constraint on the rate
                 obs["lr_threshold"] = 2 * a / noise if noise > 1e-12 else np.inf
         if C == 2 and k == 1:
-            obs["alignment"] = S[0, mu0] / np.sqrt(S[0, 0]) / self.data.mean_norms[0] if S[0, 0] > 0 else 0.0
+            obs["alignment"] = S[0, mu0] / np.sqrt(S[0, 0]) / self.data.mean_norms[0] if S[0, 0] > 0 and self.data.mean_norms[0] > 0 else 0.0
         return obs
 
     def dataset(self, times, records, attrs, seed_dim=False):

@@ -221,3 +221,16 @@ def test_docs_testing_example_runs():
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert code
     exec(compile(code[0], "docs/testing.md", "exec"), {})
+
+
+@FAST
+@given(spectrum=testing.spectra(), d=st.integers(4, 40), n_bins=st.integers(1, 8))
+def test_spectra_give_valid_data_and_binning_keeps_the_trace(spectrum, d, n_bins):
+    ts = D.binary_mixture(spectrum, d=d)
+    lam = ts.eigenvalues
+    assert lam.shape == (2, d) and np.all(np.isfinite(lam)) and np.all(lam >= 0)
+    np.testing.assert_allclose(np.linalg.norm(ts.means, axis=1), 1.0)
+    for groups in ("exact", D.Binned(n_bins)):
+        g = D.make_groups(ts, groups)
+        assert g.sizes.sum() == d
+        np.testing.assert_allclose((g.sizes[:, None] * g.eigenvalues).sum(0), lam.sum(1), rtol=1e-12)

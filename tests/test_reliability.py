@@ -248,3 +248,35 @@ def test_same_seed_bit_identical_and_seeds_independent():
     s1 = dmft.solve(LIN, **SOLVE, dynamics="gf")
     s2 = dmft.solve(LIN, **SOLVE, dynamics="gf")
     np.testing.assert_array_equal(s1.test_loss.values, s2.test_loss.values)
+
+
+@settings(max_examples=10, deadline=None)
+@given(bad=testing.invalid_values("seed"))
+def test_invalid_seed_is_rejected_everywhere(bad):
+    with pytest.raises(errors.ParameterError, match="seed"):
+        dmft.simulate(LIN, **{**SIM, "seed": bad})
+    with pytest.raises(errors.ParameterError, match="seed"):
+        dmft.solve(LIN, **{**SOLVE, "seed": bad})
+    with pytest.raises(errors.ParameterError, match="seed"):
+        onepass.simulate(LIN, TS, **ONE, seed=bad, progress=False)
+
+
+@settings(max_examples=10, deadline=None)
+@given(bad=testing.invalid_values("positive_int"))
+def test_invalid_counts_are_rejected(bad):
+    for name in ("n_seeds", "d"):
+        with pytest.raises(errors.ParameterError, match=name):
+            dmft.simulate(LIN, **{**SIM, name: bad})
+    with pytest.raises(errors.ParameterError, match="n_paths"):
+        dmft.solve(LIN, **{**SOLVE, "n_paths": bad})
+
+
+def test_onepass_simulate_reproducible_and_independent_seeds():
+    kw = dict(lr=0.5, t_max=0.5, n_time=2, n_seeds=2, seed=3, progress=False)
+    a = onepass.simulate(LIN, TS, **kw)
+    b = onepass.simulate(LIN, TS, **kw)
+    np.testing.assert_array_equal(a.risk.values, b.risk.values)
+    assert a.risk.values[0, -1] != a.risk.values[1, -1]
+    h1 = onepass.simulate(LIN, TS, **kw, dynamics="hsgd", dt=0.05)
+    h2 = onepass.simulate(LIN, TS, **kw, dynamics="hsgd", dt=0.05)
+    np.testing.assert_array_equal(h1.risk.values, h2.risk.values)
