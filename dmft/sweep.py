@@ -135,6 +135,22 @@ def _open_client(client):
                                 "distributed.Client, a scheduler address or 'local'")
 
 
+def _without_swept_dims(result, grid):
+    """A result with a length-1 dim named like a grid key (``dynamics='gf'`` of
+    :func:`dmft.compare`) loses that dim; the grid coordinate takes its place."""
+    st, err, ds, rt = result
+    if st != "ok":
+        return result
+    for k in grid:
+        if k in ds.dims:
+            if ds.sizes[k] != 1:
+                return ("failed", f"the result has a dim {k!r} of size {ds.sizes[k]} that is also swept", None, rt)
+            ds = ds.isel({k: 0}, drop=True)
+        elif k in ds.coords:
+            ds = ds.drop_vars(k)
+    return st, err, ds, rt
+
+
 def _stack(grid, results, meta_attrs):
     """Stack ``{index: (status, error, ds, runtime)}`` into one Dataset over the grid."""
     shape = tuple(len(v) for v in grid.values())
@@ -145,6 +161,7 @@ def _stack(grid, results, meta_attrs):
     runtime = np.zeros(n)
     seeds = np.zeros(n, dtype=np.int64)
     template = None
+    results = {i: _without_swept_dims(r, grid) for i, r in results.items()}
     for i in range(n):
         st, err, ds, rt = results[i]
         if st == "ok" and template is None:
@@ -154,6 +171,8 @@ def _stack(grid, results, meta_attrs):
     data_vars, coords = {}, {}
     if template is not None:
         for name, var in template.data_vars.items():
+            if name in grid:  # e.g. onepass's lr(t) when sweeping lr: the grid coordinate wins
+                continue
             kind = var.dtype.kind
             fill = np.nan if kind in "fc" else ("" if kind in "USO" else np.nan)
             dtype = var.dtype if kind in "fcUSO" else np.float64

@@ -79,7 +79,7 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
                 results[src] = _simulate(model, data, n_seeds=n_seeds, seed=hsgd_ss, dynamics="hsgd",
                                          dt=hsgd_dt, progress=False, **common)
             runtimes.append(_time.perf_counter() - t0)
-    ds = stack_sources(results, [v for v in _VARIABLES if v != "lr"])
+    ds = stack_sources(results, _VARIABLES)
     first = results[sources[0]]
     keep = [c for c in first.coords if c not in ds.coords and set(first[c].dims) <= set(ds.dims)]
     ds = ds.assign_coords({c: first[c] for c in keep})

@@ -106,10 +106,13 @@ def test_sweep_dask_local_cluster_matches_serial():
 
 
 def test_sweep_of_dmft_compare(tmp_path):
-    ds = dmft.sweep(dmft.compare, {"lr": [0.25, 0.5]},
-                    fixed=dict(model="linear_regression", dynamics="gf", t_max=0.5, d=40, n_seeds=2,
-                               n_paths=64, n_time=3), out=tmp_path, progress=False)
+    """Sweeping ``dynamics`` replaces compare's own length-1 ``dynamics`` dim; a bad value fails alone."""
+    ds = dmft.sweep(dmft.compare, {"lr": [0.25, 0.5], "dynamics": ["gf", "bogus"]},
+                    fixed=dict(model="linear_regression", t_max=0.5, d=40, n_seeds=2, n_paths=64, n_time=3),
+                    out=tmp_path, progress=False)
     assert ds.test_loss.dims == ("lr", "dynamics", "source", "time")
-    assert (ds.status == "ok").all()
+    assert list(ds.status.sel(dynamics="gf").values) == ["ok", "ok"]
+    assert list(ds.status.sel(dynamics="bogus").values) == ["failed", "failed"]
+    assert "dynamics='bogus'" in str(ds.error.values[0, 1])
     assert ds.lr.attrs["long_name"]
     xr.testing.assert_identical(output.load(tmp_path / "sweep.nc"), ds)
