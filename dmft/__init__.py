@@ -13,3 +13,4 @@ __all__ = [
 ]
 from .compare import compare  # noqa: E402
 from .sweep import sweep  # noqa: E402
+from . import diagnostics  # noqa: E402,F401

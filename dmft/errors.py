@@ -112,8 +112,11 @@ def on_divergence(value) -> str:
     return choice("on_divergence", value, ("raise", "truncate"))
 
 
-class UnresolvedTimeStepWarning(RuntimeWarning):
-    """A time step is too coarse for the learning rate (``lr * dt`` large): results are biased."""
+class UnresolvedTimeStepWarning(UserWarning):
+    """A time step is too coarse for the learning rate (``lr * dt`` large): results are biased.
+
+    A ``UserWarning`` (advice about the inputs), not a ``RuntimeWarning``: the test suite
+    turns numerical RuntimeWarnings raised inside the library into errors."""
 
 
 def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel: int = 3) -> None:

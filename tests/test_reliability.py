@@ -280,3 +280,14 @@ def test_onepass_simulate_reproducible_and_independent_seeds():
     h1 = onepass.simulate(LIN, TS, **kw, dynamics="hsgd", dt=0.05)
     h2 = onepass.simulate(LIN, TS, **kw, dynamics="hsgd", dt=0.05)
     np.testing.assert_array_equal(h1.risk.values, h2.risk.values)
+
+
+def test_core_import_does_not_need_hypothesis():
+    import subprocess
+    import sys
+
+    code = ("import sys, dmft, onepass; assert 'hypothesis' not in sys.modules; "
+            "assert 'dmft.testing' not in sys.modules; import dmft.testing; "
+            "assert 'hypothesis' not in sys.modules; print(dmft.diagnostics.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
