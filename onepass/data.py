@@ -277,14 +277,16 @@ def make_groups(data: GaussianMixture, groups="auto") -> Groups:
     groups, else ``Binned(64)``.
     """
     lam = data.eigenvalues.T  # (d, C)
+    index = None
     if groups == "auto":
-        groups = "exact" if _row_groups(lam).max() < 256 else Binned()
+        index = _row_groups(lam)
+        groups = "exact" if index.max() < 256 else Binned()
     if groups == "exact":
-        code = lam
+        index = _row_groups(lam) if index is None else index
         mode = "exact"
     elif isinstance(groups, Binned):
         pos = lam > 0
-        logl = np.where(pos, np.log(np.where(pos, lam, 1.0)), 0.0)
+        logl = np.log(np.where(pos, lam, 1.0))
         lo = logl[pos].min() if pos.any() else 0.0
         hi = logl[pos].max() if pos.any() else 0.0
         width = max(hi - lo, 1e-300) / groups.n_bins
@@ -295,10 +297,9 @@ def make_groups(data: GaussianMixture, groups="auto") -> Groups:
         for col in code.T:
             key = key * (groups.n_bins + 1) + col
         present = np.bincount(key) > 0
-        code = (np.cumsum(present) - 1)[key][:, None]
+        index = (np.cumsum(present) - 1)[key]
     else:
         raise errors.ParameterError(f"groups={groups!r} is not allowed: groups must be 'auto', 'exact' or Binned(n_bins)")
-    index = _row_groups(code)
     G = index.max() + 1
     # mean eigenvalue of each group: exact groups are constant, bins keep Tr K exact
     uniq = np.stack([np.bincount(index, weights=lam[:, c], minlength=G) for c in range(lam.shape[1])], axis=1)
