@@ -1,8 +1,8 @@
 """Numba kernels behind :func:`dmft.simulate.simulate` (its only caller).
 
-Every kernel takes the model's njit functions as arguments, so none can be disk-cached
-(numba cannot cache functions with dispatcher-typed arguments); each compiles once per
-model and process. Kernels see only arrays and scalars.
+``sgd_steps``, ``per_sample`` and ``teacher_labels`` are templates: :func:`dmft._jit.specialise`
+binds the model's functions (``grad``, ``loss``, ``teacher``) and compiles them with a
+disk cache. Kernels see only arrays and scalars.
 """
 import numpy as np
 from numba import njit
@@ -11,8 +11,7 @@ from numba import njit
 _FM = {"reassoc", "contract"}
 
 
-@njit(cache=False, fastmath=_FM)
-def sgd_steps(grad, params, X, Y, theta, idx, start, c, decay):
+def sgd_steps(params, X, Y, theta, idx, start, c, decay):
     """Mini-batch SGD steps on a fixed data set, in place on ``theta`` (d, k).
 
     Step ``s`` uses the batch ``idx[start[s]:start[s+1]]`` (row indices of ``X``):
@@ -67,8 +66,7 @@ def sgd_steps(grad, params, X, Y, theta, idx, start, c, decay):
                         theta[a, q] -= xa * G[j, q]
 
 
-@njit(cache=False, fastmath=_FM)
-def per_sample(loss, grad, params, X, theta, Y, G, want_loss, want_grad):
+def per_sample(params, X, theta, Y, G, want_loss, want_grad):
     """Predictions ``r_i = theta^T x_i`` of all rows, then the sum of ``l(r_i, y_i)`` (if
     ``want_loss``, else 0) and, if ``want_grad``, ``G[i] = l'(r_i, y_i)`` (the drift of SME
     and gradient flow). Single-threaded, O(n d k)."""
@@ -113,8 +111,7 @@ def weighted_transpose(X, G, w, out):
                     out[a, q] += X[i, a] * gq
 
 
-@njit(cache=False)
-def teacher_labels(teacher, params, Rstar, EPS, Y):
+def teacher_labels(params, Rstar, EPS, Y):
     """``Y[i] = sigma_star(Rstar[i], EPS[i])`` for every row."""
     for i in range(Rstar.shape[0]):
         teacher(Rstar[i], EPS[i], params, Y[i])

@@ -154,8 +154,8 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None) -> Moments:
     where ``Cov(z)`` is singular the direct Hessian is used.
     """
     k = model.k
-    mean = np.asarray(mean, dtype=float)
-    cov = np.asarray(cov, dtype=float)
+    mean = errors.finite_array("mean", np.atleast_1d(mean))
+    cov = errors.finite_array("cov", np.atleast_2d(cov))
     D = mean.shape[0]
     use_label = label is not None
     # With a hard label the teacher is absent and z may be r alone.

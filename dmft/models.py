@@ -442,6 +442,9 @@ def custom(
     float arrays. Missing derivatives are taken by central finite differences
     (relative step 6e-6, error ~1e-10 in ``grad`` and ~1e-5 in ``hess``).
     """
+    for arg, fn in (("loss", loss), ("teacher", teacher), ("grad", grad), ("hess", hess)):
+        if fn is not None and not callable(fn):
+            raise errors.ParameterError(f"{arg}={fn!r} is not allowed: {arg} must be a function")
     k = errors.positive_int("k", k)
     k_star = errors.positive_int("k_star", k_star, minimum=0)
     label_dim = errors.positive_int("label_dim", label_dim)

@@ -69,7 +69,8 @@ def _attr_value(v):
     if isinstance(v, (list, tuple, np.ndarray)):
         a = np.asarray(v)
         if a.dtype.kind in "if" and a.ndim == 1:
-            return a
+            # netCDF reads a length-1 attribute back as a scalar: store it as one
+            return a[0].item() if a.size == 1 else a
         if a.dtype.kind in "if":
             return json.dumps(a.tolist())
         return json.dumps([str(x) for x in np.ravel(a)])

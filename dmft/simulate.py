@@ -25,6 +25,7 @@ import numpy as np
 from scipy import integrate
 
 from . import _kernels_simulate as _k
+from ._jit import specialise
 from . import errors, expectation, output
 from . import models as _models
 
@@ -276,7 +277,8 @@ def _dataset(model, n: int, d: int, init_std: float, rng: np.random.Generator):
     eps = rng.standard_normal((n, model.noise_dim))
     theta0 = init_std * rng.standard_normal((d, model.k))
     Y = np.empty((n, model.label_dim))
-    _k.teacher_labels(model.teacher, model.param_array, np.ascontiguousarray(X @ theta_star), eps, Y)
+    teacher_labels = specialise(_k.teacher_labels, teacher=model.teacher)
+    teacher_labels(model.param_array, np.ascontiguousarray(X @ theta_star), eps, Y)
     return X, Y, theta_star, theta0
 
 
@@ -316,7 +318,8 @@ class _Recorder:
         d = theta.shape[0]
         m = self.model
         X = self.X
-        self.train[j] = _k.per_sample(m.loss, m.grad, self.params, X, theta, self.Y, self._G, True, False) / X.shape[0]
+        per_sample = specialise(_k.per_sample, loss=m.loss, grad=m.grad)
+        self.train[j] = per_sample(self.params, X, theta, self.Y, self._G, True, False) / X.shape[0]
         self.norm[j] = theta.T @ theta / d
         self.overlap[j] = theta.T @ self.theta_star / d
         return True
@@ -415,7 +418,7 @@ def _sgd_loop(m, cfg, X, Y, theta, rng, rec, stream, targets, per_call, decay):
         while step < target:
             ns = int(min(per_call, target - step))
             idx, start = _batches(cfg["sampling"], n, kappa, ns, rng, stream)
-            _k.sgd_steps(m.grad, m.param_array, X, Y, theta, idx, start, cfg["c"], decay)
+            specialise(_k.sgd_steps, grad=m.grad)(m.param_array, X, Y, theta, idx, start, cfg["c"], decay)
             step += ns
             if not rec.ok(theta):
                 return
@@ -426,7 +429,7 @@ def _sgd_loop(m, cfg, X, Y, theta, rng, rec, stream, targets, per_call, decay):
 # ---------------------------------------------------------------- SME and GF
 def _force(m, params, X, Y, theta, G):
     """``G = l'(X theta, Y)`` (n, k)."""
-    _k.per_sample(m.loss, m.grad, params, X, theta, Y, G, False, True)
+    specialise(_k.per_sample, loss=m.loss, grad=m.grad)(params, X, theta, Y, G, False, True)
     return G
 
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import dmft
 from dmft import _kernels_simulate, errors, models
+from dmft._jit import specialise
 
 import reference_multipass as ref
 
@@ -65,7 +66,7 @@ def test_sgd_kernel_matches_reference_multi_index():
     start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     idx = rng.integers(0, n, size=start[-1]).astype(np.int64)
     theta = theta0.copy()
-    _kernels_simulate.sgd_steps(m.grad, m.param_array, X, Y, theta, idx, start, 1.3, 0.97)
+    specialise(_kernels_simulate.sgd_steps, grad=m.grad)(m.param_array, X, Y, theta, idx, start, 1.3, 0.97)
     expected = ref.sgd(m, X, Y, theta0, [idx[start[s]:start[s + 1]] for s in range(40)], 1.3, 0.97)
     assert np.abs(theta - expected).max() < 1e-12 * max(1.0, np.abs(expected).max())
     assert np.abs(theta - theta0).max() > 0.1  # the steps did something

@@ -148,6 +148,9 @@ def test_softmax_relabelling_symmetry(r, perm):
         (lambda: models.get("nonsense"), "model"),
         (lambda: expectation.QuasiMonteCarlo(1000), "n_points"),
         (lambda: models.logistic().labels_for_classes(3), "n_classes"),
+        (lambda: models.custom(3), "loss"),
+        (lambda: expectation.gaussian_moments(models.logistic(), [np.nan], [[1.0]], label=[1.0]), "mean"),
+        (lambda: expectation.gaussian_moments(models.logistic(), [0.0], [[np.inf]], label=[1.0]), "cov"),
     ],
 )
 def test_bad_input_names_the_argument(call, name):
@@ -159,7 +162,7 @@ def test_dataset_round_trip(tmp_path):
     ds = output.build(
         {"risk": (("time",), np.linspace(1, 0, 5)), "group_norm": (("time", "group"), np.ones((5, 2)))},
         coords={"time": np.linspace(0, 1, 5), "group": ["I00", "I01"]},
-        attrs={"lr": 0.5, "flag": True, "probs": (0.5, 0.5), "model": models.logistic()},
+        attrs={"lr": 0.5, "flag": True, "probs": (0.5, 0.5), "one": np.array([2.0]), "model": models.logistic()},
     )
     assert ds.risk.attrs["units"] == "1" and "long_name" in ds.risk.attrs
     back = output.load(output.save(ds, tmp_path / "x.nc"))
