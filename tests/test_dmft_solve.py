@@ -327,3 +327,8 @@ def test_large_delta_limit_is_onepass_ode():
             s = float(np.ravel(th[var + "_sem"].values[i])[0])
             b = float(np.ravel(op[opvar].values[i])[0])
             assert abs(a - b) <= Z * s + 0.02 * abs(b), (var, i, a, s, b)
+
+
+def test_unresolved_time_step_warns():
+    with pytest.warns(dmft.errors.UnresolvedTimeStepWarning, match="lr \\* dt"):
+        dmft.solve("linear_regression", lr=5.0, dt=0.1, t_max=0.2, n_time=3, n_paths=64, progress=False)
