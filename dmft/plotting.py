@@ -119,9 +119,10 @@ def compare(ds, variables=None, *, ax=None, sem_width: float = 2.0, x: str = "ti
         a.set_xlabel(f"{x} [{xunits}]" if xunits and len(xunits) < 20 else x)
         a.set_ylabel(_label(ds[name], name))
         a.grid(alpha=0.3)
-    title = ", ".join(f"{k}={ds.attrs[k]}" for k in ("model", "delta", "lr", "batch") if k in ds.attrs)
-    if title:
-        fig.suptitle(title, fontsize=9)
     axes[0].legend(fontsize=7, title=f"bands: ±{sem_width:g} SEM", title_fontsize=7)
-    fig.tight_layout()
+    if ax is None:  # a figure of our own: title from the inputs
+        title = ", ".join(f"{k}={ds.attrs[k]}" for k in ("model", "delta", "lr", "batch") if k in ds.attrs)
+        if title:
+            fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
     return fig

@@ -18,6 +18,18 @@ except ImportError:
     import _common
 
 
+def plot(ds):
+    """Test and training loss, one row per batch."""
+    fig, axes = plt.subplots(ds.sizes["batch"], 2, figsize=(9, 3.4 * ds.sizes["batch"]), squeeze=False)
+    for b, ax in zip(ds.batch.values, axes):
+        plotting.compare(ds.sel(batch=b), ["test_loss", "train_loss"], ax=ax)
+        ax[0].set_title(f"batch = {b:g}", fontsize=9)
+    fig.suptitle(f"{ds.attrs['model']}, delta = {ds.attrs['delta']}, lr = {ds.attrs['lr']}, d = {ds.attrs['d']}, "
+                 f"{ds.attrs['n_seeds']} seeds", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv=None):
     args = _common.parse(__doc__, argv)
     t0 = time.perf_counter()
@@ -32,13 +44,10 @@ def main(argv=None):
         for dyn in ds.dynamics.values:
             rows += _common.error_rows(ds, ["test_loss", "train_loss"], case=f"{dyn}, batch {batch:g}",
                                        select={"dynamics": dyn})
-    fig, axes = plt.subplots(len(batches), 2, figsize=(9, 3.4 * len(batches)), squeeze=False)
-    for ds, ax in zip(parts, axes):
-        plotting.compare(ds, ["test_loss", "train_loss"], ax=ax)
-        ax[0].set_title(f"batch = {ds.attrs['batch']:g}", fontsize=9)
     attrs = parts[0].attrs
     ds = xr.concat(parts, dim=xr.Variable("batch", batches), combine_attrs="override")
     ds.attrs = {k: v for k, v in attrs.items() if k != "batch"}
+    fig = plot(ds)
     return _common.finish("multipass_huber_tanh", ds, fig, rows, args, t0,
                           "Huber on tanh: SGD vs SME vs GF, DMFT vs simulation")
 

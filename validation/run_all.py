@@ -51,9 +51,12 @@ def write_gallery(out: Path, names, *, quick: bool):
             continue
         shutil.copy(out / f"{n}.png", docs / "gallery" / f"{n}.png")
         doc = importlib.import_module(f"validation.{n}").__doc__ or ""
-        table = (out / f"{n}.md").read_text().split("\n", 2)[-1] if (out / f"{n}.md").exists() else ""
-        lines += [f"## {TITLES.get(n, n)}", "", doc.strip(), "", f"Script: `validation/{n}.py`", "",
-                  f"![{n}](gallery/{n}.png)", "", table.strip(), ""]
+        md = (out / f"{n}.md").read_text() if (out / f"{n}.md").exists() else ""
+        table = md.split("\n", 2)[-1]
+        lines += [f"## {TITLES.get(n, n)}", "", doc.strip(), "", f"Script: `validation/{n}.py`", ""]
+        if "(quick mode)" in md and not quick:
+            lines += ["!!! note", "    This figure is from a `--quick` run (small sizes).", ""]
+        lines += [f"![{n}](gallery/{n}.png)", "", table.strip(), ""]
     (docs / "gallery.md").write_text("\n".join(lines) + "\n")
 
 
