@@ -242,16 +242,7 @@ def simulate(
         times, train, test, norm, overlap = (times[keep], train[:, keep], test[:, keep],
                                              norm[:, keep], overlap[:, keep])
         attrs.update(truncated=1, diverged_at=float(blowup), n_time=int(keep.sum()))
-    return output.build(
-        {
-            "train_loss": (("seed", "time"), train),
-            "test_loss": (("seed", "time"), test),
-            "norm": (("seed", "time", "student", "student2"), norm),
-            "overlap": (("seed", "time", "student", "teacher"), overlap),
-        },
-        {"seed": np.arange(n_seeds), "time": times, "epoch": ("time", times * batch)},
-        attrs,
-    )
+    return _dataset_of_runs(train, test, norm, overlap, times, batch, attrs)
 
 
 _METHOD = {
@@ -259,6 +250,20 @@ _METHOD = {
     "sme": "stochastic modified equation, Euler-Maruyama with one Brownian motion per sample",
     "gf": "gradient flow, Dormand-Prince RK45 (adaptive, rtol 1e-7) or RK4 (fixed dt)",
 }
+
+
+def _dataset_of_runs(train, test, norm, overlap, times, batch, attrs):
+    """The simulators' Dataset: losses (seed, time), ``q``, ``m`` with the student/teacher dims."""
+    return output.build(
+        {
+            "train_loss": (("seed", "time"), train),
+            "test_loss": (("seed", "time"), test),
+            "norm": (("seed", "time", "student", "student2"), norm),
+            "overlap": (("seed", "time", "student", "teacher"), overlap),
+        },
+        {"seed": np.arange(train.shape[0]), "time": times, "epoch": ("time", times * batch)},
+        attrs,
+    )
 
 
 def _progress(it, progress: bool, dynamics: str):
@@ -623,13 +628,4 @@ def linear_sgd_moments(
         "teacher_prior": "N(0, 1) (rho = 1)", "rho": rhos.tolist(),
         "method": "exact sampling-noise moments of Poisson-clock SGD, RK45 rtol 1e-8",
     }
-    return output.build(
-        {
-            "train_loss": (("seed", "time"), train),
-            "test_loss": (("seed", "time"), test),
-            "norm": (("seed", "time", "student", "student2"), norm),
-            "overlap": (("seed", "time", "student", "teacher"), overlap),
-        },
-        {"seed": np.arange(n_seeds), "time": times, "epoch": ("time", times * batch)},
-        attrs,
-    )
+    return _dataset_of_runs(train, test, norm, overlap, times, batch, attrs)
