@@ -11,6 +11,24 @@ from numba import njit
 _FM = {"reassoc", "contract"}
 
 
+@njit(cache=True, fastmath=_FM)
+def predict(X, i, theta, r):
+    """``r = theta^T x_i`` (k,) for row ``i`` of ``X`` (n, d) and ``theta`` (d, k)."""
+    d, k = theta.shape
+    if k == 1:
+        acc = 0.0
+        for a in range(d):
+            acc += X[i, a] * theta[a, 0]
+        r[0] = acc
+    else:
+        for q in range(k):
+            r[q] = 0.0
+        for a in range(d):
+            xa = X[i, a]
+            for q in range(k):
+                r[q] += xa * theta[a, q]
+
+
 def sgd_steps(params, X, Y, theta, idx, start, c, decay):
     """Mini-batch SGD steps on a fixed data set, in place on ``theta`` (d, k).
 
@@ -34,18 +52,7 @@ def sgd_steps(params, X, Y, theta, idx, start, c, decay):
         nb = start[s + 1] - b0
         for j in range(nb):
             i = idx[b0 + j]
-            if k == 1:
-                acc = 0.0
-                for a in range(d):
-                    acc += X[i, a] * theta[a, 0]
-                r[0] = acc
-            else:
-                for q in range(k):
-                    r[q] = 0.0
-                for a in range(d):
-                    xa = X[i, a]
-                    for q in range(k):
-                        r[q] += xa * theta[a, q]
+            predict(X, i, theta, r)
             grad(r, Y[i], params, g)
             for q in range(k):
                 G[j, q] = c * g[q]
@@ -76,18 +83,7 @@ def per_sample(params, X, theta, Y, G, want_loss, want_grad):
     g = np.empty(k)
     total = 0.0
     for i in range(n):
-        if k == 1:
-            acc = 0.0
-            for a in range(d):
-                acc += X[i, a] * theta[a, 0]
-            r[0] = acc
-        else:
-            for q in range(k):
-                r[q] = 0.0
-            for a in range(d):
-                xa = X[i, a]
-                for q in range(k):
-                    r[q] += xa * theta[a, q]
+        predict(X, i, theta, r)
         if want_loss:
             total += loss(r, Y[i], params)
         if want_grad:

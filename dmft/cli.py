@@ -147,12 +147,8 @@ def main(argv=None) -> int:
         if args.command == "sweep":
             return _run_sweep(args)
         return _run_compare(args)
-    except errors.ParameterError as e:
-        print(f"dmft: error: {e}", file=sys.stderr)
-        return 2
-    except errors.DivergenceError as e:
-        print(f"dmft: diverged: {e}", file=sys.stderr)
-        return 3
+    except (errors.ParameterError, errors.DivergenceError) as e:
+        return errors.exit_status("dmft", e)
 
 
 if __name__ == "__main__":

@@ -128,3 +128,14 @@ def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel
             f"{name}: lr * dt = {lr * dt:.3g} > {limit:g}; the time step does not resolve the dynamics "
             f"(discretisation error O(lr dt)); use dt <= {limit / lr:.3g}",
             UnresolvedTimeStepWarning, stacklevel=stacklevel)
+
+
+def exit_status(prog: str, error: Exception) -> int:
+    """Print a command-line failure to stderr; exit status 2 for bad input, 3 for divergence."""
+    import sys
+
+    if isinstance(error, DivergenceError):
+        print(f"{prog}: diverged: {error}", file=sys.stderr)
+        return 3
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return 2

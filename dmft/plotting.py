@@ -16,17 +16,21 @@ def _scalar(da):
     return da
 
 
+def _panels(n: int, ax):
+    """Figure and a row of ``n`` axes, or the caller's axes and their figure."""
+    if ax is None:
+        fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 3.5), squeeze=False)
+        return fig, axes[0]
+    axes = np.atleast_1d(ax)
+    return axes[0].figure, axes
+
+
 def theory_vs_simulation(theory, simulation=None, variables=("risk",), *, label="theory", ax=None):
     """Plot ``variables`` of ``theory`` as lines and ``simulation`` as mean +- 2 SEM bands.
 
     ``simulation`` has a ``seed`` dim. Returns the matplotlib Figure.
     """
-    if ax is None:
-        fig, axes = plt.subplots(1, len(variables), figsize=(4.2 * len(variables), 3.4), squeeze=False)
-        axes = axes[0]
-    else:
-        axes = np.atleast_1d(ax)
-        fig = axes[0].figure
+    fig, axes = _panels(len(variables), ax)
     for a, name in zip(axes, variables):
         th = _scalar(theory[name])
         a.plot(th.time, th, color="C0", lw=2, label=label)
@@ -87,12 +91,7 @@ def compare(ds, variables=None, *, ax=None, sem_width: float = 2.0, x: str = "ti
     if variables is None:
         variables = [v for v in ("test_loss", "train_loss", "risk", "alignment", "overlap") if v in ds][:3]
     variables = list(variables)
-    if ax is None:
-        fig, axes = plt.subplots(1, len(variables), figsize=(4.3 * len(variables), 3.5), squeeze=False)
-        axes = axes[0]
-    else:
-        axes = np.atleast_1d(ax)
-        fig = axes[0].figure
+    fig, axes = _panels(len(variables), ax)
     dyns = list(ds["dynamics"].values) if "dynamics" in ds.dims else [None]
     sources = list(ds["source"].values) if "source" in ds.dims else [None]
     for a, name in zip(axes, variables):

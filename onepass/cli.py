@@ -57,12 +57,8 @@ def main(argv=None) -> int:
         ds = compare(model, data, lr=args.lr, t_max=args.t_max, n_time=args.n_time, sources=sources,
                      n_seeds=args.n_seeds, seed=args.seed, progress=not args.no_progress)
         t1 = time.perf_counter()
-    except errors.ParameterError as e:
-        print(f"onepass: error: {e}", file=sys.stderr)
-        return 2
-    except errors.DivergenceError as e:
-        print(f"onepass: diverged: {e}", file=sys.stderr)
-        return 3
+    except (errors.ParameterError, errors.DivergenceError) as e:
+        return errors.exit_status("onepass", e)
     out = Path(args.out)
     output.save(ds, out / "onepass.nc")
     names = [v for v in ("risk", "alignment", "lr_threshold") if v in ds]

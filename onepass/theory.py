@@ -102,6 +102,13 @@ class Problem:
             const[:, k + ks + c] = p[c] * m.grad
         return np.einsum("gc,cab->gab", self.groups.eigenvalues, lam_rows) + const
 
+    def drift(self, P: np.ndarray, mom) -> np.ndarray:
+        """``A_g P_g + P_g A_g^T`` per group (G, D, D): the gradient part of ``dP_g/dt`` over ``-gamma``."""
+        A = np.zeros_like(P)
+        A[:, :self.k, :] = self.drift_matrices(mom)
+        AP = A @ P
+        return AP + np.swapaxes(AP, 1, 2)
+
     def fisher_rate(self, mom) -> np.ndarray:
         """``sum_c p_c lam_g^(c) I_c`` per group -> (G, k, k)."""
         I = np.stack([m.fisher for m in mom])
@@ -114,10 +121,7 @@ class Problem:
         """``dP/dt`` (G, D, D), ``d acc/dt`` and the moments used."""
         S = P.sum(axis=0)
         mom = self.moments(S, self.class_covariances(P))
-        A = np.zeros_like(P)
-        A[:, :self.k, :] = self.drift_matrices(mom)
-        AP = A @ P
-        dP = -gamma * (AP + np.swapaxes(AP, 1, 2))
+        dP = -gamma * self.drift(P, mom)
         noise = gamma**2 * (self.groups.sizes / self.data.d)[:, None, None] * self.fisher_rate(mom)
         dP[:, :self.k, :self.k] += noise
         return dP, self.acc_rate(mom), mom
@@ -141,9 +145,7 @@ class Problem:
             obs["overlap"] = S[:k, k:k + ks]
             if ks == k:
                 obs["distance"] = np.trace(S[:k, :k]) - 2 * np.trace(S[:k, k:2 * k]) + np.trace(S[k:2 * k, k:2 * k])
-                A = np.zeros_like(P)
-                A[:, :k, :] = self.drift_matrices(mom)
-                M = (A @ P + np.swapaxes(A @ P, 1, 2)).sum(axis=0)
+                M = self.drift(P, mom).sum(axis=0)
                 a = 0.5 * (np.trace(M[:k, :k]) - 2 * np.trace(M[:k, k:2 * k]))
                 noise = self.acc_rate(mom)
                 # at an exact interpolating optimum both vanish: no constraint on the rate
