@@ -1,8 +1,9 @@
 """DMFT solver cost: the Poisson (SGD) sample side is sparse.
 
 Huber-on-tanh (noise_std 0.3, threshold 0.5), delta = 2, lr = 2, batch = 1, t_max = 8:
-SGD vs SME on the same grid (800 steps) and paths; SGD cost vs the number of grid steps
-(sparse: ~ n_t * jumps, not n_t^2); share of the parameter side in a cProfile run.
+SGD vs SME on the same grid (800 steps) and paths; SGD cost vs the number of grid steps,
+split by cProfile into the per-path sample side (sparse: ~ n_t * jumps, not n_t^2) and
+the parameter side (independent of the number of paths).
 """
 import cProfile
 import pstats
@@ -21,8 +22,27 @@ def run(dynamics, n_steps, n_paths):
                       **{k: v for k, v in KW.items()})
 
 
+PARAMETER_SIDE = {"row", "chol_rows", "row_products"}  # solve._ParamSide.row and its kernels
+SAMPLE_SIDE = {"sample_cell", "grid_field", "train_losses"}
+
+
+def profile(n_steps, n_paths):
+    """Wall time and the self time of the parameter side and of the per-path sample side."""
+    prof = cProfile.Profile()
+    prof.enable()
+    run("sgd", n_steps, n_paths)
+    prof.disable()
+    stats = pstats.Stats(prof)
+    own = {"param": 0.0, "sample": 0.0}
+    for (_, _, name), v in stats.stats.items():
+        if name in PARAMETER_SIDE:
+            own["param"] += v[2]
+        elif name in SAMPLE_SIDE:
+            own["sample"] += v[2]
+    return stats.total_tt, own["param"], own["sample"]
+
+
 def main(compare_sme=True):
-    n_paths = 2048
     run("sgd", 200, 256)  # compile
     if compare_sme:
         # SME tangents cost O(N^3) per path: few paths, every path carries tangents in both
@@ -30,23 +50,18 @@ def main(compare_sme=True):
         t_sgd = best_time(lambda: dmft.solve(MODEL, dynamics="sgd", dt=0.01, tangent_stride=1, **few, **KW), 1)
         t_sme = best_time(lambda: dmft.solve(MODEL, dynamics="sme", dt=0.01, tangent_stride=1, **few, **KW), 1)
         print(f"800 steps, 128 paths: SGD {t_sgd:.1f} s, SME {t_sme:.1f} s, SME/SGD = {t_sme / t_sgd:.0f}x\n")
-    rows = []
-    base = None
-    for n_steps in (200, 400, 800, 1600):
-        t = best_time(lambda: run("sgd", n_steps, n_paths), 1)
-        base = base or t
-        rows.append((n_steps, f"{t:.2f}", f"{t / base:.2f}", f"{(n_steps / 200):.0f}", f"{(n_steps / 200) ** 2:.0f}"))
-    print("SGD solve time vs grid steps (t_max = 8, ~8 jumps per path)\n")
-    print(table(["n_t", "seconds", "ratio", "linear", "quadratic"], rows))
-    prof = cProfile.Profile()
-    prof.enable()
-    run("sgd", 800, n_paths)
-    prof.disable()
-    stats = pstats.Stats(prof)
-    total = stats.total_tt
-    # cumulative time of the parameter side's row update (method of dmft.solve._ParamSide)
-    param = max((v[3] for k, v in stats.stats.items() if k[0].endswith("solve.py") and k[2] == "row"), default=0.0)
-    print(f"\nparameter side (_ParamSide.row): {param:.2f} s of {total:.2f} s profiled ({param / total:.0%})")
+    for n_paths in (2048, 32768):
+        rows = []
+        base = None
+        for n_steps in (200, 400, 800, 1600):
+            total, param, sample = profile(n_steps, n_paths)
+            base = base or (total, param, sample)
+            rows.append((n_steps, f"{total:.2f}", f"{param:.2f} ({param / total:.0%})",
+                         f"{sample:.2f} ({sample / total:.0%})", f"{sample / base[2]:.2f}", f"{n_steps / 200:.0f}",
+                         f"{param / base[1]:.1f}"))
+        print(f"\nSGD solve vs grid steps, {n_paths} paths (t_max = 8, ~8 jumps per path; cProfile self times)\n")
+        print(table(["n_t", "total [s]", "parameter side [s]", "sample side [s]", "sample ratio", "linear",
+                     "parameter ratio"], rows))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ Array conventions (``B`` replicas, grid ``t_n = n dt``, ``n = 0..N``, ``k`` stud
 * the pathwise tangents ``psi[p, tri(j, i) k^2 + a k + e]`` = ``d r(s_j-) / d r(s_i-)`` in packed
   lower-triangular storage ``tri(j, i) = j (j + 1) / 2 + i``.
 
-``sample_cell``, ``train_loss`` and ``labels`` are templates: :func:`dmft._jit.specialise`
+``sample_cell``, ``train_losses`` and ``labels`` are templates: :func:`dmft._jit.specialise`
 binds the model's functions (``grad``, ``hess``, ``loss``, ``teacher``) and compiles them
 with a disk cache; pure-array kernels are cached directly.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True)
@@ -78,10 +78,59 @@ def chol_row(L, cov, row, tol):
     return d
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, parallel=True)
+def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
+    """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
+    on the columns ``lo <= col < hi``.
+
+    The ``O(n^2)`` part of one incremental parameter-side row (replicas in parallel).
+    dK, dW: (B, n, k, k) row increments; A, R, C, RtT: (B, (N+1) k, (N+1) k) with
+    ``RtT[c k + e, m k + a] = Rt[m k + a, c k + e]`` (the step response, transposed so a
+    column is a contiguous row); TA, TR, TC: (B, k, >= hi), updated in place. Zero blocks
+    are skipped (SGD: only the grid nodes of the cell's events are non-zero) and ``A``,
+    ``R`` (causal) and ``RtT`` are read only inside their triangles.
+    """
+    B, n, k, _ = dK.shape
+    for b in prange(B):
+        for j in range(n):
+            for e in range(k):
+                r = j * k + e
+                for a in range(k):
+                    w = dK[b, j, a, e]
+                    if w != 0.0:
+                        for col in range(lo, min(hi, (j + 1) * k)):
+                            TA[b, a, col] += w * A[b, r, col]
+                            TR[b, a, col] += w * R[b, r, col]
+                        for col in range(lo, hi):
+                            TC[b, a, col] += w * C[b, r, col]
+                    w = delta * dW[b, j, a, e]
+                    if w != 0.0:
+                        for col in range(max(lo, j * k), hi):
+                            TC[b, a, col] += w * RtT[b, r, col]
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def chol_rows(L, m, C, n, k, ks, tol, pivots):
+    """Rows ``ks + n k + a`` (``a < k``) of each replica's joint factor ``L[b]`` (teacher
+    first, then the grid field): covariances ``m[b, n, a]`` with the teacher and
+    ``C[b, n k + a, :]`` with the field. ``pivots[b, a]``: pivot relative to the variance."""
+    B = L.shape[0]
+    row0 = ks + n * k
+    for b in prange(B):
+        cov = np.empty(row0 + k)
+        for a in range(k):
+            for i in range(ks):
+                cov[i] = m[b, n, a, i]
+            for i in range(n * k + a + 1):
+                cov[ks + i] = C[b, n * k + a, i]
+            d = chol_row(L[b], cov[: row0 + a + 1], row0 + a, tol)
+            pivots[b, a] = d / max(cov[row0 + a], 1e-300)
+
+
+@njit(cache=True, fastmath=True, parallel=True)
 def grid_field(L, Z, row0, k, Pb, paths, out):
     """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""
-    for q in range(paths.size):
+    for q in prange(paths.size):
         p = paths[q]
         b = p // Pb
         for a in range(k):
@@ -227,42 +276,46 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
                 dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
 
 
-def train_loss(params, n, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, R, y, out, out2):
-    """Replica means of ``l(r(t_n), y)`` and ``l^2``, ``r(t_n) = w(t_n) + c sum_{s_i<=t_n} R(t_n, s_i) g_i dz_i``."""
-    P = W.shape[0]
-    k = W.shape[1]
-    r = np.empty(k)
-    r1 = n * k
-    for b in range(B):
-        out[b] = 0.0
-        out2[b] = 0.0
-    for p in range(P):
-        b = p // Pb
-        Rb = R[b]
-        for a in range(k):
-            r[a] = W[p, a]
-        for i in range(n_done[p]):
-            m = ev_cell[p, i]
-            ls = ev_lam[p, i]
-            f = c * ev_dz[p, i]
-            if m < n:
-                c0 = (m - 1) * k
-                c1 = m * k
-                for a in range(k):
-                    acc = 0.0
-                    for e in range(k):
-                        acc += ((1.0 - ls) * Rb[r1 + a, c0 + e] + ls * Rb[r1 + a, c1 + e]) * g[p, i, e]
-                    r[a] += f * acc
-            else:
-                c0 = (n - 1) * k
-                for a in range(k):
-                    acc = ls * g[p, i, a]
-                    for e in range(k):
-                        acc += (1.0 - ls) * Rb[r1 + a, c0 + e] * g[p, i, e]
-                    r[a] += f * acc
-        v = loss(r, y[p], params)
-        out[b] += v / Pb
-        out2[b] += v * v / Pb
+def train_losses(params, steps, c, counts, ev_cell, ev_lam, ev_dz, g, W, R, y, out):
+    """``out[o] = mean_p l(r_p(t_n), y_p)`` at the grid steps ``n = steps[o]`` of one replica.
+
+    ``r(t_n) = w(t_n) + c sum_{s_i<=t_n} R(t_n, s_i) g_i dz_i`` over the path's events up to
+    ``t_n``; ``W[p, o]`` is the field ``w(t_n)``; ``R`` the replica's final response (rows
+    are never changed once their step is done, so this equals the loss at the time).
+    Output times in parallel.
+    """
+    P, _, k = W.shape
+    for o in prange(steps.size):
+        n = steps[o]
+        r = np.empty(k)
+        r1 = n * k
+        total = 0.0
+        for p in range(P):
+            for a in range(k):
+                r[a] = W[p, o, a]
+            i = 0
+            while i < counts[p] and ev_cell[p, i] <= n:
+                m = ev_cell[p, i]
+                ls = ev_lam[p, i]
+                f = c * ev_dz[p, i]
+                if m < n:
+                    c0 = (m - 1) * k
+                    c1 = m * k
+                    for a in range(k):
+                        acc = 0.0
+                        for e in range(k):
+                            acc += ((1.0 - ls) * R[r1 + a, c0 + e] + ls * R[r1 + a, c1 + e]) * g[p, i, e]
+                        r[a] += f * acc
+                else:
+                    c0 = (n - 1) * k
+                    for a in range(k):
+                        acc = ls * g[p, i, a]
+                        for e in range(k):
+                            acc += (1.0 - ls) * R[r1 + a, c0 + e] * g[p, i, e]
+                        r[a] += f * acc
+                i += 1
+            total += loss(r, y[p], params)  # noqa: F821 (bound by specialise)
+        out[o] = total / P
 
 
 def labels(params, wstar, eps, out):

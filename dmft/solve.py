@@ -148,18 +148,21 @@ class _ParamSide:
         self.q0, self.rho, self.rho_inv = q0, rho, np.linalg.inv(rho)
         self.C, self.R, self.A, self.S = C, R, A, S
         self.m, self.nu, self.Phi, self.asum, self.bvec = m, nu, Phi, asum, bvec
-        self.Rt = np.zeros_like(A)  # Rt[m k + a, c k + e] = sum_{j=c}^m A_mj (step response)
+        self.RtT = np.zeros_like(A)  # RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae (step response)
+        self.last_products = None  # (n, dK, dW, (PA, PR, PC)) of the last row computed
 
-    def row(self, n, Grow, Gprow, Gprev, Gpprev, dW=None):
+    def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
         """Row ``n`` from row ``n - 1`` and the increments ``G_n. - G_{n-1}.`` (incremental).
 
         Exact identities of the discrete system (``K^(n)`` the row-``n`` operator):
         ``sum_{j<n} K_nj A_j. = A_{n-1}. - E_{n-1} + sum_j dK_j A_j.``,
         ``R_nm = Minv [R_{n-1,m} - delta dG^-_m + sum_j dK_j R_jm]``,
         ``C_nm = Minv [C_{n-1,m} + sum_j dK_j C_jm + delta dS_n. A_m.^T + delta dnu rho b_m^T]``,
-        with ``dK_j = K_nj - K_{n-1,j}``. For SGD ``dK`` is non-zero only at the grid nodes
-        of the active paths' events, so ``A`` and ``R`` cost ``O(nnz n)`` and ``C`` one
-        matrix-vector product. :meth:`row_direct` is the direct ``O(n^2)`` reference.
+        with ``dK_j = K_nj - K_{n-1,j}`` and ``dS_n. A^T = sum_c dW_c Rt_.c^T`` (``dW`` the
+        increments of ``S`` over cells, ``Rt`` the step response). For SGD ``dK`` and ``dW``
+        are non-zero only at the grid nodes of the cell's events, and
+        :func:`_kernels_solve.row_products` skips the zero blocks: ``O(nnz n)`` per row.
+        :meth:`row_direct` is the direct ``O(n^2)`` reference.
         """
         if n == 0 or DIRECT_PARAMETER_SIDE:
             return self.row_direct(n, Grow, Gprow)
@@ -176,37 +179,31 @@ class _ParamSide:
         nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ self.rho_inv
         Knn = delta * Grow[:, n] - lam * 0.5 * dt * eye
         Minv = np.linalg.inv(eye - Knn)
-        dG = Grow[:, :n] - Gprev[:, :n]
+        if dG is None:
+            dG = Grow[:, :n] - Gprev[:, :n]
         dGm = dG - (Gprow[:, :n] - Gpprev[:, :n])
         dK = delta * dG
         dK[:, n - 1] -= lam * 0.5 * dt * eye
-        nz = np.flatnonzero(np.any(dK != 0.0, axis=(0, 2, 3)))
-        # A row
-        TA = A[:, pk:nk, :nk].copy()
+        PA, PR, PC = (np.zeros((B, k, nk)) for _ in range(3))
+        last = self.last_products
+        if last is not None and last[0] == n - 1:
+            # the products are linear in (dK, dW) and rows/columns < n - 1 are final: reuse
+            # the previous row's (a predictor's dK, dW equal them except at j >= n - 2)
+            _, dK0, dW0, P0 = last
+            for P, p0 in zip((PA, PR, PC), P0):
+                P[:, :, :pk] = p0
+            ddK, ddW = dK.copy(), dW.copy()
+            ddK[:, : n - 1] -= dK0
+            ddW[:, : n - 1] -= dW0
+            _k.row_products(ddK, ddW, A, R, C, self.RtT, delta, 0, pk, PA, PR, PC)
+            _k.row_products(dK, dW, A, R, C, self.RtT, delta, pk, nk, PA, PR, PC)
+        else:
+            _k.row_products(dK, dW, A, R, C, self.RtT, delta, 0, nk, PA, PR, PC)
+        self.last_products = (n, dK, dW.copy(), (PA.copy(), PR.copy(), PC.copy()))
+        TA = A[:, pk:nk, :nk] + PA
         TA[:, :, pk:nk] -= eye
-        TR = R[:, pk:nk, :nk] - delta * _flat(dGm)
-        TC = C[:, pk:nk, :nk].copy()
-        if 4 * nz.size > n:  # dense enough: contiguous views, no gather
-            dKf = _flat(dK)
-            TA += dKf @ A[:, :nk, :nk]
-            TR += dKf @ R[:, :nk, :nk]
-            TC += dKf @ C[:, :nk, :nk]
-        elif nz.size:
-            dKf = _flat(dK[:, nz])  # (B, k, |nz| k)
-            rows = (nz[:, None] * k + np.arange(k)[None, :]).ravel()
-            TA += dKf @ A[:, rows, :nk]
-            TR += dKf @ R[:, rows, :nk]
-            TC += dKf @ C[:, rows, :nk]
-        if dW is None:  # predictor: dense S increment
-            dS = S[:, nk:n1k, :nk] - S[:, pk:nk, :nk]
-            TC += delta * (dS @ np.swapaxes(A[:, :nk, :nk], -1, -2))
-        else:  # dS_n. A^T = sum_c dW_c Rt_.c^T, Rt_mc = sum_{j=c}^m A_mj; dW sparse in c for SGD
-            nzc = np.flatnonzero(np.any(dW != 0.0, axis=(0, 2, 3)))
-            if 4 * nzc.size > n:
-                TC += delta * (_flat(dW) @ np.swapaxes(self.Rt[:, :nk, :nk], -1, -2))
-            elif nzc.size:
-                cols = (nzc[:, None] * k + np.arange(k)[None, :]).ravel()
-                TC += delta * (_flat(dW[:, nzc]) @ np.swapaxes(self.Rt[:, :nk, cols], -1, -2))
+        TR = R[:, pk:nk, :nk] - delta * _flat(dGm) + PR
+        TC = C[:, pk:nk, :nk] + PC
         dnu = nu[:, n] - nu[:, n - 1]
         TC += delta * np.einsum("bah,hg,bmeg->bame", dnu, self.rho, self.bvec[:, :n]).reshape(B, k, nk)
         A[:, nk:n1k, :nk] = Minv @ TA
@@ -218,7 +215,8 @@ class _ParamSide:
         C[:, :nk, nk:n1k] = np.swapaxes(Crow, -1, -2)
         Arow = A[:, nk:n1k, :n1k]
         ab = Arow.reshape(B, k, n + 1, k)
-        self.Rt[:, nk:n1k, :n1k] = np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k)
+        self.RtT[:, :n1k, nk:n1k] = np.swapaxes(
+            np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k), -1, -2)
         self.asum[:, n] = ab.sum(axis=2)
         self.bvec[:, n] = delta * (Arow @ nu[:, : n + 1].reshape(B, n1k, ks))
         # C_nn = Minv [Y_nn + sum_{j<n} K_nj C_jn],  Y_nn = E[src_n theta_n^T]
@@ -263,7 +261,8 @@ class _ParamSide:
             R[:, nk:n1k, :nk] = Minv @ src
         Arow = A[:, nk:n1k, :n1k]
         ab = Arow.reshape(B, k, n + 1, k)
-        self.Rt[:, nk:n1k, :n1k] = np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k)
+        self.RtT[:, :n1k, nk:n1k] = np.swapaxes(
+            np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k), -1, -2)
         self.asum[:, n] = ab.sum(axis=2)
         self.bvec[:, n] = delta * (Arow @ nu[:, : n + 1].reshape(B, n1k, ks))
         X = delta * (Arow @ S[:, :n1k, :n1k])
@@ -440,24 +439,17 @@ def solve(
     g = np.zeros((P, jmax, k))
     gp = np.zeros((P, jmax, k, k))
     psi = np.zeros((P // tangent_stride, jmax * (jmax + 1) // 2 * k * k))
-    n_done = np.zeros(P, dtype=np.int64)
-    W = np.zeros((P, k))
     all_paths = np.arange(P, dtype=np.int64)
-    train = np.zeros((n_time, B))
-    train2 = np.zeros((n_time, B))
     pivots = [np.inf, 0]
     par = _ParamSide(k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec)
 
+    rel_pivots = np.empty((B, k))
+
     def chol_rows(n):
-        row0 = ks + n * k
-        for b in range(B):
-            for a in range(k):
-                cov = np.empty(row0 + a + 1)
-                cov[:ks] = m[b, n, a, :]
-                cov[ks:row0 + a + 1] = C[b, n * k + a, : n * k + a + 1]
-                d = _k.chol_row(L[b], cov, row0 + a, CHOL_TOL)
-                pivots[0] = min(pivots[0], d / max(cov[-1], 1e-300))
-                pivots[1] += int(L[b, row0 + a, row0 + a] == 0.0)
+        _k.chol_rows(L, m, C, n, k, ks, CHOL_TOL, rel_pivots)
+        pivots[0] = min(pivots[0], float(rel_pivots.min()))
+        rows = ks + n * k + np.arange(k)
+        pivots[1] += int(np.count_nonzero(L[:, rows, rows] == 0.0))
 
     # teacher rows of the joint factor, labels
     for b in range(B):
@@ -467,7 +459,7 @@ def solve(
     y = np.zeros((P, model.label_dim))
     # kernels with this model's functions bound (compiled once, then from the disk cache)
     labels = specialise(_k.labels, teacher=model.teacher)
-    train_loss = specialise(_k.train_loss, loss=model.loss)
+    train_losses = specialise(_k.train_losses, loss=model.loss)
     sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess)
     labels(params, wstar, eps, y)
 
@@ -475,8 +467,6 @@ def solve(
     Grow = np.zeros((B, N + 1, k, k))
     par.row(0, Grow, Gpprev, Gprev, Gpprev, None)
     chol_rows(0)
-    _k.grid_field(L, Z, ks, k, Pb, all_paths, W)
-    train_loss(params, 0, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g, W, R, y, train[0], train2[0])
 
     if not driver.dense:
         cells = _cell_lists(counts, ev_cell, N)
@@ -507,7 +497,11 @@ def solve(
             # (G row, F -> 2 F_{n-1} - F_{n-2}, Phi), so the predicted kernel row is
             # A Sigma A^T with a PSD Sigma and stays consistent with the earlier rows
             if n >= 2:
-                Grow = 2 * Gprev - Gprev2
+                # the increment is passed as is: bit-equal to the last row's, so the
+                # parameter side reuses that row's products (see _ParamSide.row)
+                dGpred = Gprev[:, :n] - Gprev2[:, :n]
+                Grow = Gprev.copy()
+                Grow[:, :n] += dGpred
                 Gprow = 2 * Gpprev - Gpprev2
                 # F_n -> F_{n-1} + dF_{n-1}: the last step's increments again (sparse dW)
                 dWp = dW_last[:, :n].copy()
@@ -520,12 +514,13 @@ def solve(
                 Phi[:, n] = 2 * Phi[:, n - 1] - Phi[:, n - 2]
             else:
                 Grow, Gprow = Gprev.copy(), Gpprev.copy()
+                dGpred = None
                 dWp = np.zeros((B, n, k, k))
                 S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk]
                 S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk]
                 Phi[:, n] = Phi[:, n - 1]
             S[:, :nk, nk:n1k] = np.swapaxes(S[:, nk:n1k, :nk], -1, -2)
-            par.row(n, Grow, Gprow, Gprev, Gpprev, dWp)
+            par.row(n, Grow, Gprow, Gprev, Gpprev, dWp, dGpred)
             Wnew = np.zeros((active.size, k))
             Wold = np.zeros((active.size, k))
             if active.size:
@@ -564,22 +559,25 @@ def solve(
                 raise errors.DivergenceError(
                     f"norm diverged at time {n * dt:.4g}; lower the learning rate", n * dt)
             chol_rows(n)
-            n_done[active] = hi
             Gprev2, Gpprev2 = Gprev, Gpprev
             Gprev, Gpprev = Grow, Gprow
             dW_last[:, :n] = dW
             dFF_last = dFF.copy()
-            if n % every == 0:
-                o = n // every
-                _k.grid_field(L, Z, ks + n * k, k, Pb, all_paths, W)
-                train_loss(params, n, c, Pb, B, n_done, ev_cell, ev_lam, ev_dz, g,
-                              W, R, y, train[o], train2[o])
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
     min_pivot, n_zero_pivots = pivots
+    # training loss at the output steps, after the solve: one matrix product per replica
+    # gives the fields of all paths at all output times (rows of L and R are final)
+    train = np.zeros((n_time, B))
+    field_rows = (ks + out_steps[:, None] * k + np.arange(k)).ravel()
+    for b in range(B):
+        paths = slice(b * Pb, (b + 1) * Pb)
+        Wb = (Z[paths] @ L[b, field_rows].T).reshape(Pb, n_time, k)
+        train_losses(params, out_steps, c, counts[paths], ev_cell[paths], ev_lam[paths], ev_dz[paths],
+                     g[paths], Wb, R[b], y[paths], train[:, b])
     C = _blocks(C, N + 1, k)
     R = _blocks(R, N + 1, k)
 
