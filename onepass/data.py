@@ -14,6 +14,8 @@ import numpy as np
 
 from dmft import errors
 
+from . import _kernels_groups
+
 
 # ------------------------------------------------------------------ spectra
 @dataclass(frozen=True)
@@ -241,22 +243,22 @@ class Binned:
 
 @dataclass(frozen=True, eq=False)
 class Groups:
-    """index: (d,) group of each coordinate; eigenvalues: (G, C); sizes: (G,); names."""
+    """index: (d,) group of each coordinate; eigenvalues: (G, C); sizes: (G,); names.
+
+    data_outer: (G, R, R) ``sum_{i in g} v_i v_i^T`` for ``v_i = [x*_i; mu_{1,i} .. mu_{C,i}]``
+    (``R = k_star + C``), the rows of ``w_i`` that do not move during training.
+    """
 
     index: np.ndarray
     eigenvalues: np.ndarray
     sizes: np.ndarray
     names: tuple
     mode: str
+    data_outer: np.ndarray
 
     def sum_outer(self, W: np.ndarray) -> np.ndarray:
         """``P_g = sum_{i in g} w_i w_i^T`` for columns ``w_i`` of ``W`` (D, d) -> (G, D, D)."""
-        G, D = len(self.sizes), W.shape[0]
-        P = np.empty((G, D, D))
-        for a in range(D):
-            for b in range(a, D):
-                P[:, a, b] = P[:, b, a] = np.bincount(self.index, weights=W[a] * W[b], minlength=G)
-        return P
+        return _kernels_groups.sum_outer(self.index, len(self.sizes), tuple(np.ascontiguousarray(W, dtype=float)))
 
 
 def _row_groups(code: np.ndarray) -> np.ndarray:
@@ -269,44 +271,72 @@ def _row_groups(code: np.ndarray) -> np.ndarray:
     return key.ravel()
 
 
+def _bin_table(bits: np.ndarray, n_bins: int):
+    """Bins of ``log(lam)`` for :func:`_kernels_groups.bin_index`; ``bits`` (C, d) is ``lam`` viewed as int64.
+
+    A positive eigenvalue is in bin ``min(floor((log(lam) - lo) / width), n_bins - 1) + 1``
+    with ``lo, hi`` the smallest and largest positive ``log(lam)`` and ``width = (hi - lo)
+    / n_bins`` (zeros are bin 0). That is monotone in ``lam``, so it is fixed by the
+    smallest eigenvalue of each bin ``2..n_bins`` (the edges), and binning takes no
+    logarithm per coordinate. The edges are found by bisection with the same ``np.log``
+    and arithmetic, so each eigenvalue gets exactly the bin of the formula. Everything is
+    done on the bit patterns, which positive doubles order like their values; an edge of
+    an empty top bin is left just above the largest eigenvalue.
+
+    Returns ``(edges, table, base, shift)``: edges (n_bins,) int64, the ``n_bins - 1``
+    edges then a sentinel; ``table[k]`` (n_cells,) = number of edges ``<= base + (k <<
+    shift)``, cells of ``2^shift`` patterns from ``base`` (the smallest positive
+    eigenvalue). 2 to 8 cells per bin: a cell spans at most about one bin.
+    """
+    base, top = _kernels_groups.positive_range(bits)
+    if top == 0:  # no positive eigenvalue: every code is 0, the table is unused
+        return np.full(n_bins, np.iinfo(np.int64).max), np.zeros(1, np.int64), 0, 0
+    lo, hi = np.log(np.array([base, top]).view(np.float64))
+    width = max(hi - lo, 1e-300) / n_bins
+    j = np.arange(1, n_bins)
+    below = np.full(n_bins - 1, base)  # bin 1, below every edge
+    above = np.full(n_bins - 1, top + 1)  # the next double above the largest eigenvalue
+    while np.any(above - below > 1):
+        mid = below + (above - below) // 2  # (below + above) // 2 could overflow
+        up = (np.log(mid.view(np.float64)) - lo) / width >= j
+        above = np.where(up, mid, above)
+        below = np.where(up, below, mid)
+    edges = np.append(above, np.iinfo(np.int64).max)
+    shift = max(int(top - base).bit_length() - (4 * n_bins).bit_length(), 0)
+    cells = base + (np.arange(((top - base) >> shift) + 1, dtype=np.int64) << shift)
+    return edges, np.searchsorted(edges, cells, side="right"), base, shift
+
+
 def make_groups(data: GaussianMixture, groups="auto") -> Groups:
     """Spectral groups of ``data``: ``"exact"``, ``Binned(n)`` or ``"auto"``.
 
     Exact: one group per distinct eigenvalue tuple ``(lam^(1), .., lam^(C))`` (the ODE
     of each coordinate depends on nothing else). Auto: exact if that gives at most 256
-    groups, else ``Binned(64)``.
+    groups, else ``Binned(64)``. Groups are numbered in lexicographic order of their
+    eigenvalue (exact) or bin (binned) tuples. Binned mode costs O(C d): no sorting and
+    no logarithm per coordinate.
     """
-    lam = data.eigenvalues.T  # (d, C)
+    lam = data.eigenvalues  # (C, d)
     index = None
     if groups == "auto":
-        index = _row_groups(lam)
+        index = _row_groups(lam.T)
         groups = "exact" if index.max() < 256 else Binned()
     if groups == "exact":
-        index = _row_groups(lam) if index is None else index
+        index = _row_groups(lam.T) if index is None else index
+        G = index.max() + 1
         mode = "exact"
     elif isinstance(groups, Binned):
-        pos = lam > 0
-        logl = np.log(np.where(pos, lam, 1.0))
-        lo = logl[pos].min() if pos.any() else 0.0
-        hi = logl[pos].max() if pos.any() else 0.0
-        width = max(hi - lo, 1e-300) / groups.n_bins
-        code = np.where(pos, np.minimum(((logl - lo) / width).astype(np.int64), groups.n_bins - 1) + 1, 0)
+        bits = np.ascontiguousarray(lam).view(np.int64)
+        index, G = _kernels_groups.bin_index(bits, *_bin_table(bits, groups.n_bins))
         mode = f"binned({groups.n_bins})"
-        # small integer codes: a mixed-radix key and a bincount relabel avoid sorting d rows
-        key = np.zeros(len(code), dtype=np.int64)
-        for col in code.T:
-            key = key * (groups.n_bins + 1) + col
-        present = np.bincount(key) > 0
-        index = (np.cumsum(present) - 1)[key]
     else:
         raise errors.ParameterError(f"groups={groups!r} is not allowed: groups must be 'auto', 'exact' or Binned(n_bins)")
-    G = index.max() + 1
-    # mean eigenvalue of each group: exact groups are constant, bins keep Tr K exact
-    uniq = np.stack([np.bincount(index, weights=lam[:, c], minlength=G) for c in range(lam.shape[1])], axis=1)
-    uniq /= np.bincount(index, minlength=G)[:, None]
-    sizes = np.bincount(index, minlength=len(uniq))
+    # the kernel takes the rows as a tuple of one array type: stacking makes teacher and mean rows one
+    fixed = data.means if data.teacher is None else np.vstack([data.teacher, data.means])
+    sizes, uniq, data_outer = _kernels_groups.group_sums(index, G, tuple(lam), tuple(fixed))
+    uniq /= sizes[:, None]  # mean eigenvalue: exact groups are constant, bins keep Tr K exact
     if np.all(np.isin(uniq, (0.0, 1.0))):
         names = tuple("I" + "".join(str(int(v)) for v in row) for row in uniq)
     else:
         names = tuple(f"g{j}" for j in range(len(uniq)))
-    return Groups(index, uniq, sizes, names, mode)
+    return Groups(index, uniq, sizes, names, mode, data_outer)

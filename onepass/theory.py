@@ -67,8 +67,17 @@ class Problem:
         parts = [X] + ([self.data.teacher] if self.ks else []) + [self.data.means]
         return np.vstack(parts)
 
-    def initial_P(self, X0: np.ndarray) -> np.ndarray:
-        return self.groups.sum_outer(self.stack(X0))
+    def initial_P(self, X0: np.ndarray | None) -> np.ndarray:
+        """``P_g(0)`` (G, D, D) for student rows ``X0`` (k, d); ``None`` is the zero student.
+
+        A zero student's rows of ``P_g`` are zero (as the sums of ``0 * w`` are) and the
+        others were summed with the groups: no pass over the d coordinates.
+        """
+        if X0 is not None:
+            return self.groups.sum_outer(self.stack(X0))
+        P = np.zeros((len(self.groups.sizes), self.D, self.D))
+        P[:, self.k:, self.k:] = self.groups.data_outer
+        return P
 
     def class_stats(self, S: np.ndarray, B: np.ndarray, c: int):
         """Mean and covariance of ``(r, r*) | c`` from ``S = sum_g P_g`` and ``B_c``."""
@@ -248,7 +257,7 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
     rtol = errors.positive("rtol", rtol)
     atol = errors.positive("atol", atol)
     on_divergence = errors.on_divergence(on_divergence)
-    P0 = problem.initial_P(_initial_X(problem, X0))
+    P0 = problem.initial_P(None if X0 is None else _initial_X(problem, X0))
     G, D = P0.shape[0], P0.shape[1]
 
     def unpack(y):

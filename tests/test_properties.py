@@ -234,3 +234,49 @@ def test_spectra_give_valid_data_and_binning_keeps_the_trace(spectrum, d, n_bins
         g = D.make_groups(ts, groups)
         assert g.sizes.sum() == d
         np.testing.assert_allclose((g.sizes[:, None] * g.eigenvalues).sum(0), lam.sum(1), rtol=1e-12)
+
+
+def _numpy_binned_groups(lam, n_bins):
+    """Plain numpy reference of ``Binned(n_bins)`` for eigenvalues ``lam`` (C, d): the bin
+    formula on every eigenvalue, groups in lexicographic order of the code rows."""
+    pos = lam > 0
+    logl = np.log(np.where(pos, lam, 1.0))
+    lo, hi = (logl[pos].min(), logl[pos].max()) if pos.any() else (0.0, 0.0)
+    width = max(hi - lo, 1e-300) / n_bins
+    with np.errstate(invalid="ignore"):  # casts of the zeros' (discarded) codes may overflow
+        code = np.where(pos, np.minimum(((logl - lo) / width).astype(np.int64), n_bins - 1) + 1, 0)
+    return np.unique(code.T, axis=0, return_inverse=True)[1].ravel()
+
+
+def _bincount_outer(index, W):
+    """``sum_{i in g} w_i w_i^T`` (G, D, D) with one ``np.bincount`` per entry."""
+    G = index.max() + 1
+    return np.moveaxis(np.array([[np.bincount(index, weights=a * b, minlength=G) for b in W] for a in W]), -1, 0)
+
+
+#: eigenvalues on a power-of-ten grid (bin edges fall on them), zeros and arbitrary values
+_GRID_OR_ANY = st.one_of(st.sampled_from([0.0, 1e-8, 1e-3, 0.01, 0.1, 1.0, 10.0, 1e3]), testing._floats(0.0, 1e3))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(d=st.integers(1, 30), n_classes=st.integers(1, 3), k_star=st.integers(0, 2), n_bins=st.integers(1, 10),
+       data=st.data())
+def test_group_kernels_equal_plain_numpy(d, n_classes, k_star, n_bins, data):
+    """The numba group kernels give the numpy formula's groups and bincount's sums, to the last bit."""
+    row = st.lists(testing._floats(-1.0, 1.0), min_size=d, max_size=d)
+    lam = np.array([data.draw(st.lists(_GRID_OR_ANY, min_size=d, max_size=d)) for _ in range(n_classes)])
+    means = np.array([data.draw(row) for _ in range(n_classes)])
+    teacher = np.array([data.draw(row) for _ in range(k_star)]) if k_star else None
+    mix = D.gaussian_mixture(means, list(lam), teacher=teacher)
+    fixed = means if teacher is None else np.vstack([teacher, means])
+    W = np.vstack([data.draw(row), fixed])  # a student row on top
+    for groups in ("exact", D.Binned(n_bins)):
+        g = D.make_groups(mix, groups)
+        if groups != "exact":
+            np.testing.assert_array_equal(g.index, _numpy_binned_groups(lam, n_bins))
+        sizes = np.bincount(g.index)
+        np.testing.assert_array_equal(g.sizes, sizes)
+        sums = np.stack([np.bincount(g.index, weights=row) for row in lam], axis=1)
+        np.testing.assert_array_equal(g.eigenvalues, sums / sizes[:, None])
+        np.testing.assert_array_equal(g.data_outer, _bincount_outer(g.index, fixed))
+        np.testing.assert_array_equal(g.sum_outer(W), _bincount_outer(g.index, W))
