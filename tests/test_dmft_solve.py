@@ -81,6 +81,33 @@ def test_gf_squared_loss_matches_marchenko_pastur():
     assert float(ds.test_loss[0]) == pytest.approx(0.625, abs=1e-12)
 
 
+@pytest.mark.parametrize("dynamics", ["gf", "sme"])
+def test_qmc_and_mc_agree_and_qmc_is_more_precise(dynamics):
+    # randomised QMC (a scrambled Sobol set per replica) and pseudo-random inputs estimate the
+    # same curve; on GF (smooth in the Gaussian inputs) QMC's standard error is several times
+    # smaller at equal paths (measured 3-6x on Huber-on-tanh), on SME (Brownian driver) less so
+    kw = dict(delta=2.0, lr=0.5, dynamics=dynamics, t_max=2.0, n_time=5, dt=0.05, n_paths=4096,
+              progress=False)
+    q = dmft.solve(SQ, sampling="qmc", seed=1, **kw)
+    m = dmft.solve(SQ, sampling="mc", seed=1, **kw)
+    assert q.attrs["sampling"] == "qmc" and m.attrs["sampling"] == "mc"
+    for t in (1.0, 2.0):
+        (a, sa), (b, sb) = _at(q, "test_loss", t), _at(m, "test_loss", t)
+        assert abs(a - b) <= Z * np.hypot(sa, sb), (t, a, b, sa, sb)
+    ratio = float((q.test_loss_sem / m.test_loss_sem)[1:].max())
+    assert ratio < (0.5 if dynamics == "gf" else 1.0), ratio
+
+
+def test_qmc_dimension_limit_is_a_clear_error():
+    from dmft.solve import _normals
+
+    ss = np.random.SeedSequence(0)
+    with pytest.raises(errors.ParameterError, match="sampling='qmc'.*sampling='mc'"):
+        _normals(ss, "qmc", 2, 4, 1, 1, 1, 30000, 0)
+    Z, eps, xi = _normals(ss, "mc", 2, 4, 1, 1, 1, 30000, 0)
+    assert Z.shape == (8, 30002) and eps.shape == (8, 1) and xi.shape == (8, 0)
+
+
 # ---------------------------------------------------------------- theory vs simulation (fast)
 def test_sgd_huber_tanh_against_small_simulation():
     kw = dict(delta=2.0, lr=2.0, batch=1.0, dynamics="sgd", t_max=1.0, n_time=11)
@@ -184,6 +211,7 @@ def test_divergence_raises_with_time():
         (dict(seed=-1), "seed"),
         (dict(n_time=1), "n_time"),
         (dict(corrector=-1), "corrector"),
+        (dict(sampling="sobol"), "sampling"),
     ],
 )
 def test_bad_input_rejected_naming_argument(kwargs, name):
