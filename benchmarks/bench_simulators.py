@@ -92,11 +92,14 @@ def main():
                 [("one-pass SGD", f"{nb1 * 1e6:.2f}", f"{np1 * 1e6:.2f}", f"{np1 / nb1:.0f}x"),
                  ("multi-pass SGD (n = 2000)", f"{nb2 * 1e6:.2f}", f"{np2 * 1e6:.2f}", f"{np2 / nb2:.0f}x")]))
     rows = []
-    for n in (2000, 4000, 8000, 16000):
+    bw = bandwidth()
+    for n in (1000, 2000, 4000, 8000, 16000, 32000):
         t = multipass_numba(n, d, 20000)
-        rows.append((n, f"{t * 1e6:.2f}", f"{t / nb2:.2f}"))
-    print("\nMulti-pass SGD time per step vs n at batch 1 (should stay flat)\n")
-    print(table(["n", "us/step", "ratio to n = 2000"], rows))
+        # a step streams the row x_i (8 d bytes); theta (8 d bytes) stays in L1/L2
+        rows.append((n, f"{8 * n * d / 2**20:.0f}", f"{t * 1e6:.2f}", f"{t / nb2:.2f}", f"{8 * d / t / bw:.0%}"))
+    print(f"\nMulti-pass SGD time per step vs n at batch 1 (d = {d}; L3 cache 32 MB; numpy-copy bandwidth "
+          f"{bw / 1e9:.1f} GB/s)\n")
+    print(table(["n", "X [MB]", "us/step", "ratio to n = 2000", "x_i stream / bandwidth"], rows))
     rows = []
     for batch in (1, 4, 16, 64):
         t = multipass_numba(4000, d, 4000, batch)
@@ -104,10 +107,15 @@ def main():
     print("\nMulti-pass SGD vs batch (n = 4000): time per step grows like batch\n")
     print(table(["batch", "us/step", "sample-gradients/s"], rows))
     rng = np.random.default_rng(0)
-    t_rng = best_time(lambda: rng.standard_normal((512, d))) / 512
-    print(f"\none-pass SGD must draw d = {d} normals per step: numpy's ziggurat alone takes {t_rng * 1e6:.2f} us/step, "
-          f"so the numba step costs {nb1 / t_rng:.1f}x its random numbers (the numpy loop {np1 / t_rng:.1f}x)")
-    bw = bandwidth()
+    rows = []
+    for dd in (30, 100, 300, 1000, 3000):
+        nb, npy = onepass_numba(dd, 20480), onepass_numpy(dd, 2000)
+        t_rng = best_time(lambda: rng.standard_normal((512, dd))) / 512
+        rows.append((dd, f"{nb * 1e6:.2f}", f"{npy * 1e6:.2f}", f"{npy / nb:.1f}x", f"{t_rng * 1e6:.2f}",
+                     f"{nb / t_rng:.2f}", f"{npy / t_rng:.2f}"))
+    print("\nOne-pass SGD vs d: every step draws d fresh normals (numpy's ziggurat, the cheapest we measured)\n")
+    print(table(["d", "numba [us/step]", "numpy [us/step]", "speed-up", "d normals [us]", "numba / normals",
+                 "numpy / normals"], rows))
     # one sample gradient streams x_i (8d bytes) and reads+writes theta (16d bytes)
     need = 24 * d / nb2
     print(f"\nmemory bandwidth (numpy copy) {bw / 1e9:.1f} GB/s; multi-pass SGD moves {need / 1e9:.1f} GB/s "

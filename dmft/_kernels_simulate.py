@@ -37,7 +37,9 @@ def sgd_steps(params, X, Y, theta, idx, start, c, decay):
         theta <- decay * theta - c * sum_{i in batch} x_i l'(theta^T x_i, y_i)^T
 
     with every gradient of the batch taken at the same (pre-step) ``theta``. Cost per
-    step O(batch * d * k): predictions are formed only for the batch.
+    step O(batch * d * k): predictions are formed only for the batch. For ``k = 1`` the
+    last update of a step also forms the prediction of the next step's first sample in
+    the same pass (same sums; the next row streams in while ``theta`` is updated).
     """
     d, k = theta.shape
     n_steps = start.size - 1
@@ -47,15 +49,21 @@ def sgd_steps(params, X, Y, theta, idx, start, c, decay):
     G = np.empty((maxb, k))
     r = np.empty(k)
     g = np.empty(k)
+    r_next = 0.0
+    have_next = False
     for s in range(n_steps):
         b0 = start[s]
         nb = start[s + 1] - b0
         for j in range(nb):
             i = idx[b0 + j]
-            predict(X, i, theta, r)
-            grad(r, Y[i], params, g)
+            if j == 0 and have_next:
+                r[0] = r_next
+            else:
+                predict(X, i, theta, r)
+            grad(r, Y[i], params, g)  # noqa: F821 (bound by specialise)
             for q in range(k):
                 G[j, q] = c * g[q]
+        have_next = False
         if decay != 1.0:
             for a in range(d):
                 for q in range(k):
@@ -64,8 +72,18 @@ def sgd_steps(params, X, Y, theta, idx, start, c, decay):
             i = idx[b0 + j]
             if k == 1:
                 gj = G[j, 0]
-                for a in range(d):
-                    theta[a, 0] -= X[i, a] * gj
+                if j == nb - 1 and s + 1 < n_steps and start[s + 2] > start[s + 1]:
+                    i_next = idx[start[s + 1]]
+                    acc = 0.0
+                    for a in range(d):
+                        t = theta[a, 0] - X[i, a] * gj
+                        theta[a, 0] = t
+                        acc += X[i_next, a] * t
+                    r_next = acc
+                    have_next = True
+                else:
+                    for a in range(d):
+                        theta[a, 0] -= X[i, a] * gj
             else:
                 for a in range(d):
                     xa = X[i, a]
