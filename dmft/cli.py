@@ -20,7 +20,7 @@ from .compare import compare
 
 #: ``dmft compare`` defaults: the README's main job (about a minute on 2 cores)
 DEFAULTS = dict(model="huber-tanh", delta=2.0, lr=2.0, batch=1.0, t_max=4.0, dynamics="sgd,sme,gf", d=400,
-                n_seeds=8, n_paths=4096, n_time=41, ridge=0.0, seed=0)
+                n_seeds=8, n_paths=None, n_time=41, ridge=0.0, seed=0)
 
 
 def _floats(text: str) -> list:
@@ -43,7 +43,7 @@ def _add_problem(p, sweepable: bool):
     p.add_argument("--dynamics", default=DEFAULTS["dynamics"], help="comma-separated subset of sgd,sme,gf")
     p.add_argument("--d", type=int, default=DEFAULTS["d"], help="simulation dimension")
     p.add_argument("--n-seeds", type=int, default=DEFAULTS["n_seeds"], help="simulation data sets")
-    p.add_argument("--n-paths", type=int, default=DEFAULTS["n_paths"], help="DMFT Monte Carlo paths")
+    p.add_argument("--n-paths", type=int, default=DEFAULTS["n_paths"], help="DMFT Monte Carlo paths (default: dmft.solve's per dynamics)")
     p.add_argument("--n-time", type=int, default=DEFAULTS["n_time"], help="output times")
     p.add_argument("--ridge", type=float, default=DEFAULTS["ridge"], help="ridge penalty lambda")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed")

@@ -84,7 +84,7 @@ def compare(
     simulate: bool = True,
     d: int = 400,
     n_seeds: int = 8,
-    n_paths: int | None = 4096,
+    n_paths: int | None = None,
     n_time: int = 41,
     ridge: float = 0.0,
     seed: int = 0,
@@ -116,7 +116,8 @@ def compare(
     n_seeds : int
         Simulation data sets; the simulation curve is their mean.
     n_paths : int or None
-        DMFT Monte Carlo paths (``None``: the solver's default, large and slow).
+        DMFT Monte Carlo paths (``None``: the solver's default per dynamics, 131072 for SGD
+        and 8192 for SME/GF, about 4-5 s each on 2 cores for Huber-on-tanh).
     n_time : int
         Output times ``linspace(0, t_max, n_time)`` shared by theory and simulation.
     ridge : float
