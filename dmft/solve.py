@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import time as _time
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
@@ -458,8 +457,9 @@ def solve(
     c = lr / batch
     jmax_est = N if driver.dense else int(batch * t_max + 6 * math.sqrt(batch * t_max) + 8)
     D = ks + (N + 1) * k
+    # kernels, factor, innovations, tangents, one replica's fields at the output times
     mem = 8 * (5 * B * (N + 1) ** 2 * k * k + B * D * D + P * D
-               + P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k)
+               + P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k + Pb * n_time * k)
     if mem > max_memory_gb * 2**30:
         raise errors.ParameterError(
             f"n_paths={n_paths!r} is not allowed with dt={dt:g}, t_max={t_max:g}: the solve needs "
