@@ -16,6 +16,10 @@ with a disk cache; pure-array kernels are cached directly.
 import numpy as np
 from numba import njit, prange
 
+#: re-association lets LLVM vectorise the long sums; no finite-math assumptions, so a
+#: diverging run still shows up as inf/nan in the kernels
+_FM = {"reassoc", "contract"}
+
 
 @njit(cache=True)
 def _rinterp(R, n, lt, m, ls, out):
@@ -78,7 +82,7 @@ def chol_row(L, cov, row, tol):
     return d
 
 
-@njit(cache=True, fastmath=True, parallel=True)
+@njit(cache=True, fastmath=_FM, parallel=True)
 def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
     on the columns ``lo <= col < hi``.
@@ -109,7 +113,7 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
                             TC[b, a, col] += w * RtT[b, r, col]
 
 
-@njit(cache=True, fastmath=True, parallel=True)
+@njit(cache=True, fastmath=_FM, parallel=True)
 def chol_rows(L, m, C, n, k, ks, tol, pivots):
     """Rows ``ks + n k + a`` (``a < k``) of each replica's joint factor ``L[b]`` (teacher
     first, then the grid field): covariances ``m[b, n, a]`` with the teacher and
