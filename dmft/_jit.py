@@ -9,6 +9,7 @@ source, and compiles it with ``cache=True``. Functions that cannot be imported b
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -16,11 +17,34 @@ import inspect
 import os
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
+import numba
 from numba import njit
 
 _LOADED: dict = {}
+
+# numba's default threading layer is GNU OpenMP where it is installed, and that aborts a
+# process forked after a parallel kernel ran ("fork() called from a process already using
+# GNU OpenMP"): multiprocessing's default on Linux. "forksafe" takes TBB or a fork-safe
+# OpenMP if present, else the built-in workqueue. A user's own choice is kept.
+if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "forksafe"
+
+_PARALLEL_LOCK = threading.RLock()
+
+
+def serialised(fn):
+    """Run ``fn`` under one process-wide lock: the workqueue layer aborts when two threads
+    run parallel kernels at the same time, so concurrent calls from threads take turns."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _PARALLEL_LOCK:
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def cache_dir() -> Path:

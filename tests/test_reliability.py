@@ -291,3 +291,27 @@ def test_core_import_does_not_need_hypothesis():
             "assert 'hypothesis' not in sys.modules; print(dmft.diagnostics.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+# ---------------------------------------------------------------- processes and threads
+def _final_test_loss(seed):
+    return float(dmft.solve(LIN, seed=seed, **SOLVE).test_loss[-1])
+
+
+def test_solve_in_forked_processes_and_threads():
+    # numba's GNU OpenMP layer aborts a child forked after a parallel kernel ran, and its
+    # workqueue layer aborts on parallel kernels from two threads at once: dmft selects a
+    # fork-safe layer and serialises concurrent solves. Both must give the serial numbers.
+    import multiprocessing
+    import threading
+
+    ref = [_final_test_loss(s) for s in (1, 2)]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map_async(_final_test_loss, [1, 2]).get(timeout=120) == ref
+    got = {}
+    threads = [threading.Thread(target=lambda s=s: got.__setitem__(s, _final_test_loss(s))) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [got[1], got[2]] == ref
