@@ -14,7 +14,7 @@ binds the model's functions (``grad``, ``hess``, ``loss``, ``teacher``) and comp
 with a disk cache; pure-array kernels are cached directly.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 #: re-association lets LLVM vectorise the long sums; no finite-math assumptions, so a
 #: diverging run still shows up as inf/nan in the kernels
@@ -82,12 +82,12 @@ def chol_row(L, cov, row, tol):
     return d
 
 
-@njit(cache=True, fastmath=_FM, parallel=True)
+@njit(cache=True, fastmath=_FM)
 def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
     on the columns ``lo <= col < hi``.
 
-    The ``O(n^2)`` part of one incremental parameter-side row (replicas in parallel).
+    The ``O(n^2)`` part of one incremental parameter-side row.
     dK, dW: (B, n, k, k) row increments; A, R, C, RtT: (B, (N+1) k, (N+1) k) with
     ``RtT[c k + e, m k + a] = Rt[m k + a, c k + e]`` (the step response, transposed so a
     column is a contiguous row); TA, TR, TC: (B, k, >= hi), updated in place. Zero blocks
@@ -95,7 +95,7 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     ``R`` (causal) and ``RtT`` are read only inside their triangles.
     """
     B, n, k, _ = dK.shape
-    for b in prange(B):
+    for b in range(B):
         for j in range(n):
             for e in range(k):
                 r = j * k + e
@@ -113,14 +113,14 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
                             TC[b, a, col] += w * RtT[b, r, col]
 
 
-@njit(cache=True, fastmath=_FM, parallel=True)
+@njit(cache=True, fastmath=_FM)
 def chol_rows(L, m, C, n, k, ks, tol, pivots):
     """Rows ``ks + n k + a`` (``a < k``) of each replica's joint factor ``L[b]`` (teacher
     first, then the grid field): covariances ``m[b, n, a]`` with the teacher and
     ``C[b, n k + a, :]`` with the field. ``pivots[b, a]``: pivot relative to the variance."""
     B = L.shape[0]
     row0 = ks + n * k
-    for b in prange(B):
+    for b in range(B):
         cov = np.empty(row0 + k)
         for a in range(k):
             for i in range(ks):
@@ -131,10 +131,10 @@ def chol_rows(L, m, C, n, k, ks, tol, pivots):
             pivots[b, a] = d / max(cov[row0 + a], 1e-300)
 
 
-@njit(cache=True, fastmath=True, parallel=True)
+@njit(cache=True, fastmath=True)
 def grid_field(L, Z, row0, k, Pb, paths, out):
     """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""
-    for q in prange(paths.size):
+    for q in range(paths.size):
         p = paths[q]
         b = p // Pb
         for a in range(k):
@@ -286,10 +286,9 @@ def train_losses(params, steps, c, counts, ev_cell, ev_lam, ev_dz, g, W, R, y, o
     ``r(t_n) = w(t_n) + c sum_{s_i<=t_n} R(t_n, s_i) g_i dz_i`` over the path's events up to
     ``t_n``; ``W[p, o]`` is the field ``w(t_n)``; ``R`` the replica's final response (rows
     are never changed once their step is done, so this equals the loss at the time).
-    Output times in parallel.
     """
     P, _, k = W.shape
-    for o in prange(steps.size):
+    for o in range(steps.size):
         n = steps[o]
         r = np.empty(k)
         r1 = n * k

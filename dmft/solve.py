@@ -20,7 +20,7 @@ from scipy.stats import qmc
 from . import errors, expectation, output
 from . import models as _models
 from . import _kernels_solve as _k
-from ._jit import serialised, specialise
+from ._jit import specialise
 
 __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 
@@ -326,7 +326,6 @@ class _ParamSide:
         C[:, :n1k, nk:n1k] = np.swapaxes(Crow, -1, -2)
 
 
-@serialised
 def solve(
     model,
     *,

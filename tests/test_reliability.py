@@ -299,9 +299,10 @@ def _final_test_loss(seed):
 
 
 def test_solve_in_forked_processes_and_threads():
-    # numba's GNU OpenMP layer aborts a child forked after a parallel kernel ran, and its
-    # workqueue layer aborts on parallel kernels from two threads at once: dmft selects a
-    # fork-safe layer and serialises concurrent solves. Both must give the serial numbers.
+    # the kernels are serial on purpose: numba's GNU OpenMP layer aborts a child forked
+    # after a parallel kernel ran (multiprocessing's default on Linux), and its workqueue
+    # layer aborts on parallel kernels from two threads at once (and was no faster here).
+    # Forked children and threads must give the numbers of a serial run.
     import multiprocessing
     import threading
 
