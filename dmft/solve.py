@@ -371,7 +371,7 @@ def solve(
         so ``theory - simulation`` is one subtraction).
     n_paths : int
         Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
-        Default 131072 for SGD (Huber-on-tanh lr = 2, t_max = 4: 3.7 s on an idle 2-core
+        Default 131072 for SGD (Huber-on-tanh lr = 2, t_max = 4: 4.4 s on an idle 2-core
         machine, test-loss standard error <= 0.27%), 8192 for SME/GF (about 5 s).
     tangent_stride : int
         Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
