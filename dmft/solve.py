@@ -168,9 +168,12 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi):
     xi = np.empty((P, N * nxi))
     for b, sb in enumerate(ss.spawn(B)):
         rows = slice(b * Pb, (b + 1) * Pb)
+        sobol = qmc.Sobol(dim, scramble=True, seed=np.random.default_rng(sb))
         with warnings.catch_warnings():  # a replica size that is no power of two is less balanced, still unbiased
             warnings.simplefilter("ignore", UserWarning)
-            u = special.ndtri(qmc.Sobol(dim, scramble=True, seed=np.random.default_rng(sb)).random(Pb))
+            # points are multiples of 2^-bits and can be exactly 0 (ndtri(0) = -inf):
+            # take the middle of each cell instead
+            u = special.ndtri(sobol.random(Pb) + 0.5**(sobol.bits + 1))
         Z[rows, :ks] = u[:, :ks]
         eps[rows] = u[:, ks:ks + nd]
         Z[rows, ks:ks + k] = u[:, ks + nd:ks + nd + k]

@@ -108,6 +108,17 @@ def test_qmc_dimension_limit_is_a_clear_error():
     assert Z.shape == (8, 30002) and eps.shape == (8, 1) and xi.shape == (8, 0)
 
 
+def test_qmc_normals_are_finite_when_a_sobol_point_is_zero():
+    # scrambled Sobol coordinates are multiples of 2^-30 and can be exactly 0: replica 3 of
+    # this seed has one, which gave ndtri(0) = -inf and a NaN training loss at t = 0
+    # (found with dt = 0.01, t_max = 1, default paths)
+    from dmft.solve import _normals
+
+    Z, eps, xi = _normals(errors.seed_sequence(1).spawn(2)[0], "qmc", 8, 16384, 1, 1, 1, 100, 0)
+    assert np.isfinite(Z).all() and np.isfinite(eps).all()
+    assert np.abs(Z).max() < 6.2  # the middle of the outermost 2^-30 cell: ndtri(2^-31) = -6.1
+
+
 # ---------------------------------------------------------------- theory vs simulation (fast)
 def test_sgd_huber_tanh_against_small_simulation():
     kw = dict(delta=2.0, lr=2.0, batch=1.0, dynamics="sgd", t_max=1.0, n_time=11)
