@@ -145,8 +145,19 @@ def grid_field(L, Z, row0, k, Pb, paths, out):
             out[q, a] = acc
 
 
+@njit(cache=True)
+def shared_response(R, n, lt, cells, lams, out):
+    """``out[b, l] = R_b(t, s_l)`` (:func:`_rinterp`) at ``t = t_{n-1} + lt dt`` and
+    ``s_l = t_{cells[l]-1} + lams[l] dt`` for ``l < out.shape[1]``: the response between an
+    event and the earlier ones when every path has its events at the same times (dense
+    drivers), computed once per replica instead of once per path."""
+    for b in range(R.shape[0]):
+        for l in range(out.shape[1]):
+            _rinterp(R[b], n, lt, cells[l], lams[l], out[b, l])
+
+
 def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
-                Wprev, Wnew, R, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, dF):
+                Wprev, Wnew, R, Rshared, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, dF):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
     For event ``j`` of path ``p`` at ``s_j`` (events ``lo[q] <= j < hi[q]`` lie in the cell):
@@ -163,6 +174,8 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
     ``O(dt^2)``), without which the midpoint scheme is only first order; ``half = 0`` for SGD.
     Only every ``tstride``-th path carries tangents (row ``p // tstride`` of ``psi``); its
     ``G`` increments are weighted by ``tstride / Pb`` (unbiased; used for dense drivers).
+    ``Rshared[b, l]`` (B, L, k, k), if ``L > 0``, is ``R(s_j, s_l)`` for the earlier events
+    ``l < L`` shared by all paths (dense drivers, :func:`shared_response`).
     """
     k = Wprev.shape[1]
     ks = wstar.shape[1]
@@ -191,7 +204,12 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
             for a in range(k):
                 r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
             for l in range(j):
-                _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
+                if l < Rshared.shape[1]:
+                    for a in range(k):
+                        for e in range(k):
+                            Rt[a, e] = Rshared[b, l, a, e]
+                else:
+                    _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
                 f = c * ev_dz[p, l]
                 for a in range(k):
                     acc = 0.0

@@ -541,6 +541,7 @@ def solve(
     dFF = np.zeros((B, k, k))
     dPhi = np.zeros((B, k, ks))
     dW_last = np.zeros((B, N + 1, k, k))
+    Rshared = np.zeros((B, N if driver.dense else 0, k, k))
     dFF_last = np.zeros((B, k, k))
     try:
         for n in range(1, N + 1):
@@ -594,9 +595,13 @@ def solve(
                 dS[:] = 0.0
                 dFF[:] = 0.0
                 dPhi[:] = 0.0
+                if driver.dense:  # all paths' events at the same times: R(s_j, s_l) once per replica
+                    _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1],
+                                       Rshared[:, : n - 1])
                 if active.size:
                     sample_cell(params, n, c, half, Pb, tangent_stride, active, lo, hi, ev_cell, ev_lam, ev_dz,
-                                Wold, Wnew, R, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, dF)
+                                Wold, Wnew, R, Rshared[:, : n - 1], y, wstar, g, gp, psi, dGm, dGp, dS, dFF,
+                                dPhi, dF)
                 Grow = Gprev + dGm + dGp
                 Gprow = Gpprev + dGp
                 dW = dS[:, :n]
