@@ -120,8 +120,8 @@ def chol_rows(L, m, C, n, k, ks, tol, pivots):
     ``C[b, n k + a, :]`` with the field. ``pivots[b, a]``: pivot relative to the variance."""
     B = L.shape[0]
     row0 = ks + n * k
+    cov = np.empty(row0 + k)
     for b in range(B):
-        cov = np.empty(row0 + k)
         for a in range(k):
             for i in range(ks):
                 cov[i] = m[b, n, a, i]
@@ -306,34 +306,23 @@ def train_losses(params, steps, c, counts, ev_cell, ev_lam, ev_dz, g, W, R, y, o
     are never changed once their step is done, so this equals the loss at the time).
     """
     P, _, k = W.shape
+    r = np.empty(k)
+    Rt = np.empty((k, k))
     for o in range(steps.size):
         n = steps[o]
-        r = np.empty(k)
-        r1 = n * k
         total = 0.0
         for p in range(P):
             for a in range(k):
                 r[a] = W[p, o, a]
             i = 0
             while i < counts[p] and ev_cell[p, i] <= n:
-                m = ev_cell[p, i]
-                ls = ev_lam[p, i]
+                _rinterp(R, n, 1.0, ev_cell[p, i], ev_lam[p, i], Rt)  # t = t_n
                 f = c * ev_dz[p, i]
-                if m < n:
-                    c0 = (m - 1) * k
-                    c1 = m * k
-                    for a in range(k):
-                        acc = 0.0
-                        for e in range(k):
-                            acc += ((1.0 - ls) * R[r1 + a, c0 + e] + ls * R[r1 + a, c1 + e]) * g[p, i, e]
-                        r[a] += f * acc
-                else:
-                    c0 = (n - 1) * k
-                    for a in range(k):
-                        acc = ls * g[p, i, a]
-                        for e in range(k):
-                            acc += (1.0 - ls) * R[r1 + a, c0 + e] * g[p, i, e]
-                        r[a] += f * acc
+                for a in range(k):
+                    acc = 0.0
+                    for e in range(k):
+                        acc += Rt[a, e] * g[p, i, e]
+                    r[a] += f * acc
                 i += 1
             total += loss(r, y[p], params)  # noqa: F821 (bound by specialise)
         out[o] = total / P

@@ -203,6 +203,19 @@ class _ParamSide:
         self.RtT = np.zeros_like(A)  # RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae (step response)
         self.last_products = None  # (n, dK, dW, (PA, PR, PC)) of the last row computed
 
+    def _row_sums(self, n):
+        """From the new row ``A_n.``: step response ``Rt_nc = sum_{j=c}^n A_nj`` (stored
+        transposed), ``asum_n = sum_j A_nj`` and ``b_n = delta A_n. nu``. Returns ``A_n.``."""
+        A, B, k = self.A, self.A.shape[0], self.k
+        nk, n1k = n * k, (n + 1) * k
+        Arow = A[:, nk:n1k, :n1k]
+        ab = Arow.reshape(B, k, n + 1, k)
+        self.RtT[:, :n1k, nk:n1k] = np.swapaxes(
+            np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k), -1, -2)
+        self.asum[:, n] = ab.sum(axis=2)
+        self.bvec[:, n] = self.delta * (Arow @ self.nu[:, : n + 1].reshape(B, n1k, self.ks))
+        return Arow
+
     def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
         """Row ``n`` from row ``n - 1`` and the increments ``G_n. - G_{n-1}.`` (incremental).
 
@@ -218,7 +231,7 @@ class _ParamSide:
         """
         if n == 0 or DIRECT_PARAMETER_SIDE:
             return self.row_direct(n, Grow, Gprow)
-        k, ks, dt, delta, lr, ridge = self.k, self.ks, self.dt, self.delta, self.lr, self.ridge
+        k, dt, delta, lr, ridge = self.k, self.dt, self.delta, self.lr, self.ridge
         C, R, A, S, m, nu, Phi = self.C, self.R, self.A, self.S, self.m, self.nu, self.Phi
         B = C.shape[0]
         nk, n1k = n * k, (n + 1) * k
@@ -265,12 +278,7 @@ class _ParamSide:
         Crow = Minv @ TC
         C[:, nk:n1k, :nk] = Crow
         C[:, :nk, nk:n1k] = np.swapaxes(Crow, -1, -2)
-        Arow = A[:, nk:n1k, :n1k]
-        ab = Arow.reshape(B, k, n + 1, k)
-        self.RtT[:, :n1k, nk:n1k] = np.swapaxes(
-            np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k), -1, -2)
-        self.asum[:, n] = ab.sum(axis=2)
-        self.bvec[:, n] = delta * (Arow @ nu[:, : n + 1].reshape(B, n1k, ks))
+        Arow = self._row_sums(n)
         # C_nn = Minv [Y_nn + sum_{j<n} K_nj C_jn],  Y_nn = E[src_n theta_n^T]
         Y = (self.q0 @ np.swapaxes(self.asum[:, n], -1, -2)
              + delta * (S[:, nk:n1k, :n1k] @ np.swapaxes(Arow, -1, -2))
@@ -282,7 +290,7 @@ class _ParamSide:
         C[:, nk:n1k, nk:n1k] = 0.5 * (cnn + np.swapaxes(cnn, -1, -2))
 
     def row_direct(self, n, Grow, Gprow):
-        k, ks, dt, delta, lr, ridge = self.k, self.ks, self.dt, self.delta, self.lr, self.ridge
+        k, dt, delta, lr, ridge = self.k, self.dt, self.delta, self.lr, self.ridge
         C, R, A, S, m, nu, Phi = self.C, self.R, self.A, self.S, self.m, self.nu, self.Phi
         B = C.shape[0]
         nk, n1k = n * k, (n + 1) * k
@@ -311,12 +319,7 @@ class _ParamSide:
             Km = _flat(delta * (Grow[:, :n] - Gprow[:, :n]) - lam * wl[None, :, None, None] * eye)
             src = K[:, :, :nk] @ R[:, :nk, :nk] - Km + np.tile(eye, n)
             R[:, nk:n1k, :nk] = Minv @ src
-        Arow = A[:, nk:n1k, :n1k]
-        ab = Arow.reshape(B, k, n + 1, k)
-        self.RtT[:, :n1k, nk:n1k] = np.swapaxes(
-            np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k), -1, -2)
-        self.asum[:, n] = ab.sum(axis=2)
-        self.bvec[:, n] = delta * (Arow @ nu[:, : n + 1].reshape(B, n1k, ks))
+        Arow = self._row_sums(n)
         X = delta * (Arow @ S[:, :n1k, :n1k])
         Crow = X @ np.swapaxes(A[:, :n1k, :n1k], -1, -2)
         Crow += np.einsum("bah,hg,bmeg->bame", self.asum[:, n], self.q0,
