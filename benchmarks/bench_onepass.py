@@ -3,8 +3,6 @@
 Binary logistic regression, extreme power law (alpha = 1.2, beta = 0.2), lr = 0.5,
 t_max = 20, 41 output times. Ratios are taken within one run.
 """
-import numpy as np
-
 import onepass
 from dmft import models
 

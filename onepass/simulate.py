@@ -120,7 +120,7 @@ def _psd_sqrt(M):
 def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
     data = problem.data
     rng = np.random.default_rng(ss)
-    k, ks, d, C = problem.k, problem.ks, data.d, data.n_classes
+    k, ks, d = problem.k, problem.ks, data.d
     lam, p = data.eigenvalues, data.probs
     kk = k + ks
     X = X0.copy()

@@ -21,7 +21,7 @@ from dmft import errors, models as _models, output
 from dmft.expectation import gaussian_moments
 
 from .data import GaussianMixture, make_groups
-from .schedules import AdaGradNorm, as_schedule
+from .schedules import as_schedule
 
 _BLOWUP = 1e10
 
