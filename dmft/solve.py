@@ -264,7 +264,7 @@ class _ParamSide:
             _k.row_products(dK, dW, A, R, C, self.RtT, delta, pk, nk, PA, PR, PC)
         else:
             _k.row_products(dK, dW, A, R, C, self.RtT, delta, 0, nk, PA, PR, PC)
-        self.last_products = (n, dK, dW.copy(), (PA.copy(), PR.copy(), PC.copy()))
+        self.last_products = (n, dK, dW.copy(), (PA, PR, PC))  # dW may be a view of a reused buffer
         TA = A[:, pk:nk, :nk] + PA
         TA[:, :, pk:nk] -= eye
         TR = R[:, pk:nk, :nk] - delta * _flat(dGm) + PR
