@@ -156,8 +156,8 @@ def shared_response(R, n, lt, cells, lams, out):
             _rinterp(R[b], n, lt, cells[l], lams[l], out[b, l])
 
 
-def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
-                Wprev, Wnew, R, Rshared, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, dF):
+def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
+                Wprev, Wnew, R, Rshared, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
     For event ``j`` of path ``p`` at ``s_j`` (events ``lo[q] <= j < hi[q]`` lie in the cell):
@@ -168,7 +168,14 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
     ``G(t_n, .)`` on the hat functions of the grid (``dGm``: weight ``lam`` to the cell's
     right node, ``dGp``: ``1 - lam`` to its left node), ``dS[b, m] = E[dF (c g dz)^T]``
     over committed events in cell ``m`` (its cumulative sum is ``E[dF F(t_m)^T]``),
-    ``dFF = E[dF dF^T]``, ``dPhi = E[dF w*^T]``; ``dF[q]`` is the path's force increment.
+    ``dFF = E[dF dF^T]``, ``dPhi = E[dF w*^T]``, with ``dF = sum_j c g_j dz_j`` the path's
+    force increment over the cell.
+    Dense drivers (``dz_mean >= 0``): ``dz_j`` of the cell's one event is independent of
+    everything the statistics multiply it by (the past of the path, ``g_j``, ``psi_j.``), so
+    the statistics average it out exactly (Rao-Blackwell): ``dz_j -> dz_mean`` in ``G``,
+    ``dS``, ``dPhi`` and ``dz_j^2 -> dz_mean^2 + dz_var`` in ``dFF``. The path itself moves
+    with the drawn ``dz_j``. Same expectations, and for SME no ``O(sqrt(dt))`` noise in
+    them (GF: ``dz_var = 0``, identical numbers). ``dz_mean < 0``: the drawn ``dz`` (SGD).
     Dense drivers (one event per cell at its midpoint, ``half = rate dt / 2``): ``r(s_j-)``
     also gets the drift of the first half of its own cell, ``c half g_{j-1}`` (explicit,
     ``O(dt^2)``), without which the midpoint scheme is only first order; ``half = 0`` for SGD.
@@ -189,7 +196,9 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
     kk = k * k
     X = np.empty((k, k))
     dFp = np.empty(k)
+    qv = np.empty((k, k))
     inv = 1.0 / Pb
+    mean_dz = dz_mean >= 0.0
     for q in range(paths.size):
         p = paths[q]
         b = p // Pb
@@ -199,6 +208,8 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
         winv = tstride * inv
         for a in range(k):
             dFp[a] = 0.0
+            for e in range(k):
+                qv[a, e] = 0.0
         for j in range(lo[q], hi[q]):
             lt = ev_lam[p, j]
             for a in range(k):
@@ -234,9 +245,12 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
                 g[p, j, a] = -gv[a]
                 for e in range(k):
                     gp[p, j, a, e] = -H[a, e]
-            f = c * ev_dz[p, j]
+            f = c * (dz_mean if mean_dz else ev_dz[p, j])
             for a in range(k):
                 dFp[a] += f * g[p, j, a]
+                if mean_dz:
+                    for e in range(k):
+                        qv[a, e] += c * c * dz_var * g[p, j, a] * g[p, j, e]
             if not tang:
                 continue
             base = j * (j + 1) // 2
@@ -267,7 +281,6 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
                     ps1[base + i] = acc1[i]
             for a in range(k):
                 psp[(base + j) * kk + a * k + a] = 1.0
-            f = c * ev_dz[p, j]
             for i in range(j + 1):
                 for a in range(k):
                     for e in range(k):
@@ -281,8 +294,6 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
                     for e in range(k):
                         dGm[b, ci, a, e] += li * X[a, e]
                         dGp[b, ci - 1, a, e] += (1.0 - li) * X[a, e]
-        for a in range(k):
-            dF[q, a] = dFp[a]
         # E[dF (c g_i dz_i)^T] at the cell of every committed event i: its cumulative sum
         # over cells is E[dF F(t_m)^T] (F is piecewise constant), O(J) per path
         for i in range(lo[q]):
@@ -293,7 +304,7 @@ def sample_cell(params, n, c, half, Pb, tstride, paths, lo, hi, ev_cell, ev_lam,
                     dS[b, ci, a, e] += dFp[a] * f * g[p, i, e] * inv
         for a in range(k):
             for e in range(k):
-                dFF[b, a, e] += dFp[a] * dFp[e] * inv
+                dFF[b, a, e] += (dFp[a] * dFp[e] + qv[a, e]) * inv
             for e in range(ks):
                 dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
 
