@@ -9,7 +9,7 @@ simulation's time to 1% is ``min_d cost(d) * s(d)`` with ``s(d)`` the fewest see
 only bounded, again with ``|a| + 2 SE(a)`` in place of ``|a|``) (``d`` beyond the sweep uses the
 fitted ``sigma`` and the cost model ``c0 + c2 d^2``, one step being ``O(n d)``; marked ``*``).
 The DMFT's time to 1% (default ``sampling="qmc"``, default ``dt``) is the cheapest path
-count on a doubling ladder whose standard error is <= 1% at every checked time (its ``dt``
+count on a ladder (``PATHS``) whose standard error is <= 1% at every checked time (its ``dt``
 error is below the Monte-Carlo error, docs/dmft_theory.md); its distance to the
 extrapolated ``L_inf`` is printed in units of the combined standard error.
 
@@ -34,7 +34,8 @@ CHECK = [1, 2, 4]  # indices of the output times 1, 2, 4 (of 0, 1, 2, 3, 4)
 TARGET = 0.01
 MIN_SEEDS = 4  # fewer seeds give no usable standard error
 SEEDS = {125: 96, 250: 64, 500: 32, 1000: 16}
-PATHS = {"sgd": (32768, 65536, 131072), "sme": (4096, 8192, 16384, 32768), "gf": (1024, 2048, 4096, 8192)}
+PATHS = {"sgd": (16384, 32768, 65536, 131072), "sme": (4096, 6144, 8192, 12288, 16384, 32768),
+         "gf": (1024, 2048, 3072, 4096, 8192)}
 
 
 def sweep(dynamics):

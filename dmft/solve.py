@@ -357,7 +357,7 @@ def solve(
     tangent_stride: int | None = None,
     ridge: float = 0.0,
     init_std: float = 0.0,
-    corrector: int = 1,
+    corrector: int | None = None,
     sampling: str = "qmc",
     seed: int = 0,
     progress: bool = True,
@@ -403,6 +403,10 @@ def solve(
     corrector : int
         Corrector sweeps of the current step (sample side re-run with the corrected
         kernel row); the last change is reported as ``attrs['corrector_residual']``.
+        Default 1 for SGD and SME, 0 for GF: GF's kernels are smooth, so the predictor
+        alone adds 0.04-0.09% to the 0.11-0.28% grid error of the default ``dt`` (Huber-on-tanh
+        test loss against ``dt = 0.01``), at 0.6x the cost. SGD and SME moved by 0.4-2.8%
+        without the sweep.
     sampling : {"qmc", "mc"}
         Gaussian inputs of the paths (teacher, label noise, field innovations, SME's
         Brownian increments): randomised quasi-Monte Carlo (one scrambled Sobol set per
@@ -449,7 +453,8 @@ def solve(
         "tangent_stride", (2 if dynamics != "sgd" else 1) if tangent_stride is None else tangent_stride)
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.nonnegative("init_std", init_std)
-    corrector = errors.positive_int("corrector", corrector, minimum=0)
+    corrector = errors.positive_int("corrector", (0 if dynamics == "gf" else 1) if corrector is None else corrector,
+                                    minimum=0)
     sampling = errors.choice("sampling", sampling, SAMPLING)
     max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
     ss = errors.seed_sequence(seed)
