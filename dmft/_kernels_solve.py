@@ -184,7 +184,8 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
     ``Rshared[b, l]`` (B, L, k, k), if ``L > 0``, is ``R(s_j, s_l)`` for the earlier events
     ``l < L`` shared by all paths (dense drivers, :func:`shared_response`).
     """
-    k = Wprev.shape[1]
+    # K (= Wprev.shape[1]) is bound as a constant by specialise: the k x k loops unroll
+    k = K  # noqa: F821
     ks = wstar.shape[1]
     Jmax = ev_cell.shape[1]
     Rt = np.empty((k, k))

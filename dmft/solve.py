@@ -538,7 +538,7 @@ def solve(
     # kernels with this model's functions bound (compiled once, then from the disk cache)
     labels = specialise(_k.labels, teacher=model.teacher)
     train_losses = specialise(_k.train_losses, loss=model.loss)
-    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess)
+    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k)
     labels(params, wstar, eps, y)
 
     # row 0

@@ -190,3 +190,31 @@ def test_specialised_kernels_are_cached_on_disk_and_reused():
     # a closure (custom model) cannot be imported by name: uncached, still correct
     c = models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2, noise_dim=0)
     assert _jit._importable(c.loss) is None
+
+
+def _sum_first(x, out):
+    """Template for the test below: ``out[0] = sum of the first K entries of x``."""
+    acc = 0.0
+    for a in range(K):  # noqa: F821 (bound by specialise)
+        acc += x[a]
+    out[0] = acc
+
+
+def test_specialise_binds_integer_constants():
+    # integers are compiled in as constants (sample_cell's student dimension K): each value
+    # is its own kernel, cached on disk, and a custom model's closure takes the uncached path
+    from dmft import _jit
+
+    x = np.arange(1.0, 6.0)
+    out = np.zeros(1)
+    two, three = (_jit.specialise(_sum_first, K=v) for v in (2, 3))
+    assert two is not three and _jit.specialise(_sum_first, K=2) is two
+    two(x, out)
+    assert out[0] == 3.0
+    three(x, out)
+    assert out[0] == 6.0
+    assert any("K = 3" in p.read_text() for p in _jit.cache_dir().glob("sgd_dynamics_kernel__sum_first_*.py"))
+    c = models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2, noise_dim=0)
+    uncached = _jit.specialise(_sum_first, K=4, unused=c.loss)
+    uncached(x, out)
+    assert out[0] == 10.0
