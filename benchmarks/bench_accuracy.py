@@ -10,7 +10,8 @@ only bounded, again with ``|a| + 2 SE(a)`` in place of ``|a|``) (``d`` beyond th
 fitted ``sigma`` and the cost model ``c0 + c2 d^2``, one step being ``O(n d)``; marked ``*``).
 The DMFT's time to 1% (default ``sampling="qmc"``, default ``dt``) is the cheapest path
 count on a ladder (``PATHS``) whose standard error is <= 1% at every checked time (its ``dt``
-error is below the Monte-Carlo error, docs/dmft_theory.md); its distance to the
+error is below the Monte-Carlo error and not counted: docs/performance.md gives the GF ratio
+with it); its distance to the
 extrapolated ``L_inf`` is printed in units of the combined standard error.
 
 Writes ``.results/accuracy.json`` next to this script. ~4 min on the 2-core machine.
