@@ -3,7 +3,7 @@ exported in :mod:`dmft.testing`. Examples are kept small (fast suite)."""
 import numpy as np
 import pytest
 import xarray as xr
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 
 import dmft
@@ -159,14 +159,16 @@ def test_gradient_flow_time_rescaling_dmft(s, ridge):
     np.testing.assert_allclose(b.norm.values, a.norm.values, rtol=1e-9, atol=1e-14)
 
 
-@settings(max_examples=3, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(lr=testing._floats(0.2, 0.9), batch=testing._floats(0.8, 2.0), delta=testing._floats(1.0, 3.0),
-       noise=testing._floats(0.0, 0.8))
-def test_sgd_equals_sme_for_the_linear_model(lr, batch, delta, noise):
-    """THEORY section 3: for the squared loss SGD and SME give the same test loss and norm."""
-    model = models.linear_regression(noise)
+       noise=testing._floats(0.0, 0.8), k=st.sampled_from([1, 2]))
+@example(lr=0.5, batch=1.0, delta=2.0, noise=0.5, k=2)
+def test_sgd_equals_sme_for_the_linear_model(lr, batch, delta, noise, k):
+    """THEORY section 3: for the squared loss SGD and SME give the same test loss and norm
+    (k = 2 with a random start exercises the k x k terms of SME's averaged dz^2)."""
+    model = models.linear_regression(noise, k=k)
     kw = dict(lr=lr, batch=batch, delta=delta, t_max=1.0, dt=0.05, n_time=3, n_paths=2048, n_replicas=8,
-              progress=False)
+              init_std=0.5 if k == 2 else 0.0, progress=False)
     a = dmft.solve(model, dynamics="sgd", **kw)
     b = dmft.solve(model, dynamics="sme", **kw, seed=7)
     for v in ("test_loss", "norm"):
