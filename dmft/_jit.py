@@ -74,8 +74,10 @@ def specialise(template, **functions):
     helpers = {n: _importable(template.__globals__[n]) for n in template.__code__.co_names
                if n not in functions and hasattr(template.__globals__.get(n), "py_func")}
     helpers = {n: o for n, o in helpers.items() if o is not None}
-    deps = [functions[n] for n in names] + [template.__globals__[n] for n in sorted(helpers)]
-    dep_src = "".join(inspect.getsource(f.py_func) for f in deps)
+    # a helper's whole module: numba does not notice when a function the helper calls changes
+    dep_src = "".join([inspect.getsource(functions[n].py_func) for n in names]
+                      + [inspect.getsource(sys.modules[template.__globals__[n].py_func.__module__])
+                         for n in sorted(helpers)])
     const_src = "".join(f"{n} = {consts[n]!r}\n" for n in sorted(consts))
     digest = hashlib.sha1((body + repr(origins) + dep_src + const_src).encode()).hexdigest()[:16]
     modname = f"sgd_dynamics_kernel_{template.__name__}_{digest}"

@@ -1,29 +1,33 @@
 """Numba kernel of the one-pass SGD simulator; called only by :func:`onepass.simulate`.
 
 ``sgd_steps`` is a template: :func:`dmft._jit.specialise` binds ``grad`` and ``teacher``
-to a model's functions and compiles it with a disk cache. Random numbers are drawn by the
-caller (numpy's ziggurat ``Generator`` is ~4x faster than numba's per-call
-``np.random.standard_normal``), so the kernel is pure arithmetic.
+to a model's functions and compiles it with a disk cache. The ``d`` fresh normals of a step
+are drawn inside the kernel by :func:`dmft._kernels_normal.fill_normals` (vectorised,
+~7x cheaper than numpy's ziggurat, and never written to memory in blocks); classes and
+label noise (O(1) per step) are drawn by the caller.
 """
 import math
 
 import numpy as np
 
+from dmft._kernels_normal import fill_normals
 
-def sgd_steps(params, X, Xstar, means, sqrt_lam, classes, xi, eps, labels, hard, lr_steps, adagrad, lr0, b0,
-              acc, label_dim):
+
+def sgd_steps(params, X, Xstar, means, sqrt_lam, classes, key, gamma_rng, first_step, eps, labels, hard, lr_steps,
+              adagrad, lr0, b0, acc, label_dim):
     """Steps ``X <- X - (gamma_j/d) grad_r f(r_j, y_j) a_j^T``, ``a_j = mu_c + sqrt(lam_c) xi_j``.
 
     X: (k, d) modified in place; Xstar: (k_star, d); means, sqrt_lam: (C, d);
-    classes: (n,) class of each step; xi: (n, d) standard normals; eps: (n, noise_dim)
-    label noise; labels: (C, label_dim) hard labels; lr_steps: (n,) learning rates
+    classes: (n,) class of each step; ``xi_j`` is block ``first_step + j`` of the normal stream
+    ``(key, gamma_rng)`` (uint64; block length d rounded up to even); eps: (n, noise_dim) label noise; labels: (C, label_dim) hard labels; lr_steps: (n,) learning rates
     (ignored with ``adagrad``, where ``gamma_j = lr0/sqrt(b0^2 + acc_j)`` and
     ``acc_j = acc + d^-2 sum_{l<=j} |g_l|^2 |a_l|^2``).
     Returns ``(acc, gamma)`` after the last step.
     """
     k, d = X.shape
     ks = Xstar.shape[0]
-    n = xi.shape[0]
+    n = classes.shape[0]
+    xi = np.empty(d + d % 2)
     a = np.empty(d)
     r = np.empty(k)
     rs = np.empty(ks)
@@ -32,9 +36,10 @@ def sgd_steps(params, X, Xstar, means, sqrt_lam, classes, xi, eps, labels, hard,
     gamma = 0.0
     for j in range(n):
         c = classes[j]
+        fill_normals(key, gamma_rng, np.uint64(first_step + j) * np.uint64(xi.shape[0]), xi)
         a2 = 0.0
         for i in range(d):
-            a[i] = means[c, i] + sqrt_lam[c, i] * xi[j, i]
+            a[i] = means[c, i] + sqrt_lam[c, i] * xi[i]
             a2 += a[i] * a[i]
         for q in range(k):
             acc_r = 0.0

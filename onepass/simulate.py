@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from dmft import errors, output
 from dmft._jit import specialise
+from dmft._kernels_normal import stream
 
 from ._kernels import sgd_steps
 from .schedules import AdaGradNorm, as_schedule
@@ -74,13 +75,15 @@ def _last_threshold(ds, t_bad):
     return float(v.mean()) if v.size else None
 
 
-_BLOCK = 512  # steps per kernel call: random numbers for a block are drawn at once
+_BLOCK = 512  # steps per kernel call: classes and label noise for a block are drawn at once
 
 
 def _run_sgd(problem: Problem, schedule, t, X0, ss):
     data, model = problem.data, problem.model
     d, C = data.d, data.n_classes
-    rng = np.random.default_rng(ss)
+    class_ss, normal_ss = ss.spawn(2)
+    rng = np.random.default_rng(class_ss)
+    key, gamma_rng = stream(normal_ss)
     snap_steps = np.rint(t * d).astype(np.int64)
     adagrad = isinstance(schedule, AdaGradNorm)
     lr0, b0 = (schedule.lr, schedule.b0) if adagrad else (0.0, 1.0)
@@ -99,13 +102,12 @@ def _run_sgd(problem: Problem, schedule, t, X0, ss):
         while step < target:
             n = int(min(_BLOCK, target - step))
             classes = np.minimum(np.searchsorted(cum, rng.random(n), side="right"), C - 1)
-            xi = rng.standard_normal((n, d))
             eps = rng.standard_normal((n, noise_dim))
             # the learning rate of step j is the schedule at t = j/d
             lr_steps = np.zeros(0) if adagrad else np.array([schedule((step + j) / d, 0.0) for j in range(n)])
             with np.errstate(over="ignore", invalid="ignore"):
-                acc, gamma = kernel(model.param_array, X, Xstar, means, sqrt_lam, classes, xi, eps, labels, hard,
-                                    lr_steps, adagrad, lr0, b0, acc, model.label_dim)
+                acc, gamma = kernel(model.param_array, X, Xstar, means, sqrt_lam, classes, key, gamma_rng, step, eps,
+                                    labels, hard, lr_steps, adagrad, lr0, b0, acc, model.label_dim)
             step += n
         snaps.append(X.copy())
         lrs.append(gamma if step else schedule(0.0, 0.0))

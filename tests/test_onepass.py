@@ -59,11 +59,15 @@ def _agree(theory, sim, name, n_sigma=4.0, floor=1e-9):
 
 @pytest.mark.parametrize("spectrum", list(SPECTRA))
 def test_binary_logistic_theory_matches_simulation(spectrum):
-    """gamma = 0.5, |mu| = 1, X0 = 0, d = 1000: theory within 4 SEM of 8 seeds (measured: < 2.2 SEM)."""
+    """gamma = 0.5, |mu| = 1, X0 = 0, d = 1000: theory within 4 SEM of 32 seeds.
+
+    8 seeds (the old default here) gave a noisy SEM: seed 3 of the in-kernel normal stream put
+    the alignment 4.4-6.9 SEM off, while 64 seeds (seed 11) put it within 1.5 SEM.
+    """
     data = onepass.data.binary_mixture(SPECTRA[spectrum], d=1000, mean_norm=1.0)
     kw = dict(lr=0.5, t_max=10.0, n_time=6, groups="exact")
     th = onepass.solve(LOGISTIC, data, **kw)
-    sim = onepass.simulate(LOGISTIC, data, n_seeds=8, seed=3, progress=False, **kw)
+    sim = onepass.simulate(LOGISTIC, data, n_seeds=32, seed=3, progress=False, **kw)
     _agree(th, sim, "risk")
     _agree(th, sim, "alignment")
     _agree(th, sim, "norm")
