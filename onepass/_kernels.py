@@ -19,7 +19,8 @@ def sgd_steps(params, X, Xstar, means, sqrt_lam, classes, key, gamma_rng, first_
 
     X: (k, d) modified in place; Xstar: (k_star, d); means, sqrt_lam: (C, d);
     classes: (n,) class of each step; ``xi_j`` is block ``first_step + j`` of the normal stream
-    ``(key, gamma_rng)`` (uint64; block length d rounded up to even); eps: (n, noise_dim) label noise; labels: (C, label_dim) hard labels; lr_steps: (n,) learning rates
+    ``(key, gamma_rng)`` (uint64; block length d rounded up to even); eps: (n, noise_dim)
+    label noise; labels: (C, label_dim) hard labels; lr_steps: (n,) learning rates
     (ignored with ``adagrad``, where ``gamma_j = lr0/sqrt(b0^2 + acc_j)`` and
     ``acc_j = acc + d^-2 sum_{l<=j} |g_l|^2 |a_l|^2``).
     Returns ``(acc, gamma)`` after the last step.
