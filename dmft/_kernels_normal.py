@@ -6,7 +6,7 @@ called from a kernel without a round trip through memory. Here word ``i`` of a s
 ``mix(key + i * gamma)``, SplitMix64's output function (the generator of Java's
 ``SplittableRandom``; it passes BigCrush), so a block of words has no loop-carried state,
 and both Box-Muller transforms are polynomials, so LLVM vectorises the whole loop
-(~1.6 ns per normal; ``benchmarks/bench_simulators.py``).
+(~1.7 ns per normal; ``benchmarks/bench_simulators.py``).
 
 Transform of the word pair ``(w1, w2)`` into two normals ``r cos(theta), r sin(theta)``:
 
@@ -20,7 +20,7 @@ Transform of the word pair ``(w1, w2)`` into two normals ``r cos(theta), r sin(t
   on ``[-pi/4, pi/4)`` from the other 62; Taylor series of ``cos`` to ``psi^14`` and
   ``sin`` to ``psi^15`` (error < 1.1e-15).
 
-``tests/test_foundation.py`` checks the transform against numpy's ``log``/``cos``/``sin``
+``tests/test_normals.py`` checks the transform against numpy's ``log``/``cos``/``sin``
 of the same words and the output against the normal law.
 """
 import math
