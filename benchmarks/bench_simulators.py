@@ -1,5 +1,7 @@
 """Simulator throughput: numba kernels vs plain numpy per-step loops (same RNG work),
 per-step cost O(batch d) independent of n, and a memory-bandwidth estimate."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numba import njit
 
@@ -8,29 +10,38 @@ from dmft import _kernels_simulate as mk, models
 from dmft._jit import specialise
 from dmft._kernels_normal import fill_normals, stream
 from onepass._kernels import sgd_steps
+from onepass.simulate import _padded
 
 from _util import best_time, table
 
 LOGISTIC = models.logistic()
 
 
-def onepass_numba(d, steps, seed=0):
-    """The kernel with its in-kernel normals plus drawing the classes with numpy (as onepass.simulate does)."""
-    data = onepass.data.binary_mixture("identity", d=d)
-    kernel = specialise(sgd_steps, grad=LOGISTIC.grad, teacher=LOGISTIC.teacher)
-    rng = np.random.default_rng(seed)
-    key, gamma = stream(np.random.SeedSequence(seed))
-    X = np.zeros((1, d))
-    consts = (np.zeros((0, d)), np.ascontiguousarray(data.means), np.sqrt(data.eigenvalues))
+def onepass_numba(d, steps, seed=0, threads=1):
+    """The kernel with its in-kernel normals plus drawing the classes with numpy (as onepass.simulate does).
 
-    def run():
+    ``threads > 1``: that many independent seeds at once on threads (as onepass.simulate runs
+    its seeds); returns the wall time per step of all seeds together.
+    """
+    data = onepass.data.binary_mixture("identity", d=d)
+    kernel = specialise(sgd_steps, grad=LOGISTIC.grad, teacher=LOGISTIC.teacher, error_model="numpy")
+    consts = (np.zeros((0, d + d % 2)), _padded(data.means), _padded(np.sqrt(data.eigenvalues)))
+
+    def one_seed(s):
+        rng = np.random.default_rng(s)
+        key, gamma = stream(np.random.SeedSequence(s))
+        X = np.zeros((1, d + d % 2))
         for b in range(steps // 512):
             classes = (rng.random(512) > 0.5).astype(np.int64)
-            kernel(LOGISTIC.param_array, X, *consts, classes, key, gamma, 512 * b, np.zeros((512, 0)),
+            kernel(LOGISTIC.param_array, X, *consts, d, classes, key, gamma, 512 * b, np.zeros((512, 0)),
                    np.array([[1.0], [0.0]]), True, np.full(512, 0.5), False, 0.0, 1.0, 0.0, 1)
 
+    def run():
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one_seed, range(seed, seed + threads)))
+
     run()
-    return best_time(run) / (steps // 512 * 512)
+    return best_time(run) / (steps // 512 * 512 * threads)
 
 
 @njit
@@ -125,15 +136,18 @@ def main():
     rng = np.random.default_rng(0)
     rows = []
     for dd in (30, 100, 300, 1000, 3000):
-        nb, npy = onepass_numba(dd, 20480), onepass_numpy(dd, 2000)
+        nb, nb2t, npy = onepass_numba(dd, 20480), onepass_numba(dd, 20480, threads=2), onepass_numpy(dd, 2000)
         t_np = best_time(lambda: rng.standard_normal((512, dd))) / 512
         t_nb = normals_numba(dd)
-        rows.append((dd, f"{nb * 1e6:.2f}", f"{npy * 1e6:.2f}", f"{npy / nb:.1f}x", f"{t_np * 1e6:.2f}",
-                     f"{t_nb * 1e6:.2f}", f"{t_np / t_nb:.1f}x", f"{nb / t_nb:.2f}"))
+        rows.append((dd, f"{nb * 1e6:.2f}", f"{npy * 1e6:.2f}", f"{npy / nb:.1f}x", f"{nb2t * 1e6:.2f}",
+                     f"{npy / nb2t:.1f}x", f"{t_np * 1e6:.2f}", f"{t_nb * 1e6:.2f}", f"{t_np / t_nb:.1f}x",
+                     f"{nb / t_nb:.2f}"))
     print("\nOne-pass SGD vs d: every step draws d fresh normals (numpy loop: numpy's ziggurat; numba: the "
-          "in-kernel vectorised Box-Muller of dmft._kernels_normal)\n")
-    print(table(["d", "numba [us/step]", "numpy [us/step]", "speed-up", "numpy d normals [us]",
-                 "numba d normals [us]", "normals speed-up", "numba step / its normals"], rows))
+          "in-kernel vectorised Box-Muller of dmft._kernels_normal). 2 threads: two seeds at once, wall time "
+          "per step, as onepass.simulate runs its seeds\n")
+    print(table(["d", "numba [us/step]", "numpy [us/step]", "speed-up", "numba, 2 seeds on 2 threads [us/step]",
+                 "speed-up", "numpy d normals [us]", "numba d normals [us]", "normals speed-up",
+                 "numba step / its normals"], rows))
     # one sample gradient streams x_i (8d bytes) and reads+writes theta (16d bytes)
     need = 24 * d / nb2
     print(f"\nmemory bandwidth (numpy copy) {bw / 1e9:.1f} GB/s; multi-pass SGD moves {need / 1e9:.1f} GB/s "

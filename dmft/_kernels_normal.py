@@ -43,6 +43,59 @@ def _mix(z):
     return z ^ (z >> _S31)
 
 
+@njit(inline="always")
+def word(key, gamma, i):
+    """Word ``i`` of the stream ``(key, gamma)``: ``mix(key + i gamma)`` (uint64, wrapping)."""
+    return _mix(key + i * gamma)
+
+
+@njit(inline="always", fastmath={"reassoc", "contract"}, error_model="numpy")
+def normal_pair(w1, w2):
+    """The two normals ``(r cos theta, r sin theta)`` of the word pair ``(w1, w2)`` (module docstring)."""
+    z = leading_zeros(w1 | _S1)
+    m = 1.0 + np.float64(((w1 << z) << _S1) >> _S12) * 2.220446049250313e-16
+    big = m > _SQRT2
+    m = 0.5 * m if big else m
+    e = np.float64(z + _S1) - (1.0 if big else 0.0)
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p = 2.0 / 19.0
+    p = p * s2 + 2.0 / 17.0
+    p = p * s2 + 2.0 / 15.0
+    p = p * s2 + 2.0 / 13.0
+    p = p * s2 + 2.0 / 11.0
+    p = p * s2 + 2.0 / 9.0
+    p = p * s2 + 2.0 / 7.0
+    p = p * s2 + 2.0 / 5.0
+    p = p * s2 + 2.0 / 3.0
+    p = p * s2 + 2.0
+    r = math.sqrt(2.0 * (e * _LN2 - p * s))
+    q = w2 >> _S62
+    psi = (np.float64(w2 & _LOW62) * 2.168404344971009e-19 - 0.5) * _HALF_PI
+    x2 = psi * psi
+    c = -1.0 / 87178291200.0
+    c = c * x2 + 1.0 / 479001600.0
+    c = c * x2 - 1.0 / 3628800.0
+    c = c * x2 + 1.0 / 40320.0
+    c = c * x2 - 1.0 / 720.0
+    c = c * x2 + 1.0 / 24.0
+    c = c * x2 - 0.5
+    c = c * x2 + 1.0
+    sn = -1.0 / 1307674368000.0
+    sn = sn * x2 + 1.0 / 6227020800.0
+    sn = sn * x2 - 1.0 / 39916800.0
+    sn = sn * x2 + 1.0 / 362880.0
+    sn = sn * x2 - 1.0 / 5040.0
+    sn = sn * x2 + 1.0 / 120.0
+    sn = sn * x2 - 1.0 / 6.0
+    sn = (sn * x2 + 1.0) * psi
+    odd = (q & _S1) == _S1
+    ct = -sn if odd else c
+    st = c if odd else sn
+    sign = -1.0 if q >= _U(2) else 1.0
+    return sign * r * ct, sign * r * st
+
+
 # error_model="numpy": numba's ZeroDivisionError check on (m - 1)/(m + 1) stops LLVM from
 # vectorising the loop (m + 1 > 1.7, so the check can never fire)
 @njit(fastmath={"reassoc", "contract"}, error_model="numpy", cache=True)
@@ -54,51 +107,7 @@ def fill_normals(key, gamma, counter, out):
     """
     h = out.shape[0] // 2
     for j in range(h):
-        w1 = _mix(key + (counter + _U(j)) * gamma)
-        w2 = _mix(key + (counter + _U(h + j)) * gamma)
-        z = leading_zeros(w1 | _S1)
-        m = 1.0 + np.float64(((w1 << z) << _S1) >> _S12) * 2.220446049250313e-16
-        big = m > _SQRT2
-        m = 0.5 * m if big else m
-        e = np.float64(z + _S1) - (1.0 if big else 0.0)
-        s = (m - 1.0) / (m + 1.0)
-        s2 = s * s
-        p = 2.0 / 19.0
-        p = p * s2 + 2.0 / 17.0
-        p = p * s2 + 2.0 / 15.0
-        p = p * s2 + 2.0 / 13.0
-        p = p * s2 + 2.0 / 11.0
-        p = p * s2 + 2.0 / 9.0
-        p = p * s2 + 2.0 / 7.0
-        p = p * s2 + 2.0 / 5.0
-        p = p * s2 + 2.0 / 3.0
-        p = p * s2 + 2.0
-        r = math.sqrt(2.0 * (e * _LN2 - p * s))
-        q = w2 >> _S62
-        psi = (np.float64(w2 & _LOW62) * 2.168404344971009e-19 - 0.5) * _HALF_PI
-        x2 = psi * psi
-        c = -1.0 / 87178291200.0
-        c = c * x2 + 1.0 / 479001600.0
-        c = c * x2 - 1.0 / 3628800.0
-        c = c * x2 + 1.0 / 40320.0
-        c = c * x2 - 1.0 / 720.0
-        c = c * x2 + 1.0 / 24.0
-        c = c * x2 - 0.5
-        c = c * x2 + 1.0
-        sn = -1.0 / 1307674368000.0
-        sn = sn * x2 + 1.0 / 6227020800.0
-        sn = sn * x2 - 1.0 / 39916800.0
-        sn = sn * x2 + 1.0 / 362880.0
-        sn = sn * x2 - 1.0 / 5040.0
-        sn = sn * x2 + 1.0 / 120.0
-        sn = sn * x2 - 1.0 / 6.0
-        sn = (sn * x2 + 1.0) * psi
-        odd = (q & _S1) == _S1
-        ct = -sn if odd else c
-        st = c if odd else sn
-        sign = -1.0 if q >= _U(2) else 1.0
-        out[j] = sign * r * ct
-        out[h + j] = sign * r * st
+        out[j], out[h + j] = normal_pair(word(key, gamma, counter + _U(j)), word(key, gamma, counter + _U(h + j)))
 
 
 def stream(seed_sequence):

@@ -2,34 +2,41 @@
 
 ``sgd_steps`` is a template: :func:`dmft._jit.specialise` binds ``grad`` and ``teacher``
 to a model's functions and compiles it with a disk cache. The ``d`` fresh normals of a step
-are drawn inside the kernel by :func:`dmft._kernels_normal.fill_normals` (vectorised,
-~7x cheaper than numpy's ziggurat, and never written to memory in blocks); classes and
-label noise (O(1) per step) are drawn by the caller.
+are drawn inside the kernel (:mod:`dmft._kernels_normal`) in the same loop that forms the
+sample and its squared norm, and the update of step ``j`` is applied in the same pass over
+``X`` as the student's preactivations of step ``j + 1``: two passes over ``d`` per step, and
+the normals never go through memory. Classes and label noise (O(1) per step) are drawn by
+the caller.
 """
 import math
 
 import numpy as np
 
-from dmft._kernels_normal import fill_normals
+from dmft._kernels_normal import normal_pair, word
 
 
-def sgd_steps(params, X, Xstar, means, sqrt_lam, classes, key, gamma_rng, first_step, eps, labels, hard, lr_steps,
+def sgd_steps(params, X, Xstar, means, sqrt_lam, d, classes, key, gamma_rng, first_step, eps, labels, hard, lr_steps,
               adagrad, lr0, b0, acc, label_dim):
     """Steps ``X <- X - (gamma_j/d) grad_r f(r_j, y_j) a_j^T``, ``a_j = mu_c + sqrt(lam_c) xi_j``.
 
-    X: (k, d) modified in place; Xstar: (k_star, d); means, sqrt_lam: (C, d);
+    All arrays over coordinates have ``D = d + d % 2`` columns (an odd ``d`` gets a zero
+    column in X, Xstar, means and sqrt_lam, so its extra normal is multiplied by 0).
+    X: (k, D) modified in place; Xstar: (k_star, D); means, sqrt_lam: (C, D);
     classes: (n,) class of each step; ``xi_j`` is block ``first_step + j`` of the normal stream
-    ``(key, gamma_rng)`` (uint64; block length d rounded up to even); eps: (n, noise_dim)
+    ``(key, gamma_rng)`` (uint64; words ``(first_step + j) D ... + D - 1``, coordinates ``i``
+    and ``D/2 + i`` from the pair of words ``i``, ``D/2 + i``); eps: (n, noise_dim)
     label noise; labels: (C, label_dim) hard labels; lr_steps: (n,) learning rates
     (ignored with ``adagrad``, where ``gamma_j = lr0/sqrt(b0^2 + acc_j)`` and
     ``acc_j = acc + d^-2 sum_{l<=j} |g_l|^2 |a_l|^2``).
     Returns ``(acc, gamma)`` after the last step.
     """
-    k, d = X.shape
+    k, D = X.shape
+    h = D // 2
     ks = Xstar.shape[0]
     n = classes.shape[0]
-    xi = np.empty(d + d % 2)
-    a = np.empty(d)
+    a = np.zeros(D)
+    a_prev = np.zeros(D)
+    pending = np.zeros(k)  # gamma g_q / d of the previous step, not yet applied to X
     r = np.empty(k)
     rs = np.empty(ks)
     g = np.empty(k)
@@ -37,15 +44,22 @@ def sgd_steps(params, X, Xstar, means, sqrt_lam, classes, key, gamma_rng, first_
     gamma = 0.0
     for j in range(n):
         c = classes[j]
-        fill_normals(key, gamma_rng, np.uint64(first_step + j) * np.uint64(xi.shape[0]), xi)
+        key_j = key + np.uint64(first_step + j) * np.uint64(D) * gamma_rng
         a2 = 0.0
-        for i in range(d):
-            a[i] = means[c, i] + sqrt_lam[c, i] * xi[i]
-            a2 += a[i] * a[i]
+        for i in range(h):
+            x1, x2 = normal_pair(word(key_j, gamma_rng, np.uint64(i)), word(key_j, gamma_rng, np.uint64(h + i)))
+            u = means[c, i] + sqrt_lam[c, i] * x1
+            v = means[c, h + i] + sqrt_lam[c, h + i] * x2
+            a[i] = u
+            a[h + i] = v
+            a2 += u * u + v * v
         for q in range(k):
+            s = pending[q]
             acc_r = 0.0
-            for i in range(d):
-                acc_r += X[q, i] * a[i]
+            for i in range(D):
+                x = X[q, i] - s * a_prev[i]
+                X[q, i] = x
+                acc_r += x * a[i]
             r[q] = acc_r
         if hard:
             for m in range(label_dim):
@@ -53,7 +67,7 @@ def sgd_steps(params, X, Xstar, means, sqrt_lam, classes, key, gamma_rng, first_
         else:
             for q in range(ks):
                 acc_r = 0.0
-                for i in range(d):
+                for i in range(D):
                     acc_r += Xstar[q, i] * a[i]
                 rs[q] = acc_r
             teacher(rs, eps[j], params, y)  # noqa: F821 (bound by specialise)
@@ -67,7 +81,10 @@ def sgd_steps(params, X, Xstar, means, sqrt_lam, classes, key, gamma_rng, first_
         else:
             gamma = lr_steps[j]
         for q in range(k):
-            step = gamma * g[q] / d
-            for i in range(d):
-                X[q, i] -= step * a[i]
+            pending[q] = gamma * g[q] / d
+        a, a_prev = a_prev, a
+    for q in range(k):
+        s = pending[q]
+        for i in range(D):
+            X[q, i] -= s * a_prev[i]
     return acc, gamma

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from dmft import errors
 
 
@@ -22,6 +24,10 @@ class Constant:
 
     def __call__(self, t: float, acc: float) -> float:
         return self.lr
+
+    def rates(self, t: np.ndarray) -> np.ndarray:
+        """``gamma`` at each time of ``t`` (the simulator's per-step rates)."""
+        return np.full(np.shape(t), float(self.lr))
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,10 @@ class TimeDependent:
         if not (g > 0) or not math.isfinite(g):
             raise errors.ParameterError(f"lr(t={t:.4g})={g!r} is not allowed: the schedule must return a positive finite number")
         return g
+
+    def rates(self, t: np.ndarray) -> np.ndarray:
+        """``gamma`` at each time of ``t`` (the simulator's per-step rates)."""
+        return np.array([self(float(s), 0.0) for s in t])
 
 
 @dataclass(frozen=True)

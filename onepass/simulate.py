@@ -7,6 +7,9 @@ as the theory.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -30,29 +33,40 @@ def _exact_observables(problem: Problem, X: np.ndarray, gamma: float) -> dict:
 
 def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, times=None, X0=None,
              n_seeds: int = 4, seed: int = 0, dynamics: str = "sgd", dt: float = 0.01,
-             groups="auto", rule=None, progress: bool = True):
+             groups="auto", rule=None, workers: int | None = None, progress: bool = True):
     """Simulate one-pass SGD (``dynamics='sgd'``) or homogenized SGD (``'hsgd'``) at the data's ``d``.
 
     Same arguments and output variables as :func:`onepass.solve`, plus a ``seed`` dim.
     SGD: one fresh sample per step, ``t = step/d``, numba kernel (O(k d) per step).
     HSGD: Euler-Maruyama with step ``dt`` of
     ``dX = -gamma grad L(X) dt + (gamma/sqrt(d)) sqrt(sum_c p_c I_c(X) (x) K_c) dW``
-    (weak error O(dt)). Seeds ``seed`` spawn ``n_seeds`` independent streams.
+    (weak error O(dt)). Seeds ``seed`` spawn ``n_seeds`` independent streams; they run on
+    ``workers`` threads (default: one per core, at most ``n_seeds``), and the numbers do not
+    depend on ``workers``.
     """
     problem = Problem.build(model, data, groups, rule)
     schedule = as_schedule(lr)
     t = time_grid(t_max, n_time, times)
     n_seeds = errors.positive_int("n_seeds", n_seeds)
     errors.choice("dynamics", dynamics, ("sgd", "hsgd"))
+    workers = min(n_seeds, os.cpu_count() or 1) if workers is None else errors.positive_int("workers", workers)
     X0 = _initial_X(problem, X0)
+    if dynamics == "hsgd":
+        dt = errors.positive("dt", dt)
     streams = errors.seed_sequence(seed).spawn(n_seeds)
-    runs = []
-    for ss in tqdm(streams, disable=not progress, desc=f"onepass.simulate[{dynamics}]", unit="seed"):
-        if dynamics == "sgd":
-            snaps, lrs = _run_sgd(problem, schedule, t, X0, ss)
-        else:
-            snaps, lrs = _run_hsgd(problem, schedule, t, X0, errors.positive("dt", dt), ss)
-        runs.append([_exact_observables(problem, X, g) for X, g in zip(snaps, lrs)])
+
+    def one_seed(ss):
+        snaps, lrs = _run_sgd(problem, schedule, t, X0, ss) if dynamics == "sgd" else \
+            _run_hsgd(problem, schedule, t, X0, dt, ss)
+        return [_exact_observables(problem, X, g) for X, g in zip(snaps, lrs)]
+
+    # the SGD kernel releases the GIL, so seeds on threads use every core
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(one_seed, ss) for ss in streams]
+        for _ in tqdm(as_completed(futures), total=n_seeds, disable=not progress,
+                      desc=f"onepass.simulate[{dynamics}]", unit="seed"):
+            pass
+    runs = [f.result() for f in futures]
     attrs = {"lr": repr(schedule), "t_max": float(t[-1]), "n_seeds": n_seeds, "seed": seed,
              "dynamics": dynamics, "source": "simulation",
              "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d}
@@ -89,11 +103,12 @@ def _run_sgd(problem: Problem, schedule, t, X0, ss):
     lr0, b0 = (schedule.lr, schedule.b0) if adagrad else (0.0, 1.0)
     hard = problem.labels is not None
     labels = np.ascontiguousarray(problem.labels if hard else np.zeros((1, model.label_dim)), dtype=float)
-    Xstar = np.ascontiguousarray(data.teacher if data.teacher is not None else np.zeros((0, d)))
-    means, sqrt_lam, cum = np.ascontiguousarray(data.means), np.sqrt(data.eigenvalues), np.cumsum(data.probs)
+    # the kernel works on D = d + d % 2 columns: an odd d gets a zero column (see sgd_steps)
+    Xstar = _padded(data.teacher if data.teacher is not None else np.zeros((0, d)))
+    means, sqrt_lam, cum = _padded(data.means), _padded(np.sqrt(data.eigenvalues)), np.cumsum(data.probs)
     noise_dim = 0 if hard else model.noise_dim
-    kernel = specialise(sgd_steps, grad=model.grad, teacher=model.teacher)
-    X = X0.copy()
+    kernel = specialise(sgd_steps, grad=model.grad, teacher=model.teacher, error_model="numpy")
+    X = _padded(X0)
     acc = 0.0
     gamma = schedule(0.0, 0.0)
     snaps, lrs = [], []
@@ -104,14 +119,21 @@ def _run_sgd(problem: Problem, schedule, t, X0, ss):
             classes = np.minimum(np.searchsorted(cum, rng.random(n), side="right"), C - 1)
             eps = rng.standard_normal((n, noise_dim))
             # the learning rate of step j is the schedule at t = j/d
-            lr_steps = np.zeros(0) if adagrad else np.array([schedule((step + j) / d, 0.0) for j in range(n)])
+            lr_steps = np.zeros(0) if adagrad else schedule.rates((step + np.arange(n)) / d)
             with np.errstate(over="ignore", invalid="ignore"):
-                acc, gamma = kernel(model.param_array, X, Xstar, means, sqrt_lam, classes, key, gamma_rng, step, eps,
-                                    labels, hard, lr_steps, adagrad, lr0, b0, acc, model.label_dim)
+                acc, gamma = kernel(model.param_array, X, Xstar, means, sqrt_lam, d, classes, key, gamma_rng, step,
+                                    eps, labels, hard, lr_steps, adagrad, lr0, b0, acc, model.label_dim)
             step += n
-        snaps.append(X.copy())
+        snaps.append(X[:, :d].copy())
         lrs.append(gamma if step else schedule(0.0, 0.0))
     return snaps, lrs
+
+
+def _padded(A):
+    """``A`` (rows, d) as a C-contiguous float copy with ``d + d % 2`` columns, the extra one zero."""
+    out = np.zeros((A.shape[0], A.shape[1] + A.shape[1] % 2))
+    out[:, :A.shape[1]] = A
+    return out
 
 
 def _psd_sqrt(M):

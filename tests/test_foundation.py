@@ -218,3 +218,29 @@ def test_specialise_binds_integer_constants():
     uncached = _jit.specialise(_sum_first, K=4, unused=c.loss)
     uncached(x, out)
     assert out[0] == 10.0
+
+
+def _ratio(x, out):
+    """Template for the test below: ``out[0] = x[0] / x[1] + K``."""
+    out[0] = x[0] / x[1] + K  # noqa: F821 (bound by specialise)
+
+
+def test_specialise_error_model_and_threads(tmp_path, monkeypatch):
+    # onepass.simulate's seeds on threads ask for the same kernel at once: one compile, one
+    # file, no race on the temporary file; error_model="numpy" is a separate kernel
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dmft import _jit
+
+    monkeypatch.setenv("SGD_DYNAMICS_CACHE", str(tmp_path))
+    with ThreadPoolExecutor(4) as pool:
+        kernels = list(pool.map(lambda _: _jit.specialise(_ratio, error_model="numpy", K=7), range(8)))
+    assert all(k is kernels[0] for k in kernels)
+    assert len(list(tmp_path.glob("sgd_dynamics_kernel__ratio_*.py"))) == 1
+    out = np.zeros(1)
+    kernels[0](np.array([1.0, 0.0]), out)
+    assert out[0] == np.inf
+    checked = _jit.specialise(_ratio, K=7)
+    assert checked is not kernels[0]
+    with pytest.raises(ZeroDivisionError):
+        checked(np.array([1.0, 0.0]), out)

@@ -203,6 +203,62 @@ def test_same_seed_same_numbers_and_different_seed_differs():
     assert not np.array_equal(a.risk.values[0], a.risk.values[1])
 
 
+def test_seeds_on_threads_give_the_same_numbers():
+    data = onepass.data.binary_mixture("power_law", d=151)
+    kw = dict(lr=0.5, t_max=1, n_time=3, n_seeds=3, seed=5, progress=False)
+    xr.testing.assert_identical(onepass.simulate(LOGISTIC, data, workers=1, **kw),
+                                onepass.simulate(LOGISTIC, data, workers=3, **kw))
+
+
+def _reference_sgd(model, data, lr, steps, ss):
+    """Plain numpy one-pass SGD on the simulator's streams (classes, label noise, normals)."""
+    from dmft._kernels_normal import fill_normals, stream
+
+    d, D = data.d, data.d + data.d % 2
+    class_ss, normal_ss = ss.spawn(2)
+    rng = np.random.default_rng(class_ss)
+    key, gamma_rng = stream(normal_ss)
+    cum = np.cumsum(data.probs)
+    X = np.zeros((model.k, d))
+    xi = np.empty(D)
+    acc, p = 0.0, model.param_array
+    for start in range(0, steps, 512):  # the simulator draws classes and noise per 512-step block
+        n = min(512, steps - start)
+        classes = np.minimum(np.searchsorted(cum, rng.random(n), side="right"), data.n_classes - 1)
+        eps = rng.standard_normal((n, model.noise_dim))
+        for j in range(n):
+            fill_normals(key, gamma_rng, np.uint64((start + j) * D), xi)
+            c = classes[j]
+            a = data.means[c] + np.sqrt(data.eigenvalues[c]) * xi[:d]
+            y, g = np.empty(model.label_dim), np.empty(model.k)
+            model.teacher(data.teacher @ a, eps[j], p, y)
+            model.grad(X @ a, y, p, g)
+            if isinstance(lr, onepass.AdaGradNorm):
+                acc += (g @ g) * (a @ a) / d**2
+                gamma = lr.lr / np.sqrt(lr.b0**2 + acc)
+            else:
+                gamma = lr
+            X -= gamma / d * np.outer(g, a)
+    return X
+
+
+@pytest.mark.parametrize("lr", [0.7, onepass.AdaGradNorm(1.0, 0.5)])
+def test_kernel_matches_plain_numpy_sgd(lr):
+    """The fused kernel (normals, sample, deferred update) is the textbook step, at odd d and k = 2."""
+    import importlib
+
+    sim = importlib.import_module("onepass.simulate")
+    model, data = models.linear_regression(0.3, k=2), onepass.data.teacher_student("power_law", d=37, k_star=2)
+    problem = onepass.theory.Problem.build(model, data, "auto", None)
+    steps = 700  # crosses a kernel call (512 steps)
+    t = np.array([steps / data.d])
+    (X,), _ = sim._run_sgd(problem, onepass.schedules.as_schedule(lr), t, np.zeros((2, data.d)),
+                           np.random.SeedSequence(3))
+    ref = _reference_sgd(model, data, lr, steps, np.random.SeedSequence(3))  # spawn() is stateful: a fresh one
+    assert np.abs(ref).max() > 0.1
+    np.testing.assert_allclose(X, ref, rtol=0, atol=1e-12)
+
+
 def test_adagrad_simulation_tracks_theory():
     data = onepass.data.teacher_student(d=1000)
     m = models.linear_regression(0.0)
@@ -250,6 +306,7 @@ def test_solve_rejects_bad_input(kwargs, name):
         (lambda: onepass.AdaGradNorm(lr=1.0, b0=0.0), "b0"),
         (lambda: onepass.simulate(LOGISTIC, onepass.data.binary_mixture(d=50), n_seeds=0), "n_seeds"),
         (lambda: onepass.simulate(LOGISTIC, onepass.data.binary_mixture(d=50), dynamics="sme"), "dynamics"),
+        (lambda: onepass.simulate(LOGISTIC, onepass.data.binary_mixture(d=50), workers=0), "workers"),
         (lambda: onepass.solve(LOGISTIC, onepass.data.teacher_student(d=50, k_star=2)), "k_star"),
     ],
 )
