@@ -8,7 +8,7 @@ as the theory.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -62,11 +62,8 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
 
     # the SGD kernel releases the GIL, so seeds on threads use every core
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(one_seed, ss) for ss in streams]
-        for _ in tqdm(as_completed(futures), total=n_seeds, disable=not progress,
-                      desc=f"onepass.simulate[{dynamics}]", unit="seed"):
-            pass
-    runs = [f.result() for f in futures]
+        runs = list(tqdm(pool.map(one_seed, streams), total=n_seeds, disable=not progress,
+                         desc=f"onepass.simulate[{dynamics}]", unit="seed"))
     attrs = {"lr": repr(schedule), "t_max": float(t[-1]), "n_seeds": n_seeds, "seed": seed,
              "dynamics": dynamics, "source": "simulation",
              "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d}
