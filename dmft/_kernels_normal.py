@@ -34,6 +34,11 @@ _M1, _M2 = _U(0xBF58476D1CE4E5B9), _U(0x94D049BB133111EB)
 _S1, _S12, _S27, _S30, _S31, _S62 = _U(1), _U(12), _U(27), _U(30), _U(31), _U(62)
 _LOW62 = _U((1 << 62) - 1)
 _LN2, _SQRT2, _HALF_PI = math.log(2.0), math.sqrt(2.0), 0.5 * math.pi
+# Horner coefficients, highest power first: 2 atanh(s)/s in s^2 (to s^18), cos (to psi^14)
+# and sin(psi)/psi (to psi^14) as Taylor series
+_LOG_ATANH = tuple(2.0 / (2 * j + 1) for j in range(9, -1, -1))
+_COS = tuple((-1) ** j / math.factorial(2 * j) for j in range(7, -1, -1))
+_SIN = tuple((-1) ** j / math.factorial(2 * j + 1) for j in range(7, -1, -1))
 
 
 @njit(inline="always")
@@ -49,6 +54,14 @@ def word(key, gamma, i):
     return _mix(key + i * gamma)
 
 
+@njit(inline="always")
+def _horner(x, coefficients):
+    p = coefficients[0]
+    for c in coefficients[1:]:
+        p = p * x + c
+    return p
+
+
 @njit(inline="always", fastmath={"reassoc", "contract"}, error_model="numpy")
 def normal_pair(w1, w2):
     """The two normals ``(r cos theta, r sin theta)`` of the word pair ``(w1, w2)`` (module docstring)."""
@@ -59,36 +72,13 @@ def normal_pair(w1, w2):
     e = np.float64(z + _S1) - (1.0 if big else 0.0)
     s = (m - 1.0) / (m + 1.0)
     s2 = s * s
-    p = 2.0 / 19.0
-    p = p * s2 + 2.0 / 17.0
-    p = p * s2 + 2.0 / 15.0
-    p = p * s2 + 2.0 / 13.0
-    p = p * s2 + 2.0 / 11.0
-    p = p * s2 + 2.0 / 9.0
-    p = p * s2 + 2.0 / 7.0
-    p = p * s2 + 2.0 / 5.0
-    p = p * s2 + 2.0 / 3.0
-    p = p * s2 + 2.0
+    p = _horner(s2, _LOG_ATANH)
     r = math.sqrt(2.0 * (e * _LN2 - p * s))
     q = w2 >> _S62
     psi = (np.float64(w2 & _LOW62) * 2.168404344971009e-19 - 0.5) * _HALF_PI
     x2 = psi * psi
-    c = -1.0 / 87178291200.0
-    c = c * x2 + 1.0 / 479001600.0
-    c = c * x2 - 1.0 / 3628800.0
-    c = c * x2 + 1.0 / 40320.0
-    c = c * x2 - 1.0 / 720.0
-    c = c * x2 + 1.0 / 24.0
-    c = c * x2 - 0.5
-    c = c * x2 + 1.0
-    sn = -1.0 / 1307674368000.0
-    sn = sn * x2 + 1.0 / 6227020800.0
-    sn = sn * x2 - 1.0 / 39916800.0
-    sn = sn * x2 + 1.0 / 362880.0
-    sn = sn * x2 - 1.0 / 5040.0
-    sn = sn * x2 + 1.0 / 120.0
-    sn = sn * x2 - 1.0 / 6.0
-    sn = (sn * x2 + 1.0) * psi
+    c = _horner(x2, _COS)
+    sn = _horner(x2, _SIN) * psi
     odd = (q & _S1) == _S1
     ct = -sn if odd else c
     st = c if odd else sn
