@@ -7,7 +7,8 @@ Array conventions (``B`` replicas, grid ``t_n = n dt``, ``n = 0..N``, ``k`` stud
 * per-path event tables ``ev_cell[p, j]`` (grid cell ``(t_{m-1}, t_m]`` of event ``j``),
   ``ev_lam[p, j]`` (position in the cell, in ``(0, 1]``), ``ev_dz[p, j]`` (driver increment);
 * the pathwise tangents ``psi[p, tri(j, i) k^2 + a k + e]`` = ``d r(s_j-) / d r(s_i-)`` in packed
-  lower-triangular storage ``tri(j, i) = j (j + 1) / 2 + i``.
+  lower-triangular storage ``tri(j, i) = j (j + 1) / 2 + i`` (Poisson driver; the dense
+  drivers recompute a row from the shared responses instead, :func:`dense_tangents`).
 
 ``sample_cell``, ``train_losses`` and ``labels`` are templates: :func:`dmft._jit.specialise`
 binds the model's functions (``grad``, ``hess``, ``loss``, ``teacher``) and compiles them
@@ -156,8 +157,53 @@ def shared_response(R, n, lt, cells, lams, out):
             _rinterp(R[b], n, lt, cells[l], lams[l], out[b, l])
 
 
+@njit(cache=True, fastmath=_FM)
+def dense_tangents(Rm, j, c, half, dzT, gpT, Y, Acc, out):
+    """``out[i] = sum_m g'_j(m) psi_ji(m)`` (``i <= j``) over the tangent paths ``m`` of one
+    replica, with ``Psi = (I - T)^-1`` backwards from the shared ``Rm[l, i] = R(s_l, s_i)``
+    (see :func:`sample_cell`): ``Y_j = I``, ``Y_l = c (dz_l Acc_l + half Y_{l+1}) g'_l`` for
+    ``l = j - 1 .. 0``, each ``Y_l`` adding ``Y_l Rm[l, i]`` to ``Acc_i`` (``i < l``).
+
+    Paths are the last (contiguous) axis, so every update is a long vector loop and the
+    recursion's latency is shared by the block. dzT: (>= j, M); gpT: (>= j + 1, k, k, M);
+    Y, Acc: (>= j + 1, k, k, M) work space; out: (>= j + 1, k, k).
+    """
+    k = gpT.shape[1]
+    M = gpT.shape[3]
+    Acc[: j + 1] = 0.0
+    for l in range(j, -1, -1):
+        if l == j:
+            for a in range(k):
+                for e in range(k):
+                    Y[l, a, e, :] = 1.0 if a == e else 0.0
+        else:
+            for a in range(k):
+                for e in range(k):
+                    for m in range(M):
+                        Y[l, a, e, m] = 0.0
+                    for h in range(k):
+                        for m in range(M):
+                            Y[l, a, e, m] += (c * (dzT[l, m] * Acc[l, a, h, m] + half * Y[l + 1, a, h, m])
+                                              * gpT[l, h, e, m])
+        for i in range(l):
+            for a in range(k):
+                for h in range(k):
+                    for e in range(k):
+                        w = Rm[l, i, h, e]
+                        for m in range(M):
+                            Acc[i, a, e, m] += Y[l, a, h, m] * w
+    for i in range(j + 1):
+        for a in range(k):
+            for e in range(k):
+                acc = 0.0
+                for h in range(k):
+                    for m in range(M):
+                        acc += gpT[j, a, h, m] * Y[i, h, e, m]
+                out[i, a, e] = acc
+
+
 def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
-                Wprev, Wnew, R, Rshared, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi):
+                Wprev, Wnew, R, Rmid, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
     For event ``j`` of path ``p`` at ``s_j`` (events ``lo[q] <= j < hi[q]`` lie in the cell):
@@ -179,15 +225,25 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
     Dense drivers (one event per cell at its midpoint, ``half = rate dt / 2``): ``r(s_j-)``
     also gets the drift of the first half of its own cell, ``c half g_{j-1}`` (explicit,
     ``O(dt^2)``), without which the midpoint scheme is only first order; ``half = 0`` for SGD.
-    Only every ``tstride``-th path carries tangents (row ``p // tstride`` of ``psi``); its
-    ``G`` increments are weighted by ``tstride / Pb`` (unbiased; used for dense drivers).
-    ``Rshared[b, l]`` (B, L, k, k), if ``L > 0``, is ``R(s_j, s_l)`` for the earlier events
-    ``l < L`` shared by all paths (dense drivers, :func:`shared_response`).
+    Only every ``tstride``-th path carries tangents; its ``G`` increments are weighted by
+    ``tstride / Pb`` (unbiased; used for dense drivers).
+    Poisson driver (``Rmid`` of size 0): the tangents of path ``p`` are kept in row
+    ``p // tstride`` of ``psi`` and row ``j`` is formed from the earlier rows (forward).
+    Dense drivers: ``Rmid[b, j, l]`` (B, N, N, k, k) is ``R(s_j, s_l)`` between the shared
+    event times (:func:`shared_response` fills row ``j = n - 1`` before the call; rows
+    ``< j`` are the ones their own cells used). Row ``j`` of the tangents is then found
+    backwards, without storing the earlier rows: ``Psi = (I - T)^-1`` with
+    ``T_li = c R(s_l, s_i) g'_i dz_i (+ c half g'_i if l = i + 1)``, so ``Y_i = psi_ji``
+    solves ``Y_i = delta_ij I + sum_{i<l<=j} Y_l T_li`` (:func:`dense_tangents`, all tangent
+    paths of a replica at once). Same numbers as the forward recursion up to rounding, but
+    it streams the replica's ``Rmid`` (cache-resident) instead of every path's ``O(j^2)``
+    triangle from memory (GF, 4096 paths: 0.75 -> 0.45 s); ``psi`` is then unused.
     """
     # K (= Wprev.shape[1]) is bound as a constant by specialise: the k x k loops unroll
     k = K  # noqa: F821
     ks = wstar.shape[1]
     Jmax = ev_cell.shape[1]
+    dense = Rmid.shape[1] > 0
     Rt = np.empty((k, k))
     r = np.empty(k)
     gv = np.empty(k)
@@ -216,10 +272,10 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
             for a in range(k):
                 r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
             for l in range(j):
-                if l < Rshared.shape[1]:
+                if dense:
                     for a in range(k):
                         for e in range(k):
-                            Rt[a, e] = Rshared[b, l, a, e]
+                            Rt[a, e] = Rmid[b, j, l, a, e]
                 else:
                     _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
                 f = c * ev_dz[p, l]
@@ -228,7 +284,7 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
                     for e in range(k):
                         acc += Rt[a, e] * g[p, l, e]
                     r[a] += f * acc
-                    if tang:
+                    if tang and not dense:
                         for e in range(k):
                             acc = 0.0
                             for h in range(k):
@@ -237,7 +293,7 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
             if half > 0.0 and j >= 1:
                 for a in range(k):
                     r[a] += c * half * g[p, j - 1, a]
-                    if tang:
+                    if tang and not dense:
                         for e in range(k):
                             M[j - 1, a, e] += c * half * gp[p, j - 1, a, e]
             grad(r, yp, params, gv)
@@ -253,6 +309,8 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
                     for e in range(k):
                         qv[a, e] += c * c * dz_var * g[p, j, a] * g[p, j, e]
             if not tang:
+                continue
+            if dense:  # after the loop over paths, for the whole replica at once
                 continue
             base = j * (j + 1) // 2
             psp = psi[p // tstride]
@@ -308,6 +366,32 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
                 dFF[b, a, e] += (dFp[a] * dFp[e] + qv[a, e]) * inv
             for e in range(ks):
                 dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
+    if dense and paths.size:
+        # one event per cell for every path: j, its cell and position are shared
+        j = lo[0]
+        Mt = -(-Pb // tstride)
+        dzT = np.empty((j + 1, Mt))
+        gpT = np.empty((j + 1, k, k, Mt))
+        Y = np.empty((j + 1, k, k, Mt))
+        Acc = np.empty((j + 1, k, k, Mt))
+        out = np.empty((j + 1, k, k))
+        f = c * dz_mean * tstride * inv
+        for b in range(Rmid.shape[0]):
+            for m in range(Mt):
+                p = b * Pb + m * tstride
+                for l in range(j + 1):
+                    dzT[l, m] = ev_dz[p, l]
+                    for a in range(k):
+                        for e in range(k):
+                            gpT[l, a, e, m] = gp[p, l, a, e]
+            dense_tangents(Rmid[b], j, c, half, dzT, gpT, Y, Acc, out)
+            for i in range(j + 1):
+                ci = ev_cell[0, i]
+                li = ev_lam[0, i]
+                for a in range(k):
+                    for e in range(k):
+                        dGm[b, ci, a, e] += li * f * out[i, a, e]
+                        dGp[b, ci - 1, a, e] += (1.0 - li) * f * out[i, a, e]
 
 
 def train_losses(params, steps, c, counts, ev_cell, ev_lam, ev_dz, g, W, R, y, out):

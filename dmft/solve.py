@@ -482,8 +482,9 @@ def solve(
     jmax_est = N if driver.dense else int(batch * t_max + 6 * math.sqrt(batch * t_max) + 8)
     D = ks + (N + 1) * k
     # kernels, factor, innovations, tangents, one replica's fields at the output times
-    mem = 8 * (5 * B * (N + 1) ** 2 * k * k + B * D * D + P * D
-               + P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k + Pb * n_time * k)
+    # (dense drivers keep no per-path tangents, only the replica's R between event times)
+    tangents = B * N * N * k * k if driver.dense else P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k
+    mem = 8 * (5 * B * (N + 1) ** 2 * k * k + B * D * D + P * D + tangents + Pb * n_time * k)
     if mem > max_memory_gb * 2**30:
         raise errors.ParameterError(
             f"n_paths={n_paths!r} is not allowed with dt={dt:g}, t_max={t_max:g}: the solve needs "
@@ -517,7 +518,7 @@ def solve(
     L = np.zeros((B, D, D))
     g = np.zeros((P, jmax, k))
     gp = np.zeros((P, jmax, k, k))
-    psi = np.zeros((P // tangent_stride, jmax * (jmax + 1) // 2 * k * k))
+    psi = np.zeros((P // tangent_stride, 0 if driver.dense else jmax * (jmax + 1) // 2 * k * k))
     all_paths = np.arange(P, dtype=np.int64)
     pivots = [np.inf, 0]
     par = _ParamSide(k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec)
@@ -562,7 +563,7 @@ def solve(
     dFF = np.zeros((B, k, k))
     dPhi = np.zeros((B, k, ks))
     dW_last = np.zeros((B, N + 1, k, k))
-    Rshared = np.zeros((B, N if driver.dense else 0, k, k))
+    Rmid = np.zeros((B, N, N, k, k) if driver.dense else (B, 0, 0, k, k))  # R(s_j, s_l), shared event times
     dFF_last = np.zeros((B, k, k))
     try:
         for n in range(1, N + 1):
@@ -617,10 +618,10 @@ def solve(
                 dPhi[:] = 0.0
                 if driver.dense:  # all paths' events at the same times: R(s_j, s_l) once per replica
                     _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1],
-                                       Rshared[:, : n - 1])
+                                       Rmid[:, n - 1, : n - 1])
                 if active.size:
                     sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tangent_stride, active, lo, hi, ev_cell,
-                                ev_lam, ev_dz, Wold, Wnew, R, Rshared[:, : n - 1], y, wstar, g, gp, psi, dGm, dGp,
+                                ev_lam, ev_dz, Wold, Wnew, R, Rmid, y, wstar, g, gp, psi, dGm, dGp,
                                 dS, dFF, dPhi)
                 Grow = Gprev + dGm + dGp
                 Gprow = Gpprev + dGp

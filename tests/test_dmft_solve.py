@@ -386,3 +386,30 @@ def test_large_delta_limit_is_onepass_ode():
 def test_unresolved_time_step_warns():
     with pytest.warns(dmft.errors.UnresolvedTimeStepWarning, match="lr \\* dt"):
         dmft.solve("linear_regression", lr=5.0, dt=0.1, t_max=0.2, n_time=3, n_paths=64, progress=False)
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.sampled_from([1, 2]), j=st.integers(0, 7), n_paths=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, seed):
+    """The backward recursion of the dense drivers' tangents against numpy's inverse of the
+    forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell's docstring)."""
+    from dmft._kernels_solve import dense_tangents
+
+    rng = np.random.default_rng(seed)
+    N, c, half = j + 1, 0.7, 0.3
+    Rm = 0.5 * rng.standard_normal((N, N, k, k))
+    dzT = rng.standard_normal((N, n_paths))
+    gpT = rng.standard_normal((N, k, k, n_paths))
+    Y, Acc, out = np.empty((N, k, k, n_paths)), np.empty((N, k, k, n_paths)), np.empty((N, k, k))
+    dense_tangents(Rm, j, c, half, dzT, gpT, Y, Acc, out)
+    expected_out = np.zeros((N, k, k))
+    for m in range(n_paths):
+        T = np.zeros((N * k, N * k))
+        for l in range(N):
+            for i in range(l):
+                block = c * dzT[i, m] * Rm[l, i] @ gpT[i, :, :, m] + (c * half * gpT[i, :, :, m] if l == i + 1 else 0)
+                T[l * k:(l + 1) * k, i * k:(i + 1) * k] = block
+        row = np.linalg.inv(np.eye(N * k) - T)[j * k:(j + 1) * k].reshape(k, N, k).transpose(1, 0, 2)  # psi_j.
+        np.testing.assert_allclose(Y[:, :, :, m], row, rtol=1e-10, atol=1e-12)
+        expected_out += gpT[j, :, :, m] @ row
+    np.testing.assert_allclose(out, expected_out, rtol=1e-10, atol=1e-12)
