@@ -271,20 +271,22 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
             lt = ev_lam[p, j]
             for a in range(k):
                 r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
-            for l in range(j):
-                if dense:
-                    for a in range(k):
+            if dense:  # R(s_j, s_l) shared: a plain (vectorisable) sum; tangents after the loop
+                for a in range(k):
+                    acc = 0.0
+                    for l in range(j):
                         for e in range(k):
-                            Rt[a, e] = Rmid[b, j, l, a, e]
-                else:
-                    _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
+                            acc += ev_dz[p, l] * Rmid[b, j, l, a, e] * g[p, l, e]
+                    r[a] += c * acc
+            for l in range(j if not dense else 0):
+                _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
                 f = c * ev_dz[p, l]
                 for a in range(k):
                     acc = 0.0
                     for e in range(k):
                         acc += Rt[a, e] * g[p, l, e]
                     r[a] += f * acc
-                    if tang and not dense:
+                    if tang:
                         for e in range(k):
                             acc = 0.0
                             for h in range(k):
