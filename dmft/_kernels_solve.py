@@ -278,20 +278,21 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
                         for e in range(k):
                             acc += ev_dz[p, l] * Rmid[b, j, l, a, e] * g[p, l, e]
                     r[a] += c * acc
-            for l in range(j if not dense else 0):
-                _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
-                f = c * ev_dz[p, l]
-                for a in range(k):
-                    acc = 0.0
-                    for e in range(k):
-                        acc += Rt[a, e] * g[p, l, e]
-                    r[a] += f * acc
-                    if tang:
+            else:
+                for l in range(j):
+                    _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
+                    f = c * ev_dz[p, l]
+                    for a in range(k):
+                        acc = 0.0
                         for e in range(k):
-                            acc = 0.0
-                            for h in range(k):
-                                acc += Rt[a, h] * gp[p, l, h, e]
-                            M[l, a, e] = f * acc
+                            acc += Rt[a, e] * g[p, l, e]
+                        r[a] += f * acc
+                        if tang:
+                            for e in range(k):
+                                acc = 0.0
+                                for h in range(k):
+                                    acc += Rt[a, h] * gp[p, l, h, e]
+                                M[l, a, e] = f * acc
             if half > 0.0 and j >= 1:
                 for a in range(k):
                     r[a] += c * half * g[p, j - 1, a]
