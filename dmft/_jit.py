@@ -85,10 +85,11 @@ def _specialise(template, error_model, functions):
     helpers = {n: _importable(template.__globals__[n]) for n in template.__code__.co_names
                if n not in functions and hasattr(template.__globals__.get(n), "py_func")}
     helpers = {n: o for n, o in helpers.items() if o is not None}
-    # a helper's whole module: numba does not notice when a function the helper calls changes
-    dep_src = "".join([inspect.getsource(functions[n].py_func) for n in names]
-                      + [inspect.getsource(sys.modules[template.__globals__[n].py_func.__module__])
-                         for n in sorted(helpers)])
+    # whole modules of the bound functions and helpers: numba does not notice when a
+    # function they call (or inline) changes
+    modules = sorted({functions[n].py_func.__module__ for n in names}
+                     | {template.__globals__[n].py_func.__module__ for n in helpers})
+    dep_src = "".join(inspect.getsource(sys.modules[m]) for m in modules)
     const_src = "".join(f"{n} = {consts[n]!r}\n" for n in sorted(consts))
     options = f"cache=True, nogil=True, fastmath={_FASTMATH!r}, error_model={error_model!r}"
     digest = hashlib.sha1((body + repr(origins) + dep_src + const_src + options).encode()).hexdigest()[:16]

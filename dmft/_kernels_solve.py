@@ -165,33 +165,50 @@ def dense_tangents(Rm, j, c, half, dzT, gpT, Y, Acc, out):
     ``l = j - 1 .. 0``, each ``Y_l`` adding ``Y_l Rm[l, i]`` to ``Acc_i`` (``i < l``).
 
     Paths are the last (contiguous) axis, so every update is a long vector loop and the
-    recursion's latency is shared by the block. dzT: (>= j, M); gpT: (>= j + 1, k, k, M);
-    Y, Acc: (>= j + 1, k, k, M) work space; out: (>= j + 1, k, k).
+    recursion's latency is shared by the block. The ``l`` are taken in blocks of four: a
+    block's rows are added to every earlier ``Acc_i`` in one pass, which reads and writes
+    ``Acc`` (L2-resident, ``j M k^2`` doubles) once per four rows instead of once per row.
+    dzT: (>= j, M); gpT: (>= j + 1, k, k, M); Y, Acc: (>= j + 1, k, k, M) work space;
+    out: (>= j + 1, k, k).
     """
     k = gpT.shape[1]
     M = gpT.shape[3]
     Acc[: j + 1] = 0.0
-    for l in range(j, -1, -1):
-        if l == j:
-            for a in range(k):
-                for e in range(k):
-                    Y[l, a, e, :] = 1.0 if a == e else 0.0
-        else:
-            for a in range(k):
-                for e in range(k):
-                    for m in range(M):
-                        Y[l, a, e, m] = 0.0
-                    for h in range(k):
-                        for m in range(M):
-                            Y[l, a, e, m] += (c * (dzT[l, m] * Acc[l, a, h, m] + half * Y[l + 1, a, h, m])
-                                              * gpT[l, h, e, m])
-        for i in range(l):
-            for a in range(k):
-                for h in range(k):
+    top = j
+    while top >= 0:
+        bot = max(top - 3, 0)
+        for l in range(top, bot - 1, -1):
+            if l == j:
+                for a in range(k):
                     for e in range(k):
-                        w = Rm[l, i, h, e]
+                        Y[l, a, e, :] = 1.0 if a == e else 0.0
+            else:
+                for a in range(k):
+                    for e in range(k):
                         for m in range(M):
-                            Acc[i, a, e, m] += Y[l, a, h, m] * w
+                            Y[l, a, e, m] = 0.0
+                        for h in range(k):
+                            for m in range(M):
+                                Y[l, a, e, m] += (c * (dzT[l, m] * Acc[l, a, h, m] + half * Y[l + 1, a, h, m])
+                                                  * gpT[l, h, e, m])
+            for i in range(bot, l):  # inside the block (a short block is the last one: bot = 0)
+                for a in range(k):
+                    for h in range(k):
+                        for e in range(k):
+                            w = Rm[l, i, h, e]
+                            for m in range(M):
+                                Acc[i, a, e, m] += Y[l, a, h, m] * w
+        if bot > 0:
+            for i in range(bot):
+                for a in range(k):
+                    for h in range(k):
+                        for e in range(k):
+                            w0, w1 = Rm[top, i, h, e], Rm[top - 1, i, h, e]
+                            w2, w3 = Rm[top - 2, i, h, e], Rm[bot, i, h, e]
+                            for m in range(M):
+                                Acc[i, a, e, m] += (Y[top, a, h, m] * w0 + Y[top - 1, a, h, m] * w1
+                                                    + Y[top - 2, a, h, m] * w2 + Y[bot, a, h, m] * w3)
+        top = bot - 1
     for i in range(j + 1):
         for a in range(k):
             for e in range(k):
@@ -203,7 +220,7 @@ def dense_tangents(Rm, j, c, half, dzT, gpT, Y, Acc, out):
 
 
 def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
-                Wprev, Wnew, R, Rmid, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi):
+                Wprev, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
     For event ``j`` of path ``p`` at ``s_j`` (events ``lo[q] <= j < hi[q]`` lie in the cell):
@@ -237,7 +254,11 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
     solves ``Y_i = delta_ij I + sum_{i<l<=j} Y_l T_li`` (:func:`dense_tangents`, all tangent
     paths of a replica at once). Same numbers as the forward recursion up to rounding, but
     it streams the replica's ``Rmid`` (cache-resident) instead of every path's ``O(j^2)``
-    triangle from memory (GF, 4096 paths: 0.75 -> 0.45 s); ``psi`` is then unused.
+    triangle from memory (GF, 4096 paths: 0.75 -> 0.45 s); ``psi`` is then unused. The
+    recursion runs with the tangent paths ``m`` (path ``b Pb + m tstride``) as the last
+    axis: ``dzT[b, l, m]`` (B, N, Mt), filled by the caller, and ``gpT[b, l, :, :, m]``
+    (B, N, k, k, Mt), whose row ``j`` is written here (the earlier rows are final), so
+    nothing is transposed per cell (Poisson driver: both of size 0).
     """
     # K (= Wprev.shape[1]) is bound as a constant by specialise: the k x k loops unroll
     k = K  # noqa: F821
@@ -305,6 +326,10 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
                 g[p, j, a] = -gv[a]
                 for e in range(k):
                     gp[p, j, a, e] = -H[a, e]
+            if dense and tang:
+                for a in range(k):
+                    for e in range(k):
+                        gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
             f = c * (dz_mean if mean_dz else ev_dz[p, j])
             for a in range(k):
                 dFp[a] += f * g[p, j, a]
@@ -358,12 +383,19 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
                         dGp[b, ci - 1, a, e] += (1.0 - li) * X[a, e]
         # E[dF (c g_i dz_i)^T] at the cell of every committed event i: its cumulative sum
         # over cells is E[dF F(t_m)^T] (F is piecewise constant), O(J) per path
-        for i in range(lo[q]):
-            f = c * ev_dz[p, i]
-            ci = ev_cell[p, i]
+        if dense:  # event i in cell i + 1: a contiguous (vectorisable) update
             for a in range(k):
+                fa = dFp[a] * c * inv
                 for e in range(k):
-                    dS[b, ci, a, e] += dFp[a] * f * g[p, i, e] * inv
+                    for i in range(lo[q]):
+                        dS[b, i + 1, a, e] += fa * ev_dz[p, i] * g[p, i, e]
+        else:
+            for i in range(lo[q]):
+                f = c * ev_dz[p, i]
+                ci = ev_cell[p, i]
+                for a in range(k):
+                    for e in range(k):
+                        dS[b, ci, a, e] += dFp[a] * f * g[p, i, e] * inv
         for a in range(k):
             for e in range(k):
                 dFF[b, a, e] += (dFp[a] * dFp[e] + qv[a, e]) * inv
@@ -372,22 +404,12 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
     if dense and paths.size:
         # one event per cell for every path: j, its cell and position are shared
         j = lo[0]
-        Mt = -(-Pb // tstride)
-        dzT = np.empty((j + 1, Mt))
-        gpT = np.empty((j + 1, k, k, Mt))
-        Y = np.empty((j + 1, k, k, Mt))
-        Acc = np.empty((j + 1, k, k, Mt))
+        Y = np.empty((j + 1, k, k, gpT.shape[4]))
+        Acc = np.empty((j + 1, k, k, gpT.shape[4]))
         out = np.empty((j + 1, k, k))
         f = c * dz_mean * tstride * inv
         for b in range(Rmid.shape[0]):
-            for m in range(Mt):
-                p = b * Pb + m * tstride
-                for l in range(j + 1):
-                    dzT[l, m] = ev_dz[p, l]
-                    for a in range(k):
-                        for e in range(k):
-                            gpT[l, a, e, m] = gp[p, l, a, e]
-            dense_tangents(Rmid[b], j, c, half, dzT, gpT, Y, Acc, out)
+            dense_tangents(Rmid[b], j, c, half, dzT[b], gpT[b], Y, Acc, out)
             for i in range(j + 1):
                 ci = ev_cell[0, i]
                 li = ev_lam[0, i]

@@ -483,7 +483,8 @@ def solve(
     D = ks + (N + 1) * k
     # kernels, factor, innovations, tangents, one replica's fields at the output times
     # (dense drivers keep no per-path tangents, only the replica's R between event times)
-    tangents = B * N * N * k * k if driver.dense else P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k
+    tangents = (B * N * (N + P // B // tangent_stride) * k * k if driver.dense
+                else P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k)
     mem = 8 * (5 * B * (N + 1) ** 2 * k * k + B * D * D + P * D + tangents + Pb * n_time * k)
     if mem > max_memory_gb * 2**30:
         raise errors.ParameterError(
@@ -564,6 +565,10 @@ def solve(
     dPhi = np.zeros((B, k, ks))
     dW_last = np.zeros((B, N + 1, k, k))
     Rmid = np.zeros((B, N, N, k, k) if driver.dense else (B, 0, 0, k, k))  # R(s_j, s_l), shared event times
+    # the dense drivers' tangent paths (every tangent_stride-th of a replica) as the last axis
+    Mt = Pb // tangent_stride if driver.dense else 0
+    dzT = np.ascontiguousarray(ev_dz.reshape(B, Pb, -1)[:, ::tangent_stride].transpose(0, 2, 1)[:, :, :Mt])
+    gpT = np.zeros((B, N if driver.dense else 0, k, k, Mt))
     dFF_last = np.zeros((B, k, k))
     try:
         for n in range(1, N + 1):
@@ -621,7 +626,7 @@ def solve(
                                        Rmid[:, n - 1, : n - 1])
                 if active.size:
                     sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tangent_stride, active, lo, hi, ev_cell,
-                                ev_lam, ev_dz, Wold, Wnew, R, Rmid, y, wstar, g, gp, psi, dGm, dGp,
+                                ev_lam, ev_dz, Wold, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi, dGm, dGp,
                                 dS, dFF, dPhi)
                 Grow = Gprev + dGm + dGp
                 Gprow = Gpprev + dGp

@@ -30,8 +30,21 @@ def test_gradient_is_the_derivative_of_the_loss(model, r, y):
     if model.name == "huber_tanh":  # kink where |mean tanh(r) - y| = threshold
         assume(abs(abs(np.mean(np.tanh(r)) - y) - model.params[1]) > 1e-3)
     testing.check_gradient(model, r, lab)
-    if model.smooth:
+    if model.smooth or model.name == "huber_tanh":  # Huber: smooth away from its kink (assumed above)
         testing.check_hessian(model, r, lab)
+
+
+@given(x=st.floats(-350, 350))  # beyond, sech^2 < 1e-304 runs into the subnormals
+@example(x=0.5).via("branch edge")
+@example(x=1e-300).via("tiny")
+def test_tanh_and_sech2_from_one_exponential(x):
+    """``models._tanh_sech2`` (Huber-on-tanh's gradient and Hessian) against extended-precision
+    ``tanh`` and ``1 / cosh^2``: a few ulps, relative, small or large ``|x|``."""
+    t, s2 = models._tanh_sech2(x)
+    xl = np.longdouble(x)
+    assert t == pytest.approx(float(np.tanh(xl)), rel=5e-16, abs=0)
+    assert s2 == pytest.approx(float(1 / np.cosh(xl) ** 2), rel=1e-15, abs=0)
+    assert (-t, s2) == models._tanh_sech2(-x)
 
 
 @FAST
