@@ -219,7 +219,7 @@ def dense_tangents(Rm, j, c, half, dzT, gpT, Y, Acc, out):
                 out[i, a, e] = acc
 
 
-def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi, ev_cell, ev_lam, ev_dz,
+def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, paths, lo, hi, ev_cell, ev_lam, ev_dz,
                 Wprev, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
@@ -243,7 +243,8 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
     also gets the drift of the first half of its own cell, ``c half g_{j-1}`` (explicit,
     ``O(dt^2)``), without which the midpoint scheme is only first order; ``half = 0`` for SGD.
     Only every ``tstride``-th path carries tangents; its ``G`` increments are weighted by
-    ``tstride / Pb`` (unbiased; used for dense drivers).
+    ``tstride / Pb`` (unbiased; used for dense drivers). ``tangents = False`` (dense
+    drivers only) skips them: ``dGm``, ``dGp`` stay unset (the caller's predictor sweep).
     Poisson driver (``Rmid`` of size 0): the tangents of path ``p`` are kept in row
     ``p // tstride`` of ``psi`` and row ``j`` is formed from the earlier rows (forward).
     Dense drivers: ``Rmid[b, j, l]`` (B, N, N, k, k) is ``R(s_j, s_l)`` between the shared
@@ -401,7 +402,7 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, paths, lo, hi,
                 dFF[b, a, e] += (dFp[a] * dFp[e] + qv[a, e]) * inv
             for e in range(ks):
                 dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
-    if dense and paths.size:
+    if dense and paths.size and tangents:
         # one event per cell for every path: j, its cell and position are shared
         j = lo[0]
         Y = np.empty((j + 1, k, k, gpT.shape[4]))

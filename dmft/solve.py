@@ -393,7 +393,9 @@ def solve(
     tangent_stride : int
         Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
         ``Gamma`` (cost ``O(J^3)`` per path; the other paths still enter ``S``, ``Phi`` and
-        the losses). Default 1 for SGD, 2 for SME/GF, whose tangents cost ``O(N^3)``.
+        the losses). Default 2 for GF, 1 for SGD and SME: the SME's standard error is
+        mostly the tangents' (Huber-on-tanh, 8192 paths: time x SE^2 0.90 s with every
+        path, 1.06 s with every 2nd), GF's is not (0.093 vs 0.085 s).
     n_replicas : int
         The paths are split into this many independent replicas solved in lock-step;
         outputs are replica means, ``*_sem`` the replica standard errors.
@@ -451,7 +453,7 @@ def solve(
     n_paths = errors.positive_int("n_paths", d_paths if n_paths is None else n_paths,
                                   minimum=n_replicas)
     tangent_stride = errors.positive_int(
-        "tangent_stride", (2 if dynamics != "sgd" else 1) if tangent_stride is None else tangent_stride)
+        "tangent_stride", (2 if dynamics == "gf" else 1) if tangent_stride is None else tangent_stride)
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.nonnegative("init_std", init_std)
     corrector = errors.positive_int("corrector", (0 if dynamics == "gf" else 1) if corrector is None else corrector,
@@ -613,6 +615,9 @@ def solve(
                 _k.grid_field(L, Z, ks + (n - 1) * k, k, Pb, active, Wold)
             prev_row = C[:, nk:n1k, :n1k].copy()
             for it in range(corrector + 1):
+                # dense drivers: sweeps before the last keep the predicted G row instead of
+                # the tangents' (O(N^3) per path; docs/dmft_theory.md, "Corrector sweeps")
+                tangents = not driver.dense or it == corrector
                 chol_rows(n)
                 if active.size:
                     _k.grid_field(L, Z, ks + n * k, k, Pb, active, Wnew)
@@ -625,11 +630,12 @@ def solve(
                     _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1],
                                        Rmid[:, n - 1, : n - 1])
                 if active.size:
-                    sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tangent_stride, active, lo, hi, ev_cell,
+                    sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tangent_stride, tangents, active, lo, hi, ev_cell,
                                 ev_lam, ev_dz, Wold, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi, dGm, dGp,
                                 dS, dFF, dPhi)
-                Grow = Gprev + dGm + dGp
-                Gprow = Gpprev + dGp
+                if tangents:
+                    Grow = Gprev + dGm + dGp
+                    Gprow = Gpprev + dGp
                 dW = dS[:, :n]
                 dScum = np.cumsum(dW, axis=1)
                 S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(dScum)
