@@ -387,9 +387,9 @@ def solve(
         so ``theory - simulation`` is one subtraction).
     n_paths : int
         Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
-        Default 131072 for SGD (Huber-on-tanh lr = 2, t_max = 4: 4.4 s on an idle 2-core
+        Default 131072 for SGD (Huber-on-tanh lr = 2, t_max = 4: 2.9-3.8 s on an idle 2-core
         machine, test-loss standard error 0.27-0.44% over seeds 0-2), 8192 for SME and GF
-        (about 4 and 2.5 s).
+        (1.5 s, SE 0.7-1.1%, and 1.1 s, SE 0.2-0.3%).
     tangent_stride : int
         Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
         ``Gamma`` (cost ``O(J^3)`` per path; the other paths still enter ``S``, ``Phi`` and
