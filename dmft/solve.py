@@ -484,10 +484,11 @@ def solve(
     jmax_est = N if driver.dense else int(batch * t_max + 6 * math.sqrt(batch * t_max) + 8)
     D = ks + (N + 1) * k
     # kernels, factor, innovations, tangents, one replica's fields at the output times
-    # (dense drivers keep no per-path tangents, only the replica's R between event times)
-    tangents = (B * N * (N + P // B // tangent_stride) * k * k if driver.dense
-                else P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k)
-    mem = 8 * (5 * B * (N + 1) ** 2 * k * k + B * D * D + P * D + tangents + Pb * n_time * k)
+    # (dense drivers: the replica's R between event times and the tangent paths' g', no
+    # per-path tangents)
+    tangent_doubles = (B * N * (N + P // B // tangent_stride) * k * k if driver.dense
+                       else P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k)
+    mem = 8 * (5 * B * (N + 1) ** 2 * k * k + B * D * D + P * D + tangent_doubles + Pb * n_time * k)
     if mem > max_memory_gb * 2**30:
         raise errors.ParameterError(
             f"n_paths={n_paths!r} is not allowed with dt={dt:g}, t_max={t_max:g}: the solve needs "
@@ -630,9 +631,9 @@ def solve(
                     _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1],
                                        Rmid[:, n - 1, : n - 1])
                 if active.size:
-                    sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tangent_stride, tangents, active, lo, hi, ev_cell,
-                                ev_lam, ev_dz, Wold, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi, dGm, dGp,
-                                dS, dFF, dPhi)
+                    sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tangent_stride, tangents, active, lo, hi,
+                                ev_cell, ev_lam, ev_dz, Wold, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi,
+                                dGm, dGp, dS, dFF, dPhi)
                 if tangents:
                     Grow = Gprev + dGm + dGp
                     Gprow = Gpprev + dGp
