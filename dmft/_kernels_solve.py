@@ -325,9 +325,11 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
             hess(r, yp, params, H)
             for a in range(k):
                 g[p, j, a] = -gv[a]
-                for e in range(k):
-                    gp[p, j, a, e] = -H[a, e]
-            if dense and tang:
+            if not dense:  # the dense drivers read g' only from gpT, and only on tangent paths
+                for a in range(k):
+                    for e in range(k):
+                        gp[p, j, a, e] = -H[a, e]
+            elif tang:
                 for a in range(k):
                     for e in range(k):
                         gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]

@@ -521,7 +521,7 @@ def solve(
     Gpprev2 = Gpprev.copy()
     L = np.zeros((B, D, D))
     g = np.zeros((P, jmax, k))
-    gp = np.zeros((P, jmax, k, k))
+    gp = np.zeros((P, 0 if driver.dense else jmax, k, k))  # dense drivers: gpT below instead
     psi = np.zeros((P // tangent_stride, 0 if driver.dense else jmax * (jmax + 1) // 2 * k * k))
     all_paths = np.arange(P, dtype=np.int64)
     pivots = [np.inf, 0]
