@@ -55,32 +55,62 @@ def _rinterp(R, n, lt, m, ls, out):
 
 
 @njit(cache=True, fastmath=True)
-def chol_row(L, cov, row, tol):
-    """Append row ``row`` of a lower-triangular factor ``L`` with ``L L^T = Cov``.
+def chol_append(L, cov, first, jitter, pivots):
+    """Append rows ``first .. first + T - 1`` of a lower-triangular factor ``L`` with
+    ``L L^T = Cov + jitter diag(Cov)`` (new rows only), in one pass over the earlier rows.
 
-    ``cov[:row + 1]`` is the covariance of the new entry with entries ``0..row``.
-    Semi-definite: columns with zero pivot are skipped, and a pivot below
-    ``tol * cov[row]`` is set to zero (the entry is then a deterministic function of the
-    earlier ones). Returns the clipped pivot (negative values flag indefiniteness).
+    ``cov[t, :first + t + 1]`` is the covariance of new entry ``first + t`` with entries
+    ``0 .. first + t``. Each earlier row of ``L`` is read once for all ``T`` new rows, so
+    appending two grid points' rows together costs one pass over the (memory-bound)
+    triangle instead of two. The jitter keeps every pivot of a consistent semi-definite
+    input at least ``jitter`` times its variance, so no ``L[i, i]`` is so small that
+    rounding in ``Cov`` (~1e-13 relative) divided by it becomes O(1) in later rows
+    (docs/dmft_theory.md, "Gaussian field"). A pivot ``<= 0`` (zero variance, or an
+    inconsistent input) gives a zero column. ``pivots[t]``: the pivot, negative values
+    flag an indefinite input.
     """
-    s = 0.0
-    for i in range(row):
-        acc = cov[i]
-        for j in range(i):
-            acc -= L[row, j] * L[i, j]
-        if L[i, i] > 0.0:
-            L[row, i] = acc / L[i, i]
-        else:
-            L[row, i] = 0.0
-        s += L[row, i] * L[row, i]
-    d = cov[row] - s
-    if d > tol * max(abs(cov[row]), 1e-300):
-        L[row, row] = np.sqrt(d)
-    else:
-        L[row, row] = 0.0
-    for j in range(row + 1, L.shape[1]):
-        L[row, j] = 0.0
-    return d
+    T = cov.shape[0]
+    last = first + T - 1
+    s = np.zeros(T)
+    for i in range(last + 1):
+        if i >= first:  # new row i is complete left of its diagonal
+            t = i - first
+            d = cov[t, i] * (1.0 + jitter) - s[t]
+            pivots[t] = d
+            L[i, i] = np.sqrt(d) if d > 0.0 else 0.0
+            for j in range(i + 1, L.shape[1]):
+                L[i, j] = 0.0
+        for t in range(max(i + 1 - first, 0), T):
+            row = first + t
+            acc = cov[t, i]
+            for j in range(i):
+                acc -= L[row, j] * L[i, j]
+            L[row, i] = acc / L[i, i] if L[i, i] > 0.0 else 0.0
+            s[t] += L[row, i] * L[row, i]
+
+
+@njit(cache=True, fastmath=_FM)
+def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
+    """Rows ``ks + n k .. ks + (n + n_grid) k - 1`` (grid points ``n .. n + n_grid - 1``) of
+    each replica's joint factor ``L[b]`` (teacher first, then the grid field), in one pass
+    over ``L[b]``: covariances ``m[b, n', a]`` with the teacher and ``C[b, n' k + a, :]``
+    with the field. ``pivots[b, t]``: pivot of row ``ks + n k + t`` relative to its variance.
+    """
+    B = L.shape[0]
+    row0 = ks + n * k
+    T = n_grid * k
+    cov = np.zeros((T, row0 + T))
+    piv = np.empty(T)
+    for b in range(B):
+        for t in range(T):
+            g, a = n + t // k, t % k
+            for i in range(ks):
+                cov[t, i] = m[b, g, a, i]
+            for i in range(g * k + a + 1):
+                cov[t, ks + i] = C[b, g * k + a, i]
+        chol_append(L[b], cov, row0, jitter, piv)
+        for t in range(T):
+            pivots[b, t] = piv[t] / max(cov[t, row0 + t], 1e-300)
 
 
 @njit(cache=True, fastmath=_FM)
@@ -112,24 +142,6 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
                     if w != 0.0:
                         for col in range(max(lo, j * k), hi):
                             TC[b, a, col] += w * RtT[b, r, col]
-
-
-@njit(cache=True, fastmath=_FM)
-def chol_rows(L, m, C, n, k, ks, tol, pivots):
-    """Rows ``ks + n k + a`` (``a < k``) of each replica's joint factor ``L[b]`` (teacher
-    first, then the grid field): covariances ``m[b, n, a]`` with the teacher and
-    ``C[b, n k + a, :]`` with the field. ``pivots[b, a]``: pivot relative to the variance."""
-    B = L.shape[0]
-    row0 = ks + n * k
-    cov = np.empty(row0 + k)
-    for b in range(B):
-        for a in range(k):
-            for i in range(ks):
-                cov[i] = m[b, n, a, i]
-            for i in range(n * k + a + 1):
-                cov[ks + i] = C[b, n * k + a, i]
-            d = chol_row(L[b], cov[: row0 + a + 1], row0 + a, tol)
-            pivots[b, a] = d / max(cov[row0 + a], 1e-300)
 
 
 @njit(cache=True, fastmath=True)

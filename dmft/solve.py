@@ -24,8 +24,9 @@ from ._jit import specialise
 
 __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 
-#: relative pivot below which a new Gaussian entry is treated as determined by the past
-CHOL_TOL = 1e-8
+#: relative variance added to every new Gaussian entry: keeps the incremental Cholesky
+#: factor of a (near-)singular kernel stable (docs/dmft_theory.md, "Gaussian field")
+CHOL_JITTER = 1e-10
 #: use the direct O(n^2)-per-row parameter side instead of the incremental one (reference)
 DIRECT_PARAMETER_SIDE = False
 
@@ -193,6 +194,12 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi):
     return Z, eps, xi
 
 
+def _inv_blocks(M):
+    """Inverses of a stack of ``k x k`` blocks; ``k = 1`` without LAPACK's per-call cost
+    (3 per grid step)."""
+    return 1.0 / M if M.shape[-1] == 1 else np.linalg.inv(M)
+
+
 class _ParamSide:
     """Row ``n`` of the parameter-side kernels of every replica (THEORY section 3, linear).
 
@@ -253,7 +260,7 @@ class _ParamSide:
         m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
         nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ self.rho_inv
         Knn = delta * Grow[:, n] - lam * 0.5 * dt * eye
-        Minv = np.linalg.inv(eye - Knn)
+        Minv = _inv_blocks(eye - Knn)
         if dG is None:
             dG = Grow[:, :n] - Gprev[:, :n]
         dGm = dG - (Gprow[:, :n] - Gpprev[:, :n])
@@ -318,7 +325,7 @@ class _ParamSide:
             wm[0] = 0.5 * dt
             m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
         nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ self.rho_inv
-        Minv = np.linalg.inv(eye - Kb[:, n])
+        Minv = _inv_blocks(eye - Kb[:, n])
         A[:, nk:n1k, nk:n1k] = Minv
         R[:, nk:n1k, nk:n1k] = eye
         if n > 0:
@@ -330,7 +337,8 @@ class _ParamSide:
             src = K[:, :, :nk] @ R[:, :nk, :nk] - Km + np.tile(eye, n)
             R[:, nk:n1k, :nk] = Minv @ src
         Arow = self._row_sums(n)
-        X = delta * (Arow @ S[:, :n1k, :n1k])
+        Sn = S[:, :n1k, :n1k]  # only the lower triangle is kept (blocks n >= m)
+        X = delta * (Arow @ (np.tril(Sn) + np.swapaxes(np.tril(Sn, -1), -1, -2)))
         Crow = X @ np.swapaxes(A[:, :n1k, :n1k], -1, -2)
         Crow += np.einsum("bah,hg,bmeg->bame", self.asum[:, n], self.q0,
                           self.asum[:, : n + 1]).reshape(B, k, n1k)
@@ -509,7 +517,7 @@ def solve(
     C = np.zeros((B, NK, NK))
     R = np.zeros((B, NK, NK))
     A = np.zeros((B, NK, NK))
-    S = np.zeros((B, NK, NK))
+    S = np.zeros((B, NK, NK))  # lower block triangle only (the force covariance, symmetric)
     m = np.zeros((B, N + 1, k, ks))
     nu = np.zeros((B, N + 1, k, ks))
     Phi = np.zeros((B, N + 1, k, ks))
@@ -527,18 +535,21 @@ def solve(
     pivots = [np.inf, 0]
     par = _ParamSide(k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec)
 
-    rel_pivots = np.empty((B, k))
+    rel_pivots = np.empty((B, 2 * k))
 
-    def chol_rows(n):
-        _k.chol_rows(L, m, C, n, k, ks, CHOL_TOL, rel_pivots)
-        pivots[0] = min(pivots[0], float(rel_pivots.min()))
-        rows = ks + n * k + np.arange(k)
-        pivots[1] += int(np.count_nonzero(L[:, rows, rows] == 0.0))
+    def chol_rows(n, final, ahead=False):
+        """Rows of grid point ``n`` of every replica's factor ``L``; with ``ahead`` also those
+        of ``n + 1`` (from the predicted kernel row) in the same pass over ``L``, which is
+        memory-bound. The diagnostics count the pivots of final rows only."""
+        _k.chol_rows(L, m, C, n, 2 if ahead else 1, k, ks, CHOL_JITTER, rel_pivots)
+        if final:
+            pivots[0] = min(pivots[0], float(rel_pivots[:, :k].min()))
+            rows = ks + n * k + np.arange(k)
+            pivots[1] += int(np.count_nonzero(L[:, rows, rows] == 0.0))
 
     # teacher rows of the joint factor, labels
     for b in range(B):
-        for i in range(ks):
-            _k.chol_row(L[b], rho[i, : i + 1].copy(), i, CHOL_TOL)
+        _k.chol_append(L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite
     wstar = np.ascontiguousarray(Z[:, :ks] @ L[0, :ks, :ks].T)
     y = np.zeros((P, model.label_dim))
     # kernels with this model's functions bound (compiled once, then from the disk cache)
@@ -549,8 +560,7 @@ def solve(
 
     # row 0
     Grow = np.zeros((B, N + 1, k, k))
-    par.row(0, Grow, Gpprev, Gprev, Gpprev, None)
-    chol_rows(0)
+    par.row(0, Grow, Gpprev, Gprev, Gpprev, None)  # its factor rows come with step 1's
 
     if not driver.dense:
         cells = _cell_lists(counts, ev_cell, N)
@@ -608,18 +618,20 @@ def solve(
                 S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk]
                 S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk]
                 Phi[:, n] = Phi[:, n - 1]
-            S[:, :nk, nk:n1k] = np.swapaxes(S[:, nk:n1k, :nk], -1, -2)
             par.row(n, Grow, Gprow, Gprev, Gpprev, dWp, dGpred)
             Wnew = np.zeros((active.size, k))
             Wold = np.zeros((active.size, k))
-            if active.size:
-                _k.grid_field(L, Z, ks + (n - 1) * k, k, Pb, active, Wold)
             prev_row = C[:, nk:n1k, :n1k].copy()
             for it in range(corrector + 1):
                 # dense drivers: sweeps before the last keep the predicted G row instead of
                 # the tangents' (O(N^3) per path; docs/dmft_theory.md, "Corrector sweeps")
                 tangents = not driver.dense or it == corrector
-                chol_rows(n)
+                if it == 0:  # the final rows of n - 1 and the first of n: one pass over L
+                    chol_rows(n - 1, final=True, ahead=True)
+                    if active.size:
+                        _k.grid_field(L, Z, ks + (n - 1) * k, k, Pb, active, Wold)
+                else:
+                    chol_rows(n, final=False)
                 if active.size:
                     _k.grid_field(L, Z, ks + n * k, k, Pb, active, Wnew)
                 dGm[:] = 0.0
@@ -642,7 +654,6 @@ def solve(
                 S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(dScum)
                 d1 = dScum[:, n - 1]
                 S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk] + d1 + np.swapaxes(d1, -1, -2) + dFF
-                S[:, :nk, nk:n1k] = np.swapaxes(S[:, nk:n1k, :nk], -1, -2)
                 Phi[:, n] = Phi[:, n - 1] + dPhi
                 par.row(n, Grow, Gprow, Gprev, Gpprev, dW)
                 row = C[:, nk:n1k, :n1k].copy()
@@ -654,7 +665,6 @@ def solve(
             if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > 1e12:
                 raise errors.DivergenceError(
                     f"norm diverged at time {n * dt:.4g}; lower the learning rate", n * dt)
-            chol_rows(n)
             Gprev2, Gpprev2 = Gprev, Gpprev
             Gprev, Gpprev = Grow, Gprow
             dW_last[:, :n] = dW
@@ -664,6 +674,7 @@ def solve(
     finally:
         if bar is not None:
             bar.close()
+    chol_rows(N, final=True)
     min_pivot, n_zero_pivots = pivots
     # training loss at the output steps, after the solve: one matrix product per replica
     # gives the fields of all paths at all output times (rows of L and R are final)
