@@ -144,6 +144,149 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
                             TC[b, a, col] += w * RtT[b, r, col]
 
 
+@njit(cache=True, fastmath=_FM)
+def row_sums(A, nu, delta, n, RtT, asum, bvec):
+    """From row ``n`` of ``A`` (final): the step response ``Rt_nc = sum_{j=c}^n A_nj``, stored
+    transposed (``RtT[b, c k + e, n k + a]``), ``asum[b, n] = sum_j A_nj`` and
+    ``bvec[b, n] = delta A_n. nu``. A, RtT: (B, (N+1) k, (N+1) k); nu, bvec: (B, N+1, k, ks);
+    asum: (B, N+1, k, k)."""
+    B = A.shape[0]
+    k = asum.shape[2]
+    ks = nu.shape[3]
+    for b in range(B):
+        for a in range(k):
+            r = n * k + a
+            for e in range(k):
+                acc = 0.0
+                for c in range(n, -1, -1):
+                    acc += A[b, r, c * k + e]
+                    RtT[b, c * k + e, r] = acc
+                asum[b, n, a, e] = acc
+            for g in range(ks):
+                acc = 0.0
+                for j in range(n + 1):
+                    for e in range(k):
+                        acc += A[b, r, j * k + e] * nu[b, j, e, g]
+                bvec[b, n, a, g] = delta * acc
+
+
+@njit(cache=True, fastmath=_FM)
+def finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, rho_inv,
+               A, R, C, S, m, nu, Phi, asum, bvec, RtT):
+    """Row ``n >= 1`` of ``m, nu, A, R, C`` (and :func:`row_sums`) of every replica, from
+    row ``n - 1`` and the products ``P = sum_j dK_j X_j.`` of :func:`row_products`: the
+    incremental identities of ``solve._ParamSide.row``.
+
+    ``m_n = (delta Phi_n - lam sum_{j<n} w_j m_j) / (1 + lam dt / 2)`` (trapezoid, the half
+    weight at ``n`` moved left), ``nu_n = (Phi_n - sum_{j<=n} G_nj m_j) rho^-1``;
+    ``A_n. = Minv (A_{n-1}. - E_{n-1} + PA)``, ``R_n. = Minv (R_{n-1}. - delta dG^-
+    + PR)``, ``C_n. = Minv (C_{n-1}. + PC + delta dnu rho b^T)`` (with its transpose as
+    column ``n``), ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)``, ``Y_nn = q0 asum_n^T +
+    delta S_n. A_n.^T + delta nu_n rho b_n^T``. Grow: (B, N+1, k, k) the row of ``G``;
+    dGm: (B, n, k, k) the increment of ``G^-``; Minv: (B, k, k) ``(I - K_nn)^-1``;
+    PA, PR, PC: (B, k, n k).
+    """
+    B = A.shape[0]
+    k = Minv.shape[1]
+    ks = m.shape[3]
+    nk = n * k
+    pk = nk - k
+    TA = np.empty((k, nk))
+    TR = np.empty((k, nk))
+    TC = np.empty((k, nk))
+    tmp = np.empty((k, ks))
+    drho = np.empty((k, ks))
+    Y = np.empty((k, k))
+    cnn = np.empty((k, k))
+    for b in range(B):
+        for a in range(k):
+            for g in range(ks):
+                acc = 0.5 * dt * m[b, 0, a, g]
+                for j in range(1, n):
+                    acc += dt * m[b, j, a, g]
+                m[b, n, a, g] = (delta * Phi[b, n, a, g] - lam * acc) / (1.0 + 0.5 * lam * dt)
+        for a in range(k):
+            for g in range(ks):
+                acc = Phi[b, n, a, g]
+                for j in range(n + 1):
+                    for h in range(k):
+                        acc -= Grow[b, j, a, h] * m[b, j, h, g]
+                tmp[a, g] = acc
+        for a in range(k):
+            for g in range(ks):
+                acc = 0.0
+                for h in range(ks):
+                    acc += tmp[a, h] * rho_inv[h, g]
+                nu[b, n, a, g] = acc
+        for a in range(k):
+            for g in range(ks):
+                acc = 0.0
+                for h in range(ks):
+                    acc += (nu[b, n, a, h] - nu[b, n - 1, a, h]) * rho[h, g]
+                drho[a, g] = delta * acc
+        for a in range(k):
+            for col in range(nk):
+                j, e = col // k, col % k
+                TA[a, col] = A[b, pk + a, col] + PA[b, a, col]
+                TR[a, col] = R[b, pk + a, col] - delta * dGm[b, j, a, e] + PR[b, a, col]
+                acc = C[b, pk + a, col] + PC[b, a, col]
+                for g in range(ks):
+                    acc += drho[a, g] * bvec[b, j, e, g]
+                TC[a, col] = acc
+            TA[a, pk + a] -= 1.0
+        for a in range(k):
+            r = nk + a
+            for col in range(nk):
+                xa = 0.0
+                xr = 0.0
+                xc = 0.0
+                for h in range(k):
+                    w = Minv[b, a, h]
+                    xa += w * TA[h, col]
+                    xr += w * TR[h, col]
+                    xc += w * TC[h, col]
+                A[b, r, col] = xa
+                R[b, r, col] = xr
+                C[b, r, col] = xc
+                C[b, col, r] = xc
+            for e in range(k):
+                A[b, r, nk + e] = Minv[b, a, e]
+                R[b, r, nk + e] = 1.0 if a == e else 0.0
+    row_sums(A, nu, delta, n, RtT, asum, bvec)
+    for b in range(B):
+        for a in range(k):
+            for e in range(k):
+                acc = 0.0
+                for h in range(k):
+                    acc += q0[a, h] * asum[b, n, e, h]
+                sa = 0.0
+                for col in range(nk + k):
+                    sa += S[b, nk + a, col] * A[b, nk + e, col]
+                nb = 0.0
+                for h in range(ks):
+                    for g in range(ks):
+                        nb += nu[b, n, a, h] * rho[h, g] * bvec[b, n, e, g]
+                Y[a, e] = acc + delta * (sa + nb)
+        for h in range(k):  # Y += sum_{j<n} K_nj C_jn, K_nj = delta G_nj - lam w_j I
+            for e in range(k):
+                acc = 0.0
+                for j in range(n):
+                    wj = 0.5 * dt if j == 0 else dt
+                    for g in range(k):
+                        Kv = delta * Grow[b, j, h, g] - (lam * wj if h == g else 0.0)
+                        acc += Kv * C[b, nk + e, j * k + g]
+                Y[h, e] += acc
+        for a in range(k):
+            for e in range(k):
+                acc = 0.0
+                for h in range(k):
+                    acc += Minv[b, a, h] * Y[h, e]
+                cnn[a, e] = acc
+        for a in range(k):
+            for e in range(k):
+                C[b, nk + a, nk + e] = 0.5 * (cnn[a, e] + cnn[e, a])
+
+
 @njit(cache=True, fastmath=True)
 def grid_field(L, Z, row0, k, Pb, paths, out):
     """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""

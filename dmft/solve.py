@@ -220,19 +220,6 @@ class _ParamSide:
         self.RtT = np.zeros_like(A)  # RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae (step response)
         self.last_products = None  # (n, dK, dW, (PA, PR, PC)) of the last row computed
 
-    def _row_sums(self, n):
-        """From the new row ``A_n.``: step response ``Rt_nc = sum_{j=c}^n A_nj`` (stored
-        transposed), ``asum_n = sum_j A_nj`` and ``b_n = delta A_n. nu``. Returns ``A_n.``."""
-        A, B, k = self.A, self.A.shape[0], self.k
-        nk, n1k = n * k, (n + 1) * k
-        Arow = A[:, nk:n1k, :n1k]
-        ab = Arow.reshape(B, k, n + 1, k)
-        self.RtT[:, :n1k, nk:n1k] = np.swapaxes(
-            np.cumsum(ab[:, :, ::-1], axis=2)[:, :, ::-1].reshape(B, k, n1k), -1, -2)
-        self.asum[:, n] = ab.sum(axis=2)
-        self.bvec[:, n] = self.delta * (Arow @ self.nu[:, : n + 1].reshape(B, n1k, self.ks))
-        return Arow
-
     def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
         """Row ``n`` from row ``n - 1`` and the increments ``G_n. - G_{n-1}.`` (incremental).
 
@@ -248,19 +235,13 @@ class _ParamSide:
         """
         if n == 0 or DIRECT_PARAMETER_SIDE:
             return self.row_direct(n, Grow, Gprow)
-        k, dt, delta, lr, ridge = self.k, self.dt, self.delta, self.lr, self.ridge
-        C, R, A, S, m, nu, Phi = self.C, self.R, self.A, self.S, self.m, self.nu, self.Phi
+        k, dt, delta, lam = self.k, self.dt, self.delta, self.lr * self.ridge
+        C, R, A = self.C, self.R, self.A
         B = C.shape[0]
-        nk, n1k = n * k, (n + 1) * k
+        nk = n * k
         pk = nk - k
         eye = np.eye(k)
-        lam = lr * ridge
-        wm = np.full(n, dt)
-        wm[0] = 0.5 * dt
-        m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
-        nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ self.rho_inv
-        Knn = delta * Grow[:, n] - lam * 0.5 * dt * eye
-        Minv = _inv_blocks(eye - Knn)
+        Minv = _inv_blocks(eye - (delta * Grow[:, n] - lam * 0.5 * dt * eye))
         if dG is None:
             dG = Grow[:, :n] - Gprev[:, :n]
         dGm = dG - (Gprow[:, :n] - Gpprev[:, :n])
@@ -282,29 +263,8 @@ class _ParamSide:
         else:
             _k.row_products(dK, dW, A, R, C, self.RtT, delta, 0, nk, PA, PR, PC)
         self.last_products = (n, dK, dW.copy(), (PA, PR, PC))  # dW may be a view of a reused buffer
-        TA = A[:, pk:nk, :nk] + PA
-        TA[:, :, pk:nk] -= eye
-        TR = R[:, pk:nk, :nk] - delta * _flat(dGm) + PR
-        TC = C[:, pk:nk, :nk] + PC
-        dnu = nu[:, n] - nu[:, n - 1]
-        TC += delta * np.einsum("bah,hg,bmeg->bame", dnu, self.rho, self.bvec[:, :n]).reshape(B, k, nk)
-        A[:, nk:n1k, :nk] = Minv @ TA
-        A[:, nk:n1k, nk:n1k] = Minv
-        R[:, nk:n1k, :nk] = Minv @ TR
-        R[:, nk:n1k, nk:n1k] = eye
-        Crow = Minv @ TC
-        C[:, nk:n1k, :nk] = Crow
-        C[:, :nk, nk:n1k] = np.swapaxes(Crow, -1, -2)
-        Arow = self._row_sums(n)
-        # C_nn = Minv [Y_nn + sum_{j<n} K_nj C_jn],  Y_nn = E[src_n theta_n^T]
-        Y = (self.q0 @ np.swapaxes(self.asum[:, n], -1, -2)
-             + delta * (S[:, nk:n1k, :n1k] @ np.swapaxes(Arow, -1, -2))
-             + delta * (nu[:, n] @ self.rho @ np.swapaxes(self.bvec[:, n], -1, -2)))
-        w = np.full(n, dt)
-        w[0] = 0.5 * dt
-        K = _flat(delta * Grow[:, :n] - lam * w[None, :, None, None] * eye)
-        cnn = Minv @ (Y + K @ C[:, :nk, nk:n1k])
-        C[:, nk:n1k, nk:n1k] = 0.5 * (cnn + np.swapaxes(cnn, -1, -2))
+        _k.finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho, self.rho_inv,
+                      A, R, C, self.S, self.m, self.nu, self.Phi, self.asum, self.bvec, self.RtT)
 
     def row_direct(self, n, Grow, Gprow):
         k, dt, delta, lr, ridge = self.k, self.dt, self.delta, self.lr, self.ridge
@@ -336,7 +296,8 @@ class _ParamSide:
             Km = _flat(delta * (Grow[:, :n] - Gprow[:, :n]) - lam * wl[None, :, None, None] * eye)
             src = K[:, :, :nk] @ R[:, :nk, :nk] - Km + np.tile(eye, n)
             R[:, nk:n1k, :nk] = Minv @ src
-        Arow = self._row_sums(n)
+        _k.row_sums(A, nu, delta, n, self.RtT, self.asum, self.bvec)
+        Arow = A[:, nk:n1k, :n1k]
         Sn = S[:, :n1k, :n1k]  # only the lower triangle is kept (blocks n >= m)
         X = delta * (Arow @ (np.tril(Sn) + np.swapaxes(np.tril(Sn, -1), -1, -2)))
         Crow = X @ np.swapaxes(A[:, :n1k, :n1k], -1, -2)
