@@ -22,7 +22,7 @@ def run(dynamics, n_steps, n_paths):
                       **{k: v for k, v in KW.items()})
 
 
-PARAMETER_SIDE = {"row", "_row_sums", "chol_rows", "row_products"}  # solve._ParamSide.row, its helper and kernels
+PARAMETER_SIDE = {"row", "chol_rows", "row_products", "finish_row", "row_sums"}  # solve._ParamSide.row and its kernels
 SAMPLE_SIDE = {"sample_cell", "shared_response", "grid_field", "train_losses"}
 
 
