@@ -209,7 +209,8 @@ class _ParamSide:
     ``nu_n = (Phi_n - sum_j G_nj m_j) rho^-1``; ``A`` the resolvent of ``(I - K)``;
     ``R_n.`` from a unit step source at the kick with the right half-hat only at the kick;
     ``C_n. = A_n. Sigma A^T`` with ``Sigma = q0 + delta S + delta^2 nu rho nu^T``.
-    Dense work is batched matrix-vector products (BLAS), ``O(n^2 k^2)`` per row.
+    The incremental row is two numba kernels (row_products, finish_row), ``O(n^2 k^2)`` per row
+    at most; row_direct is the numpy reference.
     """
 
     def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec):
