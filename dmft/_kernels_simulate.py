@@ -1,6 +1,6 @@
 """Numba kernels behind :func:`dmft.simulate.simulate` (its only caller).
 
-``sgd_steps``, ``per_sample`` and ``teacher_labels`` are templates: :func:`dmft._jit.specialise`
+``sgd_steps``, ``per_sample``, ``row_losses`` and ``teacher_labels`` are templates: :func:`dmft._jit.specialise`
 binds the model's functions (``grad``, ``loss``, ``teacher``) and compiles them with a
 disk cache. Kernels see only arrays and scalars.
 """
@@ -123,6 +123,12 @@ def weighted_transpose(X, G, w, out):
             if gq != 0.0:
                 for a in range(d):
                     out[a, q] += X[i, a] * gq
+
+
+def row_losses(params, R, Y, out):
+    """``out[i] = l(R[i], Y[i])`` for predictions ``R`` (n, k) and labels ``Y`` (n, label_dim)."""
+    for i in range(R.shape[0]):
+        out[i] = loss(R[i], Y[i], params)  # noqa: F821 (bound by specialise)
 
 
 def teacher_labels(params, Rstar, EPS, Y):

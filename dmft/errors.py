@@ -130,6 +130,12 @@ def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel
             UnresolvedTimeStepWarning, stacklevel=stacklevel)
 
 
+class QuadratureWarning(UserWarning):
+    """The estimated Gaussian-integration error of an output exceeds a third of its
+    standard error (or of the requested accuracy): refine the rule or declare the model's
+    kinks (:attr:`dmft.models.Model.kinks`)."""
+
+
 def exit_status(prog: str, error: Exception) -> int:
     """Print a command-line failure to stderr; exit status 2 for bad input, 3 for divergence."""
     import sys

@@ -44,6 +44,10 @@ class Model:
     ``closed_form(mean, cov, label, params)``, optional, returns the Gaussian moments
     exactly (a :class:`dmft.expectation.Moments`); the expectation engine then skips
     quadrature unless a rule is asked for.
+    ``kinks(params)``, optional, returns the hyperplanes on which the loss, its gradient
+    or the teacher is not smooth, as rows ``(a, b)`` of an ``(m, k + k_star + noise_dim + 1)``
+    array meaning ``a . (r, r_star, eps) = b``; the expectation engine integrates across
+    them piecewise (a sign teacher ``1[r* + s eps > 0]`` has the row ``(0, 1, s, 0)``).
     """
 
     name: str
@@ -61,6 +65,21 @@ class Model:
     class_labels: Callable | None = None
     description: str = ""
     closed_form: Callable | None = None
+    kinks: Callable | None = None
+
+    def kink_planes(self) -> np.ndarray:
+        """``kinks(params)`` as an ``(m, k + k_star + noise_dim + 1)`` float array."""
+        width = self.k + self.k_star + self.noise_dim + 1
+        if self.kinks is None:
+            return np.zeros((0, width))
+        planes = np.atleast_2d(np.asarray(self.kinks(self.param_array), dtype=float))
+        if planes.size == 0:
+            return np.zeros((0, width))
+        if planes.ndim != 2 or planes.shape[1] != width or not np.isfinite(planes).all():
+            raise errors.ParameterError(
+                f"kinks of model {self.name!r} returned an array of shape {planes.shape}; expected "
+                f"finite rows (a, b) of length k + k_star + noise_dim + 1 = {width}")
+        return planes
 
     @property
     def param_array(self) -> np.ndarray:
@@ -202,6 +221,11 @@ def _sign_teacher(r_star, eps, p, out):
     out[0] = 1.0 if r_star[0] + p[0] * eps[0] > 0 else 0.0
 
 
+def _sign_teacher_kink(p):
+    """The sign teacher's label jumps on ``r* + noise_std eps = 0`` (``k = k* = 1``)."""
+    return [[0.0, 1.0, p[0], 0.0]]
+
+
 def _binary_labels(n_classes: int) -> np.ndarray:
     if n_classes != 2:
         raise errors.ParameterError(
@@ -220,7 +244,7 @@ def logistic(noise_std: float = 0.0) -> Model:
     return Model(
         "logistic", 1, 1, 1, 1, _logistic_loss, _logistic_grad, _logistic_hess, _sign_teacher,
         params=(noise_std,), param_names=("noise_std",), class_labels=_binary_labels,
-        description="l = log(1+e^r) - y r, y in {0,1}",
+        description="l = log(1+e^r) - y r, y in {0,1}", kinks=_sign_teacher_kink,
     )
 
 
@@ -402,6 +426,7 @@ def phase_retrieval(noise_std: float = 0.0) -> Model:
         "phase_retrieval", 1, 1, 1, 1, _pr_loss, _pr_grad, _pr_hess, _pr_teacher,
         params=(noise_std,), param_names=("noise_std",), smooth=False,
         description="l = (|r| - y)^2, y = |r*| + noise_std eps",
+        kinks=lambda p: [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]],
     )
 
 

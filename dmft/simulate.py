@@ -62,6 +62,7 @@ def simulate(
     n_time: int = 101,
     times=None,
     dt: float | None = None,
+    n_test: int = 10_000,
     progress: bool = True,
     on_divergence: str = "raise",
 ):
@@ -89,8 +90,9 @@ def simulate(
         Independent data sets (and sampling noise), stacked along dim ``seed``.
     seed : int or numpy.random.SeedSequence
         Seed ``s`` gives streams ``SeedSequence(s).spawn(n_seeds)``; each spawns a data
-        stream and a sampling stream, so SGD, SME and GF with the same seed see the same
-        data sets. Same arguments and seed give bit-identical output.
+        stream, a sampling stream and a held-out test stream, so SGD, SME and GF with the
+        same seed see the same data and test sets. Same arguments and seed give
+        bit-identical output.
     ridge : float
         Ridge ``lam >= 0``.
     init_std : float
@@ -111,6 +113,10 @@ def simulate(
         ``O(lr dt)``, see docs/simulate.md). GF: fixed RK4 step; ``None`` uses an
         adaptive Dormand-Prince 5(4) integrator (rtol 1e-7; the 8th-order
         DOP853 stalls on the kinks of Huber-type losses). Ignored by SGD.
+    n_test : int
+        Size of each seed's held-out test set: ``n_test`` fresh samples ``x ~ N(0, I_d/d)``
+        with teacher labels (fresh label noise), drawn once per seed and used at every
+        output time. Memory ``8 n_test d`` bytes.
     progress : bool
         Show a progress bar over seeds.
     on_divergence : {'raise', 'truncate'}
@@ -122,8 +128,10 @@ def simulate(
     -------
     xarray.Dataset
         ``train_loss`` (seed, time): mean over the ``n`` samples of ``l``;
-        ``test_loss`` (seed, time): population loss ``E l`` over ``(r, r*)`` Gaussian with
-        covariance ``[[q, m], [m^T, rho]]`` (quadrature, label noise integrated);
+        ``test_loss`` (seed, time): mean of ``l`` over the seed's held-out test set (an
+        unbiased estimate of the population loss that does not go through the theory's
+        Gaussian integrals), with ``test_loss_sem`` (seed, time) its standard error
+        ``std(l)/sqrt(n_test)`` over the test set;
         ``norm`` = ``q = theta^T theta/d`` (seed, time, student, student2);
         ``overlap`` = ``m = theta^T theta*/d`` (seed, time, student, teacher);
         coordinate ``epoch = t kappa_bar`` on ``time``; every input in ``attrs``.
@@ -162,6 +170,7 @@ def simulate(
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.nonnegative("init_std", init_std)
     sampling = errors.choice("sampling", sampling, SAMPLING)
+    n_test = errors.positive_int("n_test", n_test, minimum=2)
     on_divergence = errors.on_divergence(on_divergence)
     if dt is not None:
         dt = errors.positive("dt", dt)
@@ -201,14 +210,16 @@ def simulate(
     k, ks = model.k, model.k_star
     train = np.empty((n_seeds, n_time))
     test = np.empty((n_seeds, n_time))
+    test_sem = np.empty((n_seeds, n_time))
     norm = np.empty((n_seeds, n_time, k, k))
     overlap = np.empty((n_seeds, n_time, k, ks))
     rhos = np.empty((n_seeds, ks, ks))
     blowup = math.inf
     for s, child in enumerate(_progress(root.spawn(n_seeds), progress, dynamics)):
-        data_ss, sample_ss = child.spawn(2)
+        data_ss, sample_ss, test_ss = child.spawn(3)
         X, Y, theta_star, theta = _dataset(model, n, d, init_std, np.random.default_rng(data_ss))
-        rec = _Recorder(model, X, Y, theta_star, n_time)
+        held_out = _test_set(model, n_test, theta_star, np.random.default_rng(test_ss))
+        rec = _Recorder(model, X, Y, theta_star, held_out, n_time)
         with np.errstate(all="ignore"):
             run(cfg, X, Y, theta, np.random.default_rng(sample_ss), rec)
         try:
@@ -217,11 +228,9 @@ def simulate(
             if on_divergence == "raise":
                 raise
             blowup = min(blowup, e.time)
-        train[s], norm[s], overlap[s] = rec.train, rec.norm, rec.overlap
-        rho = rhos[s] = theta_star.T @ theta_star / d
-        test[s] = [_population_loss(model, norm[s, j], overlap[s, j], rho)
-                   if np.isfinite(norm[s, j]).all() and np.isfinite(overlap[s, j]).all()
-                   and np.abs(norm[s, j]).max() <= BLOWUP_NORM else np.nan for j in range(n_time)]
+        train[s], test[s], test_sem[s] = rec.train, rec.test, rec.test_sem
+        norm[s], overlap[s] = rec.norm, rec.overlap
+        rhos[s] = theta_star.T @ theta_star / d
 
     seed_attr = seed if isinstance(seed, (int, np.integer)) else repr(root.entropy)
     attrs = {
@@ -232,6 +241,7 @@ def simulate(
         "dt": "adaptive" if (dynamics == "gf" and dt is None) else dt,
         "t_max": t_max, "n_time": n_time, "teacher_prior": "N(0, 1) (rho = 1)",
         "method": _METHOD[dynamics], "rho": rhos.tolist(), "on_divergence": on_divergence,
+        "n_test": n_test, "test_loss_method": "mean loss on n_test held-out samples per seed",
     }
     if blowup < math.inf:
         keep = times < blowup
@@ -239,10 +249,12 @@ def simulate(
             raise errors.DivergenceError(
                 f"simulation diverged at time {blowup:.4g} (the first output time); lower the learning rate",
                 float(blowup))
-        times, train, test, norm, overlap = (times[keep], train[:, keep], test[:, keep],
-                                             norm[:, keep], overlap[:, keep])
+        times, train, test, test_sem, norm, overlap = (
+            times[keep], train[:, keep], test[:, keep], test_sem[:, keep], norm[:, keep], overlap[:, keep])
         attrs.update(truncated=1, diverged_at=float(blowup), n_time=int(keep.sum()))
-    return _dataset_of_runs(train, test, norm, overlap, times, batch, attrs)
+    ds = _dataset_of_runs(train, test, norm, overlap, times, batch, attrs)
+    ds["test_loss_sem"] = (("seed", "time"), test_sem, output.describe("test_loss_sem"))
+    return ds
 
 
 _METHOD = {
@@ -287,6 +299,18 @@ def _dataset(model, n: int, d: int, init_std: float, rng: np.random.Generator):
     return X, Y, theta_star, theta0
 
 
+def _test_set(model, n_test: int, theta_star, rng: np.random.Generator):
+    """Held-out inputs ``X`` (n_test, d), ``x ~ N(0, I/d)``, and teacher labels with fresh
+    label noise (n_test, label_dim), drawn in this order from ``rng``."""
+    d = theta_star.shape[0]
+    X = rng.standard_normal((n_test, d)) / math.sqrt(d)
+    eps = rng.standard_normal((n_test, model.noise_dim))
+    Y = np.empty((n_test, model.label_dim))
+    teacher_labels = specialise(_k.teacher_labels, teacher=model.teacher)
+    teacher_labels(model.param_array, np.ascontiguousarray(X @ theta_star), eps, Y)
+    return X, Y
+
+
 def _population_loss(model, q, m, rho) -> float:
     """``E l`` over ``(r, r*) ~ N(0, [[q, m], [m^T, rho]])`` with label noise integrated."""
     cov = np.block([[q, m], [m.T, rho]])
@@ -296,8 +320,9 @@ def _population_loss(model, q, m, rho) -> float:
 class _Recorder:
     """Observables at output times; marks the run diverged at the first bad state."""
 
-    def __init__(self, model, X, Y, theta_star, n_time):
+    def __init__(self, model, X, Y, theta_star, held_out, n_time):
         self.model, self.X, self.Y, self.theta_star = model, X, Y, theta_star
+        self.X_test, self.Y_test = held_out
         self.params = model.param_array
         self.resize(n_time)
         self.diverged = False
@@ -306,6 +331,8 @@ class _Recorder:
     def resize(self, n_slots: int) -> None:
         m = self.model
         self.train = np.full(n_slots, np.nan)
+        self.test = np.full(n_slots, np.nan)
+        self.test_sem = np.full(n_slots, np.nan)
         self.norm = np.full((n_slots, m.k, m.k), np.nan)
         self.overlap = np.full((n_slots, m.k, m.k_star), np.nan)
 
@@ -325,6 +352,10 @@ class _Recorder:
         X = self.X
         per_sample = specialise(_k.per_sample, loss=m.loss, grad=m.grad)
         self.train[j] = per_sample(self.params, X, theta, self.Y, self._G, True, False) / X.shape[0]
+        losses = np.empty(self.X_test.shape[0])
+        specialise(_k.row_losses, loss=m.loss)(self.params, self.X_test @ theta, self.Y_test, losses)
+        self.test[j] = losses.mean()
+        self.test_sem[j] = losses.std(ddof=1) / math.sqrt(losses.size)
         self.norm[j] = theta.T @ theta / d
         self.overlap[j] = theta.T @ self.theta_star / d
         return True
@@ -332,7 +363,7 @@ class _Recorder:
     def interpolate(self, lo, hi, w) -> None:
         """Replace the slots by ``(1 - w) slot[lo] + w slot[hi]`` (SGD between steps)."""
         w = np.asarray(w)
-        for name in ("train", "norm", "overlap"):
+        for name in ("train", "test", "test_sem", "norm", "overlap"):
             a = getattr(self, name)
             ww = w.reshape((-1,) + (1,) * (a.ndim - 1))
             lo_v, hi_v = a[lo], a[hi]
@@ -340,7 +371,7 @@ class _Recorder:
             setattr(self, name, np.where(ww > 0, (1 - ww) * lo_v + ww * hi_v, lo_v))
 
     def check(self, times, s: int) -> None:
-        vals = np.concatenate([self.norm.reshape(len(times), -1), self.train[:, None]], axis=1)
+        vals = np.concatenate([self.norm.reshape(len(times), -1), self.train[:, None], self.test[:, None]], axis=1)
         output.check_finite(f"simulation (seed {s})", times, vals, limit=BLOWUP_NORM)
 
 

@@ -670,6 +670,7 @@ def solve(
     tl, tl_b = _test_losses(model, nm, ov, norm_b, m_b, rho)
     tl_s = tl_b.std(0, ddof=1) / math.sqrt(B)
     output.check_finite("test_loss", time, tl)
+    tl_err = _test_loss_error(model, nm, ov, rho, tl_s)
     output.check_finite("train_loss", time, tr)
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
@@ -693,7 +694,7 @@ def solve(
         "delta": delta, "lr": lr, "batch": batch, "c": c, "t_max": t_max, "dt": dt,
         "n_steps": N, "n_time": n_time, "n_paths": P, "n_replicas": B, "tangent_stride": tangent_stride, "ridge": ridge, "init_std": init_std,
         "corrector": corrector, "sampling": sampling, "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
-        "corrector_residual": residual, "events_per_path": ev_per_path,
+        "corrector_residual": residual, "test_loss_quadrature_error": tl_err, "events_per_path": ev_per_path,
         "max_events_per_path": int(counts.max()), "chol_min_relative_pivot": float(min_pivot),
         "chol_zero_pivots": int(n_zero_pivots), "memory_gb": mem / 2**30,
         "runtime_s": _time.perf_counter() - t_start,
@@ -701,6 +702,28 @@ def solve(
                       "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
     }
     return output.build(variables, coords, attrs)
+
+
+def _test_loss_error(model, q, mo, rho, sem, n_checks: int = 6) -> float:
+    """Largest estimated integration error of the test loss (the quadrature against a refined
+    rule) at ``n_checks`` output times spread over the run; a :class:`QuadratureWarning` when
+    it exceeds a third of the test loss's standard error there (outputs with no spread, such
+    as a deterministic start, have no such yardstick and only enter the reported error).
+    The error is a smooth function of ``(q, m)``, so a few times bound it along the run."""
+    worst, worst_ratio, at = 0.0, 0.0, 0
+    for n in np.unique(np.linspace(0, q.shape[0] - 1, n_checks).round().astype(int)):
+        cov = np.block([[q[n], mo[n]], [mo[n].T, rho]])
+        err = expectation.gaussian_moments(model, np.zeros(len(cov)), cov, error=True).error
+        ratio = err / sem[n] if sem[n] > 0 else 0.0
+        worst = max(worst, err)
+        if ratio > worst_ratio:
+            worst_ratio, at = ratio, n
+    if worst_ratio > 1 / 3:
+        warnings.warn(
+            f"dmft.solve: the test loss's estimated integration error {worst:.3g} exceeds a third of its "
+            f"standard error ({sem[at]:.3g} at output {at}); pass a finer expectation rule or declare the "
+            "model's kinks (models.Model.kinks)", errors.QuadratureWarning, stacklevel=3)
+    return float(worst)
 
 
 def _test_losses(model, q, mo, q_b, m_b, rho):
