@@ -119,6 +119,12 @@ class UnresolvedTimeStepWarning(UserWarning):
     turns numerical RuntimeWarnings raised inside the library into errors."""
 
 
+class DerivativeMismatchWarning(UserWarning):
+    """A derivative given to :func:`dmft.models.custom` (``grad`` or ``hess``) differs from the
+    central finite difference of ``loss`` (or ``grad``) by more than the difference's own error:
+    every curve computed with the model would be wrong."""
+
+
 def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel: int = 3) -> None:
     """Warn (:class:`UnresolvedTimeStepWarning`) when ``lr * dt > limit``."""
     import warnings

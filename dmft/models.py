@@ -139,7 +139,11 @@ def _tanh_sech2(x):
 
 @njit(**_JIT)
 def _no_teacher(r_star, eps, p, out):
-    out[:] = 0.0
+    # the teacher of custom(..., teacher=None): a label asked of it is an error, never zero
+    raise errors.ParameterError(
+        "teacher=None: this model has no teacher (dmft.models.custom(..., teacher=None)) and takes hard "
+        "labels only (class_labels, or label= in dmft.expectation.gaussian_moments); build it with "
+        "teacher=fn, fn(r_star, eps) -> y, for teacher-student data, dmft.solve and dmft.simulate")
 
 
 # ---------------------------------------------------------------- linear regression
@@ -465,70 +469,397 @@ def _fd_hess(grad):
     return hess
 
 
+class _Required:
+    """Default of ``custom(teacher=...)``: the argument must be given (a function or None)."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED = _Required()
+_COMPILED: dict = {}  # (function, bound-checked) -> its njit dispatcher
+_MODEL_FUNCTIONS: dict = {}  # (user functions, with params) -> (loss, grad, hess, teacher) compiled
+_FD_STEP = 6e-6  # relative step of the derivative checks, ~ eps^(1/3) for central differences
+_FD_FLOOR = 1e-6  # tolerance floor of the derivative checks, relative to 1 + |derivative|
+_N_CHECK_POINTS = 2
+_CHECK_SEED = 0  # the check points are fixed: a model passes or fails its checks the same way every time
+
+
+def _jit(fn, *, boundscheck: bool = False):
+    """The ``njit`` dispatcher of ``fn`` (a function or a dispatcher), one per function and
+    bound check: a model built again from the same functions (other ``params``) reuses the
+    compiled functions and so the kernels compiled for them."""
+    fn = getattr(fn, "py_func", fn)
+    key = (fn, boundscheck)
+    if key not in _COMPILED:
+        _COMPILED[key] = njit(boundscheck=True)(fn) if boundscheck else njit(fn)
+    return _COMPILED[key]
+
+
+def _with_params(fn, with_params: bool):
+    """``fn`` compiled behind a closure ``f(a, b, p)`` (which passes ``p`` on only with
+    ``params``): a closure is never looked up by module and name when kernels are
+    specialised (:mod:`dmft._jit`), whatever module the user's function comes from."""
+    user = _jit(fn)
+    if with_params:
+        @njit
+        def f(a, b, p):
+            return user(a, b, p)
+    else:
+        @njit
+        def f(a, b, p):
+            return user(a, b)
+
+    return f
+
+
+def _model_functions(loss, grad, hess, teacher, with_params: bool):
+    """``(loss, grad, hess, teacher)`` in the signatures of the module docstring, compiled
+    once per tuple of user functions."""
+    key = (loss, grad, hess, teacher, with_params)
+    if key in _MODEL_FUNCTIONS:
+        return _MODEL_FUNCTIONS[key]
+    loss3 = _with_params(loss, with_params)
+    if grad is None:
+        grad4 = _fd_grad(loss3)
+    else:
+        grad3 = _with_params(grad, with_params)
+
+        @njit
+        def grad4(r, y, p, out):
+            # element loops: numba compiles ``out[:] = ...`` (broadcasting) ~10x slower
+            g = grad3(r, y, p)
+            for a in range(out.size):
+                out[a] = g[a]
+
+    if hess is None:
+        hess4 = _fd_hess(grad4)
+    else:
+        hess3 = _with_params(hess, with_params)
+
+        @njit
+        def hess4(r, y, p, out):
+            H = hess3(r, y, p)
+            for a in range(out.shape[0]):
+                for b in range(out.shape[1]):
+                    out[a, b] = H[a, b]
+
+    if teacher is None:
+        teacher4 = _no_teacher
+    else:
+        teacher3 = _with_params(teacher, with_params)
+
+        @njit
+        def teacher4(r_star, eps, p, out):
+            y = teacher3(r_star, eps, p)
+            for a in range(out.size):
+                out[a] = y[a]
+
+    _MODEL_FUNCTIONS[key] = loss3, grad4, hess4, teacher4
+    return _MODEL_FUNCTIONS[key]
+
+
+def _custom_params(params) -> tuple[tuple, tuple]:
+    """``(names, values)`` of ``custom(params=...)``: identifiers and finite numbers."""
+    if params is None:
+        return (), ()
+    if not isinstance(params, dict):
+        errors._fail("params", params, "a dict {name: number} or None")
+    for n, v in params.items():
+        if not (isinstance(n, str) and n.isidentifier()):
+            errors._fail("params", params, f"a dict whose keys are identifiers (not {n!r})")
+        x = errors._real(f"params[{n!r}]", v, "a finite number")
+        if not math.isfinite(x):
+            errors._fail(f"params[{n!r}]", v, "a finite number")
+    return tuple(params), tuple(float(v) for v in params.values())
+
+
+def _label(arg: str, fn) -> str:
+    return f"{arg}={getattr(fn, '__name__', repr(fn))}"
+
+
+def _check_arity(arg: str, fn, names: tuple, with_params: bool) -> None:
+    """The user's function takes ``names`` (plus ``p`` with ``params``) positionally."""
+    import inspect
+
+    names = names + (("p",) if with_params else ())
+    try:
+        sig = inspect.signature(getattr(fn, "py_func", fn))
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*names)
+    except TypeError:
+        how = ("because params is given" if with_params
+               else "without params (give params={...} for a third argument p)")
+        raise errors.ParameterError(
+            f"{_label(arg, fn)} is not allowed: {arg} must take the arguments ({', '.join(names)}) "
+            f"{how}; it takes {sig}") from None
+
+
+def _numba_message(error: Exception) -> str:
+    """numba's first informative line of a compile error, and where in the user's code."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("Failed in nopython mode pipeline", "During:"))]
+    msg = type(error).__name__
+    if lines:
+        first = lines[0] + (" " + lines[1] if lines[0].endswith(":") and len(lines) > 1 else "")
+        msg += f": {first}"
+    where = re.search(r'^File "(.+)", line (\d+):$', text, flags=re.M)
+    return msg + (f" ({where[1]}, line {where[2]})" if where else "")
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        return f"the number {value!r}"
+    return f"a {type(value).__name__} ({value!r})"
+
+
+def _call_checked(arg: str, fn, inputs: dict, p, shape: tuple, shape_text: str) -> np.ndarray:
+    """``fn(*inputs, [p])`` compiled with bound checks, as a float array of ``shape``.
+
+    ``ParameterError`` naming ``arg`` if numba cannot compile ``fn``, if it raises (the
+    user's message), or if it returns another shape, a non-real or a non-finite value.
+    """
+    import numba
+
+    args = tuple(inputs.values()) + (() if p is None else (p,))
+    where = "at " + ", ".join(f"{n}={np.array2string(v, precision=4)}" for n, v in inputs.items())
+    try:
+        f = _jit(fn, boundscheck=True)
+        f.compile(tuple(numba.typeof(a) for a in args))
+    except Exception as e:
+        raise errors.ParameterError(
+            f"{_label(arg, fn)} is not allowed: numba cannot compile it for float64 arrays: "
+            f"{_numba_message(e)}") from e
+    try:
+        out = f(*args)
+    except Exception as e:
+        shapes = ", ".join(f"{n}: {v.shape}" for n, v in inputs.items())
+        raise errors.ParameterError(
+            f"{_label(arg, fn)} raised {type(e).__name__}: {e} ({where}, of shapes {shapes})") from e
+    if shape == ():
+        real = isinstance(out, (int, float, np.integer, np.floating)) and not isinstance(out, (bool, np.bool_))
+    else:
+        real = isinstance(out, np.ndarray) and out.shape == shape and out.dtype.kind in "iuf"
+    if not real:
+        raise errors.ParameterError(
+            f"{_label(arg, fn)} is not allowed: it returned {_describe(out)} {where}; "
+            f"{arg} must return {shape_text}")
+    out = np.asarray(out, dtype=float)
+    if not np.isfinite(out).all():
+        raise errors.ParameterError(
+            f"{_label(arg, fn)} is not allowed: it returned {np.array2string(out)} {where}; "
+            f"{arg} must be finite")
+    return out
+
+
+def _central_difference(f, r: np.ndarray, step: float) -> np.ndarray:
+    """``D[..., j] = (f(r + h_j e_j) - f(r - h_j e_j)) / (2 h_j)``, ``h_j = step max(1, |r_j|)``."""
+    cols = []
+    for j in range(r.size):
+        h = step * max(1.0, abs(r[j]))
+        rp, rm = r.copy(), r.copy()
+        rp[j] += h
+        rm[j] -= h
+        cols.append((np.asarray(f(rp), dtype=float) - np.asarray(f(rm), dtype=float)) / (2.0 * h))
+    return np.stack(cols, axis=-1)
+
+
+def _warn_if_off(arg: str, fn, of: str, value: np.ndarray, f, r: np.ndarray, where: str) -> bool:
+    """Warn (and return True) if ``value``, the user's derivative of ``f`` at ``r``, is off its
+    central difference.
+
+    The difference's own error is estimated from the difference at twice the step (its
+    truncation error ``O(h^2)`` quadruples) plus rounding ``eps |f| / h``; the warning
+    fires beyond 10 times that, or ``_FD_FLOOR (1 + |value|)`` when both are smaller.
+    """
+    import warnings
+
+    d1 = _central_difference(f, r, _FD_STEP)
+    d2 = _central_difference(f, r, 2.0 * _FD_STEP)
+    rounding = np.finfo(float).eps * np.abs(np.asarray(f(r), dtype=float)).max() / _FD_STEP
+    tol = 10.0 * (np.abs(d1 - d2).max() + rounding) + _FD_FLOOR * (1.0 + np.abs(value).max())
+    off = np.abs(value - d1).max()
+    if off > tol:
+        warnings.warn(
+            f"{_label(arg, fn)} differs from the central finite difference of {of} {where}: "
+            f"{arg} = {np.array2string(value, precision=6)}, finite difference = "
+            f"{np.array2string(d1, precision=6)} (off by {off:.3g} > tolerance {tol:.3g}). "
+            f"A wrong derivative gives wrong curves: fix {arg} or leave it out (then finite "
+            f"differences are used)", errors.DerivativeMismatchWarning, stacklevel=4)
+    return off > tol
+
+
+def _check_model(loss, grad, hess, teacher, dims: dict, p) -> None:
+    """Call the user's functions at ``_N_CHECK_POINTS`` fixed standard-normal points and
+    compare the derivatives given with finite differences (one warning per function); see
+    :func:`custom` (Raises, Warns)."""
+    k = dims["k"]
+    with_p = () if p is None else (p,)
+    rng = np.random.default_rng(_CHECK_SEED)
+    warned = set()
+    for _ in range(_N_CHECK_POINTS):
+        r, r_star, eps, y = (rng.standard_normal(dims[n]) for n in ("k", "k_star", "noise_dim", "label_dim"))
+        if teacher is not None:
+            y = _call_checked("teacher", teacher, {"r_star": r_star, "eps": eps}, p, (dims["label_dim"],),
+                              f"a float array of shape (label_dim,) = ({dims['label_dim']},)")
+        at = {"r": r, "y": y}
+        where = f"at r={np.array2string(r, precision=4)}, y={np.array2string(y, precision=4)}"
+        _call_checked("loss", loss, at, p, (), "a real number")
+        derivatives = []  # (arg, function, of, its value, the function it differentiates)
+        if grad is not None:
+            g = _call_checked("grad", grad, at, p, (k,), f"a float array of shape (k,) = ({k},)")
+            l_check = _jit(loss, boundscheck=True)
+            derivatives.append(("grad", grad, "loss", g, lambda x: l_check(x, y, *with_p)))
+        if hess is not None:
+            H = _call_checked("hess", hess, at, p, (k, k), f"a float array of shape (k, k) = ({k}, {k})")
+            if grad is not None:
+                g_check = _jit(grad, boundscheck=True)
+                derivatives.append(("hess", hess, "grad", H, lambda x: g_check(x, y, *with_p)))
+        for arg, fn, of, value, f in derivatives:
+            if arg not in warned and _warn_if_off(arg, fn, of, value, f, r, where):
+                warned.add(arg)
+
+
 def custom(
     loss: Callable,
     *,
-    teacher: Callable | None = None,
+    teacher: Callable | None = _REQUIRED,
     grad: Callable | None = None,
     hess: Callable | None = None,
     k: int = 1,
     k_star: int = 1,
     label_dim: int = 1,
     noise_dim: int = 0,
+    params: dict | None = None,
     class_labels: Callable | None = None,
     smooth: bool = True,
     name: str = "custom",
 ) -> Model:
-    """A model from plain functions (numba-compilable numpy code).
+    """A model from plain Python/numpy functions, compiled by numba and checked at once.
 
-    ``loss(r, y) -> float``, ``grad(r, y) -> (k,)``, ``hess(r, y) -> (k, k)``,
-    ``teacher(r_star, eps) -> (label_dim,)``; ``r``, ``y``, ``r_star``, ``eps`` are 1-d
-    float arrays. Missing derivatives are taken by central finite differences
-    (relative step 6e-6, error ~1e-10 in ``grad`` and ~1e-5 in ``hess``).
+    Parameters
+    ----------
+    loss : function
+        ``loss(r, y) -> float``: the per-sample loss of the student pre-activations
+        ``r`` (shape ``(k,)``) and the label ``y`` (shape ``(label_dim,)``).
+    teacher : function or None
+        Required. ``teacher(r_star, eps) -> y`` of shape ``(label_dim,)`` from the teacher
+        pre-activations ``r_star`` (shape ``(k_star,)``) and standard Gaussian label noise
+        ``eps`` (shape ``(noise_dim,)``). ``None`` builds a model for hard labels only
+        (``class_labels``, or ``label=`` in :func:`dmft.expectation.gaussian_moments`):
+        every computation that needs a teacher (teacher-student data, :func:`dmft.solve`,
+        :func:`dmft.simulate`) then raises ``ParameterError`` when it asks for a label.
+    grad, hess : function, optional
+        ``grad(r, y) -> (k,)`` and ``hess(r, y) -> (k, k)``, the first and second
+        derivatives of ``loss`` in ``r``. Missing ones are taken by central finite
+        differences (relative step 6e-6, error ~1e-10 in ``grad`` and ~1e-5 in ``hess``).
+    k, k_star, label_dim, noise_dim : int
+        Dimensions of ``r`` (>= 1), ``r_star`` (>= 0), ``y`` (>= 1) and ``eps`` (>= 0).
+    params : dict, optional
+        Named numbers of the model, e.g. ``{"noise": 0.3, "margin": 1.0}``. With
+        ``params`` every function takes a third argument ``p``, a float array of the
+        values in the order of ``params``: ``loss(r, y, p)``, ``grad(r, y, p)``,
+        ``hess(r, y, p)``, ``teacher(r_star, eps, p)``. They become
+        :attr:`Model.params` / :attr:`Model.param_names` and so ``model_<name>``
+        attributes of the outputs. A model built again from the same functions with other
+        values reuses the compiled functions and kernels.
+    class_labels : function, optional
+        ``class_labels(C) -> (C, label_dim)`` label rows of hard-label data with ``C`` classes.
+    smooth : bool
+        ``False`` if ``hess`` jumps or misses Dirac terms (Gaussian expectations of the
+        Hessian then use Stein's identity; see :class:`Model`).
+    name : str
+        The model's name in outputs.
+
+    Returns
+    -------
+    Model
+        ``loss``, ``grad``, ``hess`` and ``teacher`` in the library's signatures (module
+        docstring).
+
+    Raises
+    ------
+    ParameterError
+        Naming the argument (``loss``, ``grad``, ``hess``, ``teacher``, ``params``, ...)
+        when ``teacher`` is not given, a function does not take its arguments, numba
+        cannot compile it (numba's first message line), it raises (the function's own
+        message), or it returns another shape than ``()``, ``(k,)``, ``(k, k)``,
+        ``(label_dim,)`` or a non-finite value. Each function is called, compiled with
+        bound checks, at two fixed standard-normal points ``r``, ``r_star``, ``eps``
+        with ``y = teacher(r_star, eps)`` (standard normal without a teacher).
+
+    Warns
+    -----
+    dmft.errors.DerivativeMismatchWarning
+        If ``grad`` differs at those points from the central finite difference of
+        ``loss``, or ``hess`` from that of ``grad`` (when both are given), by more than
+        the difference's own error (or 1e-6 (1 + |derivative|)): a wrong derivative
+        gives wrong curves.
+
+    Examples
+    --------
+    Squared loss with a noisy linear teacher whose noise level is a parameter:
+
+    >>> import numpy as np
+    >>> from dmft import models
+    >>> def loss(r, y, p):
+    ...     return 0.5 * (r[0] - y[0]) ** 2
+    >>> def grad(r, y, p):
+    ...     return np.array([r[0] - y[0]])
+    >>> def teacher(r_star, eps, p):
+    ...     return np.array([r_star[0] + p[0] * eps[0]])
+    >>> m = models.custom(loss, grad=grad, teacher=teacher, noise_dim=1,
+    ...                   params={"noise_std": 0.3}, name="squared")
+    >>> m
+    Model(squared, k=1, k_star=1, noise_std=0.3)
+    >>> m.attrs()["model_noise_std"]
+    0.3
+
+    Mistakes are reported at once, naming the argument:
+
+    >>> models.custom(loss, grad=grad, teacher=teacher, k=2, noise_dim=1,
+    ...               params={"noise_std": 0.3})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dmft.errors.ParameterError: grad=grad is not allowed: it returned an array of shape (1,) ... (k,) = (2,)
     """
-    for arg, fn in (("loss", loss), ("teacher", teacher), ("grad", grad), ("hess", hess)):
-        if fn is not None and not callable(fn):
+    for arg, fn in (("loss", loss), ("teacher", teacher), ("grad", grad), ("hess", hess),
+                    ("class_labels", class_labels)):
+        if fn is not None and fn is not _REQUIRED and not callable(fn):
             raise errors.ParameterError(f"{arg}={fn!r} is not allowed: {arg} must be a function")
-    k = errors.positive_int("k", k)
-    k_star = errors.positive_int("k_star", k_star, minimum=0)
-    label_dim = errors.positive_int("label_dim", label_dim)
-    noise_dim = errors.positive_int("noise_dim", noise_dim, minimum=0)
-    user_loss = njit(loss)
-
-    @njit
-    def loss3(r, y, p):
-        return user_loss(r, y)
-
-    if grad is None:
-        grad4 = _fd_grad(loss3)
-    else:
-        user_grad = njit(grad)
-
-        @njit
-        def grad4(r, y, p, out):
-            out[:] = user_grad(r, y)
-
-    if hess is None:
-        hess4 = _fd_hess(grad4)
-    else:
-        user_hess = njit(hess)
-
-        @njit
-        def hess4(r, y, p, out):
-            out[:, :] = user_hess(r, y)
-
-    if teacher is None:
-        teacher4 = _no_teacher
-    else:
-        user_teacher = njit(teacher)
-
-        @njit
-        def teacher4(r_star, eps, p, out):
-            out[:] = user_teacher(r_star, eps)
-
+    if teacher is _REQUIRED:
+        raise errors.ParameterError(
+            "teacher is required: give teacher=fn with fn(r_star, eps) -> y of shape (label_dim,) "
+            "for teacher-student data, or teacher=None for a model used with hard labels only "
+            "(class_labels, or label= in dmft.expectation.gaussian_moments); computations that "
+            "need a teacher refuse such a model")
+    dims = {
+        "k": errors.positive_int("k", k),
+        "k_star": errors.positive_int("k_star", k_star, minimum=0),
+        "label_dim": errors.positive_int("label_dim", label_dim),
+        "noise_dim": errors.positive_int("noise_dim", noise_dim, minimum=0),
+    }
+    names, values = _custom_params(params)
+    with_params = params is not None
+    p = np.asarray(values, dtype=float) if with_params else None
+    for arg, fn, inputs in (("loss", loss, ("r", "y")), ("grad", grad, ("r", "y")), ("hess", hess, ("r", "y")),
+                            ("teacher", teacher, ("r_star", "eps"))):
+        if fn is not None:
+            _check_arity(arg, fn, inputs, with_params)
+    _check_model(loss, grad, hess, teacher, dims, p)
+    loss3, grad4, hess4, teacher4 = _model_functions(
+        *(None if fn is None else getattr(fn, "py_func", fn) for fn in (loss, grad, hess, teacher)),
+        with_params)
     return Model(
-        name, k, k_star, label_dim, noise_dim, loss3, grad4, hess4, teacher4,
-        smooth=smooth, class_labels=class_labels,
+        name, dims["k"], dims["k_star"], dims["label_dim"], dims["noise_dim"], loss3, grad4, hess4, teacher4,
+        params=values, param_names=names, smooth=smooth, class_labels=class_labels,
     )
 
 

@@ -188,7 +188,7 @@ def test_specialised_kernels_are_cached_on_disk_and_reused():
     generated = list(_jit.cache_dir().glob("sgd_dynamics_kernel_weighted_moments_*.py"))
     assert generated and all("from dmft.models import" in p.read_text() for p in generated)
     # a closure (custom model) cannot be imported by name: uncached, still correct
-    c = models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2, noise_dim=0)
+    c = models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2, teacher=None)
     assert _jit._importable(c.loss) is None
 
 
@@ -214,7 +214,7 @@ def test_specialise_binds_integer_constants():
     three(x, out)
     assert out[0] == 6.0
     assert any("K = 3" in p.read_text() for p in _jit.cache_dir().glob("sgd_dynamics_kernel__sum_first_*.py"))
-    c = models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2, noise_dim=0)
+    c = models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2, teacher=None)
     uncached = _jit.specialise(_sum_first, K=4, unused=c.loss)
     uncached(x, out)
     assert out[0] == 10.0

@@ -74,7 +74,7 @@ def _cases():
         ("huber_tanh", lambda: models.huber_tanh(threshold=0), "threshold", "0"),
         ("softmax", lambda: models.softmax_cross_entropy(1), "n_classes", "1"),
         ("models.get", lambda: models.get("foo"), "model", "foo"),
-        ("custom", lambda: models.custom(lambda r, y: 0.0, k=0), "k", "0"),
+        ("custom", lambda: models.custom(lambda r, y: 0.0, teacher=None, k=0), "k", "0"),
         ("GaussHermite", lambda: E.GaussHermite(0), "points_per_dim", "0"),
         ("QuasiMonteCarlo", lambda: E.QuasiMonteCarlo(100), "n_points", "100"),
         ("gaussian_moments", lambda: E.gaussian_moments(LIN, np.zeros(3), np.eye(3)), "mean", "3"),
