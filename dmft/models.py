@@ -740,6 +740,7 @@ def custom(
     params: dict | None = None,
     class_labels: Callable | None = None,
     smooth: bool = True,
+    kinks=None,
     name: str = "custom",
 ) -> Model:
     """A model from plain Python/numpy functions, compiled by numba and checked at once.
@@ -775,6 +776,12 @@ def custom(
     smooth : bool
         ``False`` if ``hess`` jumps or misses Dirac terms (Gaussian expectations of the
         Hessian then use Stein's identity; see :class:`Model`).
+    kinks : array-like or function, optional
+        The hyperplanes ``a . (r, r_star, eps) = b`` on which the loss, its gradient or the
+        teacher is not smooth, as rows ``(a, b)`` of length ``k + k_star + noise_dim + 1``,
+        or a function ``kinks(p)`` of the parameter array returning them. The expectation
+        engine integrates across them piecewise (docs/expectation.md): a sign teacher or a
+        hinge without them converges slowly (1e-2 instead of 1e-7).
     name : str
         The model's name in outputs.
 
@@ -857,10 +864,21 @@ def custom(
     loss3, grad4, hess4, teacher4 = _model_functions(
         *(None if fn is None else getattr(fn, "py_func", fn) for fn in (loss, grad, hess, teacher)),
         with_params)
-    return Model(
+    model = Model(
         name, dims["k"], dims["k_star"], dims["label_dim"], dims["noise_dim"], loss3, grad4, hess4, teacher4,
         params=values, param_names=names, smooth=smooth, class_labels=class_labels,
+        kinks=_custom_kinks(kinks),
     )
+    model.kink_planes()  # shape and finiteness checked now, not inside a solver
+    return model
+
+
+def _custom_kinks(kinks):
+    """``kinks`` as a function of the parameter array (rows given directly are constant)."""
+    if kinks is None or callable(kinks):
+        return kinks
+    rows = np.array(kinks, dtype=float)
+    return lambda p: rows
 
 
 _BY_NAME = {

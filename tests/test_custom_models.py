@@ -255,8 +255,20 @@ def test_docs_example_runs_and_matches_quadrature():
         return stats.norm.pdf(r) * (up * 0.5 * max(0.0, 1.0 - r) ** 2 + (1.0 - up) * 0.5 * max(0.0, 1.0 + r) ** 2)
 
     reference, _ = integrate.quad(integrand, -40, 40, points=[-1.0, 1.0], epsabs=1e-13, epsrel=1e-13, limit=400)
-    # the default rule (Gauss-Hermite 20^3) on the discontinuous sign teacher: measured error 8.8e-3
-    assert ns["moments"].loss == pytest.approx(reference, abs=1.2e-2)
+    # the declared kinks are integrated piecewise (Gauss-Legendre pieces: ~1e-12 here)
+    assert ns["moments"].loss == pytest.approx(reference, abs=1e-9)
     # E l' = 0 by the symmetry (r, r*, eps, y) -> -(r, r*, eps, y), which the rule keeps
     assert abs(ns["moments"].grad[0]) < 1e-12
     assert ns["hinge"].attrs()["model_margin"] == 1.0
+
+
+def test_kinks_of_the_wrong_width_are_refused_at_construction():
+    """``kinks`` rows must have length k + k_star + noise_dim + 1 (here 3): named at once."""
+    def loss(r, y):
+        return 0.5 * (r[0] - y[0]) ** 2
+
+    def teacher(r_star, eps):
+        return np.array([r_star[0]])
+
+    with pytest.raises(errors.ParameterError, match="kinks"):
+        models.custom(loss, teacher=teacher, kinks=[[1.0, 0.0]])
