@@ -136,6 +136,12 @@ def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel
             UnresolvedTimeStepWarning, stacklevel=stacklevel)
 
 
+class DiracResponseWarning(UserWarning):
+    """The loss's gradient jumps across a kink in ``r`` (``l''`` has a Dirac part), and the
+    DMFT response kernel is estimated by pathwise tangents, which cannot see it: the
+    solve's curves are biased (docs/dmft_theory.md, "Tangents")."""
+
+
 class QuadratureWarning(UserWarning):
     """The estimated Gaussian-integration error of an output exceeds a third of its
     standard error (or of the requested accuracy): refine the rule or declare the model's

@@ -81,6 +81,33 @@ class Model:
                 f"finite rows (a, b) of length k + k_star + noise_dim + 1 = {width}")
         return planes
 
+    def gradient_jump(self, n_points: int = 8, seed: int = 0) -> float:
+        """Largest jump of ``grad`` across the declared kink planes that involve ``r``:
+        ``|l'(w + h a_r) - l'(w - h a_r)|`` (``h = 1e-7``) at ``n_points`` random points ``w``
+        of each plane, with the label ``teacher(r*, eps)`` of the point. Non-zero means
+        ``l''`` has a Dirac part on the plane (ReLU, ``|r|``), which pathwise tangents of
+        the DMFT response cannot see; a C1 kink (Huber, a smoothed hinge) gives ~0."""
+        planes = self.kink_planes()
+        k, ks, nd = self.k, self.k_star, self.noise_dim
+        rng = np.random.default_rng(seed)
+        p = self.param_array
+        y, gp, gm = np.empty(self.label_dim), np.empty(k), np.empty(k)
+        worst = 0.0
+        for row in planes:
+            a, b = row[:-1], row[-1]
+            a_r = a[:k]
+            if not np.any(a_r):
+                continue
+            for _ in range(n_points):
+                w = rng.standard_normal(k + ks + nd)
+                w += (b - a @ w) / (a @ a) * a  # onto the plane
+                self.teacher(w[k:k + ks], w[k + ks:], p, y)
+                step = 1e-7 * a_r / np.linalg.norm(a_r)
+                self.grad(w[:k] + step, y, p, gp)
+                self.grad(w[:k] - step, y, p, gm)
+                worst = max(worst, float(np.abs(gp - gm).max()))
+        return worst
+
     @property
     def param_array(self) -> np.ndarray:
         return np.asarray(self.params, dtype=float)

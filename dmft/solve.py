@@ -435,6 +435,12 @@ def solve(
         raise errors.ParameterError(
             f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
     driver = DRIVERS[dynamics](batch)
+    jump = model.gradient_jump()
+    if jump > 1e-4:
+        warnings.warn(
+            f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "
+            "in r, so l'' has a Dirac part that the response kernel's pathwise tangents miss; the DMFT curves "
+            "are biased (compare with dmft.simulate)", errors.DiracResponseWarning, stacklevel=2)
 
     every = max(1, math.ceil(t_max / dt / (n_time - 1) - 1e-9))
     N = every * (n_time - 1)
@@ -694,7 +700,8 @@ def solve(
         "delta": delta, "lr": lr, "batch": batch, "c": c, "t_max": t_max, "dt": dt,
         "n_steps": N, "n_time": n_time, "n_paths": P, "n_replicas": B, "tangent_stride": tangent_stride, "ridge": ridge, "init_std": init_std,
         "corrector": corrector, "sampling": sampling, "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
-        "corrector_residual": residual, "test_loss_quadrature_error": tl_err, "events_per_path": ev_per_path,
+        "corrector_residual": residual, "test_loss_quadrature_error": tl_err,
+        "gradient_jump_at_kinks": jump, "events_per_path": ev_per_path,
         "max_events_per_path": int(counts.max()), "chol_min_relative_pivot": float(min_pivot),
         "chol_zero_pivots": int(n_zero_pivots), "memory_gb": mem / 2**30,
         "runtime_s": _time.perf_counter() - t_start,

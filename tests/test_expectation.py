@@ -208,3 +208,22 @@ def test_bad_kinks_are_named():
     bad = dataclasses.replace(models.logistic(), kinks=lambda p: [[0.0, 1.0]])
     with pytest.raises(Exception, match="kinks"):
         E.gaussian_moments(bad, np.zeros(2), np.eye(2))
+
+
+# ---------------------------------------------------------------- Dirac parts of l''
+def test_gradient_jump_finds_dirac_hessians():
+    """Phase retrieval's ``l' = 2(|r| - y) sign r`` jumps by ``4|y|`` at ``r = 0``; the sign
+    teacher (a jump in the label, not in ``r``) and Huber (C1) give no jump."""
+    assert models.phase_retrieval().gradient_jump() > 0.1
+    assert models.logistic().gradient_jump() == 0.0
+    assert models.huber_tanh().gradient_jump() == 0.0
+
+
+def test_solve_warns_when_the_response_misses_a_dirac_part():
+    import dmft
+    from dmft import errors
+
+    with pytest.warns(errors.DiracResponseWarning):
+        ds = dmft.solve(models.phase_retrieval(), dynamics="gf", lr=0.5, t_max=0.2, n_time=3, n_paths=64,
+                        init_std=0.5, progress=False)
+    assert ds.attrs["gradient_jump_at_kinks"] > 0.1
