@@ -33,7 +33,8 @@ def cache_dir() -> Path:
 
 def _importable(fn):
     py = getattr(fn, "py_func", None)
-    if py is None or "<locals>" in py.__qualname__:
+    # a script's own functions (``__main__``) or exec'd code are not importable elsewhere
+    if py is None or "<locals>" in py.__qualname__ or py.__module__ in (None, "__main__"):
         return None
     try:
         if getattr(importlib.import_module(py.__module__), py.__name__) is fn:
