@@ -74,9 +74,11 @@ def test_softmax_relabelling_symmetry(data, perm):
     P = np.eye(3)[list(perm)]
     a = expectation.gaussian_moments(model, mean, cov, label=label)
     b = expectation.gaussian_moments(model, P @ mean, P @ cov @ P.T, label=P @ label)
+    # measured over 500 draws x 5 permutations: mismatch up to 1.1e-7 (relative, loss),
+    # 1.0e-6 (grad), 2.5e-6 (fisher), the 20-point rule's error (vs 48 points: 7e-7, 1.6e-6) on each side
     assert b.loss == pytest.approx(a.loss, rel=1e-6, abs=1e-8)
-    np.testing.assert_allclose(b.grad, P @ a.grad, atol=1e-6)
-    np.testing.assert_allclose(b.fisher, P @ a.fisher @ P.T, atol=1e-6)
+    np.testing.assert_allclose(b.grad, P @ a.grad, atol=5e-6)
+    np.testing.assert_allclose(b.fisher, P @ a.fisher @ P.T, atol=5e-6)
 
 
 @FAST
