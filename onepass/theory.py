@@ -136,31 +136,40 @@ class Problem:
         return dP, self.acc_rate(mom), mom
 
     # ------------------------------------------------------------ observables
-    def observables(self, S, B, P, mom, gamma):
-        """Observables at one time; ``P`` (G, D, D) is the group-resolved state."""
+    def parameter_observables(self, S, P):
+        """Observables of the parameters alone, from ``S = sum_g P_g`` and ``P`` (G, D, D)."""
         k, ks, C = self.k, self.ks, self.data.n_classes
-        p = self.data.probs
         mu0 = k + ks
         obs = {
-            "risk": sum(pc * m.loss for pc, m in zip(p, mom)),
             "norm": S[:k, :k],
             "mean_overlap": S[:k, mu0:mu0 + C],
             "group_norm": np.trace(P[:, :k, :k], axis1=1, axis2=2),
             "group_mean_overlap": P[:, :k, mu0:mu0 + C],
-            "fisher_trace": sum(pc * np.trace(m.fisher) for pc, m in zip(p, mom)),
-            "lr": gamma,
         }
         if ks:
             obs["overlap"] = S[:k, k:k + ks]
             if ks == k:
                 obs["distance"] = np.trace(S[:k, :k]) - 2 * np.trace(S[:k, k:2 * k]) + np.trace(S[k:2 * k, k:2 * k])
-                M = self.drift(P, mom).sum(axis=0)
-                a = 0.5 * (np.trace(M[:k, :k]) - 2 * np.trace(M[:k, k:2 * k]))
-                noise = self.acc_rate(mom)
-                # at an exact interpolating optimum both vanish: no constraint on the rate
-                obs["lr_threshold"] = 2 * a / noise if noise > 1e-12 else np.inf
         if C == 2 and k == 1:
             obs["alignment"] = S[0, mu0] / np.sqrt(S[0, 0]) / self.data.mean_norms[0] if S[0, 0] > 0 and self.data.mean_norms[0] > 0 else 0.0
+        return obs
+
+    def observables(self, S, B, P, mom, gamma):
+        """Observables at one time; ``P`` (G, D, D) is the group-resolved state."""
+        k, ks = self.k, self.ks
+        p = self.data.probs
+        obs = {
+            "risk": sum(pc * m.loss for pc, m in zip(p, mom)),
+            **self.parameter_observables(S, P),
+            "fisher_trace": sum(pc * np.trace(m.fisher) for pc, m in zip(p, mom)),
+            "lr": gamma,
+        }
+        if ks == k:
+            M = self.drift(P, mom).sum(axis=0)
+            a = 0.5 * (np.trace(M[:k, :k]) - 2 * np.trace(M[:k, k:2 * k]))
+            noise = self.acc_rate(mom)
+            # at an exact interpolating optimum both vanish: no constraint on the rate
+            obs["lr_threshold"] = 2 * a / noise if noise > 1e-12 else np.inf
         return obs
 
     def dataset(self, times, records, attrs, seed_dim=False):
@@ -169,7 +178,7 @@ class Problem:
             "risk": (), "norm": ("student", "student2"), "mean_overlap": ("student", "class"),
             "group_norm": ("group",), "group_mean_overlap": ("group", "student", "class"),
             "fisher_trace": (), "lr": (), "overlap": ("student", "teacher"), "distance": (),
-            "lr_threshold": (), "alignment": (),
+            "lr_threshold": (), "alignment": (), "risk_se": (),
         }
         lead = ("seed", "time") if seed_dim else ("time",)
         runs = records if seed_dim else [records]

