@@ -31,12 +31,18 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
 
 
+@njit(inline="always")
+def _plus_zero(b):
+    """The bits of a double, with -0.0 (the smallest int64) read as 0.0."""
+    return 0 if b == np.iinfo(np.int64).min else b
+
+
 @njit(cache=True)
 def distinct_rows(bits, cap, table_bits):
     """Group of each coordinate by its row ``bits[:, i]`` (C, d) int64, in order of first appearance.
 
     Open-addressing hash table of ``2^table_bits`` slots (more than ``2 cap``); the rows are
-    compared bit for bit (the caller maps -0.0 to 0.0). Stops as soon as a ``cap + 1``-th
+    compared bit for bit, with -0.0 read as 0.0. Stops as soon as a ``cap + 1``-th
     distinct row appears. Returns ``(index, G, first)``: index (d,) int64 in ``0..G-1``
     (valid only if ``G <= cap``), first (G,) the coordinate where each group first appears.
     """
@@ -49,7 +55,7 @@ def distinct_rows(bits, cap, table_bits):
     for i in range(d):
         h = _GOLDEN
         for c in range(C):  # SplitMix64's finaliser over the words of the row
-            z = h ^ np.uint64(bits[c, i])
+            z = h ^ np.uint64(_plus_zero(bits[c, i]))
             z = (z ^ (z >> _S30)) * _M1
             z = (z ^ (z >> _S27)) * _M2
             h = z ^ (z >> _S31)
@@ -67,7 +73,7 @@ def distinct_rows(bits, cap, table_bits):
             same = True
             f = first[g]
             for c in range(C):
-                if bits[c, f] != bits[c, i]:
+                if _plus_zero(bits[c, f]) != _plus_zero(bits[c, i]):
                     same = False
                     break
             if same:

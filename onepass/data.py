@@ -281,7 +281,7 @@ def _exact_index(lam: np.ndarray, cap: int):
     with distinct eigenvalues, one O(C d) hash pass otherwise). Past a few thousand
     groups the table leaves the cache and :func:`_row_groups`'s sorts are faster.
     """
-    bits = np.ascontiguousarray(lam + 0.0).view(np.int64)  # + 0.0 maps -0.0 to 0.0
+    bits = np.ascontiguousarray(lam).view(np.int64)
     index, G, first = _kernels_groups.distinct_rows(bits, cap, (2 * cap + 1).bit_length())
     if G > cap:
         return None

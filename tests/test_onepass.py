@@ -281,6 +281,8 @@ def test_auto_groups_are_exact_up_to_the_limit_then_binned_with_an_error_estimat
     the exact solve the estimate/true ratio was 0.992-0.997 on three power laws."""
     from onepass.data import AUTO_MAX_GROUPS, make_groups
 
+    signed_zero = onepass.data.gaussian_mixture([[0.0, 0.0, 0.0]], [[0.0, 1.0, -0.0]])
+    assert make_groups(signed_zero, "auto").sizes.tolist() == [2, 1]  # -0.0 and 0.0 are one eigenvalue
     spectrum = onepass.data.PowerLaw(1.2, 0.2)
     small = onepass.data.binary_mixture(spectrum, d=AUTO_MAX_GROUPS)
     g = make_groups(small, "auto")
