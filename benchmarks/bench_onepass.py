@@ -1,10 +1,12 @@
-"""One-pass ODE cost: binned mode independent of d, exact mode linear in d, vs simulation.
+"""One-pass ODE cost: binned mode independent of d, exact mode linear in d, vs simulation;
+cost of the groups (auto vs the mode it picks) and of the simulator's held-out risk.
 
 Binary logistic regression, extreme power law (alpha = 1.2, beta = 0.2), lr = 0.5,
 t_max = 20, 41 output times. Ratios are taken within one run.
 """
 import onepass
 from dmft import models
+from onepass.data import make_groups
 
 from _util import best_time, table
 
@@ -37,6 +39,24 @@ def main():
     t_ode = solve_time(10**4, onepass.Binned(64))
     print(f"\nd = 1e4, same curve: one simulation seed {t_sim:.2f} s, binned ODE {t_ode:.3f} s, "
           f"ratio {t_sim / t_ode:.0f}x (per seed; a curve with error bars needs many seeds)")
+
+    print("\nGroups at d = 1e6 (ms, best of 5): auto vs the mode it picks\n")
+    rows = []
+    for name, spec in (("power law", SPEC), ("zero-one", onepass.data.ZeroOne())):
+        data = onepass.data.binary_mixture(spec, d=10**6)
+        picked = make_groups(data, "auto").mode
+        mode = "exact" if picked == "exact" else onepass.Binned(64)
+        rows.append((name, picked, *(f"{1e3 * best_time(lambda g=g: make_groups(data, g), 5):.1f}"
+                                     for g in ("auto", mode))))
+    print(table(["spectrum", "auto picks", "auto [ms]", "that mode [ms]"], rows))
+
+    data = onepass.data.binary_mixture(SPEC, d=1000)
+    sim = dict(n_seeds=1, workers=1, progress=False, **KW)
+    onepass.simulate(MODEL, data, **sim)
+    t_small = best_time(lambda: onepass.simulate(MODEL, data, n_test=2, **sim), 3)
+    t_full = best_time(lambda: onepass.simulate(MODEL, data, **sim), 3)
+    print(f"\nd = 1e3, one seed, 41 times: simulation with n_test = 2 {t_small:.3f} s, with the default "
+          f"n_test = 10^4 {t_full:.3f} s (held-out set {t_full - t_small:.3f} s)")
 
 
 if __name__ == "__main__":

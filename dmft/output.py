@@ -22,6 +22,7 @@ VARIABLES = {
     "time2": ("earlier time s", "same as time"),
     "epoch": ("epochs", "passes over the data"),
     "risk": ("population risk E f", "1"),
+    "risk_se": ("standard error of one run's held-out risk estimate", "1"),
     "train_loss": ("training loss per sample", "1"),
     "test_loss": ("population (test) loss", "1"),
     "norm": ("student Gram matrix X X^T", "1"),

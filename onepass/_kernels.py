@@ -1,7 +1,7 @@
-"""Numba kernel of the one-pass SGD simulator; called only by :func:`onepass.simulate`.
+"""Numba kernels of the one-pass SGD simulator; called only by :func:`onepass.simulate`.
 
-``sgd_steps`` is a template: :func:`dmft._jit.specialise` binds ``grad`` and ``teacher``
-to a model's functions and compiles it with a disk cache. The ``d`` fresh normals of a step
+``sgd_steps`` and ``heldout_sums`` are templates: :func:`dmft._jit.specialise` binds
+``grad``, ``teacher`` (and ``loss``) to a model's functions and compiles them with a disk cache. The ``d`` fresh normals of a step
 are drawn inside the kernel (:mod:`dmft._kernels_normal`) in the same loop that forms the
 sample and its squared norm, and the update of step ``j`` is applied in the same pass over
 ``X`` as the student's preactivations of step ``j + 1``: two passes over ``d`` per step, and
@@ -88,3 +88,66 @@ def sgd_steps(params, X, Xstar, means, sqrt_lam, d, classes, key, gamma_rng, fir
         for i in range(D):
             X[q, i] -= s * a_prev[i]
     return acc, gamma
+
+
+
+def heldout_sums(params, W, means, sqrt_lam, classes, key, gamma_rng, eps, labels, hard, trace_ratio, k, ks, label_dim,
+                 out):
+    """Loss statistics of ``T`` snapshots on one held-out set; called only by :func:`onepass.simulate`.
+
+    Sample ``s`` is ``a_s = mu_c + sqrt(lam_c) xi_s`` with ``c = classes[s]`` and ``xi_s`` block
+    ``s`` of the normal stream ``(key, gamma_rng)``, laid out as the blocks of :func:`sgd_steps`;
+    its preactivations are ``W a_s`` with W: (T k + ks, D) the rows of every snapshot
+    ``X_t`` then ``X*`` (``D`` even, padded as in :func:`sgd_steps`); its label is the hard
+    label of ``c`` or the teacher's ``y(r*, eps[s])``. With ``g = grad_r f(r, y)`` it writes
+    ``out`` (5, T): mean loss, sum of squared deviations of the loss (Welford), sums of
+    ``|g|^2``, of ``(Tr K_c/d) |g|^2`` (``trace_ratio[c]``) and, if ``ks == k``, of
+    ``g . (r - r*)``.
+    """
+    J, D = W.shape
+    T = out.shape[1]
+    h = D // 2
+    a = np.empty(D)
+    rw = np.empty(J)
+    r = np.empty(k)
+    rs = np.empty(ks)
+    g = np.empty(k)
+    y = np.empty(label_dim)
+    out[:, :] = 0.0
+    for s in range(classes.shape[0]):
+        c = classes[s]
+        key_s = key + np.uint64(s) * np.uint64(D) * gamma_rng
+        for i in range(h):
+            x1, x2 = normal_pair(word(key_s, gamma_rng, np.uint64(i)), word(key_s, gamma_rng, np.uint64(h + i)))
+            a[i] = means[c, i] + sqrt_lam[c, i] * x1
+            a[h + i] = means[c, h + i] + sqrt_lam[c, h + i] * x2
+        for j in range(J):
+            acc = 0.0
+            for i in range(D):
+                acc += W[j, i] * a[i]
+            rw[j] = acc
+        for q in range(ks):
+            rs[q] = rw[T * k + q]
+        if hard:
+            for q in range(label_dim):
+                y[q] = labels[c, q]
+        else:
+            teacher(rs, eps[s], params, y)  # noqa: F821 (bound by specialise)
+        for t in range(T):
+            for q in range(k):
+                r[q] = rw[t * k + q]
+            loss_s = loss(r, y, params)  # noqa: F821
+            delta = loss_s - out[0, t]
+            out[0, t] += delta / (s + 1)
+            out[1, t] += delta * (loss_s - out[0, t])
+            grad(r, y, params, g)  # noqa: F821
+            g2 = 0.0
+            for q in range(k):
+                g2 += g[q] * g[q]
+            out[2, t] += g2
+            out[3, t] += trace_ratio[c] * g2
+            if ks == k:
+                gr = 0.0
+                for q in range(k):
+                    gr += g[q] * (r[q] - rs[q])
+                out[4, t] += gr

@@ -1,7 +1,7 @@
 """Numba kernels of the spectral groups of :mod:`onepass.data`: O(d) passes, no sorting.
 
-``positive_range`` is called only by :func:`onepass.data._bin_table`, ``bin_index`` and
-``group_sums`` only by :func:`onepass.data.make_groups`, ``sum_outer`` only by
+``positive_range`` is called only by :func:`onepass.data._bin_table`, ``distinct_rows``,
+``bin_index`` and ``group_sums`` only by :func:`onepass.data.make_groups`, ``sum_outer`` only by
 :meth:`onepass.data.Groups.sum_outer`.
 
 Sums run over the coordinates in order, as ``np.bincount`` does, so they equal its sums
@@ -24,6 +24,63 @@ def positive_range(bits):
         if b > hi:
             hi = b
     return (lo, hi) if hi > 0 else (0, 0)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
+
+
+@njit(inline="always")
+def _plus_zero(b):
+    """The bits of a double, with -0.0 (the smallest int64) read as 0.0."""
+    return 0 if b == np.iinfo(np.int64).min else b
+
+
+@njit(cache=True)
+def distinct_rows(bits, cap, table_bits):
+    """Group of each coordinate by its row ``bits[:, i]`` (C, d) int64, in order of first appearance.
+
+    Open-addressing hash table of ``2^table_bits`` slots (more than ``2 cap``); the rows are
+    compared bit for bit, with -0.0 read as 0.0. Stops as soon as a ``cap + 1``-th
+    distinct row appears. Returns ``(index, G, first)``: index (d,) int64 in ``0..G-1``
+    (valid only if ``G <= cap``), first (G,) the coordinate where each group first appears.
+    """
+    C, d = bits.shape
+    mask = np.uint64((1 << table_bits) - 1)
+    slot_group = np.full(1 << table_bits, -1, np.int64)
+    first = np.empty(cap + 1, np.int64)
+    index = np.empty(d, np.int64)
+    G = 0
+    for i in range(d):
+        h = _GOLDEN
+        for c in range(C):  # SplitMix64's finaliser over the words of the row
+            z = h ^ np.uint64(_plus_zero(bits[c, i]))
+            z = (z ^ (z >> _S30)) * _M1
+            z = (z ^ (z >> _S27)) * _M2
+            h = z ^ (z >> _S31)
+        j = h & mask
+        while True:
+            g = slot_group[j]
+            if g < 0:
+                if G == cap:
+                    return index, G + 1, first
+                slot_group[j] = G
+                first[G] = i
+                index[i] = G
+                G += 1
+                break
+            same = True
+            f = first[g]
+            for c in range(C):
+                if _plus_zero(bits[c, f]) != _plus_zero(bits[c, i]):
+                    same = False
+                    break
+            if same:
+                index[i] = g
+                break
+            j = (j + np.uint64(1)) & mask
+    return index, G, first[:G]
 
 
 @njit(cache=True)

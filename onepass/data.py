@@ -243,7 +243,8 @@ class Binned:
 
 @dataclass(frozen=True, eq=False)
 class Groups:
-    """index: (d,) group of each coordinate; eigenvalues: (G, C); sizes: (G,); names.
+    """index: (d,) group of each coordinate; eigenvalues: (G, C); sizes: (G,); names;
+    n_bins: the bins per class of binned groups, 0 for exact ones.
 
     data_outer: (G, R, R) ``sum_{i in g} v_i v_i^T`` for ``v_i = [x*_i; mu_{1,i} .. mu_{C,i}]``
     (``R = k_star + C``), the rows of ``w_i`` that do not move during training.
@@ -255,6 +256,7 @@ class Groups:
     names: tuple
     mode: str
     data_outer: np.ndarray
+    n_bins: int = 0
 
     def sum_outer(self, W: np.ndarray) -> np.ndarray:
         """``P_g = sum_{i in g} w_i w_i^T`` for columns ``w_i`` of ``W`` (D, d) -> (G, D, D)."""
@@ -269,6 +271,23 @@ def _row_groups(code: np.ndarray) -> np.ndarray:
         key = key * (inv.max() + 1) + inv.ravel()
         _, key = np.unique(key, return_inverse=True)  # keep the key small
     return key.ravel()
+
+
+def _exact_index(lam: np.ndarray, cap: int):
+    """Group of each coordinate by its eigenvalue tuple, groups in lexicographic order of the tuples.
+
+    lam: (C, d). Returns the (d,) index, or None if there are more than ``cap`` distinct
+    tuples (found as soon as the ``cap + 1``-th appears: O(C cap) work for a spectrum
+    with distinct eigenvalues, one O(C d) hash pass otherwise). Past a few thousand
+    groups the table leaves the cache and :func:`_row_groups`'s sorts are faster.
+    """
+    bits = np.ascontiguousarray(lam).view(np.int64)
+    index, G, first = _kernels_groups.distinct_rows(bits, cap, (2 * cap + 1).bit_length())
+    if G > cap:
+        return None
+    rank = np.empty(G, np.int64)
+    rank[np.lexsort(lam[::-1, first])] = np.arange(G)  # lexsort's last key is the primary one
+    return rank[index]
 
 
 def _bin_table(bits: np.ndarray, n_bins: int):
@@ -307,22 +326,30 @@ def _bin_table(bits: np.ndarray, n_bins: int):
     return edges, np.searchsorted(edges, cells, side="right"), base, shift
 
 
+AUTO_MAX_GROUPS = 4096  # exact below: the ODE cost is linear in the groups (docs/onepass.md)
+
+
 def make_groups(data: GaussianMixture, groups="auto") -> Groups:
     """Spectral groups of ``data``: ``"exact"``, ``Binned(n)`` or ``"auto"``.
 
     Exact: one group per distinct eigenvalue tuple ``(lam^(1), .., lam^(C))`` (the ODE
-    of each coordinate depends on nothing else). Auto: exact if that gives at most 256
-    groups, else ``Binned(64)``. Groups are numbered in lexicographic order of their
-    eigenvalue (exact) or bin (binned) tuples. Binned mode costs O(C d): no sorting and
-    no logarithm per coordinate.
+    of each coordinate depends on nothing else). Auto: exact if that gives at most
+    ``AUTO_MAX_GROUPS`` groups, else ``Binned(64)``; the count stops at the first tuple
+    past the limit, so auto costs what the mode it picks costs. Groups are numbered in
+    lexicographic order of their eigenvalue (exact) or bin (binned) tuples. Exact costs
+    one O(C d) hash pass up to ``AUTO_MAX_GROUPS`` groups and O(C d log d) sorts above;
+    binned O(C d), no sorting and no logarithm per coordinate.
     """
     lam = data.eigenvalues  # (C, d)
     index = None
     if groups == "auto":
-        index = _row_groups(lam.T)
-        groups = "exact" if index.max() < 256 else Binned()
+        index = _exact_index(lam, AUTO_MAX_GROUPS)
+        groups = "exact" if index is not None else Binned()
     if groups == "exact":
-        index = _row_groups(lam.T) if index is None else index
+        if index is None:
+            index = _exact_index(lam, AUTO_MAX_GROUPS)
+        if index is None:
+            index = _row_groups(lam.T)
         G = index.max() + 1
         mode = "exact"
     elif isinstance(groups, Binned):
@@ -339,4 +366,4 @@ def make_groups(data: GaussianMixture, groups="auto") -> Groups:
         names = tuple("I" + "".join(str(int(v)) for v in row) for row in uniq)
     else:
         names = tuple(f"g{j}" for j in range(len(uniq)))
-    return Groups(index, uniq, sizes, names, mode, data_outer)
+    return Groups(index, uniq, sizes, names, mode, data_outer, 0 if mode == "exact" else groups.n_bins)

@@ -1,9 +1,12 @@
 """Finite-d simulators of one-pass SGD: numba SGD and homogenized SGD (THEORY.md section 2).
 
-Observables are evaluated exactly from the iterate ``X`` (no test set): the class-
-conditional laws of ``(r, r*)`` are Gaussian with mean ``(X mu_c, X* mu_c)`` and
-covariance ``sum_i lam_i^(c) [x_i; x*_i][x_i; x*_i]^T``, integrated by the same engine
-as the theory.
+Parameter-side observables (``norm``, overlaps, group sums, ``alignment``) are exact
+functions of the iterate ``X``. Sample-side observables (``risk``, ``fisher_trace``,
+``lr_threshold``) are measured on a held-out set: ``n_test`` fresh samples of the data
+(class, ``a = mu_c + K_c^{1/2} xi``, hard label or teacher label with fresh noise) drawn
+once per seed from its own stream and passed through the model's loss and gradient at
+every output time. No Gaussian expectation of the engine is involved, so the simulation
+checks the theory's quadrature as well as its equations.
 """
 from __future__ import annotations
 
@@ -17,32 +20,72 @@ from dmft import errors, output
 from dmft._jit import specialise
 from dmft._kernels_normal import stream
 
-from ._kernels import sgd_steps
+from ._kernels import heldout_sums, sgd_steps
 from .schedules import AdaGradNorm, as_schedule
 from .theory import Problem, _initial_X, time_grid
 
-
-def _exact_observables(problem: Problem, X: np.ndarray, gamma: float) -> dict:
+def _parameter_observables(problem: Problem, X: np.ndarray) -> dict:
     W = problem.stack(X)
-    kk = problem.k + problem.ks
-    B = np.einsum("ci,ai,bi->cab", problem.data.eigenvalues, W[:kk], W[:kk])
-    S = W @ W.T
-    P = problem.groups.sum_outer(W)
-    return problem.observables(S, B, P, problem.moments(S, B), gamma)
+    return problem.parameter_observables(W @ W.T, problem.groups.sum_outer(W))
+
+
+def _heldout_stream(ss: np.random.SeedSequence) -> np.random.SeedSequence:
+    """Child 2 of the seed's ``SeedSequence`` (SGD runs on children 0 and 1, HSGD on ``ss`` itself)."""
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 2), pool_size=ss.pool_size)
+
+
+def _heldout_observables(problem: Problem, snaps, ss, n_test: int) -> dict:
+    """``risk``, ``risk_se``, ``fisher_trace`` (and ``lr_threshold``) of each snapshot on one held-out set.
+
+    snaps: list of T (k, d) iterates. Over the ``n_test`` samples, ``risk`` is the mean loss
+    and ``risk_se = std(loss)/sqrt(n_test)``; ``fisher_trace = mean |g|^2`` estimates
+    ``sum_c p_c tr I_c``; with ``k = k_star``, ``lr_threshold = 2 mean(g . (r - r*)) /
+    mean((Tr K_c/d) |g|^2)`` (``A`` and ``(Tr K/d) I`` of ``dD^2/dt``, ``c`` the sample's class).
+    """
+    data, model = problem.data, problem.model
+    k, ks = problem.k, problem.ks
+    class_ss, normal_ss = _heldout_stream(ss).spawn(2)
+    rng = np.random.default_rng(class_ss)
+    classes = np.minimum(np.searchsorted(np.cumsum(data.probs), rng.random(n_test), side="right"), data.n_classes - 1)
+    hard = problem.labels is not None
+    eps = rng.standard_normal((n_test, 0 if hard else model.noise_dim))  # fresh label noise
+    labels = np.ascontiguousarray(problem.labels if hard else np.zeros((1, model.label_dim)), dtype=float)
+    W = _padded(np.vstack(list(snaps) + ([data.teacher] if ks else [])))
+    out = np.empty((5, len(snaps)))
+    kernel = specialise(heldout_sums, loss=model.loss, grad=model.grad, teacher=model.teacher, error_model="numpy")
+    with np.errstate(over="ignore", invalid="ignore"):
+        kernel(model.param_array, W, _padded(data.means), _padded(np.sqrt(data.eigenvalues)), classes,
+               *stream(normal_ss), eps, labels, hard, np.asarray(data.trace_ratio, dtype=float), k, ks,
+               model.label_dim, out)
+    mean, m2, g2, g2_weighted, gr = out
+    held = {"risk": mean, "risk_se": np.sqrt(m2 / (n_test - 1) / n_test), "fisher_trace": g2 / n_test}
+    if ks == k:
+        noise = g2_weighted / n_test
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # at an exact interpolating optimum both vanish: no constraint on the rate
+            held["lr_threshold"] = np.where(noise > 1e-12, 2 * (gr / n_test) / noise, np.inf)
+    return held
 
 
 def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, times=None, X0=None,
              n_seeds: int = 4, seed: int = 0, dynamics: str = "sgd", dt: float = 0.01,
-             groups="auto", rule=None, workers: int | None = None, progress: bool = True):
+             groups="auto", rule=None, n_test: int = 10_000, workers: int | None = None, progress: bool = True):
     """Simulate one-pass SGD (``dynamics='sgd'``) or homogenized SGD (``'hsgd'``) at the data's ``d``.
 
     Same arguments and output variables as :func:`onepass.solve`, plus a ``seed`` dim.
     SGD: one fresh sample per step, ``t = step/d``, numba kernel (O(k d) per step).
     HSGD: Euler-Maruyama with step ``dt`` of
     ``dX = -gamma grad L(X) dt + (gamma/sqrt(d)) sqrt(sum_c p_c I_c(X) (x) K_c) dW``
-    (weak error O(dt)). Seeds ``seed`` spawn ``n_seeds`` independent streams; they run on
-    ``workers`` threads (default: one per core, at most ``n_seeds``), and the numbers do not
-    depend on ``workers``.
+    (weak error O(dt)); its drift and noise are Gaussian expectations of the theory's
+    engine (``rule``), so HSGD checks the ODE's closure, not the engine. Seeds ``seed`` spawn
+    ``n_seeds`` independent streams; they run on ``workers`` threads (default: one per core,
+    at most ``n_seeds``), and the numbers do not depend on ``workers``.
+
+    ``risk``, ``fisher_trace`` and ``lr_threshold`` are measured on ``n_test`` held-out
+    samples per seed (one set for all output times, from the seed's stream); ``risk_se``
+    (seed, time) is the held-out standard error ``std(loss)/sqrt(n_test)`` of each seed's
+    ``risk``. The spread of ``risk`` over seeds includes it. The other observables are
+    exact functions of ``X``.
     """
     problem = Problem.build(model, data, groups, rule)
     schedule = as_schedule(lr)
@@ -53,19 +96,24 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     X0 = _initial_X(problem, X0)
     if dynamics == "hsgd":
         dt = errors.positive("dt", dt)
+    n_test = errors.positive_int("n_test", n_test, minimum=2)
     streams = errors.seed_sequence(seed).spawn(n_seeds)
 
     def one_seed(ss):
         snaps, lrs = _run_sgd(problem, schedule, t, X0, ss) if dynamics == "sgd" else \
             _run_hsgd(problem, schedule, t, X0, dt, ss)
-        return [_exact_observables(problem, X, g) for X, g in zip(snaps, lrs)]
+        held = _heldout_observables(problem, snaps, ss, n_test)
+        return [{**_parameter_observables(problem, X), **{name: v[j] for name, v in held.items()}, "lr": g}
+                for j, (X, g) in enumerate(zip(snaps, lrs))]
 
     # the SGD kernel releases the GIL, so seeds on threads use every core
     with ThreadPoolExecutor(max_workers=workers) as pool:
         runs = list(tqdm(pool.map(one_seed, streams), total=n_seeds, disable=not progress,
                          desc=f"onepass.simulate[{dynamics}]", unit="seed"))
     attrs = {"lr": repr(schedule), "t_max": float(t[-1]), "n_seeds": n_seeds, "seed": seed,
-             "dynamics": dynamics, "source": "simulation",
+             "dynamics": dynamics, "source": "simulation", "n_test": n_test,
+             "risk_method": "held-out: mean loss over n_test fresh samples per seed (one set for all times); "
+                            "risk_se = std(loss)/sqrt(n_test)",
              "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d}
     ds = problem.dataset(t, runs, attrs, seed_dim=True)
     try:

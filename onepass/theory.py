@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from dmft import errors, models as _models, output
 from dmft.expectation import gaussian_moments
 
-from .data import GaussianMixture, make_groups
+from .data import Binned, GaussianMixture, make_groups
 from .schedules import as_schedule
 
 _BLOWUP = 1e10
@@ -136,31 +136,40 @@ class Problem:
         return dP, self.acc_rate(mom), mom
 
     # ------------------------------------------------------------ observables
-    def observables(self, S, B, P, mom, gamma):
-        """Observables at one time; ``P`` (G, D, D) is the group-resolved state."""
+    def parameter_observables(self, S, P):
+        """Observables of the parameters alone, from ``S = sum_g P_g`` and ``P`` (G, D, D)."""
         k, ks, C = self.k, self.ks, self.data.n_classes
-        p = self.data.probs
         mu0 = k + ks
         obs = {
-            "risk": sum(pc * m.loss for pc, m in zip(p, mom)),
             "norm": S[:k, :k],
             "mean_overlap": S[:k, mu0:mu0 + C],
             "group_norm": np.trace(P[:, :k, :k], axis1=1, axis2=2),
             "group_mean_overlap": P[:, :k, mu0:mu0 + C],
-            "fisher_trace": sum(pc * np.trace(m.fisher) for pc, m in zip(p, mom)),
-            "lr": gamma,
         }
         if ks:
             obs["overlap"] = S[:k, k:k + ks]
             if ks == k:
                 obs["distance"] = np.trace(S[:k, :k]) - 2 * np.trace(S[:k, k:2 * k]) + np.trace(S[k:2 * k, k:2 * k])
-                M = self.drift(P, mom).sum(axis=0)
-                a = 0.5 * (np.trace(M[:k, :k]) - 2 * np.trace(M[:k, k:2 * k]))
-                noise = self.acc_rate(mom)
-                # at an exact interpolating optimum both vanish: no constraint on the rate
-                obs["lr_threshold"] = 2 * a / noise if noise > 1e-12 else np.inf
         if C == 2 and k == 1:
             obs["alignment"] = S[0, mu0] / np.sqrt(S[0, 0]) / self.data.mean_norms[0] if S[0, 0] > 0 and self.data.mean_norms[0] > 0 else 0.0
+        return obs
+
+    def observables(self, S, B, P, mom, gamma):
+        """Observables at one time; ``P`` (G, D, D) is the group-resolved state."""
+        k, ks = self.k, self.ks
+        p = self.data.probs
+        obs = {
+            "risk": sum(pc * m.loss for pc, m in zip(p, mom)),
+            **self.parameter_observables(S, P),
+            "fisher_trace": sum(pc * np.trace(m.fisher) for pc, m in zip(p, mom)),
+            "lr": gamma,
+        }
+        if ks == k:
+            M = self.drift(P, mom).sum(axis=0)
+            a = 0.5 * (np.trace(M[:k, :k]) - 2 * np.trace(M[:k, k:2 * k]))
+            noise = self.acc_rate(mom)
+            # at an exact interpolating optimum both vanish: no constraint on the rate
+            obs["lr_threshold"] = 2 * a / noise if noise > 1e-12 else np.inf
         return obs
 
     def dataset(self, times, records, attrs, seed_dim=False):
@@ -169,7 +178,7 @@ class Problem:
             "risk": (), "norm": ("student", "student2"), "mean_overlap": ("student", "class"),
             "group_norm": ("group",), "group_mean_overlap": ("group", "student", "class"),
             "fisher_trace": (), "lr": (), "overlap": ("student", "teacher"), "distance": (),
-            "lr_threshold": (), "alignment": (),
+            "lr_threshold": (), "alignment": (), "risk_se": (),
         }
         lead = ("seed", "time") if seed_dim else ("time",)
         runs = records if seed_dim else [records]
@@ -250,6 +259,8 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
     ``threshold`` is ``lr_threshold`` (teacher-student, ``k = k_star``) at the last output
     time before the blow-up. With ``on_divergence='truncate'`` the output times before the
     blow-up are returned instead, with ``attrs['diverged_at']`` and ``attrs['truncated'] = 1``.
+    ``attrs['binning_error_risk']`` estimates the error of binned groups on the risk (0 for
+    exact groups; see :func:`_binning_error`).
     """
     problem = Problem.build(model, data, groups, rule)
     schedule = as_schedule(lr)
@@ -257,7 +268,39 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
     rtol = errors.positive("rtol", rtol)
     atol = errors.positive("atol", atol)
     on_divergence = errors.on_divergence(on_divergence)
-    P0 = problem.initial_P(None if X0 is None else _initial_X(problem, X0))
+    X0 = None if X0 is None else _initial_X(problem, X0)
+    ds = _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence)
+    ds.attrs.update(_binning_error(problem, schedule, ds, X0, rtol, atol))
+    return ds
+
+
+def _binning_error(problem, schedule, ds, X0, rtol, atol) -> dict:
+    """``binning_error_risk`` and how it was estimated, for the solution ``ds`` of ``problem``.
+
+    Binned groups converge as ``n_bins^-2`` (docs/onepass.md), so the error of ``Binned(n)``
+    is estimated by Richardson extrapolation, ``max_t |risk_n - risk_{n/2}| / 3``, from one
+    more solve with ``n/2`` bins (cost independent of ``d``).
+    """
+    n = problem.groups.n_bins
+    if n == 0:
+        return {"binning_error_risk": 0.0, "binning_error_method": "exact groups"}
+    if n == 1:
+        return {"binning_error_risk": np.nan, "binning_error_method": "not estimated: no coarser binning than 1 bin"}
+    coarse = Problem(problem.model, problem.data, make_groups(problem.data, Binned(n // 2)), problem.labels,
+                     problem.rule)
+    try:
+        ref = _integrate(coarse, schedule, ds.time.values, X0, rtol, atol, False, "truncate")
+    except errors.DivergenceError:
+        return {"binning_error_risk": np.nan, "binning_error_method": f"not estimated: Binned({n // 2}) diverged"}
+    m = min(ref.sizes["time"], ds.sizes["time"])
+    err = float(np.max(np.abs(ds.risk.values[:m] - ref.risk.values[:m]))) / 3
+    return {"binning_error_risk": err,
+            "binning_error_method": f"max over times of |risk(Binned({n})) - risk(Binned({n // 2}))| / 3"}
+
+
+def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
+    """The ODE solve of :func:`solve` on checked inputs -> Dataset."""
+    P0 = problem.initial_P(X0)
     G, D = P0.shape[0], P0.shape[1]
 
     def unpack(y):

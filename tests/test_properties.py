@@ -291,6 +291,9 @@ def test_group_kernels_equal_plain_numpy(d, n_classes, k_star, n_bins, data):
         g = D.make_groups(mix, groups)
         if groups != "exact":
             np.testing.assert_array_equal(g.index, _numpy_binned_groups(lam, n_bins))
+        else:  # distinct eigenvalue rows, numbered in lexicographic order
+            np.testing.assert_array_equal(g.index, np.unique(lam.T, axis=0, return_inverse=True)[1].ravel())
+            np.testing.assert_array_equal(g.index, D.make_groups(mix, "auto").index)
         sizes = np.bincount(g.index)
         np.testing.assert_array_equal(g.sizes, sizes)
         sums = np.stack([np.bincount(g.index, weights=row) for row in lam], axis=1)
