@@ -11,6 +11,7 @@ with ``A_g``'s x-rows ``[sum_c p_c lam_g^c H_c, sum_c p_c lam_g^c H*_c, p_1 G_1 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,6 +93,15 @@ class Problem:
             lab = None if self.labels is None else self.labels[c]
             out.append(gaussian_moments(self.model, mean, cov, label=lab, rule=self.rule))
         return out
+
+    def risk_error(self, S: np.ndarray, B: np.ndarray) -> float:
+        """Estimated integration error of the risk, ``sum_c p_c |E_c l(rule) - E_c l(refined)|``."""
+        err = 0.0
+        for c, pc in enumerate(self.data.probs):
+            mean, cov = self.class_stats(S, B, c)
+            lab = None if self.labels is None else self.labels[c]
+            err += pc * gaussian_moments(self.model, mean, cov, label=lab, rule=self.rule, error=True).error
+        return float(err)
 
     def class_covariances(self, P: np.ndarray) -> np.ndarray:
         """``B_c = sum_g lam_g^(c) P_g[:k+k*, :k+k*]`` -> (C, k+k*, k+k*)."""
@@ -344,15 +354,25 @@ def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
         else:
             sol_y = sol.y
         states = sol_y.T
-    records = []
-    for tt, yy in zip(t, states):
+    records, risk_error = [], 0.0
+    checked = set(np.unique(np.linspace(0, len(t) - 1, 6).round().astype(int)))
+    for j, (tt, yy) in enumerate(zip(t, states)):
         P, acc = unpack(yy)
         gamma = schedule(tt, acc)
         S = P.sum(axis=0)
         B = problem.class_covariances(P)
         records.append(problem.observables(S, B, P, problem.moments(S, B), gamma))
+        if j in checked:  # the error is smooth in the state: a few times bound it along the run
+            err = problem.risk_error(S, B)
+            risk_error = max(risk_error, err)
+            if err > 1e-4 * abs(records[-1]["risk"]):
+                warnings.warn(
+                    f"onepass.solve: the risk's estimated integration error {err:.3g} at t = {tt:.4g} exceeds "
+                    f"1e-4 of the risk ({records[-1]['risk']:.4g}); pass a finer rule or declare the model's kinks",
+                    errors.QuadratureWarning, stacklevel=3)
     attrs = {"lr": repr(schedule), "t_max": float(t[-1]), "rtol": rtol, "atol": atol,
-             "source": "theory", "method": "onepass ODE (THEORY.md section 2)"}
+             "source": "theory", "method": "onepass ODE (docs/onepass.md)",
+             "risk_quadrature_error": risk_error}
     if t[-1] != 0 and diverged_at is not None:
         attrs.update(truncated=1, diverged_at=diverged_at)
     ds = problem.dataset(t, records, attrs)

@@ -227,3 +227,29 @@ def test_solve_warns_when_the_response_misses_a_dirac_part():
         ds = dmft.solve(models.phase_retrieval(), dynamics="gf", lr=0.5, t_max=0.2, n_time=3, n_paths=64,
                         init_std=0.5, progress=False)
     assert ds.attrs["gradient_jump_at_kinks"] > 0.1
+
+
+# ---------------------------------------------------------------- error estimates in outputs
+def _sign_logistic(kinks):
+    def loss(r, y):
+        return max(r[0], 0.0) + math.log1p(math.exp(-abs(r[0]))) - y[0] * r[0]
+
+    def teacher(r_star, eps):
+        return np.array([1.0 if r_star[0] > 0 else 0.0])
+
+    return models.custom(loss, teacher=teacher, kinks=kinks, name="sign_logistic")
+
+
+def test_onepass_risk_carries_its_quadrature_error_and_warns_on_undeclared_jumps():
+    """The declared jump gives an error estimate below 1e-9; the same model without its
+    kink (a tensor grid across the jump) warns, with an estimate above 1e-4 of the risk."""
+    import onepass
+    from dmft import errors
+
+    data = onepass.data.teacher_student(d=200)
+    kw = dict(lr=0.5, t_max=2.0, n_time=3)
+    good = onepass.solve(_sign_logistic([[0.0, 1.0, 0.0]]), data, **kw)
+    assert good.attrs["risk_quadrature_error"] < 1e-9
+    with pytest.warns(errors.QuadratureWarning):
+        bad = onepass.solve(_sign_logistic(None), data, **kw)
+    assert bad.attrs["risk_quadrature_error"] > 1e-4 * float(bad.risk.max())
