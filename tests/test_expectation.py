@@ -124,9 +124,10 @@ def huber_noise_average(a, s, h):
 @pytest.mark.parametrize("k", [1, 2])
 def test_huber_tanh_loss_against_monte_carlo(k):
     """Label noise integrated in closed form, ``(r, r*)`` by 2^22 Monte Carlo samples
-    (SE 7-8e-5, 4e-4 relative). Huber's kink is a curved surface the engine cannot split
-    along, and tanh's poles slow Gauss-Hermite down: at this wide covariance the default
-    is 0.3% (k = 1) and 0.9% (k = 2) off. The engine's error estimate must bound that."""
+    (SE 7-8e-5, 4e-4 relative) at a wide covariance (variances to 2.3). Huber's kink is a
+    curved surface the engine cannot split along; measured: 1.3 SE (k = 1, trapezoid) and
+    1.7 SE (k = 2, quasi-Monte Carlo) from the reference. A tensor Gauss-Hermite grid was
+    0.3% and 0.9% off here (tanh's complex poles)."""
     model = models.huber_tanh(noise_std=0.3, threshold=0.5, k=k)
     rng = np.random.default_rng(3)
     A = rng.standard_normal((2 * k, 2 * k))
@@ -135,7 +136,6 @@ def test_huber_tanh_loss_against_monte_carlo(k):
     per = huber_noise_average(np.tanh(Z[:, :k]).mean(1) - np.tanh(Z[:, k:]).mean(1), 0.3, 0.5)
     ref, se = per.mean(), per.std() / math.sqrt(len(per))
     got = E.gaussian_moments(model, np.zeros(2 * k), cov, error=True)
-    assert abs(got.loss - ref) < 0.015 * ref
     assert abs(got.loss - ref) <= got.error + 4 * se, (got.loss, ref, se, got.error)
 
 
