@@ -332,6 +332,7 @@ def solve(
     seed: int = 0,
     progress: bool = True,
     max_memory_gb: float = 4.0,
+    check_dt: bool = False,
 ):
     """Solve the dynamical mean-field equations of multi-pass SGD / SME / GF.
 
@@ -390,6 +391,14 @@ def solve(
         Seed; equal seeds give bit-identical output.
     progress : bool
         Show a tqdm progress bar.
+    check_dt : bool
+        SME and GF: also solve on the grid with twice the step (about a fifth of the cost,
+        same seed) and warn (:class:`~dmft.errors.UnresolvedTimeStepWarning`) where the test
+        loss or ``tr norm`` moved by more than 4 combined standard errors: a step bias the
+        standard errors do not include (docs/dmft_theory.md, "Step bias").
+        ``attrs['dt_check_max_z']`` is the largest ``|difference| / SE`` (NaN when not
+        checked: SGD, whose events sit at their exact times, ``check_dt=False``, or an odd
+        ``n_time - 1`` with one step per output interval).
 
     Returns
     -------
@@ -407,6 +416,7 @@ def solve(
     >>> ds.test_loss.dims, ds.correlation.dims
     (('time',), ('time', 'time2', 'student', 'student2'))
     """
+    arguments = dict(locals())  # the inputs, for the coarser solve of check_dt
     t_start = _time.perf_counter()
     model = _models.get(model)
     delta = errors.positive("delta", delta)
@@ -708,7 +718,42 @@ def solve(
         "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
                       "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
     }
-    return output.build(variables, coords, attrs)
+    ds = output.build(variables, coords, attrs)
+    ds.attrs["dt_check_max_z"] = _check_time_step(ds, arguments, every) if check_dt and driver.dense else np.nan
+    return ds
+
+
+def _check_time_step(ds, arguments: dict, every: int) -> float:
+    """Largest ``|x(dt) - x(2 dt)| / SE`` over the output times of the test loss and
+    ``tr norm``, from a second solve with twice the step; warns above 4. With one step per
+    output interval the coarser solve keeps every second output time (NaN when
+    ``n_time - 1`` is odd: no common grid)."""
+    kw = {**arguments, "dt": 2 * ds.attrs["dt"], "check_dt": False, "progress": False}
+    if every < 2:
+        if (ds.sizes["time"] - 1) % 2:
+            return float("nan")
+        kw["n_time"] = (ds.sizes["time"] - 1) // 2 + 1
+        ds = ds.isel(time=slice(None, None, 2), time2=slice(None, None, 2))
+    coarse = solve(**kw)
+    z = 0.0
+    pairs = [(ds.test_loss.values, coarse.test_loss.values, ds.test_loss_sem.values, coarse.test_loss_sem.values),
+             (_trace(ds.norm), _trace(coarse.norm), np.sqrt(_trace(ds.norm_sem ** 2)),
+              np.sqrt(_trace(coarse.norm_sem ** 2)))]
+    for fine, rough, fine_se, rough_se in pairs:
+        se = np.sqrt(fine_se ** 2 + rough_se ** 2)
+        ok = se > 0
+        z = max(z, float(np.max(np.abs(fine - rough)[ok] / se[ok], initial=0.0)))
+    if z > 4:
+        warnings.warn(
+            f"dmft.solve(dynamics={ds.attrs['dynamics']!r}): the step dt = {ds.attrs['dt']:.4g} is not resolved: "
+            f"doubling the step moved the test loss or tr(norm) by {z:.1f} standard errors; pass a smaller dt",
+            errors.UnresolvedTimeStepWarning, stacklevel=3)
+    return z
+
+
+def _trace(da) -> np.ndarray:
+    """``tr`` over the last two (student) dims of ``norm`` -> (time,)."""
+    return da.values.diagonal(axis1=-2, axis2=-1).sum(-1)
 
 
 def _test_loss_error(model, q, mo, rho, sem, n_checks: int = 6) -> float:
