@@ -29,7 +29,6 @@ right-hand side.
 from __future__ import annotations
 
 import functools
-import itertools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -42,8 +41,7 @@ from ._kernels_expectation import weighted_moments
 #: with kinks off the declared planes (Huber's kink is a curved surface), which converge slowly
 _GH_POINTS = {0: 1, 1: 96, 2: 32, 3: 20, 4: 12, 5: 8}
 _GH_POINTS_NONSMOOTH = {0: 1, 1: 96, 2: 48, 3: 32, 4: 16, 5: 10}
-#: trapezoid step by integration dimension (smooth models; halved steps' worth of points for
-#: non-smooth ones via ``scale``)
+#: trapezoid step by integration dimension (smooth models; non-smooth ones divide it by 1.5)
 _TRAPEZOID_STEP = {1: 0.25, 2: 0.4, 3: 0.55}
 #: Gauss-Legendre points per piece of a split coordinate, by the number of split coordinates
 _PIECE_POINTS = {1: 24, 2: 16, 3: 10, 4: 8}
@@ -253,10 +251,11 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None, error: bool = F
     label : (label_dim,) array or None
         A fixed (hard) label; if None the label is ``teacher(r_star, eps)`` and the noise
         ``eps ~ N(0, I_noise_dim)`` is integrated too.
-    rule : GaussHermite | QuasiMonteCarlo | None
-        Default: the model's closed form if it has one; otherwise Gauss-Hermite up to 5
-        integration dimensions, quasi-Monte Carlo above; split coordinates across the
-        model's declared kinks either way.
+    rule : Trapezoid | GaussHermite | QuasiMonteCarlo | None
+        Default: the model's closed form if it has one; otherwise :func:`default_rule`
+        (trapezoid up to 3 integration dimensions, quasi-Monte Carlo above). The tensor
+        rules split coordinates across the model's declared kinks; quasi-Monte Carlo
+        does not (its error is ``O(N^-1/2)`` at worst across a jump).
     error : bool
         Also estimate the absolute error of ``loss`` by a refined rule (``Moments.error``).
         The refined result is returned (its error is smaller than the estimate).
