@@ -24,7 +24,7 @@ _VARIABLES = ("risk", "alignment", "norm", "overlap", "distance", "mean_overlap"
 
 def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sources=("theory", "simulation"),
             n_seeds: int = 8, seed: int = 0, hsgd_dt: float = 0.01, X0=None, groups="auto",
-            progress: bool = True) -> xr.Dataset:
+            n_test: int = 10_000, progress: bool = True) -> xr.Dataset:
     """One-pass theory (:func:`onepass.solve`) against SGD and homogenized SGD (:func:`onepass.simulate`).
 
     Parameters
@@ -43,6 +43,9 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
     seed : int
         SGD uses ``SeedSequence(seed).spawn(2)[0]``, HSGD the other stream.
     X0, groups : as in :func:`onepass.solve`.
+    n_test : int
+        Held-out samples per seed on which the simulators measure the risk
+        (:func:`onepass.simulate`).
     progress : bool
         tqdm bar over sources.
 
@@ -63,6 +66,7 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
     for s in sources:
         errors.choice("sources", s, SOURCES)
     n_seeds = errors.positive_int("n_seeds", n_seeds, minimum=1)
+    n_test = errors.positive_int("n_test", n_test, minimum=2)
     sgd_ss, hsgd_ss = errors.seed_sequence(seed).spawn(2)
     common = dict(lr=lr, t_max=t_max, n_time=n_time, X0=X0, groups=groups)
     results, runtimes = {}, []
@@ -74,10 +78,10 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
                 results[src] = _solve(model, data, progress=False, **common)
             elif src == "simulation":
                 results[src] = _simulate(model, data, n_seeds=n_seeds, seed=sgd_ss, dynamics="sgd",
-                                         progress=False, **common)
+                                         n_test=n_test, progress=False, **common)
             else:
                 results[src] = _simulate(model, data, n_seeds=n_seeds, seed=hsgd_ss, dynamics="hsgd",
-                                         dt=hsgd_dt, progress=False, **common)
+                                         dt=hsgd_dt, n_test=n_test, progress=False, **common)
             runtimes.append(_time.perf_counter() - t0)
     ds = stack_sources(results, _VARIABLES)
     first = results[sources[0]]
@@ -86,7 +90,7 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
     ds["runtime_s"] = (("source",), np.asarray(runtimes), output.describe("runtime_s"))
     attrs = {k: v for k, v in first.attrs.items() if k not in ("source", "dynamics", "n_seeds", "seed", "dt",
                                                                  "library_version")}
-    attrs.update(sources=list(sources), n_seeds=n_seeds, seed=seed, hsgd_dt=hsgd_dt,
+    attrs.update(sources=list(sources), n_seeds=n_seeds, seed=seed, hsgd_dt=hsgd_dt, n_test=n_test,
                  sem_method="theory: 0 (deterministic ODE); simulation, hsgd: std(ddof=1)/sqrt(n_seeds)")
     from dmft import __version__
 
