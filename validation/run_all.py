@@ -43,7 +43,9 @@ def write_gallery(out: Path, names, *, quick: bool):
              "(`sqrt(sem_theory^2 + sem_simulation^2)`; the theory's standard error is that of the DMFT",
              "Monte Carlo replicas, 0 for the one-pass ODE). Finite-`d` simulations differ from the",
              "`d -> infinity` theory by `O(1/sqrt(d))` fluctuations and `O(1/d)` biases, so the ratio to",
-             "the standard error grows with the number of seeds at fixed `d`.", ""]
+             "the standard error grows with the number of seeds at fixed `d`. The simulations' test",
+             "losses (multi-pass) and risks (one-pass) are measured on held-out sets of fresh samples,",
+             "not through the theory's Gaussian integrals.", ""]
     if quick:
         lines += ["!!! note", "    Generated in `--quick` mode (small sizes): a smoke run, not a validation.", ""]
     for n in names:
