@@ -52,7 +52,7 @@ def point(a, b, seed, scale=1.0, t_max=1.0, sleep=0.0, weights=None):
 def calls(log) -> list:
     """``[(pid, a, b)]`` of the calls logged in ``log`` (empty if there is none)."""
     try:
-        lines = open(log).read().split("\n")
+        lines = Path(log).read_text().split("\n")
     except FileNotFoundError:
         return []
     return [(int(p), float(a), float(b)) for p, a, b in (line.split() for line in lines if line)]
