@@ -282,12 +282,19 @@ class _Claim:
             _unlink(self.path)
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:  # in a folder this process cannot search: found not writable later
+        return False
+
+
 class _Folder:
     """``out``: point files named by the key of their identity, their claims, sweep.json, sweep.nc."""
 
     def __init__(self, out, resume: bool):
         self.out, self.resume = Path(out), resume
-        if self.out.exists() and not self.out.is_dir():
+        if _is_file(self.out):
             raise errors.ParameterError(f"out={str(out)!r} is not allowed: it is an existing file; out must "
                                         "be a folder (created if missing)")
         self.points = self.out / "points"
@@ -308,7 +315,7 @@ class _Folder:
         path = self.path(key)
         try:
             st = path.stat()
-        except FileNotFoundError:
+        except OSError:  # absent, or in a folder this process cannot search
             return None
         signature = (st.st_ino, st.st_mtime_ns, st.st_size)
         if self._skipped.get(path) == signature:
