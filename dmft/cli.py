@@ -4,7 +4,8 @@
 tanh teacher, ``delta = 2``, ``lr = 2``, ``batch = 1``, ``t_max = 4``), which finishes in
 about a minute on two cores and writes ``results/compare.nc`` and ``results/compare.png``.
 
-Exit codes: 0 success, 2 bad argument (the message names it), 3 divergence.
+Exit codes: 0 success, 1 no point of a sweep succeeded (the points' errors are printed),
+2 bad argument (the message names it), 3 divergence.
 """
 from __future__ import annotations
 
@@ -107,7 +108,26 @@ def _run_sweep(args) -> int:
     t0 = time.perf_counter()
     ds = sweep(compare, grid, fixed=_common(args), seed=args.seed, out=out, client=args.scheduler,
                resume=not args.no_resume, progress=not args.no_progress)
-    # figure: final test loss against the first swept parameter with several values
+    n_bad = int((ds.status != "ok").sum())
+    print(f"dmft sweep: {ds.status.size} points ({n_bad} not ok) in {time.perf_counter() - t0:.1f} s")
+    for idx in zip(*np.nonzero(ds.status.values != "ok")):
+        print("  " + ", ".join(f"{k}={ds[k].values[i]}" for k, i in zip(grid, idx)) + ": "
+              + str(ds.error.values[idx]))
+    if "test_loss" not in ds:
+        print("no point succeeded: no figure")
+        return 1
+    fig = _sweep_figure(ds, grid)
+    try:
+        fig.savefig(out / "sweep.png", dpi=120)
+    except OSError as e:  # a finished sweep in a read-only folder
+        print(f"could not write {out / 'sweep.png'}: {e}")
+        return 0
+    print(f"wrote {out / 'sweep.nc'} and {out / 'sweep.png'}")
+    return 0
+
+
+def _sweep_figure(ds, grid):
+    """Final test loss against the first swept parameter with several values."""
     swept = [k for k in grid if len(grid[k]) > 1] or ["lr"]
     final = ds.test_loss.isel(time=-1)
     import matplotlib.pyplot as plt
@@ -126,14 +146,7 @@ def _run_sweep(args) -> int:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "sweep.png", dpi=120)
-    n_bad = int((ds.status != "ok").sum())
-    print(f"dmft sweep: {ds.status.size} points ({n_bad} not ok) in {time.perf_counter() - t0:.1f} s")
-    for idx in zip(*np.nonzero(ds.status.values != "ok")):
-        print("  " + ", ".join(f"{k}={ds[k].values[i]}" for k, i in zip(grid, idx)) + ": "
-              + str(ds.error.values[idx]))
-    print(f"wrote {out / 'sweep.nc'} and {out / 'sweep.png'}")
-    return 0
+    return fig
 
 
 def main(argv=None) -> int:

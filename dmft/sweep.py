@@ -4,21 +4,39 @@
 :func:`dmft.compare`, :func:`dmft.solve`, :func:`onepass.compare`) at every point of a
 parameter grid and stacks the results along one dim per grid parameter.
 
-- **Seeds.** Point ``i`` (flat C-order index into the grid) gets its own integer seed
-  ``SeedSequence([seed, i]).generate_state(1)[0]`` (stored as ``point_seed``), so every
-  point has an independent stream and the result does not depend on the execution order,
-  the backend or on resuming.
+- **Seeds.** Every point gets its own integer seed :func:`point_seed` ``(seed, point)``
+  (stored as ``point_seed``), a function of the root seed and the point's own values, so
+  every point has an independent stream and the result depends neither on the execution
+  order, the backend, resuming, nor on the other values of the grid.
 - **Failures.** A point that raises is recorded, not fatal: ``status`` is ``'ok'``,
   ``'diverged'`` (:class:`~dmft.errors.DivergenceError`) or ``'failed'`` (any other
   ``Exception``) and ``error`` holds the message. The variables of a point that did not
   succeed are absent; in the stacked Dataset they are masked with the netCDF fill value
   (NaN for floats), and those are the only fill values: ``ds.where(ds.status == 'ok')``
   is a no-op on the values. ``KeyboardInterrupt`` stops the sweep.
-- **Incremental output and resume.** With ``out``, every finished point is written at
-  once to ``out/points/point_<i>.nc`` (``ok`` and failed points alike), the grid to
-  ``out/sweep.json``, and the stacked result to ``out/sweep.nc``. Running the same sweep
-  again with the same ``out`` loads the written points and computes only the missing
-  ones (``retry_failed=True`` also recomputes failed points).
+- **Incremental output and resume.** With ``out``, every finished point (``ok`` and
+  failed alike) is written at once to ``out/points/point_<key>.nc``, ``key`` a SHA-256 of
+  the point's identity: the function's ``module.qualname``, ``fixed``, the point's grid
+  values and its seed (numbers, strings, lists and dicts as values, arrays by their
+  bytes, dataclasses by their fields, functions by ``module.qualname``, other objects by
+  ``repr``). The file stores that identity, the library version and a SHA-256 of its own
+  content. Running a sweep again with the same ``out`` reuses every stored point whose
+  identity is one of the grid's, so grids can grow, shrink or be reordered; only the
+  missing points are computed (``retry_failed=True`` also recomputes failed points).
+  A file that cannot be read, fails its content hash or holds another point (copied or
+  renamed) is named in a :class:`CorruptPointWarning` and computed again; a point stored
+  by another library version is refused (:class:`~dmft.errors.ParameterError`) before
+  any computation. ``out/sweep.json`` describes the sweep and ``out/sweep.nc`` holds the
+  stacked result. Every file is written under a unique temporary name and renamed into
+  place (:func:`os.replace`), so a killed process never leaves a partial file behind a
+  final name.
+- **Concurrent processes.** Processes may share ``out``: a point is computed only by the
+  process that created its claim ``points/point_<key>.lock`` (``O_CREAT | O_EXCL``; it
+  records the owner's host, pid and process start time). A process computes the points
+  nobody claimed, then waits for the others' points and loads them. A claim is stale,
+  and taken over, when its owner runs on this host and has exited (a pid that now
+  belongs to another process does not count); a claim from another host is honoured
+  until its file is deleted.
 - **Parallel.** ``client`` is a :class:`distributed.Client`, a scheduler address
   (``'tcp://host:8786'``) or ``'local'`` (a :class:`distributed.LocalCluster` on this
   machine, closed afterwards). Points are submitted as independent tasks; results are
@@ -26,10 +44,18 @@ parameter grid and stacks the results along one dim per grid parameter.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import inspect
 import itertools
 import json
+import os
+import socket
 import time as _time
+import uuid
+import warnings
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +64,91 @@ from tqdm.auto import tqdm
 
 from . import errors, output
 
-__all__ = ["sweep", "point_seed"]
+__all__ = ["sweep", "point_seed", "CorruptPointWarning"]
+
+#: seconds between two looks at points claimed by another process
+_POLL_S = 0.1
+#: a claim file still empty or unreadable after this long lost its owner while being written
+_CLAIM_WRITE_S = 10.0
+#: attributes a point file carries besides the function's own
+_POINT_ATTRS = ("sweep_status", "sweep_error", "sweep_runtime_s", "sweep_point_seed", "sweep_params",
+                "sweep_write_id", "sweep_content_hash")
 
 
-def point_seed(seed: int, index: int) -> int:
-    """Independent integer seed of grid point ``index``: ``SeedSequence([seed, index])``."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
+class CorruptPointWarning(UserWarning):
+    """A stored sweep point cannot be used (unreadable, wrong content hash, another point's
+    file); the message names the file, and the point is computed again."""
+
+
+def _json(obj) -> str:
+    """Canonical JSON (sorted keys, numpy scalars and arrays as Python values)."""
+    def plain(x):
+        if isinstance(x, np.generic):
+            return x.item()
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        return str(x)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=plain)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(_json(obj).encode()).hexdigest()
+
+
+def _name(obj) -> str:
+    """``module.qualname`` of a function or class, or of the class of a callable instance."""
+    named = obj if hasattr(obj, "__qualname__") else type(obj)
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
+
+
+def _canonical(value):
+    """JSON-able identity of a parameter value.
+
+    Numbers, strings, ``None``, lists/tuples and dicts stand for themselves; arrays for
+    their dtype, shape and the SHA-256 of their bytes (``repr`` abbreviates large arrays);
+    dataclasses (models) for their type and fields; ``functools.partial`` for its
+    function and arguments; functions and classes for ``module.qualname`` (not their
+    code); any other object for its ``repr``.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return _canonical(value.item())
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O":
+            return {"array": [_canonical(v) for v in value.ravel().tolist()], "shape": list(value.shape)}
+        return {"array": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest(),
+                "dtype": value.dtype.str, "shape": list(value.shape)}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"dataclass": _name(type(value)),
+                "fields": {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, functools.partial):
+        return {"partial": _canonical(value.func), "args": _canonical(value.args),
+                "keywords": _canonical(value.keywords)}
+    if callable(value):
+        return {"callable": _name(value)}
+    return {"repr": repr(value)}
+
+
+def point_seed(seed: int, point: dict) -> int:
+    """Independent integer seed of the grid point ``point`` (``{name: value}``).
+
+    ``SeedSequence([seed, h]).generate_state(1)[0]`` with ``h`` the first 128 bits of the
+    SHA-256 of the point's canonical JSON (keys sorted): it depends on the point's own
+    values only, not on the other values of the grid or the order of its keys.
+    """
+    h = int(_digest(_canonical(dict(point)))[:32], 16)
+    return int(np.random.SeedSequence([int(seed), h]).generate_state(1, dtype=np.uint32)[0])
 
 
 def _check_grid(grid) -> dict:
@@ -77,37 +182,302 @@ def _run_point(function, kwargs):
         return "failed", f"{type(e).__name__}: {e}", None, _time.perf_counter() - t0
 
 
-def _point_path(out: Path, index: int) -> Path:
-    return out / "points" / f"point_{index:06d}.nc"
+def _content_hash(ds: xr.Dataset) -> str:
+    """SHA-256 of a Dataset's variables (names, dims, dtypes, shapes, values, attrs) and attrs."""
+    h = hashlib.sha256()
+    for name in sorted(map(str, ds.variables)):
+        var = ds.variables[name]
+        values = np.asarray(var.values)
+        h.update(_json([name, list(var.dims), values.dtype.str, list(values.shape), var.attrs]).encode())
+        h.update(_json(values.ravel().tolist()).encode() if values.dtype.kind == "O"
+                 else np.ascontiguousarray(values).tobytes())
+    h.update(_json(ds.attrs).encode())
+    return h.hexdigest()
 
 
-def _write_point(out: Path, index: int, status: str, error: str, ds, runtime: float, pseed: int):
-    if ds is None:
-        ds = xr.Dataset()
-    else:
-        ds = ds.copy()
-    ds.attrs = {**ds.attrs, "sweep_status": status, "sweep_error": error, "sweep_runtime_s": float(runtime),
-                "sweep_point_seed": int(pseed), "sweep_index": int(index)}
-    path = _point_path(out, index)
-    tmp = path.with_suffix(".tmp")
-    output.save(ds, tmp)
-    tmp.replace(path)  # atomic: an interrupted write never looks finished
+def _unique_temporary(path: Path) -> Path:
+    """A fresh hidden name next to ``path``: concurrent writers never share a temporary file."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
 
-def _read_point(out: Path, index: int):
-    ds = output.load(_point_path(out, index))
-    a = ds.attrs
-    status, error = str(a.pop("sweep_status")), str(a.pop("sweep_error"))
-    runtime = float(a.pop("sweep_runtime_s"))
-    a.pop("sweep_point_seed", None)
-    a.pop("sweep_index", None)
-    return status, error, (ds if status == "ok" else None), runtime
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _replace_with(path: Path, write) -> None:
+    """``write(tmp)`` to a unique temporary file, then rename it onto ``path`` (atomic)."""
+    tmp = _unique_temporary(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _can_write(folder: Path) -> bool:
+    probe = _unique_temporary(folder / "write-test")
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except OSError:
+        return False
+    _unlink(probe)
+    return True
+
+
+def _proc_stat(pid: int):
+    """``(state, start time in clock ticks)`` of a process from ``/proc`` (Linux), else None."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _owner() -> dict:
+    stat = _proc_stat(os.getpid())
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": None if stat is None else stat[1],
+            "token": uuid.uuid4().hex}
+
+
+def _alive(pid: int, start) -> bool:
+    """Does process ``pid`` of this host, started at ``start`` (clock ticks, or None), still run?"""
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    stat = _proc_stat(pid)
+    if stat is not None:  # a zombie has exited; another start time means the pid was reused
+        return stat[0] != "Z" and (start is None or stat[1] == start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _read_claim(path: Path):
+    """The owner recorded in a claim file; ``{}`` while it is unreadable, None when absent."""
+    try:
+        holder = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else {}
+
+
+class _Claim:
+    """This process's claim on one point: its lock file, released (deleted) when done."""
+
+    def __init__(self, path: Path, token: str):
+        self.path, self.token = path, token
+
+    def release(self) -> None:
+        if (_read_claim(self.path) or {}).get("token") == self.token:
+            _unlink(self.path)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:  # in a folder this process cannot search: found not writable later
+        return False
+
+
+class _Folder:
+    """``out``: point files named by the key of their identity, their claims, sweep.json, sweep.nc."""
+
+    def __init__(self, out, resume: bool):
+        self.out, self.resume = Path(out), resume
+        if _is_file(self.out):
+            raise errors.ParameterError(f"out={str(out)!r} is not allowed: it is an existing file; out must "
+                                        "be a folder (created if missing)")
+        self.points = self.out / "points"
+        try:
+            self.points.mkdir(parents=True, exist_ok=True)
+            self.writable = _can_write(self.out) and _can_write(self.points)
+        except OSError:
+            self.writable = False
+        self.rejected = set()  # write ids of stored points to compute again
+        self._skipped = {}  # path -> (inode, mtime, size) of a file already found unusable
+        self._warned = set()
+
+    def path(self, key: str) -> Path:
+        return self.points / f"point_{key[:32]}.nc"
+
+    def load(self, key: str, identity: dict):
+        """``((status, error, ds or None, runtime_s), write_id)`` of a usable stored point, else None."""
+        path = self.path(key)
+        try:
+            st = path.stat()
+        except OSError:  # absent, or in a folder this process cannot search
+            return None
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._skipped.get(path) == signature:
+            return None
+        problem, stored = _read_point(path, key, identity)
+        if problem is None:
+            stored, write_id, version = stored
+            if version != _version():
+                if self.resume:
+                    raise errors.ParameterError(
+                        f"out={str(self.out)!r} is not allowed: its point {path.name} was computed with "
+                        f"sgd-dynamics {version}, this is {_version()}; resume=False recomputes every point, "
+                        "or use another folder")
+            elif write_id not in self.rejected:
+                return stored, write_id
+        self._skipped[path] = signature
+        if problem is not None:
+            warnings.warn(f"sweep point file {path} {problem}; the point is computed again",
+                          CorruptPointWarning, stacklevel=4)
+        return None
+
+    def reuse(self, key: str, identity: dict):
+        """The result of a usable stored point, else None."""
+        stored = self.load(key, identity)
+        return None if stored is None else stored[0]
+
+    def write(self, key: str, identity: dict, result, seed: int):
+        """Store a computed point; returns ``(status, error, ds, runtime_s)`` as read back."""
+        status, error, ds, runtime = result
+        ds = xr.Dataset() if ds is None else ds.copy()
+        ds.attrs = {**ds.attrs, "sweep_status": status, "sweep_error": error, "sweep_runtime_s": float(runtime),
+                    "sweep_point_seed": int(seed),
+                    "sweep_params": _json({**identity, "library_version": _version()}),
+                    "sweep_write_id": uuid.uuid4().hex}
+        path = self.path(key)
+        written = []
+
+        def write(tmp):
+            import h5netcdf
+
+            output.save(ds, tmp)
+            written.append(output.load(tmp))  # the Dataset as any reader will see it
+            with h5netcdf.File(tmp, "a") as f:
+                f.attrs["sweep_content_hash"] = _content_hash(written[0])
+        _replace_with(path, write)
+        back = written[0]
+        back.attrs = {k: v for k, v in back.attrs.items() if k not in _POINT_ATTRS}
+        return status, error, (back if status == "ok" else None), float(runtime)
+
+    def claim(self, key: str):
+        """A :class:`_Claim` on point ``key``, or None while another live process holds it."""
+        path = self.points / f"point_{key[:32]}.lock"
+        for _ in range(8):  # each retry follows the removal of a stale claim
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = _read_claim(path)
+                if holder is None:
+                    continue
+                if not _stale(path, holder):
+                    self._note_foreign(path, holder)
+                    return None
+                _break(path, holder)
+                continue
+            owner = _owner()
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(owner))
+            return _Claim(path, owner["token"])
+        return None
+
+    def _note_foreign(self, path: Path, holder: dict) -> None:
+        if holder and holder.get("host") != socket.gethostname() and path not in self._warned:
+            self._warned.add(path)
+            warnings.warn(f"sweep point claimed by pid {holder['pid']} on host {holder.get('host')!r} "
+                          f"({path}): waiting for it; delete that file if the process no longer runs",
+                          stacklevel=5)
+
+    def tidy(self) -> None:
+        """Remove the claims of exited processes and the temporary point files they left."""
+        for path in self.points.glob("point_*.lock"):
+            holder = _read_claim(path)
+            if holder is not None and _stale(path, holder):
+                _break(path, holder)
+        for tmp in self.points.glob(".point_*.nc.*.tmp"):
+            if not (self.points / (tmp.name[1:].split(".nc.")[0] + ".lock")).exists():
+                _unlink(tmp)
+
+
+def _stale(path: Path, holder: dict) -> bool:
+    """Has the owner of a claim exited? Unknown (False) for an owner on another host."""
+    if not holder:  # being written, or its owner died while writing it
+        try:
+            return _time.time() - path.stat().st_mtime > _CLAIM_WRITE_S
+        except FileNotFoundError:
+            return False
+    return holder.get("host") == socket.gethostname() and not _alive(holder["pid"], holder.get("start"))
+
+
+def _break(path: Path, holder: dict) -> None:
+    """Remove a stale claim, unless a new one replaced it since it was read."""
+    aside = path.with_name(f"{path.name}.{uuid.uuid4().hex}.stale")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:  # removed by another process
+        return
+    if _read_claim(aside) != holder:  # a fresh claim: put it back
+        try:
+            os.link(aside, path)
+        except OSError:
+            pass
+    _unlink(aside)
+
+
+def _read_point(path: Path, key: str, identity: dict):
+    """``(problem, None)`` or ``(None, ((status, error, ds or None, runtime_s), write_id, version))``."""
+    try:
+        ds = output.load(path)
+    except Exception as e:  # noqa: BLE001  (any reader error of a truncated or damaged file)
+        return f"cannot be read ({type(e).__name__}: {e})", None
+    a = dict(ds.attrs)
+    try:
+        stored_hash = str(a.pop("sweep_content_hash"))
+        ds.attrs = a
+        params = json.loads(str(a["sweep_params"]))
+        write_id = str(a["sweep_write_id"])
+        status, error, runtime = str(a["sweep_status"]), str(a["sweep_error"]), float(a["sweep_runtime_s"])
+    except (KeyError, ValueError, TypeError) as e:
+        return f"is not a sweep point file (missing or bad attribute: {e})", None
+    if _content_hash(ds) != stored_hash:
+        return "does not match its content hash (damaged)", None
+    version = params.pop("library_version", None)
+    if _digest(params) != key:
+        differ = sorted(k for k in identity if _json(params.get(k)) != _json(identity[k]))
+        return (f"holds another point ({', '.join(f'{k}={v!r}' for k, v in params.get('point', {}).items())}; "
+                f"it differs in {differ})"), None
+    ds.attrs = {k: v for k, v in a.items() if k not in _POINT_ATTRS}
+    return None, ((status, error, ds if status == "ok" else None, runtime), write_id, version)
 
 
 def _manifest(function, grid, fixed, seed) -> dict:
-    name = getattr(function, "__module__", "?") + "." + getattr(function, "__qualname__", type(function).__qualname__)
-    return {"function": name, "grid": {k: [repr(v) for v in vals] for k, vals in grid.items()},
-            "fixed": {k: repr(v) for k, v in sorted(fixed.items())}, "seed": int(seed)}
+    return {"format": 2, "function": _canonical(function), "fixed": _canonical(fixed), "seed": int(seed),
+            "grid": _canonical(grid), "library_version": _version()}
+
+
+def _check_manifest(folder: _Folder, manifest: dict) -> None:
+    """Refuse to resume in a folder whose sweep.json has another function, ``fixed`` or seed."""
+    path = folder.out / "sweep.json"
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        stored = e
+    if not isinstance(stored, dict):
+        warnings.warn(f"sweep file {path} cannot be read ({stored}); every stored point is checked against "
+                      "its own parameters", CorruptPointWarning, stacklevel=3)
+        return
+    differ = sorted(k for k in ("format", "function", "fixed", "seed") if _json(stored.get(k)) != _json(manifest[k]))
+    if differ:
+        raise errors.ParameterError(
+            f"out={str(folder.out)!r} holds a different sweep (sweep.json differs in {differ}): use another "
+            "folder or resume=False")
 
 
 def _open_client(client):
@@ -151,54 +521,69 @@ def _without_swept_dims(result, grid):
     return st, err, ds, rt
 
 
+def _mismatch(template: xr.Dataset, ds: xr.Dataset, grid) -> str | None:
+    """Why point ``ds`` does not stack with ``template`` (the first successful point), or None."""
+    for name, var in template.data_vars.items():
+        if name not in grid and (name not in ds.data_vars or ds[name].dims != var.dims
+                                 or ds[name].shape != var.shape):
+            return f"variable {name!r} missing or of another shape than at the first successful point"
+    for name, coord in template.coords.items():
+        if name in grid:
+            continue
+        if name not in ds.coords or ds[name].dims != coord.dims or ds[name].shape != coord.shape:
+            return f"coordinate {name!r} missing or of another shape than at the first successful point"
+        if name in template.dims and not ds[name].variable.equals(coord.variable):
+            return (f"coordinate {name!r} differs from that of the first successful point (the stacked "
+                    f"Dataset has one {name!r} axis): sweep it in separate sweeps")
+    return None
+
+
+def _stacked(name, var, good, results, grid) -> tuple:
+    """``(dims, values, attrs)`` of ``name`` over the grid, filled at the points not in ``good``."""
+    shape = tuple(len(v) for v in grid.values())
+    kind = var.dtype.kind
+    fill = np.nan if kind in "fc" else ("" if kind in "USO" else np.nan)
+    dtype = var.dtype if kind in "fcUSO" else np.float64
+    if kind in "US":
+        dtype = object
+    arr = np.full((int(np.prod(shape)),) + var.shape, fill, dtype=dtype)
+    for i in good:
+        arr[i] = results[i][2][name].values
+    return tuple(grid) + var.dims, arr.reshape(shape + var.shape), dict(var.attrs)
+
+
 def _stack(grid, results, meta_attrs):
-    """Stack ``{index: (status, error, ds, runtime)}`` into one Dataset over the grid."""
+    """Stack ``{index: (status, error, ds, runtime)}`` into one Dataset over the grid.
+
+    Non-index coordinates equal at every successful point are kept as they are; those
+    that differ (``epoch = t batch`` when ``batch`` is swept) are stacked like the
+    variables (xarray's ``concat(coords='different')``).
+    """
     shape = tuple(len(v) for v in grid.values())
     dims = tuple(grid)
     n = int(np.prod(shape))
-    status = np.empty(n, dtype=object)
-    error = np.empty(n, dtype=object)
-    runtime = np.zeros(n)
-    seeds = np.zeros(n, dtype=np.int64)
-    template = None
     results = {i: _without_swept_dims(r, grid) for i, r in results.items()}
-    for i in range(n):
-        st, err, ds, rt = results[i]
-        if st == "ok" and template is None:
-            template = ds
-        status[i], error[i], runtime[i] = st, err, rt
-        seeds[i] = meta_attrs["_seeds"][i]
+    status = np.array([results[i][0] for i in range(n)], dtype=object)
+    error = np.array([results[i][1] for i in range(n)], dtype=object)
+    runtime = np.array([results[i][3] for i in range(n)], dtype=float)
+    seeds = np.asarray(meta_attrs["_seeds"], dtype=np.int64)
+    ok = [i for i in range(n) if status[i] == "ok"]
+    template = results[ok[0]][2] if ok else None
+    for i in ok[1:]:
+        problem = _mismatch(template, results[i][2], grid)
+        if problem is not None:
+            status[i], error[i] = "failed", problem
+    good = [i for i in ok if status[i] == "ok"]
     data_vars, coords = {}, {}
     if template is not None:
         for name, var in template.data_vars.items():
-            if name in grid:  # e.g. onepass's lr(t) when sweeping lr: the grid coordinate wins
-                continue
-            kind = var.dtype.kind
-            fill = np.nan if kind in "fc" else ("" if kind in "USO" else np.nan)
-            dtype = var.dtype if kind in "fcUSO" else np.float64
-            if kind in "US":
-                dtype = object
-            arr = np.full((n,) + var.shape, fill, dtype=dtype)
-            for i in range(n):
-                st, err, ds, _ = results[i]
-                if st != "ok":
-                    continue
-                if name not in ds or ds[name].shape != var.shape or ds[name].dims != var.dims:
-                    status[i] = "failed"
-                    error[i] = (f"variable {name!r} missing or of another shape than at the first "
-                                "successful point")
-                    continue
-                arr[i] = ds[name].values
-            data_vars[name] = (dims + var.dims, arr.reshape(shape + var.shape), dict(var.attrs))
+            if name not in grid:  # e.g. onepass's lr(t) when sweeping lr: the grid coordinate wins
+                data_vars[name] = _stacked(name, var, good, results, grid)
         for name, c in template.coords.items():
-            if name not in dims:
-                coords[name] = c.variable
-        # points re-marked as failed above lose their values
-        bad = np.array([status[i] != "ok" and results[i][0] == "ok" for i in range(n)])
-        if bad.any():
-            for name, (vdims, arr, attrs) in data_vars.items():
-                flat = arr.reshape((n,) + arr.shape[len(shape):])
-                flat[bad] = np.nan if arr.dtype.kind in "fc" else ""
+            if name in dims:
+                continue
+            same = name in template.dims or all(results[i][2][name].variable.equals(c.variable) for i in good)
+            coords[name] = c.variable if same else _stacked(name, c.variable, good, results, grid)
     for k, vals in grid.items():
         coords[k] = xr.Variable((k,), np.asarray(vals), output.describe(k) if k in output.VARIABLES else
                                 {"long_name": k, "units": "1"})
@@ -213,6 +598,106 @@ def _stack(grid, results, meta_attrs):
     attrs["sweep_n_failed"] = int(np.sum(status != "ok"))
     ds.attrs = output.clean_attrs(attrs)
     return ds
+
+
+class _Serial:
+    """Runs a started point at once, in this process."""
+
+    capacity = 1
+
+    def __init__(self, run):
+        self._run, self._done = run, []
+
+    def start(self, i):
+        self._done.append((i, self._run(i)))
+
+    def finished(self):
+        done, self._done = self._done, []
+        return done
+
+    def close(self):
+        pass
+
+
+class _Dask:
+    """Runs started points as dask.distributed tasks, at most ``capacity`` at a time."""
+
+    def __init__(self, client, function, kwargs_of):
+        self._client, self.close = _open_client(client)
+        import distributed
+
+        self._wait = distributed.wait
+        self.capacity = 2 * max(1, sum(self._client.nthreads().values()))
+        self._function, self._kwargs_of, self._futures = function, kwargs_of, {}
+
+    def start(self, i):
+        kw = self._kwargs_of(i)
+        fut = self._client.submit(_run_point, self._function, kw, pure=False,
+                                  key=f"sweep-point-{i}-{kw['seed']}-{_time.time_ns()}")
+        self._futures[fut] = i
+
+    def finished(self):
+        if not self._futures:
+            return []
+        done, _ = self._wait(list(self._futures), return_when="FIRST_COMPLETED")
+        out = []
+        for fut in done:
+            i = self._futures.pop(fut)
+            try:
+                r = fut.result()
+            except Exception as e:  # noqa: BLE001  (a worker died, pickling failed, ...)
+                r = ("failed", f"{type(e).__name__}: {e}", None, 0.0)
+            out.append((i, r))
+        return out
+
+
+class _Unclaimed:
+    """The claim of a sweep without ``out``: nothing to share."""
+
+    @staticmethod
+    def release():
+        pass
+
+
+def _compute(todo, backend, claim, reuse, record) -> None:
+    """Compute the points ``todo`` on ``backend``, each under this process's claim.
+
+    ``claim(i)`` returns a claim, or None while another process holds point ``i``;
+    ``reuse(i)`` returns a result stored meanwhile (or None); ``record(i, result,
+    computed)``. Points claimed elsewhere are done last: once they are stored they are
+    reused, and if their claim goes stale they are claimed and computed here.
+    """
+    pending, blocked, running = deque(todo), [], {}
+    try:
+        while pending or blocked or running:
+            while pending and len(running) < backend.capacity:
+                i = pending.popleft()
+                claimed = claim(i)
+                if claimed is None:
+                    blocked.append(i)
+                    continue
+                stored = reuse(i)  # stored by another process since the folder was read
+                if stored is not None:
+                    claimed.release()
+                    record(i, stored, False)
+                    continue
+                running[i] = claimed
+                backend.start(i)
+            for i, r in backend.finished():
+                record(i, r, True)
+                running.pop(i).release()
+            if blocked and not pending and not running:
+                _time.sleep(_POLL_S)
+                for i in blocked:
+                    stored = reuse(i)
+                    if stored is not None:
+                        record(i, stored, False)
+                    else:
+                        pending.append(i)
+                blocked = []
+    finally:
+        for claimed in running.values():
+            claimed.release()
 
 
 def sweep(
@@ -235,23 +720,31 @@ def sweep(
         E.g. :func:`dmft.compare`, :func:`dmft.solve`, or a module-level function of yours
         (it must be importable by the dask workers). It receives every grid parameter and
         every ``fixed`` one as keywords, plus ``seed`` (an int, independent per point) and
-        ``progress=False`` if it takes a ``progress`` argument.
+        ``progress=False`` if it takes a ``progress`` argument. Stored points are matched
+        by its ``module.qualname``, not its code: after changing the code, pass
+        ``resume=False`` or use another ``out``.
     grid : dict of {name: sequence}
         Parameter values; the result has one dim per key, in this order, with the values
         as coordinates (e.g. ``{'lr': [0.5, 1, 2], 'batch': [1, 4], 'delta': [1, 2]}``).
+        ``1`` and ``1.0`` are different values (the function receives either).
     fixed : dict, optional
         Keyword arguments shared by all points.
     seed : int
-        Root seed; point ``i`` (flat C-order index) gets :func:`point_seed` ``(seed, i)``.
+        Root seed; the point ``p`` (``{name: value}``) gets :func:`point_seed` ``(seed, p)``.
     out : path, optional
-        Folder for incremental output (``points/point_<i>.nc``, ``sweep.json``) and the
-        stacked ``sweep.nc``.
+        Folder for incremental output (``points/point_<key>.nc``, ``sweep.json``) and the
+        stacked ``sweep.nc`` (see the module docstring). If it (or its ``points/``) is not
+        writable, the stored points are loaded and nothing is written; a
+        :class:`~dmft.errors.ParameterError` naming ``out`` is raised before any
+        computation if some point is missing.
     client : None, distributed.Client, str
         ``None`` runs serially in this process; otherwise dask.distributed (a Client, a
         scheduler address or ``'local'`` for a LocalCluster with 2 single-threaded workers).
     resume : bool
-        Reuse points already written under ``out`` (the grid, ``fixed``, ``seed`` and the
-        function must be those of the stored ``sweep.json``). ``False`` recomputes all.
+        Reuse the points stored under ``out`` whose parameters are those of a grid point
+        (``fixed``, ``seed`` and the function must be those of the stored ``sweep.json``;
+        the grid may differ). ``False`` recomputes every point (points written meanwhile
+        by a concurrent process are used).
     retry_failed : bool
         When resuming, recompute points whose stored status is not ``'ok'``.
     progress : bool
@@ -262,8 +755,11 @@ def sweep(
     xarray.Dataset
         The function's variables with the grid dims in front (masked with NaN/'' at points
         that did not succeed), plus ``status``, ``error`` (str), ``runtime_s`` (s) and
-        ``point_seed`` over the grid. ``attrs``: the function's attrs minus the swept
-        ones, ``sweep_grid``, ``sweep_fixed``, ``sweep_seed``, ``sweep_function``,
+        ``point_seed`` over the grid. Non-index coordinates that differ between points
+        (``epoch = t batch`` when ``batch`` is swept) get the grid dims too; a point whose
+        index coordinate (e.g. ``time``) differs from the first successful point's is
+        ``'failed'``. ``attrs``: the function's attrs minus the swept ones,
+        ``sweep_grid``, ``sweep_fixed``, ``sweep_seed``, ``sweep_function``,
         ``sweep_n_failed``.
 
     Examples
@@ -289,68 +785,65 @@ def sweep(
     except (TypeError, ValueError):
         takes_progress = False
     names = list(grid)
-    points = list(itertools.product(*grid.values()))
-    seeds = [point_seed(seed, i) for i in range(len(points))]
+    points = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+    seeds = [point_seed(seed, p) for p in points]
+    shared = {"function": _canonical(function), "fixed": _canonical(fixed)}
+    identities = [{**shared, "point": _canonical(p), "point_seed": s} for p, s in zip(points, seeds)]
+    keys = [_digest(identity) for identity in identities]
 
     def kwargs_of(i):
-        kw = {**fixed, **dict(zip(names, points[i])), "seed": seeds[i]}
+        kw = {**fixed, **points[i], "seed": seeds[i]}
         if takes_progress and "progress" not in kw:
             kw["progress"] = False
         return kw
 
-    manifest = _manifest(function, grid, fixed, seed)
-    results = {}
+    results, folder = {}, None
     if out is not None:
-        out = Path(out)
-        (out / "points").mkdir(parents=True, exist_ok=True)
-        mpath = out / "sweep.json"
-        if mpath.exists() and resume:
-            stored = json.loads(mpath.read_text())
-            if stored != manifest:
-                raise errors.ParameterError(
-                    f"out={str(out)!r} holds a different sweep (sweep.json differs in "
-                    f"{sorted(k for k in manifest if stored.get(k) != manifest[k])}): use another folder "
-                    "or resume=False")
-            for i in range(len(points)):
-                if _point_path(out, i).exists():
-                    r = _read_point(out, i)
-                    if r[0] == "ok" or not retry_failed:
-                        results[i] = r
-        mpath.write_text(json.dumps(manifest, indent=1))
+        folder = _Folder(out, resume)
+        manifest = _manifest(function, grid, fixed, seed)
+        if resume:
+            _check_manifest(folder, manifest)
+        for i in range(len(points)):
+            stored = folder.load(keys[i], identities[i])
+            if stored is None:
+                continue
+            if resume and (stored[0][0] == "ok" or not retry_failed):
+                results[i] = stored[0]
+            else:
+                folder.rejected.add(stored[1])
     todo = [i for i in range(len(points)) if i not in results]
-
-    def record(i, r):
-        results[i] = r
-        if out is not None:
-            _write_point(out, i, r[0], r[1], r[2], r[3], seeds[i])
+    if folder is not None and not folder.writable and todo:
+        raise errors.ParameterError(
+            f"out={str(out)!r} is not allowed: the folder or its points/ is not writable and {len(todo)} of "
+            f"{len(points)} points are not stored in it; make it writable or use another folder")
+    if folder is not None and folder.writable:
+        _replace_with(folder.out / "sweep.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
 
     with tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress, desc="dmft.sweep",
               unit="point") as bar:
-        if client is None:
-            for i in todo:
-                bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in zip(names, points[i])))
-                record(i, _run_point(function, kwargs_of(i)))
-                bar.update()
-        elif todo:
-            import distributed
+        def run(i):
+            bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in points[i].items()))
+            return _run_point(function, kwargs_of(i))
 
-            c, close = _open_client(client)
+        def record(i, r, computed):
+            if computed and folder is not None:
+                r = folder.write(keys[i], identities[i], r, seeds[i])
+            results[i] = r
+            bar.update()
+
+        if todo:
+            backend = _Serial(run) if client is None else _Dask(client, function, kwargs_of)
             try:
-                futures = {c.submit(_run_point, function, kwargs_of(i), pure=False, key=f"sweep-point-{i}-"
-                                    f"{seeds[i]}-{_time.time_ns()}"): i for i in todo}
-                for fut in distributed.as_completed(futures):
-                    i = futures[fut]
-                    try:
-                        r = fut.result()
-                    except Exception as e:  # noqa: BLE001  (a worker died, pickling failed, ...)
-                        r = ("failed", f"{type(e).__name__}: {e}", None, 0.0)
-                    record(i, r)
-                    bar.update()
+                _compute(todo, backend,
+                         claim=(lambda i: _Unclaimed) if folder is None else (lambda i: folder.claim(keys[i])),
+                         reuse=(lambda i: None) if folder is None else (lambda i: folder.reuse(keys[i], identities[i])),
+                         record=record)
             finally:
-                close()
+                backend.close()
     meta = {"sweep_grid": json.dumps(grid), "sweep_fixed": json.dumps({k: repr(v) for k, v in fixed.items()}),
-            "sweep_seed": int(seed), "sweep_function": manifest["function"], "_seeds": seeds}
+            "sweep_seed": int(seed), "sweep_function": _name(function), "_seeds": seeds}
     ds = _stack(grid, results, meta)
-    if out is not None:
-        output.save(ds, out / "sweep.nc")
+    if folder is not None and folder.writable:
+        _replace_with(folder.out / "sweep.nc", lambda tmp: output.save(ds, tmp))
+        folder.tidy()
     return ds

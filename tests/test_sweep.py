@@ -56,8 +56,8 @@ def test_sweep_structure_status_and_seeds():
     assert ds.risk.sel(a=2.0, b="bad").isnull().all()
     assert ds.attrs["sweep_n_failed"] == 2 and ds.attrs["scale"] == 2.0 and "a" not in ds.attrs
     seeds = ds.point_seed.values.ravel()
-    assert len(set(seeds)) == seeds.size and seeds[3] == point_seed(5, 3)
-    # same seed: same numbers; point seeds depend on the index, not on the other points
+    assert len(set(seeds)) == seeds.size and seeds[3] == point_seed(5, {"a": 2.0, "b": "bad"})
+    # same seed: same numbers; point seeds depend on the point's values, not on the other points
     again = dmft.sweep(toy, GRID, fixed={"scale": 2.0}, seed=5, progress=False)
     xr.testing.assert_identical(ds.drop_vars("runtime_s"), again.drop_vars("runtime_s"))
 
@@ -96,13 +96,17 @@ def test_sweep_resume_after_interruption(tmp_path):
         dmft.sweep(toy, GRID, seed=1, out=tmp_path, progress=False)
 
 
-def test_sweep_dask_local_cluster_matches_serial():
+def test_sweep_dask_local_cluster_matches_serial(tmp_path):
     distributed = pytest.importorskip("distributed")
     serial = dmft.sweep(toy, GRID, seed=3, progress=False)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        par = dmft.sweep(toy, GRID, seed=3, client=client, progress=False)
+        par = dmft.sweep(toy, GRID, seed=3, client=client, out=tmp_path, progress=False)
+        CALLS.clear()
+        again = dmft.sweep(toy, GRID, seed=3, client=client, out=tmp_path, progress=False)
     xr.testing.assert_identical(par.drop_vars("runtime_s"), serial.drop_vars("runtime_s"))
+    assert CALLS == [] and len(list((tmp_path / "points").glob("*.nc"))) == 6  # every point stored once
+    xr.testing.assert_identical(again, par)
 
 
 def test_sweep_of_dmft_compare(tmp_path):
