@@ -92,7 +92,8 @@ def simulate(
         Seed ``s`` gives streams ``SeedSequence(s).spawn(n_seeds)``; each spawns a data
         stream, a sampling stream and a held-out test stream, so SGD, SME and GF with the
         same seed see the same data and test sets. Same arguments and seed give
-        bit-identical output.
+        bit-identical output on one machine (across CPUs: the tolerance in
+        docs/reliability.md, "Reproducibility").
     ridge : float
         Ridge ``lam >= 0``.
     init_std : float

@@ -388,7 +388,8 @@ def solve(
         standard error from 0.4-0.9% to 0.07-0.3% (docs/performance.md). SGD's jump times
         are pseudo-random either way.
     seed : int
-        Seed; equal seeds give bit-identical output.
+        Seed; equal seeds give bit-identical output on one machine (across CPUs: the
+        tolerance in docs/reliability.md, "Reproducibility").
     progress : bool
         Show a tqdm progress bar.
     check_dt : bool
