@@ -33,7 +33,8 @@ print(json.dumps({"file": sys.modules[kernel.py_func.__module__].__file__,
 def _fresh_env(tmp_path, **extra):
     """This interpreter's environment with empty kernel caches under ``tmp_path``."""
     return {**os.environ, "SGD_DYNAMICS_CACHE": str(tmp_path / "kernels"),
-            "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "PYTHONPATH": str(ROOT), **extra}
+            "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **extra}
 
 
 def _run(code, env) -> str:
