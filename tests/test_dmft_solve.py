@@ -498,3 +498,16 @@ def test_fine_grid_few_paths_factor_stays_consistent():
     ds = dmft.solve(HUBER, dynamics="sgd", dt=0.01, t_max=4.0, n_time=5, n_paths=512, n_replicas=2,
                     progress=False, seed=0)
     assert ds.attrs["chol_min_relative_pivot"] > -1e-12
+
+
+def test_deterministic_start_does_not_trigger_the_quadrature_warning():
+    """With ``init_std = 1`` the test loss at ``t = 0`` has no spread over replicas (its SE is
+    round-off, 2e-17): it is no yardstick for the integration error (1e-11 for the ReLU unit),
+    so no QuadratureWarning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dmft.errors.QuadratureWarning)
+        ds = dmft.solve(dmft.models.relu(1), delta=2.0, lr=0.5, dynamics="gf", t_max=0.5, n_time=3,
+                        n_paths=256, init_std=1.0, progress=False)
+    assert ds.attrs["test_loss_quadrature_error"] < 1e-8
