@@ -115,8 +115,11 @@ def quadrature_error(model, mean, cov, *, label=None, rule=None, reference=None)
     if rule is None:
         rule = expectation.default_rule(dim, model.smooth)
     got = expectation.gaussian_moments(model, mean, cov, label=label, rule=rule)
+    exact = None
     if reference is None and model.closed_form is not None:
-        ref = expectation.gaussian_moments(model, mean, cov, label=label)
+        exact = model.closed_form(mean, cov, label, model.param_array)
+    if exact is not None:
+        ref = exact
         ref_name = "closed form"
     else:
         reference = reference or rule.refined()
