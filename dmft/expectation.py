@@ -366,7 +366,8 @@ def _split_nodes(L, mean_w, planes, rule: GaussHermite):
 
 
 def _steep_breaks(C, beta, level, j, V, own):
-    """Extra breaks of split coordinate ``j`` (N, 5 m) for the m planes of deeper levels.
+    """Extra breaks of split coordinate ``j``, (N, m (1 + 2 len(_GRADES))), for the m planes
+    of deeper levels.
 
     Integrating a deeper plane ``i`` out over the inner coordinates leaves a function of
     ``v_j`` that changes over a width ``w_i = |C_i,>j| / |C_ij|`` around the centre
@@ -387,7 +388,7 @@ def _steep_breaks(C, beta, level, j, V, own):
     pull = x * x * (3.0 - 2.0 * x)  # smoothstep: 0 below _STEEP[0], 1 above _STEEP[1]
     offsets = np.array((0.0,) + tuple(g * s for g in _GRADES for s in (-1.0, 1.0)))
     with np.errstate(invalid="ignore"):
-        b = centre[..., None] + (w[:, None] * offsets)  # (N, m, 5)
+        b = centre[..., None] + (w[:, None] * offsets)  # (N, m, 1 + 2 len(_GRADES))
         b = np.where((pull < 1.0)[:, None], b + pull[:, None] * (own[:, None, None] - b), own[:, None, None])
     return b.reshape(len(V), -1)
 
