@@ -113,10 +113,14 @@ def quadrature_error(model, mean, cov, *, label=None, rule=None, reference=None)
     cov = errors.finite_array("cov", cov)
     dim = mean.shape[0] + (0 if label is not None else model.noise_dim)
     if rule is None:
-        rule = expectation.default_rule(dim, model.smooth)
+        rule = expectation.default_rule(dim, model.smooth,
+                                        len(expectation._planes(model, mean.shape[0], label is not None)))
     got = expectation.gaussian_moments(model, mean, cov, label=label, rule=rule)
+    exact = None
     if reference is None and model.closed_form is not None:
-        ref = expectation.gaussian_moments(model, mean, cov, label=label)
+        exact = model.closed_form(mean, cov, label, model.param_array)
+    if exact is not None:
+        ref = exact
         ref_name = "closed form"
     else:
         reference = reference or rule.refined()

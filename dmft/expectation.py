@@ -18,9 +18,9 @@ teacher's step at ``r* = 0`` seen in whitened coordinates: 11% at 20 points per
 dimension, 5% at 80). A model therefore declares the hyperplanes on which its loss, its
 gradient or its teacher is not smooth (:attr:`dmft.models.Model.kinks`); the engine
 rotates the integration variables so that those hyperplanes are coordinate planes,
-integrates the split coordinates piecewise with Gauss-Legendre rules between the
-crossings (nested, one coordinate per independent hyperplane normal) and the remaining
-coordinates with the smooth rule.
+integrates the split coordinates piecewise between the crossings, with Gauss rules of the
+normal density restricted to each piece (nested, one coordinate per independent
+hyperplane normal), and the remaining coordinates with the smooth rule.
 
 All rules use *fixed* points (the piecewise nodes move smoothly with the crossings), so
 the moments are smooth functions of the mean and covariance and ODE solvers see a smooth
@@ -42,17 +42,23 @@ from ._kernels_expectation import weighted_moments
 _GH_POINTS = {0: 1, 1: 96, 2: 32, 3: 20, 4: 12, 5: 8}
 _GH_POINTS_NONSMOOTH = {0: 1, 1: 96, 2: 48, 3: 32, 4: 16, 5: 10}
 #: trapezoid step by integration dimension (smooth models; non-smooth ones divide it by 1.5)
-_TRAPEZOID_STEP = {1: 0.25, 2: 0.4, 3: 0.55}
-#: Gauss-Legendre points per piece of a split coordinate, by the number of split coordinates
-_PIECE_POINTS = {1: 24, 2: 16, 3: 10, 4: 8}
+_TRAPEZOID_STEP = {1: 0.25, 2: 0.4, 3: 0.55, 4: 0.7, 5: 0.8}
+#: Gauss points per piece of a split coordinate, by the number of split coordinates
+_PIECE_POINTS = {1: 10, 2: 6, 3: 5, 4: 4}
 #: split coordinates are integrated on [-_CUT, _CUT] (the Gaussian tail beyond is 2e-17)
 _CUT = 8.5
-#: fixed break points of every split coordinate besides the crossings (keeps pieces short)
-_BREAKS = (-3.0, 3.0)
+#: Gauss-Legendre points of the discrete measure an n-point piece rule is built from,
+#: max(48, 4 n): the nodes then agree with those from 128 points to 1e-11 (n <= 15)
+_PIECE_DISCRETE = (48, 4)
+#: a plane nearly parallel to a split coordinate's plane (steepness w below _STEEP[1]) puts
+#: breaks at its centre and at centre +- g w for g in _GRADES; they merge into the
+#: coordinate's own crossing as w rises from _STEEP[0] to _STEEP[1]
+_GRADES = (1.0, 4.0)
+_STEEP = (1.0, 2.0)
 
 
 class _Rule:
-    """Shared by the tensor rules: Gauss-Legendre pieces for split coordinates."""
+    """Shared by the tensor rules: per-piece Gauss rules of the normal density for split coordinates."""
 
     points_per_piece: int | None
     scale: float
@@ -64,9 +70,9 @@ class _Rule:
 @dataclass(frozen=True)
 class GaussHermite(_Rule):
     """Tensor Gauss-Hermite rule with ``points_per_dim`` points per smooth coordinate and
-    ``points_per_piece`` Gauss-Legendre points per piece of a split coordinate, both
+    ``points_per_piece`` Gauss points per piece of a split coordinate, both
     multiplied by ``scale``; ``None`` picks 96/32/20/12/8 points for 1-5 integration
-    dimensions (96/48/32/16/10 with ``smooth=False``) and 24/16/10/8 per piece for 1-4
+    dimensions (96/48/32/16/10 with ``smooth=False``) and 10/6/5/4 per piece for 1-4
     split coordinates. Exact for polynomials of degree ``< 2 n``; slow (sub-exponential)
     for integrands with complex poles near the real axis, such as tanh."""
 
@@ -190,11 +196,13 @@ def _sobol_normal(dim: int, n: int, seed: int):
     return pts, wts
 
 
-def default_rule(dim: int, smooth: bool = True):
+def default_rule(dim: int, smooth: bool = True, n_planes: int = 0):
     """The trapezoid rule up to 3 integration dimensions (steps 2/3 as long for non-smooth
-    models), quasi-Monte Carlo above: 32768 points in 4-5 dimensions (2e-5 on a tanh
-    committee with label noise), 8192 above (the many-class ODEs call it per class)."""
-    if dim <= 3:
+    models), and up to 5 when the model's ``n_planes`` kink planes leave at most 2 smooth
+    coordinates (a ReLU committee: the split coordinates need the tensor rule);
+    quasi-Monte Carlo otherwise: 32768 points in 4-5 dimensions (2e-5 on a tanh committee
+    with label noise), 8192 above (the many-class ODEs call it per class)."""
+    if dim <= 3 or (dim <= 5 and dim - n_planes <= 2):
         return Trapezoid(scale=1.0 if smooth else 1.5)
     return QuasiMonteCarlo(32768 if dim <= 5 else 8192)
 
@@ -270,8 +278,11 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None, error: bool = F
     mean, cov, use_label = _check(model, mean, cov, label)
     if model.closed_form is not None and rule is None:
         m = model.closed_form(mean, cov, label, model.param_array)
-        return m._replace(error=0.0) if error else m
-    rule = rule or default_rule(len(mean) + (0 if use_label else model.noise_dim), model.smooth)
+        if m is not None:
+            return m._replace(error=0.0) if error else m
+    if rule is None:
+        dim = len(mean) + (0 if use_label else model.noise_dim)
+        rule = default_rule(dim, model.smooth, len(_planes(model, len(mean), use_label)))
     if not error:
         return _moments(model, mean, cov, label, rule)
     coarse = _moments(model, mean, cov, label, rule)
@@ -381,41 +392,96 @@ def _split_basis(L, mean_w, planes):
 
 
 def _split_nodes(L, mean_w, planes, rule):
-    """Whitened points ``u`` (N, n_w) and weights: nested piecewise Gauss-Legendre in the
-    split coordinates (pieces between the planes' crossings and the fixed breaks), the
-    rule's tensor grid in the others."""
+    """Whitened points ``u`` (N, n_w) and weights: nested per-piece Gauss rules of the normal
+    density in the split coordinates (pieces between the planes' crossings and the breaks of
+    :func:`_steep_breaks`), the rule's tensor grid in the others."""
     n_w = L.shape[0]
     Q, C, beta, level = _split_basis(L, mean_w, planes)
     R = C.shape[1]
     if R == 0:
         return rule.nodes(n_w)
-    n_in = rule.piece_points(R)
-    inner, outer = _gauss_legendre(n_in), _gauss_legendre(max(4, n_in // 2))
+    n = rule.piece_points(R)
     V = np.zeros((1, 0))
     wts = np.ones(1)
     for j in range(R):
         rows = level == j
         cross = (beta[rows] - V @ C[rows, :j].T) / C[rows, j]  # (N, m_j)
-        fixed = np.broadcast_to(np.array((-_CUT,) + _BREAKS + (_CUT,)), (len(V), len(_BREAKS) + 2))
-        edges = np.sort(np.concatenate([fixed, np.clip(cross, -_CUT, _CUT)], axis=1), axis=1)
-        lo, hi = edges[:, :-1], edges[:, 1:]  # (N, pieces)
-        tail = (hi <= _BREAKS[0]) | (lo >= _BREAKS[-1])  # beyond the breaks: 0.3% of the mass
-        t, wt = [], []
-        for (x, w), on in ((inner, ~tail), (outer, tail)):
-            half = np.where(on, 0.5 * (hi - lo), 0.0)
-            t.append((0.5 * (hi + lo))[..., None] + half[..., None] * x)  # (N, pieces, n)
-            wt.append(half[..., None] * w * np.exp(-0.5 * t[-1] ** 2) / np.sqrt(2 * np.pi))
-        t = np.concatenate([a.reshape(len(V), -1) for a in t], axis=1)  # (N, points)
-        wt = np.concatenate([a.reshape(len(V), -1) for a in wt], axis=1)
-        n = t.shape[1]
-        V = np.concatenate([np.repeat(V, n, axis=0), t.reshape(-1, 1)], axis=1)
-        wts = np.repeat(wts, n) * wt.reshape(-1)
+        ends = np.broadcast_to(np.array([-_CUT, _CUT]), (len(V), 2))
+        edges = np.concatenate([ends, cross, _steep_breaks(C, beta, level, j, V, cross[:, 0])], axis=1)
+        edges = np.sort(np.clip(edges, -_CUT, _CUT), axis=1)
+        lo, hi = edges[:, :-1], edges[:, 1:]
+        parent, piece = np.nonzero(hi > lo)  # empty pieces (merged breaks) carry no weight
+        t, wt = _normal_piece_rule(lo[parent, piece], hi[parent, piece], n)  # (pieces, n)
+        parent = np.repeat(parent, n)
+        V = np.concatenate([V[parent], t.reshape(-1, 1)], axis=1)
+        wts = wts[parent] * wt.reshape(-1)
         nz = wts > 0
         V, wts = V[nz], wts[nz]
     wts = wts / wts.sum()  # the tails beyond the cut (2e-17) and rounding
     pts_s, wts_s = rule.nodes(n_w - R, n_w)
     U = np.concatenate([np.repeat(V, len(wts_s), axis=0), np.tile(pts_s, (len(V), 1))], axis=1) @ Q.T
     return U, np.repeat(wts, len(wts_s)) * np.tile(wts_s, len(wts))
+
+
+def _steep_breaks(C, beta, level, j, V, own):
+    """Extra breaks of split coordinate ``j``, (N, m (1 + 2 len(_GRADES))), for the m planes
+    of deeper levels.
+
+    Integrating a deeper plane ``i`` out over the inner coordinates leaves a function of
+    ``v_j`` that changes over a width ``w_i = |C_i,>j| / |C_ij|`` around the centre
+    ``(beta_i - C_i,<j . v_<j) / C_ij`` (where the plane crosses the inner coordinates'
+    origin). Nearly parallel planes (``w_i`` small: a student aligned with its teacher) make
+    it a boundary layer that a few Gauss points per piece cannot resolve: breaks at the
+    centre and at ``centre +- g w_i`` do. They merge into the coordinate's own crossing
+    ``own`` (N,) as ``w_i`` rises over ``_STEEP``, so the nodes move continuously."""
+    deep = np.flatnonzero(level > j)
+    if not len(deep):
+        return np.zeros((len(V), 0))
+    Ci = C[deep]
+    cij = Ci[:, j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.linalg.norm(Ci[:, j + 1:], axis=1) / np.abs(cij)
+        centre = (beta[deep] - V @ Ci[:, :j].T) / cij  # (N, m)
+    x = np.clip((w - _STEEP[0]) / (_STEEP[1] - _STEEP[0]), 0.0, 1.0)
+    pull = x * x * (3.0 - 2.0 * x)  # smoothstep: 0 below _STEEP[0], 1 above _STEEP[1]
+    offsets = np.array((0.0,) + tuple(g * s for g in _GRADES for s in (-1.0, 1.0)))
+    with np.errstate(invalid="ignore"):
+        b = centre[..., None] + (w[:, None] * offsets)  # (N, m, 1 + 2 len(_GRADES))
+        b = np.where((pull < 1.0)[:, None], b + pull[:, None] * (own[:, None, None] - b), own[:, None, None])
+    return b.reshape(len(V), -1)
+
+
+def _normal_piece_rule(lo, hi, n: int):
+    """``n``-point Gauss rules (nodes, weights), each (K, n), of the standard normal density
+    restricted to the intervals ``[lo, hi]`` (K,): exact for polynomials of degree
+    ``< 2 n`` times the density on the piece (up to the discretisation). Built by the
+    Stieltjes procedure and Golub-Welsch from Gauss-Legendre points of each piece
+    (``_PIECE_DISCRETE``), so the nodes move smoothly with the ends. Empty pieces get
+    zero weights."""
+    x, w = _gauss_legendre(max(_PIECE_DISCRETE[0], _PIECE_DISCRETE[1] * n))
+    half = 0.5 * (hi - lo)
+    t = (0.5 * (hi + lo))[:, None] + half[:, None] * x  # (K, M)
+    wt = half[:, None] * w * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)
+    mass = wt.sum(axis=1)
+    live = mass > 1e-300
+    wt = np.where(live[:, None], wt / np.where(live, mass, 1.0)[:, None], 1.0 / len(x))
+    K = len(lo)
+    alpha = np.zeros((K, n))
+    off = np.zeros((K, max(n - 1, 0)))
+    p_prev, p = np.zeros_like(t), np.ones_like(t)
+    for i in range(n):  # orthonormal polynomials of the discrete measure (Stieltjes)
+        alpha[:, i] = np.sum(wt * t * p * p, axis=1)
+        q = (t - alpha[:, i:i + 1]) * p - (off[:, i - 1:i] * p_prev if i else 0.0)
+        if i + 1 < n:
+            off[:, i] = np.sqrt(np.maximum(np.sum(wt * q * q, axis=1), 1e-300))
+            p_prev, p = p, q / off[:, i:i + 1]
+    J = np.zeros((K, n, n))
+    d = np.arange(n)
+    J[:, d, d] = alpha
+    J[:, d[:-1], d[1:]] = off
+    J[:, d[1:], d[:-1]] = off
+    nodes, vec = np.linalg.eigh(J)  # Golub-Welsch
+    return nodes, np.where(live[:, None], mass[:, None] * vec[:, 0, :] ** 2, 0.0)
 
 
 def _well_conditioned(cov: np.ndarray) -> bool:

@@ -18,6 +18,7 @@ Build your own with :func:`custom` from plain Python/numpy functions.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -42,8 +43,8 @@ class Model:
     ``class_labels(C)`` gives the ``(C, label_dim)`` label vectors of hard-label
     classification with ``C`` classes (class ``c`` has label row ``c``).
     ``closed_form(mean, cov, label, params)``, optional, returns the Gaussian moments
-    exactly (a :class:`dmft.expectation.Moments`); the expectation engine then skips
-    quadrature unless a rule is asked for.
+    exactly (a :class:`dmft.expectation.Moments`), or None where it has no formula; the
+    expectation engine skips quadrature when it gets moments, unless a rule is asked for.
     ``kinks(params)``, optional, returns the hyperplanes on which the loss, its gradient
     or the teacher is not smooth, as rows ``(a, b)`` of an ``(m, k + k_star + noise_dim + 1)``
     array meaning ``a . (r, r_star, eps) = b``; the expectation engine integrates across
@@ -458,6 +459,306 @@ def phase_retrieval(noise_std: float = 0.0) -> Model:
         params=(noise_std,), param_names=("noise_std",), smooth=False,
         description="l = (|r| - y)^2, y = |r*| + noise_std eps",
         kinks=lambda p: [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]],
+    )
+
+
+# ---------------------------------------------------------------- smooth hinge
+@njit(**_JIT)
+def _smooth_hinge_loss(r, y, p):
+    u = y[0] * r[0]
+    if u >= 1.0:
+        return 0.0
+    if u <= 0.0:
+        return 0.5 - u
+    return 0.5 * (1.0 - u) ** 2
+
+
+@njit(**_JIT)
+def _smooth_hinge_grad(r, y, p, out):
+    u = y[0] * r[0]
+    out[0] = y[0] * (0.0 if u >= 1.0 else (-1.0 if u <= 0.0 else u - 1.0))
+
+
+@njit(**_JIT)
+def _smooth_hinge_hess(r, y, p, out):
+    u = y[0] * r[0]
+    out[0, 0] = y[0] * y[0] if 0.0 < u < 1.0 else 0.0
+
+
+@njit(**_JIT)
+def _pm_sign_teacher(r_star, eps, p, out):
+    out[0] = 1.0 if r_star[0] + (p[0] * eps[0] if eps.size else 0.0) > 0 else -1.0
+
+
+def _smooth_hinge_kinks(noise_dim, p):
+    """The Hessian jumps at margins ``y r = 0, 1``, i.e. on ``r = 0`` and ``r = y = +-1``;
+    the label jumps on ``r* + noise_std eps = 0``. Columns ``(r, r*, eps[:noise_dim], b)``."""
+    planes = [[1.0, 0.0, 0.0], [1.0, 0.0, 1.0], [1.0, 0.0, -1.0], [0.0, 1.0, 0.0]]
+    if noise_dim:
+        planes = [row[:2] + [p[0] if row[1] else 0.0] + row[2:] for row in planes]
+    return planes
+
+
+def _pm_labels(n_classes: int) -> np.ndarray:
+    if n_classes != 2:
+        raise errors.ParameterError(
+            f"n_classes={n_classes!r} is not allowed: the smooth hinge needs exactly 2 classes"
+        )
+    return np.array([[1.0], [-1.0]])
+
+
+def smooth_hinge(noise_std: float = 0.0) -> Model:
+    """Quadratically smoothed hinge loss on labels ``y in {-1, +1}``.
+
+    With the margin ``u = y r``: ``l = 1/2 - u`` for ``u <= 0``, ``(1 - u)^2 / 2`` for
+    ``0 < u < 1`` and ``0`` for ``u >= 1`` (C1; ``d2l/dr2 = 1[0 < u < 1]`` jumps at
+    ``r = 0`` and ``r = y``). Teacher ``y = sign(r_star + noise_std * eps)``; hard labels:
+    class 0 has ``y = +1``, class 1 has ``y = -1``.
+
+    Declared kinks (:attr:`Model.kinks`): the Hessian's jumps ``r = 0``, ``r = 1``,
+    ``r = -1`` (each of the last two is a kink for one label only) and the teacher's jump
+    ``r* + noise_std eps = 0``. ``smooth=False``: Hessian expectations by Stein's identity
+    from the continuous gradient. Without label noise (``noise_std = 0``) the model has
+    ``noise_dim = 0``.
+    """
+    noise_std = errors.nonnegative("noise_std", noise_std)
+    noise_dim = int(noise_std > 0)
+    return Model(
+        "smooth_hinge", 1, 1, 1, noise_dim, _smooth_hinge_loss, _smooth_hinge_grad, _smooth_hinge_hess,
+        _pm_sign_teacher, params=(noise_std,), param_names=("noise_std",), smooth=False, class_labels=_pm_labels,
+        description="l = smooth_hinge(y r), y = sign(r* + noise_std eps) in {-1,1}",
+        kinks=functools.partial(_smooth_hinge_kinks, noise_dim),
+    )
+
+
+# ---------------------------------------------------------------- committees (squared loss)
+@njit(**_JIT)
+def _relu_mean(r):
+    s = 0.0
+    for j in range(r.size):
+        s += max(r[j], 0.0)
+    return s / r.size
+
+
+@njit(**_JIT)
+def _relu_loss(r, y, p):
+    return 0.5 * (_relu_mean(r) - y[0]) ** 2
+
+
+@njit(**_JIT)
+def _relu_grad(r, y, p, out):
+    e = (_relu_mean(r) - y[0]) / r.size
+    for j in range(r.size):
+        out[j] = e if r[j] > 0.0 else 0.0
+
+
+@njit(**_JIT)
+def _relu_hess(r, y, p, out):
+    k = r.size
+    for a in range(k):
+        for b in range(k):
+            out[a, b] = 1.0 / (k * k) if (r[a] > 0.0 and r[b] > 0.0) else 0.0
+
+
+@njit(**_JIT)
+def _relu_teacher(r_star, eps, p, out):
+    out[0] = _relu_mean(r_star) + (p[0] * eps[0] if eps.size else 0.0)
+
+
+def _relu_kinks(k, noise_dim, p):
+    """``r_j = 0`` and ``r*_j = 0`` for every unit (columns ``r, r*, eps``)."""
+    planes = np.zeros((2 * k, 2 * k + noise_dim + 1))
+    planes[np.arange(2 * k), np.arange(2 * k)] = 1.0
+    return planes
+
+
+def relu(k: int = 1, noise_std: float = 0.0) -> Model:
+    """Squared loss on a ReLU committee: ``l = (mean_j relu(r_j) - y)^2 / 2``.
+
+    Teacher ``y = mean_j relu(r_star_j) + noise_std * eps`` with ``k_star = k`` (fixed
+    readouts ``1/k``); labels in ``R``. The gradient ``(u - y) 1[r_j > 0] / k``
+    (``u = mean_j relu(r_j)``) jumps on ``r_j = 0``, so the Hessian has the Dirac terms
+    ``(u - y) delta(r_j) / k`` that ``hess`` (``1[r_a > 0] 1[r_b > 0] / k^2``) leaves out:
+    ``smooth=False``, Gaussian Hessian expectations by Stein's identity from ``grad``.
+    Declared kinks: ``r_j = 0`` and ``r*_j = 0`` for ``j = 1..k``. Without label noise
+    (``noise_std = 0``) the model has ``noise_dim = 0``: no noise variable to integrate.
+    """
+    k = errors.positive_int("k", k)
+    noise_std = errors.nonnegative("noise_std", noise_std)
+    noise_dim = int(noise_std > 0)
+    return Model(
+        "relu", k, k, 1, noise_dim, _relu_loss, _relu_grad, _relu_hess, _relu_teacher,
+        params=(noise_std,), param_names=("noise_std",), smooth=False,
+        description="l = (mean relu(r) - y)^2/2, y = mean relu(r*) + noise_std eps",
+        kinks=functools.partial(_relu_kinks, k, noise_dim),
+    )
+
+
+@njit(**_JIT)
+def _erf_act(x):
+    """``erf(x / sqrt 2)``, its first and second derivatives."""
+    d = math.sqrt(2.0 / math.pi) * math.exp(-0.5 * x * x)
+    return math.erf(x / math.sqrt(2.0)), d, -x * d
+
+
+@njit(**_JIT)
+def _tanh_act(x):
+    """``tanh x``, its first and second derivatives."""
+    t, s = _tanh_sech2(x)
+    return t, s, -2.0 * t * s
+
+
+@njit(**_JIT)
+def _erf_mean(r):
+    s = 0.0
+    for j in range(r.size):
+        s += _erf_act(r[j])[0]
+    return s / r.size
+
+
+@njit(**_JIT)
+def _erf_committee_loss(r, y, p):
+    return 0.5 * (_erf_mean(r) - y[0]) ** 2
+
+
+@njit(**_JIT)
+def _erf_committee_grad(r, y, p, out):
+    k = r.size
+    s = 0.0
+    for j in range(k):
+        a, da, _ = _erf_act(r[j])
+        s += a
+        out[j] = da
+    e = (s / k - y[0]) / k
+    for j in range(k):
+        out[j] *= e
+
+
+@njit(**_JIT)
+def _erf_committee_hess(r, y, p, out):
+    k = r.size
+    e = (_erf_mean(r) - y[0]) / k
+    for a in range(k):
+        _, da, dda = _erf_act(r[a])
+        for b in range(k):
+            out[a, b] = da * _erf_act(r[b])[1] / (k * k)
+        out[a, a] += e * dda
+
+
+@njit(**_JIT)
+def _erf_committee_teacher(r_star, eps, p, out):
+    out[0] = _erf_mean(r_star) + (p[0] * eps[0] if eps.size else 0.0)
+
+
+@njit(**_JIT)
+def _tanh_committee_teacher(r_star, eps, p, out):
+    out[0] = _mean_tanh(r_star) + (p[0] * eps[0] if eps.size else 0.0)
+
+
+@njit(**_JIT)
+def _tanh_committee_loss(r, y, p):
+    return 0.5 * (_mean_tanh(r) - y[0]) ** 2
+
+
+@njit(**_JIT)
+def _tanh_committee_grad(r, y, p, out):
+    k = r.size
+    s = 0.0
+    for j in range(k):
+        a, da, _ = _tanh_act(r[j])
+        s += a
+        out[j] = da
+    e = (s / k - y[0]) / k
+    for j in range(k):
+        out[j] *= e
+
+
+@njit(**_JIT)
+def _tanh_committee_hess(r, y, p, out):
+    k = r.size
+    e = (_mean_tanh(r) - y[0]) / k
+    for a in range(k):
+        _, da, dda = _tanh_act(r[a])
+        for b in range(k):
+            out[a, b] = da * _tanh_act(r[b])[1] / (k * k)
+        out[a, a] += e * dda
+
+
+def _erf_pair_means(cov):
+    """``E g(z_c) g(z_d)`` for ``z ~ N(0, cov)``, ``g(x) = erf(x / sqrt 2)``:
+    ``(2/pi) arcsin(cov_cd / sqrt((1 + cov_cc)(1 + cov_dd)))``."""
+    s = np.sqrt(1.0 + np.diag(cov))
+    return 2.0 / np.pi * np.arcsin(np.clip(cov / np.outer(s, s), -1.0, 1.0))
+
+
+def _erf_committee_closed_form(mean, cov, label, params):
+    """Exact moments of the erf committee at zero mean with its teacher (None otherwise).
+
+    With ``w = (1, .., 1, -1, .., -1) / k`` over ``z = (r, r*)`` and ``G = E g(z) g(z)^T``
+    (:func:`_erf_pair_means`): ``E l = (w^T G w + s^2) / 2``; ``E dl/dr = 0`` (odd
+    integrand). The Hessians over ``z`` by Price's theorem, ``E d2l/dz_a dz_b =
+    dE l/dcov_ab`` (off the diagonal, ``cov_ab = cov_ba`` moved together) and
+    ``2 dE l/dcov_aa``, from the derivatives of ``G``. Fisher: ``g'(x) = sqrt(2/pi)
+    exp(-x^2/2)``, so ``E[F(z) g'(z_a) g'(z_b)] = (2/pi) det(I + cov P)^(-1/2) E'[F]``
+    with ``P = e_a e_a^T + e_b e_b^T`` and ``E'`` over ``N(0, cov - cov P (I + cov P)^-1 cov)``.
+    """
+    from .expectation import Moments
+
+    if label is not None or np.any(mean != 0):
+        return None
+    D = len(mean)
+    k = D // 2
+    s2 = params[0] ** 2
+    w = np.concatenate([np.ones(k), -np.ones(k)]) / k
+    d = np.diag(cov)
+    S = np.outer(1.0 + d, 1.0 + d)
+    # dG_cd/dcov_cd (c != d) and dG_cd/dcov_cc (c != d, c the row), dG_cc/dcov_cc
+    root = np.sqrt(np.maximum(S - cov * cov, 1e-300))
+    d_off = 2.0 / np.pi / root
+    d_row = -2.0 / np.pi * 0.5 * cov / ((1.0 + d)[:, None] * root)
+    d_diag = 2.0 / np.pi / ((1.0 + d) * np.sqrt(1.0 + 2.0 * d))
+    W = np.outer(w, w)
+    Hz = W * d_off
+    np.fill_diagonal(Hz, w * w * d_diag + 2.0 * np.sum(np.where(np.eye(D, dtype=bool), 0.0, W * d_row), axis=1))
+    fisher = np.empty((k, k))
+    for a in range(k):
+        for b in range(a, k):
+            P = np.zeros((D, D))
+            P[a, a] += 1.0
+            P[b, b] += 1.0
+            M = np.eye(D) + cov @ P
+            shrunk = cov - cov @ P @ np.linalg.solve(M, cov)
+            fac = 2.0 / np.pi / np.sqrt(np.linalg.det(M))
+            fisher[a, b] = fisher[b, a] = w[a] * w[b] * fac * (w @ _erf_pair_means(shrunk) @ w + s2)
+    loss = 0.5 * (w @ _erf_pair_means(cov) @ w + s2)
+    return Moments(float(loss), np.zeros(k), Hz[:k, :k].copy(), Hz[:k, k:].copy(), fisher)
+
+
+_COMMITTEES = {
+    "erf": (_erf_committee_loss, _erf_committee_grad, _erf_committee_hess, _erf_committee_teacher, "erf(r/sqrt2)"),
+    "tanh": (_tanh_committee_loss, _tanh_committee_grad, _tanh_committee_hess, _tanh_committee_teacher, "tanh(r)"),
+}
+
+
+def committee(activation: str = "erf", k: int = 2, noise_std: float = 0.0) -> Model:
+    """Squared loss on a soft committee: ``l = (mean_j g(r_j) - y)^2 / 2``.
+
+    ``activation``: ``'erf'`` for ``g(x) = erf(x / sqrt 2)`` or ``'tanh'`` for
+    ``g = tanh``. Teacher ``y = mean_j g(r_star_j) + noise_std * eps`` with
+    ``k_star = k`` (fixed readouts ``1/k``); labels in ``R``. Smooth (no kinks). Without
+    label noise (``noise_std = 0``) the model has ``noise_dim = 0``. The erf committee
+    has closed-form moments at zero mean with its teacher (the teacher-student and DMFT
+    settings); elsewhere, and for tanh, the moments are integrated.
+    """
+    activation = errors.choice("activation", activation, tuple(_COMMITTEES))
+    k = errors.positive_int("k", k)
+    noise_std = errors.nonnegative("noise_std", noise_std)
+    loss, grad, hess, teacher, g = _COMMITTEES[activation]
+    return Model(
+        f"committee_{activation}", k, k, 1, int(noise_std > 0), loss, grad, hess, teacher,
+        params=(noise_std,), param_names=("noise_std",),
+        closed_form=_erf_committee_closed_form if activation == "erf" else None,
+        description=f"l = (mean g(r) - y)^2/2, y = mean g(r*) + noise_std eps, g = {g}",
     )
 
 
@@ -918,6 +1219,10 @@ _BY_NAME = {
     "huber-tanh": huber_tanh,
     "phase_retrieval": phase_retrieval,
     "phase-retrieval": phase_retrieval,
+    "smooth_hinge": smooth_hinge,
+    "smooth-hinge": smooth_hinge,
+    "relu": relu,
+    "committee": committee,
 }
 
 

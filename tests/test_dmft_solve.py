@@ -510,3 +510,16 @@ def test_check_dt_flags_an_unresolved_gf_step_and_passes_a_resolved_one():
     good = dmft.solve(SQ, lr=0.5, dt=0.02, **kw)
     assert good.attrs["dt_check_max_z"] < 4
     assert np.isnan(dmft.solve(SQ, lr=0.5, dt=0.02, **{**kw, "check_dt": False}).attrs["dt_check_max_z"])
+
+
+def test_deterministic_start_does_not_trigger_the_quadrature_warning():
+    """With ``init_std = 1`` the test loss at ``t = 0`` has no spread over replicas (its SE is
+    round-off, 2e-17): it is no yardstick for the integration error (1e-11 for the ReLU unit),
+    so no QuadratureWarning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dmft.errors.QuadratureWarning)
+        ds = dmft.solve(dmft.models.relu(1), delta=2.0, lr=0.5, dynamics="gf", t_max=0.5, n_time=3,
+                        n_paths=256, init_std=1.0, progress=False)
+    assert ds.attrs["test_loss_quadrature_error"] < 1e-8

@@ -25,8 +25,8 @@ def test_gradient_is_the_derivative_of_the_loss(model, r, y):
     r = np.asarray(r[:model.k])
     lab = np.zeros(model.label_dim)
     lab[0] = y
-    if model.name == "phase_retrieval":
-        assume(np.min(np.abs(r)) > 1e-3)  # kink at r = 0
+    if model.name in ("phase_retrieval", "relu"):
+        assume(np.min(np.abs(r)) > 1e-3)  # kinks at r_j = 0
     if model.name == "huber_tanh":  # kink where |mean tanh(r) - y| = threshold
         assume(abs(abs(np.mean(np.tanh(r)) - y) - model.params[1]) > 1e-3)
     testing.check_gradient(model, r, lab)

@@ -22,6 +22,22 @@ def test_one_script_quick(tmp_path, capsys):
     assert "| case | vs | variable |" in capsys.readouterr().out
 
 
+def test_zoo_quick_entry(tmp_path):
+    """One zoo entry in quick mode: the table and the per-run files are written, and the
+    DMFT gradient flow on squared loss at ``delta = 1`` follows the simulation (d = 200,
+    3 seeds: within 5 SE and 10% on the test loss)."""
+    zoo = importlib.import_module("validation.zoo")
+    rows = zoo.main(["--quick", "--no-progress", "--out", str(tmp_path), "--only", "squared_delta_1",
+                     "--dynamics", "gf"])
+    assert (tmp_path / "zoo.md").exists()
+    assert output.load(tmp_path / "zoo" / "squared_delta_1_multipass.nc").attrs["delta"] == 1.0
+    table = output.load(tmp_path / "zoo.nc")
+    assert set(table.variable.values) == {"test_loss", "train_loss", "norm", "overlap"}
+    test_loss = [r for r in rows if r["variable"] == "test_loss"][0]
+    assert test_loss["case"] == "squared_delta_1 / multi-pass gf"
+    assert test_loss["max_z"] < 5 and test_loss["rel"] < 0.1, test_loss
+
+
 @pytest.mark.slow
 def test_run_all_quick(tmp_path):
     run_all = importlib.import_module("validation.run_all")

@@ -48,14 +48,14 @@ def error_rows(ds, variables, *, case: str, reference: str = "theory", select=No
     return rows
 
 
-def print_table(title: str, rows: list[dict], file=sys.stdout) -> str:
+def print_table(title: str, rows: list[dict], file=None) -> str:
     lines = [f"### {title}", "", "| case | vs | variable | max abs error | relative | max abs error / SE |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['case']} | {r['source']} | {r['variable']} | {r['max_abs']:.2e} | {r['rel']:.2e} | "
                      f"{r['max_z']:.2f} |")
     text = "\n".join(lines) + "\n"
-    print(text, file=file)
+    print(text, file=file or sys.stdout)  # looked up now: sys.stdout may have been replaced since import
     return text
 
 
