@@ -27,7 +27,7 @@ def error_rows(ds, variables, *, case: str, reference: str = "theory", select=No
 
     ``max_abs``: max over time (and entries) of ``|x_source - x_reference|``; ``rel``: that
     divided by ``max |x_reference|``; ``max_z``: max of ``|diff| / sqrt(sem_ref^2 + sem^2)``
-    (NaN where both standard errors vanish).
+    (NaN where the standard errors are at round-off, ``< 1e-12 max |x_reference|``).
     """
     rows = []
     ds = ds.sel(select or {})
@@ -40,8 +40,9 @@ def error_rows(ds, variables, *, case: str, reference: str = "theory", select=No
             ref, x = ds[v].sel(source=reference), ds[v].sel(source=src)
             diff = abs(x - ref)
             se = np.hypot(ds[v + "_sem"].sel(source=reference), ds[v + "_sem"].sel(source=src))
-            z = (diff / se.where(se > 0)).max()
             scale = float(abs(ref).max())
+            # an SE at round-off (a deterministic start: 4e-17) is no yardstick
+            z = (diff / se.where(se > 1e-12 * scale)).max()
             rows.append(dict(case=case, source=str(src), variable=v, max_abs=float(diff.max()),
                              rel=float(diff.max()) / scale if scale > 0 else np.nan,
                              max_z=float(z) if np.isfinite(z) else np.nan))
