@@ -169,6 +169,24 @@ def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel
             UnresolvedTimeStepWarning, stacklevel=stacklevel)
 
 
+#: estimated run times above this many seconds are announced (LongRunWarning)
+LONG_RUN_S = 60.0
+
+
+class LongRunWarning(UserWarning):
+    """A computation is estimated to take longer than :data:`LONG_RUN_S` seconds (it still
+    runs; ``max_runtime_s`` caps it)."""
+
+
+def warn_long_run(name: str, seconds: float, *, stacklevel: int = 4) -> None:
+    """Announce (:class:`LongRunWarning`) an estimated run time above :data:`LONG_RUN_S`."""
+    import warnings
+
+    if seconds > LONG_RUN_S:
+        warnings.warn(f"{name}: estimated run time {seconds:.3g} s (pass max_runtime_s to cap it)", LongRunWarning,
+                      stacklevel=stacklevel)
+
+
 class DiracResponseWarning(UserWarning):
     """The loss's gradient jumps across a kink in ``r`` (``l''`` has a Dirac part), and the
     DMFT response kernel is estimated by pathwise tangents, which cannot see it: the
@@ -186,7 +204,7 @@ def exit_status(prog: str, error: Exception) -> int:
     import sys
 
     if isinstance(error, DivergenceError):
-        print(f"{prog}: diverged (cause: {error.cause.replace('_', ' ')}): {error}", file=sys.stderr)
+        print(f"{prog}: diverged: {error} (cause: {error.cause.replace('_', ' ')})", file=sys.stderr)
         return 3
     print(f"{prog}: error: {error}", file=sys.stderr)
     return 2
