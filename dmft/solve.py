@@ -359,6 +359,20 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     return 8 * (sum(parts.values()) + transient), max(parts, key=parts.get)
 
 
+def _runtime_estimate(driver, B, P, N, k, stride, t_max) -> float:
+    """Seconds of a solve: ``1 + c_grid (B/8) k^2 N^2`` for the parameter side and the
+    factors, plus the sample side's tangents, ``c_path P k^2 J N`` for SGD (``J`` events per
+    path) and ``c_path (P / stride) k^2 N^2`` for SME and GF; ``c`` fitted to Huber-on-tanh
+    solves on one core of the reference machine (within 0.7-1.4x there; docs/performance.md)."""
+    B, P, N = float(B), float(P), float(N)
+    grid = {"Poisson": 6e-6, "Gaussian": 1.3e-5, "Deterministic": 7e-6}[type(driver).__name__]
+    if driver.dense:
+        path = (1.5e-8 if isinstance(driver, Gaussian) else 2.1e-8) * P / stride * N * N
+    else:
+        path = 3.6e-8 * P * driver.rate * t_max * N
+    return 1.0 + k * k * (grid * B / 8 * N * N + path)
+
+
 def solve(
     model,
     *,
@@ -381,6 +395,7 @@ def solve(
     max_memory_gb: float = 4.0,
     check_dt: bool = False,
     on_divergence: str = "raise",
+    max_runtime_s: float | None = 3600.0,
 ):
     """Solve the dynamical mean-field equations of multi-pass SGD / SME / GF.
 
@@ -451,6 +466,11 @@ def solve(
         What to do when the solve diverges (see Raises): raise, or return the output times
         before the divergence (solved again on them), with ``attrs['truncated'] = 1``,
         ``attrs['diverged_at']`` and ``attrs['divergence_cause']``.
+    max_memory_gb, max_runtime_s : float
+        Refuse (ParameterError, before any work) a solve whose estimated peak memory or run
+        time is above these (``max_runtime_s=None``: no time limit); a
+        :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. Estimates in
+        ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']`` (docs/reliability.md).
 
     Returns
     -------
@@ -509,6 +529,8 @@ def solve(
     sampling = errors.choice("sampling", sampling, SAMPLING)
     max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
     on_divergence = errors.on_divergence(on_divergence)
+    if max_runtime_s is not None:
+        max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     ss = errors.seed_sequence(seed)
     if model.k_star < 1:
         raise errors.ParameterError(
@@ -540,15 +562,23 @@ def solve(
     D = ks + (N + 1) * k
     mem, culprit = _memory_estimate(driver, B, Pb, N, k, ks, model.noise_dim, n_time, tangent_stride, t_max, sampling)
     if mem > max_memory_gb * 2**30:
-        name, value = {"grid": ("n_time", n_time) if every == 1 and n_time - 1 > t_max / requested_dt
-                       else ("dt", requested_dt), "paths": ("n_paths", n_paths), "events": ("batch", batch)}[culprit]
+        what = {"grid": f"n_time={n_time!r}" if every == 1 and n_time - 1 > t_max / requested_dt
+                else f"t_max={t_max!r} with dt={requested_dt!r}", "paths": f"n_paths={n_paths!r}",
+                "events": f"batch={batch!r}"}[culprit]
         raise errors.ParameterError(
-            f"{name}={value!r} is not allowed here: the solve would need {mem / 2**30:.3g} GB > max_memory_gb="
+            f"{what} is not allowed here: the solve would need {mem / 2**30:.3g} GB > max_memory_gb="
             f"{max_memory_gb:g} (N = {N} grid steps of dt = {dt:.3g}, {P} paths"
             + ("" if driver.dense else f", about {batch * t_max:.3g} SGD events per path") + "); "
             + {"grid": "raise dt or lower t_max or n_time (memory grows like N^2)",
                "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
             + ", or raise max_memory_gb")
+    runtime = _runtime_estimate(driver, B, P, N, k, tangent_stride, t_max)
+    if max_runtime_s is not None and runtime > max_runtime_s:
+        raise errors.ParameterError(
+            f"t_max={t_max!r} with dt={requested_dt!r} and n_paths={n_paths!r} is not allowed here: the solve would "
+            f"take about {runtime:.3g} s > max_runtime_s={max_runtime_s:g} (N = {N} grid steps, {P} paths); lower "
+            "t_max or n_paths, raise dt, or raise max_runtime_s (None: no limit)")
+    errors.warn_long_run("dmft.solve", runtime, stacklevel=3)
 
     # ------------------------------------------------ random inputs (seeded)
     s_z, s_ev = ss.spawn(2)
@@ -796,7 +826,7 @@ def solve(
         "corrector_residual": residual, "test_loss_quadrature_error": tl_err,
         "gradient_jump_at_kinks": jump, "events_per_path": ev_per_path,
         "max_events_per_path": int(counts.max()), "chol_min_relative_pivot": float(min_pivot),
-        "chol_zero_pivots": int(n_zero_pivots), "memory_gb": mem / 2**30,
+        "chol_zero_pivots": int(n_zero_pivots), "memory_gb": mem / 2**30, "runtime_estimate_s": runtime,
         "runtime_s": _time.perf_counter() - t_start,
         "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
                       "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
