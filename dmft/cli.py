@@ -10,6 +10,7 @@ Exit codes: 0 success, 1 no point of a sweep succeeded (the points' errors are p
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,9 @@ def _add_problem(p, sweepable: bool):
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed")
     p.add_argument("--no-simulation", action="store_true", help="theory only")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--on-divergence", default="raise", choices=["raise", "truncate"],
+                   help="on a divergence: stop with exit status 3 (raise), or keep the output times before it "
+                        "(truncate)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,14 +76,45 @@ def _common(args) -> dict:
     return dict(model=args.model, t_max=args.t_max,
                 dynamics=tuple(x.strip() for x in args.dynamics.split(",") if x.strip()),
                 simulate=not args.no_simulation, d=args.d, n_seeds=args.n_seeds, n_paths=args.n_paths,
-                n_time=args.n_time, ridge=args.ridge)
+                n_time=args.n_time, ridge=args.ridge, on_divergence=args.on_divergence)
+
+
+def output_folder(out: str) -> Path:
+    """``--out`` as a writable folder (created), checked before any computation."""
+    import os
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise errors.ParameterError(f"--out={out!r} is not allowed: it names an existing file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise errors.ParameterError(f"--out={out!r} is not allowed: the folder cannot be created ({e})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise errors.ParameterError(f"--out={out!r} is not allowed: the folder is not writable")
+    return path
+
+
+#: ``--scheduler``: 'local' or a dask scheduler address with a protocol or a port
+_ADDRESS = re.compile(r"^(local|[a-z][a-z0-9+.-]*://\S+|[^\s:/]+:\d+)$")
+
+
+def _scheduler(value):
+    if value is not None and not _ADDRESS.match(value):
+        raise errors.ParameterError(
+            f"--scheduler={value!r} is not allowed: give 'local' or a dask scheduler address such as "
+            "tcp://host:8786 or host:8786")
+    return value
 
 
 def _run_compare(args) -> int:
+    out = output_folder(args.out)
     t0 = time.perf_counter()
     ds = compare(delta=args.delta, lr=args.lr, batch=args.batch, seed=args.seed, progress=not args.no_progress,
                  **_common(args))
-    out = Path(args.out)
+    if ds.attrs.get("truncated"):
+        print(f"dmft compare: diverged at t = {ds.attrs['diverged_at']:.4g} (cause: "
+              f"{ds.attrs['divergence_cause']}); the outputs stop before it")
     output.save(ds, out / "compare.nc")
     fig = plotting.compare(ds)
     fig.savefig(out / "compare.png", dpi=120)
@@ -104,9 +139,10 @@ def _run_sweep(args) -> int:
 
     grid = {k: v for k, v in (("delta", args.delta), ("lr", args.lr), ("batch", args.batch))}
     grid = {k: (v if isinstance(v, list) else [v]) for k, v in grid.items()}
-    out = Path(args.out)
+    out = output_folder(args.out)
+    client = _scheduler(args.scheduler)
     t0 = time.perf_counter()
-    ds = sweep(compare, grid, fixed=_common(args), seed=args.seed, out=out, client=args.scheduler,
+    ds = sweep(compare, grid, fixed=_common(args), seed=args.seed, out=out, client=client,
                resume=not args.no_resume, progress=not args.no_progress)
     n_bad = int((ds.status != "ok").sum())
     print(f"dmft sweep: {ds.status.size} points ({n_bad} not ok) in {time.perf_counter() - t0:.1f} s")

@@ -18,7 +18,7 @@ from .simulate import simulate as _simulate
 from .solve import DRIVERS
 from .solve import solve as _solve
 
-__all__ = ["compare", "stack_sources", "shared_time", "COMPARED_VARIABLES"]
+__all__ = ["compare", "stack_sources", "shared_time", "common_prefix", "COMPARED_VARIABLES"]
 
 #: variables that both the DMFT and the simulator return, in the order they are plotted
 COMPARED_VARIABLES = ("test_loss", "train_loss", "norm", "overlap")
@@ -38,11 +38,27 @@ def shared_time(parts, names):
     return out
 
 
+def common_prefix(runs: list) -> tuple:
+    """``on_divergence='truncate'``: cut every Dataset in the dicts ``runs`` to the output
+    times all of them have (a truncated run keeps those before its divergence). Returns the
+    cut dicts and the attrs of the earliest divergence (``{}`` if none was truncated)."""
+    parts = [ds for r in runs for ds in r.values()]
+    n = min(ds.sizes["time"] for ds in parts)
+    cut = [{k: ds.isel({dim: slice(n) for dim in ("time", "time2") if dim in ds.dims}) for k, ds in r.items()}
+           for r in runs]
+    hit = [ds.attrs for ds in parts if ds.attrs.get("truncated")]
+    if not hit:
+        return cut, {}
+    first = min(hit, key=lambda a: float(a["diverged_at"]))
+    return cut, {"truncated": 1, "diverged_at": float(first["diverged_at"]),
+                 "divergence_cause": str(first.get("divergence_cause", "learning_rate"))}
+
+
 def stack_sources(results: dict, variables, *, sem_dim: str = "seed") -> xr.Dataset:
     """Stack ``{source: Dataset}`` along a new ``source`` dim, with ``*_sem`` for every variable.
 
     A Dataset with a ``sem_dim`` dim (simulation seeds) is reduced to its mean over it,
-    and ``name_sem = std(ddof=1)/sqrt(n)`` over it. A Dataset that already has ``name_sem``
+    and ``name_sem = std(ddof=1)/sqrt(n)`` over it (NaN for one seed). A Dataset that already has ``name_sem``
     keeps it (DMFT replicas); otherwise the standard error is 0 (deterministic theory).
     Only ``variables`` present in every source are kept. Shared by :mod:`dmft.compare` and
     :mod:`onepass.compare`.
@@ -56,7 +72,8 @@ def stack_sources(results: dict, variables, *, sem_dim: str = "seed") -> xr.Data
             if sem_dim in da.dims:
                 n = da.sizes[sem_dim]
                 mean = da.mean(sem_dim, keep_attrs=True)
-                sem = (da.std(sem_dim, ddof=1) / np.sqrt(n)) if n > 1 else xr.zeros_like(mean)
+                # one seed has no spread: its standard error is unknown, not 0
+                sem = (da.std(sem_dim, ddof=1) / np.sqrt(n)) if n > 1 else xr.full_like(mean, np.nan)
             else:
                 mean = da
                 sem = ds[v + "_sem"] if v + "_sem" in ds else xr.zeros_like(da)
@@ -91,6 +108,7 @@ def compare(
     progress: bool = True,
     solve_options: dict | None = None,
     simulate_options: dict | None = None,
+    on_divergence: str = "raise",
 ) -> xr.Dataset:
     r"""Theory (DMFT) and finite-``d`` simulation of SGD, SME and GF on one set of parameters.
 
@@ -129,7 +147,11 @@ def compare(
         Show a tqdm bar over the ``len(dynamics) * (1 + simulate)`` runs.
     solve_options, simulate_options : dict
         Extra keyword arguments for :func:`dmft.solve` / :func:`dmft.simulate`
-        (e.g. ``{'dt': 0.01}``).
+        (e.g. ``{'dt': 0.01}``, ``{'max_memory_gb': 8}``).
+    on_divergence : {'raise', 'truncate'}
+        Passed to every solve and simulation; with ``'truncate'`` all curves are cut to the
+        output times before the earliest divergence (``attrs['truncated'] = 1``,
+        ``attrs['diverged_at']``, ``attrs['divergence_cause']``).
 
     Returns
     -------
@@ -147,7 +169,8 @@ def compare(
     dmft.errors.ParameterError
         An argument out of range (the message names it).
     dmft.errors.DivergenceError
-        A theory or simulation trajectory blew up.
+        A theory or simulation trajectory blew up (``.time``, ``.cause``; see
+        :func:`dmft.solve` and :func:`dmft.simulate`).
 
     Examples
     --------
@@ -180,12 +203,13 @@ def compare(
     if n_paths is not None:
         n_paths = errors.positive_int("n_paths", n_paths, minimum=2)
     errors.seed_sequence(seed)
+    on_divergence = errors.on_divergence(on_divergence)
     solve_options = dict(solve_options or {})
     simulate_options = dict(simulate_options or {})
     common = dict(delta=delta, lr=lr, batch=batch, t_max=t_max, n_time=n_time, ridge=ridge, seed=seed,
-                  progress=False)
+                  progress=False, on_divergence=on_divergence)
     sources = ("theory", "simulation") if simulate else ("theory",)
-    per_dyn, runtimes = [], np.zeros((len(dynamics), len(sources)))
+    all_results, runtimes = [], np.zeros((len(dynamics), len(sources)))
     with tqdm(total=len(dynamics) * len(sources), disable=not progress, desc="dmft.compare",
               unit="run") as bar:
         for i, dyn in enumerate(dynamics):
@@ -202,8 +226,9 @@ def compare(
                                                   **simulate_options)
                 runtimes[i, 1] = _time.perf_counter() - t0
                 bar.update()
-            per_dyn.append(stack_sources(results, COMPARED_VARIABLES))
-    per_dyn = shared_time(per_dyn, list(dynamics))
+            all_results.append(results)
+    all_results, truncation = common_prefix(all_results)
+    per_dyn = shared_time([stack_sources(r, COMPARED_VARIABLES) for r in all_results], list(dynamics))
     ds = xr.concat(per_dyn, dim=xr.Variable("dynamics", list(dynamics)), coords="minimal",
                    compat="override", join="exact", combine_attrs="override")
     ds.attrs = {}
@@ -215,7 +240,8 @@ def compare(
              "n_seeds": n_seeds if simulate else "None", "n_paths": "None" if n_paths is None else n_paths,
              "n_time": n_time, "ridge": ridge, "seed": seed,
              "solve_options": solve_options, "simulate_options": simulate_options,
-             "sem_method": "theory: DMFT replica standard error; simulation: std(ddof=1)/sqrt(n_seeds)"}
+             "sem_method": "theory: DMFT replica standard error; simulation: std(ddof=1)/sqrt(n_seeds)",
+             "on_divergence": on_divergence, **truncation}
     from . import __version__
 
     ds.attrs.update(output.clean_attrs({**attrs, "library_version": __version__}))

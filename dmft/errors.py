@@ -11,13 +11,37 @@ class ParameterError(ValueError):
     """An argument is outside its allowed range; the message names it, its value and the range."""
 
 
-class DivergenceError(FloatingPointError):
-    """A trajectory blew up. ``time`` is the first time at which it was non-finite or too large."""
+#: what made a trajectory blow up (:attr:`DivergenceError.cause`) and what to do about it
+CAUSES = {
+    "learning_rate": "lower the learning rate",
+    "time_step": "lower dt (the solver's own time step is unstable or unresolved at this learning rate)",
+    "model": "fix the model: its loss or gradient is not finite (or not bounded below) where the run went",
+    "data": "fix the data: the teacher's labels or the inputs are not finite",
+}
 
-    def __init__(self, message: str, time: float, threshold: float | None = None):
+
+class DivergenceError(FloatingPointError):
+    """A trajectory blew up or a solver's step went unstable.
+
+    ``time``: the first time at which the state was non-finite, too large or (for a
+    step-size instability) oscillating at the grid scale; ``threshold``: the learning-rate
+    stability threshold there when known, else ``None``; ``cause``: one of :data:`CAUSES`
+    (``'learning_rate'``, ``'time_step'``, ``'model'``, ``'data'``), whose advice ends the
+    message.
+    """
+
+    def __init__(self, message: str, time: float, threshold: float | None = None, cause: str = "learning_rate"):
+        if cause not in CAUSES:
+            raise ValueError(f"cause={cause!r}: expected one of {sorted(CAUSES)}")
+        if not message.endswith(CAUSES[cause]):
+            message = f"{message}; {CAUSES[cause]}"
         super().__init__(message)
         self.time = time
         self.threshold = threshold
+        self.cause = cause
+
+    def __reduce__(self):  # keep time, threshold and cause through pickling (dask, multiprocessing)
+        return type(self), (self.args[0], self.time, self.threshold, self.cause)
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
@@ -46,6 +70,15 @@ def nonnegative(name: str, value) -> float:
     x = _real(name, value, "a non-negative number")
     if not (x >= 0) or math.isinf(x):
         _fail(name, value, "a finite number >= 0")
+    return x
+
+
+def init_std(value, k: int, blowup: float) -> float:
+    """A non-negative ``init_std`` whose initial ``tr q = k init_std^2`` is below the blow-up limit."""
+    x = nonnegative("init_std", value)
+    if x > math.sqrt(blowup / k):
+        _fail("init_std", value, f"<= {math.sqrt(blowup / k):.3g} (the initial tr q = k init_std^2 would be above "
+                                 f"the blow-up limit {blowup:g})")
     return x
 
 
@@ -78,7 +111,7 @@ def finite_array(name: str, value, *, shape: tuple | None = None, nonnegative: b
     try:
         a = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
-        _fail(name, "<array>", "an array of real numbers")
+        _fail(name, "<array>", "a rectangular array of real numbers (rows of equal length)")
     if shape is not None and a.shape != shape:
         raise ParameterError(f"{name} has shape {a.shape}; expected {shape}")
     if not np.all(np.isfinite(a)):
@@ -136,6 +169,24 @@ def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel
             UnresolvedTimeStepWarning, stacklevel=stacklevel)
 
 
+#: estimated run times above this many seconds are announced (LongRunWarning)
+LONG_RUN_S = 60.0
+
+
+class LongRunWarning(UserWarning):
+    """A computation is estimated to take longer than :data:`LONG_RUN_S` seconds (it still
+    runs; ``max_runtime_s`` caps it)."""
+
+
+def warn_long_run(name: str, seconds: float, *, stacklevel: int = 4) -> None:
+    """Announce (:class:`LongRunWarning`) an estimated run time above :data:`LONG_RUN_S`."""
+    import warnings
+
+    if seconds > LONG_RUN_S:
+        warnings.warn(f"{name}: estimated run time {seconds:.3g} s (pass max_runtime_s to cap it)", LongRunWarning,
+                      stacklevel=stacklevel)
+
+
 class DiracResponseWarning(UserWarning):
     """The loss's gradient jumps across a kink in ``r`` (``l''`` has a Dirac part), and the
     DMFT response kernel is estimated by pathwise tangents, which cannot see it: the
@@ -153,7 +204,7 @@ def exit_status(prog: str, error: Exception) -> int:
     import sys
 
     if isinstance(error, DivergenceError):
-        print(f"{prog}: diverged: {error}", file=sys.stderr)
+        print(f"{prog}: diverged: {error} (cause: {error.cause.replace('_', ' ')})", file=sys.stderr)
         return 3
     print(f"{prog}: error: {error}", file=sys.stderr)
     return 2

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
+
 from . import errors
 from ._jit import specialise
 from ._kernels_expectation import weighted_moments
@@ -275,7 +277,7 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None, error: bool = F
     quadrature (Huber-on-tanh: 1e-4 against 8e-2 for the direct Hessian);
     where ``Cov(z)`` is singular the direct Hessian is used.
     """
-    mean, cov, use_label = _check(model, mean, cov, label)
+    mean, cov, label, use_label = _check(model, mean, cov, label, rule)
     if model.closed_form is not None and rule is None:
         m = model.closed_form(mean, cov, label, model.param_array)
         if m is not None:
@@ -290,12 +292,74 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None, error: bool = F
     return fine._replace(error=abs(fine.loss - coarse.loss))
 
 
-def _check(model, mean, cov, label):
+#: largest relative asymmetry ``max|cov - cov^T| / max|cov|`` accepted (round-off of a sum of outer products)
+_ASYMMETRY_TOL = 1e-9
+
+
+@njit(cache=True)
+def _asymmetry_and_definite(c):
+    """``(max|c - c^T| / max|c|, True if (c + c^T)/2 + 1e-14 tr I has a Cholesky factor)``:
+    the covariance check of :func:`gaussian_moments` without numpy's per-call overhead
+    (it runs on every right-hand side of the one-pass ODE)."""
+    n = c.shape[0]
+    scale, asym, tr = 0.0, 0.0, 0.0
+    for i in range(n):
+        tr += c[i, i]
+        for j in range(n):
+            scale = max(scale, abs(c[i, j]))
+            asym = max(asym, abs(c[i, j] - c[j, i]))
+    jitter = 1e-14 * max(tr, 1e-300)
+    L = np.zeros((n, n))
+    for j in range(n):
+        s = c[j, j] + jitter
+        for m in range(j):
+            s -= L[j, m] * L[j, m]
+        if not s > 0.0:
+            return asym / max(scale, 1e-300), False
+        L[j, j] = np.sqrt(s)
+        for i in range(j + 1, n):
+            t = 0.5 * (c[i, j] + c[j, i])
+            for m in range(j):
+                t -= L[i, m] * L[j, m]
+            L[i, j] = t / L[j, j]
+    return asym / max(scale, 1e-300), True
+
+
+def _check_cov(cov: np.ndarray) -> None:
+    """``cov`` symmetric (to round-off) and positive semi-definite (to the tolerance of
+    :func:`_cov_factor`), or a ParameterError naming it."""
+    asym, definite = _asymmetry_and_definite(cov)
+    if asym > _ASYMMETRY_TOL:
+        raise errors.ParameterError(
+            f"cov={cov.tolist()!r} is not allowed: cov must be symmetric (max|cov - cov^T| is {asym:.3g} of "
+            "max|cov|)")
+    if not definite:
+        w = np.linalg.eigvalsh(0.5 * (cov + cov.T))
+        if w[0] < -1e-3 * max(1.0, w[-1]):
+            raise errors.ParameterError(
+                f"cov={cov.tolist()!r} is not allowed: cov must be positive semi-definite (smallest eigenvalue "
+                f"{w[0]:.3g})")
+
+
+def _check_rule(rule) -> None:
+    if rule is not None and not (callable(getattr(rule, "nodes", None)) and callable(getattr(rule, "refined", None))):
+        raise errors.ParameterError(
+            f"rule={rule!r} is not allowed: rule must be None or a rule object such as "
+            + ", ".join(f"{r.__name__}()" for r in RULES))
+
+
+def _check(model, mean, cov, label, rule=None):
     k = model.k
+    _check_rule(rule)
     mean = errors.finite_array("mean", np.atleast_1d(mean))
     cov = errors.finite_array("cov", np.atleast_2d(cov))
     D = mean.shape[0]
     use_label = label is not None
+    if use_label:
+        label = errors.finite_array("label", np.atleast_1d(label))
+        if label.shape != (model.label_dim,):
+            raise errors.ParameterError(
+                f"label has shape {label.shape}; expected (label_dim,) = ({model.label_dim},) for model {model.name!r}")
     # With a hard label the teacher is absent and z may be r alone.
     if D not in (k, k + model.k_star) or (D == k and not use_label and model.k_star):
         raise errors.ParameterError(
@@ -304,7 +368,8 @@ def _check(model, mean, cov, label):
         )
     if cov.shape != (D, D):
         raise errors.ParameterError(f"cov has shape {cov.shape}; expected {(D, D)}")
-    return mean, cov, use_label
+    _check_cov(cov)
+    return mean, cov, label, use_label
 
 
 def _moments(model, mean, cov, label, rule) -> Moments:

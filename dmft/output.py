@@ -119,10 +119,11 @@ def load(path) -> xr.Dataset:
 
 
 def check_finite(name: str, time: np.ndarray, values: np.ndarray, *, limit: float = 1e12,
-                 threshold: float | None = None) -> None:
+                 threshold: float | None = None, cause: str = "learning_rate") -> None:
     """Raise :class:`~dmft.errors.DivergenceError` at the first time ``values`` blows up.
 
-    ``values`` has time as its first axis; blow-up means non-finite or ``|x| > limit``.
+    ``values`` has time as its first axis; blow-up means non-finite or ``|x| > limit``;
+    ``cause`` is the error's :attr:`~dmft.errors.DivergenceError.cause`.
     """
     v = np.abs(np.asarray(values, dtype=float)).reshape(len(time), -1)
     bad = ~np.isfinite(v).all(axis=1) | (np.nan_to_num(v, nan=np.inf).max(axis=1) > limit)
@@ -132,4 +133,4 @@ def check_finite(name: str, time: np.ndarray, values: np.ndarray, *, limit: floa
         msg = f"{name} diverged at time {t:.4g}"
         if threshold is not None:
             msg += f"; the stability threshold of the learning rate there is {threshold:.4g}"
-        raise errors.DivergenceError(msg + "; lower the learning rate", t, threshold)
+        raise errors.DivergenceError(msg, t, threshold, cause)

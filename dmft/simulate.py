@@ -19,6 +19,7 @@ Brute-force simulations on one fixed data set per seed, the judge of the DMFT so
 """
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
@@ -36,6 +37,10 @@ SAMPLING = ("with_replacement", "without_replacement", "bernoulli")
 BLOWUP_NORM = 1e12
 #: at most this many sample indices are drawn per kernel call (bounds memory)
 _MAX_INDICES = 1 << 20
+#: the model is blamed for a non-finite gradient only at fields up to this size
+_MODERATE_FIELD = 1e3
+#: seconds per multiply-add of the simulators' kernels (one core; docs/performance.md)
+_SECONDS_PER_MAC = 1e-9
 #: default SME step: ``dt = _SME_DT_LR / lr`` (``eta_bar dt = 0.005``, weak error ~0.6%/t)
 _SME_DT_LR = 0.005
 #: warn (UnresolvedTimeStepWarning) above these values of ``lr * dt`` (SME, fixed-step GF)
@@ -65,6 +70,8 @@ def simulate(
     n_test: int = 10_000,
     progress: bool = True,
     on_divergence: str = "raise",
+    max_memory_gb: float = 4.0,
+    max_runtime_s: float | None = 3600.0,
 ):
     """Simulate multi-pass SGD, SME or gradient flow at finite ``d`` on ``n_seeds`` data sets.
 
@@ -123,7 +130,12 @@ def simulate(
     on_divergence : {'raise', 'truncate'}
         What to do when a trajectory blows up: raise :class:`~dmft.errors.DivergenceError`
         (default), or return the output times before the earliest blow-up over the seeds,
-        with ``attrs['diverged_at']`` the blow-up time (``attrs['truncated'] = 1``).
+        with ``attrs['diverged_at']`` the blow-up time, ``attrs['divergence_cause']``
+        (``attrs['truncated'] = 1``).
+    max_memory_gb, max_runtime_s : float
+        Refuse (ParameterError, before any work) a run whose estimated peak memory or run
+        time exceeds these (``max_runtime_s=None``: no time limit). The estimates are in
+        ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']`` (docs/reliability.md).
 
     Returns
     -------
@@ -143,7 +155,12 @@ def simulate(
         An argument out of range (the message names it).
     dmft.errors.DivergenceError
         A trajectory blew up (``tr q > 1e12`` or non-finite); ``.time`` is the first
-        output time at which it did (unless ``on_divergence='truncate'``).
+        output time at which it did (unless ``on_divergence='truncate'``). ``.cause``:
+        ``'data'`` (the teacher's labels are not finite), ``'model'`` (a loss or gradient
+        not finite at a finite, moderate state; or adaptive gradient flow itself running
+        away, a loss unbounded below), ``'time_step'`` (SME or RK4 gradient flow: a run with
+        ``dt / 2`` does not blow up by then; RK4 gradient flow whose objective increases),
+        else ``'learning_rate'``.
 
     Warns
     -----
@@ -169,10 +186,13 @@ def simulate(
     n_seeds = errors.positive_int("n_seeds", n_seeds)
     root = errors.seed_sequence(seed)
     ridge = errors.nonnegative("ridge", ridge)
-    init_std = errors.nonnegative("init_std", init_std)
+    init_std = errors.init_std(init_std, model.k, BLOWUP_NORM)
     sampling = errors.choice("sampling", sampling, SAMPLING)
     n_test = errors.positive_int("n_test", n_test, minimum=2)
     on_divergence = errors.on_divergence(on_divergence)
+    max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
+    if max_runtime_s is not None:
+        max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     if dt is not None:
         dt = errors.positive("dt", dt)
         if dynamics == "sme":
@@ -203,6 +223,12 @@ def simulate(
     h = kappa / (batch * n)
     if dynamics == "sme" and dt is None:
         dt = _SME_DT_LR / lr
+    mem, mem_culprit = _memory_estimate(model, dynamics, n, d, kappa, n_test, n_time, sampling)
+    runtime, time_culprit = _runtime_estimate(model, dynamics, n, d, n_test, n_time, n_seeds, batch, t_max, dt, lr,
+                                              kappa)
+    _check_resources(mem, mem_culprit, max_memory_gb, runtime, time_culprit, max_runtime_s,
+                     dict(d=d, n_test=n_test, batch=batch, t_max=t_max, n_seeds=n_seeds, dt=dt, delta=delta,
+                          n_time=n_time))
 
     cfg = dict(model=model, n=n, d=d, lr=lr, batch=batch, c=c, h=h, kappa=kappa, ridge=ridge,
                init_std=init_std, sampling=sampling, dt=dt, times=times)
@@ -215,23 +241,33 @@ def simulate(
     norm = np.empty((n_seeds, n_time, k, k))
     overlap = np.empty((n_seeds, n_time, k, ks))
     rhos = np.empty((n_seeds, ks, ks))
-    blowup = math.inf
+    first = None  # the earliest DivergenceError over the seeds
     for s, child in enumerate(_progress(root.spawn(n_seeds), progress, dynamics)):
         data_ss, sample_ss, test_ss = child.spawn(3)
         X, Y, theta_star, theta = _dataset(model, n, d, init_std, np.random.default_rng(data_ss))
         held_out = _test_set(model, n_test, theta_star, np.random.default_rng(test_ss))
+        _check_labels(model, Y, held_out[1], s)
+        theta0 = theta.copy()
+        if dt is not None and dynamics != "sgd":
+            _check_step_stability(model, X, Y, theta0, lr, dt, dynamics, s)
         rec = _Recorder(model, X, Y, theta_star, held_out, n_time)
         with np.errstate(all="ignore"):
             run(cfg, X, Y, theta, np.random.default_rng(sample_ss), rec)
         try:
             rec.check(times, s)
+            if dynamics == "gf" and dt is not None:
+                _check_gf_energy(rec, times, ridge, delta, dt, lr, s)
         except errors.DivergenceError as e:
+            e = _classify(e, cfg, dynamics, rec, X, Y, theta0, run, np.random.default_rng(sample_ss), s)
             if on_divergence == "raise":
-                raise
-            blowup = min(blowup, e.time)
+                raise e from None
+            first = e if first is None or e.time < first.time else first
         train[s], test[s], test_sem[s] = rec.train, rec.test, rec.test_sem
         norm[s], overlap[s] = rec.norm, rec.overlap
         rhos[s] = theta_star.T @ theta_star / d
+        del X, Y, held_out, rec  # the next seed's data sets take their place
+        if dynamics == "gf" and dt is None:
+            gc.collect()  # scipy's integrator holds the data in a reference cycle
 
     seed_attr = seed if isinstance(seed, (int, np.integer)) else repr(root.entropy)
     attrs = {
@@ -243,16 +279,16 @@ def simulate(
         "t_max": t_max, "n_time": n_time, "teacher_prior": "N(0, 1) (rho = 1)",
         "method": _METHOD[dynamics], "rho": rhos.tolist(), "on_divergence": on_divergence,
         "n_test": n_test, "test_loss_method": "mean loss on n_test held-out samples per seed",
+        "memory_gb": mem / 2**30, "runtime_estimate_s": runtime,
     }
-    if blowup < math.inf:
-        keep = times < blowup
+    if first is not None:
+        keep = times < first.time
         if not keep.any():
-            raise errors.DivergenceError(
-                f"simulation diverged at time {blowup:.4g} (the first output time); lower the learning rate",
-                float(blowup))
+            raise first
         times, train, test, test_sem, norm, overlap = (
             times[keep], train[:, keep], test[:, keep], test_sem[:, keep], norm[:, keep], overlap[:, keep])
-        attrs.update(truncated=1, diverged_at=float(blowup), n_time=int(keep.sum()))
+        attrs.update(truncated=1, diverged_at=float(first.time), divergence_cause=first.cause,
+                     n_time=int(keep.sum()))
     ds = _dataset_of_runs(train, test, norm, overlap, times, batch, attrs)
     ds["test_loss_sem"] = (("seed", "time"), test_sem, output.describe("test_loss_sem"))
     return ds
@@ -287,10 +323,196 @@ def _progress(it, progress: bool, dynamics: str):
     return tqdm(it, desc=f"dmft.simulate({dynamics})", unit="seed")
 
 
+# ---------------------------------------------------------------- divergence and resources
+def _check_labels(model, Y, Y_test, s: int) -> None:
+    """DivergenceError (cause ``'data'``, time 0) if the teacher gave a non-finite label."""
+    for name, lab in (("training", Y), ("held-out", Y_test)):
+        if not np.isfinite(lab).all():
+            bad = int(np.sum(~np.isfinite(lab).all(axis=1)))
+            raise errors.DivergenceError(
+                f"dmft.simulate (seed {s}): the teacher of model {model.name!r} returned non-finite labels for {bad} "
+                f"of {len(lab)} {name} samples", 0.0, cause="data")
+
+
+def _check_gf_energy(rec, times, ridge: float, delta: float, dt: float, lr: float, s: int) -> None:
+    """Fixed-step (RK4) gradient flow: the objective ``train_loss + ridge tr(q) / (2 delta)``
+    never increases along the flow; an increase by more than 1e-3 of it is the step's."""
+    energy = rec.train + ridge * np.trace(rec.norm, axis1=1, axis2=2) / (2 * delta)
+    up = np.diff(energy) > 1e-3 * np.abs(energy[1:]) + 1e-12
+    if up.any():
+        j = int(np.argmax(up)) + 1
+        raise errors.DivergenceError(
+            f"dmft.simulate(dynamics='gf', dt={dt:g}) (seed {s}): the gradient-flow objective increases from "
+            f"{energy[j - 1]:.6g} to {energy[j]:.6g} by time {times[j]:.4g}: the RK4 step is unstable at lr * dt = "
+            f"{lr * dt:.3g}", float(times[j]), cause="time_step")
+
+
+def _classify(err, cfg, dynamics: str, rec, X, Y, theta0, run, rng, s: int):
+    """``err`` (from :meth:`_Recorder.check`) with its cause.
+
+    ``'model'``: the state is finite where the losses are not, or the gradient is not finite
+    at the last good state with moderate fields; adaptive gradient flow, which follows the
+    flow, running away (a loss unbounded below). SME and RK4 gradient flow: the seed again
+    with ``dt / 2`` up to ``1.5 t + 2 dt`` decides between ``'learning_rate'`` (it diverges by
+    ``1.25 t + 2 dt`` too) and ``'time_step'``. SGD: ``'learning_rate'``.
+    """
+    if err.cause != "learning_rate":  # already classified (data, time step of RK4 gradient flow)
+        return err
+    t, model = err.time, cfg["model"]
+    j = int(np.searchsorted(cfg["times"], t))
+    where = f"dmft.simulate(dynamics={dynamics!r}) (seed {s}) diverged at time {t:.4g}"
+    state_ok = j < len(rec.norm) and np.isfinite(rec.norm[j]).all() and np.trace(rec.norm[j]) <= BLOWUP_NORM
+    if state_ok:
+        return errors.DivergenceError(f"{where}: the loss is not finite at a finite state (tr q = "
+                                      f"{np.trace(rec.norm[j]):.4g})", t, cause="model")
+    bad = _probe_gradient(model, X, Y, rec)
+    if bad is not None:
+        return errors.DivergenceError(f"{where}: the model's gradient is not finite at r = {bad[0]}, y = {bad[1]}", t,
+                                      cause="model")
+    if dynamics == "gf" and cfg["dt"] is None:
+        return errors.DivergenceError(
+            f"{where}: gradient flow itself runs away (the adaptive integrator follows the flow): the loss is not "
+            "bounded below along it", t, cause="model")
+    if dynamics == "sgd":
+        return errors.DivergenceError(where, t, cause="learning_rate")
+    dt = cfg["dt"]
+    t_end = 1.5 * t + 2 * dt
+    times = cfg["times"][cfg["times"] < t_end]
+    times = np.append(times, t_end)
+    rec2 = _Recorder(model, X, Y, rec.theta_star, (rec.X_test, rec.Y_test), len(times))
+    with np.errstate(all="ignore"):
+        run({**cfg, "dt": dt / 2, "times": times}, X, Y, theta0.copy(), rng, rec2)
+    try:
+        rec2.check(times, s)
+    except errors.DivergenceError as e2:
+        if e2.time <= 1.25 * t + 2 * dt:
+            return errors.DivergenceError(f"{where}; with dt/2 it diverges at {e2.time:.4g} too", t)
+        refined = f"diverges only at {e2.time:.4g}"
+    else:
+        refined = f"stays finite up to {t_end:.4g}"
+    return errors.DivergenceError(f"{where} at lr * dt = {cfg['lr'] * dt:.3g}; with dt/2 = {dt / 2:.3g} it {refined}",
+                                  t, cause="time_step")
+
+
+def _probe_gradient(model, X, Y, rec):
+    """``(r, y)`` where ``l'`` is not finite among moderate fields, or None: the training
+    fields at the last good state (if moderate), then 256 fields ``r ~ N(0, s^2 I)`` with
+    ``s^2`` the last finite ``tr q`` (at least 1; fixed points) against training labels.
+    A blow-up inside one kernel call leaves no state just before it: the probe looks where
+    the run was going."""
+    G = np.empty((0, model.k))
+    grads = specialise(_k.per_sample, loss=model.loss, grad=model.grad)
+    tr = np.trace(rec.norm, axis1=1, axis2=2)
+    scale = math.sqrt(max(1.0, float(np.max(tr[np.isfinite(tr)], initial=1.0))))
+    probes = []
+    if rec.last_good is not None:
+        fields = X @ rec.last_good
+        if np.isfinite(fields).all() and np.abs(fields).max(initial=0.0) <= _MODERATE_FIELD:
+            probes.append((fields, Y))
+    rows = np.arange(256) % len(Y)
+    probes.append((scale * np.random.default_rng(0).standard_normal((256, model.k)), Y[rows]))
+    for R, labels in probes:
+        R = np.ascontiguousarray(R)
+        G = np.empty_like(R)
+        grads(model.param_array, R, np.eye(model.k), np.ascontiguousarray(labels), G, False, True)
+        bad = ~np.isfinite(G).all(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            return R[i].tolist(), labels[i].tolist()
+    return None
+
+
+def _check_step_stability(model, X, Y, theta0, lr: float, dt: float, dynamics: str, s: int) -> None:
+    """SME (Euler-Maruyama) and RK4 gradient flow with a fixed ``dt``: DivergenceError (cause
+    ``'time_step'``, time 0) when ``lr dt lambda`` exceeds the scheme's real stability limit
+    (2 and 2.785), ``lambda = (1 + sqrt(n/d))^2 mean_i l''_i`` the largest eigenvalue of the
+    empirical Hessian at ``theta_0`` (the edge of ``X^T X`` times the mean curvature over up to
+    1000 samples)."""
+    n, d = X.shape
+    rows = np.arange(min(n, 1000))
+    R = X[rows] @ theta0
+    H = np.empty((model.k, model.k))
+    curv = 0.0
+    for i in rows:
+        model.hess(R[i], Y[i], model.param_array, H)
+        curv += float(np.linalg.eigvalsh(0.5 * (H + H.T))[-1]) / len(rows)
+    lam = (1 + math.sqrt(n / d)) ** 2 * curv
+    limit = 2.0 if dynamics == "sme" else 2.785
+    if lr * dt * lam > limit:
+        raise errors.DivergenceError(
+            f"dmft.simulate(dynamics={dynamics!r}, dt={dt:g}) (seed {s}): the step is unstable from the start: "
+            f"lr * dt * lambda_max = {lr * dt * lam:.3g} > {limit} ({'Euler-Maruyama' if dynamics == 'sme' else 'RK4'}"
+            f"; lambda_max = {lam:.3g} of the empirical Hessian at theta_0); use dt < {limit / (lr * lam):.3g}", 0.0,
+            cause="time_step")
+
+
+def _memory_estimate(model, dynamics: str, n: int, d: int, kappa: int, n_test: int, n_time: int, sampling: str):
+    """Peak bytes of a run above the process's baseline and its largest part (``'data'``:
+    the ``n x d`` inputs, ``'test'``: the ``n_test x d`` held-out inputs, ``'batch'``: SGD's
+    sample indices). One seed's data at a time; float64 counts (no overflow).
+    Checked against measured peak RSS in tests/test_resources.py."""
+    n, d, n_test, k = float(n), float(d), float(n_test), model.k
+    per_sample = model.k_star + model.noise_dim + model.label_dim + k + 1
+    parts = {"data": n * d + n * per_sample, "test": n_test * d + n_test * per_sample}
+    # the kernel gets min(kappa, 2^20)-ish indices per call (a batch at least); sampling
+    # without replacement draws permutations of n, Bernoulli builds positions and their divmod
+    indices = max(float(kappa), float(_MAX_INDICES))
+    if dynamics == "sgd":
+        parts["batch"] = indices * {"with_replacement": 2, "without_replacement": 2, "bernoulli": 5}[sampling]
+        parts["data"] += n if sampling == "without_replacement" else 0.0
+    elif dynamics == "sme":
+        parts["data"] += 2 * n * k + 2 * n + 3 * d * k
+    else:  # the integrator's stages; the adaptive one also keeps the state at every output time (twice)
+        parts["data"] += d * k * (12 + 2 * n_time) + 2 * n * k
+    return 8 * sum(parts.values()), max(parts, key=parts.get)
+
+
+def _runtime_estimate(model, dynamics: str, n: int, d: int, n_test: int, n_time: int, n_seeds: int, batch: float,
+                      t_max: float, dt, lr: float, kappa: int):
+    """Seconds of a run from operation counts (multiply-adds of ``r = theta^T x`` and of the
+    update, ``k`` per coordinate) at ``_SECONDS_PER_MAC`` (measured, docs/performance.md),
+    and the argument that drives it. SGD: ``t_max batch n`` sample gradients per seed; SME:
+    ``t_max / dt`` steps over all ``n`` samples; GF: RK4's 4 per step, the adaptive
+    integrator's ``6 (lr t_max L + 20)`` with ``L = (1 + sqrt(n/d))^2`` the data's largest
+    Hessian eigenvalue per unit curvature. Recording: ``n_time (n + n_test)`` predictions."""
+    nd = float(n) * d * model.k
+    if dynamics == "sgd":
+        work = 2 * t_max * batch * float(n) * d * model.k
+    elif dynamics == "sme":
+        work = 2 * nd * math.ceil(t_max / dt)
+    elif dt is not None:
+        work = 8 * nd * math.ceil(t_max / dt)
+    else:
+        work = 12 * nd * (lr * t_max * (1 + math.sqrt(n / d)) ** 2 + 20)
+    record = float(n_time) * (n + n_test) * d * model.k
+    seconds = n_seeds * (work + record) * _SECONDS_PER_MAC
+    errors.warn_long_run("dmft.simulate", seconds, stacklevel=5)
+    return seconds, ("t_max" if work > record else "n_time")
+
+
+def _check_resources(mem: float, mem_part: str, max_memory_gb: float, runtime: float, time_part: str,
+                     max_runtime_s, values: dict) -> None:
+    """ParameterError naming the argument that drives an estimate above its limit."""
+    if mem > max_memory_gb * 2**30:
+        name = {"data": "d", "test": "n_test", "batch": "batch"}[mem_part]
+        raise errors.ParameterError(
+            f"{name}={values[name]!r} is not allowed here: dmft.simulate would need about {mem / 2**30:.3g} GB "
+            f"> max_memory_gb={max_memory_gb:g} (one seed's n x d training and n_test x d held-out inputs"
+            + (", and the SGD batch's indices" if mem_part == "batch" else "")
+            + f"); lower {name}" + (" or delta" if name == "d" else "") + ", or raise max_memory_gb")
+    if max_runtime_s is not None and runtime > max_runtime_s:
+        name = time_part
+        raise errors.ParameterError(
+            f"{name}={values[name]!r} is not allowed here: dmft.simulate would take about {runtime:.3g} s "
+            f"> max_runtime_s={max_runtime_s:g}; lower t_max, d, n_seeds or n_time, or raise max_runtime_s "
+            "(None: no limit)")
+
+
 # ---------------------------------------------------------------- data and observables
 def _dataset(model, n: int, d: int, init_std: float, rng: np.random.Generator):
     """``(X, Y, theta_star, theta_0)`` of one seed, drawn in this order from ``rng``."""
-    X = rng.standard_normal((n, d)) / math.sqrt(d)
+    X = rng.standard_normal((n, d))
+    X /= math.sqrt(d)  # in place: the peak memory is one n x d array
     theta_star = rng.standard_normal((d, model.k_star))
     eps = rng.standard_normal((n, model.noise_dim))
     theta0 = init_std * rng.standard_normal((d, model.k))
@@ -304,7 +526,8 @@ def _test_set(model, n_test: int, theta_star, rng: np.random.Generator):
     """Held-out inputs ``X`` (n_test, d), ``x ~ N(0, I/d)``, and teacher labels with fresh
     label noise (n_test, label_dim), drawn in this order from ``rng``."""
     d = theta_star.shape[0]
-    X = rng.standard_normal((n_test, d)) / math.sqrt(d)
+    X = rng.standard_normal((n_test, d))
+    X /= math.sqrt(d)
     eps = rng.standard_normal((n_test, model.noise_dim))
     Y = np.empty((n_test, model.label_dim))
     teacher_labels = specialise(_k.teacher_labels, teacher=model.teacher)
@@ -327,6 +550,7 @@ class _Recorder:
         self.params = model.param_array
         self.resize(n_time)
         self.diverged = False
+        self.last_good = None
         self._G = np.empty((0, model.k))
 
     def resize(self, n_slots: int) -> None:
@@ -338,11 +562,13 @@ class _Recorder:
         self.overlap = np.full((n_slots, m.k, m.k_star), np.nan)
 
     def ok(self, theta) -> bool:
-        """False (and diverged) if ``theta`` is non-finite or too large."""
+        """False (and diverged) if ``theta`` is non-finite or too large; keeps the last good one."""
         if not self.diverged:
             d = theta.shape[0]
             if not np.isfinite(theta).all() or np.sum(theta * theta) / d > BLOWUP_NORM:
                 self.diverged = True
+            else:
+                self.last_good = theta.copy()
         return not self.diverged
 
     def record(self, j: int, theta) -> bool:

@@ -9,12 +9,14 @@ derivation as implemented and every normalisation.
 from __future__ import annotations
 
 import math
+import threading
 import time as _time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
+from scipy import stats
 from scipy.stats import qmc
 
 from . import errors, expectation, output
@@ -29,6 +31,16 @@ __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 CHOL_JITTER = 1e-10
 #: use the direct O(n^2)-per-row parameter side instead of the incremental one (reference)
 DIRECT_PARAMETER_SIDE = False
+#: a solve whose ``C(t, t)`` leaves ``[-BLOWUP_NORM, BLOWUP_NORM]`` has diverged
+BLOWUP_NORM = 1e12
+#: the model is blamed for a non-finite gradient only at fields up to this size (where every
+#: built-in loss is finite); beyond, the run has already run away
+_MODERATE_FIELD = 1e3
+#: a grid-scale oscillation of ``tr C(t, t)`` that alternates in sign over this many consecutive
+#: steps, above 4 replica standard errors and this fraction of the value, and grows or lasts to
+#: t_max, is a step instability (a stable grid's start-up transient decays; measured on SGD, SME, GF)
+_SAWTOOTH_STEPS, _SAWTOOTH_REL = 8, 1e-3
+_REFINING = threading.local()  # set while _blow_up's check solve runs (no check of the check)
 
 
 # ---------------------------------------------------------------- drivers
@@ -312,6 +324,55 @@ class _ParamSide:
         C[:, :n1k, nk:n1k] = np.swapaxes(Crow, -1, -2)
 
 
+def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling):
+    """Peak bytes a solve allocates (above the process's baseline) and the largest part:
+    ``'grid'`` (the ``(N+1) k`` square kernels of every replica, ``O(N^2)``), ``'paths'`` (per-path
+    inputs, events, gradients and tangents, ``O(P N)``) or ``'events'`` (SGD: the per-path
+    tangents over pairs of events, ``O(P J^2)`` with ``J`` about ``batch t_max``).
+    Counted in float64 so that absurd inputs give ``inf`` instead of an OverflowError;
+    checked against measured peak RSS in tests/test_resources.py."""
+    P = float(Pb) * B
+    N, k, B = float(N), float(k), float(B)
+    NK = (N + 1) * k
+    D = ks + NK
+    nxi = driver.normals_per_cell
+    # C, R, A, S, the step response RtT; the replicas' Cholesky factors L; C and R at the output times
+    grid = 5 * B * NK * NK + B * D * D + 4 * B * n_time * n_time * k * k
+    inputs = P * (D + nd + N * nxi)
+    if driver.dense:
+        J = N
+        grid += B * N * N * k * k  # R between shared event times (Rmid)
+        # events (cell, lam, dz) and gradients per cell; the tangent paths' dz and g'
+        paths = inputs + P * J * (3 + k) + P / stride * N * (1 + k * k)
+        events = 0.0
+    else:
+        mean = driver.rate * t_max
+        # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
+        J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
+        # events (cell, lam, dz, and their construction), per-cell lists, gradients and g'
+        paths = inputs + P * J * (6 + k + k * k) + 4 * P * mean
+        events = P / stride * J * (J + 1) / 2 * k * k
+    # Sobol draws of one replica (two copies) at the start; one replica's fields at the end
+    transient = 2 * Pb * (D + nd + N * nxi) if sampling == "qmc" else 0.0
+    transient = max(transient, Pb * n_time * k, 2 * B * n_time * n_time * k * k)
+    parts = {"grid": grid, "paths": paths, "events": events}
+    return 8 * (sum(parts.values()) + transient), max(parts, key=parts.get)
+
+
+def _runtime_estimate(driver, B, P, N, k, stride, t_max) -> float:
+    """Seconds of a solve: ``1 + c_grid (B/8) k^2 N^2`` for the parameter side and the
+    factors, plus the sample side's tangents, ``c_path P k^2 J N`` for SGD (``J`` events per
+    path) and ``c_path (P / stride) k^2 N^2`` for SME and GF; ``c`` fitted to Huber-on-tanh
+    solves on one core of the reference machine (within 0.7-1.4x there; docs/performance.md)."""
+    B, P, N = float(B), float(P), float(N)
+    grid = {"Poisson": 6e-6, "Gaussian": 1.3e-5, "Deterministic": 7e-6}[type(driver).__name__]
+    if driver.dense:
+        path = (1.5e-8 if isinstance(driver, Gaussian) else 2.1e-8) * P / stride * N * N
+    else:
+        path = 3.6e-8 * P * driver.rate * t_max * N
+    return 1.0 + k * k * (grid * B / 8 * N * N + path)
+
+
 def solve(
     model,
     *,
@@ -333,6 +394,8 @@ def solve(
     progress: bool = True,
     max_memory_gb: float = 4.0,
     check_dt: bool = False,
+    on_divergence: str = "raise",
+    max_runtime_s: float | None = 3600.0,
 ):
     """Solve the dynamical mean-field equations of multi-pass SGD / SME / GF.
 
@@ -400,6 +463,15 @@ def solve(
         ``attrs['dt_check_max_z']`` is the largest ``|difference| / SE`` (NaN when not
         checked: SGD, whose events sit at their exact times, ``check_dt=False``, or an odd
         ``n_time - 1`` with one step per output interval).
+    on_divergence : {'raise', 'truncate'}
+        What to do when the solve diverges (see Raises): raise, or return the output times
+        before the divergence (solved again on them), with ``attrs['truncated'] = 1``,
+        ``attrs['diverged_at']`` and ``attrs['divergence_cause']``.
+    max_memory_gb, max_runtime_s : float
+        Refuse (ParameterError, before any work) a solve whose estimated peak memory or run
+        time is above these (``max_runtime_s=None``: no time limit); a
+        :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. Estimates in
+        ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']`` (docs/reliability.md).
 
     Returns
     -------
@@ -407,7 +479,23 @@ def solve(
         ``train_loss``, ``test_loss`` (time); ``norm`` (time, student, student2) =
         ``C_theta(t, t)``; ``overlap`` (time, student, teacher) = ``m(t)``;
         ``correlation``, ``response`` (time, time2, student, student2); each with a
-        ``*_sem``; coordinate ``epoch = t * batch``; inputs and diagnostics in ``attrs``.
+        ``*_sem``; coordinate ``epoch = t * batch``; inputs and diagnostics in ``attrs``
+        (``memory_gb``: the estimated peak memory).
+
+    Raises
+    ------
+    dmft.errors.ParameterError
+        An argument out of range, or a grid that needs more than ``max_memory_gb``
+        (the message names the argument that drives it), before any computation.
+    dmft.errors.DivergenceError
+        With ``.time`` and ``.cause``: the teacher's labels are not finite (``'data'``, at
+        time 0); ``C(t, t)`` non-finite or above 1e12 (``'model'`` if the gradient was not
+        finite at moderate fields, else for SME and GF ``'time_step'`` when a solve with half
+        the step does not blow up by then and ``'learning_rate'`` when it does; SGD
+        ``'learning_rate'``); ``tr C(t, t)`` oscillating at the grid scale, or for GF the
+        objective ``train_loss + ridge tr(norm) / (2 delta)`` increasing beyond its noise
+        (``'time_step'``: the grid is unstable at this ``lr dt``); a loss that is not finite
+        at a finite norm (``'model'``).
 
     Examples
     --------
@@ -436,11 +524,14 @@ def solve(
     tangent_stride = errors.positive_int(
         "tangent_stride", (2 if dynamics == "gf" else 1) if tangent_stride is None else tangent_stride)
     ridge = errors.nonnegative("ridge", ridge)
-    init_std = errors.nonnegative("init_std", init_std)
+    init_std = errors.init_std(init_std, model.k, BLOWUP_NORM)
     corrector = errors.positive_int("corrector", (0 if dynamics == "gf" else 1) if corrector is None else corrector,
                                     minimum=0)
     sampling = errors.choice("sampling", sampling, SAMPLING)
     max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
+    on_divergence = errors.on_divergence(on_divergence)
+    if max_runtime_s is not None:
+        max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     ss = errors.seed_sequence(seed)
     if model.k_star < 1:
         raise errors.ParameterError(
@@ -453,6 +544,7 @@ def solve(
             "in r, so l'' has a Dirac part that the response kernel's pathwise tangents miss; the DMFT curves "
             "are biased (compare with dmft.simulate)", errors.DiracResponseWarning, stacklevel=2)
 
+    requested_dt = dt
     every = max(1, math.ceil(t_max / dt / (n_time - 1) - 1e-9))
     N = every * (n_time - 1)
     dt = t_max / N
@@ -468,18 +560,26 @@ def solve(
     Pb = -(-Pb // tangent_stride) * tangent_stride
     P = Pb * B
     c = lr / batch
-    jmax_est = N if driver.dense else int(batch * t_max + 6 * math.sqrt(batch * t_max) + 8)
     D = ks + (N + 1) * k
-    # kernels, factor, innovations, tangents, one replica's fields at the output times
-    # (dense drivers: the replica's R between event times and the tangent paths' g', no
-    # per-path tangents)
-    tangent_doubles = (B * N * (N + P // B // tangent_stride) * k * k if driver.dense
-                       else P // tangent_stride * jmax_est * (jmax_est + 1) // 2 * k * k)
-    mem = 8 * (5 * B * (N + 1) ** 2 * k * k + B * D * D + P * D + tangent_doubles + Pb * n_time * k)
+    mem, culprit = _memory_estimate(driver, B, Pb, N, k, ks, model.noise_dim, n_time, tangent_stride, t_max, sampling)
     if mem > max_memory_gb * 2**30:
+        what = {"grid": f"n_time={n_time!r}" if every == 1 and n_time - 1 > t_max / requested_dt
+                else f"t_max={t_max!r} with dt={requested_dt!r}", "paths": f"n_paths={n_paths!r}",
+                "events": f"batch={batch!r}"}[culprit]
         raise errors.ParameterError(
-            f"n_paths={n_paths!r} is not allowed with dt={dt:g}, t_max={t_max:g}: the solve needs "
-            f"{mem / 2**30:.1f} GB > max_memory_gb={max_memory_gb:g}; lower n_paths or raise dt")
+            f"{what} is not allowed here: the solve would need {mem / 2**30:.3g} GB > max_memory_gb="
+            f"{max_memory_gb:g} (N = {N} grid steps of dt = {dt:.3g}, {P} paths"
+            + ("" if driver.dense else f", about {batch * t_max:.3g} SGD events per path") + "); "
+            + {"grid": "raise dt or lower t_max or n_time (memory grows like N^2)",
+               "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
+            + ", or raise max_memory_gb")
+    runtime = _runtime_estimate(driver, B, P, N, k, tangent_stride, t_max)
+    if max_runtime_s is not None and runtime > max_runtime_s:
+        raise errors.ParameterError(
+            f"t_max={t_max!r} with dt={requested_dt!r} and n_paths={n_paths!r} is not allowed here: the solve would "
+            f"take about {runtime:.3g} s > max_runtime_s={max_runtime_s:g} (N = {N} grid steps, {P} paths); lower "
+            "t_max or n_paths, raise dt, or raise max_runtime_s (None: no limit)")
+    errors.warn_long_run("dmft.solve", runtime, stacklevel=3)
 
     # ------------------------------------------------ random inputs (seeded)
     s_z, s_ev = ss.spawn(2)
@@ -536,6 +636,11 @@ def solve(
     train_losses = specialise(_k.train_losses, loss=model.loss)
     sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k)
     labels(params, wstar, eps, y)
+    if not np.isfinite(y).all():
+        bad = int(np.argmin(np.isfinite(y).all(axis=1)))
+        raise errors.DivergenceError(
+            f"dmft.solve: the teacher of model {model.name!r} returned the label {y[bad].tolist()} at "
+            f"r_star={wstar[bad].tolist()}, eps={eps[bad].tolist()}", 0.0, cause="data")
 
     # row 0
     Grow = np.zeros((B, N + 1, k, k))
@@ -641,9 +746,11 @@ def solve(
                     residual = max(residual, float(np.abs(row - prev_row).max()) / scale)
                 prev_row = row
             cnn = C[:, nk:n1k, nk:n1k]
-            if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > 1e12:
-                raise errors.DivergenceError(
-                    f"norm diverged at time {n * dt:.4g}; lower the learning rate", n * dt)
+            if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > BLOWUP_NORM:
+                err = _blow_up(arguments, driver.dense, n * dt, dt, max_memory_gb, Wnew, g)
+                if on_divergence == "truncate":
+                    return _truncated(arguments, err, out_steps * dt, dt)
+                raise err
             Gprev2, Gpprev2 = Gprev, Gpprev
             Gprev, Gpprev = Grow, Gprow
             dW_last[:, :n] = dW
@@ -664,6 +771,11 @@ def solve(
         Wb = (Z[paths] @ L[b, field_rows].T).reshape(Pb, n_time, k)
         train_losses(params, out_steps, c, counts[paths], ev_cell[paths], ev_lam[paths], ev_dz[paths],
                      g[paths], Wb, R[b], y[paths], train[:, b])
+    err = _step_instability(C, train, out_steps, dt, ridge, delta, dynamics)
+    if err is not None:
+        if on_divergence == "truncate":
+            return _truncated(arguments, err, out_steps * dt, dt)
+        raise err
     C = _blocks(C, N + 1, k)
     R = _blocks(R, N + 1, k)
 
@@ -686,9 +798,10 @@ def solve(
     output.check_finite("norm", time, nm)
     tl, tl_b = _test_losses(model, nm, ov, norm_b, m_b, rho)
     tl_s = tl_b.std(0, ddof=1) / math.sqrt(B)
-    output.check_finite("test_loss", time, tl)
+    # the norm is finite here: a non-finite loss is the model's
+    output.check_finite("test_loss", time, tl, cause="model")
     tl_err = _test_loss_error(model, nm, ov, rho, tl_s)
-    output.check_finite("train_loss", time, tr)
+    output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
     kk = ("time", "time2", "student", "student2")
@@ -714,7 +827,7 @@ def solve(
         "corrector_residual": residual, "test_loss_quadrature_error": tl_err,
         "gradient_jump_at_kinks": jump, "events_per_path": ev_per_path,
         "max_events_per_path": int(counts.max()), "chol_min_relative_pivot": float(min_pivot),
-        "chol_zero_pivots": int(n_zero_pivots), "memory_gb": mem / 2**30,
+        "chol_zero_pivots": int(n_zero_pivots), "memory_gb": mem / 2**30, "runtime_estimate_s": runtime,
         "runtime_s": _time.perf_counter() - t_start,
         "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
                       "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
@@ -724,18 +837,122 @@ def solve(
     return ds
 
 
+def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_gb: float, fields, grads):
+    """The :class:`~dmft.errors.DivergenceError` of ``C(t, t)`` blowing up at ``t_bad``, with its cause.
+
+    ``'model'`` when the gradients ``grads`` are not finite although the fields of the step
+    (``fields``) are finite and moderate; SGD (events at their exact times):
+    ``'learning_rate'``; SME and GF: a solve with half the step on ``[0, 1.5 t_bad + 2 dt]``
+    (a quarter of the paths, pseudo-random inputs) decides: ``'learning_rate'`` if it blows up
+    by ``1.25 t_bad + 2 dt`` too (the dynamics itself diverges), else ``'time_step'``.
+    """
+    where = f"dmft.solve(dynamics={arguments['dynamics']!r}): C(t, t) diverged at time {t_bad:.4g}"
+    if (np.isfinite(fields).all() and np.abs(fields).max(initial=0.0) <= _MODERATE_FIELD
+            and not np.isfinite(grads).all()):
+        return errors.DivergenceError(
+            f"{where}: the model's gradient is not finite at finite fields |r| <= {_MODERATE_FIELD:g}", t_bad,
+            cause="model")
+    if not dense or getattr(_REFINING, "active", False):
+        return errors.DivergenceError(where, t_bad, cause="learning_rate")
+    t_end = 1.5 * t_bad + 2 * dt
+    n_paths = arguments["n_paths"] or _DEFAULTS[arguments["dynamics"]][1]
+    kw = {**arguments, "t_max": t_end, "dt": dt / 2, "n_time": 2, "progress": False, "check_dt": False,
+          "on_divergence": "raise", "sampling": "mc", "max_memory_gb": max_memory_gb,
+          "n_paths": max(n_paths // 4, 2 * arguments["n_replicas"])}
+    _REFINING.active = True
+    try:
+        solve(**kw)
+        refined = None
+    except errors.DivergenceError as e:
+        refined = e.time
+    except errors.ParameterError:  # the check would exceed max_memory_gb: say so
+        return errors.DivergenceError(f"{where} (not checked with a smaller dt: memory)", t_bad)
+    finally:
+        _REFINING.active = False
+    if refined is not None and refined <= 1.25 * t_bad + 2 * dt:
+        return errors.DivergenceError(f"{where}; with dt/2 it diverges at {refined:.4g} too", t_bad)
+    return errors.DivergenceError(
+        f"{where} at lr * dt = {arguments['lr'] * dt:.3g}; with dt/2 = {dt / 2:.3g} it "
+        + ("stays finite" if refined is None else f"diverges only at {refined:.4g}") + f" up to {t_end:.4g}", t_bad,
+        cause="time_step")
+
+
+def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float, dynamics: str):
+    """A :class:`~dmft.errors.DivergenceError` (cause ``'time_step'``) if the grid is unstable, else None.
+
+    ``C`` (B, (N+1) k, (N+1) k) per replica; ``train`` (n_time, B) at ``out_steps``.
+    Two signs: ``tr C(t_n, t_n)`` oscillating at the grid scale without decaying (the
+    amplitude of ``(-1)^n`` in ``x_n``, a third difference ``(x_{n-1} - 3 x_n + 3 x_{n+1} -
+    x_{n+2}) / 8`` that vanishes on quadratics, alternating in sign over ``_SAWTOOTH_STEPS``
+    steps or more above 4 replica standard errors and ``_SAWTOOTH_REL`` of ``x``, and growing
+    over that run or lasting to ``t_max``); and for GF, whose objective
+    ``train_loss + ridge tr(norm) / (2 delta)`` never increases, an increase between
+    output times beyond 4 standard errors and 1e-3 of its value.
+    """
+    B, NK, _ = C.shape
+    N = int(out_steps[-1])
+    k = NK // (N + 1)
+    x = np.einsum("bii->bi", C).reshape(B, N + 1, k).sum(-1)
+    if N >= _SAWTOOTH_STEPS + 3:
+        s = (x[:, :-3] - 3 * x[:, 1:-2] + 3 * x[:, 2:-1] - x[:, 3:]) / 8
+        amp, se = s.mean(0), s.std(0, ddof=1) / math.sqrt(B)
+        big = (np.abs(amp) > 4 * se) & (np.abs(amp) > _SAWTOOTH_REL * np.abs(x.mean(0)[1:-2]))
+        flag = np.r_[big & np.r_[False, np.sign(amp[1:]) == -np.sign(amp[:-1])], False]
+        edges = np.flatnonzero(np.diff(np.r_[0, flag.astype(int)]))  # alternating starts and ends of runs
+        for a, b in zip(edges[::2], edges[1::2] - 1):
+            # a run that grows (|g| >= 1) or lasts to t_max: a mode of the grid that does not decay
+            if b - a + 1 >= _SAWTOOTH_STEPS and (abs(amp[b]) >= abs(amp[a]) or b == len(amp) - 1):
+                n0 = int(a) + 1  # s[i] is centred at i + 1.5
+                rel = float(np.max(np.abs(amp[a:b + 1]) / np.abs(x.mean(0)[a + 1:b + 2])))
+                return errors.DivergenceError(
+                    f"dmft.solve(dynamics={dynamics!r}): the step dt = {dt:.4g} is unstable: tr C(t, t) oscillates "
+                    f"at the grid scale from time {n0 * dt:.4g} ({'growing' if abs(amp[b]) >= abs(amp[a]) else 'up to t_max'}"
+                    f", relative amplitude up to {rel:.2g})", n0 * dt, cause="time_step")
+    if dynamics == "gf":
+        energy = train + ridge * x[:, out_steps].T / (2 * delta)  # (n_time, B)
+        inc = np.diff(energy, axis=0)
+        mean, se = inc.mean(1), inc.std(1, ddof=1) / math.sqrt(B)
+        up = (mean > 4 * se) & (mean > 1e-3 * np.abs(energy[1:].mean(1)))
+        if up.any():
+            j = int(np.argmax(up)) + 1
+            t = float(out_steps[j] * dt)
+            return errors.DivergenceError(
+                f"dmft.solve(dynamics='gf'): the step dt = {dt:.4g} is unstable: the gradient-flow objective "
+                f"increases by {mean[j - 1]:.3g} (+- {se[j - 1]:.2g}) up to time {t:.4g}", t, cause="time_step")
+    return None
+
+
+def _truncated(arguments: dict, err, times: np.ndarray, dt: float):
+    """``on_divergence='truncate'``: the solve again on the output times before ``err.time``
+    (raises ``err`` when fewer than two are left)."""
+    keep = int(np.sum(times < err.time))
+    if keep < 2:
+        raise err
+    ds = solve(**{**arguments, "t_max": float(times[keep - 1]), "n_time": keep, "dt": dt})
+    ds.attrs.update(truncated=1, diverged_at=min(float(err.time), float(ds.attrs.get("diverged_at", np.inf))),
+                    divergence_cause=ds.attrs.get("divergence_cause", err.cause))
+    return ds
+
+
 def _check_time_step(ds, arguments: dict, every: int) -> float:
     """Largest ``|x(dt) - x(2 dt)| / SE`` over the output times of the test loss and
     ``tr norm``, from a second solve with twice the step; warns above 4. With one step per
     output interval the coarser solve keeps every second output time (NaN when
     ``n_time - 1`` is odd: no common grid)."""
-    kw = {**arguments, "dt": 2 * ds.attrs["dt"], "check_dt": False, "progress": False}
+    kw = {**arguments, "dt": 2 * ds.attrs["dt"], "check_dt": False, "progress": False, "on_divergence": "raise"}
     if every < 2:
         if (ds.sizes["time"] - 1) % 2:
             return float("nan")
         kw["n_time"] = (ds.sizes["time"] - 1) // 2 + 1
         ds = ds.isel(time=slice(None, None, 2), time2=slice(None, None, 2))
-    coarse = solve(**kw)
+    try:
+        coarse = solve(**kw)
+    except errors.DivergenceError as e:
+        warnings.warn(
+            f"dmft.solve(dynamics={ds.attrs['dynamics']!r}): the step dt = {ds.attrs['dt']:.4g} is not resolved: "
+            f"doubling the step makes the solve diverge ({e}); pass a smaller dt", errors.UnresolvedTimeStepWarning,
+            stacklevel=3)
+        return float("inf")
     z = 0.0
     pairs = [(ds.test_loss.values, coarse.test_loss.values, ds.test_loss_sem.values, coarse.test_loss_sem.values),
              (_trace(ds.norm), _trace(coarse.norm), np.sqrt(_trace(ds.norm_sem ** 2)),

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from dmft import errors, models, output, plotting
+from dmft.cli import output_folder
 
 from . import data as _data
 from .compare import compare
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hsgd", action="store_true", help="also run homogenized SGD")
     run.add_argument("--out", default="results", help="output folder")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--on-divergence", default="raise", choices=["raise", "truncate"],
+                     help="on a divergence: stop with exit status 3 (raise), or keep the output times before it "
+                          "(truncate)")
     return p
 
 
@@ -46,6 +49,7 @@ def main(argv=None) -> int:
     if args.command is None:
         args = build_parser().parse_args(["run"] + list(argv or []))
     try:
+        out = output_folder(args.out)
         model = models.get(args.model)
         spectrum = _spectrum(args.spectrum, args.alpha, args.beta)
         if args.data == "binary":
@@ -55,11 +59,14 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         sources = ("theory", "simulation", "hsgd") if args.hsgd else ("theory", "simulation")
         ds = compare(model, data, lr=args.lr, t_max=args.t_max, n_time=args.n_time, sources=sources,
-                     n_seeds=args.n_seeds, seed=args.seed, progress=not args.no_progress)
+                     n_seeds=args.n_seeds, seed=args.seed, progress=not args.no_progress,
+                     on_divergence=args.on_divergence)
         t1 = time.perf_counter()
     except (errors.ParameterError, errors.DivergenceError) as e:
         return errors.exit_status("onepass", e)
-    out = Path(args.out)
+    if ds.attrs.get("truncated"):
+        print(f"onepass run: diverged at t = {ds.attrs['diverged_at']:.4g} (cause: {ds.attrs['divergence_cause']}); "
+              "the outputs stop before it")
     output.save(ds, out / "onepass.nc")
     names = [v for v in ("risk", "alignment", "lr_threshold") if v in ds]
     fig = plotting.compare(ds, names)

@@ -8,7 +8,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from dmft import errors, output
-from dmft.compare import stack_sources
+from dmft.compare import common_prefix, stack_sources
 
 from .simulate import simulate as _simulate
 from .theory import solve as _solve
@@ -24,7 +24,7 @@ _VARIABLES = ("risk", "alignment", "norm", "overlap", "distance", "mean_overlap"
 
 def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sources=("theory", "simulation"),
             n_seeds: int = 8, seed: int = 0, hsgd_dt: float = 0.01, X0=None, groups="auto",
-            n_test: int = 10_000, progress: bool = True) -> xr.Dataset:
+            n_test: int = 10_000, progress: bool = True, on_divergence: str = "raise") -> xr.Dataset:
     """One-pass theory (:func:`onepass.solve`) against SGD and homogenized SGD (:func:`onepass.simulate`).
 
     Parameters
@@ -48,6 +48,10 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
         (:func:`onepass.simulate`).
     progress : bool
         tqdm bar over sources.
+    on_divergence : {'raise', 'truncate'}
+        Passed to every source; with ``'truncate'`` all curves are cut to the output times
+        before the earliest divergence (``attrs['truncated'] = 1``, ``attrs['diverged_at']``,
+        ``attrs['divergence_cause']``).
 
     Returns
     -------
@@ -68,7 +72,8 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
     n_seeds = errors.positive_int("n_seeds", n_seeds, minimum=1)
     n_test = errors.positive_int("n_test", n_test, minimum=2)
     sgd_ss, hsgd_ss = errors.seed_sequence(seed).spawn(2)
-    common = dict(lr=lr, t_max=t_max, n_time=n_time, X0=X0, groups=groups)
+    on_divergence = errors.on_divergence(on_divergence)
+    common = dict(lr=lr, t_max=t_max, n_time=n_time, X0=X0, groups=groups, on_divergence=on_divergence)
     results, runtimes = {}, []
     with tqdm(sources, disable=not progress, desc="onepass.compare", unit="run") as bar:
         for src in bar:
@@ -83,14 +88,18 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
                 results[src] = _simulate(model, data, n_seeds=n_seeds, seed=hsgd_ss, dynamics="hsgd",
                                          dt=hsgd_dt, n_test=n_test, progress=False, **common)
             runtimes.append(_time.perf_counter() - t0)
+    (results,), truncation = common_prefix([results])
     ds = stack_sources(results, _VARIABLES)
     first = results[sources[0]]
     keep = [c for c in first.coords if c not in ds.coords and set(first[c].dims) <= set(ds.dims)]
     ds = ds.assign_coords({c: first[c] for c in keep})
     ds["runtime_s"] = (("source",), np.asarray(runtimes), output.describe("runtime_s"))
     attrs = {k: v for k, v in first.attrs.items() if k not in ("source", "dynamics", "n_seeds", "seed", "dt",
-                                                                 "library_version")}
+                                                                 "library_version", "truncated", "diverged_at",
+                                                                 "divergence_cause")}
     attrs.update(sources=list(sources), n_seeds=n_seeds, seed=seed, hsgd_dt=hsgd_dt, n_test=n_test,
+                 on_divergence=on_divergence,
+                 **truncation,
                  sem_method="theory: 0 (deterministic ODE); simulation, hsgd: std(ddof=1)/sqrt(n_seeds)")
     from dmft import __version__
 

@@ -154,7 +154,9 @@ def gaussian_mixture(means, covariances, probs=None, teacher=None, name="gaussia
     probs : C class probabilities summing to 1 (default uniform)
     teacher : (k_star, d) teacher rows for soft labels, or None for hard labels
     """
-    means = errors.finite_array("means", np.atleast_2d(np.asarray(means, dtype=float)))
+    means = np.atleast_2d(errors.finite_array("means", means))
+    if means.ndim != 2 or means.shape[1] < 1:
+        raise errors.ParameterError(f"means has shape {means.shape}; expected (C, d) with d >= 1")
     C, d = means.shape
     if len(covariances) != C:
         raise errors.ParameterError(f"covariances has {len(covariances)} entries; expected one per class ({C})")

@@ -10,7 +10,9 @@ checks the theory's quadrature as well as its equations.
 """
 from __future__ import annotations
 
+import math
 import os
+import time as _time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,7 +24,15 @@ from dmft._kernels_normal import stream
 
 from ._kernels import heldout_sums, sgd_steps
 from .schedules import AdaGradNorm, as_schedule
-from .theory import Problem, _initial_X, time_grid
+from .theory import Problem, _initial_X, _model_or_data, _stiffness, time_grid
+
+#: a seed whose risk or tr norm leaves [-_LIMIT, _LIMIT] (or is not finite) has diverged
+_LIMIT = 1e12
+#: seconds per multiply-add or normal of the simulators' loops (one core; docs/performance.md)
+_SECONDS_PER_OP = 1e-9
+#: fixed cost of one SGD step (class draw, label noise, loop) and of one HSGD step (its
+#: per-class matrices in Python) in the same units
+_STEP_OVERHEAD, _HSGD_STEP_OVERHEAD = 150, 200_000
 
 def _parameter_observables(problem: Problem, X: np.ndarray) -> dict:
     W = problem.stack(X)
@@ -69,7 +79,8 @@ def _heldout_observables(problem: Problem, snaps, ss, n_test: int) -> dict:
 
 def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, times=None, X0=None,
              n_seeds: int = 4, seed: int = 0, dynamics: str = "sgd", dt: float = 0.01,
-             groups="auto", rule=None, n_test: int = 10_000, workers: int | None = None, progress: bool = True):
+             groups="auto", rule=None, n_test: int = 10_000, workers: int | None = None, progress: bool = True,
+             on_divergence: str = "raise", max_memory_gb: float = 4.0, max_runtime_s: float | None = 3600.0):
     """Simulate one-pass SGD (``dynamics='sgd'``) or homogenized SGD (``'hsgd'``) at the data's ``d``.
 
     Same arguments and output variables as :func:`onepass.solve`, plus a ``seed`` dim.
@@ -86,6 +97,20 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     (seed, time) is the held-out standard error ``std(loss)/sqrt(n_test)`` of each seed's
     ``risk``. The spread of ``risk`` over seeds includes it. The other observables are
     exact functions of ``X``.
+
+    Divergence (:class:`~dmft.errors.DivergenceError`, or with ``on_divergence='truncate'``
+    the output times before the earliest one over the seeds, ``attrs['truncated'] = 1``,
+    ``attrs['diverged_at']``, ``attrs['divergence_cause']``): ``risk`` or ``tr norm`` non-finite
+    or above 1e12 (cause ``'learning_rate'``, with the seed mean of ``lr_threshold`` before it
+    as ``threshold``; ``'model'`` if the state was finite or the gradient is not finite at
+    moderate fields, ``'data'`` if the teacher's labels are not); HSGD's Euler-Maruyama step
+    unstable, ``gamma dt max_i sum_c p_c lam_i^(c) |E l''_c| >= 2`` (cause ``'time_step'``,
+    at the first such step).
+
+    ``max_memory_gb``, ``max_runtime_s``: refuse (ParameterError, before any work) a run whose
+    estimated memory or run time is above these (``None``: no time limit); a
+    :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. (The estimates
+    depend on ``workers`` and a timing, so they stay out of ``attrs``: the output does not.)
     """
     problem = Problem.build(model, data, groups, rule)
     schedule = as_schedule(lr)
@@ -97,32 +122,145 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     if dynamics == "hsgd":
         dt = errors.positive("dt", dt)
     n_test = errors.positive_int("n_test", n_test, minimum=2)
+    on_divergence = errors.on_divergence(on_divergence)
+    max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
+    if max_runtime_s is not None:
+        max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     streams = errors.seed_sequence(seed).spawn(n_seeds)
+    _check_cost(problem, schedule, t, X0, dynamics, dt, n_seeds, n_test, workers, max_memory_gb, max_runtime_s)
 
     def one_seed(ss):
-        snaps, lrs = _run_sgd(problem, schedule, t, X0, ss) if dynamics == "sgd" else \
-            _run_hsgd(problem, schedule, t, X0, dt, ss)
+        if dynamics == "sgd":
+            snaps, lrs = _run_sgd(problem, schedule, t, X0, ss)
+            err = None
+        else:
+            snaps, lrs, err = _run_hsgd(problem, schedule, t, X0, dt, ss)
         held = _heldout_observables(problem, snaps, ss, n_test)
         return [{**_parameter_observables(problem, X), **{name: v[j] for name, v in held.items()}, "lr": g}
-                for j, (X, g) in enumerate(zip(snaps, lrs))]
+                for j, (X, g) in enumerate(zip(snaps, lrs))], err
 
     # the SGD kernel releases the GIL, so seeds on threads use every core
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        runs = list(tqdm(pool.map(one_seed, streams), total=n_seeds, disable=not progress,
-                         desc=f"onepass.simulate[{dynamics}]", unit="seed"))
+        results = list(tqdm(pool.map(one_seed, streams), total=n_seeds, disable=not progress,
+                            desc=f"onepass.simulate[{dynamics}]", unit="seed"))
     attrs = {"lr": repr(schedule), "t_max": float(t[-1]), "n_seeds": n_seeds, "seed": seed,
              "dynamics": dynamics, "source": "simulation", "n_test": n_test,
              "risk_method": "held-out: mean loss over n_test fresh samples per seed (one set for all times); "
                             "risk_se = std(loss)/sqrt(n_test)",
              "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d}
-    ds = problem.dataset(t, runs, attrs, seed_dim=True)
-    try:
-        output.check_finite(f"onepass.simulate[{dynamics}] risk", t, ds.risk.max("seed").values)
-    except errors.DivergenceError as e:
-        thr = _last_threshold(ds, e.time)
-        msg = str(e) if thr is None else f"{e}; the stability threshold 2A/((Tr K/d) I) before the blow-up was {thr:.4g}"
-        raise errors.DivergenceError(msg, e.time, thr) from None
+    ds = problem.dataset(t, [r for r, _ in results], attrs, seed_dim=True)
+    errs = [e for _, e in results if e is not None] + [_divergence(problem, ds, dynamics)]
+    errs = [e for e in errs if e is not None]
+    if errs:
+        first = min(errs, key=lambda e: e.time)
+        keep = ds.time.values < first.time
+        if on_divergence == "raise" or not keep.any():
+            raise first
+        ds = ds.isel(time=keep)
+        ds.attrs.update(truncated=1, diverged_at=first.time, divergence_cause=first.cause,
+                        t_max=float(ds.time[-1]))
     return ds
+
+
+def _divergence(problem: Problem, ds, dynamics: str):
+    """The DivergenceError of the first output time at which a seed's ``risk`` or ``tr norm``
+    is non-finite or above 1e12 (None if none), with its cause: ``'model'``/``'data'`` when
+    the state is finite there (the loss is not) or a probe finds a non-finite gradient at
+    moderate fields (:func:`_probe_gradient`), else ``'learning_rate'`` with the seed mean
+    of ``lr_threshold`` before it."""
+    tr = ds.norm.values.diagonal(axis1=-2, axis2=-1).sum(-1)  # (seed, time)
+    risk = ds.risk.values
+    bad_state = ~np.isfinite(tr) | (np.abs(np.nan_to_num(tr)) > _LIMIT)
+    bad = bad_state | ~np.isfinite(risk) | (np.abs(np.nan_to_num(risk)) > _LIMIT)
+    if not bad.any():
+        return None
+    j = int(np.argmax(bad.any(axis=0)))
+    t_bad = float(ds.time[j])
+    where = f"onepass.simulate[{dynamics}] diverged at time {t_bad:.4g}"
+    if not bad_state[:, j].any():
+        return errors.DivergenceError(f"{where}: the risk is not finite at a finite state", t_bad,
+                                      cause=_model_or_data(problem))
+    good = tr[:, :j][np.isfinite(tr[:, :j])]
+    probe = _probe_gradient(problem, float(np.max(good, initial=1.0)))
+    if probe is not None:
+        return errors.DivergenceError(f"{where}: the model's gradient is not finite at r = {probe[0]}, "
+                                      f"y = {probe[1]}", t_bad, cause="model")
+    thr = _last_threshold(ds, t_bad)
+    msg = where if thr is None else f"{where}; the stability threshold 2A/((Tr K/d) I) before the blow-up was {thr:.4g}"
+    return errors.DivergenceError(msg, t_bad, thr)
+
+
+def _probe_gradient(problem: Problem, norm: float):
+    """``(r, y)`` where the model's gradient is not finite among 256 fields ``r ~ N(0, s^2 I)``
+    (``s^2`` the largest finite ``tr norm`` before the blow-up, at least 1; fixed points) with
+    the data's labels, or None. A blow-up inside one kernel call leaves no state just before
+    it: the probe looks where the run was going."""
+    model = problem.model
+    rng = np.random.default_rng(0)
+    r = math.sqrt(max(norm, 1.0)) * rng.standard_normal((256, model.k))
+    g = np.empty(model.k)
+    y = np.empty(model.label_dim)
+    for i in range(len(r)):
+        if problem.labels is not None:
+            y[:] = problem.labels[i % len(problem.labels)]
+        else:
+            model.teacher(rng.standard_normal(model.k_star), rng.standard_normal(model.noise_dim),
+                          model.param_array, y)
+        model.grad(r[i], y, model.param_array, g)
+        if not np.isfinite(g).all():
+            return r[i].tolist(), y.tolist()
+    return None
+
+
+def _check_cost(problem: Problem, schedule, t, X0, dynamics: str, dt: float, n_seeds: int, n_test: int,
+                workers: int, max_memory_gb: float, max_runtime_s):
+    """``(bytes, seconds)`` of the run, or a ParameterError past the limits.
+
+    Memory per seed running at once (``workers``): its iterates at every output time and
+    the held-out pass over them (``2 n_time k d``), padded copies of the data rows, the
+    held-out samples. Time: SGD ``t_max d`` steps of about ``(k + k_star + 2) d``
+    multiply-adds and normals, HSGD ``t_max / dt`` steps of ``(C + 2) k d`` plus the
+    class moments (timed here once), the held-out pass ``n_time n_test (k + k_star) d``;
+    at ``_SECONDS_PER_OP`` (measured, docs/performance.md), seeds shared among the cores.
+    """
+    data = problem.data
+    d, k, ks, C = float(data.d), problem.k, problem.ks, data.n_classes
+    T = float(len(t))
+    parallel = max(1, min(workers, n_seeds, os.cpu_count() or 1))
+    mem = 8 * (min(workers, n_seeds) * (2 * T * k * d + 3 * (C + ks + k + 1) * d + 3 * n_test)
+               + n_seeds * T * (problem.D ** 2 + 8))
+    if mem > max_memory_gb * 2**30:
+        raise errors.ParameterError(
+            f"n_time={len(t)!r} is not allowed here: onepass.simulate would need about {mem / 2**30:.3g} GB > "
+            f"max_memory_gb={max_memory_gb:g} (each of {min(workers, n_seeds)} seeds at once keeps its k x d iterate "
+            f"at every output time, d = {data.d}); lower n_time or workers, or raise max_memory_gb")
+    # the held-out pass draws n_test d normals and takes dot products with every iterate
+    heldout = n_test * d + 0.4 * T * n_test * (k + ks) * d
+    if dynamics == "sgd":
+        per_seed = float(t[-1]) * d * ((k + ks + 2) * d + _STEP_OVERHEAD) + heldout
+        extra = 0.0
+    else:
+        steps = math.ceil(float(t[-1]) / dt)
+        W = problem.stack(np.zeros((k, data.d)) if X0 is None else X0)
+        B = np.einsum("ci,ai,bi->cab", data.eigenvalues, W[:k + ks], W[:k + ks])
+        cost = []
+        for _ in range(2):  # the first call may compile
+            t0 = _time.perf_counter()
+            problem.moments(W @ W.T, B)
+            cost.append(_time.perf_counter() - t0)
+        extra = steps * min(cost)
+        # per step: C k d normals (~10 operations each) and the per-class Python work
+        per_seed = steps * (10 * C * k * d + _HSGD_STEP_OVERHEAD) + heldout
+    runtime = n_seeds * (per_seed * _SECONDS_PER_OP + extra) / parallel
+    errors.warn_long_run("onepass.simulate", runtime)
+    if max_runtime_s is not None and runtime > max_runtime_s:
+        raise errors.ParameterError(
+            f"t_max={float(t[-1])!r} is not allowed here: onepass.simulate would take about {runtime:.3g} s > "
+            f"max_runtime_s={max_runtime_s:g} ({n_seeds} seeds of "
+            + (f"t_max d = {float(t[-1]) * d:.3g} SGD steps in d = {data.d}" if dynamics == "sgd" else
+               f"t_max / dt = {math.ceil(float(t[-1]) / dt)} HSGD steps")
+            + f" on {parallel} cores); lower t_max or n_seeds, or raise max_runtime_s (None: no limit)")
+    return mem, runtime
 
 
 def _last_threshold(ds, t_bad):
@@ -195,13 +333,28 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
     X = X0.copy()
     acc, now = 0.0, 0.0
     snaps, lrs = [], []
+
+    def stop(err):  # the snapshots so far, NaN for the rest
+        nan = np.full_like(X, np.nan)
+        return snaps + [nan] * (len(t) - len(snaps)), lrs + [np.nan] * (len(t) - len(lrs)), err
+
     for target in t:
         while now < target - 1e-12:
             h = min(dt, target - now)
             W = problem.stack(X)
             B = np.einsum("ci,ai,bi->cab", lam, W[:kk], W[:kk])
-            mom = problem.moments(W @ W.T, B)
+            try:
+                mom = problem.moments(W @ W.T, B)
+            except errors.ParameterError as e:  # an iterate so large that B is no covariance any more
+                return stop(errors.DivergenceError(
+                    f"homogenized SGD diverged at time {now:.4g} (the class covariances left the cone: {e})", now))
             gamma = schedule(now, acc)
+            z = 0.5 * h * _stiffness(problem, mom, gamma)
+            if z >= 2:
+                return stop(errors.DivergenceError(
+                    f"homogenized SGD is unstable at time {now:.4g}: the Euler-Maruyama step dt = {h:.4g} has gamma dt "
+                    f"max_i sum_c p_c lam_i |E l''_c| = {z:.3g} >= 2; use dt < {2 * h / z:.3g}", now,
+                    cause="time_step"))
             grad = np.zeros((k, d))
             noise = np.zeros((k, d))
             for c, m in enumerate(mom):
@@ -212,7 +365,7 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
             acc += h * problem.acc_rate(mom)
             now += h
             if not np.all(np.isfinite(X)) or np.abs(X).max() > 1e8:
-                raise errors.DivergenceError(f"homogenized SGD diverged at time {now:.4g}; lower the learning rate", now)
+                return stop(errors.DivergenceError(f"homogenized SGD diverged at time {now:.4g}", now))
         snaps.append(X.copy())
         lrs.append(schedule(now, acc))
-    return snaps, lrs
+    return snaps, lrs, None

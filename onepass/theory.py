@@ -11,6 +11,7 @@ with ``A_g``'s x-rows ``[sum_c p_c lam_g^c H_c, sum_c p_c lam_g^c H*_c, p_1 G_1 
 """
 from __future__ import annotations
 
+import time as _time
 import warnings
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from scipy.integrate import solve_ivp
 from tqdm.auto import tqdm
 
 from dmft import errors, models as _models, output
-from dmft.expectation import gaussian_moments
+from dmft.expectation import _check_rule, gaussian_moments
 
 from .data import Binned, GaussianMixture, make_groups
 from .schedules import as_schedule
@@ -40,6 +41,7 @@ class Problem:
     @classmethod
     def build(cls, model, data, groups="auto", rule=None):
         model = _models.get(model)
+        _check_rule(rule)
         if not isinstance(data, GaussianMixture):
             raise errors.ParameterError(f"data={data!r} is not allowed: data must come from onepass.data")
         if data.teacher is None:
@@ -247,7 +249,7 @@ def _threshold(problem, schedule, tt, yy, unpack):
 
 def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=None, X0=None,
           groups="auto", rule=None, rtol: float = 1e-7, atol: float = 1e-10, progress: bool = False,
-          on_divergence: str = "raise"):
+          on_divergence: str = "raise", max_memory_gb: float = 4.0, max_runtime_s: float | None = 3600.0):
     """Deterministic-equivalent risk curves of one-pass SGD (THEORY.md section 2).
 
     Parameters
@@ -259,16 +261,24 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
     X0 : (k, d) initial student rows (default zero)
     groups : ``'auto'``, ``'exact'`` or ``onepass.data.Binned(n_bins)``
     rule : expectation rule (default: Gauss-Hermite, quasi-Monte Carlo above 4 dims)
+    max_memory_gb, max_runtime_s : refuse (ParameterError, before integrating) a solve whose
+        estimated memory or run time is above these (``None``: no time limit); the run time
+        is the measured cost of one right-hand side times the evaluations an explicit
+        integrator needs at the initial stiffness (a LongRunWarning above a minute).
 
     Returns
     -------
     xarray.Dataset with ``risk``, ``norm``, ``overlap``, ``distance``, ``mean_overlap``,
     ``alignment`` (binary), ``group_norm``, ``group_mean_overlap``, ``fisher_trace``,
     ``lr``, ``lr_threshold`` (teacher-student, ``k = k_star``) on ``time``.
-    Raises DivergenceError with the time of blow-up if the state explodes; its
-    ``threshold`` is ``lr_threshold`` (teacher-student, ``k = k_star``) at the last output
-    time before the blow-up. With ``on_divergence='truncate'`` the output times before the
-    blow-up are returned instead, with ``attrs['diverged_at']`` and ``attrs['truncated'] = 1``.
+    Raises DivergenceError with the time of blow-up if the state explodes (cause
+    ``'learning_rate'``; also when the state leaves the cone of covariances on the way);
+    its ``threshold`` is ``lr_threshold`` (teacher-student, ``k = k_star``) at the last
+    output time before the blow-up. Moments or a risk that are not finite at a finite state
+    have cause ``'model'`` (``'data'`` if the teacher's labels are not finite). With
+    ``on_divergence='truncate'`` the output times before the divergence are returned
+    instead, with ``attrs['diverged_at']``, ``attrs['divergence_cause']`` and
+    ``attrs['truncated'] = 1``.
     ``attrs['binning_error_risk']`` estimates the error of binned groups on the risk (0 for
     exact groups; see :func:`_binning_error`).
     """
@@ -278,10 +288,57 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
     rtol = errors.positive("rtol", rtol)
     atol = errors.positive("atol", atol)
     on_divergence = errors.on_divergence(on_divergence)
+    max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
+    if max_runtime_s is not None:
+        max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     X0 = None if X0 is None else _initial_X(problem, X0)
+    mem, runtime = _check_cost(problem, schedule, t, X0, max_memory_gb, max_runtime_s)
     ds = _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence)
     ds.attrs.update(_binning_error(problem, schedule, ds, X0, rtol, atol))
+    ds.attrs["memory_gb"] = mem / 2**30  # the run-time estimate rests on a timing: not an output
     return ds
+
+
+def _stiffness(problem, mom, gamma: float) -> float:
+    """``2 gamma max_g sum_c p_c lam_g^(c) |H_c|``: the largest decay rate of the linearised ODE
+    (the rate of ``P_g``'s student block), with ``|H_c|`` the spectral norm of ``E l''``."""
+    h = np.array([np.abs(np.linalg.eigvalsh(0.5 * (m.hess + m.hess.T))).max() for m in mom])
+    return float(2 * gamma * np.max(problem.groups.eigenvalues @ (problem.data.probs * h)))
+
+
+def _check_cost(problem, schedule, t, X0, max_memory_gb: float, max_runtime_s):
+    """``(bytes, seconds)`` of the solve, or a ParameterError past the limits.
+
+    Memory: the state at every output time (kept twice by the integrator) and the
+    integrator's 13 stages. Time: DOP853 takes about ``t_max rho / 6 + 20`` steps of 12
+    right-hand sides at the initial stiffness ``rho`` (:func:`_stiffness`; measured
+    nfev within 0.4-1.3x on linear, logistic and Huber models), plus one per output time,
+    each costing what one evaluation at ``t = 0`` took here.
+    """
+    P0 = problem.initial_P(X0)
+    size = P0.size + 1.0
+    mem = 8 * size * (2 * len(t) + 16)
+    if mem > max_memory_gb * 2**30:
+        raise errors.ParameterError(
+            f"n_time={len(t)!r} is not allowed here: onepass.solve would need about {mem / 2**30:.3g} GB > "
+            f"max_memory_gb={max_memory_gb:g} ({P0.shape[0]} groups of {P0.shape[1]}^2 entries at each output "
+            "time); lower n_time, use groups=onepass.data.Binned(n) with fewer bins, or raise max_memory_gb")
+    gamma = schedule(0.0, 0.0)
+    cost = []
+    for _ in range(2):  # the first call may compile
+        t0 = _time.perf_counter()
+        _, _, mom = problem.rhs(P0, gamma)
+        cost.append(_time.perf_counter() - t0)
+    steps = float(t[-1]) * _stiffness(problem, mom, gamma) / 6 + 20
+    runtime = (12 * steps + len(t)) * min(cost)
+    errors.warn_long_run("onepass.solve", runtime)
+    if max_runtime_s is not None and runtime > max_runtime_s:
+        raise errors.ParameterError(
+            f"t_max={float(t[-1])!r} is not allowed here: onepass.solve would take about {runtime:.3g} s > "
+            f"max_runtime_s={max_runtime_s:g} (about {12 * steps:.3g} right-hand sides of {min(cost):.2g} s: an "
+            "explicit integrator's steps grow like lr t_max); lower t_max or lr, or raise max_runtime_s "
+            "(None: no limit)")
+    return mem, runtime
 
 
 def _binning_error(problem, schedule, ds, X0, rtol, atol) -> dict:
@@ -320,7 +377,13 @@ def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
 
     def f(tt, y):
         P, acc = unpack(y)
-        dP, dacc, _ = problem.rhs(P, schedule(tt, acc))
+        gamma = schedule(tt, acc)
+        try:
+            dP, dacc, _ = problem.rhs(P, gamma)
+        except errors.ParameterError as e:  # a state outside the covariance cone: it has run away
+            raise _Diverged(tt, "learning_rate", f"the state left the cone of covariances ({e})") from None
+        if not (np.isfinite(dP).all() and np.isfinite(dacc)) and np.isfinite(y).all() and np.abs(y).max() < _BLOWUP:
+            raise _Diverged(tt, _model_or_data(problem), "the moments are not finite at a finite state")
         if tt > bar.n:
             bar.update(tt - bar.n)
         return np.append(dP.ravel(), dacc)
@@ -334,9 +397,19 @@ def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
     if t[-1] == 0:
         states = np.array([y0] * len(t))
     else:
-        with bar:
-            sol = solve_ivp(f, (0.0, float(t[-1])), y0, t_eval=t, rtol=rtol, atol=atol, method="DOP853",
-                            events=blowup)
+        try:
+            with bar:
+                sol = solve_ivp(f, (0.0, float(t[-1])), y0, t_eval=t, rtol=rtol, atol=atol, method="DOP853",
+                                events=blowup)
+        except _Diverged as e:
+            err = errors.DivergenceError(f"onepass.solve diverged at time {e.time:.4g}: {e.detail}", e.time,
+                                         cause=e.cause)
+            if on_divergence == "raise" or not np.any(t < e.time):
+                raise err from None
+            ds = _integrate(problem, schedule, t[t < e.time], X0, rtol, atol, progress, on_divergence)
+            ds.attrs.update(truncated=1, diverged_at=min(e.time, ds.attrs.get("diverged_at", np.inf)),
+                            divergence_cause=ds.attrs.get("divergence_cause", e.cause))
+            return ds
         diverged_at = None
         if sol.status != 0 or len(sol.t) < len(t) or not np.all(np.isfinite(sol.y)):
             t_bad = float(sol.t_events[0][0]) if len(sol.t_events[0]) else float(sol.t[-1] if len(sol.t) else 0.0)
@@ -374,7 +447,30 @@ def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
              "source": "theory", "method": "onepass ODE (docs/onepass.md)",
              "risk_quadrature_error": risk_error}
     if t[-1] != 0 and diverged_at is not None:
-        attrs.update(truncated=1, diverged_at=diverged_at)
+        attrs.update(truncated=1, diverged_at=diverged_at, divergence_cause="learning_rate")
     ds = problem.dataset(t, records, attrs)
-    output.check_finite("risk", t, ds.risk.values)
+    output.check_finite("risk", t, ds.risk.values, cause=_model_or_data(problem))  # the state is finite here
     return ds
+
+
+class _Diverged(Exception):
+    """Stops the integrator at time ``time``; becomes a DivergenceError with ``cause``."""
+
+    def __init__(self, time: float, cause: str, detail: str):
+        super().__init__(detail)
+        self.time, self.cause, self.detail = float(time), cause, detail
+
+
+def _model_or_data(problem) -> str:
+    """``'data'`` if the teacher gives a non-finite label at one of 65 points ``r* = eps = u 1``
+    with ``u`` in ``[-8, 8]`` (where the quadrature goes), else ``'model'``: who made finite
+    states give non-finite moments."""
+    model = problem.model
+    if problem.labels is not None:
+        return "data" if not np.isfinite(problem.labels).all() else "model"
+    y = np.empty(model.label_dim)
+    for u in np.linspace(-8.0, 8.0, 65):
+        model.teacher(np.full(model.k_star, u), np.full(model.noise_dim, u), model.param_array, y)
+        if not np.isfinite(y).all():
+            return "data"
+    return "model"

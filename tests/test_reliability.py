@@ -204,8 +204,11 @@ def test_unresolved_sme_step_warns():
 
 
 def test_unresolved_gf_rk4_step_warns():
+    # delta = 0.5: the empirical Hessian's edge (1 + sqrt(delta))^2 = 2.9 keeps RK4 stable at
+    # lr dt = 0.6 (2.9 * 0.6 < 2.785) while the step is unresolved (lr dt > 0.5)
     with pytest.warns(errors.UnresolvedTimeStepWarning):
-        dmft.simulate(LIN, dynamics="gf", lr=2.0, dt=0.5, d=10, t_max=0.5, n_time=2, n_seeds=1, progress=False)
+        dmft.simulate(LIN, dynamics="gf", lr=2.0, dt=0.3, delta=0.5, d=10, t_max=0.6, n_time=2, n_seeds=1,
+                      progress=False)
 
 
 # ---------------------------------------------------------------- numerics and reproducibility
