@@ -650,6 +650,9 @@ def _erf_committee_teacher(r_star, eps, p, out):
     out[0] = _erf_mean(r_star) + (p[0] * eps[0] if eps.size else 0.0)
 
 
+# The tanh committee repeats the erf committee's functions with another activation: a
+# factory would return closures, which dmft._jit cannot import by name, so their kernels
+# would recompile in every process instead of loading from the disk cache.
 @njit(**_JIT)
 def _tanh_committee_teacher(r_star, eps, p, out):
     out[0] = _mean_tanh(r_star) + (p[0] * eps[0] if eps.size else 0.0)
