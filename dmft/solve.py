@@ -337,7 +337,7 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     D = ks + NK
     nxi = driver.normals_per_cell
     # C, R, A, S, the step response RtT; the replicas' Cholesky factors L; C and R at the output times
-    grid = 5 * B * NK * NK + B * D * D + 4 * B * n_time * n_time * k * k
+    grid = 5 * B * NK * NK + B * D * D + 2 * B * n_time * n_time * k * k
     inputs = P * (D + nd + N * nxi)
     if driver.dense:
         J = N
@@ -861,7 +861,9 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
           "n_paths": max(n_paths // 4, 2 * arguments["n_replicas"])}
     _REFINING.active = True
     try:
-        solve(**kw)
+        with warnings.catch_warnings():  # the check's own warnings are not the user's
+            warnings.simplefilter("ignore")
+            solve(**kw)
         refined = None
     except errors.DivergenceError as e:
         refined = e.time

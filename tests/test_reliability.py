@@ -10,7 +10,6 @@ from hypothesis import given, settings, HealthCheck
 import dmft
 import onepass
 from dmft import errors, models, testing
-from dmft import expectation as E
 from onepass import data as D
 
 LIN = models.linear_regression(0.5)
@@ -20,86 +19,7 @@ SOLVE = dict(t_max=0.2, dt=0.1, n_time=3, n_paths=16, n_replicas=2, progress=Fal
 ONE = dict(t_max=0.1, n_time=2)
 
 
-def _cases():
-    c = []
-    for name, bad in [("lr", 0), ("lr", -1), ("lr", math.nan), ("lr", math.inf), ("batch", 0),
-                      ("delta", -1), ("d", 0), ("d", 2.5), ("t_max", 0), ("dt", 0), ("dt", -0.1),
-                      ("alpha", 1.0), ("alpha", -0.1), ("n_seeds", 0), ("dynamics", "adam"),
-                      ("seed", -1), ("sampling", "x"), ("ridge", -1), ("init_std", math.nan),
-                      ("n_time", 1), ("on_divergence", "ignore")]:
-        c.append(("dmft.simulate", lambda n=name, b=bad: dmft.simulate(LIN, **{**SIM, n: b}), name, bad))
-    c.append(("dmft.simulate", lambda: dmft.simulate("nonexistent", **SIM), "model", "nonexistent"))
-    for name, bad in [("lr", 0), ("lr", math.nan), ("batch", -1), ("delta", 0), ("t_max", -1), ("dt", 0),
-                      ("n_paths", 1), ("n_replicas", 1), ("dynamics", "adam"), ("seed", -3), ("n_time", 0),
-                      ("ridge", -0.1)]:
-        c.append(("dmft.solve", lambda n=name, b=bad: dmft.solve(LIN, **{**SOLVE, n: b}), name, bad))
-    c.append(("dmft.solve", lambda: dmft.solve("nonexistent", **SOLVE), "model", "nonexistent"))
-    for name, bad in [("lr", 0), ("lr", -2), ("lr", math.nan), ("t_max", 0), ("n_time", 1), ("rtol", 0),
-                      ("groups", "weird"), ("on_divergence", "ignore")]:
-        c.append(("onepass.solve", lambda n=name, b=bad: onepass.solve(LIN, TS, **{**ONE, n: b}), name, bad))
-    c.append(("onepass.solve", lambda: onepass.solve(LIN, "data"), "data", "data"))
-    c.append(("onepass.solve", lambda: onepass.solve(LIN, TS, X0=np.zeros((2, 3))), "X0", "(2, 3)"))
-    for name, bad in [("n_seeds", 0), ("dynamics", "adam"), ("dt", 0), ("seed", -1), ("lr", 0)]:
-        kw = {**ONE, "progress": False, "n_seeds": 1, name: bad}
-        if name == "dt":
-            kw["dynamics"] = "hsgd"
-        c.append(("onepass.simulate", lambda kw=kw: onepass.simulate(LIN, TS, **kw), name, bad))
-    two = [[0.0, 0.0], [1.0, 1.0]]
-    c += [
-        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [1, 1], probs=[0.5, 0.6]), "probs", "0.6"),
-        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [1, 1], probs=[0.5, 0.5, 0.0]), "probs", "(3,)"),
-        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [1, 1], probs=[1.5, -0.5]), "probs", "-0.5"),
-        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [[1, -1], [1, 1]]), "covariances", "-1"),
-        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [[1, np.nan], [1, 1]]), "covariances", "nan"),
-        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [1]), "covariances", "1"),
-        ("gaussian_mixture", lambda: D.gaussian_mixture(two, [[1, 1, 1], [1, 1, 1]]), "covariances[0]", "(3,)"),
-        ("gaussian_mixture", lambda: D.gaussian_mixture([[0, 0]], [1], teacher=[[1, 2, 3]]), "teacher", "(1, 3)"),
-        ("gaussian_mixture", lambda: D.gaussian_mixture([[0, np.inf]], [1]), "means", "inf"),
-        ("binary_mixture", lambda: D.binary_mixture(d=1), "d", "1"),
-        ("binary_mixture", lambda: D.binary_mixture(mean_norm=-1), "mean_norm", "-1"),
-        ("binary_mixture", lambda: D.binary_mixture("foo"), "spectrum", "foo"),
-        ("teacher_student", lambda: D.teacher_student(k_star=0), "k_star", "0"),
-        ("teacher_student", lambda: D.teacher_student(d=5, k_star=6), "k_star", "6"),
-        ("teacher_student", lambda: D.teacher_student(teacher_norm=math.nan), "teacher_norm", "nan"),
-        ("multiclass_mixture", lambda: D.multiclass_mixture(1), "n_classes", "1"),
-        ("multiclass_mixture", lambda: D.multiclass_mixture(3, mean_norm=-1), "mean_norm", "-1"),
-        ("PowerLaw", lambda: D.PowerLaw(-1, 0), "alpha", "-1"),
-        ("ZeroOne", lambda: D.ZeroOne((0.5, 0.5, 0.5, 0)), "fractions", "0.5"),
-        ("Binned", lambda: D.Binned(0), "n_bins", "0"),
-        ("Constant", lambda: onepass.Constant(0), "lr", "0"),
-        ("AdaGradNorm", lambda: onepass.AdaGradNorm(1, -1), "b0", "-1"),
-        ("TimeDependent", lambda: onepass.TimeDependent(3.0), "fn", "3.0"),
-        ("TimeDependent", lambda: onepass.solve(LIN, TS, lr=lambda t: -1.0, **ONE), "lr", "-1.0"),
-        ("linear_regression", lambda: models.linear_regression(-1), "noise_std", "-1"),
-        ("huber_tanh", lambda: models.huber_tanh(threshold=0), "threshold", "0"),
-        ("softmax", lambda: models.softmax_cross_entropy(1), "n_classes", "1"),
-        ("models.get", lambda: models.get("foo"), "model", "foo"),
-        ("custom", lambda: models.custom(lambda r, y: 0.0, teacher=None, k=0), "k", "0"),
-        ("GaussHermite", lambda: E.GaussHermite(0), "points_per_dim", "0"),
-        ("QuasiMonteCarlo", lambda: E.QuasiMonteCarlo(100), "n_points", "100"),
-        ("gaussian_moments", lambda: E.gaussian_moments(LIN, np.zeros(3), np.eye(3)), "mean", "3"),
-        ("gaussian_moments", lambda: E.gaussian_moments(LIN, np.zeros(2), np.eye(3)), "cov", "(3, 3)"),
-        ("gaussian_moments", lambda: E.gaussian_moments(LIN, np.zeros(2), -np.eye(2), rule=E.GaussHermite()),
-         "cov", "-1"),
-        ("linear_sgd_moments", lambda: dmft.simulate.__wrapped__ if False else
-         __import__("dmft.simulate", fromlist=["x"]).linear_sgd_moments(models.logistic(), d=5), "model", "logistic"),
-    ]
-    return c
-
-
-CASES = _cases()
-
-
-@pytest.mark.parametrize("entry,fn,name,value", CASES,
-                         ids=[f"{e}-{n}={v!r}" for e, _, n, v in CASES])
-def test_bad_input_is_rejected_with_name_and_value(entry, fn, name, value):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(errors.ParameterError) as info:
-            fn()
-    msg = str(info.value)
-    assert name in msg and str(value) in msg, msg
-    assert isinstance(info.value, ValueError)
+# the table of bad inputs per entry point: tests/test_bad_input_catalogue.py
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

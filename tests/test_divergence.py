@@ -1,0 +1,257 @@
+"""One divergence policy: every entry point raises DivergenceError with the time and the cause
+(learning rate, the solver's time step, the model, the data), never a ParameterError, and
+with ``on_divergence='truncate'`` returns the output times before it."""
+import functools
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import dmft
+import onepass
+from dmft import errors, models
+from onepass import cli as onepass_cli
+from onepass import data as D
+
+LIN = models.linear_regression(0.5)
+TS = D.teacher_student("identity", d=10)
+SOLVE = dict(n_paths=256, n_replicas=4, progress=False)
+
+
+def _edge(delta):
+    """Largest eigenvalue of ``X^T X`` for ``n = delta d`` rows ``x ~ N(0, I/d)``, ``d -> inf``
+    (Marchenko-Pastur): the squared loss's stiffness per unit learning rate."""
+    return (1 + np.sqrt(delta)) ** 2
+
+
+@functools.cache
+def _nan_gradient_model():
+    """Squared loss whose gradient (and loss) is NaN for |r| >= 0.3: reached by any run."""
+    return models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2 if abs(r[0]) < 0.3 else np.nan,
+                         grad=lambda r, y: (r - y) if abs(r[0]) < 0.3 else np.full(1, np.nan),
+                         hess=lambda r, y: np.ones((1, 1)), teacher=lambda rs, eps: rs.copy(), name="nan_gradient")
+
+
+@functools.cache
+def _nan_teacher_model():
+    """Squared loss on a teacher that returns NaN for |r*| >= 1.5 (13% of the samples)."""
+    return models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2, grad=lambda r, y: r - y,
+                         hess=lambda r, y: np.ones((1, 1)),
+                         teacher=lambda rs, eps: rs.copy() if abs(rs[0]) < 1.5 else np.full(1, np.nan),
+                         name="nan_teacher")
+
+
+def _raises(cause, call):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(errors.DivergenceError) as info:
+            call()
+    e = info.value
+    assert e.cause == cause, str(e)
+    assert str(e).endswith(errors.CAUSES[cause])
+    return e
+
+
+# ---------------------------------------------------------------- dmft.solve
+def test_solve_sgd_learning_rate():
+    # per-sample step c = 8 > 2 / |x|^2 = 2: a revisited sample's residual grows by |1 - c| per visit
+    e = _raises("learning_rate", lambda: dmft.solve(LIN, lr=8.0, t_max=20.0, dt=0.1, n_time=11, **SOLVE))
+    assert 0 < e.time <= 20.0
+
+
+def test_solve_sme_learning_rate_is_told_from_the_step():
+    # the SME itself blows up at lr = 5 (measured t = 1.2 at dt = 0.05): a solve with dt/2 blows up too
+    e = _raises("learning_rate", lambda: dmft.solve(LIN, dynamics="sme", lr=5.0, t_max=4.0, dt=0.05, n_time=5,
+                                                    **SOLVE))
+    assert 0.5 < e.time < 3.0 and "dt/2" in str(e)
+
+
+@pytest.mark.parametrize("dt, unstable", [(0.1, True), (0.04, False)])
+def test_solve_gf_unstable_step(dt, unstable):
+    """GF on the squared loss: the grid's stiffness is lr dt (1 + sqrt(delta))^2, 2.33 at dt = 0.1
+    (a growing grid-scale oscillation, test loss 4.6e6 instead of 0.25 before) and 0.93 at
+    dt = 0.04 (resolved; the start-up transient decays)."""
+    kw = dict(dynamics="gf", lr=4.0, dt=dt, t_max=4.0, n_time=int(round(4 / dt)) + 1, **SOLVE)
+    assert (4.0 * dt * _edge(2.0) > 2) == unstable
+    if unstable:
+        e = _raises("time_step", lambda: dmft.solve(LIN, **kw))
+        # a growing grid-scale oscillation of tr C, or (with few paths, where the oscillation is within
+        # 4 SE) the objective rising: either from the first steps
+        assert e.time <= 1.0 and "is unstable" in str(e)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ds = dmft.solve(LIN, **kw, on_divergence="truncate")
+        assert ds.attrs["truncated"] == 1 and ds.attrs["divergence_cause"] == "time_step"
+        assert ds.attrs["diverged_at"] == pytest.approx(e.time) and float(ds.time[-1]) < e.time
+        assert np.isfinite(ds.test_loss).all()
+    else:
+        ds = dmft.solve(LIN, **kw)
+        assert float(ds.test_loss[-1]) < 1.0
+
+
+def test_solve_model_and_data():
+    e = _raises("model", lambda: dmft.solve(_nan_gradient_model(), dynamics="gf", lr=0.5, t_max=0.4, dt=0.1,
+                                            n_time=5, **SOLVE))
+    assert "gradient is not finite" in str(e)
+    e = _raises("data", lambda: dmft.solve(_nan_teacher_model(), dynamics="gf", lr=0.5, t_max=0.4, dt=0.1,
+                                           n_time=5, **SOLVE))
+    assert e.time == 0.0 and "teacher" in str(e)
+
+
+def test_step_instability_detector_on_known_sequences():
+    """``_step_instability`` on hand-made kernels: a growing (-1)^n mode on a smooth curve is
+    found where it starts; a decaying start-up transient and pure noise below 4 SE are not;
+    a GF objective that rises is found at the output time after the rise."""
+    from dmft.solve import _step_instability
+
+    rng = np.random.default_rng(0)
+    B, N = 4, 60
+    n = np.arange(N + 1)
+    smooth = 1 + 0.5 * (1 - np.exp(-n / 20))
+
+    def kernels(x):  # (B, N+1) traces -> (B, N+1, N+1) kernels with them on the diagonal (k = 1)
+        C = np.zeros((B, N + 1, N + 1))
+        C[:, n, n] = x
+        return C
+
+    train = np.linspace(1.0, 0.5, 7)[:, None] * np.ones((1, B))
+    out = np.arange(7) * 10
+    growing = smooth + 1e-3 * (n >= 20) * (-1.0) ** n * 1.1 ** (n - 20)
+    e = _step_instability(kernels(np.tile(growing, (B, 1)) + 1e-7 * rng.standard_normal((B, N + 1))), train, out,
+                          0.1, 0.0, 2.0, "sme")
+    assert e is not None and e.cause == "time_step" and e.time == pytest.approx(2.0, abs=0.35)
+    decaying = smooth + 0.1 * (-1.0) ** n * 0.5 ** n
+    assert _step_instability(kernels(np.tile(decaying, (B, 1))), train, out, 0.1, 0.0, 2.0, "sme") is None
+    noisy = smooth + 1e-2 * rng.standard_normal((B, N + 1))
+    assert _step_instability(kernels(noisy), train, out, 0.1, 0.0, 2.0, "sme") is None
+    rising = train.copy()
+    rising[4:] += 0.2  # the objective rises between outputs 3 and 4: t = 40 steps of 0.1
+    e = _step_instability(kernels(np.tile(smooth, (B, 1))), rising, out, 0.1, 0.0, 2.0, "gf")
+    assert e is not None and e.cause == "time_step" and e.time == pytest.approx(4.0)
+    assert _step_instability(kernels(np.tile(smooth, (B, 1))), rising, out, 0.1, 0.0, 2.0, "sme") is None
+
+
+# ---------------------------------------------------------------- dmft.simulate
+SIM = dict(d=30, t_max=10.0, n_time=11, n_seeds=2, progress=False)
+
+
+def test_simulate_sgd_and_sme_learning_rate():
+    for dynamics in ("sgd", "sme"):
+        e = _raises("learning_rate", lambda: dmft.simulate(LIN, dynamics=dynamics, lr=5.0, **SIM))
+        assert 0 < e.time <= 3.0  # measured 1 (SGD), 2 (SME) at d = 50
+        ds = dmft.simulate(LIN, dynamics=dynamics, lr=5.0, **SIM, on_divergence="truncate")
+        assert ds.attrs["divergence_cause"] == "learning_rate" and ds.attrs["diverged_at"] == e.time
+
+
+@pytest.mark.parametrize("dynamics, lr, dt, limit", [("sme", 1.0, 0.4, 2.0), ("gf", 2.0, 0.5, 2.785)])
+def test_simulate_unstable_step_is_refused_at_the_start(dynamics, lr, dt, limit):
+    """Euler-Maruyama (SME) and RK4 (GF) are unstable for lr dt lambda_max above 2 and 2.785;
+    the squared loss's lambda_max is the Marchenko-Pastur edge (1 + sqrt(2))^2 = 5.83: 2.33
+    and 5.83 here (SME at lr = 1, dt = 1 returned a test loss of 4e9 before)."""
+    assert lr * dt * _edge(2.0) > limit
+    e = _raises("time_step", lambda: dmft.simulate(LIN, dynamics=dynamics, lr=lr, dt=dt, **SIM))
+    assert e.time == 0.0 and "unstable" in str(e)
+    # 0.75 of the limit: runs (warning that the step is coarse)
+    ok_dt = 0.75 * limit / (lr * _edge(2.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ds = dmft.simulate(LIN, dynamics=dynamics, lr=lr, dt=ok_dt, **{**SIM, "t_max": 2.0, "n_time": 3})
+    assert np.isfinite(ds.test_loss).all()
+
+
+def test_simulate_model_and_data():
+    for dynamics in ("sgd", "sme", "gf"):
+        e = _raises("model", lambda: dmft.simulate(_nan_gradient_model(), dynamics=dynamics, lr=0.5, d=50, t_max=1.0,
+                                                   n_time=3, n_seeds=1, progress=False))
+        assert "gradient is not finite" in str(e)
+    e = _raises("data", lambda: dmft.simulate(_nan_teacher_model(), lr=0.5, d=50, t_max=1.0, n_time=3, n_seeds=1,
+                                              progress=False))
+    assert e.time == 0.0
+
+
+def test_simulate_gf_flow_running_away_is_the_model():
+    """Adaptive gradient flow follows the flow; on l = -r^2/2 (unbounded below) theta's top
+    mode grows like exp(lr lambda_max t), lambda_max = 5.83 the Marchenko-Pastur edge, so
+    tr q passes 1e12 near t = ln(1e12) / (2 lr lambda_max) = 0.24 (on the output grid of 0.1)."""
+    m = models.custom(lambda r, y: -0.5 * r[0] * r[0], grad=lambda r, y: -r, hess=lambda r, y: -np.ones((1, 1)),
+                      teacher=lambda rs, eps: rs.copy(), name="unbounded")
+    e = _raises("model", lambda: dmft.simulate(m, dynamics="gf", lr=10.0, d=20, t_max=2.0, n_time=21, init_std=1.0,
+                                               n_seeds=1, progress=False))
+    assert 0.2 <= e.time <= 0.4 and np.log(1e12) / (2 * 10.0 * _edge(2.0)) == pytest.approx(0.24, abs=0.01)
+
+
+# ---------------------------------------------------------------- onepass
+def test_onepass_solve_runaway_state_is_a_divergence_not_a_parameter_error():
+    """lr = 1e4 on a binary mixture drove the ODE state out of the covariance cone, which was
+    reported as ParameterError('cov ...') (exit status 2 of the command line)."""
+    data = D.binary_mixture("zero_one", d=100)
+    e = _raises("learning_rate", lambda: onepass.solve("logistic", data, lr=1e4, t_max=20.0, n_time=41))
+    assert 0 < e.time < 1.0
+    ds = onepass.solve("logistic", data, lr=1e4, t_max=20.0, n_time=41, on_divergence="truncate")
+    assert ds.attrs["truncated"] == 1 and float(ds.time[-1]) < e.time
+
+
+def test_onepass_solve_blow_up_threshold_and_causes():
+    e = _raises("learning_rate", lambda: onepass.solve(LIN, TS, lr=3.0, t_max=20.0, n_time=21))
+    assert e.threshold == pytest.approx(2.0, rel=1e-3)  # the linear model's gamma < 2 at the optimum
+    _raises("model", lambda: onepass.solve(_nan_gradient_model(), TS, t_max=2.0, n_time=3))
+    _raises("data", lambda: onepass.solve(_nan_teacher_model(), TS, t_max=2.0, n_time=3))
+
+
+def test_onepass_simulate_learning_rate_model_and_truncation():
+    e = _raises("learning_rate", lambda: onepass.simulate(LIN, D.teacher_student("identity", d=200), lr=1e6,
+                                                          t_max=2.0, n_time=3, n_seeds=1, progress=False))
+    assert e.time == 1.0
+    _raises("model", lambda: onepass.simulate(_nan_gradient_model(), TS, t_max=2.0, n_time=3, n_seeds=1,
+                                              progress=False))
+    kw = dict(lr=4.0, t_max=10.0, n_time=11, n_seeds=2, progress=False)
+    e = _raises("learning_rate", lambda: onepass.simulate(LIN, TS, **kw))
+    assert e.threshold == pytest.approx(2.0, rel=0.2)
+    ds = onepass.simulate(LIN, TS, **kw, on_divergence="truncate")
+    assert ds.attrs["diverged_at"] == e.time and float(ds.time[-1]) < e.time and np.isfinite(ds.risk).all()
+
+
+def test_hsgd_unstable_step():
+    """HSGD's Euler-Maruyama step multiplies the error by 1 - gamma dt lam |E l''| = 1 - 0.5 * 5
+    = -1.5 at dt = 5 (risk 104 against the ODE's 0.167, with no warning, before): refused at the
+    first step; dt = 3 (factor -0.5) runs. A blow-up at a stable step is the learning rate's."""
+    kw = dict(t_max=20.0, n_time=3, n_seeds=1, progress=False, dynamics="hsgd")
+    e = _raises("time_step", lambda: onepass.simulate(LIN, TS, dt=5.0, **kw))
+    assert e.time == 0.0 and "2.5" in str(e)
+    assert np.isfinite(onepass.simulate(LIN, TS, dt=3.0, **kw).risk).all()
+    e = _raises("learning_rate", lambda: onepass.simulate(LIN, TS, lr=4.0, t_max=10.0, n_time=11, n_seeds=1,
+                                                          dynamics="hsgd", dt=0.05, progress=False))
+    assert 0 < e.time <= 10.0
+
+
+# ---------------------------------------------------------------- comparisons, command lines, pickling
+def test_compare_truncates_every_curve_to_the_common_times():
+    kw = dict(dynamics="sgd", lr=5.0, d=30, n_seeds=2, n_paths=256, t_max=10.0, n_time=11, progress=False,
+              solve_options=dict(n_replicas=4))
+    e = _raises("learning_rate", lambda: dmft.compare(LIN, **kw))
+    ds = dmft.compare(LIN, **kw, on_divergence="truncate")
+    assert ds.attrs["truncated"] == 1 and ds.attrs["diverged_at"] <= e.time + 1e-12
+    assert float(ds.time[-1]) < ds.attrs["diverged_at"] and np.isfinite(ds.test_loss).all()
+    one = onepass.compare(LIN, TS, lr=4.0, t_max=10.0, n_time=11, n_seeds=2, progress=False,
+                          on_divergence="truncate")
+    assert one.attrs["divergence_cause"] == "learning_rate" and np.isfinite(one.risk).all()
+
+
+def test_onepass_command_line_exits_3_with_the_cause(tmp_path, capsys):
+    argv = ["run", "--lr", "1e4", "--d", "100", "--n-seeds", "1", "--n-time", "5", "--out", str(tmp_path),
+            "--no-progress"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert onepass_cli.main(argv) == 3
+        assert "cause: learning rate" in capsys.readouterr().err
+        assert onepass_cli.main([*argv, "--on-divergence", "truncate"]) == 0
+    assert (tmp_path / "onepass.nc").exists()
+
+
+def test_divergence_error_keeps_time_threshold_and_cause_through_pickling():
+    e = errors.DivergenceError("x diverged at time 1", 1.0, 2.0, cause="time_step")
+    back = pickle.loads(pickle.dumps(e))
+    assert (back.time, back.threshold, back.cause, str(back)) == (1.0, 2.0, "time_step", str(e))
+    with pytest.raises(ValueError):
+        errors.DivergenceError("x", 1.0, cause="gremlins")
