@@ -486,7 +486,6 @@ def _runtime_estimate(model, dynamics: str, n: int, d: int, n_test: int, n_time:
         work = 12 * nd * (lr * t_max * (1 + math.sqrt(n / d)) ** 2 + 20)
     record = float(n_time) * (n + n_test) * d * model.k
     seconds = n_seeds * (work + record) * _SECONDS_PER_MAC
-    errors.warn_long_run("dmft.simulate", seconds, stacklevel=5)
     return seconds, ("t_max" if work > record else "n_time")
 
 
@@ -506,6 +505,7 @@ def _check_resources(mem: float, mem_part: str, max_memory_gb: float, runtime: f
             f"{name}={values[name]!r} is not allowed here: dmft.simulate would take about {runtime:.3g} s "
             f"> max_runtime_s={max_runtime_s:g}; lower t_max, d, n_seeds or n_time, or raise max_runtime_s "
             "(None: no limit)")
+    errors.warn_long_run("dmft.simulate", runtime, stacklevel=4)
 
 
 # ---------------------------------------------------------------- data and observables

@@ -866,6 +866,9 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
             solve(**kw)
         refined = None
     except errors.DivergenceError as e:
+        if e.cause == "time_step":  # dt/2 is unstable too
+            return errors.DivergenceError(f"{where} at lr * dt = {arguments['lr'] * dt:.3g}; with dt/2 the grid is "
+                                          "still unstable", t_bad, cause="time_step")
         refined = e.time
     except errors.ParameterError:  # the check would exceed max_memory_gb: say so
         return errors.DivergenceError(f"{where} (not checked with a smaller dt: memory)", t_bad)
@@ -906,10 +909,11 @@ def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float
             if b - a + 1 >= _SAWTOOTH_STEPS and (abs(amp[b]) >= abs(amp[a]) or b == len(amp) - 1):
                 n0 = int(a) + 1  # s[i] is centred at i + 1.5
                 rel = float(np.max(np.abs(amp[a:b + 1]) / np.abs(x.mean(0)[a + 1:b + 2])))
+                how = "growing" if abs(amp[b]) >= abs(amp[a]) else "up to t_max"
                 return errors.DivergenceError(
                     f"dmft.solve(dynamics={dynamics!r}): the step dt = {dt:.4g} is unstable: tr C(t, t) oscillates "
-                    f"at the grid scale from time {n0 * dt:.4g} ({'growing' if abs(amp[b]) >= abs(amp[a]) else 'up to t_max'}"
-                    f", relative amplitude up to {rel:.2g})", n0 * dt, cause="time_step")
+                    f"at the grid scale from time {n0 * dt:.4g} ({how}, relative amplitude up to {rel:.2g})", n0 * dt,
+                    cause="time_step")
     if dynamics == "gf":
         energy = train + ridge * x[:, out_steps].T / (2 * delta)  # (n_time, B)
         inc = np.diff(energy, axis=0)

@@ -252,7 +252,6 @@ def _check_cost(problem: Problem, schedule, t, X0, dynamics: str, dt: float, n_s
         # per step: C k d normals (~10 operations each) and the per-class Python work
         per_seed = steps * (10 * C * k * d + _HSGD_STEP_OVERHEAD) + heldout
     runtime = n_seeds * (per_seed * _SECONDS_PER_OP + extra) / parallel
-    errors.warn_long_run("onepass.simulate", runtime)
     if max_runtime_s is not None and runtime > max_runtime_s:
         raise errors.ParameterError(
             f"t_max={float(t[-1])!r} is not allowed here: onepass.simulate would take about {runtime:.3g} s > "
@@ -260,6 +259,7 @@ def _check_cost(problem: Problem, schedule, t, X0, dynamics: str, dt: float, n_s
             + (f"t_max d = {float(t[-1]) * d:.3g} SGD steps in d = {data.d}" if dynamics == "sgd" else
                f"t_max / dt = {math.ceil(float(t[-1]) / dt)} HSGD steps")
             + f" on {parallel} cores); lower t_max or n_seeds, or raise max_runtime_s (None: no limit)")
+    errors.warn_long_run("onepass.simulate", runtime)
     return mem, runtime
 
 

@@ -331,13 +331,13 @@ def _check_cost(problem, schedule, t, X0, max_memory_gb: float, max_runtime_s):
         cost.append(_time.perf_counter() - t0)
     steps = float(t[-1]) * _stiffness(problem, mom, gamma) / 6 + 20
     runtime = (12 * steps + len(t)) * min(cost)
-    errors.warn_long_run("onepass.solve", runtime)
     if max_runtime_s is not None and runtime > max_runtime_s:
         raise errors.ParameterError(
             f"t_max={float(t[-1])!r} is not allowed here: onepass.solve would take about {runtime:.3g} s > "
             f"max_runtime_s={max_runtime_s:g} (about {12 * steps:.3g} right-hand sides of {min(cost):.2g} s: an "
             "explicit integrator's steps grow like lr t_max); lower t_max or lr, or raise max_runtime_s "
             "(None: no limit)")
+    errors.warn_long_run("onepass.solve", runtime)
     return mem, runtime
 
 

@@ -104,13 +104,17 @@ def test_limits_are_enforced_before_any_work_with_the_estimate():
         onepass.solve(LIN, data, t_max=1e6, max_runtime_s=1e-3)
 
 
-def test_long_runs_are_announced_with_their_estimate():
-    with pytest.warns(errors.LongRunWarning, match="estimated run time"):
-        try:
-            dmft.simulate(LIN, d=1000, t_max=1e5, max_runtime_s=1e-3, progress=False)
-        except errors.ParameterError:
-            pass
+def test_long_runs_are_announced_with_their_estimate(monkeypatch):
+    kw = dict(d=20, t_max=0.1, n_time=2, n_seeds=1, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", errors.LongRunWarning)
-        ds = dmft.simulate(LIN, d=20, t_max=0.1, n_time=2, n_seeds=1, progress=False)
+        ds = dmft.simulate(LIN, **kw)
     assert 0 < ds.attrs["runtime_estimate_s"] < 1 and ds.attrs["memory_gb"] > 0
+    monkeypatch.setattr(errors, "LONG_RUN_S", 0.0)  # every run is long: announced, then run
+    with pytest.warns(errors.LongRunWarning, match="estimated run time"):
+        dmft.simulate(LIN, **kw)
+    with pytest.warns(errors.LongRunWarning, match="estimated run time"):
+        onepass.solve(LIN, onepass.data.teacher_student("identity", d=10), t_max=0.1, n_time=2)
+    with pytest.raises(errors.ParameterError), warnings.catch_warnings():
+        warnings.simplefilter("error", errors.LongRunWarning)  # a refused run is not announced
+        dmft.simulate(LIN, **{**kw, "max_runtime_s": 1e-9})
