@@ -516,10 +516,7 @@ def _dataset(model, n: int, d: int, init_std: float, rng: np.random.Generator):
     theta_star = rng.standard_normal((d, model.k_star))
     eps = rng.standard_normal((n, model.noise_dim))
     theta0 = init_std * rng.standard_normal((d, model.k))
-    Y = np.empty((n, model.label_dim))
-    teacher_labels = specialise(_k.teacher_labels, teacher=model.teacher)
-    teacher_labels(model.param_array, np.ascontiguousarray(X @ theta_star), eps, Y)
-    return X, Y, theta_star, theta0
+    return X, _labels(model, X, theta_star, eps), theta_star, theta0
 
 
 def _test_set(model, n_test: int, theta_star, rng: np.random.Generator):
@@ -529,10 +526,15 @@ def _test_set(model, n_test: int, theta_star, rng: np.random.Generator):
     X = rng.standard_normal((n_test, d))
     X /= math.sqrt(d)
     eps = rng.standard_normal((n_test, model.noise_dim))
-    Y = np.empty((n_test, model.label_dim))
+    return X, _labels(model, X, theta_star, eps)
+
+
+def _labels(model, X, theta_star, eps):
+    """Teacher labels (n, label_dim) of the rows of ``X`` with label noise ``eps`` (n, noise_dim)."""
+    Y = np.empty((X.shape[0], model.label_dim))
     teacher_labels = specialise(_k.teacher_labels, teacher=model.teacher)
     teacher_labels(model.param_array, np.ascontiguousarray(X @ theta_star), eps, Y)
-    return X, Y
+    return Y
 
 
 def _population_loss(model, q, m, rho) -> float:
