@@ -14,6 +14,8 @@ Array conventions (``B`` replicas, grid ``t_n = n dt``, ``n = 0..N``, ``k`` stud
 binds the model's functions (``grad``, ``hess``, ``loss``, ``teacher``) and compiles them
 with a disk cache; pure-array kernels are cached directly.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -375,7 +377,7 @@ def dense_tangents(Rm, j, c, half, dzT, gpT, Y, Acc, out):
 
 
 def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, paths, lo, hi, ev_cell, ev_lam, ev_dz,
-                Wprev, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi):
+                Wprev, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, kinks):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
     For event ``j`` of path ``p`` at ``s_j`` (events ``lo[q] <= j < hi[q]`` lie in the cell):
@@ -415,6 +417,12 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
     axis: ``dzT[b, l, m]`` (B, N, Mt), filled by the caller, and ``gpT[b, l, :, :, m]``
     (B, N, k, k, Mt), whose row ``j`` is written here (the earlier rows are final), so
     nothing is transposed per cell (Poisson driver: both of size 0).
+    Planes ``a[i] . r = off[p, i]`` across which ``l'`` jumps by ``J`` (``kinks = (a, off,
+    width, x)``; ``a`` without rows: none) are smoothed in path and tangents alike: with
+    ``x = a[i] . r - off[p, i]`` and ``h = width[b, i]``, ``l' += J (Phi(x / h) - 1[x > 0])``
+    and ``l'' += J a[i]^T phi(x / h) / h``, the derivatives of the loss convolved with a
+    Gaussian of width ``h`` across the plane (``J`` taken at the nearest point of the plane).
+    ``x[p, i]`` keeps the path's last ``x`` (the caller's widths).
     """
     # K (= Wprev.shape[1]) is bound as a constant by specialise: the k x k loops unroll
     k = K  # noqa: F821
@@ -431,6 +439,9 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
     X = np.empty((k, k))
     dFp = np.empty(k)
     qv = np.empty((k, k))
+    ka, koff, kwidth, kx = kinks
+    rk = np.empty(k)
+    gk = np.empty((2, k))
     inv = 1.0 / Pb
     mean_dz = dz_mean >= 0.0
     for q in range(paths.size):
@@ -478,6 +489,31 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
                             M[j - 1, a, e] += c * half * gp[p, j - 1, a, e]
             grad(r, yp, params, gv)
             hess(r, yp, params, H)
+            for i in range(ka.shape[0]):
+                x = -koff[p, i]
+                a2 = 0.0
+                for a in range(k):
+                    x += ka[i, a] * r[a]
+                    a2 += ka[i, a] * ka[i, a]
+                kx[p, i] = x
+                h = kwidth[b, i]
+                if h <= 0.0 or abs(x) >= 8.0 * h:
+                    continue
+                # the jump J of l' across the plane, at the point of the plane nearest r
+                hstep = 1e-7 * (1.0 + abs(x)) / math.sqrt(a2)
+                for side in range(2):
+                    sg = 1.0 if side == 0 else -1.0
+                    for a in range(k):
+                        rk[a] = r[a] + (sg * hstep - x / a2) * ka[i, a]
+                    grad(rk, yp, params, gk[side])
+                u = x / h
+                cdf = 0.5 * (1.0 + math.erf(u * 0.7071067811865476)) - (1.0 if x > 0.0 else 0.0)
+                pdf = 0.3989422804014327 * math.exp(-0.5 * u * u) / h
+                for a in range(k):
+                    jump = gk[0, a] - gk[1, a]
+                    gv[a] += jump * cdf
+                    for e in range(k):
+                        H[a, e] += jump * ka[i, e] * pdf
             for a in range(k):
                 g[p, j, a] = -gv[a]
             if not dense:  # the dense drivers read g' only from gpT, and only on tangent paths

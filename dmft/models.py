@@ -82,19 +82,20 @@ class Model:
                 f"finite rows (a, b) of length k + k_star + noise_dim + 1 = {width}")
         return planes
 
-    def gradient_jump(self, n_points: int = 8, seed: int = 0) -> float:
-        """Largest jump of ``grad`` across the declared kink planes that involve ``r``:
+    def gradient_jumps(self, n_points: int = 8, seed: int = 0) -> np.ndarray:
+        """Per row of :meth:`kink_planes`, the largest jump of ``grad`` across the plane:
         ``|l'(w + h a_r) - l'(w - h a_r)|`` (``h = 1e-7``) at ``n_points`` random points ``w``
-        of each plane, with the label ``teacher(r*, eps)`` of the point. Non-zero means
-        ``l''`` has a Dirac part on the plane (ReLU, ``|r|``), which pathwise tangents of
-        the DMFT response cannot see; a C1 kink (Huber, a smoothed hinge) gives ~0."""
+        of the plane, with the label ``teacher(r*, eps)`` of the point; 0 for planes that do
+        not involve ``r``. Non-zero means ``l''`` has a Dirac part on the plane (ReLU,
+        ``|r|``), which pathwise tangents of the DMFT response cannot see (``dmft.solve``
+        smooths it instead); a C1 kink (Huber, a smoothed hinge) gives ~0."""
         planes = self.kink_planes()
         k, ks, nd = self.k, self.k_star, self.noise_dim
         rng = np.random.default_rng(seed)
         p = self.param_array
         y, gp, gm = np.empty(self.label_dim), np.empty(k), np.empty(k)
-        worst = 0.0
-        for row in planes:
+        jumps = np.zeros(len(planes))
+        for i, row in enumerate(planes):
             a, b = row[:-1], row[-1]
             a_r = a[:k]
             if not np.any(a_r):
@@ -106,8 +107,12 @@ class Model:
                 step = 1e-7 * a_r / np.linalg.norm(a_r)
                 self.grad(w[:k] + step, y, p, gp)
                 self.grad(w[:k] - step, y, p, gm)
-                worst = max(worst, float(np.abs(gp - gm).max()))
-        return worst
+                jumps[i] = max(jumps[i], float(np.abs(gp - gm).max()))
+        return jumps
+
+    def gradient_jump(self, n_points: int = 8, seed: int = 0) -> float:
+        """The largest of :meth:`gradient_jumps` (0 without kinks)."""
+        return float(self.gradient_jumps(n_points, seed).max(initial=0.0))
 
     @property
     def param_array(self) -> np.ndarray:

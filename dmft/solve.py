@@ -26,6 +26,9 @@ from ._jit import specialise
 
 __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 
+#: a gradient jump across a kink above this is a Dirac part of ``l''`` (smoothed in the tangents)
+_JUMP_TOL = 1e-4
+
 #: relative variance added to every new Gaussian entry: keeps the incremental Cholesky
 #: factor of a (near-)singular kernel stable (docs/dmft_theory.md, "Gaussian field")
 CHOL_JITTER = 1e-10
@@ -128,6 +131,14 @@ DRIVERS = {"sgd": Poisson, "sme": Gaussian, "gf": Deterministic}
 
 # defaults per dynamics: (dt, n_paths)
 _DEFAULTS = {"sgd": (0.02, 131072), "sme": (0.04, 8192), "gf": (0.04, 8192)}
+#: SME and GF paths (every one with tangents) for models with a Dirac part in ``l''``: the
+#: smoothed Dirac term is a density estimate at the kink, and its noise in ``Gamma`` enters
+#: the kernels squared (docs/dmft_theory.md, "Kinks")
+_KINKED_DENSE_PATHS = 65536
+
+
+def _default_paths(dynamics: str, kinked: bool) -> int:
+    return _KINKED_DENSE_PATHS if kinked and dynamics != "sgd" else _DEFAULTS[dynamics][1]
 
 
 # ---------------------------------------------------------------- helpers
@@ -166,7 +177,7 @@ def _blocks(X2, n, k):
 SAMPLING = ("qmc", "mc")
 
 
-def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi):
+def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
     """Standard-normal inputs of the ``B * Pb`` paths (replica-major rows).
 
     Returns ``Z`` (P, ks + (N+1) k): teacher then field innovations at ``t_0..t_N``
@@ -175,7 +186,10 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi):
     replica one scrambled Sobol point set (independent scrambles, so replicas stay i.i.d.
     and their spread is an honest standard error) through the normal quantile, coordinates
     ordered by importance: teacher, label noise, field at ``t_0``, then per cell its driver
-    normals and the field at ``t_n``.
+    normals and the field at ``t_n``. With a tangent ``stride > 1`` the points of a replica
+    are shuffled: every 2nd point of scipy's Sobol sequence has the same sign in the
+    second coordinate (the first is paired with the point after it by a shift of 1/2), so
+    the tangent paths would all start on one side of the field at ``t_0``.
     """
     P = B * Pb
     dim = ks + nd + (N + 1) * k + N * nxi
@@ -191,12 +205,15 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi):
     xi = np.empty((P, N * nxi))
     for b, sb in enumerate(ss.spawn(B)):
         rows = slice(b * Pb, (b + 1) * Pb)
-        sobol = qmc.Sobol(dim, scramble=True, seed=np.random.default_rng(sb))
+        rng = np.random.default_rng(sb)
+        sobol = qmc.Sobol(dim, scramble=True, seed=rng)
         with warnings.catch_warnings():  # a replica size that is no power of two is less balanced, still unbiased
             warnings.simplefilter("ignore", UserWarning)
             # points are multiples of 2^-bits and can be exactly 0 (ndtri(0) = -inf):
             # take the middle of each cell instead
             u = special.ndtri(sobol.random(Pb) + 0.5**(sobol.bits + 1))
+        if stride > 1:
+            u = u[rng.permutation(Pb)]
         Z[rows, :ks] = u[:, :ks]
         eps[rows] = u[:, ks:ks + nd]
         Z[rows, ks:ks + k] = u[:, ks + nd:ks + nd + k]
@@ -396,6 +413,7 @@ def solve(
     check_dt: bool = False,
     on_divergence: str = "raise",
     max_runtime_s: float | None = 3600.0,
+    kink_bandwidth: float = 0.1,
 ):
     """Solve the dynamical mean-field equations of multi-pass SGD / SME / GF.
 
@@ -423,11 +441,12 @@ def solve(
         Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
         Default 131072 for SGD (Huber-on-tanh lr = 2, t_max = 4: 2.9-3.8 s on an idle 2-core
         machine, test-loss standard error 0.27-0.44% over seeds 0-2), 8192 for SME and GF
-        (1.5 s, SE 0.7-1.1%, and 1.1 s, SE 0.2-0.3%).
+        (1.5 s, SE 0.7-1.1%, and 1.1 s, SE 0.2-0.3%). Models with a Dirac part in ``l''``
+        (see ``kink_bandwidth``): 65536 for SME and GF.
     tangent_stride : int
         Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
         ``Gamma`` (cost ``O(J^3)`` per path; the other paths still enter ``S``, ``Phi`` and
-        the losses). Default 2 for GF, 1 for SGD and SME: the SME's standard error is
+        the losses). Default 2 for GF (1 for models with a Dirac part in ``l''``), 1 for SGD and SME: the SME's standard error is
         mostly the tangents' (Huber-on-tanh, 8192 paths: time x SE^2 0.90 s with every
         path, 1.06 s with every 2nd), GF's is not (0.093 vs 0.085 s).
     n_replicas : int
@@ -463,6 +482,15 @@ def solve(
         ``attrs['dt_check_max_z']`` is the largest ``|difference| / SE`` (NaN when not
         checked: SGD, whose events sit at their exact times, ``check_dt=False``, or an odd
         ``n_time - 1`` with one step per output interval).
+    kink_bandwidth : float
+        Models whose gradient jumps across a declared kink in ``r`` (ReLU, ``|r|``; see
+        :meth:`dmft.models.Model.gradient_jumps`) have a Dirac part in ``l''`` that pathwise
+        tangents miss. The solve then smooths the loss across each such kink by a Gaussian
+        of width ``kink_bandwidth`` times the replica's standard deviation of the distance
+        to the kink, in the paths and their tangents alike: the DMFT of a smooth model, at a
+        distance ``O(kink_bandwidth^2)`` (docs/dmft_theory.md, "Kinks"). ``0`` turns this
+        off (a :class:`~dmft.errors.DiracResponseWarning` then says the curves are biased).
+        Unused for models without such kinks.
     on_divergence : {'raise', 'truncate'}
         What to do when the solve diverges (see Raises): raise, or return the output times
         before the divergence (solved again on them), with ``attrs['truncated'] = 1``,
@@ -508,21 +536,27 @@ def solve(
     arguments = dict(locals())  # the inputs, for the coarser solve of check_dt
     t_start = _time.perf_counter()
     model = _models.get(model)
+    if model.k_star < 1:
+        raise errors.ParameterError(
+            f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
     delta = errors.positive("delta", delta)
     lr = errors.positive("lr", lr)
     batch = errors.positive("batch", batch)
     dynamics = errors.choice("dynamics", dynamics, tuple(DRIVERS))
     t_max = errors.positive("t_max", t_max)
-    d_dt, d_paths = _DEFAULTS[dynamics]
+    kink_bandwidth = errors.nonnegative("kink_bandwidth", kink_bandwidth)
+    jumps = model.gradient_jumps()
+    kinked = bool(np.any(jumps > _JUMP_TOL)) and kink_bandwidth > 0
+    d_dt = _DEFAULTS[dynamics][0]
     dt = errors.positive("dt", d_dt if dt is None else dt)
     if dt > t_max:
         raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
     n_time = errors.positive_int("n_time", n_time, minimum=2)
     n_replicas = errors.positive_int("n_replicas", n_replicas, minimum=2)
-    n_paths = errors.positive_int("n_paths", d_paths if n_paths is None else n_paths,
+    n_paths = errors.positive_int("n_paths", _default_paths(dynamics, kinked) if n_paths is None else n_paths,
                                   minimum=n_replicas)
     tangent_stride = errors.positive_int(
-        "tangent_stride", (2 if dynamics == "gf" else 1) if tangent_stride is None else tangent_stride)
+        "tangent_stride", (2 if dynamics == "gf" and not kinked else 1) if tangent_stride is None else tangent_stride)
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.init_std(init_std, model.k, BLOWUP_NORM)
     corrector = errors.positive_int("corrector", (0 if dynamics == "gf" else 1) if corrector is None else corrector,
@@ -533,16 +567,13 @@ def solve(
     if max_runtime_s is not None:
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     ss = errors.seed_sequence(seed)
-    if model.k_star < 1:
-        raise errors.ParameterError(
-            f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
     driver = DRIVERS[dynamics](batch)
-    jump = model.gradient_jump()
-    if jump > 1e-4:
+    jump = float(jumps.max(initial=0.0))
+    if jump > _JUMP_TOL and kink_bandwidth == 0.0:
         warnings.warn(
             f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "
-            "in r, so l'' has a Dirac part that the response kernel's pathwise tangents miss; the DMFT curves "
-            "are biased (compare with dmft.simulate)", errors.DiracResponseWarning, stacklevel=2)
+            "in r, so l'' has a Dirac part that the response kernel's pathwise tangents miss with "
+            "kink_bandwidth=0; the DMFT curves are biased", errors.DiracResponseWarning, stacklevel=2)
 
     requested_dt = dt
     every = max(1, math.ceil(t_max / dt / (n_time - 1) - 1e-9))
@@ -583,7 +614,7 @@ def solve(
 
     # ------------------------------------------------ random inputs (seeded)
     s_z, s_ev = ss.spawn(2)
-    Z, eps, xi = _normals(s_z, sampling, B, Pb, ks, model.noise_dim, k, N, driver.normals_per_cell)
+    Z, eps, xi = _normals(s_z, sampling, B, Pb, ks, model.noise_dim, k, N, driver.normals_per_cell, tangent_stride)
     counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, dt, xi)
     jmax = ev_cell.shape[1]
 
@@ -636,6 +667,7 @@ def solve(
     train_losses = specialise(_k.train_losses, loss=model.loss)
     sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k)
     labels(params, wstar, eps, y)
+    kinks = _kink_planes(model, (jumps > _JUMP_TOL) & (kink_bandwidth > 0), wstar, eps, B)
     if not np.isfinite(y).all():
         bad = int(np.argmin(np.isfinite(y).all(axis=1)))
         raise errors.DivergenceError(
@@ -712,6 +744,11 @@ def solve(
                 tangents = not driver.dense or it == corrector
                 if it == 0:  # the final rows of n - 1 and the first of n: one pass over L
                     chol_rows(n - 1, final=True, ahead=True)
+                    if n == 1 and len(kinks[0]):  # the distance to each kink at t = 0
+                        W0 = np.zeros((P, k))
+                        _k.grid_field(L, Z, ks, k, Pb, all_paths, W0)
+                        kinks[3][:] = W0 @ kinks[0].T - kinks[1]
+                    _kink_widths(kinks, kink_bandwidth, B)
                     if active.size:
                         _k.grid_field(L, Z, ks + (n - 1) * k, k, Pb, active, Wold)
                 else:
@@ -729,7 +766,7 @@ def solve(
                 if active.size:
                     sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tangent_stride, tangents, active, lo, hi,
                                 ev_cell, ev_lam, ev_dz, Wold, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi,
-                                dGm, dGp, dS, dFF, dPhi)
+                                dGm, dGp, dS, dFF, dPhi, kinks)
                 if tangents:
                     Grow = Gprev + dGm + dGp
                     Gprow = Gpprev + dGp
@@ -825,7 +862,8 @@ def solve(
         "n_steps": N, "n_time": n_time, "n_paths": P, "n_replicas": B, "tangent_stride": tangent_stride, "ridge": ridge, "init_std": init_std,
         "corrector": corrector, "sampling": sampling, "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
         "corrector_residual": residual, "test_loss_quadrature_error": tl_err,
-        "gradient_jump_at_kinks": jump, "events_per_path": ev_per_path,
+        "gradient_jump_at_kinks": jump, "kink_bandwidth": kink_bandwidth,
+        "response_estimator": "pathwise+smoothed_dirac" if len(kinks[0]) else "pathwise", "events_per_path": ev_per_path,
         "max_events_per_path": int(counts.max()), "chol_min_relative_pivot": float(min_pivot),
         "chol_zero_pivots": int(n_zero_pivots), "memory_gb": mem / 2**30, "runtime_estimate_s": runtime,
         "runtime_s": _time.perf_counter() - t_start,
@@ -835,6 +873,26 @@ def solve(
     ds = output.build(variables, coords, attrs)
     ds.attrs["dt_check_max_z"] = _check_time_step(ds, arguments, every) if check_dt and driver.dense else np.nan
     return ds
+
+
+def _kink_planes(model, keep, wstar, eps, B):
+    """``(a, off, width, x)`` for :func:`dmft._kernels_solve.sample_cell`: the rows ``keep``
+    of ``model.kink_planes()``, ``a_r . r + a_* . r* + a_eps . eps = b``, as ``a = a_r``
+    (m, k) and the per-path offsets ``off = b - a_* . r* - a_eps . eps`` (P, m); ``width``
+    (B, m) and ``x`` (P, m) are filled during the solve."""
+    planes = model.kink_planes()[keep]
+    k, ks = model.k, model.k_star
+    off = planes[:, -1] - wstar @ planes[:, k:k + ks].T - eps @ planes[:, k + ks:-1].T
+    m, P = len(planes), len(wstar)
+    return np.ascontiguousarray(planes[:, :k]), np.ascontiguousarray(off), np.zeros((B, m)), np.zeros((P, m))
+
+
+def _kink_widths(kinks, bandwidth: float, B: int):
+    """The smoothing width of each kink: ``bandwidth`` times the replica's standard
+    deviation of the paths' latest distance ``x`` to it (0 when all paths sit on it)."""
+    a, _, width, x = kinks
+    if len(a):
+        width[:] = bandwidth * x.reshape(B, -1, len(a)).std(axis=1)
 
 
 def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_gb: float, fields, grads):
@@ -855,7 +913,7 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
     if not dense or getattr(_REFINING, "active", False):
         return errors.DivergenceError(where, t_bad, cause="learning_rate")
     t_end = 1.5 * t_bad + 2 * dt
-    n_paths = arguments["n_paths"] or _DEFAULTS[arguments["dynamics"]][1]
+    n_paths = arguments["n_paths"] or _DEFAULTS[arguments["dynamics"]][1]  # a quick probe
     kw = {**arguments, "t_max": t_end, "dt": dt / 2, "n_time": 2, "progress": False, "check_dt": False,
           "on_divergence": "raise", "sampling": "mc", "max_memory_gb": max_memory_gb,
           "n_paths": max(n_paths // 4, 2 * arguments["n_replicas"])}

@@ -230,13 +230,20 @@ def test_gradient_jump_finds_dirac_hessians():
 
 
 def test_solve_warns_when_the_response_misses_a_dirac_part():
+    import warnings
+
     import dmft
     from dmft import errors
 
+    kw = dict(dynamics="gf", lr=0.5, t_max=0.2, n_time=3, n_paths=64, init_std=0.5, progress=False)
     with pytest.warns(errors.DiracResponseWarning):
-        ds = dmft.solve(models.phase_retrieval(), dynamics="gf", lr=0.5, t_max=0.2, n_time=3, n_paths=64,
-                        init_std=0.5, progress=False)
+        ds = dmft.solve(models.phase_retrieval(), kink_bandwidth=0.0, **kw)
     assert ds.attrs["gradient_jump_at_kinks"] > 0.1
+    assert ds.attrs["response_estimator"] == "pathwise"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.DiracResponseWarning)
+        ds = dmft.solve(models.phase_retrieval(), **kw)
+    assert ds.attrs["response_estimator"] == "pathwise+smoothed_dirac"
 
 
 # ---------------------------------------------------------------- error estimates in outputs
