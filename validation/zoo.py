@@ -11,10 +11,9 @@ standard error and relative to the largest theory value.
 Models with a kinked student (ReLU units, phase retrieval's ``|r|``, the smooth hinge,
 Huber) run the GF simulation with fixed-step RK4 (``lr dt = 0.005``; the adaptive
 integrator stalls on the kinks) and start from ``init_std = 1`` where a zero start does
-not move (ReLU, committees, phase retrieval). Known limitation: the DMFT response
-(pathwise tangents) misses the Dirac part of a kinked unit's Hessian, so the multi-pass
-theory of ReLU units is expected to be off (the one-pass ODE uses the full Gaussian
-Hessian and is not).
+not move (ReLU, committees, phase retrieval). Where ``l'`` jumps (ReLU units, ``|r|``) the
+DMFT smooths the kink and extrapolates the smoothing width to zero (docs/dmft_theory.md,
+"Kinks"); the one-pass ODE uses the full Gaussian Hessian (Stein's identity).
 
 ``python validation/zoo.py [--quick] [--only name,...] [--dynamics gf,sgd]``
 """
