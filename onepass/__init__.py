@@ -4,8 +4,21 @@
 ``onepass.simulate`` runs finite-d SGD or homogenized SGD with the same outputs;
 ``onepass.compare`` puts them side by side. Submodules load on first use.
 """
+import typing as _typing
+
 from dmft import __version__
 from dmft._lazy import install as _install
+
+if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time the names load on first use
+    from dmft import models
+    from dmft._progress import set_progress
+
+    from . import data, schedules
+    from .compare import compare
+    from .data import Binned
+    from .schedules import AdaGradNorm, Constant, TimeDependent
+    from .simulate import simulate
+    from .theory import solve
 
 #: public name -> (module, attribute); ``None``: the module itself
 _PUBLIC = {
