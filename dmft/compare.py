@@ -142,7 +142,8 @@ def compare(
         Ridge penalty ``lam >= 0``.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed of the DMFT paths and the simulation data; SGD, SME and GF simulations see
-        the same data sets. A ``numpy.random.Generator`` stands for the integer ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``).
+        the same data sets. A ``numpy.random.Generator`` stands for the integer
+        ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``).
     progress : bool
         Show a bar over the ``len(dynamics) * (1 + simulate)`` runs (if the switch
         :func:`dmft.set_progress` allows it).

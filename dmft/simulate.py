@@ -97,9 +97,10 @@ def simulate(
     n_seeds : int
         Independent data sets (and sampling noise), stacked along dim ``seed``.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
-        Seed ``s`` gives streams ``SeedSequence(s).spawn(n_seeds)`` (A ``numpy.random.Generator`` stands for the integer ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``)); each spawns a data
+        Seed ``s`` gives streams ``SeedSequence(s).spawn(n_seeds)``; each spawns a data
         stream, a sampling stream and a held-out test stream, so SGD, SME and GF with the
-        same seed see the same data and test sets. Same arguments and seed give
+        same seed see the same data and test sets. A ``numpy.random.Generator`` stands for
+        the integer ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``). Same arguments and seed give
         bit-identical output on one machine (across CPUs: the tolerance in
         docs/reliability.md, "Reproducibility").
     ridge : float

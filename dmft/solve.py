@@ -453,7 +453,8 @@ def solve(
         are pseudo-random either way.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed; equal seeds give bit-identical output on one machine (across CPUs: the
-        tolerance in docs/reliability.md, "Reproducibility"). A ``numpy.random.Generator`` stands for the integer ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``).
+        tolerance in docs/reliability.md, "Reproducibility"). A ``numpy.random.Generator``
+        stands for the integer ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``).
     progress : bool
         Show a progress bar (if the switch :func:`dmft.set_progress` allows it).
     check_dt : bool

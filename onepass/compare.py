@@ -44,7 +44,9 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, times
     n_seeds : int
         Independent runs of each simulator; curves are their mean.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
-        SGD uses ``SeedSequence(seed).spawn(2)[0]``, HSGD the other stream. A ``numpy.random.Generator`` stands for the integer ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``).
+        SGD uses ``SeedSequence(seed).spawn(2)[0]``, HSGD the other stream. A
+        ``numpy.random.Generator`` stands for the integer ``int(seed.integers(2**63))``
+        drawn from it (``attrs['seed']``).
     X0, groups : as in :func:`onepass.solve`.
     n_test : int
         Held-out samples per seed on which the simulators measure the risk
