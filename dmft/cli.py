@@ -10,15 +10,97 @@ Exit codes: 0 success, 1 no point of a sweep succeeded (the points' errors are p
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import re
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from . import __version__
 
-from . import errors, output, plotting
-from .compare import compare
+# numpy, numba, scipy, xarray and matplotlib are imported by the commands, not here:
+# ``dmft --help`` and ``dmft --version`` stay fast
+
+#: the built-in model names (``dmft.models.get``), listed in ``--help``
+MODEL_NAMES = ("committee", "huber_tanh", "linear_regression", "logistic", "phase_retrieval", "relu",
+               "smooth_hinge", "softmax_cross_entropy")
+
+#: ``--model`` help: the choices (shared by ``dmft`` and ``onepass``)
+MODEL_HELP = ("built-in model (" + ", ".join(MODEL_NAMES) + "; '-' for '_' also works), or "
+              "module:function, a function of no arguments in an importable module (or a .py file "
+              "in the current folder) that returns a dmft.models.Model")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and appends each option's default to its help
+    (unless the help states it, or the default is None or an unset flag)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is None \
+                or action.default is False or action.default == argparse.SUPPRESS:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def import_function(option: str, spec: str):
+    """The function ``module:function`` of an option; the current folder is searched first
+    for ``module`` (as with ``python -m``), so a ``.py`` file next to the command works.
+    Raises ParameterError naming the option."""
+    from . import errors
+
+    module_name, _, function_name = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as e:
+        raise errors.ParameterError(f"{option}={spec!r} is not allowed: cannot import {function_name!r} from "
+                                    f"{module_name!r} ({e})") from None
+    if not callable(function):
+        raise errors.ParameterError(f"{option}={spec!r} is not allowed: {spec} is not a function")
+    return function
+
+
+def model_argument(spec: str):
+    """``--model``: a built-in name (returned as it is), or the model returned by
+    ``module:function`` called with no arguments (a function returning a
+    :class:`dmft.models.Model`, e.g. built by ``dmft.models.custom``)."""
+    from . import errors, models
+
+    if ":" not in spec:
+        if spec not in models._BY_NAME:
+            raise errors.ParameterError(f"--model={spec!r} is not allowed: give one of {', '.join(MODEL_NAMES)} "
+                                        "or module:function")
+        return spec
+    model = import_function("--model", spec)()
+    if not isinstance(model, models.Model):
+        raise errors.ParameterError(f"--model={spec!r} is not allowed: {spec}() returned {type(model).__name__}; "
+                                    "it must return a dmft.models.Model (e.g. from dmft.models.custom)")
+    return model
+
+
+def file_backend() -> None:
+    """Agg for matplotlib when there is no display to draw on (the commands only write files);
+    otherwise, or with ``MPLBACKEND`` set, the user's backend is kept."""
+    if "MPLBACKEND" in os.environ or not sys.platform.startswith("linux"):
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        import matplotlib
+
+        matplotlib.use("Agg")
+
+
+def save_figure(fig, path) -> None:
+    """Write ``fig`` as a PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+
 
 #: ``dmft compare`` defaults: the README's main job (about a minute on 2 cores)
 DEFAULTS = dict(model="huber-tanh", delta=2.0, lr=2.0, batch=1.0, t_max=4.0, dynamics="sgd,sme,gf", d=400,
@@ -35,13 +117,12 @@ def _floats(text: str) -> list:
 def _add_problem(p, sweepable: bool):
     kind = _floats if sweepable else float
     more = " (comma-separated values are swept)" if sweepable else ""
-    p.add_argument("--model", default=DEFAULTS["model"],
-                   help="built-in model: huber-tanh, linear_regression, logistic, phase_retrieval, ... "
-                        f"(default: {DEFAULTS['model']})")
+    p.add_argument("--model", default=DEFAULTS["model"], help=MODEL_HELP)
     p.add_argument("--delta", type=kind, default=DEFAULTS["delta"], help=f"samples per dimension n/d{more}")
     p.add_argument("--lr", type=kind, default=DEFAULTS["lr"], help=f"learning-rate scale eta_bar{more}")
     p.add_argument("--batch", type=kind, default=DEFAULTS["batch"], help=f"batch scale kappa_bar{more}")
-    p.add_argument("--t-max", type=float, default=DEFAULTS["t_max"], help="horizon (time units of THEORY.md 3)")
+    p.add_argument("--t-max", type=float, default=DEFAULTS["t_max"],
+                   help="horizon; time t = SGD steps x batch size/(batch scale x n), one epoch is t = 1/batch scale")
     p.add_argument("--dynamics", default=DEFAULTS["dynamics"], help="comma-separated subset of sgd,sme,gf")
     p.add_argument("--d", type=int, default=DEFAULTS["d"], help="simulation dimension")
     p.add_argument("--n-seeds", type=int, default=DEFAULTS["n_seeds"], help="simulation data sets")
@@ -57,13 +138,15 @@ def _add_problem(p, sweepable: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dmft", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="dmft", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s (sgd-dynamics) {__version__}")
     sub = p.add_subparsers(dest="command")
-    c = sub.add_parser("compare", help="SGD, SME and GF side by side, theory vs simulation (the default)")
+    c = sub.add_parser("compare", help="SGD, SME and GF side by side, theory vs simulation (the default)",
+                       formatter_class=HelpFormatter)
     _add_problem(c, sweepable=False)
     c.add_argument("--out", default="results", help="output folder for compare.nc and compare.png")
-    s = sub.add_parser("sweep", help="dmft compare over a grid of delta x lr x batch (resumable)")
+    s = sub.add_parser("sweep", help="dmft compare over a grid of delta x lr x batch (resumable)",
+                       formatter_class=HelpFormatter)
     _add_problem(s, sweepable=True)
     s.add_argument("--out", default="results/sweep", help="output folder (points/, sweep.nc, sweep.png)")
     s.add_argument("--scheduler", default=None,
@@ -73,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _common(args) -> dict:
-    return dict(model=args.model, t_max=args.t_max,
+    return dict(model=model_argument(args.model), t_max=args.t_max,
                 dynamics=tuple(x.strip() for x in args.dynamics.split(",") if x.strip()),
                 simulate=not args.no_simulation, d=args.d, n_seeds=args.n_seeds, n_paths=args.n_paths,
                 n_time=args.n_time, ridge=args.ridge, on_divergence=args.on_divergence)
@@ -81,7 +164,7 @@ def _common(args) -> dict:
 
 def output_folder(out: str) -> Path:
     """``--out`` as a writable folder (created), checked before any computation."""
-    import os
+    from . import errors
 
     path = Path(out)
     if path.exists() and not path.is_dir():
@@ -100,6 +183,8 @@ _ADDRESS = re.compile(r"^(local|[a-z][a-z0-9+.-]*://\S+|[^\s:/]+:\d+)$")
 
 
 def _scheduler(value):
+    from . import errors
+
     if value is not None and not _ADDRESS.match(value):
         raise errors.ParameterError(
             f"--scheduler={value!r} is not allowed: give 'local' or a dask scheduler address such as "
@@ -108,6 +193,11 @@ def _scheduler(value):
 
 
 def _run_compare(args) -> int:
+    import numpy as np
+
+    from . import output, plotting
+    from .compare import compare
+
     out = output_folder(args.out)
     t0 = time.perf_counter()
     ds = compare(delta=args.delta, lr=args.lr, batch=args.batch, seed=args.seed, progress=not args.no_progress,
@@ -116,8 +206,8 @@ def _run_compare(args) -> int:
         print(f"dmft compare: diverged at t = {ds.attrs['diverged_at']:.4g} (cause: "
               f"{ds.attrs['divergence_cause']}); the outputs stop before it")
     output.save(ds, out / "compare.nc")
-    fig = plotting.compare(ds)
-    fig.savefig(out / "compare.png", dpi=120)
+    file_backend()
+    save_figure(plotting.compare(ds), out / "compare.png")
     print(f"dmft compare: {time.perf_counter() - t0:.1f} s")
     if "simulation" in ds.source.values:
         print("max over time of |theory - simulation| test loss, in units of the combined standard error:")
@@ -135,6 +225,9 @@ def _run_compare(args) -> int:
 
 
 def _run_sweep(args) -> int:
+    import numpy as np
+
+    from .compare import compare
     from .sweep import sweep
 
     grid = {k: v for k, v in (("delta", args.delta), ("lr", args.lr), ("batch", args.batch))}
@@ -152,9 +245,10 @@ def _run_sweep(args) -> int:
     if "test_loss" not in ds:
         print("no point succeeded: no figure")
         return 1
+    file_backend()
     fig = _sweep_figure(ds, grid)
     try:
-        fig.savefig(out / "sweep.png", dpi=120)
+        save_figure(fig, out / "sweep.png")
     except OSError as e:  # a finished sweep in a read-only folder
         print(f"could not write {out / 'sweep.png'}: {e}")
         return 0
@@ -189,9 +283,11 @@ def main(argv=None) -> int:
     """Entry point of the ``dmft`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["compare"] + argv
     args = parser.parse_args(argv)
+    from . import errors
+
     try:
         if args.command == "sweep":
             return _run_sweep(args)

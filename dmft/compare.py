@@ -10,10 +10,10 @@ import time as _time
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from . import errors, output
 from . import models as _models
+from ._progress import progress_bar
 from .simulate import simulate as _simulate
 from .solve import DRIVERS
 from .solve import solve as _solve
@@ -140,11 +140,13 @@ def compare(
         Output times ``linspace(0, t_max, n_time)`` shared by theory and simulation.
     ridge : float
         Ridge penalty ``lam >= 0``.
-    seed : int
+    seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed of the DMFT paths and the simulation data; SGD, SME and GF simulations see
-        the same data sets.
+        the same data sets. A ``numpy.random.Generator`` stands for the integer
+        ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``).
     progress : bool
-        Show a tqdm bar over the ``len(dynamics) * (1 + simulate)`` runs.
+        Show a bar over the ``len(dynamics) * (1 + simulate)`` runs (if the switch
+        :func:`dmft.set_progress` allows it).
     solve_options, simulate_options : dict
         Extra keyword arguments for :func:`dmft.solve` / :func:`dmft.simulate`
         (e.g. ``{'dt': 0.01}``, ``{'max_memory_gb': 8}``).
@@ -202,7 +204,7 @@ def compare(
         n_seeds = errors.positive_int("n_seeds", n_seeds, minimum=1)
     if n_paths is not None:
         n_paths = errors.positive_int("n_paths", n_paths, minimum=2)
-    errors.seed_sequence(seed)
+    seed = errors.seed_value(seed)
     on_divergence = errors.on_divergence(on_divergence)
     solve_options = dict(solve_options or {})
     simulate_options = dict(simulate_options or {})
@@ -210,8 +212,7 @@ def compare(
                   progress=False, on_divergence=on_divergence)
     sources = ("theory", "simulation") if simulate else ("theory",)
     all_results, runtimes = [], np.zeros((len(dynamics), len(sources)))
-    with tqdm(total=len(dynamics) * len(sources), disable=not progress, desc="dmft.compare",
-              unit="run") as bar:
+    with progress_bar(progress, total=len(dynamics) * len(sources), desc="dmft.compare", unit="run") as bar:
         for i, dyn in enumerate(dynamics):
             results = {}
             bar.set_postfix_str(f"{dyn} theory")

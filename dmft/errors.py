@@ -122,12 +122,32 @@ def finite_array(name: str, value, *, shape: tuple | None = None, nonnegative: b
     return a
 
 
-def seed_sequence(seed) -> np.random.SeedSequence:
+#: a ``numpy.random.Generator`` given as ``seed`` stands for the integer seed
+#: ``int(generator.integers(SEED_RANGE))`` drawn from it
+SEED_RANGE = 2**63
+
+
+def seed_value(seed):
+    """``seed`` as the library uses and records it: a non-negative integer or a
+    ``numpy.random.SeedSequence`` as given; a ``numpy.random.Generator`` is replaced by the
+    integer ``int(seed.integers(2**63))`` drawn from it.
+
+    So a Generator advances (numpy's convention: two calls with one Generator give
+    different numbers), equal Generator states give equal numbers, and the integer, stored
+    in the output's ``seed`` attribute, reproduces the run."""
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(SEED_RANGE))
     if isinstance(seed, np.random.SeedSequence):
         return seed
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        _fail("seed", seed, "a non-negative integer")
-    return np.random.SeedSequence(int(seed))
+        _fail("seed", seed, "a non-negative integer, a numpy.random.Generator or a numpy.random.SeedSequence")
+    return int(seed)
+
+
+def seed_sequence(seed) -> np.random.SeedSequence:
+    """The ``SeedSequence`` of a seed (see :func:`seed_value`): ``SeedSequence(seed)`` for an integer."""
+    seed = seed_value(seed)
+    return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
 
 
 def probabilities(name: str, value, *, size: int | None = None, atol: float = 1e-9) -> np.ndarray:

@@ -138,6 +138,11 @@ class QuasiMonteCarlo:
     seed: int = 0
 
     def __post_init__(self):
+        # a Generator stands for the integer drawn from it (errors.seed_value): rules are hashable
+        seed = errors.seed_value(self.seed)
+        if isinstance(seed, np.random.SeedSequence):
+            errors._fail("seed", seed, "a non-negative integer or a numpy.random.Generator")
+        object.__setattr__(self, "seed", seed)
         n = errors.positive_int("n_points", self.n_points, minimum=2)
         if n & (n - 1):
             raise errors.ParameterError(f"n_points={n!r} is not allowed: n_points must be a power of 2")

@@ -1,11 +1,12 @@
-"""One-call figures of theory against simulation, labelled from ``long_name``/``units``."""
+"""One-call figures of theory against simulation, labelled from ``long_name``/``units``.
+
+Figures are drawn with the current matplotlib backend (importing this module does not
+change it), so they show inline in a notebook.
+"""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _scalar(da):

@@ -27,6 +27,7 @@ from scipy import integrate
 
 from . import _kernels_simulate as _k
 from ._jit import specialise
+from ._progress import progress_bar
 from . import errors, expectation, output
 from . import models as _models
 
@@ -95,10 +96,11 @@ def simulate(
         Batch exponent (SGD only): ``kappa = kappa_bar n^alpha``, ``eta = eta_bar n^alpha``.
     n_seeds : int
         Independent data sets (and sampling noise), stacked along dim ``seed``.
-    seed : int or numpy.random.SeedSequence
+    seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed ``s`` gives streams ``SeedSequence(s).spawn(n_seeds)``; each spawns a data
         stream, a sampling stream and a held-out test stream, so SGD, SME and GF with the
-        same seed see the same data and test sets. Same arguments and seed give
+        same seed see the same data and test sets. A ``numpy.random.Generator`` stands for
+        the integer ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``). Same arguments and seed give
         bit-identical output on one machine (across CPUs: the tolerance in
         docs/reliability.md, "Reproducibility").
     ridge : float
@@ -126,7 +128,7 @@ def simulate(
         with teacher labels (fresh label noise), drawn once per seed and used at every
         output time. Memory ``8 n_test d`` bytes.
     progress : bool
-        Show a progress bar over seeds.
+        Show a progress bar over seeds (if the switch :func:`dmft.set_progress` allows it).
     on_divergence : {'raise', 'truncate'}
         What to do when a trajectory blows up: raise :class:`~dmft.errors.DivergenceError`
         (default), or return the output times before the earliest blow-up over the seeds,
@@ -184,6 +186,7 @@ def simulate(
     d = errors.positive_int("d", d)
     alpha = errors.in_range("alpha", alpha, 0.0, 1.0)
     n_seeds = errors.positive_int("n_seeds", n_seeds)
+    seed = errors.seed_value(seed)
     root = errors.seed_sequence(seed)
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.init_std(init_std, model.k, BLOWUP_NORM)
@@ -316,11 +319,7 @@ def _dataset_of_runs(train, test, norm, overlap, times, batch, attrs):
 
 
 def _progress(it, progress: bool, dynamics: str):
-    if not progress:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, desc=f"dmft.simulate({dynamics})", unit="seed")
+    return progress_bar(progress, it, desc=f"dmft.simulate({dynamics})", unit="seed")
 
 
 # ---------------------------------------------------------------- divergence and resources
@@ -825,6 +824,7 @@ def linear_sgd_moments(
     batch = errors.positive("batch", batch)
     d = errors.positive_int("d", d)
     n_seeds = errors.positive_int("n_seeds", n_seeds)
+    seed = errors.seed_value(seed)
     root = errors.seed_sequence(seed)
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.nonnegative("init_std", init_std)

@@ -23,6 +23,7 @@ from . import errors, expectation, output
 from . import models as _models
 from . import _kernels_solve as _k
 from ._jit import specialise
+from ._progress import progress_bar
 
 __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 
@@ -470,11 +471,12 @@ def solve(
         replica) or pseudo-random. On Huber-on-tanh GF at 8192 paths QMC cut the test-loss
         standard error from 0.4-0.9% to 0.07-0.3% (docs/performance.md). SGD's jump times
         are pseudo-random either way.
-    seed : int
+    seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed; equal seeds give bit-identical output on one machine (across CPUs: the
-        tolerance in docs/reliability.md, "Reproducibility").
+        tolerance in docs/reliability.md, "Reproducibility"). A ``numpy.random.Generator``
+        stands for the integer ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``).
     progress : bool
-        Show a tqdm progress bar.
+        Show a progress bar (if the switch :func:`dmft.set_progress` allows it).
     check_dt : bool
         SME and GF: also solve on the grid with twice the step (about a fifth of the cost,
         same seed) and warn (:class:`~dmft.errors.UnresolvedTimeStepWarning`) where the test
@@ -575,6 +577,7 @@ def solve(
     on_divergence = errors.on_divergence(on_divergence)
     if max_runtime_s is not None:
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
+    seed = errors.seed_value(seed)
     ss = errors.seed_sequence(seed)
     driver = DRIVERS[dynamics](batch)
     jump = float(jumps.max(initial=0.0))
@@ -690,11 +693,7 @@ def solve(
     if not driver.dense:
         cells = _cell_lists(counts, ev_cell, N)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=N, desc=f"dmft.solve {dynamics}", leave=False)
+    bar = progress_bar(progress, total=N, desc=f"dmft.solve {dynamics}", leave=False)
     residual = 0.0
     dGm = np.zeros((B, N + 1, k, k))
     dGp = np.zeros((B, N + 1, k, k))
@@ -801,11 +800,9 @@ def solve(
             Gprev, Gpprev = Grow, Gprow
             dW_last[:, :n] = dW
             dFF_last = dFF.copy()
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     chol_rows(N, final=True)
     min_pivot, n_zero_pivots = pivots
     # training loss at the output steps, after the solve: one matrix product per replica

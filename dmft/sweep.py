@@ -60,9 +60,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from . import errors, output
+from ._progress import progress_bar
 
 __all__ = ["sweep", "point_seed", "CorruptPointWarning"]
 
@@ -729,8 +729,10 @@ def sweep(
         ``1`` and ``1.0`` are different values (the function receives either).
     fixed : dict, optional
         Keyword arguments shared by all points.
-    seed : int
+    seed : int or numpy.random.Generator
         Root seed; the point ``p`` (``{name: value}``) gets :func:`point_seed` ``(seed, p)``.
+        A Generator stands for the integer ``int(seed.integers(2**63))`` drawn from it
+        (``attrs['sweep_seed']``).
     out : path, optional
         Folder for incremental output (``points/point_<key>.nc``, ``sweep.json``) and the
         stacked ``sweep.nc`` (see the module docstring). If it (or its ``points/``) is not
@@ -748,7 +750,7 @@ def sweep(
     retry_failed : bool
         When resuming, recompute points whose stored status is not ``'ok'``.
     progress : bool
-        tqdm bar over points.
+        Show a bar over points (if the switch :func:`dmft.set_progress` allows it).
 
     Returns
     -------
@@ -779,7 +781,10 @@ def sweep(
     if clash:
         raise errors.ParameterError(f"grid/fixed key(s) {sorted(clash)} are not allowed: a parameter is "
                                     "either swept or fixed, and 'seed' is set per point by sweep(seed=...)")
-    errors.seed_sequence(seed)
+    seed = errors.seed_value(seed)
+    if isinstance(seed, np.random.SeedSequence):  # the point seeds and the manifest need an integer
+        raise errors.ParameterError(f"seed={seed!r} is not allowed: a sweep's seed must be a non-negative integer "
+                                    "or a numpy.random.Generator")
     try:
         takes_progress = "progress" in inspect.signature(function).parameters
     except (TypeError, ValueError):
@@ -819,8 +824,8 @@ def sweep(
     if folder is not None and folder.writable:
         _replace_with(folder.out / "sweep.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
 
-    with tqdm(total=len(points), initial=len(points) - len(todo), disable=not progress, desc="dmft.sweep",
-              unit="point") as bar:
+    with progress_bar(progress, total=len(points), initial=len(points) - len(todo), desc="dmft.sweep",
+                      unit="point") as bar:
         def run(i):
             bar.set_postfix_str(", ".join(f"{k}={v}" for k, v in points[i].items()))
             return _run_point(function, kwargs_of(i))

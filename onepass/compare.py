@@ -5,9 +5,9 @@ import time as _time
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from dmft import errors, output
+from dmft._progress import progress_bar
 from dmft.compare import common_prefix, stack_sources
 
 from .simulate import simulate as _simulate
@@ -22,7 +22,8 @@ _VARIABLES = ("risk", "alignment", "norm", "overlap", "distance", "mean_overlap"
               "group_mean_overlap", "fisher_trace", "lr", "lr_threshold")
 
 
-def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sources=("theory", "simulation"),
+def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, times=None,
+            sources=("theory", "simulation"),
             n_seeds: int = 8, seed: int = 0, hsgd_dt: float = 0.01, X0=None, groups="auto",
             n_test: int = 10_000, progress: bool = True, on_divergence: str = "raise") -> xr.Dataset:
     """One-pass theory (:func:`onepass.solve`) against SGD and homogenized SGD (:func:`onepass.simulate`).
@@ -35,19 +36,23 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
     lr : float, callable or schedule
         Learning rate ``gamma`` (``onepass.AdaGradNorm(...)`` etc.).
     t_max, n_time : output grid ``linspace(0, t_max, n_time)`` in units of ``t = steps/d``.
+    times : 1-d increasing array, optional
+        Output times instead of that grid (e.g. ``numpy.geomspace`` for log-time plots).
     sources : sequence of {'theory', 'simulation', 'hsgd'}
         Which curves, in this order along ``source``: the exact ODE, finite-d one-pass
         SGD, and homogenized SGD (Euler-Maruyama with step ``hsgd_dt``).
     n_seeds : int
         Independent runs of each simulator; curves are their mean.
-    seed : int
-        SGD uses ``SeedSequence(seed).spawn(2)[0]``, HSGD the other stream.
+    seed : int, numpy.random.Generator or numpy.random.SeedSequence
+        SGD uses ``SeedSequence(seed).spawn(2)[0]``, HSGD the other stream. A
+        ``numpy.random.Generator`` stands for the integer ``int(seed.integers(2**63))``
+        drawn from it (``attrs['seed']``).
     X0, groups : as in :func:`onepass.solve`.
     n_test : int
         Held-out samples per seed on which the simulators measure the risk
         (:func:`onepass.simulate`).
     progress : bool
-        tqdm bar over sources.
+        Show a bar over sources (if the switch :func:`dmft.set_progress` allows it).
     on_divergence : {'raise', 'truncate'}
         Passed to every source; with ``'truncate'`` all curves are cut to the output times
         before the earliest divergence (``attrs['truncated'] = 1``, ``attrs['diverged_at']``,
@@ -71,11 +76,12 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, sourc
         errors.choice("sources", s, SOURCES)
     n_seeds = errors.positive_int("n_seeds", n_seeds, minimum=1)
     n_test = errors.positive_int("n_test", n_test, minimum=2)
+    seed = errors.seed_value(seed)
     sgd_ss, hsgd_ss = errors.seed_sequence(seed).spawn(2)
     on_divergence = errors.on_divergence(on_divergence)
-    common = dict(lr=lr, t_max=t_max, n_time=n_time, X0=X0, groups=groups, on_divergence=on_divergence)
+    common = dict(lr=lr, t_max=t_max, n_time=n_time, times=times, X0=X0, groups=groups, on_divergence=on_divergence)
     results, runtimes = {}, []
-    with tqdm(sources, disable=not progress, desc="onepass.compare", unit="run") as bar:
+    with progress_bar(progress, sources, desc="onepass.compare", unit="run") as bar:
         for src in bar:
             bar.set_postfix_str(src)
             t0 = _time.perf_counter()

@@ -197,7 +197,8 @@ def teacher_student(spectrum="identity", *, d: int = 1000, teacher_norm: float =
     """One class, zero mean, covariance from ``spectrum``, teacher rows of norm ``teacher_norm``.
 
     ``k_star = 1``: the flat teacher ``x*_i = teacher_norm / sqrt(d)``. ``k_star > 1``:
-    orthogonal rows drawn from ``seed``.
+    orthogonal rows drawn from ``seed`` (an int or a ``numpy.random.Generator``, see
+    :func:`dmft.errors.seed_value`).
     """
     d = errors.positive_int("d", d, minimum=2)
     k_star = errors.positive_int("k_star", k_star)
@@ -216,7 +217,9 @@ def teacher_student(spectrum="identity", *, d: int = 1000, teacher_norm: float =
 
 def multiclass_mixture(n_classes: int, *, d: int = 500, mean_norm: float = 1.0, spectrum="identity",
                        seed: int = 0) -> GaussianMixture:
-    """``n_classes`` equiprobable classes with random orthogonal means of norm ``mean_norm``."""
+    """``n_classes`` equiprobable classes with random orthogonal means of norm ``mean_norm``
+    (drawn from ``seed``, an int or a ``numpy.random.Generator``, see :func:`dmft.errors.seed_value`)."""
+    seed = errors.seed_value(seed)
     C = errors.positive_int("n_classes", n_classes, minimum=2)
     d = errors.positive_int("d", d, minimum=C)
     mean_norm = errors.nonnegative("mean_norm", mean_norm)

@@ -16,11 +16,11 @@ import time as _time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from dmft import errors, output
 from dmft._jit import specialise
 from dmft._kernels_normal import stream
+from dmft._progress import progress_bar
 
 from ._kernels import heldout_sums, sgd_steps
 from .schedules import AdaGradNorm, as_schedule
@@ -89,7 +89,9 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     ``dX = -gamma grad L(X) dt + (gamma/sqrt(d)) sqrt(sum_c p_c I_c(X) (x) K_c) dW``
     (weak error O(dt)); its drift and noise are Gaussian expectations of the theory's
     engine (``rule``), so HSGD checks the ODE's closure, not the engine. Seeds ``seed`` spawn
-    ``n_seeds`` independent streams; they run on ``workers`` threads (default: one per core,
+    ``n_seeds`` independent streams (an int, a ``numpy.random.SeedSequence``, or a
+    ``numpy.random.Generator``, which stands for the integer ``int(seed.integers(2**63))``
+    drawn from it, ``attrs['seed']``); they run on ``workers`` threads (default: one per core,
     at most ``n_seeds``), and the numbers do not depend on ``workers``.
 
     ``risk``, ``fisher_trace`` and ``lr_threshold`` are measured on ``n_test`` held-out
@@ -126,6 +128,7 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
     if max_runtime_s is not None:
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
+    seed = errors.seed_value(seed)
     streams = errors.seed_sequence(seed).spawn(n_seeds)
     _check_cost(problem, schedule, t, X0, dynamics, dt, n_seeds, n_test, workers, max_memory_gb, max_runtime_s)
 
@@ -141,8 +144,8 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
 
     # the SGD kernel releases the GIL, so seeds on threads use every core
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(tqdm(pool.map(one_seed, streams), total=n_seeds, disable=not progress,
-                            desc=f"onepass.simulate[{dynamics}]", unit="seed"))
+        results = list(progress_bar(progress, pool.map(one_seed, streams), total=n_seeds,
+                                    desc=f"onepass.simulate[{dynamics}]", unit="seed"))
     attrs = {"lr": repr(schedule), "t_max": float(t[-1]), "n_seeds": n_seeds, "seed": seed,
              "dynamics": dynamics, "source": "simulation", "n_test": n_test,
              "risk_method": "held-out: mean loss over n_test fresh samples per seed (one set for all times); "

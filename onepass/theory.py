@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.integrate import solve_ivp
-from tqdm.auto import tqdm
 
 from dmft import errors, models as _models, output
+from dmft._progress import progress_bar
 from dmft.expectation import _check_rule, gaussian_moments
 
 from .data import Binned, GaussianMixture, make_groups
@@ -248,7 +248,7 @@ def _threshold(problem, schedule, tt, yy, unpack):
 
 
 def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=None, X0=None,
-          groups="auto", rule=None, rtol: float = 1e-7, atol: float = 1e-10, progress: bool = False,
+          groups="auto", rule=None, rtol: float = 1e-7, atol: float = 1e-10, progress: bool = True,
           on_divergence: str = "raise", max_memory_gb: float = 4.0, max_runtime_s: float | None = 3600.0):
     """Deterministic-equivalent risk curves of one-pass SGD (THEORY.md section 2).
 
@@ -261,6 +261,7 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
     X0 : (k, d) initial student rows (default zero)
     groups : ``'auto'``, ``'exact'`` or ``onepass.data.Binned(n_bins)``
     rule : expectation rule (default: Gauss-Hermite, quasi-Monte Carlo above 4 dims)
+    progress : show a bar over time (if the switch :func:`dmft.set_progress` allows it)
     max_memory_gb, max_runtime_s : refuse (ParameterError, before integrating) a solve whose
         estimated memory or run time is above these (``None``: no time limit); the run time
         is the measured cost of one right-hand side times the evaluations an explicit
@@ -373,7 +374,7 @@ def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
     def unpack(y):
         return y[:-1].reshape(G, D, D), y[-1]
 
-    bar = tqdm(total=float(t[-1]), disable=not progress, desc="onepass.solve", unit="t")
+    bar = progress_bar(progress, total=float(t[-1]), desc="onepass.solve", unit="t")
 
     def f(tt, y):
         P, acc = unpack(y)

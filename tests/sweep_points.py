@@ -6,6 +6,7 @@ identity (``sweep_points.point``) in every process that shares a sweep folder.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -85,6 +86,10 @@ def serve():
     sweep process cost a fork instead of a new interpreter."""
     with tempfile.TemporaryDirectory() as tmp:  # import the netCDF backend here, not in every child
         output.load(output.save(output.build({}, {"time": [0.0]}, {}), Path(tmp) / "warm.nc"))
+    # and dmft.sweep and its progress bars (loaded on first use): a child running as another
+    # user may not be able to read the interpreter's files
+    importlib.import_module("dmft.sweep")
+    importlib.import_module("dmft._progress").progress_bar(False, total=1).close()
     print("ready", flush=True)
     for line in sys.stdin:
         job = json.loads(line)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dmft import cli, output
+from dmft import cli, models, output
 
 TINY = ["--model", "linear_regression", "--lr", "0.5", "--t-max", "0.5", "--d", "40", "--n-seeds", "2",
         "--n-paths", "64", "--n-time", "3", "--no-progress"]
@@ -64,3 +64,80 @@ def test_sweep_command_resumes(tmp_path, capsys):
     assert (tmp_path / "sweep.png").exists()
     assert cli.main(argv) == 0  # second run: everything loaded from points/
     assert "2 points (0 not ok)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- help, version, models
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_version(capsys):
+    import dmft
+
+    assert _help(["--version"], capsys).strip() == f"dmft (sgd-dynamics) {dmft.__version__}"
+
+
+@pytest.mark.parametrize("command", ["compare", "sweep"])
+def test_help_shows_every_default_and_no_unshipped_document(command, capsys):
+    text = " ".join(_help([command, "--help"], capsys).split())  # argparse wraps lines
+    parser = cli.build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    for action in sub._actions:
+        if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+            assert f"(default: {action.default})" in text, action.dest
+    for name in cli.MODEL_NAMES:
+        assert name in text
+    assert "module:function" in text
+    assert ".md" not in text and "THEORY" not in text  # the wheel ships no documents
+
+
+def test_model_names_cover_the_built_in_models():
+    # every built-in model function has a listed name, and every listed name is built in
+    assert {models._BY_NAME[n] for n in cli.MODEL_NAMES} == set(models._BY_NAME.values())
+
+
+_MY_MODELS = '''
+from dmft import models
+
+
+def quiet_teacher():  # built-in functions: no compilation in the test
+    return models.linear_regression(noise_std=0.25)
+
+
+def not_a_model():
+    return 3
+'''
+
+
+@pytest.fixture
+def my_models(tmp_path, monkeypatch):
+    """``cli_models_<id>.py`` in the current folder (its name unique to this test)."""
+    name = f"cli_models_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(_MY_MODELS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))  # the command adds the folder
+    yield name
+    __import__("sys").modules.pop(name, None)
+
+
+def test_a_custom_model_from_module_function(my_models, tmp_path):
+    out = tmp_path / "out"
+    argv = ["compare", *TINY, "--model", f"{my_models}:quiet_teacher", "--dynamics", "gf", "--no-simulation"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    attrs = output.load(out / "compare.nc").attrs
+    assert attrs["model"] == "linear_regression" and attrs["model_noise_std"] == 0.25  # not the default 0.5
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no_such_module_xyz:f", "cannot import"),
+    ("{mod}:missing", "cannot import"),
+    ("{mod}:not_a_model", "returned int"),
+])
+def test_a_bad_custom_model_exits_2(spec, message, my_models, tmp_path, capsys):
+    code = cli.main(["compare", *TINY, "--model", spec.format(mod=my_models), "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--model=" in err and message in err

@@ -354,7 +354,11 @@ def test_same_seed_is_bit_identical(dynamics, sampling, seed, alpha):
 
 
 def test_progress_bar_runs(capsys):
-    ds = dmft.simulate(LIN, d=10, t_max=0.2, n_time=2, n_seeds=2, progress=True)
+    dmft.set_progress(True)  # captured stderr is not a terminal: bars are off unless switched on
+    try:
+        ds = dmft.simulate(LIN, d=10, t_max=0.2, n_time=2, n_seeds=2, progress=True)
+    finally:
+        dmft.set_progress(None)
     assert ds.sizes["seed"] == 2
     assert "seed" in capsys.readouterr().err
 

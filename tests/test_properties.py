@@ -240,17 +240,6 @@ def test_sanity_check_flags_increasing_gf_energy():
     assert not diagnostics.sanity_check(bad, raise_on_failure=False)["finite"]
 
 
-def test_docs_testing_example_runs():
-    """The worked example of docs/testing.md runs as written."""
-    import pathlib
-    import re
-
-    text = (pathlib.Path(__file__).parent.parent / "docs" / "testing.md").read_text()
-    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert code
-    exec(compile(code[0], "docs/testing.md", "exec"), {})
-
-
 @FAST
 @given(spectrum=testing.spectra(), d=st.integers(4, 40), n_bins=st.integers(1, 8))
 def test_spectra_give_valid_data_and_binning_keeps_the_trace(spectrum, d, n_bins):

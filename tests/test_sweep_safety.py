@@ -360,9 +360,10 @@ def test_epoch_of_a_dmft_solve_sweep_over_batch():
 
 
 def test_cli_sweep_with_every_point_failed_lists_the_errors(tmp_path, capsys):
-    code = cli.main(["sweep", "--model", "bogus", "--lr", "0.5,1", "--dynamics", "gf", "--no-simulation",
+    # a delta that every point refuses (the command line checks --model itself, not delta)
+    code = cli.main(["sweep", "--delta", "-1", "--lr", "0.5,1", "--dynamics", "gf", "--no-simulation",
                      "--t-max", "0.5", "--n-time", "3", "--no-progress", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert code == 1
     assert "2 points (2 not ok)" in printed
-    assert len(re.findall(r"lr=0\.5.*model='bogus'|lr=1\.0.*model='bogus'", printed)) == 2, printed
+    assert len(re.findall(r"lr=0\.5.*delta=-1\.0|lr=1\.0.*delta=-1\.0", printed)) == 2, printed
