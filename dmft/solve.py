@@ -579,6 +579,10 @@ def solve(
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     seed = errors.seed_value(seed)
     ss = errors.seed_sequence(seed)
+    # the same random inputs for the solves that check or extrapolate this one (a
+    # Generator is drawn once; a SeedSequence is copied before it spawns)
+    arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
+        ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size, n_children_spawned=ss.n_children_spawned)
     driver = DRIVERS[dynamics](batch)
     jump = float(jumps.max(initial=0.0))
     if jump > _JUMP_TOL and kink_bandwidth == 0.0:
