@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time as _time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,6 +34,9 @@ _SECONDS_PER_OP = 1e-9
 #: fixed cost of one SGD step (class draw, label noise, loop) and of one HSGD step (its
 #: per-class matrices in Python) in the same units
 _STEP_OVERHEAD, _HSGD_STEP_OVERHEAD = 150, 200_000
+#: HSGD's step warns (UnresolvedTimeStepWarning) above this z = gamma dt max lam |E l''|,
+#: a variance bias z/(2 - z) of 5%
+_Z_WARN = 2 * 0.05 / 1.05
 
 def _parameter_observables(problem: Problem, X: np.ndarray) -> dict:
     W = problem.stack(X)
@@ -104,8 +108,11 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     or above 1e12 (cause ``'learning_rate'``, with the seed mean of ``lr_threshold`` before it
     as ``threshold``; ``'model'`` if the state was finite or the gradient is not finite at
     moderate fields, ``'data'`` if the teacher's labels are not); HSGD's Euler-Maruyama step
-    unstable, ``gamma dt max_i sum_c p_c lam_i^(c) |E l''_c| >= 2`` (cause ``'time_step'``,
-    at the first such step).
+    unstable, ``z = gamma dt max_i sum_c p_c lam_i^(c) |E l''_c| >= 2``, or not resolved: the
+    stiffest mode's variance inflated by ``z / (2 - z)`` above
+    :data:`~dmft.errors.STEP_BIAS_LIMIT` (10%, ``z > 0.18``; cause ``'time_step'``, at the
+    first such step); above 5% (``z > 0.095``) an
+    :class:`~dmft.errors.UnresolvedTimeStepWarning`.
 
     ``max_memory_gb``, ``max_runtime_s``: refuse (ParameterError, before any work) a run whose
     estimated memory or run time is above these (``None``: no time limit); a
@@ -324,6 +331,15 @@ def _psd_sqrt(M):
     return v * np.sqrt(np.clip(w, 0, None))
 
 
+def _step_bias(z: float) -> float:
+    """Relative excess of the stationary variance of an Ornstein-Uhlenbeck mode
+    ``de = -a e dt + s dW`` under Euler-Maruyama with ``z = a dt``: ``s^2 dt / (1 - (1 - z)^2)``
+    against ``s^2 / (2 a)``, i.e. ``1 / (1 - z/2) - 1 = z / (2 - z)`` (HSGD's stiffest mode;
+    its transient decays at ``-log(1 - z)/dt`` instead of ``a``, a relative error of about
+    ``z/2`` too)."""
+    return z / (2 - z)
+
+
 def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
     data = problem.data
     rng = np.random.default_rng(ss)
@@ -333,6 +349,7 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
     X = X0.copy()
     acc, now = 0.0, 0.0
     snaps, lrs = [], []
+    warned = False
 
     def stop(err):  # the snapshots so far, NaN for the rest
         nan = np.full_like(X, np.nan)
@@ -355,6 +372,17 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
                     f"homogenized SGD is unstable at time {now:.4g}: the Euler-Maruyama step dt = {h:.4g} has gamma dt "
                     f"max_i sum_c p_c lam_i |E l''_c| = {z:.3g} >= 2; use dt < {2 * h / z:.3g}", now,
                     cause="time_step"))
+            bias = _step_bias(z)
+            if bias > errors.STEP_BIAS_LIMIT:
+                return stop(errors.DivergenceError(
+                    f"homogenized SGD is not resolved at time {now:.4g}: the Euler-Maruyama step dt = {h:.4g} (z = gamma "
+                    f"dt max_i sum_c p_c lam_i |E l''_c| = {z:.3g}) inflates the stiffest mode's variance by z/(2 - z) = "
+                    f"{bias:.0%} > {errors.STEP_BIAS_LIMIT:.0%}; use dt <= {h * _Z_WARN / z:.3g}", now, cause="time_step"))
+            if bias > _step_bias(_Z_WARN) and not warned:
+                warned = True
+                warnings.warn(f"onepass.simulate[hsgd]: the Euler-Maruyama step dt = {h:.4g} inflates the stiffest "
+                              f"mode's variance by z/(2 - z) = {bias:.1%} at time {now:.4g}; use dt <= "
+                              f"{h * _Z_WARN / z:.3g}", errors.UnresolvedTimeStepWarning, stacklevel=2)
             grad = np.zeros((k, d))
             noise = np.zeros((k, d))
             for c, m in enumerate(mom):
