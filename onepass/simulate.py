@@ -116,8 +116,9 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
 
     ``max_memory_gb``, ``max_runtime_s``: refuse (ParameterError, before any work) a run whose
     estimated memory or run time is above these (``None``: no time limit); a
-    :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. (The estimates
-    depend on ``workers`` and a timing, so they stay out of ``attrs``: the output does not.)
+    :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. The estimates are
+    ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']``; they depend on ``workers``
+    (and HSGD's on a timing), the other outputs do not.
     """
     problem = Problem.build(model, data, groups, rule)
     schedule = as_schedule(lr)
@@ -134,7 +135,8 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     if max_runtime_s is not None:
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     streams = errors.seed_sequence(seed).spawn(n_seeds)
-    _check_cost(problem, schedule, t, X0, dynamics, dt, n_seeds, n_test, workers, max_memory_gb, max_runtime_s)
+    mem, runtime = _check_cost(problem, schedule, t, X0, dynamics, dt, n_seeds, n_test, workers, max_memory_gb,
+                               max_runtime_s)
 
     def one_seed(ss):
         if dynamics == "sgd":
@@ -154,7 +156,8 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
              "dynamics": dynamics, "source": "simulation", "n_test": n_test,
              "risk_method": "held-out: mean loss over n_test fresh samples per seed (one set for all times); "
                             "risk_se = std(loss)/sqrt(n_test)",
-             "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d}
+             "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d,
+             "memory_gb": mem / 2**30, "runtime_estimate_s": runtime}
     ds = problem.dataset(t, [r for r, _ in results], attrs, seed_dim=True)
     errs = [e for _, e in results if e is not None] + [_divergence(problem, ds, dynamics)]
     errs = [e for e in errs if e is not None]
@@ -223,9 +226,9 @@ def _check_cost(problem: Problem, schedule, t, X0, dynamics: str, dt: float, n_s
                 workers: int, max_memory_gb: float, max_runtime_s):
     """``(bytes, seconds)`` of the run, or a ParameterError past the limits.
 
-    Memory per seed running at once (``workers``): its iterates at every output time and
-    the held-out pass over them (``2 n_time k d``), padded copies of the data rows, the
-    held-out samples. Time: SGD ``t_max d`` steps of about ``(k + k_star + 2) d``
+    Memory per seed running at once (``workers``): its iterates at every output time and,
+    for the held-out pass over them, their stacked and their padded copy (``3 n_time k d``),
+    padded copies of the data rows, the held-out samples. Time: SGD ``t_max d`` steps of about ``(k + k_star + 2) d``
     multiply-adds and normals, HSGD ``t_max / dt`` steps of ``(C + 2) k d`` plus the
     class moments (timed here once), the held-out pass ``n_time n_test (k + k_star) d``;
     at ``_SECONDS_PER_OP`` (measured, docs/performance.md), seeds shared among the cores.
@@ -234,7 +237,7 @@ def _check_cost(problem: Problem, schedule, t, X0, dynamics: str, dt: float, n_s
     d, k, ks, C = float(data.d), problem.k, problem.ks, data.n_classes
     T = float(len(t))
     parallel = max(1, min(workers, n_seeds, os.cpu_count() or 1))
-    mem = 8 * (min(workers, n_seeds) * (2 * T * k * d + 3 * (C + ks + k + 1) * d + 3 * n_test)
+    mem = 8 * (min(workers, n_seeds) * (3 * T * k * d + 3 * (C + ks + k + 1) * d + 3 * n_test)
                + n_seeds * T * (problem.D ** 2 + 8))
     if mem > max_memory_gb * 2**30:
         raise errors.ParameterError(
