@@ -204,7 +204,7 @@ def _check_grid(grid) -> dict:
             if len(kinds) > 1:  # numpy would turn [0.5, 'x'] into strings, [True, 0.5] into numbers
                 raise errors.ParameterError(
                     f"grid[{name!r}]={list(values)!r} is not allowed: the values of one parameter must not mix "
-                    f"{' and '.join(sorted(kinds))}s; sweep them separately")
+                    f"{' and '.join(kind + 's' for kind in sorted(kinds))}; sweep them separately")
         try:
             vals = list(np.atleast_1d(np.asarray(values)).tolist()) if not isinstance(values, str) else [values]
         except ValueError:  # values of different shapes (arrays, lists): each is one value
