@@ -116,7 +116,7 @@ CASES = [
     ("dmft.sweep", {"seed": np.random.default_rng(1)}, "seed", "Generator"),
     ("dmft.sweep", {"on_divergence": "ignore"}, "on_divergence", "ignore"),
     ("dmft.sweep", {"function": lambda lr, seed: None, "on_divergence": "truncate"}, "on_divergence", "truncate"),
-    ("dmft.sweep", {"fixed": {"on_divergence": "truncate"}}, "on_divergence", "sweep(seed=..., on_divergence"),
+    ("dmft.sweep", {"fixed": {"on_divergence": "truncate"}}, "fixed", "['on_divergence']"),
     ("linear_sgd_moments", {"model": models.logistic()}, "model", "logistic"),
     ("linear_sgd_moments", {"d": 0}, "d", "0"),
     # onepass
