@@ -45,6 +45,7 @@ _SAWTOOTH_STEPS, _SAWTOOTH_REL = 8, 1e-3
 #: second order (measured on the squared loss against Marchenko-Pastur, docs/dmft_theory.md)
 _STEP_ORDER = {"sme": 1, "gf": 2}
 _REFINING = threading.local()  # set while a check solve runs whose blow-up needs no cause (no check of the check)
+_CHECKING = threading.local()  # set while a step check's solve runs
 
 
 # ---------------------------------------------------------------- drivers
@@ -590,6 +591,8 @@ def solve(
                "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
             + ", or raise max_memory_gb")
     runtime = _runtime_estimate(driver, B, P, N, k, tangent_stride, t_max)
+    if driver.dense and check_dt is not False:  # the step check's solve with twice the step
+        runtime += _runtime_estimate(driver, B, P, max(1, N // 2), k, tangent_stride, t_max)
     if max_runtime_s is not None and runtime > max_runtime_s:
         raise errors.ParameterError(
             f"t_max={t_max!r} with dt={requested_dt!r} and n_paths={n_paths!r} is not allowed here: the solve would "
@@ -816,7 +819,8 @@ def solve(
     tl_s = tl_b.std(0, ddof=1) / math.sqrt(B)
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
-    tl_err = _test_loss_error(model, nm, ov, rho, tl_s)
+    # a step check's solve compares values: the integration error estimate is its caller's
+    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, nm, ov, rho, tl_s)
     output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
@@ -1022,13 +1026,13 @@ def _coarser(ds, base: dict, every: int):
 def _check_solve(kw: dict, *, find_cause: bool = False):
     """``solve(**kw)`` without its warnings (they are not the user's); a blow-up's cause is
     only looked for (:func:`_blow_up`) with ``find_cause``."""
-    _REFINING.active = not find_cause
+    _REFINING.active, _CHECKING.active = not find_cause, True
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return solve(**kw)
     finally:
-        _REFINING.active = False
+        _REFINING.active = _CHECKING.active = False
 
 
 def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, z_min: float):
