@@ -234,9 +234,11 @@ def _run_sweep(args) -> int:
     grid = {k: (v if isinstance(v, list) else [v]) for k, v in grid.items()}
     out = output_folder(args.out)
     client = _scheduler(args.scheduler)
+    fixed = _common(args)
+    on_divergence = fixed.pop("on_divergence")
     t0 = time.perf_counter()
-    ds = sweep(compare, grid, fixed=_common(args), seed=args.seed, out=out, client=client,
-               resume=not args.no_resume, progress=not args.no_progress)
+    ds = sweep(compare, grid, fixed=fixed, seed=args.seed, out=out, client=client, resume=not args.no_resume,
+               progress=not args.no_progress, on_divergence=on_divergence)
     n_bad = int((ds.status != "ok").sum())
     print(f"dmft sweep: {ds.status.size} points ({n_bad} not ok) in {time.perf_counter() - t0:.1f} s")
     for idx in zip(*np.nonzero(ds.status.values != "ok")):

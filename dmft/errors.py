@@ -189,6 +189,11 @@ def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel
             UnresolvedTimeStepWarning, stacklevel=stacklevel)
 
 
+#: a solver's own time step whose estimated bias of an output exceeds this fraction of it is
+#: an error (DivergenceError, cause 'time_step'), not a number
+STEP_BIAS_LIMIT = 0.1
+
+
 #: estimated run times above this many seconds are announced (LongRunWarning)
 LONG_RUN_S = 60.0
 

@@ -41,7 +41,9 @@ VARIABLES = {
     "runtime_s": ("wall-clock runtime", "s"),
     "delta": ("samples per dimension n/d", "1"),
     "batch": ("batch scale kappa_bar", "1"),
-    "status": ("sweep point status (ok, failed, diverged)", "1"),
+    "status": ("sweep point status (ok, truncated, diverged, failed)", "1"),
+    "diverged_at": ("time at which a sweep point diverged (NaN: it did not)", "same as time"),
+    "divergence_cause": ("cause of a sweep point's divergence (learning_rate, time_step, model, data)", "1"),
     "error": ("error message of a failed sweep point", "1"),
     "point_seed": ("seed passed to the sweep point", "1"),
 }

@@ -44,7 +44,12 @@ _MODERATE_FIELD = 1e3
 #: steps, above 4 replica standard errors and this fraction of the value, and grows or lasts to
 #: t_max, is a step instability (a stable grid's start-up transient decays; measured on SGD, SME, GF)
 _SAWTOOTH_STEPS, _SAWTOOTH_REL = 8, 1e-3
-_REFINING = threading.local()  # set while _blow_up's check solve runs (no check of the check)
+#: order in dt of the dense drivers' grid error, for the step check's Richardson estimate:
+#: Euler-Maruyama's weak order 1 (SME); GF's midpoint events with the half-cell drift are
+#: second order (measured on the squared loss against Marchenko-Pastur, docs/dmft_theory.md)
+_STEP_ORDER = {"sme": 1, "gf": 2}
+_REFINING = threading.local()  # set while a check solve runs whose blow-up needs no cause (no check of the check)
+_CHECKING = threading.local()  # set while a step check's solve runs
 
 
 # ---------------------------------------------------------------- drivers
@@ -411,7 +416,7 @@ def solve(
     seed: int = 0,
     progress: bool = True,
     max_memory_gb: float = 4.0,
-    check_dt: bool = False,
+    check_dt: bool | None = None,
     on_divergence: str = "raise",
     max_runtime_s: float | None = 3600.0,
     kink_bandwidth: float = 0.1,
@@ -477,14 +482,26 @@ def solve(
         stands for the integer ``int(seed.integers(2**63))`` drawn from it (``attrs['seed']``).
     progress : bool
         Show a progress bar (if the switch :func:`dmft.set_progress` allows it).
-    check_dt : bool
-        SME and GF: also solve on the grid with twice the step (about a fifth of the cost,
-        same seed) and warn (:class:`~dmft.errors.UnresolvedTimeStepWarning`) where the test
-        loss or ``tr norm`` moved by more than 4 combined standard errors: a step bias the
-        standard errors do not include (docs/dmft_theory.md, "Step bias").
-        ``attrs['dt_check_max_z']`` is the largest ``|difference| / SE`` (NaN when not
-        checked: SGD, whose events sit at their exact times, ``check_dt=False``, or an odd
-        ``n_time - 1`` with one step per output interval).
+    check_dt : bool or None
+        SME and GF: whether the grid's own step bias is checked (the replica standard
+        errors do not include it). Default (``None``): solve again with twice the step
+        (about a fifth of the cost, same seed; on every second output time when ``dt`` is
+        the output spacing) and compare the test loss and ``tr norm`` at the output times.
+        Where the estimated step error of this solve, ``|x(dt) - x(dt')| / |(dt'/dt)^p - 1|``
+        (Richardson; order ``p`` 1 for SME, 2 for GF), exceeds :data:`~dmft.errors.STEP_BIAS_LIMIT` (10%) of the test loss
+        (of ``tr norm``'s largest value) and the difference 2 combined standard errors, or
+        the coarser solve diverges, the solve is refined: solved again with half the step
+        (2^2-2^3 the cost), and the same test against it, with 4 standard errors, decides.
+        A step error above the limit there (or a divergence with ``dt/2``) raises
+        :class:`~dmft.errors.DivergenceError`
+        (cause ``'time_step'``, or the cause of the divergence with ``dt/2``) instead of
+        returning the numbers. ``True``: the same, and an
+        :class:`~dmft.errors.UnresolvedTimeStepWarning` wherever the outputs moved by more
+        than 4 standard errors (docs/dmft_theory.md, "Step bias"). ``False``: no check.
+        ``attrs['dt_check_max_z']`` is the largest ``|difference| / SE`` (``inf`` when the
+        coarser solve diverged), ``attrs['dt_check_step_error']`` the largest estimated
+        relative step error, ``attrs['dt_check_dt']`` the step compared with (all NaN when
+        not checked: SGD, whose events sit at their exact times, or ``check_dt=False``).
     kink_bandwidth : float
         Models whose gradient jumps across a declared kink in ``r`` (ReLU, ``|r|``; see
         :meth:`dmft.models.Model.gradient_jumps`) have a Dirac part in ``l''`` that pathwise
@@ -544,7 +561,7 @@ def solve(
     >>> ds.test_loss.dims, ds.correlation.dims
     (('time',), ('time', 'time2', 'student', 'student2'))
     """
-    arguments = dict(locals())  # the inputs, for the coarser solve of check_dt
+    arguments = dict(locals())  # the inputs, for the check solves with other steps
     t_start = _time.perf_counter()
     model = _models.get(model)
     if model.k_star < 1:
@@ -621,6 +638,8 @@ def solve(
                "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
             + ", or raise max_memory_gb")
     runtime = _runtime_estimate(driver, B, P, N, k, tangent_stride, t_max)
+    if driver.dense and check_dt is not False:  # the step check's solve with twice the step
+        runtime += _runtime_estimate(driver, B, P, max(1, N // 2), k, tangent_stride, t_max)
     if max_runtime_s is not None and runtime > max_runtime_s:
         raise errors.ParameterError(
             f"t_max={t_max!r} with dt={requested_dt!r} and n_paths={n_paths!r} is not allowed here: the solve would "
@@ -847,7 +866,8 @@ def solve(
     tl_s = tl_b.std(0, ddof=1) / math.sqrt(B)
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
-    tl_err = _test_loss_error(model, nm, ov, rho, tl_s)
+    # a step check's solve compares values: the integration error estimate is its caller's
+    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, nm, ov, rho, tl_s)
     output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
@@ -883,7 +903,14 @@ def solve(
     ds = output.build(variables, coords, attrs)
     if len(kinks[0]) and kink_extrapolate:
         ds = _extrapolate_kinks(ds, arguments)
-    ds.attrs["dt_check_max_z"] = _check_time_step(ds, arguments, every) if check_dt and driver.dense else np.nan
+    ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
+    if check_dt is not False and driver.dense:
+        try:
+            ds.attrs.update(_check_time_step(ds, arguments, every, warn_noise=check_dt is True))
+        except errors.DivergenceError as err:
+            if on_divergence == "truncate":
+                return _truncated(arguments, err, out_steps * dt, dt)
+            raise
     return ds
 
 
@@ -1030,39 +1057,113 @@ def _truncated(arguments: dict, err, times: np.ndarray, dt: float):
     return ds
 
 
-def _check_time_step(ds, arguments: dict, every: int) -> float:
-    """Largest ``|x(dt) - x(2 dt)| / SE`` over the output times of the test loss and
-    ``tr norm``, from a second solve with twice the step; warns above 4. With one step per
-    output interval the coarser solve keeps every second output time (NaN when
-    ``n_time - 1`` is odd: no common grid)."""
-    kw = {**arguments, "dt": 2 * ds.attrs["dt"], "check_dt": False, "progress": False, "on_divergence": "raise"}
-    if every < 2:
-        if (ds.sizes["time"] - 1) % 2:
-            return float("nan")
-        kw["n_time"] = (ds.sizes["time"] - 1) // 2 + 1
-        ds = ds.isel(time=slice(None, None, 2), time2=slice(None, None, 2))
+def _check_time_step(ds, arguments: dict, every: int, warn_noise: bool) -> dict:
+    """The step-bias check of ``check_dt``: a solve with twice the step, and if it disagrees
+    (or diverges) one with half the step, which decides. Returns the attrs
+    ``dt_check_max_z``, ``dt_check_step_error``, ``dt_check_dt``; raises
+    :class:`~dmft.errors.DivergenceError` for a step error above
+    :data:`~dmft.errors.STEP_BIAS_LIMIT` against the half step or a divergence there."""
+    dt, name = ds.attrs["dt"], f"dmft.solve(dynamics={ds.attrs['dynamics']!r})"
+    base = {**arguments, "check_dt": False, "progress": False, "on_divergence": "raise"}
+    found = {"dt_check_max_z": 0.0, "dt_check_step_error": 0.0, "dt_check_dt": np.nan}
+    coarse_kw, fine = _coarser(ds, base, every)
+    if coarse_kw is not None:
+        try:
+            coarse = _check_solve(coarse_kw)
+        except errors.DivergenceError as e:
+            coarse = None
+            found.update(dt_check_max_z=np.inf, dt_check_step_error=np.inf, dt_check_dt=2 * dt)
+            if warn_noise:
+                warnings.warn(
+                    f"{name}: the step dt = {dt:.4g} is not resolved: doubling the step makes the solve diverge ({e}); "
+                    "pass a smaller dt", errors.UnresolvedTimeStepWarning, stacklevel=4)
+        if coarse is not None:
+            # a screen: 2 SE, so that a step error the noise half hides still goes to the decisive check
+            flagged = _compare_steps(fine, coarse, found, name, warn_noise, z_min=2.0)
+            if flagged is None:
+                return found
     try:
-        coarse = solve(**kw)
+        half = _check_solve({**base, "dt": dt / 2}, find_cause=True)
     except errors.DivergenceError as e:
+        raise errors.DivergenceError(
+            f"{name}: the step dt = {dt:.4g} is not resolved: with dt/2 = {dt / 2:.4g} the solve diverges at time "
+            f"{e.time:.4g} (cause {e.cause.replace('_', ' ')})", e.time, e.threshold, cause=e.cause) from None
+    except errors.ParameterError as e:  # dt/2 exceeds max_memory_gb or max_runtime_s
+        raise errors.DivergenceError(
+            f"{name}: the step dt = {dt:.4g} is not resolved: twice the step moves the outputs by more than "
+            f"{errors.STEP_BIAS_LIMIT:.0%}, and the check with dt/2 does not fit the limits ({e})", 0.0,
+            cause="time_step") from None
+    found = {"dt_check_max_z": found["dt_check_max_z"], "dt_check_step_error": 0.0, "dt_check_dt": dt / 2}
+    flagged = _compare_steps(ds, half, found, name, warn_noise, z_min=4.0)
+    if flagged is not None:
+        raise flagged
+    return found
+
+
+def _coarser(ds, base: dict, every: int):
+    """``(keyword arguments of the solve with twice the step, the outputs to compare it with)``;
+    with one step per output interval the coarse solve keeps every second output time (up to
+    the last but one when ``n_time - 1`` is odd); ``(None, None)`` with fewer than 3 times."""
+    if every >= 2:
+        return {**base, "dt": 2 * ds.attrs["dt"]}, ds
+    n = ds.sizes["time"] - (ds.sizes["time"] - 1) % 2
+    if n < 3:
+        return None, None
+    kw = {**base, "dt": 2 * ds.attrs["dt"], "t_max": float(ds.time[n - 1]), "n_time": (n - 1) // 2 + 1}
+    return kw, ds.isel(time=slice(0, n, 2), time2=slice(0, n, 2))
+
+
+def _check_solve(kw: dict, *, find_cause: bool = False):
+    """``solve(**kw)`` without its warnings (they are not the user's); a blow-up's cause is
+    only looked for (:func:`_blow_up`) with ``find_cause``."""
+    _REFINING.active, _CHECKING.active = not find_cause, True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return solve(**kw)
+    finally:
+        _REFINING.active = _CHECKING.active = False
+
+
+def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, z_min: float):
+    """Compare the test loss and ``tr norm`` of ``fine`` (step ``dt``) with ``other`` (step
+    ``dt'``) at the output times: ``z = |difference| / combined SE`` and the estimated
+    relative step error ``|difference| / |(dt'/dt)^p - 1|`` of ``fine`` (Richardson, order
+    ``p`` of :data:`_STEP_ORDER`) per the test loss (or ``tr norm``'s largest value). Updates ``found``; returns the
+    :class:`~dmft.errors.DivergenceError` of the first time at which they exceed ``z_min``
+    and :data:`~dmft.errors.STEP_BIAS_LIMIT`, or None."""
+    dt, dt_other = fine.attrs["dt"], other.attrs["dt"]
+    order = _STEP_ORDER[fine.attrs["dynamics"]]
+    ratio = 1 / abs((dt_other / dt) ** order - 1)
+    tr_f, tr_o = _trace(fine.norm), _trace(other.norm)
+    pairs = [("test loss", fine.test_loss.values, other.test_loss.values, fine.test_loss_sem.values,
+              other.test_loss_sem.values, np.abs(fine.test_loss.values)),
+             ("tr norm", tr_f, tr_o, np.sqrt(_trace(fine.norm_sem ** 2)), np.sqrt(_trace(other.norm_sem ** 2)),
+              np.full(tr_f.shape, np.max(np.abs(tr_f))))]
+    first = None
+    for what, x, y, se_x, se_y, scale in pairs:
+        diff, se = np.abs(x - y), np.hypot(se_x, se_y)
+        z = np.where(se > 0, diff / np.where(se > 0, se, 1.0), 0.0)
+        rel = np.where(scale > 0, diff * ratio / np.where(scale > 0, scale, 1.0), 0.0)
+        found["dt_check_max_z"] = max(found["dt_check_max_z"], float(z.max(initial=0.0)))
+        found["dt_check_step_error"] = max(found["dt_check_step_error"], float(rel.max(initial=0.0)))
+        bad = np.flatnonzero((z > z_min) & (rel > errors.STEP_BIAS_LIMIT))
+        if bad.size and (first is None or fine.time.values[bad[0]] < first[0]):
+            j = bad[0]
+            first = (float(fine.time.values[j]), what, x[j], y[j], rel[j], z[j])
+    found["dt_check_dt"] = dt_other
+    if warn_noise and found["dt_check_max_z"] > 4:
         warnings.warn(
-            f"dmft.solve(dynamics={ds.attrs['dynamics']!r}): the step dt = {ds.attrs['dt']:.4g} is not resolved: "
-            f"doubling the step makes the solve diverge ({e}); pass a smaller dt", errors.UnresolvedTimeStepWarning,
-            stacklevel=3)
-        return float("inf")
-    z = 0.0
-    pairs = [(ds.test_loss.values, coarse.test_loss.values, ds.test_loss_sem.values, coarse.test_loss_sem.values),
-             (_trace(ds.norm), _trace(coarse.norm), np.sqrt(_trace(ds.norm_sem ** 2)),
-              np.sqrt(_trace(coarse.norm_sem ** 2)))]
-    for fine, rough, fine_se, rough_se in pairs:
-        se = np.sqrt(fine_se ** 2 + rough_se ** 2)
-        ok = se > 0
-        z = max(z, float(np.max(np.abs(fine - rough)[ok] / se[ok], initial=0.0)))
-    if z > 4:
-        warnings.warn(
-            f"dmft.solve(dynamics={ds.attrs['dynamics']!r}): the step dt = {ds.attrs['dt']:.4g} is not resolved: "
-            f"doubling the step moved the test loss or tr(norm) by {z:.1f} standard errors; pass a smaller dt",
-            errors.UnresolvedTimeStepWarning, stacklevel=3)
-    return z
+            f"{name}: the step dt = {dt:.4g} is not resolved: the step {dt_other:.4g} moved the test loss or tr(norm) "
+            f"by {found['dt_check_max_z']:.1f} standard errors; pass a smaller dt", errors.UnresolvedTimeStepWarning,
+            stacklevel=5)
+    if first is None:
+        return None
+    t, what, x, y, rel, z = first
+    return errors.DivergenceError(
+        f"{name}: the step dt = {dt:.4g} is not resolved: at time {t:.4g} the {what} is {x:.4g}, with the step "
+        f"{dt_other:.4g} {y:.4g}, an estimated step error of {rel:.0%} > {errors.STEP_BIAS_LIMIT:.0%} ({z:.1f} "
+        "standard errors)", t, cause="time_step")
 
 
 def _trace(da) -> np.ndarray:

@@ -9,11 +9,14 @@ parameter grid and stacks the results along one dim per grid parameter.
   every point has an independent stream and the result depends neither on the execution
   order, the backend, resuming, nor on the other values of the grid.
 - **Failures.** A point that raises is recorded, not fatal: ``status`` is ``'ok'``,
-  ``'diverged'`` (:class:`~dmft.errors.DivergenceError`) or ``'failed'`` (any other
-  ``Exception``) and ``error`` holds the message. The variables of a point that did not
-  succeed are absent; in the stacked Dataset they are masked with the netCDF fill value
-  (NaN for floats), and those are the only fill values: ``ds.where(ds.status == 'ok')``
-  is a no-op on the values. ``KeyboardInterrupt`` stops the sweep.
+  ``'diverged'`` (:class:`~dmft.errors.DivergenceError`), ``'truncated'`` (with
+  ``on_divergence='truncate'``: the output times before the divergence) or ``'failed'``
+  (any other ``Exception``) and ``error`` holds the message; ``diverged_at`` and
+  ``divergence_cause`` the divergence's time and cause. The variables of a point that
+  diverged or failed are absent, and a truncated point's after its divergence; in the
+  stacked Dataset they are masked with the netCDF fill value (NaN for floats), and those
+  are the only fill values: ``ds.where(ds.status == 'ok')`` is a no-op on the values.
+  ``KeyboardInterrupt`` stops the sweep.
 - **Incremental output and resume.** With ``out``, every finished point (``ok`` and
   failed alike) is written at once to ``out/points/point_<key>.nc``, ``key`` a SHA-256 of
   the point's identity: the function's ``module.qualname``, ``fixed``, the point's grid
@@ -51,6 +54,7 @@ import inspect
 import itertools
 import json
 import os
+import re
 import socket
 import time as _time
 import uuid
@@ -70,6 +74,8 @@ __all__ = ["sweep", "point_seed", "CorruptPointWarning"]
 _POLL_S = 0.1
 #: a claim file still empty or unreadable after this long lost its owner while being written
 _CLAIM_WRITE_S = 10.0
+#: statuses of the points that have values (a truncated point's stop at its divergence)
+_WITH_VALUES = ("ok", "truncated")
 #: attributes a point file carries besides the function's own
 _POINT_ATTRS = ("sweep_status", "sweep_error", "sweep_runtime_s", "sweep_point_seed", "sweep_params",
                 "sweep_write_id", "sweep_content_hash")
@@ -140,15 +146,49 @@ def _canonical(value):
     return {"repr": repr(value)}
 
 
-def point_seed(seed: int, point: dict) -> int:
+def point_seed(seed, point: dict) -> int:
     """Independent integer seed of the grid point ``point`` (``{name: value}``).
 
     ``SeedSequence([seed, h]).generate_state(1)[0]`` with ``h`` the first 128 bits of the
     SHA-256 of the point's canonical JSON (keys sorted): it depends on the point's own
-    values only, not on the other values of the grid or the order of its keys.
+    values only, not on the other values of the grid or the order of its keys. ``seed`` is
+    an int or a :class:`numpy.random.SeedSequence` ``s``, which stands for
+    ``SeedSequence([*s.entropy, h], spawn_key=s.spawn_key, pool_size=s.pool_size)``, so
+    ``SeedSequence(1)`` gives the numbers of ``1`` (as ``numpy.random.default_rng`` does).
     """
     h = int(_digest(_canonical(dict(point)))[:32], 16)
-    return int(np.random.SeedSequence([int(seed), h]).generate_state(1, dtype=np.uint32)[0])
+    if isinstance(seed, np.random.SeedSequence):
+        ss = np.random.SeedSequence([*_entropy(seed), h], spawn_key=seed.spawn_key, pool_size=seed.pool_size)
+    else:
+        ss = np.random.SeedSequence([int(seed), h])
+    return int(ss.generate_state(1, dtype=np.uint32)[0])
+
+
+def _entropy(ss: np.random.SeedSequence) -> list:
+    e = ss.entropy
+    return [int(x) for x in e] if isinstance(e, (list, tuple, np.ndarray)) else [int(e)]
+
+
+def _seed_record(seed):
+    """The root seed as JSON: an int, or a SeedSequence's entropy, spawn key and pool size
+    (a SeedSequence of one int entropy, no spawn key and the default pool is that int)."""
+    if not isinstance(seed, np.random.SeedSequence):
+        return int(seed)
+    entropy = _entropy(seed)
+    if len(entropy) == 1 and not seed.spawn_key and seed.pool_size == np.random.SeedSequence().pool_size:
+        return entropy[0]
+    return {"entropy": entropy, "spawn_key": [int(x) for x in seed.spawn_key], "pool_size": int(seed.pool_size)}
+
+
+def _value_kind(value):
+    """``'number'``, ``'string'`` or ``'boolean'`` for the grid values numpy would merge, else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return "boolean"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "number"
+    if isinstance(value, (str, np.str_)):
+        return "string"
+    return None
 
 
 def _check_grid(grid) -> dict:
@@ -159,7 +199,16 @@ def _check_grid(grid) -> dict:
     for name, values in grid.items():
         if not isinstance(name, str) or not name.isidentifier():
             raise errors.ParameterError(f"grid key {name!r} is not allowed: keys must be parameter names")
-        vals = list(np.atleast_1d(np.asarray(values)).tolist()) if not isinstance(values, str) else [values]
+        if isinstance(values, (list, tuple)):
+            kinds = {_value_kind(v) for v in values} - {None}
+            if len(kinds) > 1:  # numpy would turn [0.5, 'x'] into strings, [True, 0.5] into numbers
+                raise errors.ParameterError(
+                    f"grid[{name!r}]={list(values)!r} is not allowed: the values of one parameter must not mix "
+                    f"{' and '.join(kind + 's' for kind in sorted(kinds))}; sweep them separately")
+        try:
+            vals = list(np.atleast_1d(np.asarray(values)).tolist()) if not isinstance(values, str) else [values]
+        except ValueError:  # values of different shapes (arrays, lists): each is one value
+            vals = list(values)
         if not vals:
             raise errors.ParameterError(f"grid[{name!r}]=[] is not allowed: give at least one value")
         if len(set(map(repr, vals))) != len(vals):
@@ -169,15 +218,24 @@ def _check_grid(grid) -> dict:
 
 
 def _run_point(function, kwargs):
-    """Run one point; returns ``(status, error, Dataset or None, runtime_s)``."""
+    """Run one point; returns ``(status, error, Dataset or None, runtime_s)``.
+
+    ``'ok'``; ``'truncated'`` (the function returned the times before a divergence,
+    ``attrs['truncated']``); ``'diverged'`` (a :class:`~dmft.errors.DivergenceError`: a
+    Dataset holding only its ``diverged_at`` and ``divergence_cause`` attrs); ``'failed'``.
+    """
     t0 = _time.perf_counter()
     try:
         ds = function(**kwargs)
         if not isinstance(ds, xr.Dataset):
             raise TypeError(f"the sweep function returned {type(ds).__name__}, not an xarray.Dataset")
+        if ds.attrs.get("truncated"):
+            return ("truncated", f"DivergenceError at time {ds.attrs.get('diverged_at')} (cause "
+                    f"{ds.attrs.get('divergence_cause')}): the output stops before it", ds, _time.perf_counter() - t0)
         return "ok", "", ds, _time.perf_counter() - t0
     except errors.DivergenceError as e:
-        return "diverged", f"DivergenceError: {e}", None, _time.perf_counter() - t0
+        return ("diverged", f"DivergenceError: {e}",
+                xr.Dataset(attrs={"diverged_at": float(e.time), "divergence_cause": e.cause}), _time.perf_counter() - t0)
     except Exception as e:  # noqa: BLE001  (recorded, not fatal, by design)
         return "failed", f"{type(e).__name__}: {e}", None, _time.perf_counter() - t0
 
@@ -363,7 +421,7 @@ class _Folder:
         _replace_with(path, write)
         back = written[0]
         back.attrs = {k: v for k, v in back.attrs.items() if k not in _POINT_ATTRS}
-        return status, error, (back if status == "ok" else None), float(runtime)
+        return status, error, (None if status == "failed" else back), float(runtime)
 
     def claim(self, key: str):
         """A :class:`_Claim` on point ``key``, or None while another live process holds it."""
@@ -452,11 +510,17 @@ def _read_point(path: Path, key: str, identity: dict):
         return (f"holds another point ({', '.join(f'{k}={v!r}' for k, v in params.get('point', {}).items())}; "
                 f"it differs in {differ})"), None
     ds.attrs = {k: v for k, v in a.items() if k not in _POINT_ATTRS}
-    return None, ((status, error, ds if status == "ok" else None, runtime), write_id, version)
+    return None, ((status, error, None if status == "failed" else ds, runtime), write_id, version)
+
+
+def _seed_attr(seed):
+    """``sweep_seed``: the root seed as a netCDF attribute (JSON when it is no int64)."""
+    record = _seed_record(seed)
+    return record if isinstance(record, int) and record < 2**63 else json.dumps(record)
 
 
 def _manifest(function, grid, fixed, seed) -> dict:
-    return {"format": 2, "function": _canonical(function), "fixed": _canonical(fixed), "seed": int(seed),
+    return {"format": 2, "function": _canonical(function), "fixed": _canonical(fixed), "seed": _seed_record(seed),
             "grid": _canonical(grid), "library_version": _version()}
 
 
@@ -480,6 +544,25 @@ def _check_manifest(folder: _Folder, manifest: dict) -> None:
             "folder or resume=False")
 
 
+#: a dask scheduler address: with a protocol (``tcp://host:8786``) or a port (``host:8786``)
+_ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://\S+|[^\s:/]+:\d+)$")
+
+
+def _check_client(client) -> None:
+    """Refuse a ``client`` that is no Client, ``'local'`` or scheduler address, before any work."""
+    if client is None or client == "local" or (isinstance(client, str) and _ADDRESS.match(client)):
+        return
+    if not isinstance(client, str):
+        try:
+            import distributed
+        except ImportError:  # pragma: no cover - depends on the environment
+            distributed = None
+        if distributed is not None and isinstance(client, distributed.Client):
+            return
+    raise errors.ParameterError(f"client={client!r} is not allowed: client must be None, a distributed.Client, "
+                                "'local' or a dask scheduler address such as 'tcp://host:8786' or 'host:8786'")
+
+
 def _open_client(client):
     """``(client, close)``: a distributed Client from a Client, an address or ``'local'``."""
     try:
@@ -499,7 +582,12 @@ def _open_client(client):
             cluster.close()
         return c, close
     if isinstance(client, str):
-        c = distributed.Client(client)
+        try:
+            c = distributed.Client(client)
+        except (OSError, ValueError, TimeoutError) as e:
+            raise errors.ParameterError(
+                f"client={client!r} is not allowed: no dask scheduler answers at that address ({type(e).__name__}: "
+                f"{e}); start the scheduler there, or pass client=None (serial) or 'local'") from None
         return c, c.close
     raise errors.ParameterError(f"client={client!r} is not allowed: client must be None, a "
                                 "distributed.Client, a scheduler address or 'local'")
@@ -509,7 +597,7 @@ def _without_swept_dims(result, grid):
     """A result with a length-1 dim named like a grid key (``dynamics='gf'`` of
     :func:`dmft.compare`) loses that dim; the grid coordinate takes its place."""
     st, err, ds, rt = result
-    if st != "ok":
+    if st not in _WITH_VALUES:
         return result
     for k in grid:
         if k in ds.dims:
@@ -552,12 +640,44 @@ def _stacked(name, var, good, results, grid) -> tuple:
     return tuple(grid) + var.dims, arr.reshape(shape + var.shape), dict(var.attrs)
 
 
+def _padded(ds: xr.Dataset, template: xr.Dataset) -> xr.Dataset:
+    """A truncated point on the template's axes: each index coordinate that is a prefix of
+    the template's (to 1e-12, relative) is extended to it, the values NaN beyond; a non-index
+    coordinate equal to the template's where it is defined becomes the template's."""
+    for dim in list(ds.dims):
+        if dim not in ds.coords or dim not in template.coords:
+            continue
+        mine, full = ds[dim].values, template[dim].values
+        if (mine.ndim == full.ndim == 1 and mine.size < full.size and mine.dtype.kind in "fi"
+                and full.dtype.kind in "fi" and np.allclose(mine, full[:mine.size], rtol=1e-12, atol=0)):
+            ds = ds.assign_coords({dim: (dim, full[:mine.size], ds[dim].attrs)}).reindex({dim: full})
+    for name, c in template.coords.items():
+        if name in template.dims or name not in ds.coords or ds[name].dims != c.dims:
+            continue
+        mine, full = ds[name].values, c.values
+        if mine.dtype.kind == "f" and full.dtype.kind == "f" and mine.shape == full.shape:
+            known = np.isfinite(mine)
+            if np.allclose(mine[known], full[known], rtol=1e-12, atol=0):
+                ds = ds.assign_coords({name: c.variable})
+    return ds
+
+
+def _template_index(results, with_values) -> int:
+    """The point the others are stacked like: the first ``'ok'`` one, else the truncated one
+    with the longest axes."""
+    full = [i for i in with_values if results[i][0] == "ok"]
+    if full:
+        return full[0]
+    return max(with_values, key=lambda i: sum(results[i][2].sizes.values()))
+
+
 def _stack(grid, results, meta_attrs):
     """Stack ``{index: (status, error, ds, runtime)}`` into one Dataset over the grid.
 
     Non-index coordinates equal at every successful point are kept as they are; those
     that differ (``epoch = t batch`` when ``batch`` is swept) are stacked like the
-    variables (xarray's ``concat(coords='different')``).
+    variables (xarray's ``concat(coords='different')``). A truncated point's values are
+    NaN after its divergence (:func:`_padded`).
     """
     shape = tuple(len(v) for v in grid.values())
     dims = tuple(grid)
@@ -567,13 +687,17 @@ def _stack(grid, results, meta_attrs):
     error = np.array([results[i][1] for i in range(n)], dtype=object)
     runtime = np.array([results[i][3] for i in range(n)], dtype=float)
     seeds = np.asarray(meta_attrs["_seeds"], dtype=np.int64)
-    ok = [i for i in range(n) if status[i] == "ok"]
-    template = results[ok[0]][2] if ok else None
-    for i in ok[1:]:
-        problem = _mismatch(template, results[i][2], grid)
+    ok = [i for i in range(n) if status[i] in _WITH_VALUES]
+    first = _template_index(results, ok) if ok else None
+    template = results[first][2] if ok else None
+    for i in ok:
+        if status[i] == "truncated":
+            results[i] = (*results[i][:2], _padded(results[i][2], template), results[i][3])
+    for i in ok:
+        problem = None if i == first else _mismatch(template, results[i][2], grid)
         if problem is not None:
             status[i], error[i] = "failed", problem
-    good = [i for i in ok if status[i] == "ok"]
+    good = [i for i in ok if status[i] in _WITH_VALUES]
     data_vars, coords = {}, {}
     if template is not None:
         for name, var in template.data_vars.items():
@@ -591,11 +715,18 @@ def _stack(grid, results, meta_attrs):
     data_vars["error"] = (dims, error.astype(str).reshape(shape), output.describe("error"))
     data_vars["runtime_s"] = (dims, runtime.reshape(shape), output.describe("runtime_s"))
     data_vars["point_seed"] = (dims, seeds.reshape(shape), output.describe("point_seed"))
+    attrs_of = [{} if results[i][2] is None else results[i][2].attrs for i in range(n)]
+    data_vars["diverged_at"] = (dims, np.array([float(a.get("diverged_at", np.nan)) for a in attrs_of]).reshape(shape),
+                                output.describe("diverged_at"))
+    data_vars["divergence_cause"] = (dims, np.array([str(a.get("divergence_cause", "")) for a in attrs_of],
+                                                    dtype=object).astype(str).reshape(shape),
+                                     output.describe("divergence_cause"))
     ds = xr.Dataset(data_vars, coords=coords)
-    attrs = {} if template is None else {k: v for k, v in template.attrs.items()
-                                         if k not in grid and k not in ("seed", "runtime_s")}
+    attrs = {} if template is None else {k: v for k, v in template.attrs.items() if k not in grid and k not in (
+        "seed", "runtime_s", "truncated", "diverged_at", "divergence_cause")}
     attrs.update({k: v for k, v in meta_attrs.items() if not k.startswith("_")})
-    attrs["sweep_n_failed"] = int(np.sum(status != "ok"))
+    attrs["sweep_n_failed"] = int(np.sum((status != "ok") & (status != "truncated")))
+    attrs["sweep_n_truncated"] = int(np.sum(status == "truncated"))
     ds.attrs = output.clean_attrs(attrs)
     return ds
 
@@ -711,6 +842,7 @@ def sweep(
     resume: bool = True,
     retry_failed: bool = False,
     progress: bool = True,
+    on_divergence: str = "raise",
 ) -> xr.Dataset:
     """Run ``function(**fixed, **point, seed=...)`` on every point of ``grid`` and stack the results.
 
@@ -729,10 +861,10 @@ def sweep(
         ``1`` and ``1.0`` are different values (the function receives either).
     fixed : dict, optional
         Keyword arguments shared by all points.
-    seed : int or numpy.random.Generator
-        Root seed; the point ``p`` (``{name: value}``) gets :func:`point_seed` ``(seed, p)``.
-        A Generator stands for the integer ``int(seed.integers(2**63))`` drawn from it
-        (``attrs['sweep_seed']``).
+    seed : int, numpy.random.Generator or numpy.random.SeedSequence
+        Root seed; the point ``p`` (``{name: value}``) gets :func:`point_seed` ``(seed, p)``
+        (``SeedSequence(s)`` gives the numbers of ``s``). A Generator stands for the integer
+        ``int(seed.integers(2**63))`` drawn from it (``attrs['sweep_seed']``).
     out : path, optional
         Folder for incremental output (``points/point_<key>.nc``, ``sweep.json``) and the
         stacked ``sweep.nc`` (see the module docstring). If it (or its ``points/``) is not
@@ -741,7 +873,11 @@ def sweep(
         computation if some point is missing.
     client : None, distributed.Client, str
         ``None`` runs serially in this process; otherwise dask.distributed (a Client, a
-        scheduler address or ``'local'`` for a LocalCluster with 2 single-threaded workers).
+        scheduler address ``'tcp://host:8786'`` or ``'host:8786'``, or ``'local'`` for a
+        LocalCluster with 2 single-threaded workers). An address of another form is refused
+        before anything is done, one where no scheduler answers (within dask's connect
+        timeout, ``distributed.comm.timeouts.connect``) before any point is computed:
+        :class:`~dmft.errors.ParameterError` naming ``client``.
     resume : bool
         Reuse the points stored under ``out`` whose parameters are those of a grid point
         (``fixed``, ``seed`` and the function must be those of the stored ``sweep.json``;
@@ -751,18 +887,28 @@ def sweep(
         When resuming, recompute points whose stored status is not ``'ok'``.
     progress : bool
         Show a bar over points (if the switch :func:`dmft.set_progress` allows it).
+    on_divergence : {'raise', 'truncate'}
+        Passed to ``function`` at every point when it takes an ``on_divergence`` argument
+        (every library entry point does), as part of the points' identity like ``fixed``.
+        Either way a divergence never stops the sweep: with ``'raise'`` the point's
+        :class:`~dmft.errors.DivergenceError` is recorded (status ``'diverged'``, no
+        values); with ``'truncate'`` the point keeps its output times before the divergence
+        (status ``'truncated'``, its values NaN after ``diverged_at``). ``diverged_at`` and
+        ``divergence_cause`` are recorded for both. ``'truncate'`` with a function that has no
+        ``on_divergence`` argument is refused.
 
     Returns
     -------
     xarray.Dataset
         The function's variables with the grid dims in front (masked with NaN/'' at points
         that did not succeed), plus ``status``, ``error`` (str), ``runtime_s`` (s) and
-        ``point_seed`` over the grid. Non-index coordinates that differ between points
+        ``point_seed``, ``diverged_at`` (NaN where none) and ``divergence_cause`` (str)
+        over the grid. Non-index coordinates that differ between points
         (``epoch = t batch`` when ``batch`` is swept) get the grid dims too; a point whose
         index coordinate (e.g. ``time``) differs from the first successful point's is
         ``'failed'``. ``attrs``: the function's attrs minus the swept ones,
         ``sweep_grid``, ``sweep_fixed``, ``sweep_seed``, ``sweep_function``,
-        ``sweep_n_failed``.
+        ``sweep_n_failed`` (failed or diverged), ``sweep_n_truncated``.
 
     Examples
     --------
@@ -777,18 +923,24 @@ def sweep(
         raise errors.ParameterError(f"function={function!r} is not allowed: function must be callable")
     grid = _check_grid(grid)
     fixed = dict(fixed or {})
-    clash = (set(fixed) & set(grid)) | ({"seed"} & (set(fixed) | set(grid)))
+    clash = (set(fixed) & set(grid)) | ({"seed", "on_divergence"} & (set(fixed) | set(grid)))
     if clash:
         raise errors.ParameterError(f"grid/fixed key(s) {sorted(clash)} are not allowed: a parameter is "
-                                    "either swept or fixed, and 'seed' is set per point by sweep(seed=...)")
+                                    "either swept or fixed, and 'seed' and 'on_divergence' are set by "
+                                    "sweep(seed=..., on_divergence=...)")
     seed = errors.seed_value(seed)
-    if isinstance(seed, np.random.SeedSequence):  # the point seeds and the manifest need an integer
-        raise errors.ParameterError(f"seed={seed!r} is not allowed: a sweep's seed must be a non-negative integer "
-                                    "or a numpy.random.Generator")
+    on_divergence = errors.on_divergence(on_divergence)
+    _check_client(client)
     try:
-        takes_progress = "progress" in inspect.signature(function).parameters
+        parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):
-        takes_progress = False
+        parameters = {}
+    takes_progress = "progress" in parameters
+    if "on_divergence" in parameters:
+        fixed["on_divergence"] = on_divergence
+    elif on_divergence != "raise":
+        raise errors.ParameterError(f"on_divergence={on_divergence!r} is not allowed: {_name(function)} takes no "
+                                    "on_divergence argument")
     names = list(grid)
     points = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
     seeds = [point_seed(seed, p) for p in points]
@@ -846,7 +998,7 @@ def sweep(
             finally:
                 backend.close()
     meta = {"sweep_grid": json.dumps(grid), "sweep_fixed": json.dumps({k: repr(v) for k, v in fixed.items()}),
-            "sweep_seed": int(seed), "sweep_function": _name(function), "_seeds": seeds}
+            "sweep_seed": _seed_attr(seed), "sweep_function": _name(function), "_seeds": seeds}
     ds = _stack(grid, results, meta)
     if folder is not None and folder.writable:
         _replace_with(folder.out / "sweep.nc", lambda tmp: output.save(ds, tmp))

@@ -102,7 +102,8 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, times
     ds["runtime_s"] = (("source",), np.asarray(runtimes), output.describe("runtime_s"))
     attrs = {k: v for k, v in first.attrs.items() if k not in ("source", "dynamics", "n_seeds", "seed", "dt",
                                                                  "library_version", "truncated", "diverged_at",
-                                                                 "divergence_cause")}
+                                                                 "divergence_cause", "memory_gb",
+                                                                 "runtime_estimate_s")}
     attrs.update(sources=list(sources), n_seeds=n_seeds, seed=seed, hsgd_dt=hsgd_dt, n_test=n_test,
                  on_divergence=on_divergence,
                  **truncation,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time as _time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,6 +34,9 @@ _SECONDS_PER_OP = 1e-9
 #: fixed cost of one SGD step (class draw, label noise, loop) and of one HSGD step (its
 #: per-class matrices in Python) in the same units
 _STEP_OVERHEAD, _HSGD_STEP_OVERHEAD = 150, 200_000
+#: HSGD's step warns (UnresolvedTimeStepWarning) above this z = gamma dt max lam |E l''|,
+#: a variance bias z/(2 - z) of 5%
+_Z_WARN = 2 * 0.05 / 1.05
 
 def _parameter_observables(problem: Problem, X: np.ndarray) -> dict:
     W = problem.stack(X)
@@ -106,13 +110,17 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     or above 1e12 (cause ``'learning_rate'``, with the seed mean of ``lr_threshold`` before it
     as ``threshold``; ``'model'`` if the state was finite or the gradient is not finite at
     moderate fields, ``'data'`` if the teacher's labels are not); HSGD's Euler-Maruyama step
-    unstable, ``gamma dt max_i sum_c p_c lam_i^(c) |E l''_c| >= 2`` (cause ``'time_step'``,
-    at the first such step).
+    unstable, ``z = gamma dt max_i sum_c p_c lam_i^(c) |E l''_c| >= 2``, or not resolved: the
+    stiffest mode's variance inflated by ``z / (2 - z)`` above
+    :data:`~dmft.errors.STEP_BIAS_LIMIT` (10%, ``z > 0.18``; cause ``'time_step'``, at the
+    first such step); above 5% (``z > 0.095``) an
+    :class:`~dmft.errors.UnresolvedTimeStepWarning`.
 
     ``max_memory_gb``, ``max_runtime_s``: refuse (ParameterError, before any work) a run whose
     estimated memory or run time is above these (``None``: no time limit); a
-    :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. (The estimates
-    depend on ``workers`` and a timing, so they stay out of ``attrs``: the output does not.)
+    :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. The estimates are
+    ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']``; they depend on ``workers``
+    (and HSGD's on a timing), the other outputs do not.
     """
     problem = Problem.build(model, data, groups, rule)
     schedule = as_schedule(lr)
@@ -130,7 +138,8 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     seed = errors.seed_value(seed)
     streams = errors.seed_sequence(seed).spawn(n_seeds)
-    _check_cost(problem, schedule, t, X0, dynamics, dt, n_seeds, n_test, workers, max_memory_gb, max_runtime_s)
+    mem, runtime = _check_cost(problem, schedule, t, X0, dynamics, dt, n_seeds, n_test, workers, max_memory_gb,
+                               max_runtime_s)
 
     def one_seed(ss):
         if dynamics == "sgd":
@@ -150,7 +159,8 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
              "dynamics": dynamics, "source": "simulation", "n_test": n_test,
              "risk_method": "held-out: mean loss over n_test fresh samples per seed (one set for all times); "
                             "risk_se = std(loss)/sqrt(n_test)",
-             "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d}
+             "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d,
+             "memory_gb": mem / 2**30, "runtime_estimate_s": runtime}
     ds = problem.dataset(t, [r for r, _ in results], attrs, seed_dim=True)
     errs = [e for _, e in results if e is not None] + [_divergence(problem, ds, dynamics)]
     errs = [e for e in errs if e is not None]
@@ -219,9 +229,9 @@ def _check_cost(problem: Problem, schedule, t, X0, dynamics: str, dt: float, n_s
                 workers: int, max_memory_gb: float, max_runtime_s):
     """``(bytes, seconds)`` of the run, or a ParameterError past the limits.
 
-    Memory per seed running at once (``workers``): its iterates at every output time and
-    the held-out pass over them (``2 n_time k d``), padded copies of the data rows, the
-    held-out samples. Time: SGD ``t_max d`` steps of about ``(k + k_star + 2) d``
+    Memory per seed running at once (``workers``): its iterates at every output time and,
+    for the held-out pass over them, their stacked and their padded copy (``3 n_time k d``),
+    padded copies of the data rows, the held-out samples. Time: SGD ``t_max d`` steps of about ``(k + k_star + 2) d``
     multiply-adds and normals, HSGD ``t_max / dt`` steps of ``(C + 2) k d`` plus the
     class moments (timed here once), the held-out pass ``n_time n_test (k + k_star) d``;
     at ``_SECONDS_PER_OP`` (measured, docs/performance.md), seeds shared among the cores.
@@ -230,7 +240,7 @@ def _check_cost(problem: Problem, schedule, t, X0, dynamics: str, dt: float, n_s
     d, k, ks, C = float(data.d), problem.k, problem.ks, data.n_classes
     T = float(len(t))
     parallel = max(1, min(workers, n_seeds, os.cpu_count() or 1))
-    mem = 8 * (min(workers, n_seeds) * (2 * T * k * d + 3 * (C + ks + k + 1) * d + 3 * n_test)
+    mem = 8 * (min(workers, n_seeds) * (3 * T * k * d + 3 * (C + ks + k + 1) * d + 3 * n_test)
                + n_seeds * T * (problem.D ** 2 + 8))
     if mem > max_memory_gb * 2**30:
         raise errors.ParameterError(
@@ -327,6 +337,15 @@ def _psd_sqrt(M):
     return v * np.sqrt(np.clip(w, 0, None))
 
 
+def _step_bias(z: float) -> float:
+    """Relative excess of the stationary variance of an Ornstein-Uhlenbeck mode
+    ``de = -a e dt + s dW`` under Euler-Maruyama with ``z = a dt``: ``s^2 dt / (1 - (1 - z)^2)``
+    against ``s^2 / (2 a)``, i.e. ``1 / (1 - z/2) - 1 = z / (2 - z)`` (HSGD's stiffest mode;
+    its transient decays at ``-log(1 - z)/dt`` instead of ``a``, a relative error of about
+    ``z/2`` too)."""
+    return z / (2 - z)
+
+
 def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
     data = problem.data
     rng = np.random.default_rng(ss)
@@ -336,6 +355,7 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
     X = X0.copy()
     acc, now = 0.0, 0.0
     snaps, lrs = [], []
+    warned = False
 
     def stop(err):  # the snapshots so far, NaN for the rest
         nan = np.full_like(X, np.nan)
@@ -358,6 +378,17 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
                     f"homogenized SGD is unstable at time {now:.4g}: the Euler-Maruyama step dt = {h:.4g} has gamma dt "
                     f"max_i sum_c p_c lam_i |E l''_c| = {z:.3g} >= 2; use dt < {2 * h / z:.3g}", now,
                     cause="time_step"))
+            bias = _step_bias(z)
+            if bias > errors.STEP_BIAS_LIMIT:
+                return stop(errors.DivergenceError(
+                    f"homogenized SGD is not resolved at time {now:.4g}: the Euler-Maruyama step dt = {h:.4g} (z = gamma "
+                    f"dt max_i sum_c p_c lam_i |E l''_c| = {z:.3g}) inflates the stiffest mode's variance by z/(2 - z) = "
+                    f"{bias:.0%} > {errors.STEP_BIAS_LIMIT:.0%}; use dt <= {h * _Z_WARN / z:.3g}", now, cause="time_step"))
+            if bias > _step_bias(_Z_WARN) and not warned:
+                warned = True
+                warnings.warn(f"onepass.simulate[hsgd]: the Euler-Maruyama step dt = {h:.4g} inflates the stiffest "
+                              f"mode's variance by z/(2 - z) = {bias:.1%} at time {now:.4g}; use dt <= "
+                              f"{h * _Z_WARN / z:.3g}", errors.UnresolvedTimeStepWarning, stacklevel=2)
             grad = np.zeros((k, d))
             noise = np.zeros((k, d))
             for c, m in enumerate(mom):

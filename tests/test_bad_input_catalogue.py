@@ -109,6 +109,14 @@ CASES = [
     ("dmft.sweep", {"grid": {}}, "grid", "{}"),
     ("dmft.sweep", {"grid": {"lr": [0.5, 0.5]}}, "grid['lr']", "0.5"),
     ("dmft.sweep", {"grid": {"lr": [0.5]}, "fixed": {"seed": 1}}, "seed", "seed"),
+    ("dmft.sweep", {"grid": {"lr": [0.5, "x"]}}, "grid['lr']", "'x'"),  # 0.5 was passed as the string '0.5'
+    ("dmft.sweep", {"grid": {"lr": [True, 0.5]}}, "grid['lr']", "True"),  # True was passed as 1.0
+    ("dmft.sweep", {"client": "bogus"}, "client", "bogus"),  # dask's "missing port number"
+    ("dmft.sweep", {"client": 3}, "client", "3"),
+    ("dmft.sweep", {"seed": np.random.default_rng(1)}, "seed", "Generator"),
+    ("dmft.sweep", {"on_divergence": "ignore"}, "on_divergence", "ignore"),
+    ("dmft.sweep", {"function": lambda lr, seed: None, "on_divergence": "truncate"}, "on_divergence", "truncate"),
+    ("dmft.sweep", {"fixed": {"on_divergence": "truncate"}}, "fixed", "['on_divergence']"),
     ("linear_sgd_moments", {"model": models.logistic()}, "model", "logistic"),
     ("linear_sgd_moments", {"d": 0}, "d", "0"),
     # onepass
@@ -259,14 +267,26 @@ def test_one_simulation_seed_has_an_unknown_standard_error():
     assert np.isnan(ds.risk_sem.sel(source="simulation")).all()
 
 
-# ---------------------------------------------------------------- owned by dmft/sweep.py (reported there)
-@pytest.mark.xfail(reason="dmft/sweep.py turns a mixed grid [0.5, 'x'] into strings; the check belongs there",
-                   strict=False)
-def test_sweep_grid_of_mixed_types_is_rejected():
-    with pytest.raises(errors.ParameterError, match="grid"):
-        dmft.sweep(_toy, {"lr": [0.5, "x"]}, progress=False)
+# ---------------------------------------------------------------- sweep seeds and schedulers
+def test_sweep_seed_sequence_is_used_as_numpy_does():
+    """``seed=SeedSequence(1)`` passed the check and then raised a TypeError; it now gives the
+    numbers of ``seed=1`` (as ``numpy.random.default_rng`` does), a spawned child others."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = dmft.sweep(_toy, {"lr": [0.5]}, seed=1, progress=False)
+        ss = dmft.sweep(_toy, {"lr": [0.5]}, seed=np.random.SeedSequence(1), progress=False)
+        child = dmft.sweep(_toy, {"lr": [0.5]}, seed=np.random.SeedSequence(1).spawn(1)[0], progress=False)
+    assert ss.point_seed.values.tolist() == one.point_seed.values.tolist()
+    np.testing.assert_array_equal(ss.test_loss.values, one.test_loss.values)
+    assert ss.attrs["sweep_seed"] == 1 and child.point_seed.values[0] != one.point_seed.values[0]
+    assert '"spawn_key": [0]' in child.attrs["sweep_seed"]
 
 
-def test_sweep_seed_sequence_is_rejected():
-    with pytest.raises(errors.ParameterError, match="seed"):
-        dmft.sweep(_toy, {"lr": [0.5]}, seed=np.random.SeedSequence(1), progress=False)
+def test_sweep_unreachable_scheduler_is_named_before_any_point(tmp_path):
+    """A scheduler address where nothing answers gave dask's raw OSError."""
+    pytest.importorskip("distributed")
+    import dask
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(errors.ParameterError, match="client='tcp://127.0.0.1:1'.*scheduler"):
+            dmft.sweep(_no_computation, {"lr": [0.5]}, client="tcp://127.0.0.1:1", out=tmp_path, progress=False)
+    assert not list((tmp_path / "points").glob("*.nc"))

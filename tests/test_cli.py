@@ -56,6 +56,19 @@ def test_divergence_exits_3(tmp_path, capsys):
     assert "dmft: diverged:" in capsys.readouterr().err
 
 
+def test_on_divergence_truncate_on_both_subcommands(tmp_path, capsys):
+    """``--on-divergence truncate``: compare keeps the times before the blow-up (exit 0); sweep passes
+    the policy to every point (a truncated point is listed with its divergence, not fatal)."""
+    argv = [*TINY, "--lr", "40", "--t-max", "2", "--n-time", "41", "--dynamics", "sgd", "--no-simulation",
+            "--on-divergence", "truncate"]
+    assert cli.main(["compare", *argv, "--out", str(tmp_path / "c")]) == 0
+    assert "diverged at t = " in capsys.readouterr().out
+    assert cli.main(["sweep", *argv, "--out", str(tmp_path / "s")]) == 0
+    ds = output.load(tmp_path / "s" / "sweep.nc")
+    assert ds.status.values.ravel().tolist() == ["truncated"] and np.isfinite(ds.diverged_at).all()
+    assert "1 points (1 not ok)" in capsys.readouterr().out
+
+
 def test_sweep_command_resumes(tmp_path, capsys):
     argv = ["sweep", *TINY, "--dynamics", "gf", "--no-simulation", "--lr", "0.25,0.5", "--out", str(tmp_path)]
     assert cli.main(argv) == 0

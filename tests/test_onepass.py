@@ -325,7 +325,7 @@ def test_same_seed_same_numbers_and_different_seed_differs():
     a = onepass.simulate(LOGISTIC, data, lr=0.5, t_max=1, n_time=3, n_seeds=2, seed=11, progress=False)
     b = onepass.simulate(LOGISTIC, data, lr=0.5, t_max=1, n_time=3, n_seeds=2, seed=11, progress=False)
     c = onepass.simulate(LOGISTIC, data, lr=0.5, t_max=1, n_time=3, n_seeds=2, seed=12, progress=False)
-    xr.testing.assert_identical(a, b)
+    xr.testing.assert_identical(a, b)  # the estimates in attrs too: SGD's involve no timing
     assert not np.array_equal(a.risk.values, c.risk.values)
     assert not np.array_equal(a.risk.values[0], a.risk.values[1])
 
@@ -333,8 +333,10 @@ def test_same_seed_same_numbers_and_different_seed_differs():
 def test_seeds_on_threads_give_the_same_numbers():
     data = onepass.data.binary_mixture("power_law", d=151)
     kw = dict(lr=0.5, t_max=1, n_time=3, n_seeds=3, seed=5, progress=False)
-    xr.testing.assert_identical(onepass.simulate(LOGISTIC, data, workers=1, **kw),
-                                onepass.simulate(LOGISTIC, data, workers=3, **kw))
+    one, three = (onepass.simulate(LOGISTIC, data, workers=w, **kw) for w in (1, 3))
+    for ds in (one, three):  # the resource estimates depend on the seeds running at once
+        del ds.attrs["memory_gb"], ds.attrs["runtime_estimate_s"]
+    xr.testing.assert_identical(one, three)
 
 
 def _reference_sgd(model, data, lr, steps, ss):

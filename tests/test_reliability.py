@@ -81,7 +81,7 @@ def test_onepass_simulate_divergence():
     assert 0 < info.value.time <= 10.0
     assert info.value.threshold == pytest.approx(2.0, rel=0.2)
     with pytest.raises(errors.DivergenceError) as info:
-        onepass.simulate(LIN, TS, lr=4.0, t_max=10.0, n_time=11, n_seeds=1, dynamics="hsgd", dt=0.05,
+        onepass.simulate(LIN, TS, lr=4.0, t_max=10.0, n_time=11, n_seeds=1, dynamics="hsgd", dt=0.02,
                          progress=False)
     assert 0 < info.value.time <= 10.0
 

@@ -120,3 +120,60 @@ def test_sweep_of_dmft_compare(tmp_path):
     assert "dynamics='bogus'" in str(ds.error.values[0, 1])
     assert ds.lr.attrs["long_name"]
     xr.testing.assert_identical(output.load(tmp_path / "sweep.nc"), ds)
+
+
+def test_sweep_on_divergence_records_or_truncates(tmp_path):
+    """A diverging point never stops the sweep: with 'raise' it is 'diverged' with no values,
+    with 'truncate' it keeps the times before its divergence (NaN after); both record the time
+    and cause that the function itself reports. One-pass SGD on the linear model diverges at
+    lr = 4 (> the stability threshold 2) and not at lr = 0.5."""
+    import onepass
+    from onepass import data as D
+
+    fixed = dict(model=dmft.models.linear_regression(0.5), data=D.teacher_student("identity", d=10), t_max=10.0,
+                 n_time=11, n_seeds=2)
+    grid = {"lr": [0.5, 4.0]}
+    raised = dmft.sweep(onepass.simulate, grid, fixed=fixed, seed=2, progress=False)
+    assert list(raised.status.values) == ["ok", "diverged"]
+    with pytest.raises(dmft.DivergenceError) as info:
+        onepass.simulate(lr=4.0, seed=int(raised.point_seed[1]), progress=False, **fixed)
+    assert float(raised.diverged_at[1]) == info.value.time and str(raised.divergence_cause.values[1]) == "learning_rate"
+    assert raised.risk.sel(lr=4.0).isnull().all() and np.isnan(float(raised.diverged_at[0]))
+
+    cut = dmft.sweep(onepass.simulate, grid, fixed=fixed, seed=2, out=tmp_path, progress=False,
+                     on_divergence="truncate")
+    assert list(cut.status.values) == ["ok", "truncated"] and cut.attrs["sweep_n_truncated"] == 1
+    alone = onepass.simulate(lr=4.0, seed=int(cut.point_seed[1]), progress=False, on_divergence="truncate", **fixed)
+    kept = cut.risk.sel(lr=4.0).sel(time=alone.time)
+    np.testing.assert_array_equal(kept.values, alone.risk.values)  # the function's own numbers
+    assert cut.risk.sel(lr=4.0).where(cut.time > alone.time[-1], drop=True).isnull().all()
+    assert float(cut.diverged_at[1]) == alone.attrs["diverged_at"] == info.value.time
+    xr.testing.assert_equal(cut.sel(lr=0.5).drop_vars("runtime_s"), raised.sel(lr=0.5).drop_vars("runtime_s"))
+    # stored and reloaded as it was; another policy is another sweep
+    xr.testing.assert_identical(dmft.sweep(onepass.simulate, grid, fixed=fixed, seed=2, out=tmp_path,
+                                           progress=False, on_divergence="truncate"), cut)
+    with pytest.raises(dmft.ParameterError, match="different sweep"):
+        dmft.sweep(onepass.simulate, grid, fixed=fixed, seed=2, out=tmp_path, progress=False)
+
+
+def diverging_toy(a, seed, on_divergence="raise"):
+    """``a exp(-t)`` on five times of [0, 1]; ``a = 2`` diverges at 0.6 (cause time_step). Truncated,
+    it re-solves on its first three times, which come out an ulp away from the full grid's
+    (as a solve on a shorter horizon does)."""
+    if a == 2.0 and on_divergence == "raise":
+        raise dmft.DivergenceError("toy diverged at time 0.6", 0.6, cause="time_step")
+    t = np.linspace(0, 1, 5) if a != 2.0 else np.arange(3) * (0.5 / 2) * (1 + 2**-52)
+    ds = output.build({"risk": (("time",), a * np.exp(-t))}, {"time": t, "epoch": ("time", 2 * t)}, {"a": a})
+    if a == 2.0:
+        ds.attrs.update(truncated=1, diverged_at=0.6, divergence_cause="time_step")
+    return ds
+
+
+def test_sweep_truncated_point_on_a_shorter_grid_is_padded():
+    ds = dmft.sweep(diverging_toy, {"a": [2.0, 1.0]}, progress=False, on_divergence="truncate")
+    assert list(ds.status.values) == ["truncated", "ok"] and list(ds.divergence_cause.values) == ["time_step", ""]
+    t = np.linspace(0, 1, 5)
+    np.testing.assert_array_equal(ds.time.values, t)  # the full point's grid, although the truncated one came first
+    np.testing.assert_allclose(ds.risk.sel(a=2.0).values[:3], 2 * np.exp(-t[:3]), rtol=1e-15)
+    assert np.isnan(ds.risk.sel(a=2.0).values[3:]).all()
+    assert ds.epoch.dims == ("time",)  # equal where defined: one coordinate, not one per point
