@@ -113,7 +113,6 @@ CASES = [
     ("dmft.sweep", {"grid": {"lr": [True, 0.5]}}, "grid['lr']", "True"),  # True was passed as 1.0
     ("dmft.sweep", {"client": "bogus"}, "client", "bogus"),  # dask's "missing port number"
     ("dmft.sweep", {"client": 3}, "client", "3"),
-    ("dmft.sweep", {"seed": np.random.default_rng(1)}, "seed", "Generator"),
     ("dmft.sweep", {"on_divergence": "ignore"}, "on_divergence", "ignore"),
     ("dmft.sweep", {"function": lambda lr, seed: None, "on_divergence": "truncate"}, "on_divergence", "truncate"),
     ("dmft.sweep", {"fixed": {"on_divergence": "truncate"}}, "fixed", "['on_divergence']"),
