@@ -489,31 +489,31 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
                             M[j - 1, a, e] += c * half * gp[p, j - 1, a, e]
             grad(r, yp, params, gv)
             hess(r, yp, params, H)
-            for i in range(ka.shape[0]):
-                x = -koff[p, i]
+            for pl in range(ka.shape[0]):
+                x = -koff[p, pl]
                 a2 = 0.0
                 for a in range(k):
-                    x += ka[i, a] * r[a]
-                    a2 += ka[i, a] * ka[i, a]
-                kx[p, i] = x
-                h = kwidth[b, i]
-                if h <= 0.0 or abs(x) >= 8.0 * h:
+                    x += ka[pl, a] * r[a]
+                    a2 += ka[pl, a] * ka[pl, a]
+                kx[p, pl] = x
+                width = kwidth[b, pl]
+                if width <= 0.0 or abs(x) >= 8.0 * width:
                     continue
                 # the jump J of l' across the plane, at the point of the plane nearest r
                 hstep = 1e-7 * (1.0 + abs(x)) / math.sqrt(a2)
                 for side in range(2):
                     sg = 1.0 if side == 0 else -1.0
                     for a in range(k):
-                        rk[a] = r[a] + (sg * hstep - x / a2) * ka[i, a]
+                        rk[a] = r[a] + (sg * hstep - x / a2) * ka[pl, a]
                     grad(rk, yp, params, gk[side])
-                u = x / h
+                u = x / width
                 cdf = 0.5 * (1.0 + math.erf(u * 0.7071067811865476)) - (1.0 if x > 0.0 else 0.0)
-                pdf = 0.3989422804014327 * math.exp(-0.5 * u * u) / h
+                pdf = 0.3989422804014327 * math.exp(-0.5 * u * u) / width
                 for a in range(k):
                     jump = gk[0, a] - gk[1, a]
                     gv[a] += jump * cdf
                     for e in range(k):
-                        H[a, e] += jump * ka[i, e] * pdf
+                        H[a, e] += jump * ka[pl, e] * pdf
             for a in range(k):
                 g[p, j, a] = -gv[a]
             if not dense:  # the dense drivers read g' only from gpT, and only on tangent paths
