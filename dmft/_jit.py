@@ -1,10 +1,10 @@
 """Disk-cached numba specialisations of kernels that call model functions.
 
-numba cannot cache a kernel that takes jitted functions as *arguments* (it recompiles in
-every process: 3-10 s per model and kernel). It can cache one that refers to them as
-*globals*. :func:`specialise` therefore writes, once per (kernel, model functions), a
-small module that imports the model's functions under fixed names and holds the kernel's
-source, and compiles it with ``cache=True``. Functions that cannot be imported by name
+numba cannot cache a kernel that takes jitted functions as *arguments*: it recompiles in
+every process (compile times: docs/performance.md, "Compilation"). It can cache one that
+refers to them as *globals*. :func:`specialise` therefore writes, once per (kernel, model
+functions), a small module that imports the model's functions under fixed names and holds
+the kernel's source, and compiles it with ``cache=True``. Functions that cannot be imported by name
 (closures from :func:`dmft.models.custom`) get an uncached specialisation instead.
 """
 from __future__ import annotations

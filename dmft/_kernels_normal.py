@@ -1,12 +1,12 @@
 """Vectorised standard normals for numba kernels: counter-based SplitMix64 + Box-Muller.
 
 A simulator that draws ``d`` fresh normals per step (one-pass SGD) is bound by the
-generator: numpy's ziggurat costs ~11 ns per normal on the 2-core machine and cannot be
-called from a kernel without a round trip through memory. Here word ``i`` of a stream is
+generator: numpy's ziggurat cannot be called from a kernel without a round trip through
+memory, and it does not vectorise. Here word ``i`` of a stream is
 ``mix(key + i * gamma)``, SplitMix64's output function (the generator of Java's
 ``SplittableRandom``; it passes BigCrush), so a block of words has no loop-carried state,
 and both Box-Muller transforms are polynomials, so LLVM vectorises the whole loop
-(~1.7 ns per normal; ``benchmarks/bench_simulators.py``).
+(costs per normal: docs/performance.md, "Simulators"; ``benchmarks/bench_simulators.py``).
 
 Transform of the word pair ``(w1, w2)`` into two normals ``r cos(theta), r sin(theta)``:
 

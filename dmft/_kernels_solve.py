@@ -412,8 +412,8 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
     solves ``Y_i = delta_ij I + sum_{i<l<=j} Y_l T_li`` (:func:`dense_tangents`, all tangent
     paths of a replica at once). Same numbers as the forward recursion up to rounding, but
     it streams the replica's ``Rmid`` (cache-resident) instead of every path's ``O(j^2)``
-    triangle from memory (GF, 4096 paths: 0.75 -> 0.45 s); ``psi`` is then unused. The
-    recursion runs with the tangent paths ``m`` (path ``b Pb + m tstride``) as the last
+    triangle from memory (docs/performance.md, "Dense drivers' tangents"); ``psi`` is then
+    unused. The recursion runs with the tangent paths ``m`` (path ``b Pb + m tstride``) as the last
     axis: ``dzT[b, l, m]`` (B, N, Mt), filled by the caller, and ``gpT[b, l, :, :, m]``
     (B, N, k, k, Mt), whose row ``j`` is written here (the earlier rows are final), so
     nothing is transposed per cell (Poisson driver: both of size 0).

@@ -1,8 +1,8 @@
 """Command line: ``dmft compare`` (SGD, SME, GF: theory vs simulation) and ``dmft sweep``.
 
 ``dmft`` with no arguments runs ``dmft compare`` on its built-in defaults (Huber loss on a
-tanh teacher, ``delta = 2``, ``lr = 2``, ``batch = 1``, ``t_max = 4``), which finishes in
-about a minute on two cores and writes ``results/compare.nc`` and ``results/compare.png``.
+tanh teacher, ``delta = 2``, ``lr = 2``, ``batch = 1``, ``t_max = 4``) and writes
+``results/compare.nc`` and ``results/compare.png``.
 
 Exit codes: 0 success, 1 no point of a sweep succeeded (the points' errors are printed),
 2 bad argument (the message names it), 3 divergence.
@@ -102,7 +102,7 @@ def save_figure(fig, path) -> None:
         plt.close(fig)
 
 
-#: ``dmft compare`` defaults: the README's main job (about a minute on 2 cores)
+#: ``dmft compare`` defaults: the README's main job
 DEFAULTS = dict(model="huber-tanh", delta=2.0, lr=2.0, batch=1.0, t_max=4.0, dynamics="sgd,sme,gf", d=400,
                 n_seeds=8, n_paths=None, n_time=41, ridge=0.0, seed=0)
 

@@ -115,7 +115,7 @@ def compare(
     Parameters
     ----------
     model : dmft.models.Model or str
-        Loss and teacher (``'huber-tanh'``, ``'linear_regression'``, ...; THEORY.md section 1).
+        Loss and teacher (``'huber-tanh'``, ``'linear_regression'``, ...; docs/models.md).
     delta : float
         Samples per dimension ``n/d``.
     lr : float
@@ -135,7 +135,7 @@ def compare(
         Simulation data sets; the simulation curve is their mean.
     n_paths : int or None
         DMFT Monte Carlo paths (``None``: the solver's default per dynamics, 131072 for SGD
-        and 8192 for SME/GF, about 4-5 s each on 2 cores for Huber-on-tanh).
+        and 8192 for SME/GF).
     n_time : int
         Output times ``linspace(0, t_max, n_time)`` shared by theory and simulation.
     ridge : float

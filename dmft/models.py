@@ -1,4 +1,4 @@
-"""Model definitions shared by ``onepass`` and ``dmft`` (THEORY.md section 1).
+"""Model definitions shared by ``onepass`` and ``dmft`` (docs/models.md).
 
 A model is a per-sample loss ``l(r, y)`` of the student pre-activations ``r in R^k``,
 its first and second derivatives in ``r``, and a teacher ``y = sigma_star(r_star, eps)``
@@ -28,8 +28,8 @@ from numba import njit
 
 from . import errors
 
-# inline="always": the kernels call these once per sample and event; a call between
-# separately compiled numba functions costs ~25 ns (Huber-on-tanh gradient: 55 -> 29 ns)
+# inline="always": the kernels call these once per sample and event, and a call between
+# separately compiled numba functions costs more than these small functions (docs/performance.md)
 _JIT = dict(cache=True, fastmath=False, inline="always")
 
 
@@ -863,7 +863,7 @@ def _model_functions(loss, grad, hess, teacher, with_params: bool):
 
         @njit
         def grad4(r, y, p, out):
-            # element loops: numba compiles ``out[:] = ...`` (broadcasting) ~10x slower
+            # element loops: numba compiles ``out[:] = ...`` (broadcasting) much more slowly
             g = grad3(r, y, p)
             for a in range(out.size):
                 out[a] = g[a]

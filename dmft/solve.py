@@ -1,4 +1,4 @@
-"""DMFT solver for multi-pass SGD, SME and gradient flow (THEORY.md section 3; seeds 003, 004).
+"""DMFT solver for multi-pass SGD, SME and gradient flow (docs/dmft_theory.md).
 
 One causal forward solver, three drivers of the per-sample force (:class:`Poisson` for SGD,
 :class:`Gaussian` for SME, :class:`Deterministic` for GF). The sample side is a Monte Carlo
@@ -236,7 +236,7 @@ def _inv_blocks(M):
 
 
 class _ParamSide:
-    """Row ``n`` of the parameter-side kernels of every replica (THEORY section 3, linear).
+    """Row ``n`` of the parameter-side kernels of every replica (docs/dmft_theory.md, section 3).
 
     Discretisation with hat functions on the grid: ``theta_n = src_n + sum_{j<=n} K_nj theta_j``,
     ``K_nj = delta G_nj - lr ridge w_j`` (trapezoid weights ``w_j``), ``src = theta_0 + U +
@@ -386,7 +386,7 @@ def _runtime_estimate(driver, B, P, N, k, stride, t_max) -> float:
     """Seconds of a solve: ``1 + c_grid (B/8) k^2 N^2`` for the parameter side and the
     factors, plus the sample side's tangents, ``c_path P k^2 J N`` for SGD (``J`` events per
     path) and ``c_path (P / stride) k^2 N^2`` for SME and GF; ``c`` fitted to Huber-on-tanh
-    solves on one core of the reference machine (within 0.7-1.4x there; docs/performance.md)."""
+    solves on one core of the reference machine (docs/performance.md, "Resource estimates")."""
     B, P, N = float(B), float(P), float(N)
     grid = {"Poisson": 6e-6, "Gaussian": 1.3e-5, "Deterministic": 7e-6}[type(driver).__name__]
     if driver.dense:
@@ -427,7 +427,7 @@ def solve(
     Parameters
     ----------
     model : dmft.models.Model or str
-        Loss, derivatives and teacher (THEORY.md section 1).
+        Loss, derivatives and teacher (docs/models.md).
     delta : float
         Samples per dimension ``n/d``.
     lr : float
@@ -446,16 +446,15 @@ def solve(
         so ``theory - simulation`` is one subtraction).
     n_paths : int
         Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
-        Default 131072 for SGD (Huber-on-tanh lr = 2, t_max = 4: 2.9-3.8 s on an idle 2-core
-        machine, test-loss standard error 0.27-0.44% over seeds 0-2), 8192 for SME and GF
-        (1.5 s, SE 0.7-1.1%, and 1.1 s, SE 0.2-0.3%). Models with a Dirac part in ``l''``
+        Default 131072 for SGD, 8192 for SME and GF (their run times and standard errors:
+        docs/performance.md, "DMFT solver"). Models with a Dirac part in ``l''``
         (see ``kink_bandwidth``): 65536 for SME and GF.
     tangent_stride : int
         Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
         ``Gamma`` (cost ``O(J^3)`` per path; the other paths still enter ``S``, ``Phi`` and
         the losses). Default 2 for GF (1 for models with a Dirac part in ``l''``), 1 for SGD and SME: the SME's standard error is
-        mostly the tangents' (Huber-on-tanh, 8192 paths: time x SE^2 0.90 s with every
-        path, 1.06 s with every 2nd), GF's is not (0.093 vs 0.085 s).
+        mostly the tangents', GF's is not (time x SE^2 in docs/performance.md, "DMFT vs
+        simulation").
     n_replicas : int
         The paths are split into this many independent replicas solved in lock-step;
         outputs are replica means, ``*_sem`` the replica standard errors.
@@ -467,15 +466,15 @@ def solve(
         Corrector sweeps of the current step (sample side re-run with the corrected
         kernel row); the last change is reported as ``attrs['corrector_residual']``.
         Default 1 for SGD and SME, 0 for GF: GF's kernels are smooth, so the predictor
-        alone adds 0.04-0.09% to the 0.11-0.28% grid error of the default ``dt`` (Huber-on-tanh
-        test loss against ``dt = 0.01``), at 0.6x the cost. SGD and SME moved by 0.4-2.8%
-        without the sweep.
+        alone adds less than the grid error of the default ``dt``; SGD's and SME's curves
+        move by more than their standard errors without the sweep (docs/dmft_theory.md,
+        "Causality").
     sampling : {"qmc", "mc"}
         Gaussian inputs of the paths (teacher, label noise, field innovations, SME's
         Brownian increments): randomised quasi-Monte Carlo (one scrambled Sobol set per
-        replica) or pseudo-random. On Huber-on-tanh GF at 8192 paths QMC cut the test-loss
-        standard error from 0.4-0.9% to 0.07-0.3% (docs/performance.md). SGD's jump times
-        are pseudo-random either way.
+        replica) or pseudo-random. QMC gives smaller standard errors at equal paths
+        (docs/dmft_theory.md, "Randomised quasi-Monte Carlo"). SGD's jump times are
+        pseudo-random either way.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed; equal seeds give bit-identical output on one machine (across CPUs: the
         tolerance in docs/reliability.md, "Reproducibility"). A ``numpy.random.Generator``

@@ -7,8 +7,8 @@
 Sums run over the coordinates in order, as ``np.bincount`` does, so they equal its sums
 to the last bit (no fastmath: re-association would change the rounding). Rows of
 per-class or per-vector data come as tuples of (d,) arrays: their number is then known
-at compile time and the short loops over them are unrolled (2x faster than over the
-rows of a 2-d array).
+at compile time and the short loops over them are unrolled (faster than loops over the
+rows of a 2-d array; docs/performance.md, "One-pass ODE").
 """
 import numpy as np
 from numba import njit
@@ -106,14 +106,14 @@ def bin_index(bits, edges, table, base, shift):
         for i in range(d):
             b = bits[c, i]
             code = 0
-            if b > 0:  # inline: a function call per entry costs 4x here
+            if b > 0:  # inline: a function call per entry would dominate this loop
                 j = table[(b - base) >> shift]
                 while edges[j] <= b:  # the sentinel ends the walk
                     j += 1
                 code = j + 1
             index[i] = rank[index[i]] * n_codes + code
-        # dense ranks of the keys present, in key order (marking them in a separate
-        # loop is 1.3x faster overall: the stores no longer interleave with the codes)
+        # dense ranks of the keys present, in key order (marked in a separate loop, so
+        # that the stores do not interleave with the codes)
         present = np.zeros(G * n_codes, np.bool_)
         for i in range(d):
             present[index[i]] = True

@@ -65,6 +65,15 @@ def compare(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 41, times
         returns (``risk``, ``norm``, ``mean_overlap``, ``alignment`` for binary data, ...),
         each with ``*_sem`` (0 for the theory, ``std/sqrt(n_seeds)`` for simulations), and
         ``runtime_s`` (source). Every input in ``attrs``.
+
+    Examples
+    --------
+    >>> import onepass
+    >>> data = onepass.data.teacher_student(d=100)
+    >>> ds = onepass.compare("linear_regression", data, lr=1.0, t_max=1.0, n_time=3, n_seeds=2,
+    ...                      n_test=1000, progress=False)
+    >>> ds.risk.dims, ds.source.values.tolist()
+    (('source', 'time'), ['theory', 'simulation'])
     """
     if isinstance(sources, str):
         sources = (sources,)

@@ -1,4 +1,4 @@
-"""Finite-d simulators of one-pass SGD: numba SGD and homogenized SGD (THEORY.md section 2).
+"""Finite-d simulators of one-pass SGD: numba SGD and homogenized SGD (docs/onepass.md, "Equations as implemented").
 
 Parameter-side observables (``norm``, overlaps, group sums, ``alignment``) are exact
 functions of the iterate ``X``. Sample-side observables (``risk``, ``fisher_trace``,
@@ -121,6 +121,15 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. The estimates are
     ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']``; they depend on ``workers``
     (and HSGD's on a timing), the other outputs do not.
+
+    Examples
+    --------
+    >>> import onepass
+    >>> data = onepass.data.teacher_student(d=100)
+    >>> ds = onepass.simulate("linear_regression", data, lr=1.0, t_max=1.0, n_time=3, n_seeds=2,
+    ...                       n_test=1000, progress=False)
+    >>> ds.risk.dims
+    ('seed', 'time')
     """
     problem = Problem.build(model, data, groups, rule)
     schedule = as_schedule(lr)

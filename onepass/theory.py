@@ -1,4 +1,4 @@
-"""Exact ODEs of one-pass SGD on Gaussian mixtures: ``onepass.solve`` (THEORY.md section 2).
+"""Exact ODEs of one-pass SGD on Gaussian mixtures: ``onepass.solve`` (docs/onepass.md, "Equations as implemented").
 
 State: for each spectral group ``g`` the matrix ``P_g = sum_{i in g} w_i w_i^T`` with
 ``w_i = [x_i; x*_i; mu_{1,i} .. mu_{C,i}]`` (``D = k + k_star + C``), and the accumulated
@@ -250,7 +250,7 @@ def _threshold(problem, schedule, tt, yy, unpack):
 def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=None, X0=None,
           groups="auto", rule=None, rtol: float = 1e-7, atol: float = 1e-10, progress: bool = True,
           on_divergence: str = "raise", max_memory_gb: float = 4.0, max_runtime_s: float | None = 3600.0):
-    """Deterministic-equivalent risk curves of one-pass SGD (THEORY.md section 2).
+    """Deterministic-equivalent risk curves of one-pass SGD (docs/onepass.md, "Equations as implemented").
 
     Parameters
     ----------
@@ -284,6 +284,19 @@ def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=
     ``attrs['truncated'] = 1``.
     ``attrs['binning_error_risk']`` estimates the error of binned groups on the risk (0 for
     exact groups; see :func:`_binning_error`).
+
+    Examples
+    --------
+    Least squares on the identity covariance, where ``|X - X*|^2 = 0.25 + 0.75 exp(-t)``
+    at ``lr = 1`` (docs/onepass.md, "Reference values the tests use"):
+
+    >>> import onepass
+    >>> from dmft import models
+    >>> data = onepass.data.teacher_student(d=100)
+    >>> ds = onepass.solve(models.linear_regression(noise_std=0.5), data, lr=1.0, times=[0.0, 1.0],
+    ...                    progress=False)
+    >>> round(float(ds.distance[1]), 4)
+    0.5259
     """
     problem = Problem.build(model, data, groups, rule)
     schedule = as_schedule(lr)
@@ -314,8 +327,8 @@ def _check_cost(problem, schedule, t, X0, max_memory_gb: float, max_runtime_s):
 
     Memory: the state at every output time (kept twice by the integrator) and the
     integrator's 13 stages. Time: DOP853 takes about ``t_max rho / 6 + 20`` steps of 12
-    right-hand sides at the initial stiffness ``rho`` (:func:`_stiffness`; measured
-    nfev within 0.4-1.3x on linear, logistic and Huber models), plus one per output time,
+    right-hand sides at the initial stiffness ``rho`` (:func:`_stiffness`; checked against
+    measured evaluation counts in docs/performance.md, "Resource estimates"), plus one per output time,
     each costing what one evaluation at ``t = 0`` took here.
     """
     P0 = problem.initial_P(X0)

@@ -1,6 +1,6 @@
 """Slow, obviously-correct numpy references for :mod:`dmft.simulate` (tests only).
 
-Everything here is plain numpy/scipy written straight from THEORY.md section 3; the tests
+Everything here is plain numpy/scipy written straight from docs/simulate.md; the tests
 assert that the numba simulators agree with it on small cases with the same random draws.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Finite-d multi-pass simulators (issue 4): exactness against numpy references, the
-Marchenko-Pastur gradient-flow numbers of THEORY.md section 4, the limits of section 3,
+Marchenko-Pastur gradient-flow numbers and the limits of docs/dmft_theory.md (section 7),
 reproducibility and argument checks.
 
 Statistical tolerances: ``|mean diff| < 4 * SEM`` (SEM over seeds of the paired per-seed
@@ -25,7 +25,7 @@ simmod = importlib.import_module("dmft.simulate")  # the module (dmft.simulate i
 LIN = models.linear_regression(noise_std=0.5)
 HUB = models.huber_tanh(noise_std=0.3, threshold=0.5)
 
-# THEORY.md section 4: |theta - theta*|^2/d + sigma^2 for GF, delta=2, sigma^2=0.25, lr=0.5
+# docs/dmft_theory.md, section 7: |theta - theta*|^2/d + sigma^2 for GF, delta=2, sigma^2=0.25, lr=0.5
 MP_TIMES = [0.0, 0.5, 1.0, 2.0, 5.0, 20.0]
 MP_VALUES = [1.25, 0.718905, 0.557932, 0.460761, 0.434460, 0.488508]
 
@@ -136,7 +136,8 @@ def test_held_out_test_loss_estimates_the_closed_form_for_squared_loss():
 
 # ---------------------------------------------------------------- Marchenko-Pastur
 def test_theory_gf_numbers_are_the_marchenko_pastur_integral():
-    """THEORY.md section 4 numbers with the convention d theta/dt = -lr grad R."""
+    """The tabulated values (docs/dmft_theory.md, section 7) are the Marchenko-Pastur
+    integral with the convention d theta/dt = -lr grad R."""
     for t, v in zip(MP_TIMES, MP_VALUES):
         assert ref.marchenko_pastur_gf(2.0, 0.25, 0.5, t) == pytest.approx(v, abs=1e-6)
     assert ref.marchenko_pastur_gf(2.0, 0.25, 0.5, 400.0) == pytest.approx(0.5, abs=1e-6)

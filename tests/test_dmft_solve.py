@@ -18,7 +18,7 @@ Z = 4.0
 
 # ---------------------------------------------------------------- references
 def marchenko_pastur_distance(t, delta=2.0, lr=0.5, noise_var=0.25):
-    """``|theta - theta*|^2/d + sigma^2`` for gradient flow on least squares (THEORY section 4).
+    """``|theta - theta*|^2/d + sigma^2`` for gradient flow on least squares (docs/dmft_theory.md, section 7).
 
     ``theta(t) - theta_hat = exp(-lr X^T X t)(theta_0 - theta_hat)``, ``theta_0 = 0``;
     ``X^T X`` has the Marchenko-Pastur law of ratio ``1/delta`` scaled by ``delta``.
@@ -419,7 +419,7 @@ def test_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamic
 
 def test_large_delta_limit_is_onepass_ode():
     # delta -> inf at matched time t_onepass = batch * delta * t, gamma = c = lr/batch gives
-    # the one-pass ODE of THEORY section 2 with K = I (same model object). Corrections are
+    # the one-pass ODE (docs/onepass.md) with K = I (same model object). Corrections are
     # O(t_onepass/delta) = 1% (samples revisited); few paths jump at large delta, hence the
     # many paths (cheap: ~1% of them have an event).
     onepass = pytest.importorskip("onepass")

@@ -1,4 +1,4 @@
-"""onepass: exact ODEs against THEORY.md section 4 numbers, simulations and invariants."""
+"""onepass: exact ODEs against the reference values of docs/onepass.md, simulations and invariants."""
 import numpy as np
 import pytest
 import xarray as xr
@@ -10,7 +10,7 @@ from dmft import errors, expectation, models, output
 LOGISTIC = models.logistic()
 
 
-# ----------------------------------------------------------------- THEORY.md section 4
+# ----------------------------------------------------------------- reference values (docs/onepass.md)
 def test_least_squares_distance_matches_theory_numbers():
     data = onepass.data.teacher_student(d=100, teacher_norm=1.0)
     ds = onepass.solve(models.linear_regression(noise_std=0.5), data, lr=1.0, times=[0, 0.5, 1, 2, 5, 200])
@@ -28,6 +28,26 @@ def test_adagrad_norm_matches_theory_numbers():
                        times=[0, 1, 2, 5, 400])
     np.testing.assert_allclose(ds.risk.values[1:4], [0.188224, 0.0736976, 0.00472399], atol=1e-5)
     assert ds.lr.values[-1] == pytest.approx(0.700176, abs=1e-5)
+
+
+def test_reference_values_are_the_closed_forms():
+    """The tabulated values above are what docs/onepass.md derives them from ("Reference values
+    the tests use"), computed here without the library: least squares, K = I, gamma = 1,
+    D(t) = D_inf + (1 - D_inf) exp(-gamma (2 - gamma) t); AdaGrad-Norm the two-variable ODE
+    dD/dt = -(2 gamma - gamma^2) D, d acc/dt = D, gamma = 1/sqrt(1 + acc), risk D/2."""
+    from scipy.integrate import solve_ivp
+
+    t = np.array([0.5, 1.0, 2.0, 5.0])
+    np.testing.assert_allclose(0.25 + 0.75 * np.exp(-t), [0.704898, 0.525910, 0.351501, 0.255053], atol=1e-6)
+
+    def rhs(_, y):
+        gamma = 1.0 / np.sqrt(1.0 + y[1])
+        return [-(2 * gamma - gamma**2) * y[0], y[0]]
+
+    sol = solve_ivp(rhs, (0.0, 400.0), [1.0, 0.0], method="DOP853", rtol=1e-12, atol=1e-14, t_eval=[1, 2, 5, 400])
+    # the table has six significant digits: its rounding is at most 5e-6 relative
+    np.testing.assert_allclose(sol.y[0, :3] / 2, [0.188224, 0.0736976, 0.00472399], rtol=5e-6)
+    assert 1.0 / np.sqrt(1.0 + sol.y[1, -1]) == pytest.approx(0.700176, abs=5e-7)
 
 
 def test_time_dependent_schedule_equals_constant_when_constant():
@@ -196,7 +216,7 @@ def test_heldout_observables_match_quadrature_at_fixed_X(case):
     assert 0.6 < ratio < 1.5, ratio
 
 
-# ----------------------------------------------------------------- seed 002 facts
+# ----------------------------------------------------------------- long-time behaviour of the spectra
 def _long_run(spectrum, t_end=1e4):
     data = onepass.data.binary_mixture(spectrum, d=1000)
     return onepass.solve(LOGISTIC, data, lr=0.5, times=np.r_[0.0, np.logspace(1, np.log10(t_end), 9)],

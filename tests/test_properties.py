@@ -186,7 +186,7 @@ def test_gradient_flow_time_rescaling_dmft(s, ridge):
        noise=testing._floats(0.0, 0.8), k=st.sampled_from([1, 2]))
 @example(lr=0.5, batch=1.0, delta=2.0, noise=0.5, k=2)
 def test_sgd_equals_sme_for_the_linear_model(lr, batch, delta, noise, k):
-    """THEORY section 3: for the squared loss SGD and SME give the same test loss and norm
+    """docs/dmft_theory.md, section 7: for the squared loss SGD and SME give the same test loss and norm
     (k = 2 with a random start exercises the k x k terms of SME's averaged dz^2)."""
     model = models.linear_regression(noise, k=k)
     # 16 replicas, so that the replica standard error is itself accurate enough for a 5 SE

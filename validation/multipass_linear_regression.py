@@ -1,7 +1,7 @@
 """Multi-pass linear regression (squared loss): SGD, SME and GF, DMFT vs simulation.
 
 Also checks the DMFT gradient-flow test loss against the Marchenko-Pastur closed form of
-THEORY.md section 4 (``delta = 2``, ``sigma^2 = 0.25``, ``lr = 0.5``): half of
+docs/dmft_theory.md, section 7 (``delta = 2``, ``sigma^2 = 0.25``, ``lr = 0.5``): half of
 ``1.25, 0.718905, 0.557932, 0.460761, 0.434460`` at ``t = 0, 0.5, 1, 2, 5``.
 """
 import sys

@@ -1,7 +1,8 @@
-"""One-pass AdaGrad-Norm learning rate: ODE vs SGD vs HSGD, and THEORY.md section 4 numbers.
+"""One-pass AdaGrad-Norm learning rate: ODE vs SGD vs HSGD, and the reference numbers.
 
 Least squares, ``K = I``, ``sigma = 0``, ``gamma = 1``, ``b0 = 1``: risk
-``0.188224, 0.0736976, 0.00472399`` at ``t = 1, 2, 5``; ``gamma_t -> 0.700176``.
+``0.188224, 0.0736976, 0.00472399`` at ``t = 1, 2, 5``; ``gamma_t -> 0.700176``
+(docs/onepass.md, "Reference values the tests use").
 """
 import sys
 import time

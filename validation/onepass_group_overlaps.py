@@ -1,7 +1,7 @@
 """One-pass zero-one model: group-resolved mean overlaps ``m_jk`` (ODE vs SGD vs HSGD).
 
 Two classes with covariance eigenvalues ``lam^(1) = j``, ``lam^(2) = k`` on the
-coordinate groups ``I_jk`` (THEORY.md section 2); ``group_mean_overlap`` is
+coordinate groups ``I_jk`` (docs/onepass.md, "Data"); ``group_mean_overlap`` is
 ``m_g = sum_{i in g} x_i mu_{c,i}`` for each group and class.
 """
 import sys

@@ -2,7 +2,7 @@
 
 Identity, zero-one (two classes, eigenvalues in {0, 1}), mild power law
 ``PowerLaw(alpha=1.2, beta=1.0)`` and extreme power law ``PowerLaw(1.2, 0.2)``
-(THEORY.md section 2; seed 002). Exact ODE vs finite-d SGD (mean of seeds).
+(docs/onepass.md, "Data"). Exact ODE vs finite-d SGD (mean of seeds).
 """
 import sys
 import time
