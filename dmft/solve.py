@@ -737,7 +737,7 @@ def solve(
     # kernels with this model's functions bound (compiled once, then from the disk cache)
     labels = specialise(_k.labels, teacher=model.teacher)
     train_losses = specialise(_k.train_losses, loss=model.loss)
-    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k)
+    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k, parallel=True)
     labels(params, wstar, eps, y)
     kinks = _kink_planes(model, (jumps > _JUMP_TOL) & (kink_bandwidth > 0), wstar, eps, B)
     if not np.isfinite(y).all():
