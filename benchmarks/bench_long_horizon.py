@@ -5,7 +5,9 @@ Huber-on-tanh, ``lr = 2``, ``batch = 1``, 4096 paths, default ``dt``; SGD and GF
 parameter side ``_ParamSide.row``, the factor rows ``_kernels_solve.chol_rows`` and the
 sample side ``sample_cell``; the rest is everything else) and the scaling exponent of each
 phase in the number of grid steps ``N`` (least squares of ``log time`` on ``log N``).
-``--profile`` also prints the top cProfile entries of the largest solve.
+``--profile`` also prints the top cProfile entries of the largest solve. ``--threads``
+instead times solves on 1 and 2 numba threads back to back (``numba.set_num_threads``),
+``--repeat`` times each, and prints the ratios per phase.
 """
 import argparse
 import cProfile
@@ -14,6 +16,7 @@ import importlib
 import pstats
 import time
 
+import numba
 import numpy as np
 
 import dmft
@@ -39,9 +42,10 @@ class Timers:
         return timed
 
 
-def timed_solve(dynamics, t_max, n_paths, seed=0):
+def timed_solve(dynamics, t_max, n_paths, seed=0):  # n_paths None: the default
     timers = Timers()
-    row, chol, spec = solve_mod._ParamSide.row, _kernels_solve.chol_rows, solve_mod.specialise
+    row, spec = solve_mod._ParamSide.row, solve_mod.specialise
+    chol, cholp = _kernels_solve.chol_rows, _kernels_solve.chol_rows_parallel
 
     def specialise(template, **kw):
         kernel = spec(template, **kw)
@@ -49,6 +53,7 @@ def timed_solve(dynamics, t_max, n_paths, seed=0):
 
     solve_mod._ParamSide.row = timers.wrap("param_side", row)
     _kernels_solve.chol_rows = timers.wrap("chol_rows", chol)
+    _kernels_solve.chol_rows_parallel = timers.wrap("chol_rows", cholp)
     solve_mod.specialise = specialise
     try:
         t0 = time.perf_counter()
@@ -56,7 +61,8 @@ def timed_solve(dynamics, t_max, n_paths, seed=0):
                         n_paths=n_paths, seed=seed, progress=False, check_dt=False, max_runtime_s=None)
         total = time.perf_counter() - t0
     finally:
-        solve_mod._ParamSide.row, _kernels_solve.chol_rows, solve_mod.specialise = row, chol, spec
+        solve_mod._ParamSide.row, solve_mod.specialise = row, spec
+        _kernels_solve.chol_rows, _kernels_solve.chol_rows_parallel = chol, cholp
     timers.t["rest"] = total - sum(v for key, v in timers.t.items() if key != "rest")
     return ds.attrs["n_steps"], total, timers.t
 
@@ -65,13 +71,38 @@ def exponent(ns, ts):
     return float(np.polyfit(np.log(ns), np.log(np.maximum(ts, 1e-9)), 1)[0])
 
 
+def threads(cases, repeat):
+    solve_mod.PARALLEL = True
+    rows = []
+    for dyn, T, paths in cases:
+        timed_solve(dyn, 1.0, 64)
+        ratios = {p: [] for p in ("total", *PHASES)}
+        for _ in range(repeat):
+            t = {}
+            for nt in (1, 2):  # back to back
+                numba.set_num_threads(nt)
+                _, total, per = timed_solve(dyn, T, paths)
+                t[nt] = {"total": total, **per}
+            for p in ratios:
+                ratios[p].append(t[1][p] / max(t[2][p], 1e-9))
+            print(dyn, T, paths, {p: round(v[-1], 2) for p, v in ratios.items()}, round(t[1]["total"], 2), flush=True)
+        rows.append([dyn.upper(), f"{T:g}", paths or "default"]
+                    + [f"{min(v):.2f}-{max(v):.2f}" for v in ratios.values()])
+    print(table(["dynamics", "t_max", "paths", "total", *PHASES], rows))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--paths", type=int, default=4096)
     ap.add_argument("--t-max", type=float, nargs="+", default=[4, 8, 16])
     ap.add_argument("--dynamics", nargs="+", default=["sgd", "gf"])
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--threads", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    if args.threads:
+        threads([("sgd", 4.0, None), ("sgd", 8.0, args.paths), ("gf", 8.0, args.paths)], args.repeat)
+        return
     for dyn in args.dynamics:
         timed_solve(dyn, 1.0, 64)  # compile / load the kernels
         rows, ns, per = [], [], {p: [] for p in PHASES}

@@ -91,13 +91,13 @@ def chol_append(L, cov, first, jitter, pivots):
             s[t] += L[row, i] * L[row, i]
 
 
-@njit(cache=True, fastmath=_FM, parallel=True)
+@njit(cache=True, fastmath=_FM)
 def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
     """Rows ``ks + n k .. ks + (n + n_grid) k - 1`` (grid points ``n .. n + n_grid - 1``) of
     each replica's joint factor ``L[b]`` (teacher first, then the grid field), in one pass
     over ``L[b]``: covariances ``m[b, n', a]`` with the teacher and ``C[b, n' k + a, :]``
     with the field. ``pivots[b, t]``: pivot of row ``ks + n k + t`` relative to its variance.
-    Replicas in parallel (independent factors).
+    Replicas in ``prange`` (independent factors; :data:`chol_rows_parallel` runs them on threads).
     """
     B = L.shape[0]
     row0 = ks + n * k
@@ -116,7 +116,7 @@ def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
             pivots[b, t] = piv[t] / max(cov[t, row0 + t], 1e-300)
 
 
-@njit(cache=True, fastmath=_FM, parallel=True)
+@njit(cache=True, fastmath=_FM)
 def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
     on the columns ``lo <= col < hi``.
@@ -126,7 +126,8 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     ``RtT[c k + e, m k + a] = Rt[m k + a, c k + e]`` (the step response, transposed so a
     column is a contiguous row); TA, TR, TC: (B, k, >= hi), updated in place. Zero blocks
     are skipped (SGD: only the grid nodes of the cell's events are non-zero) and ``A``,
-    ``R`` (causal) and ``RtT`` are read only inside their triangles. Replicas in parallel.
+    ``R`` (causal) and ``RtT`` are read only inside their triangles. Replicas in ``prange``
+    (:data:`row_products_parallel` runs them on threads).
     """
     B, n, k, _ = dK.shape
     for b in prange(B):
@@ -655,3 +656,9 @@ def labels(params, wstar, eps, out):
     """``out[p] = teacher(w*_p, eps_p)`` for every path."""
     for p in range(wstar.shape[0]):
         teacher(wstar[p], eps[p], params, out[p])
+
+
+# the replica loops on numba's threads (dmft.solve.PARALLEL). Not disk-cached: numba's cache
+# index does not tell a parallel compilation of a function from its serial one
+chol_rows_parallel = njit(fastmath=_FM, parallel=True)(chol_rows.py_func)
+row_products_parallel = njit(fastmath=_FM, parallel=True)(row_products.py_func)

@@ -35,6 +35,11 @@ _JUMP_TOL = 1e-4
 CHOL_JITTER = 1e-10
 #: use the direct O(n^2)-per-row parameter side instead of the incremental one (reference)
 DIRECT_PARAMETER_SIDE = False
+#: run the replicas on numba's threads (``numba.set_num_threads``): the sample side, the factor
+#: rows and the parameter side's products; the numbers are the same bit for bit. Off by
+#: default: on a loaded machine the per-step parallel regions made solves slower
+#: (docs/performance.md, "Long horizons")
+PARALLEL = False
 #: a solve whose ``C(t, t)`` leaves ``[-BLOWUP_NORM, BLOWUP_NORM]`` has diverged
 BLOWUP_NORM = 1e12
 #: the model is blamed for a non-finite gradient only at fields up to this size (where every
@@ -235,6 +240,10 @@ def _inv_blocks(M):
     return 1.0 / M if M.shape[-1] == 1 else np.linalg.inv(M)
 
 
+def _row_products(*args):
+    (_k.row_products_parallel if PARALLEL else _k.row_products)(*args)
+
+
 class _ParamSide:
     """Row ``n`` of the parameter-side kernels of every replica (THEORY section 3, linear).
 
@@ -294,10 +303,10 @@ class _ParamSide:
             ddK, ddW = dK.copy(), dW.copy()
             ddK[:, : n - 1] -= dK0
             ddW[:, : n - 1] -= dW0
-            _k.row_products(ddK, ddW, A, R, C, self.RtT, delta, 0, pk, PA, PR, PC)
-            _k.row_products(dK, dW, A, R, C, self.RtT, delta, pk, nk, PA, PR, PC)
+            _row_products(ddK, ddW, A, R, C, self.RtT, delta, 0, pk, PA, PR, PC)
+            _row_products(dK, dW, A, R, C, self.RtT, delta, pk, nk, PA, PR, PC)
         else:
-            _k.row_products(dK, dW, A, R, C, self.RtT, delta, 0, nk, PA, PR, PC)
+            _row_products(dK, dW, A, R, C, self.RtT, delta, 0, nk, PA, PR, PC)
         self.last_products = (n, dK, dW.copy(), (PA, PR, PC))  # dW may be a view of a reused buffer
         _k.finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho, self.rho_inv,
                       A, R, C, self.S, self.m, self.nu, self.Phi, self.asum, self.bvec, self.RtT)
@@ -723,7 +732,8 @@ def solve(
         """Rows of grid point ``n`` of every replica's factor ``L``; with ``ahead`` also those
         of ``n + 1`` (from the predicted kernel row) in the same pass over ``L``, which is
         memory-bound. The diagnostics count the pivots of final rows only."""
-        _k.chol_rows(L, m, C, n, 2 if ahead else 1, k, ks, CHOL_JITTER, rel_pivots)
+        (_k.chol_rows_parallel if PARALLEL else _k.chol_rows)(L, m, C, n, 2 if ahead else 1, k, ks, CHOL_JITTER,
+                                                              rel_pivots)
         if final:
             pivots[0] = min(pivots[0], float(rel_pivots[:, :k].min()))
             rows = ks + n * k + np.arange(k)
@@ -737,7 +747,7 @@ def solve(
     # kernels with this model's functions bound (compiled once, then from the disk cache)
     labels = specialise(_k.labels, teacher=model.teacher)
     train_losses = specialise(_k.train_losses, loss=model.loss)
-    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k, parallel=True)
+    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k, parallel=PARALLEL)
     labels(params, wstar, eps, y)
     kinks = _kink_planes(model, (jumps > _JUMP_TOL) & (kink_bandwidth > 0), wstar, eps, B)
     if not np.isfinite(y).all():

@@ -1,8 +1,8 @@
-"""The replicas of dmft.solve run on numba's threads (issue 24): the sample side
-(``sample_cell``), the factor rows (``chol_rows``) and the parameter side's products
+"""With ``dmft.solve.PARALLEL`` the replicas run on numba's threads (issue 24): the sample
+side (``sample_cell``), the factor rows (``chol_rows``) and the parameter side's products
 (``row_products``) loop over independent replicas in ``prange``, each replica's sums in the
 order of its paths, so the numbers do not depend on the threads: bit-identical to the serial
-kernels and to one thread."""
+kernels (the default) and to one thread."""
 import importlib
 
 import numba
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dmft
-from dmft import _jit, _kernels_solve, models
+from dmft import models
 
 solve_mod = importlib.import_module("dmft.solve")
 
@@ -33,8 +33,12 @@ def _same(a, b):
         np.testing.assert_array_equal(a[var].values, b[var].values, err_msg=var)
 
 
+# slow: the parallel kernels are compiled in every process (not disk-cached), and on a loaded
+# machine the threads' per-step regions take minutes
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
-def test_two_threads_give_the_numbers_of_one(name):
+def test_two_threads_give_the_numbers_of_one(name, monkeypatch):
+    monkeypatch.setattr(solve_mod, "PARALLEL", True)
     threads = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -46,14 +50,10 @@ def test_two_threads_give_the_numbers_of_one(name):
     _same(one, two)
 
 
+@pytest.mark.slow
 def test_parallel_kernels_equal_the_serial_ones(monkeypatch):
-    # the serial kernels: the same sources compiled without parallel (prange is then range)
-    serial = {name: numba.njit(fastmath=_kernels_solve._FM)(getattr(_kernels_solve, name).py_func)
-              for name in ("chol_rows", "row_products")}
-    par = {name: _solve(name) for name in ("sgd-huber", "gf-huber")}
-    spec = _jit.specialise
-    for name, kernel in serial.items():
-        monkeypatch.setattr(_kernels_solve, name, kernel)
-    monkeypatch.setattr(solve_mod, "specialise", lambda template, **kw: spec(template, **{**kw, "parallel": False}))
-    for name, ds in par.items():
+    # the serial kernels are the same sources compiled without parallel (prange is range)
+    serial = {name: _solve(name) for name in ("sgd-huber", "gf-huber", "sme-relu")}
+    monkeypatch.setattr(solve_mod, "PARALLEL", True)
+    for name, ds in serial.items():
         _same(ds, _solve(name))
