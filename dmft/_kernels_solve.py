@@ -17,7 +17,7 @@ with a disk cache; pure-array kernels are cached directly.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 #: re-association lets LLVM vectorise the long sums; no finite-math assumptions, so a
 #: diverging run still shows up as inf/nan in the kernels
@@ -97,13 +97,14 @@ def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
     each replica's joint factor ``L[b]`` (teacher first, then the grid field), in one pass
     over ``L[b]``: covariances ``m[b, n', a]`` with the teacher and ``C[b, n' k + a, :]``
     with the field. ``pivots[b, t]``: pivot of row ``ks + n k + t`` relative to its variance.
+    Replicas in ``prange`` (independent factors; :data:`chol_rows_parallel` runs them on threads).
     """
     B = L.shape[0]
     row0 = ks + n * k
     T = n_grid * k
-    cov = np.zeros((T, row0 + T))
-    piv = np.empty(T)
-    for b in range(B):
+    for b in prange(B):
+        cov = np.zeros((T, row0 + T))
+        piv = np.empty(T)
         for t in range(T):
             g, a = n + t // k, t % k
             for i in range(ks):
@@ -125,10 +126,11 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     ``RtT[c k + e, m k + a] = Rt[m k + a, c k + e]`` (the step response, transposed so a
     column is a contiguous row); TA, TR, TC: (B, k, >= hi), updated in place. Zero blocks
     are skipped (SGD: only the grid nodes of the cell's events are non-zero) and ``A``,
-    ``R`` (causal) and ``RtT`` are read only inside their triangles.
+    ``R`` (causal) and ``RtT`` are read only inside their triangles. Replicas in ``prange``
+    (:data:`row_products_parallel` runs them on threads).
     """
     B, n, k, _ = dK.shape
-    for b in range(B):
+    for b in prange(B):
         for j in range(n):
             for e in range(k):
                 r = j * k + e
@@ -389,7 +391,8 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
     right node, ``dGp``: ``1 - lam`` to its left node), ``dS[b, m] = E[dF (c g dz)^T]``
     over committed events in cell ``m`` (its cumulative sum is ``E[dF F(t_m)^T]``),
     ``dFF = E[dF dF^T]``, ``dPhi = E[dF w*^T]``, with ``dF = sum_j c g_j dz_j`` the path's
-    force increment over the cell.
+    force increment over the cell. ``paths`` is sorted; the replicas run in parallel (with
+    ``specialise(..., parallel=True)``), each replica's paths in order.
     Dense drivers (``dz_mean >= 0``): ``dz_j`` of the cell's one event is independent of
     everything the statistics multiply it by (the past of the path, ``g_j``, ``psi_j.``), so
     the statistics average it out exactly (Rao-Blackwell): ``dz_j -> dz_mean`` in ``G``,
@@ -412,8 +415,8 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
     solves ``Y_i = delta_ij I + sum_{i<l<=j} Y_l T_li`` (:func:`dense_tangents`, all tangent
     paths of a replica at once). Same numbers as the forward recursion up to rounding, but
     it streams the replica's ``Rmid`` (cache-resident) instead of every path's ``O(j^2)``
-    triangle from memory (docs/performance.md, "Dense drivers' tangents"); ``psi`` is then
-    unused. The recursion runs with the tangent paths ``m`` (path ``b Pb + m tstride``) as the last
+    triangle from memory (GF, 4096 paths: 0.75 -> 0.45 s); ``psi`` is then unused. The
+    recursion runs with the tangent paths ``m`` (path ``b Pb + m tstride``) as the last
     axis: ``dzT[b, l, m]`` (B, N, Mt), filled by the caller, and ``gpT[b, l, :, :, m]``
     (B, N, k, k, Mt), whose row ``j`` is written here (the earlier rows are final), so
     nothing is transposed per cell (Poisson driver: both of size 0).
@@ -429,180 +432,185 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
     ks = wstar.shape[1]
     Jmax = ev_cell.shape[1]
     dense = Rmid.shape[1] > 0
-    Rt = np.empty((k, k))
-    r = np.empty(k)
-    gv = np.empty(k)
-    H = np.empty((k, k))
-    M = np.empty((Jmax, k, k))
-    acc1 = np.empty(Jmax + 1)
     kk = k * k
-    X = np.empty((k, k))
-    dFp = np.empty(k)
-    qv = np.empty((k, k))
     ka, koff, kwidth, kx = kinks
-    rk = np.empty(k)
-    gk = np.empty((2, k))
     inv = 1.0 / Pb
     mean_dz = dz_mean >= 0.0
-    for q in range(paths.size):
-        p = paths[q]
-        b = p // Pb
-        Rb = R[b]
-        yp = y[p]
-        tang = p % tstride == 0
-        winv = tstride * inv
-        for a in range(k):
-            dFp[a] = 0.0
-            for e in range(k):
-                qv[a, e] = 0.0
-        for j in range(lo[q], hi[q]):
-            lt = ev_lam[p, j]
+    B = dGm.shape[0]
+    # paths are sorted: replica b's active paths are paths[first[b]:first[b + 1]]; the replicas
+    # are independent (a path writes only its own rows and its replica's sums), so they run
+    # in parallel, and each replica's sums keep the order of its paths
+    first = np.searchsorted(paths // Pb, np.arange(B + 1))
+    for b in prange(B):
+        Rt = np.empty((k, k))
+        r = np.empty(k)
+        gv = np.empty(k)
+        H = np.empty((k, k))
+        M = np.empty((Jmax, k, k))
+        acc1 = np.empty(Jmax + 1)
+        X = np.empty((k, k))
+        dFp = np.empty(k)
+        qv = np.empty((k, k))
+        rk = np.empty(k)
+        gk = np.empty((2, k))
+        for q in range(first[b], first[b + 1]):
+            p = paths[q]
+            Rb = R[b]
+            yp = y[p]
+            tang = p % tstride == 0
+            winv = tstride * inv
             for a in range(k):
-                r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
-            if dense:  # R(s_j, s_l) shared: a plain (vectorisable) sum; tangents after the loop
-                for a in range(k):
-                    acc = 0.0
-                    for l in range(j):
-                        for e in range(k):
-                            acc += ev_dz[p, l] * Rmid[b, j, l, a, e] * g[p, l, e]
-                    r[a] += c * acc
-            else:
-                for l in range(j):
-                    _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
-                    f = c * ev_dz[p, l]
-                    for a in range(k):
-                        acc = 0.0
-                        for e in range(k):
-                            acc += Rt[a, e] * g[p, l, e]
-                        r[a] += f * acc
-                        if tang:
-                            for e in range(k):
-                                acc = 0.0
-                                for h in range(k):
-                                    acc += Rt[a, h] * gp[p, l, h, e]
-                                M[l, a, e] = f * acc
-            if half > 0.0 and j >= 1:
-                for a in range(k):
-                    r[a] += c * half * g[p, j - 1, a]
-                    if tang and not dense:
-                        for e in range(k):
-                            M[j - 1, a, e] += c * half * gp[p, j - 1, a, e]
-            grad(r, yp, params, gv)
-            hess(r, yp, params, H)
-            for pl in range(ka.shape[0]):
-                x = -koff[p, pl]
-                a2 = 0.0
-                for a in range(k):
-                    x += ka[pl, a] * r[a]
-                    a2 += ka[pl, a] * ka[pl, a]
-                kx[p, pl] = x
-                width = kwidth[b, pl]
-                if width <= 0.0 or abs(x) >= 8.0 * width:
-                    continue
-                # the jump J of l' across the plane, at the point of the plane nearest r
-                hstep = 1e-7 * (1.0 + abs(x)) / math.sqrt(a2)
-                for side in range(2):
-                    sg = 1.0 if side == 0 else -1.0
-                    for a in range(k):
-                        rk[a] = r[a] + (sg * hstep - x / a2) * ka[pl, a]
-                    grad(rk, yp, params, gk[side])
-                u = x / width
-                cdf = 0.5 * (1.0 + math.erf(u * 0.7071067811865476)) - (1.0 if x > 0.0 else 0.0)
-                pdf = 0.3989422804014327 * math.exp(-0.5 * u * u) / width
-                for a in range(k):
-                    jump = gk[0, a] - gk[1, a]
-                    gv[a] += jump * cdf
-                    for e in range(k):
-                        H[a, e] += jump * ka[pl, e] * pdf
-            for a in range(k):
-                g[p, j, a] = -gv[a]
-            if not dense:  # the dense drivers read g' only from gpT, and only on tangent paths
-                for a in range(k):
-                    for e in range(k):
-                        gp[p, j, a, e] = -H[a, e]
-            elif tang:
-                for a in range(k):
-                    for e in range(k):
-                        gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
-            f = c * (dz_mean if mean_dz else ev_dz[p, j])
-            for a in range(k):
-                dFp[a] += f * g[p, j, a]
-                if mean_dz:
-                    for e in range(k):
-                        qv[a, e] += c * c * dz_var * g[p, j, a] * g[p, j, e]
-            if not tang:
-                continue
-            if dense:  # after the loop over paths, for the whole replica at once
-                continue
-            base = j * (j + 1) // 2
-            psp = psi[p // tstride]
-            ps1 = psp
-            for i in range(j + 1):
-                acc1[i] = 0.0
-                for a in range(k):
-                    for e in range(k):
-                        psp[(base + i) * kk + a * k + e] = 0.0
-            # psi_ji = sum_{l<j} M_l psi_li, looping l outside for contiguous rows
-            for l in range(j):
-                bl = l * (l + 1) // 2
-                if k == 1:
-                    ml = M[l, 0, 0]
-                    if ml != 0.0:
-                        for i in range(l + 1):
-                            acc1[i] += ml * ps1[bl + i]
-                else:
-                    for i in range(l + 1):
-                        for a in range(k):
-                            for h in range(k):
-                                mah = M[l, a, h]
-                                for e in range(k):
-                                    psp[(base + i) * kk + a * k + e] += mah * psp[(bl + i) * kk + h * k + e]
-            if k == 1:
-                for i in range(j):
-                    ps1[base + i] = acc1[i]
-            for a in range(k):
-                psp[(base + j) * kk + a * k + a] = 1.0
-            for i in range(j + 1):
-                for a in range(k):
-                    for e in range(k):
-                        acc = 0.0
-                        for h in range(k):
-                            acc += gp[p, j, a, h] * psp[(base + i) * kk + h * k + e]
-                        X[a, e] = f * acc * winv
-                ci = ev_cell[p, i]
-                li = ev_lam[p, i]
-                for a in range(k):
-                    for e in range(k):
-                        dGm[b, ci, a, e] += li * X[a, e]
-                        dGp[b, ci - 1, a, e] += (1.0 - li) * X[a, e]
-        # E[dF (c g_i dz_i)^T] at the cell of every committed event i: its cumulative sum
-        # over cells is E[dF F(t_m)^T] (F is piecewise constant), O(J) per path
-        if dense:  # event i in cell i + 1: a contiguous (vectorisable) update
-            for a in range(k):
-                fa = dFp[a] * c * inv
+                dFp[a] = 0.0
                 for e in range(k):
-                    for i in range(lo[q]):
-                        dS[b, i + 1, a, e] += fa * ev_dz[p, i] * g[p, i, e]
-        else:
-            for i in range(lo[q]):
-                f = c * ev_dz[p, i]
-                ci = ev_cell[p, i]
+                    qv[a, e] = 0.0
+            for j in range(lo[q], hi[q]):
+                lt = ev_lam[p, j]
                 for a in range(k):
+                    r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
+                if dense:  # R(s_j, s_l) shared: a plain (vectorisable) sum; tangents after the loop
+                    for a in range(k):
+                        acc = 0.0
+                        for l in range(j):
+                            for e in range(k):
+                                acc += ev_dz[p, l] * Rmid[b, j, l, a, e] * g[p, l, e]
+                        r[a] += c * acc
+                else:
+                    for l in range(j):
+                        _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
+                        f = c * ev_dz[p, l]
+                        for a in range(k):
+                            acc = 0.0
+                            for e in range(k):
+                                acc += Rt[a, e] * g[p, l, e]
+                            r[a] += f * acc
+                            if tang:
+                                for e in range(k):
+                                    acc = 0.0
+                                    for h in range(k):
+                                        acc += Rt[a, h] * gp[p, l, h, e]
+                                    M[l, a, e] = f * acc
+                if half > 0.0 and j >= 1:
+                    for a in range(k):
+                        r[a] += c * half * g[p, j - 1, a]
+                        if tang and not dense:
+                            for e in range(k):
+                                M[j - 1, a, e] += c * half * gp[p, j - 1, a, e]
+                grad(r, yp, params, gv)
+                hess(r, yp, params, H)
+                for pl in range(ka.shape[0]):
+                    x = -koff[p, pl]
+                    a2 = 0.0
+                    for a in range(k):
+                        x += ka[pl, a] * r[a]
+                        a2 += ka[pl, a] * ka[pl, a]
+                    kx[p, pl] = x
+                    width = kwidth[b, pl]
+                    if width <= 0.0 or abs(x) >= 8.0 * width:
+                        continue
+                    # the jump J of l' across the plane, at the point of the plane nearest r
+                    hstep = 1e-7 * (1.0 + abs(x)) / math.sqrt(a2)
+                    for side in range(2):
+                        sg = 1.0 if side == 0 else -1.0
+                        for a in range(k):
+                            rk[a] = r[a] + (sg * hstep - x / a2) * ka[pl, a]
+                        grad(rk, yp, params, gk[side])
+                    u = x / width
+                    cdf = 0.5 * (1.0 + math.erf(u * 0.7071067811865476)) - (1.0 if x > 0.0 else 0.0)
+                    pdf = 0.3989422804014327 * math.exp(-0.5 * u * u) / width
+                    for a in range(k):
+                        jump = gk[0, a] - gk[1, a]
+                        gv[a] += jump * cdf
+                        for e in range(k):
+                            H[a, e] += jump * ka[pl, e] * pdf
+                for a in range(k):
+                    g[p, j, a] = -gv[a]
+                if not dense:  # the dense drivers read g' only from gpT, and only on tangent paths
+                    for a in range(k):
+                        for e in range(k):
+                            gp[p, j, a, e] = -H[a, e]
+                elif tang:
+                    for a in range(k):
+                        for e in range(k):
+                            gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
+                f = c * (dz_mean if mean_dz else ev_dz[p, j])
+                for a in range(k):
+                    dFp[a] += f * g[p, j, a]
+                    if mean_dz:
+                        for e in range(k):
+                            qv[a, e] += c * c * dz_var * g[p, j, a] * g[p, j, e]
+                if not tang:
+                    continue
+                if dense:  # after the loop over paths, for the whole replica at once
+                    continue
+                base = j * (j + 1) // 2
+                psp = psi[p // tstride]
+                ps1 = psp
+                for i in range(j + 1):
+                    acc1[i] = 0.0
+                    for a in range(k):
+                        for e in range(k):
+                            psp[(base + i) * kk + a * k + e] = 0.0
+                # psi_ji = sum_{l<j} M_l psi_li, looping l outside for contiguous rows
+                for l in range(j):
+                    bl = l * (l + 1) // 2
+                    if k == 1:
+                        ml = M[l, 0, 0]
+                        if ml != 0.0:
+                            for i in range(l + 1):
+                                acc1[i] += ml * ps1[bl + i]
+                    else:
+                        for i in range(l + 1):
+                            for a in range(k):
+                                for h in range(k):
+                                    mah = M[l, a, h]
+                                    for e in range(k):
+                                        psp[(base + i) * kk + a * k + e] += mah * psp[(bl + i) * kk + h * k + e]
+                if k == 1:
+                    for i in range(j):
+                        ps1[base + i] = acc1[i]
+                for a in range(k):
+                    psp[(base + j) * kk + a * k + a] = 1.0
+                for i in range(j + 1):
+                    for a in range(k):
+                        for e in range(k):
+                            acc = 0.0
+                            for h in range(k):
+                                acc += gp[p, j, a, h] * psp[(base + i) * kk + h * k + e]
+                            X[a, e] = f * acc * winv
+                    ci = ev_cell[p, i]
+                    li = ev_lam[p, i]
+                    for a in range(k):
+                        for e in range(k):
+                            dGm[b, ci, a, e] += li * X[a, e]
+                            dGp[b, ci - 1, a, e] += (1.0 - li) * X[a, e]
+            # E[dF (c g_i dz_i)^T] at the cell of every committed event i: its cumulative sum
+            # over cells is E[dF F(t_m)^T] (F is piecewise constant), O(J) per path
+            if dense:  # event i in cell i + 1: a contiguous (vectorisable) update
+                for a in range(k):
+                    fa = dFp[a] * c * inv
                     for e in range(k):
-                        dS[b, ci, a, e] += dFp[a] * f * g[p, i, e] * inv
-        for a in range(k):
-            for e in range(k):
-                dFF[b, a, e] += (dFp[a] * dFp[e] + qv[a, e]) * inv
-            for e in range(ks):
-                dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
+                        for i in range(lo[q]):
+                            dS[b, i + 1, a, e] += fa * ev_dz[p, i] * g[p, i, e]
+            else:
+                for i in range(lo[q]):
+                    f = c * ev_dz[p, i]
+                    ci = ev_cell[p, i]
+                    for a in range(k):
+                        for e in range(k):
+                            dS[b, ci, a, e] += dFp[a] * f * g[p, i, e] * inv
+            for a in range(k):
+                for e in range(k):
+                    dFF[b, a, e] += (dFp[a] * dFp[e] + qv[a, e]) * inv
+                for e in range(ks):
+                    dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
     if dense and paths.size and tangents:
         # one event per cell for every path: j, its cell and position are shared
         j = lo[0]
-        Y = np.empty((j + 1, k, k, gpT.shape[4]))
-        Acc = np.empty((j + 1, k, k, gpT.shape[4]))
-        out = np.empty((j + 1, k, k))
         f = c * dz_mean * tstride * inv
-        for b in range(Rmid.shape[0]):
+        for b in prange(Rmid.shape[0]):
+            Y = np.empty((j + 1, k, k, gpT.shape[4]))
+            Acc = np.empty((j + 1, k, k, gpT.shape[4]))
+            out = np.empty((j + 1, k, k))
             dense_tangents(Rmid[b], j, c, half, dzT[b], gpT[b], Y, Acc, out)
             for i in range(j + 1):
                 ci = ev_cell[0, i]
@@ -648,3 +656,9 @@ def labels(params, wstar, eps, out):
     """``out[p] = teacher(w*_p, eps_p)`` for every path."""
     for p in range(wstar.shape[0]):
         teacher(wstar[p], eps[p], params, out[p])
+
+
+# the replica loops on numba's threads (dmft.solve.PARALLEL). Not disk-cached: numba's cache
+# index does not tell a parallel compilation of a function from its serial one
+chol_rows_parallel = njit(fastmath=_FM, parallel=True)(chol_rows.py_func)
+row_products_parallel = njit(fastmath=_FM, parallel=True)(row_products.py_func)

@@ -96,13 +96,14 @@ def compare(
     delta: float = 2.0,
     lr: float = 2.0,
     batch: float = 1.0,
-    t_max: float = 4.0,
+    t_max: float | None = None,
     dynamics=("sgd", "sme", "gf"),
     simulate: bool = True,
     d: int = 400,
     n_seeds: int = 8,
     n_paths: int | None = None,
-    n_time: int = 41,
+    n_time: int | None = None,
+    times=None,
     ridge: float = 0.0,
     seed: int = 0,
     progress: bool = True,
@@ -124,7 +125,7 @@ def compare(
         Batch scale ``kappa_bar``; time ``t`` counts ``steps kappa/(kappa_bar n)``, one epoch
         is ``t = 1/batch``.
     t_max : float
-        Horizon in units of ``t``.
+        Horizon in units of ``t`` (default 4, or the last of ``times``).
     dynamics : str or sequence of {'sgd', 'sme', 'gf'}
         Which dynamics to run, in this order along the ``dynamics`` dim.
     simulate : bool
@@ -137,7 +138,11 @@ def compare(
         DMFT Monte Carlo paths (``None``: the solver's default per dynamics, 131072 for SGD
         and 8192 for SME/GF).
     n_time : int
-        Output times ``linspace(0, t_max, n_time)`` shared by theory and simulation.
+        Output times ``linspace(0, t_max, n_time)`` shared by theory and simulation (default 41).
+    times : array or None
+        Output times instead of ``n_time`` (exclusive with it; 1-d, strictly increasing, in
+        ``[0, t_max]``), e.g. log-spaced: the simulation records at them, the DMFT
+        interpolates its uniform grid to them (:func:`dmft.solve`).
     ridge : float
         Ridge penalty ``lam >= 0``.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
@@ -196,8 +201,8 @@ def compare(
     delta = errors.positive("delta", delta)
     lr = errors.positive("lr", lr)
     batch = errors.positive("batch", batch)
-    t_max = errors.positive("t_max", t_max)
-    n_time = errors.positive_int("n_time", n_time, minimum=2)
+    given_times = times is not None
+    times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=41, t_max_default=4.0)
     ridge = errors.nonnegative("ridge", ridge)
     if simulate:
         d = errors.positive_int("d", d, minimum=2)
@@ -208,8 +213,8 @@ def compare(
     on_divergence = errors.on_divergence(on_divergence)
     solve_options = dict(solve_options or {})
     simulate_options = dict(simulate_options or {})
-    common = dict(delta=delta, lr=lr, batch=batch, t_max=t_max, n_time=n_time, ridge=ridge, seed=seed,
-                  progress=False, on_divergence=on_divergence)
+    common = dict(delta=delta, lr=lr, batch=batch, t_max=t_max, ridge=ridge, seed=seed, progress=False,
+                  on_divergence=on_divergence, **({"times": times} if given_times else {"n_time": n_time}))
     sources = ("theory", "simulation") if simulate else ("theory",)
     all_results, runtimes = [], np.zeros((len(dynamics), len(sources)))
     with progress_bar(progress, total=len(dynamics) * len(sources), desc="dmft.compare", unit="run") as bar:

@@ -122,6 +122,37 @@ def finite_array(name: str, value, *, shape: tuple | None = None, nonnegative: b
     return a
 
 
+def output_times(times, n_time, t_max, *, n_time_default: int, t_max_default: float):
+    """``(times, t_max, n_time)`` of a run's outputs.
+
+    Without ``times``: ``linspace(0, t_max, n_time)`` (``None`` takes the defaults). With
+    ``times``: a non-empty 1-d strictly increasing array in ``[0, t_max]``; ``t_max``
+    defaults to its last value and ``n_time`` to its length (passing ``n_time`` too is an
+    error: the two are exclusive)."""
+    if times is None:
+        t_max = positive("t_max", t_max_default if t_max is None else t_max)
+        n_time = positive_int("n_time", n_time_default if n_time is None else n_time, minimum=2)
+        return np.linspace(0.0, t_max, n_time), t_max, n_time
+    if n_time is not None:
+        raise ParameterError(f"n_time={n_time!r} is not allowed together with times: n_time and times are "
+                             "exclusive, pass one of them")
+    a = finite_array("times", times, nonnegative=True)
+    if a.ndim != 1 or a.size < 1:
+        raise ParameterError(f"times has shape {a.shape}; expected a non-empty 1-d array")
+    down = np.flatnonzero(np.diff(a) <= 0)
+    if down.size:
+        i = int(down[0])
+        raise ParameterError(f"times is not allowed: times must be strictly increasing (times[{i}]={a[i]:g}, "
+                             f"times[{i + 1}]={a[i + 1]:g})")
+    if t_max is None:
+        return a, float(a[-1]), int(a.size)
+    t_max = positive("t_max", t_max)
+    if a[-1] > t_max:
+        raise ParameterError(f"times is not allowed: times must lie in [0, t_max={t_max:g}] (its last value is "
+                             f"{a[-1]:g})")
+    return a, t_max, int(a.size)
+
+
 #: a ``numpy.random.Generator`` given as ``seed`` stands for the integer seed
 #: ``int(generator.integers(SEED_RANGE))`` drawn from it
 SEED_RANGE = 2**63

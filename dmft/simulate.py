@@ -57,7 +57,7 @@ def simulate(
     lr: float = 2.0,
     batch: float = 1.0,
     dynamics: str = "sgd",
-    t_max: float = 4.0,
+    t_max: float | None = None,
     d: int = 1000,
     alpha: float = 0.0,
     n_seeds: int = 10,
@@ -65,7 +65,7 @@ def simulate(
     ridge: float = 0.0,
     init_std: float = 0.0,
     sampling: str = "with_replacement",
-    n_time: int = 101,
+    n_time: int | None = None,
     times=None,
     dt: float | None = None,
     n_test: int = 10_000,
@@ -89,7 +89,7 @@ def simulate(
         For SME it sets the noise level ``eta_bar/sqrt(kappa_bar)``; GF ignores it.
     dynamics : {'sgd', 'sme', 'gf'}
     t_max : float
-        Final time (ignored when ``times`` is given).
+        Final time; default 4, or the last of ``times``.
     d : int
         Dimension.
     alpha : float in [0, 1)
@@ -113,9 +113,10 @@ def simulate(
         ``n`` a batch may straddle two epochs); or every sample independently with
         probability ``kappa/n`` (random batch size, mean ``kappa``; needs ``kappa <= n``).
     n_time : int
-        Number of output times, ``linspace(0, t_max, n_time)``.
+        Number of output times, ``linspace(0, t_max, n_time)`` (default 101).
     times : array or None
-        Output times (non-negative, increasing); overrides ``t_max`` and ``n_time``.
+        Output times instead (1-d, strictly increasing, in ``[0, t_max]``; e.g. log-spaced),
+        exclusive with ``n_time``; the observables are recorded at exactly these times.
         SGD observables at ``t`` are interpolated linearly between the states after
         ``floor(t/h)`` and ``floor(t/h) + 1`` steps (exact when ``t/h`` is an integer).
     dt : float or None
@@ -202,17 +203,7 @@ def simulate(
             errors.warn_unresolved("dmft.simulate(dynamics='sme')", lr, dt, _SME_WARN_LR_DT)
         elif dynamics == "gf":
             errors.warn_unresolved("dmft.simulate(dynamics='gf', RK4)", lr, dt, _GF_WARN_LR_DT)
-    if times is None:
-        t_max = errors.positive("t_max", t_max)
-        n_time = errors.positive_int("n_time", n_time, minimum=2)
-        times = np.linspace(0.0, t_max, n_time)
-    else:
-        times = errors.finite_array("times", times, nonnegative=True)
-        if times.ndim != 1 or times.size < 1:
-            raise errors.ParameterError(f"times has shape {times.shape}; expected a non-empty 1-d array")
-        if np.any(np.diff(times) <= 0):
-            raise errors.ParameterError("times is not allowed: times must be strictly increasing")
-        t_max, n_time = float(times[-1]), int(times.size)
+    times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=101, t_max_default=4.0)
     n = int(round(delta * d))
     if n < 1:
         raise errors.ParameterError(f"delta={delta!r} is not allowed: n = round(delta d) must be >= 1 (d={d})")

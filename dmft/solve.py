@@ -35,6 +35,11 @@ _JUMP_TOL = 1e-4
 CHOL_JITTER = 1e-10
 #: use the direct O(n^2)-per-row parameter side instead of the incremental one (reference)
 DIRECT_PARAMETER_SIDE = False
+#: run the replicas on numba's threads (``numba.set_num_threads``): the sample side, the factor
+#: rows and the parameter side's products; the numbers are the same bit for bit. Off by
+#: default: on a loaded machine the per-step parallel regions made solves slower
+#: (docs/performance.md, "Long horizons")
+PARALLEL = False
 #: a solve whose ``C(t, t)`` leaves ``[-BLOWUP_NORM, BLOWUP_NORM]`` has diverged
 BLOWUP_NORM = 1e12
 #: the model is blamed for a non-finite gradient only at fields up to this size (where every
@@ -235,6 +240,10 @@ def _inv_blocks(M):
     return 1.0 / M if M.shape[-1] == 1 else np.linalg.inv(M)
 
 
+def _row_products(*args):
+    (_k.row_products_parallel if PARALLEL else _k.row_products)(*args)
+
+
 class _ParamSide:
     """Row ``n`` of the parameter-side kernels of every replica (docs/dmft_theory.md, section 3).
 
@@ -294,10 +303,10 @@ class _ParamSide:
             ddK, ddW = dK.copy(), dW.copy()
             ddK[:, : n - 1] -= dK0
             ddW[:, : n - 1] -= dW0
-            _k.row_products(ddK, ddW, A, R, C, self.RtT, delta, 0, pk, PA, PR, PC)
-            _k.row_products(dK, dW, A, R, C, self.RtT, delta, pk, nk, PA, PR, PC)
+            _row_products(ddK, ddW, A, R, C, self.RtT, delta, 0, pk, PA, PR, PC)
+            _row_products(dK, dW, A, R, C, self.RtT, delta, pk, nk, PA, PR, PC)
         else:
-            _k.row_products(dK, dW, A, R, C, self.RtT, delta, 0, nk, PA, PR, PC)
+            _row_products(dK, dW, A, R, C, self.RtT, delta, 0, nk, PA, PR, PC)
         self.last_products = (n, dK, dW.copy(), (PA, PR, PC))  # dW may be a view of a reused buffer
         _k.finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho, self.rho_inv,
                       A, R, C, self.S, self.m, self.nu, self.Phi, self.asum, self.bvec, self.RtT)
@@ -345,6 +354,22 @@ class _ParamSide:
         Crow[:, :, nk:n1k] = 0.5 * (diag + np.swapaxes(diag, -1, -2))
         C[:, nk:n1k, :n1k] = Crow
         C[:, :n1k, nk:n1k] = np.swapaxes(Crow, -1, -2)
+
+
+def _interpolation(times: np.ndarray, dt: float, N: int):
+    """``(steps, W)``: the grid steps that the output ``times`` need and the matrix ``W``
+    (len(times), len(steps)) of linear interpolation, ``x(times) = W x(t_steps)``. A time
+    within 1e-9 steps of a grid point is that point (weight exactly 1)."""
+    x = np.asarray(times) / dt
+    i0 = np.clip(np.floor(x + 1e-9), 0, N).astype(np.int64)
+    f = np.where((x - i0 > 1e-9) & (i0 < N), x - i0, 0.0)
+    steps = np.unique(np.r_[i0, i0[f > 0] + 1])
+    W = np.zeros((len(times), len(steps)))
+    rows = np.arange(len(times))
+    W[rows, np.searchsorted(steps, i0)] = 1.0 - f
+    up = f > 0
+    W[rows[up], np.searchsorted(steps, i0[up] + 1)] = f[up]
+    return steps, W
 
 
 def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling):
@@ -403,9 +428,10 @@ def solve(
     lr: float = 2.0,
     batch: float = 1.0,
     dynamics: str = "sgd",
-    t_max: float = 4.0,
+    t_max: float | None = None,
     dt: float | None = None,
-    n_time: int = 101,
+    n_time: int | None = None,
+    times=None,
     n_paths: int | None = None,
     n_replicas: int = 8,
     tangent_stride: int | None = None,
@@ -438,12 +464,22 @@ def solve(
     dynamics : {"sgd", "sme", "gf"}
         Driver of the per-sample force: Poisson jumps, Gaussian diffusion, deterministic.
     t_max, dt : float
-        Horizon and largest grid step; the step used is ``t_max / N`` with ``N`` the
-        smallest multiple of ``n_time - 1`` with ``t_max / N <= dt``.
-        Default ``dt`` 0.02 for SGD, 0.04 for SME/GF.
+        Horizon (default 4, or the last of ``times``) and largest grid step; the step used
+        is ``t_max / N`` with ``N`` the smallest multiple of ``n_time - 1`` (with ``times``:
+        the smallest ``N``) with ``t_max / N <= dt``. Default ``dt`` 0.02 for SGD, 0.04 for SME/GF.
     n_time : int
-        Output times ``linspace(0, t_max, n_time)`` (the default of :func:`dmft.simulate`,
+        Output times ``linspace(0, t_max, n_time)`` (default 101, as :func:`dmft.simulate`,
         so ``theory - simulation`` is one subtraction).
+    times : array or None
+        Output times instead of ``n_time`` (exclusive with it): 1-d, strictly increasing, in
+        ``[0, t_max]``, e.g. log-spaced for long horizons. The grid stays uniform; an output
+        at a time between grid points ``t_i < t < t_{i+1}`` is the linear interpolation of
+        the grid values, ``(1 - f) x_i + f x_{i+1}`` with ``f = (t - t_i) / dt`` (bilinear for
+        ``correlation`` and ``response`` on ``times x times``; the test loss is that of the
+        interpolated ``norm`` and ``overlap``). Its error is ``O(dt^2)`` (``dt^2 |x''| / 8``
+        at most), not above the order of the grid's own error (SME first, GF second order);
+        across the jump of ``response`` at equal times (``R(t, t) = I``) the bilinear form
+        is exact at grid times only. Grid times are returned exactly as without ``times``.
     n_paths : int
         Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
         Default 131072 for SGD, 8192 for SME and GF (their run times and standard errors:
@@ -570,6 +606,8 @@ def solve(
     lr = errors.positive("lr", lr)
     batch = errors.positive("batch", batch)
     dynamics = errors.choice("dynamics", dynamics, tuple(DRIVERS))
+    given_times = times is not None
+    times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=101, t_max_default=4.0)
     t_max = errors.positive("t_max", t_max)
     kink_bandwidth = errors.nonnegative("kink_bandwidth", kink_bandwidth)
     jumps = model.gradient_jumps()
@@ -578,7 +616,6 @@ def solve(
     dt = errors.positive("dt", d_dt if dt is None else dt)
     if dt > t_max:
         raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
-    n_time = errors.positive_int("n_time", n_time, minimum=2)
     n_replicas = errors.positive_int("n_replicas", n_replicas, minimum=2)
     n_paths = errors.positive_int("n_paths", _default_paths(dynamics, kinked) if n_paths is None else n_paths,
                                   minimum=n_replicas)
@@ -608,15 +645,23 @@ def solve(
             "kink_bandwidth=0; the DMFT curves are biased", errors.DiracResponseWarning, stacklevel=2)
 
     requested_dt = dt
-    every = max(1, math.ceil(t_max / dt / (n_time - 1) - 1e-9))
-    N = every * (n_time - 1)
-    dt = t_max / N
+    if given_times:
+        every = 2  # the step check doubles the step at the same output times
+        N = max(1, math.ceil(t_max / dt - 1e-9))
+        dt = t_max / N
+        out_steps, interp = _interpolation(times, dt, N)
+        time_out = times
+    else:
+        every = max(1, math.ceil(t_max / dt / (n_time - 1) - 1e-9))
+        N = every * (n_time - 1)
+        dt = t_max / N
+        out_steps, interp = np.arange(n_time) * every, None
+        time_out = out_steps * dt
     # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
     errors.warn_unresolved(f"dmft.solve(dynamics={dynamics!r})", lr, dt, 0.2)
     half = 0.5 * batch * dt if driver.dense else 0.0  # drift of half a cell (dense drivers)
     # dense drivers: the statistics use the moments of dz instead of the draw (sample_cell)
     dz_mean, dz_var = driver.dz_moments(dt) if driver.dense else (-1.0, 0.0)
-    out_steps = np.arange(n_time) * every
     k, ks = model.k, model.k_star
     B = n_replicas
     Pb = -(-n_paths // B)
@@ -624,7 +669,8 @@ def solve(
     P = Pb * B
     c = lr / batch
     D = ks + (N + 1) * k
-    mem, culprit = _memory_estimate(driver, B, Pb, N, k, ks, model.noise_dim, n_time, tangent_stride, t_max, sampling)
+    mem, culprit = _memory_estimate(driver, B, Pb, N, k, ks, model.noise_dim, len(out_steps), tangent_stride, t_max,
+                                    sampling)
     if mem > max_memory_gb * 2**30:
         what = {"grid": f"n_time={n_time!r}" if every == 1 and n_time - 1 > t_max / requested_dt
                 else f"t_max={t_max!r} with dt={requested_dt!r}", "paths": f"n_paths={n_paths!r}",
@@ -685,7 +731,8 @@ def solve(
         """Rows of grid point ``n`` of every replica's factor ``L``; with ``ahead`` also those
         of ``n + 1`` (from the predicted kernel row) in the same pass over ``L``, which is
         memory-bound. The diagnostics count the pivots of final rows only."""
-        _k.chol_rows(L, m, C, n, 2 if ahead else 1, k, ks, CHOL_JITTER, rel_pivots)
+        (_k.chol_rows_parallel if PARALLEL else _k.chol_rows)(L, m, C, n, 2 if ahead else 1, k, ks, CHOL_JITTER,
+                                                              rel_pivots)
         if final:
             pivots[0] = min(pivots[0], float(rel_pivots[:, :k].min()))
             rows = ks + n * k + np.arange(k)
@@ -699,7 +746,7 @@ def solve(
     # kernels with this model's functions bound (compiled once, then from the disk cache)
     labels = specialise(_k.labels, teacher=model.teacher)
     train_losses = specialise(_k.train_losses, loss=model.loss)
-    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k)
+    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k, parallel=PARALLEL)
     labels(params, wstar, eps, y)
     kinks = _kink_planes(model, (jumps > _JUMP_TOL) & (kink_bandwidth > 0), wstar, eps, B)
     if not np.isfinite(y).all():
@@ -816,7 +863,7 @@ def solve(
             if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > BLOWUP_NORM:
                 err = _blow_up(arguments, driver.dense, n * dt, dt, max_memory_gb, Wnew, g)
                 if on_divergence == "truncate":
-                    return _truncated(arguments, err, out_steps * dt, dt)
+                    return _truncated(arguments, err, time_out, dt)
                 raise err
             Gprev2, Gpprev2 = Gprev, Gpprev
             Gprev, Gpprev = Grow, Gprow
@@ -829,28 +876,32 @@ def solve(
     min_pivot, n_zero_pivots = pivots
     # training loss at the output steps, after the solve: one matrix product per replica
     # gives the fields of all paths at all output times (rows of L and R are final)
-    train = np.zeros((n_time, B))
+    train = np.zeros((len(out_steps), B))
     field_rows = (ks + out_steps[:, None] * k + np.arange(k)).ravel()
     for b in range(B):
         paths = slice(b * Pb, (b + 1) * Pb)
-        Wb = (Z[paths] @ L[b, field_rows].T).reshape(Pb, n_time, k)
+        Wb = (Z[paths] @ L[b, field_rows].T).reshape(Pb, len(out_steps), k)
         train_losses(params, out_steps, c, counts[paths], ev_cell[paths], ev_lam[paths], ev_dz[paths],
                      g[paths], Wb, R[b], y[paths], train[:, b])
     err = _step_instability(C, train, out_steps, dt, ridge, delta, dynamics)
     if err is not None:
         if on_divergence == "truncate":
-            return _truncated(arguments, err, out_steps * dt, dt)
+            return _truncated(arguments, err, time_out, dt)
         raise err
     C = _blocks(C, N + 1, k)
     R = _blocks(R, N + 1, k)
 
     # ------------------------------------------------ outputs (on the n_time output steps)
-    time = out_steps * dt
+    time = time_out
     o = out_steps
     norm_b = C[:, o, o]  # (B, n_time, k, k)
     m_b = m[:, o]
     C = C[:, o][:, :, o]
     R = R[:, o][:, :, o]
+    if interp is not None:  # grid steps -> the requested times (linear; bilinear on two times)
+        train = interp @ train
+        norm_b, m_b = (np.einsum("ou,bu...->bo...", interp, x) for x in (norm_b, m_b))
+        C, R = (np.einsum("ou,buv...,pv->bop...", interp, x, interp) for x in (C, R))
 
     def mean_sem(x, axis=0):
         return x.mean(axis), x.std(axis, ddof=1) / math.sqrt(x.shape[axis])
@@ -908,7 +959,7 @@ def solve(
             ds.attrs.update(_check_time_step(ds, arguments, every, warn_noise=check_dt is True))
         except errors.DivergenceError as err:
             if on_divergence == "truncate":
-                return _truncated(arguments, err, out_steps * dt, dt)
+                return _truncated(arguments, err, time_out, dt)
             raise
     return ds
 
@@ -972,7 +1023,7 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
         return errors.DivergenceError(where, t_bad, cause="learning_rate")
     t_end = 1.5 * t_bad + 2 * dt
     n_paths = arguments["n_paths"] or _DEFAULTS[arguments["dynamics"]][1]  # a quick probe
-    kw = {**arguments, "t_max": t_end, "dt": dt / 2, "n_time": 2, "progress": False, "check_dt": False,
+    kw = {**arguments, "t_max": t_end, "dt": dt / 2, "n_time": 2, "times": None, "progress": False, "check_dt": False,
           "on_divergence": "raise", "sampling": "mc", "max_memory_gb": max_memory_gb,
           "n_paths": max(n_paths // 4, 2 * arguments["n_replicas"])}
     _REFINING.active = True
@@ -1050,7 +1101,10 @@ def _truncated(arguments: dict, err, times: np.ndarray, dt: float):
     keep = int(np.sum(times < err.time))
     if keep < 2:
         raise err
-    ds = solve(**{**arguments, "t_max": float(times[keep - 1]), "n_time": keep, "dt": dt})
+    if arguments["times"] is not None:
+        ds = solve(**{**arguments, "t_max": None, "times": times[:keep], "dt": dt})
+    else:
+        ds = solve(**{**arguments, "t_max": float(times[keep - 1]), "n_time": keep, "dt": dt})
     ds.attrs.update(truncated=1, diverged_at=min(float(err.time), float(ds.attrs.get("diverged_at", np.inf))),
                     divergence_cause=ds.attrs.get("divergence_cause", err.cause))
     return ds
@@ -1104,6 +1158,8 @@ def _coarser(ds, base: dict, every: int):
     with one step per output interval the coarse solve keeps every second output time (up to
     the last but one when ``n_time - 1`` is odd); ``(None, None)`` with fewer than 3 times."""
     if every >= 2:
+        if 2 * ds.attrs["dt"] > ds.attrs["t_max"]:
+            return None, None
         return {**base, "dt": 2 * ds.attrs["dt"]}, ds
     n = ds.sizes["time"] - (ds.sizes["time"] - 1) % 2
     if n < 3:

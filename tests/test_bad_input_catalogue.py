@@ -85,7 +85,14 @@ CASES = [
     ("dmft.simulate", {"d": 10**7}, "d", "10000000"),  # was a raw MemoryError
     ("dmft.simulate", {"d": 30000}, "d", "30000"),  # tried to allocate 14 GB
     ("dmft.simulate", {"d": 1000, "t_max": 1e9}, "t_max", "1000000000.0"),  # ran for minutes without an estimate
-    ("dmft.simulate", {"times": [0.0, 0.2, 0.1]}, "times", "increasing"),
+    # output times (issue 24): not increasing, negative, beyond t_max, and together with n_time
+    *[(entry, {"n_time": None, **kw}, name, value) for entry in ("dmft.simulate", "dmft.solve", "dmft.compare")
+      for kw, name, value in [({"times": [0.0, 0.2, 0.1]}, "times", "increasing"),
+                              ({"times": [0.0, 0.1, 0.1]}, "times", "increasing"),
+                              ({"times": [-0.1, 0.1]}, "times", "-0.1"),
+                              ({"times": [0.0, 0.5], "t_max": 0.2}, "times", "0.5"),
+                              ({"times": [[0.0, 0.1]]}, "times", "(1, 2)"),
+                              ({"times": [0.0, 0.1], "n_time": 3}, "n_time", "3")]],
     # dmft.solve
     *[("dmft.solve", {name: bad}, name, repr(bad)) for name, bad in [
         ("lr", 0), ("lr", math.nan), ("batch", -1), ("delta", 0), ("t_max", -1), ("dt", 0), ("n_paths", 1),
