@@ -15,19 +15,21 @@ from dmft import errors, models
 
 LIN = models.linear_regression(0.5)
 
-#: run in a fresh process: each case is warmed up on a small problem (kernels compiled and
-#: loaded), then the peak resident set is reset (/proc/self/clear_refs) and measured
-#: (VmHWM) around the run; the increment is what the run allocated
-_CHILD = r"""
-import gc, json, sys, warnings
-import dmft
+#: the start of the child programs below: the package and the resident-set reader
+_PRELUDE = """import gc, json, sys, warnings
+import {package}
 warnings.simplefilter("ignore")
 
 def rss(field):
     for line in open("/proc/self/status"):
         if line.startswith(field):
             return int(line.split()[1]) * 1024
+"""
 
+#: run in a fresh process: each case is warmed up on a small problem (kernels compiled and
+#: loaded), then the peak resident set is reset (/proc/self/clear_refs) and measured
+#: (VmHWM) around the run; the increment is what the run allocated
+_CHILD = _PRELUDE.format(package="dmft") + r"""
 out = []
 for fn, small, kw in json.loads(sys.argv[1]):
     f = getattr(dmft, fn)
@@ -42,16 +44,7 @@ print(json.dumps(out))
 """
 
 #: the same for onepass: cases ``(function, data spectrum and d, small keywords, keywords)``
-_ONEPASS_CHILD = r"""
-import gc, json, sys, warnings
-import onepass
-warnings.simplefilter("ignore")
-
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-
+_ONEPASS_CHILD = _PRELUDE.format(package="onepass") + r"""
 out = []
 for fn, (spectrum, d), small, kw in json.loads(sys.argv[1]):
     f = getattr(onepass, fn)
