@@ -10,17 +10,19 @@ only: matplotlib's global ``rcParams`` are left as they were.
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
 from . import errors
 
-__all__ = ["compare", "sweep", "theory_vs_simulation", "axis_label", "figure_title", "STYLE"]
+__all__ = ["compare", "sweep", "theory_vs_simulation", "axis_label", "figure_title", "paper_style", "STYLE"]
 
-#: rcParams in force while a figure of this module is drawn (``matplotlib.rc_context``);
+#: rcParams in force while a figure of this module is drawn (:func:`paper_style`);
 #: pass ``style={...}`` to a plotting function to change some of them
 STYLE = {
     "font.size": 9.0,
@@ -43,6 +45,7 @@ STYLE = {
 _SOURCE_STYLE = {"theory": dict(ls="-", lw=2.0), "simulation": dict(ls="--", lw=1.3, marker="o", ms=2.5),
                  "hsgd": dict(ls=":", lw=1.8)}
 _SOURCE_NAMES = {"theory": "theory", "simulation": "simulation", "hsgd": "homogenized SGD"}
+_DYNAMICS_NAMES = {"sgd": "SGD", "sme": "SME", "gf": "GF"}
 #: the symbol of each input parameter in titles and legends, by package
 _SYMBOLS = {
     "multipass": {"delta": r"\delta", "lr": r"\bar\eta", "batch": r"\bar\kappa", "ridge": r"\lambda", "d": "d"},
@@ -64,9 +67,24 @@ def _package(ds) -> str | None:
     return next((name for name, axis in TIME_AXES.items() if axis["units"] == units), None)
 
 
-def _style(style: dict | None):
-    """The context in which a figure is drawn: :data:`STYLE` updated with ``style``."""
-    return plt.rc_context({**STYLE, **(style or {})})
+@contextlib.contextmanager
+def paper_style(overrides: dict | None = None):
+    """Context manager in which matplotlib draws in :data:`STYLE` (updated with ``overrides``).
+
+    The figures of this module are drawn in it; wrap your own ``plt.subplots`` in it to
+    match them (``with dmft.plotting.paper_style(): fig, axes = plt.subplots(2, 2)``). The
+    rcParams it sets are restored on exit, and only those: a backend loaded meanwhile
+    keeps the settings it made (Jupyter's inline backend switches interactive mode on when
+    the first figure loads it; ``matplotlib.rc_context`` would undo that, and the later
+    figures of the session would not show).
+    """
+    style = {**STYLE, **(overrides or {})}
+    saved = {key: matplotlib.rcParams[key] for key in style}
+    matplotlib.rcParams.update(style)
+    try:
+        yield
+    finally:
+        matplotlib.rcParams.update(saved)
 
 
 def _scale(name: str, value: str) -> str:
@@ -168,7 +186,7 @@ def theory_vs_simulation(theory, simulation=None, variables=("risk",), *, label=
     matplotlib.figure.Figure
     """
     xscale, yscale = _scale("xscale", xscale), _scale("yscale", yscale)
-    with _style(style):
+    with paper_style(style):
         fig, axes = _panels(len(variables), ax)
         for a, name in zip(axes, variables):
             th, several = _scalar(theory[name])
@@ -196,7 +214,7 @@ def _display(dim: str, value, ds) -> str:
     """Legend text of one value along ``dim``."""
     value = value.item() if hasattr(value, "item") else value
     if dim == "dynamics":
-        return str(value).upper()
+        return _DYNAMICS_NAMES.get(str(value), str(value))
     if dim == "source":
         text = _SOURCE_NAMES.get(str(value), str(value))
         if value == "theory" and _package(ds):
@@ -205,23 +223,28 @@ def _display(dim: str, value, ds) -> str:
             text += f", $d = {_number(ds.attrs['d'])}$"
         return text
     symbol = _SYMBOLS.get(_package(ds), {}).get(dim)
-    return f"${symbol} = {_number(value)}$" if symbol else f"{dim} = {_number(value)}"
+    if symbol and isinstance(value, numbers.Real):
+        return f"${symbol} = {_number(value)}$"
+    return f"{dim} = {_number(value)}" if isinstance(value, numbers.Real) else str(value)
 
 
-def _legend(ax, colours: dict, styles: dict, title: str | None = None):
-    """One legend entry per colour (solid lines) and one per line style (grey)."""
+def _legend(ax, colours: dict, styles: dict, title: str | None = None, outside: bool = False):
+    """One legend entry per colour (solid lines) and one per line style (grey); ``outside``:
+    to the right of ``ax``."""
     handles = [Line2D([], [], color=c, lw=2.0, label=t) for t, c in colours.items()]
     handles += [Line2D([], [], color="0.35", label=t, **kw) for t, kw in styles.items()]
-    return ax.legend(handles=handles, title=title)
+    where = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0) if outside else {}
+    return ax.legend(handles=handles, title=title, **where)
 
 
-def compare(ds, variables=None, *, ax=None, sem_width: float = 2.0, x: str = "time", xscale: str = "linear",
-            yscale: str = "linear", title: bool = True, style: dict | None = None):
+def compare(ds, variables=None, *, ax=None, sem_width: float = 2.0, x: str = "time", hue: str = "dynamics",
+            xscale: str = "linear", yscale: str = "linear", title: bool = True, style: dict | None = None):
     """One-call figure of a :func:`dmft.compare` / :func:`onepass.compare` Dataset.
 
-    One panel per variable. With a ``dynamics`` dim, colour = dynamics and line style =
-    source (theory solid, simulation dashed with markers, homogenized SGD dotted), and the
-    legend has one entry per dynamics and one per source; without one, colour = source.
+    One panel per variable. With a ``hue`` dim (``dynamics`` by default), colour = its
+    value and line style = source (theory solid, simulation dashed with markers,
+    homogenized SGD dotted), and the legend has one entry per value and one per source;
+    without one, colour = source.
     Every source with a ``name_sem`` variable gets a shaded band of ``+- sem_width``
     standard errors (simulation: over seeds; DMFT: over replicas). Matrix-valued variables
     show their first entry. Axis labels come from the attrs (:func:`axis_label`), the title
@@ -240,6 +263,9 @@ def compare(ds, variables=None, *, ax=None, sem_width: float = 2.0, x: str = "ti
         Half-width of the bands in standard errors.
     x : str
         Coordinate on the horizontal axis (``'time'`` or ``'epoch'``).
+    hue : str
+        Dim whose values are told apart by colour, e.g. a dim along which you
+        concatenated several runs (``xarray.concat``).
     xscale, yscale : {'linear', 'log', 'symlog'}
         Axis scales (``xscale='log'`` with a log-spaced ``times=`` grid for long times;
         ``t = 0`` is left out there).
@@ -256,16 +282,18 @@ def compare(ds, variables=None, *, ax=None, sem_width: float = 2.0, x: str = "ti
     if variables is None:
         variables = [v for v in ("test_loss", "train_loss", "risk", "alignment", "overlap") if v in ds][:3]
     variables = list(variables)
-    dyns = list(ds["dynamics"].values) if "dynamics" in ds.dims else [None]
+    if hue in ("source", x):
+        raise errors.ParameterError(f"hue={hue!r} is not allowed: hue must be a dim other than source and x")
+    dyns = list(ds[hue].values) if hue in ds.dims else [None]
     sources = list(ds["source"].values) if "source" in ds.dims else [None]
     colour_by_dynamics = dyns != [None]
     colours, styles = {}, {}
-    with _style(style):
+    with paper_style(style):
         fig, axes = _panels(len(variables), ax)
         for a, name in zip(axes, variables):
             for i, dyn in enumerate(dyns):
                 for j, src in enumerate(sources):
-                    sel = {k: v for k, v in (("dynamics", dyn), ("source", src)) if v is not None}
+                    sel = {k: v for k, v in ((hue, dyn), ("source", src)) if v is not None}
                     da, several = _scalar(ds[name].sel(sel))
                     color = f"C{i}" if colour_by_dynamics else f"C{j}"
                     kw = dict(_SOURCE_STYLE.get(str(src), dict(ls="-.", lw=1.4)))
@@ -279,7 +307,7 @@ def compare(ds, variables=None, *, ax=None, sem_width: float = 2.0, x: str = "ti
                                            da.values[keep] + sem_width * sem, color=color,
                                            alpha=0.25 if src != "theory" else 0.12, lw=0)
                     if colour_by_dynamics:
-                        colours[_display("dynamics", dyn, ds)] = color
+                        colours[_display(hue, dyn, ds)] = color
                         if len(sources) > 1 or src is not None:
                             styles[_display("source", src, ds)] = kw
                     else:
@@ -370,7 +398,7 @@ def sweep(ds, variable: str = "test_loss", *, x: str | None = None, hue=None, co
     sources = list(ds["source"].values) if "source" in da.dims else [None]
     combos = list(np.ndindex(*[ds.sizes[h] for h in hue]))
     colours, styles = {}, {}
-    with _style(style):
+    with paper_style(style):
         fig, axes = _panels(len(cols), ax, width=3.8, height=3.0)
         for a, c in zip(axes, cols):
             for k, combo in enumerate(combos):
@@ -397,7 +425,7 @@ def sweep(ds, variable: str = "test_loss", *, x: str | None = None, hue=None, co
                 a.set_title(_display(col, c, ds))
             a.set_xscale(xscale)
             a.set_yscale(yscale)
-        _legend(axes[0], colours, styles)
+        _legend(axes[len(cols) - 1], colours, styles, outside=True)
         if ax is None:
             if title:
                 t = ds["time"].values[time] if "time" in ds.coords else None

@@ -146,7 +146,7 @@ def test_sweep_has_one_colour_and_one_legend_entry_per_swept_value():
         assert len(_curves(ax)) == len(batches) * len(SOURCES)
         assert len({to_hex(line.get_color()) for line in _curves(ax)}) == len(batches)
         assert ax.get_xlabel() == r"learning rate $\bar\eta$"
-    texts = _legend_texts(fig.axes[0])
+    texts = _legend_texts(fig.axes[-1])
     assert texts[:len(batches)] == [rf"$\bar\kappa = {b:g}$" for b in batches]
     assert len(texts) == len(batches) + len(SOURCES)
     assert fig._suptitle.get_text() == r"huber_tanh: $\delta = 2$, $d = 400$, 8 seeds; at $t = 2$"
@@ -169,3 +169,16 @@ def test_plotting_leaves_the_global_rcparams_alone():
     assert fig1.axes[0].yaxis.label.get_fontsize() == plotting.STYLE["axes.labelsize"] != before["axes.labelsize"]
     assert not fig2.axes[0].spines["top"].get_visible() and before["axes.spines.top"]
     assert fig3.axes[0].yaxis.label.get_fontsize() == 13.0
+
+
+def test_settings_made_while_drawing_are_kept():
+    # Jupyter's inline backend switches interactive mode on when the first figure loads it,
+    # i.e. inside paper_style: restoring every rcParam on exit would undo it and hide the
+    # session's later figures (tests/test_example_notebooks.py draws two in one notebook)
+    before = matplotlib.is_interactive()
+    try:
+        with plotting.paper_style():
+            matplotlib.interactive(not before)
+        assert matplotlib.is_interactive() == (not before)
+    finally:
+        matplotlib.interactive(before)
