@@ -115,7 +115,7 @@ def compare(
     Parameters
     ----------
     model : dmft.models.Model or str
-        Loss and teacher (``'huber-tanh'``, ``'linear_regression'``, ...; THEORY.md section 1).
+        Loss and teacher (``'huber-tanh'``, ``'linear_regression'``, ...; see :mod:`dmft.models`).
     delta : float
         Samples per dimension ``n/d``.
     lr : float

@@ -41,7 +41,7 @@ def convergence_check(model, *, variables=("test_loss", "train_loss", "norm", "o
         ``sqrt(sem_base^2 + sem_refined^2)``), ``<var>_z`` (difference / sem). ``attrs``:
         ``max_abs_z`` per refinement, the base and refined ``n_paths`` and ``dt``.
         ``|z| >> 3`` under ``n_paths`` doubling means a path-count bias (e.g. the
-        Monte Carlo bias of ``Gamma``, THEORY.md section 3); under ``dt`` halving a
+        Monte Carlo bias of ``Gamma``, docs/dmft_theory.md); under ``dt`` halving a
         discretisation error larger than the noise.
     """
     if solve is None:

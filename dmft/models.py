@@ -1,4 +1,4 @@
-"""Model definitions shared by ``onepass`` and ``dmft`` (THEORY.md section 1).
+"""Model definitions shared by ``onepass`` and ``dmft`` (docs/models.md).
 
 A model is a per-sample loss ``l(r, y)`` of the student pre-activations ``r in R^k``,
 its first and second derivatives in ``r``, and a teacher ``y = sigma_star(r_star, eps)``

@@ -1,7 +1,7 @@
-"""Finite-d multi-pass simulators: SGD, SME and gradient flow (THEORY.md section 3).
+"""Finite-d multi-pass simulators: SGD, SME and gradient flow (docs/simulate.md).
 
 Brute-force simulations on one fixed data set per seed, the judge of the DMFT solver
-(:func:`dmft.solve`). Conventions (THEORY.md section 3):
+(:func:`dmft.solve`). Conventions (docs/dmft_theory.md):
 
 * data: ``n = round(delta d)`` rows ``x_i ~ N(0, I_d/d)``, teacher ``theta* in R^{d x k_star}``
   with i.i.d. ``N(0, 1)`` entries (``rho = theta*^T theta*/d ~ I``; the realised ``rho``
@@ -797,7 +797,7 @@ def linear_sgd_moments(
     """Sampling-noise averages of SGD on each fixed data set, exactly, for the squared loss.
 
     SGD with a Poisson clock (every sample is visited at the jump times of its own Poisson
-    process of rate ``batch``; the driver of THEORY.md section 3, and the ``d -> inf``
+    process of rate ``batch``; the driver of docs/dmft_theory.md, and the ``d -> inf``
     limit of ``sampling='with_replacement'``) has a closed equation for the mean
     ``mu = E theta`` and second moment ``S = E theta theta^T`` (``k = 1``, ``A = X^T X``,
     ``b = X^T y``, ``s_i = x_i^T S x_i - 2 y_i x_i^T mu + y_i^2``)::

@@ -1,4 +1,4 @@
-"""DMFT solver for multi-pass SGD, SME and gradient flow (THEORY.md section 3; seeds 003, 004).
+"""DMFT solver for multi-pass SGD, SME and gradient flow (docs/dmft_theory.md).
 
 One causal forward solver, three drivers of the per-sample force (:class:`Poisson` for SGD,
 :class:`Gaussian` for SME, :class:`Deterministic` for GF). The sample side is a Monte Carlo
@@ -231,7 +231,7 @@ def _inv_blocks(M):
 
 
 class _ParamSide:
-    """Row ``n`` of the parameter-side kernels of every replica (THEORY section 3, linear).
+    """Row ``n`` of the parameter-side kernels of every replica (docs/dmft_theory.md, linear).
 
     Discretisation with hat functions on the grid: ``theta_n = src_n + sum_{j<=n} K_nj theta_j``,
     ``K_nj = delta G_nj - lr ridge w_j`` (trapezoid weights ``w_j``), ``src = theta_0 + U +
@@ -422,7 +422,7 @@ def solve(
     Parameters
     ----------
     model : dmft.models.Model or str
-        Loss, derivatives and teacher (THEORY.md section 1).
+        Loss, derivatives and teacher (:mod:`dmft.models`).
     delta : float
         Samples per dimension ``n/d``.
     lr : float

@@ -1,4 +1,4 @@
-"""Gaussian-mixture data with commuting (diagonal) covariances (THEORY.md section 2).
+"""Gaussian-mixture data with commuting (diagonal) covariances (docs/onepass.md).
 
 Class ``c`` (probability ``p_c``) has samples ``a = mu_c + K_c^{1/2} xi`` with
 ``K_c = diag(eigenvalues[c])`` in one common basis. Soft-label (teacher-student) data
@@ -58,7 +58,7 @@ class ZeroOne:
 
 @dataclass(frozen=True)
 class PowerLaw:
-    """``lam_i = (i/d)^alpha`` and mean profile ``mu_i^2 ∝ (i/d)^beta`` (seed 002).
+    """``lam_i = (i/d)^alpha`` and mean profile ``mu_i^2 ∝ (i/d)^beta``.
 
     Phase transition at ``alpha = 1 + beta``: mild (``alpha < 1 + beta``) risk saturates,
     extreme (``alpha >= 1 + beta``) keeps falling.

@@ -1,4 +1,4 @@
-"""Learning-rate schedules for one-pass SGD (THEORY.md section 2).
+"""Learning-rate schedules for one-pass SGD (docs/onepass.md).
 
 Each schedule maps time ``t`` and the accumulated squared gradient
 ``acc(t) = int_0^t sum_c p_c (Tr K_c/d) tr I_c(s) ds`` (the deterministic equivalent of
@@ -53,7 +53,7 @@ class TimeDependent:
 
 @dataclass(frozen=True)
 class AdaGradNorm:
-    """``gamma_t = lr / sqrt(b0^2 + acc(t))`` (AdaGrad-Norm in THEORY's normalisation)."""
+    """``gamma_t = lr / sqrt(b0^2 + acc(t))`` (AdaGrad-Norm, with ``acc`` as above)."""
 
     lr: float = 1.0
     b0: float = 1.0

@@ -1,4 +1,4 @@
-"""Finite-d simulators of one-pass SGD: numba SGD and homogenized SGD (THEORY.md section 2).
+"""Finite-d simulators of one-pass SGD: numba SGD and homogenized SGD (docs/onepass.md).
 
 Parameter-side observables (``norm``, overlaps, group sums, ``alignment``) are exact
 functions of the iterate ``X``. Sample-side observables (``risk``, ``fisher_trace``,

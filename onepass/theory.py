@@ -1,4 +1,4 @@
-"""Exact ODEs of one-pass SGD on Gaussian mixtures: ``onepass.solve`` (THEORY.md section 2).
+"""Exact ODEs of one-pass SGD on Gaussian mixtures: ``onepass.solve`` (docs/onepass.md).
 
 State: for each spectral group ``g`` the matrix ``P_g = sum_{i in g} w_i w_i^T`` with
 ``w_i = [x_i; x*_i; mu_{1,i} .. mu_{C,i}]`` (``D = k + k_star + C``), and the accumulated
@@ -250,7 +250,7 @@ def _threshold(problem, schedule, tt, yy, unpack):
 def solve(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 201, times=None, X0=None,
           groups="auto", rule=None, rtol: float = 1e-7, atol: float = 1e-10, progress: bool = True,
           on_divergence: str = "raise", max_memory_gb: float = 4.0, max_runtime_s: float | None = 3600.0):
-    """Deterministic-equivalent risk curves of one-pass SGD (THEORY.md section 2).
+    """Deterministic-equivalent risk curves of one-pass SGD (docs/onepass.md).
 
     Parameters
     ----------
