@@ -15,6 +15,8 @@ import xarray as xr
 
 from . import errors
 
+__all__ = ["VARIABLES", "LABELS", "TIME_AXES", "describe", "build", "save", "load"]
+
 #: name -> (long_name, units)
 VARIABLES = {
     # shared
@@ -155,6 +157,7 @@ def save(ds: xr.Dataset, path) -> Path:
 
 
 def load(path) -> xr.Dataset:
+    """The Dataset :func:`save` wrote to ``path``, read into memory (the file is closed)."""
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         return ds.load()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import re
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -136,6 +137,9 @@ def figure_title(ds) -> str:
             continue
         value = attrs[key]
         symbol = symbols.get(key, key)
+        constant = re.fullmatch(r"Constant\(lr=([^)]+)\)", str(value))  # a number given as lr (one-pass)
+        if constant:
+            value = float(constant.group(1))
         if isinstance(value, numbers.Real):
             parts.append(f"${symbol} = {_number(value)}$")
         else:  # a schedule or a callable, by its repr

@@ -93,6 +93,8 @@ def test_title_from_attrs():
         del ds.attrs[key]
     assert plotting.figure_title(ds) == (r"huber_tanh on teacher_student: $\gamma_t$: AdaGradNorm(lr=0.5, b0=1.0), "
                                          r"$d = 400$, 8 seeds")
+    ds.attrs["lr"] = "Constant(lr=0.25)"  # what onepass stores for lr=0.25
+    assert r"$\gamma = 0.25$" in plotting.figure_title(ds)
 
 
 def test_log_axes_are_applied_and_leave_out_t_0():
