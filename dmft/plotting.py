@@ -404,6 +404,8 @@ def sweep(ds, variable: str = "test_loss", *, x: str | None = None, hue=None, co
     colours, styles = {}, {}
     with paper_style(style):
         fig, axes = _panels(len(cols), ax, width=3.8, height=3.0)
+        if ax is None:  # room for the legend on the right
+            fig.set_size_inches(fig.get_figwidth() + 1.8, fig.get_figheight())
         for a, c in zip(axes, cols):
             for k, combo in enumerate(combos):
                 color = f"C{k % 10}"
