@@ -156,7 +156,8 @@ def _panels(n: int, ax, *, width: float = 3.6, height: float = 2.9):
         return fig, axes[0]
     axes = np.atleast_1d(ax).ravel()
     if len(axes) < n:
-        raise errors.ParameterError(f"ax has {len(axes)} axes; {n} panels need {n}")
+        raise errors.ParameterError(f"ax={len(axes)} axes is not allowed: the figure has {n} panels, "
+                                    f"ax must hold at least {n} axes")
     return axes[0].figure, axes
 
 

@@ -117,6 +117,7 @@ def test_log_axes_are_applied_and_leave_out_t_0():
     lambda: plotting.sweep(_sweep_dataset(), hue="lr"),  # hue = x
     lambda: plotting.sweep(_sweep_dataset(), hue=[]),  # batch has 4 values and is neither x nor hue
     lambda: plotting.sweep(_sweep_dataset(), "risk"),
+    lambda: plotting.compare(_compare_dataset("multipass"), ["test_loss", "train_loss"], ax=plt.subplots()[1]),
 ])
 def test_bad_plot_arguments_are_refused(call):
     with pytest.raises(errors.ParameterError, match="is not allowed|neither x nor hue"):
