@@ -227,6 +227,7 @@ def _run_compare(args) -> int:
 def _run_sweep(args) -> int:
     import numpy as np
 
+    from . import plotting
     from .compare import compare
     from .sweep import sweep
 
@@ -248,7 +249,7 @@ def _run_sweep(args) -> int:
         print("no point succeeded: no figure")
         return 1
     file_backend()
-    fig = _sweep_figure(ds, grid)
+    fig = plotting.sweep(ds, "test_loss")  # final test loss against the first swept parameter
     try:
         save_figure(fig, out / "sweep.png")
     except OSError as e:  # a finished sweep in a read-only folder
@@ -256,29 +257,6 @@ def _run_sweep(args) -> int:
         return 0
     print(f"wrote {out / 'sweep.nc'} and {out / 'sweep.png'}")
     return 0
-
-
-def _sweep_figure(ds, grid):
-    """Final test loss against the first swept parameter with several values."""
-    swept = [k for k in grid if len(grid[k]) > 1] or ["lr"]
-    final = ds.test_loss.isel(time=-1)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    other = [k for k in grid if k != swept[0]]
-    flat = final.stack(rest=other) if other else final.expand_dims(rest=[0])
-    for j in range(flat.sizes["rest"]):
-        for i, dyn in enumerate(ds.dynamics.values):
-            for src, ls in (("theory", "-"), ("simulation", "--")):
-                if src in ds.source.values:
-                    ax.plot(ds[swept[0]], flat.isel(rest=j).sel(dynamics=dyn, source=src), ls=ls, marker="o",
-                            color=f"C{i}", label=f"{dyn} {src}" if j == 0 else None)
-    ax.set_xlabel(ds[swept[0]].attrs.get("long_name", swept[0]))
-    ax.set_ylabel("final " + ds.test_loss.attrs.get("long_name", "test loss"))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 def main(argv=None) -> int:

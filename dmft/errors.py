@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["ParameterError", "DivergenceError", "CAUSES", "LongRunWarning", "UnresolvedTimeStepWarning",
+           "DerivativeMismatchWarning", "DiracResponseWarning", "QuadratureWarning", "seed_value", "SEED_RANGE"]
+
 
 class ParameterError(ValueError):
     """An argument is outside its allowed range; the message names it, its value and the range."""

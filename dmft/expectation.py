@@ -39,6 +39,8 @@ from . import errors
 from ._jit import specialise
 from ._kernels_expectation import weighted_moments
 
+__all__ = ["gaussian_moments", "Moments", "default_rule", "Trapezoid", "GaussHermite", "QuasiMonteCarlo"]
+
 #: Gauss-Hermite points per coordinate by integration dimension: smooth models, and models
 #: with kinks off the declared planes (Huber's kink is a curved surface), which converge slowly
 _GH_POINTS = {0: 1, 1: 96, 2: 32, 3: 20, 4: 12, 5: 8}
@@ -279,6 +281,12 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None, error: bool = F
         Also estimate the absolute error of ``loss`` by a refined rule (``Moments.error``).
         The refined result is returned (its error is smaller than the estimate).
 
+    Returns
+    -------
+    Moments
+
+    Notes
+    -----
     ``hess_star`` uses Stein's identity (no teacher derivative):
     ``H* = (E[g (r* - E r*)^T] - H Cov(r, r*)) Cov(r*, r*)^+``. For non-smooth models
     (Hessian with jumps or Dirac terms) the Hessian itself is taken from the gradient,

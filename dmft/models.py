@@ -28,6 +28,9 @@ from numba import njit
 
 from . import errors
 
+__all__ = ["Model", "get", "custom", "linear_regression", "logistic", "softmax_cross_entropy", "huber_tanh",
+           "phase_retrieval", "smooth_hinge", "relu", "committee"]
+
 # inline="always": the kernels call these once per sample and event, and a call between
 # separately compiled numba functions costs more than these small functions (docs/performance.md)
 _JIT = dict(cache=True, fastmath=False, inline="always")

@@ -15,6 +15,8 @@ import xarray as xr
 
 from . import errors
 
+__all__ = ["VARIABLES", "LABELS", "TIME_AXES", "describe", "build", "save", "load"]
+
 #: name -> (long_name, units)
 VARIABLES = {
     # shared
@@ -49,15 +51,52 @@ VARIABLES = {
 }
 
 
+#: name -> axis label of figures, with matplotlib mathtext (``dmft.plotting``); a variable
+#: without one is labelled ``long_name [units]``
+LABELS = {
+    "time2": r"earlier time $s$",
+    "epoch": "epochs",
+    "risk": r"population risk $\mathbb{E}\,f$",
+    "risk_se": r"standard error of the held-out risk",
+    "train_loss": r"training loss $L_{\mathrm{train}}(t)$",
+    "test_loss": r"test loss $L_{\mathrm{test}}(t)$",
+    "norm": r"student Gram matrix $XX^\top$",
+    "overlap": r"teacher overlap $XX_\star^\top$",
+    "distance": r"squared distance $\|X - X_\star\|^2$",
+    "mean_overlap": r"class-mean overlap $X\mu_c$",
+    "alignment": r"alignment $m/\sqrt{V}$",
+    "group_mean_overlap": r"group mean overlap $m_g$",
+    "group_norm": r"group norm $v_g$",
+    "fisher_trace": r"Fisher trace $\sum_c p_c\,\mathrm{tr}\,\mathbb{E}[\nabla f\,\nabla f^\top]$",
+    "lr": r"learning rate $\gamma_t$",
+    "lr_threshold": r"stability threshold of $\gamma_t$",
+    "correlation": r"correlation $C_\theta(t, s)$",
+    "response": r"response $R_\theta(t, s)$",
+    "runtime_s": "wall-clock run time [s]",
+    "delta": r"samples per dimension $\delta = n/d$",
+    "batch": r"batch scale $\bar\kappa$",
+}
+
+#: the ``time`` coordinate of each package (what one unit of ``t`` is); :func:`build`'s ``time_axis``
+TIME_AXES = {
+    "multipass": {"long_name": "time t: SGD step x kappa/(kappa_bar n), one epoch is t = 1/kappa_bar",
+                  "units": "epochs/kappa_bar", "label": r"time $t$ (epochs$\,/\,\bar\kappa$)"},
+    "onepass": {"long_name": "time t: SGD steps/d", "units": "steps/d", "label": r"time $t$ (steps$\,/\,d$)"},
+}
+
+
 def describe(name: str) -> dict:
-    """``{'long_name', 'units'}`` for a registered variable (``*_sem`` inherits)."""
+    """``{'long_name', 'units'}`` for a registered variable (``*_sem`` inherits), and
+    ``'label'`` (figure axis label with mathtext) where :data:`LABELS` has one."""
     base = name[:-4] if name.endswith("_sem") else name
     if base not in VARIABLES:
         raise KeyError(f"variable {name!r} is not registered in dmft.output.VARIABLES")
     long_name, units = VARIABLES[base]
+    label = LABELS.get(base)
     if name.endswith("_sem"):
         long_name = "standard error of " + long_name
-    return {"long_name": long_name, "units": units}
+        label = None if label is None else "standard error of " + label
+    return {"long_name": long_name, "units": units, **({} if label is None else {"label": label})}
 
 
 def _attr_value(v):
@@ -87,11 +126,13 @@ def clean_attrs(attrs: dict) -> dict:
     return {str(k): _attr_value(v) for k, v in attrs.items()}
 
 
-def build(variables: dict, coords: dict, attrs: dict) -> xr.Dataset:
+def build(variables: dict, coords: dict, attrs: dict, *, time_axis: str | None = None) -> xr.Dataset:
     """Dataset from ``{name: (dims, values)}``, coordinates and input parameters.
 
     Each variable (and each coordinate that is registered) gets ``long_name`` and
-    ``units``; ``attrs`` are cleaned for netCDF and get the library version.
+    ``units`` (and ``label``, see :data:`LABELS`); ``time_axis`` (``'multipass'`` or
+    ``'onepass'``) gives the ``time`` coordinate the attrs of :data:`TIME_AXES`; ``attrs``
+    are cleaned for netCDF and get the library version.
     """
     from . import __version__
 
@@ -103,6 +144,8 @@ def build(variables: dict, coords: dict, attrs: dict) -> xr.Dataset:
         base = str(c)
         if base in VARIABLES or base + "_sem" in VARIABLES:
             ds[c].attrs.update(describe(base))
+    if time_axis is not None and "time" in ds.coords:
+        ds["time"].attrs.update(TIME_AXES[time_axis])
     ds.attrs.update(clean_attrs({**attrs, "library_version": __version__}))
     return ds
 
@@ -116,6 +159,7 @@ def save(ds: xr.Dataset, path) -> Path:
 
 
 def load(path) -> xr.Dataset:
+    """The Dataset :func:`save` wrote to ``path``, read into memory (the file is closed)."""
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         return ds.load()
 

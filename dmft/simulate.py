@@ -306,6 +306,7 @@ def _dataset_of_runs(train, test, norm, overlap, times, batch, attrs):
         },
         {"seed": np.arange(train.shape[0]), "time": times, "epoch": ("time", times * batch)},
         attrs,
+        time_axis="multipass",
     )
 
 

@@ -950,7 +950,7 @@ def solve(
         "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
                       "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
     }
-    ds = output.build(variables, coords, attrs)
+    ds = output.build(variables, coords, attrs, time_axis="multipass")
     if len(kinks[0]) and kink_extrapolate:
         ds = _extrapolate_kinks(ds, arguments)
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)

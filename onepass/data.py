@@ -16,6 +16,9 @@ from dmft import errors
 
 from . import _kernels_groups
 
+__all__ = ["Identity", "ZeroOne", "PowerLaw", "SPECTRA", "GaussianMixture", "gaussian_mixture", "binary_mixture",
+           "teacher_student", "multiclass_mixture", "Binned"]
+
 
 # ------------------------------------------------------------------ spectra
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class PowerLaw:
         return u ** (self.beta / 2)
 
 
+#: the spectra by name (``spectrum='power_law'`` etc. builds the class with its defaults)
 SPECTRA = {"identity": Identity, "zero_one": ZeroOne, "power_law": PowerLaw}
 
 

@@ -14,9 +14,13 @@ import numpy as np
 
 from dmft import errors
 
+__all__ = ["Constant", "TimeDependent", "AdaGradNorm"]
+
 
 @dataclass(frozen=True)
 class Constant:
+    """``gamma_t = lr`` at every time (what a number given as ``lr`` stands for)."""
+
     lr: float = 0.5
 
     def __post_init__(self):

@@ -204,7 +204,7 @@ class Problem:
             coords["seed"] = np.arange(len(runs))
         coords["group_size"] = ("group", self.groups.sizes)
         attrs = {**self.model.attrs(), **self.data.attrs(), "groups": self.groups.mode, **attrs}
-        ds = output.build(variables, coords, attrs)
+        ds = output.build(variables, coords, attrs, time_axis="onepass")
         ds["group_size"].attrs.update(long_name="coordinates in group", units="1")
         for g in range(self.data.n_classes):
             ds["group_eigenvalue_" + str(g)] = ("group", self.groups.eigenvalues[:, g],

@@ -43,6 +43,8 @@ ENTRY_POINTS = {
     "dmft.compare": lambda **kw: dmft.compare(**{"model": LIN, "dynamics": "gf", "d": 10, "n_seeds": 1,
                                                  "n_paths": 16, "n_time": 3, "t_max": 0.2, "progress": False, **kw}),
     "dmft.sweep": lambda **kw: dmft.sweep(**{"function": _toy, "grid": {"lr": [0.5]}, "progress": False, **kw}),
+    "dmft.set_progress": lambda **kw: dmft.set_progress(**{"enabled": None, **kw}),  # None: the default switch
+    "onepass.set_progress": lambda **kw: onepass.set_progress(**{"enabled": None, **kw}),
     "linear_sgd_moments": lambda **kw: linear_sgd_moments(**{"d": 5, "t_max": 0.1, "n_time": 2,
                                                             "progress": False, **kw}),
     "onepass.solve": lambda **kw: onepass.solve(**{"model": LIN, "data": TS, **ONE, **kw}),
@@ -123,6 +125,8 @@ CASES = [
     ("dmft.sweep", {"on_divergence": "ignore"}, "on_divergence", "ignore"),
     ("dmft.sweep", {"function": lambda lr, seed: None, "on_divergence": "truncate"}, "on_divergence", "truncate"),
     ("dmft.sweep", {"fixed": {"on_divergence": "truncate"}}, "fixed", "['on_divergence']"),
+    ("dmft.set_progress", {"enabled": "yes"}, "enabled", "yes"),
+    ("onepass.set_progress", {"enabled": 2}, "enabled", "2"),
     ("linear_sgd_moments", {"model": models.logistic()}, "model", "logistic"),
     ("linear_sgd_moments", {"d": 0}, "d", "0"),
     # onepass

@@ -41,7 +41,7 @@ def test_compare_netcdf_round_trip_and_plot(tiny, tmp_path):
     xr.testing.assert_identical(output.load(path), tiny)
     fig = plotting.compare(tiny)
     assert len(fig.axes) == 3
-    assert fig.axes[0].get_ylabel().startswith(tiny.test_loss.attrs["long_name"])
+    assert fig.axes[0].get_ylabel() == tiny.test_loss.attrs["label"] == output.LABELS["test_loss"]
     assert len(fig.axes[0].collections) >= 2  # shaded SEM bands
 
 
