@@ -247,9 +247,10 @@ def warn_long_run(name: str, seconds: float, *, stacklevel: int = 4) -> None:
 
 
 class DiracResponseWarning(UserWarning):
-    """The loss's gradient jumps across a kink in ``r`` (``l''`` has a Dirac part), and the
-    DMFT response kernel is estimated by pathwise tangents, which cannot see it: the
-    solve's curves are biased (docs/dmft_theory.md, "Tangents")."""
+    """The loss's gradient jumps across a kink in ``r`` (``l''`` has a Dirac part) and the
+    DMFT response is biased or noisy: with ``kink_bandwidth=0`` the pathwise tangents miss
+    the Dirac part; with the kink smoothing its density estimate at the kink dominates the
+    standard errors (docs/dmft_theory.md, "Kinks")."""
 
 
 class QuadratureWarning(UserWarning):

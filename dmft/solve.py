@@ -953,6 +953,8 @@ def solve(
     ds = output.build(variables, coords, attrs, time_axis="multipass")
     if len(kinks[0]) and kink_extrapolate:
         ds = _extrapolate_kinks(ds, arguments)
+    if len(kinks[0]):
+        _warn_noisy_kinks(ds)
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
     if check_dt is not False and driver.dense:
         try:
@@ -964,12 +966,37 @@ def solve(
     return ds
 
 
+#: relative standard error (test loss or ``tr norm``) above which a kinked solve is called
+#: noise-driven: ReLU units stay near 1%, phase retrieval reaches 5-85% at the default paths
+_KINK_NOISE_REL = 0.03
+
+
+def _warn_noisy_kinks(ds):
+    """Warn when the smoothed Dirac term's noise dominates: a standard error of the test loss
+    or of ``tr norm`` above ``_KINK_NOISE_REL`` of its value at some output time."""
+    worst, at = 0.0, 0.0
+    for x, se in ((ds.test_loss.values, ds.test_loss_sem.values),
+                  (_trace(ds.norm), np.sqrt(_trace(ds.norm_sem ** 2)))):
+        rel = se / np.maximum(np.abs(x), 1e-300)
+        i = int(np.nanargmax(rel))
+        if rel[i] > worst:
+            worst, at = float(rel[i]), float(ds.time[i])
+    if worst > _KINK_NOISE_REL:
+        warnings.warn(
+            f"dmft.solve: the response of model {ds.attrs['model']!r} is noise-driven: a standard error of "
+            f"{worst:.0%} of the value at t = {at:.3g} (the Dirac term at its kinks is a density estimate); pass more "
+            f"n_paths (now {ds.attrs['n_paths']}) or a wider kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})",
+            errors.DiracResponseWarning, stacklevel=3)
+
+
 def _extrapolate_kinks(ds, arguments: dict):
     """Richardson extrapolation in the kink width ``h`` (the smoothing bias is ``O(h^2)``):
     ``(4 x(h) - x(2h)) / 3`` for every output, from a second solve at ``2 h`` on the same
     random inputs; standard errors ``sqrt(16 se(h)^2 + se(2h)^2) / 3``."""
-    wide = solve(**{**arguments, "kink_bandwidth": 2 * ds.attrs["kink_bandwidth"], "kink_extrapolate": False,
-                    "check_dt": False, "progress": False})
+    with warnings.catch_warnings():  # the returned solve warns for itself
+        warnings.simplefilter("ignore")
+        wide = solve(**{**arguments, "kink_bandwidth": 2 * ds.attrs["kink_bandwidth"], "kink_extrapolate": False,
+                        "check_dt": False, "progress": False})
     bias = 0.0
     for fine, rough in ((ds.test_loss.values, wide.test_loss.values), (_trace(ds.norm), _trace(wide.norm))):
         bias = max(bias, float(np.max(np.abs(fine - rough)) / 3 / max(np.max(np.abs(fine)), 1e-300)))

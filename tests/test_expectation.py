@@ -251,8 +251,8 @@ def test_solve_warns_when_the_response_misses_a_dirac_part():
         ds = dmft.solve(models.phase_retrieval(), kink_bandwidth=0.0, **kw)
     assert ds.attrs["gradient_jump_at_kinks"] > 0.1
     assert ds.attrs["response_estimator"] == "pathwise"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", errors.DiracResponseWarning)
+    with warnings.catch_warnings():  # (64 paths: its noise warning may come, not the bias one)
+        warnings.filterwarnings("error", message=".*tangents miss", category=errors.DiracResponseWarning)
         ds = dmft.solve(models.phase_retrieval(), **kw)
     assert ds.attrs["response_estimator"] == "pathwise+smoothed_dirac"
 
