@@ -1120,7 +1120,10 @@ def custom(
         teacher is not smooth, as rows ``(a, b)`` of length ``k + k_star + noise_dim + 1``,
         or a function ``kinks(p)`` of the parameter array returning them. The expectation
         engine integrates across them piecewise (docs/expectation.md): a sign teacher or a
-        hinge without them converges slowly (1e-2 instead of 1e-7).
+        hinge without them converges slowly (1e-2 instead of 1e-7). Where ``grad`` jumps
+        across a plane that involves ``r`` (a ReLU unit), :func:`dmft.solve` smooths the
+        kink for its response (docs/dmft_theory.md, "Kinks"); undeclared, such a kink
+        leaves the multi-pass response without its Dirac part (ReLU: 10-20% off).
     name : str
         The model's name in outputs.
 
