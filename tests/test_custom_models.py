@@ -312,3 +312,47 @@ def test_custom_relu_committee_with_kinks_matches_the_builtin():
     assert got.attrs["response_estimator"] == "pathwise+smoothed_dirac"
     np.testing.assert_allclose(got.norm.values, ref.norm.values, rtol=1e-9)
     np.testing.assert_allclose(got.test_loss.values, ref.test_loss.values, rtol=1e-9)
+
+
+_USER_MODULE = '''
+import numpy as np
+
+def loss(r, y, p):
+    return 0.5 * (r[0] - y[0]) ** 2
+
+def teacher(r_star, eps, p):
+    return np.array([r_star[0] + p[0] * eps[0]])
+'''
+
+_CHILD = '''
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import user_model
+from dmft import models
+m = models.custom(user_model.loss, teacher=user_model.teacher, noise_dim=1, params={"noise": 0.3})
+r, y, out, H = np.array([0.3]), np.array([0.1]), np.empty(1), np.empty((1, 1))
+m.grad(r, y, m.param_array, out)
+m.hess(r, y, m.param_array, H)
+m.teacher(np.array([0.2]), np.array([0.5]), m.param_array, out)
+stats = [f.stats for f in (m.loss, m.grad, m.hess, m.teacher)]
+print(json.dumps({"hits": sum(sum(s.cache_hits.values()) for s in stats),
+                  "misses": sum(sum(s.cache_misses.values()) for s in stats), "grad": float(H[0, 0])}))
+'''
+
+
+def test_custom_model_functions_are_disk_cached(tmp_path):
+    """A model from importable user functions is compiled once: a second process loads its
+    functions (here with finite-difference ``grad`` and ``hess``) from the disk cache, as
+    the kernels specialised on them (:mod:`dmft._jit`)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "user_model.py").write_text(_USER_MODULE)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "SGD_DYNAMICS_CACHE": str(tmp_path / "kernels")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path)], env=env, check=True,
+                                      capture_output=True, text=True).stdout) for _ in range(2)]
+    assert runs[0]["misses"] > 0 and runs[1]["misses"] == 0 and runs[1]["hits"] >= 3, runs
+    assert abs(runs[1]["grad"] - 1.0) < 1e-5  # the finite-difference Hessian of the squared loss
