@@ -1237,11 +1237,6 @@ def custom(
     name : str
         The model's name in outputs.
 
-    The compiled functions are disk-cached (loaded, not compiled, in the next process, and
-    so are the solver's kernels for them) when the user functions can be imported by
-    module and name, i.e. live in a module rather than a script's ``__main__`` or a
-    notebook.
-
     Returns
     -------
     Model
@@ -1266,6 +1261,13 @@ def custom(
         ``loss``, or ``hess`` from that of ``grad`` (when both are given), by more than
         the difference's own error (or 1e-6 (1 + |derivative|)): a wrong derivative
         gives wrong curves.
+
+    Notes
+    -----
+    The compiled functions are disk-cached (loaded, not compiled, in the next process, and
+    so are the solver's kernels for them) when the user functions can be imported by
+    module and name, i.e. live in a module rather than a script's ``__main__`` or a
+    notebook.
 
     Examples
     --------
