@@ -775,37 +775,21 @@ def committee(activation: str = "erf", k: int = 2, noise_std: float = 0.0) -> Mo
 
 # ---------------------------------------------------------------- user models
 def _fd_grad(loss):
-    @njit
-    def grad(r, y, p, out):
-        for j in range(r.size):
-            h = 6e-6 * max(1.0, abs(r[j]))
-            rp = r.copy()
-            rm = r.copy()
-            rp[j] += h
-            rm[j] -= h
-            out[j] = (loss(rp, y, p) - loss(rm, y, p)) / (2.0 * h)
-
-    return grad
+    """Central-difference ``grad(r, y, p, out)`` of ``loss(r, y, p)`` (``_CACHED_FD_GRAD``)."""
+    return _from_template(_CACHED_FD_GRAD, "grad4", loss3=loss)
 
 
 def _fd_hess(grad):
-    @njit
-    def hess(r, y, p, out):
-        k = r.size
-        gp = np.empty(k)
-        gm = np.empty(k)
-        for j in range(k):
-            h = 6e-6 * max(1.0, abs(r[j]))
-            rp = r.copy()
-            rm = r.copy()
-            rp[j] += h
-            rm[j] -= h
-            grad(rp, y, p, gp)
-            grad(rm, y, p, gm)
-            for a in range(k):
-                out[a, j] = (gp[a] - gm[a]) / (2.0 * h)
+    """Central-difference ``hess(r, y, p, out)`` of ``grad(r, y, p, out)`` (``_CACHED_FD_HESS``)."""
+    return _from_template(_CACHED_FD_HESS, "hess4", grad4=grad)
 
-    return hess
+
+def _from_template(template: str, name: str, **functions):
+    """The uncached ``njit`` function ``name`` of ``template`` (the generated modules' source,
+    :func:`_cached_model_functions`) with ``functions`` as its globals."""
+    namespace = {"np": np, "njit": njit, "_CACHE": False, **functions}
+    exec(compile(template, f"<dmft.models {name}>", "exec"), namespace)
+    return namespace[name]
 
 
 class _Required:
@@ -933,7 +917,7 @@ def _cached_model_functions(loss, grad, hess, teacher, with_params: bool):
     if any(o is None for o in origins.values()):
         return None
     p = ", p" if with_params else ""
-    lines = ["import numpy as np", "from numba import njit"]
+    lines = ["import numpy as np", "from numba import njit", "_CACHE = True"]
     lines += [f"from {m} import {a} as _user_{n}" for n, (m, a) in origins.items()]
     lines += [f"_{n} = njit(cache=True)(getattr(_user_{n}, 'py_func', _user_{n}))" for n in origins]
     if teacher is None:
@@ -964,7 +948,7 @@ def grad4(r, y, p, out):
         out[a] = g[a]
 """
 _CACHED_FD_GRAD = """
-@njit(cache=True)
+@njit(cache=_CACHE)
 def grad4(r, y, p, out):
     for j in range(r.size):
         h = 6e-6 * max(1.0, abs(r[j]))
@@ -983,7 +967,7 @@ def hess4(r, y, p, out):
             out[a, b] = H[a, b]
 """
 _CACHED_FD_HESS = """
-@njit(cache=True)
+@njit(cache=_CACHE)
 def hess4(r, y, p, out):
     k = r.size
     gp = np.empty(k)
