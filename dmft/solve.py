@@ -611,7 +611,8 @@ def solve(
     t_max = errors.positive("t_max", t_max)
     kink_bandwidth = errors.nonnegative("kink_bandwidth", kink_bandwidth)
     jumps = model.gradient_jumps()
-    kinked = bool(np.any(jumps > _JUMP_TOL)) and kink_bandwidth > 0
+    dirac = jumps > _JUMP_TOL  # per kink plane: l'' has a Dirac part there
+    kinked = bool(dirac.any()) and kink_bandwidth > 0
     d_dt = _DEFAULTS[dynamics][0]
     dt = errors.positive("dt", d_dt if dt is None else dt)
     if dt > t_max:
@@ -638,7 +639,7 @@ def solve(
         ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size, n_children_spawned=ss.n_children_spawned)
     driver = DRIVERS[dynamics](batch)
     jump = float(jumps.max(initial=0.0))
-    if jump > _JUMP_TOL and kink_bandwidth == 0.0:
+    if dirac.any() and not kinked:
         warnings.warn(
             f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "
             "in r, so l'' has a Dirac part that the response kernel's pathwise tangents miss with "
@@ -748,7 +749,7 @@ def solve(
     train_losses = specialise(_k.train_losses, loss=model.loss)
     sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k, parallel=PARALLEL)
     labels(params, wstar, eps, y)
-    kinks = _kink_planes(model, (jumps > _JUMP_TOL) & (kink_bandwidth > 0), wstar, eps, B)
+    kinks = _kink_planes(model, dirac & kinked, wstar, eps, B)
     if not np.isfinite(y).all():
         bad = int(np.argmin(np.isfinite(y).all(axis=1)))
         raise errors.DivergenceError(
