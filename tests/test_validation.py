@@ -45,3 +45,24 @@ def test_run_all_quick(tmp_path):
     assert (tmp_path / "summary.md").exists()
     for name in run_all.SCRIPTS:
         assert (tmp_path / f"{name}.png").exists()
+
+
+def test_gallery_rewrites_only_the_sections_it_ran(tmp_path):
+    """A partial ``--gallery`` run replaces the sections of the scripts it ran and keeps every
+    other section (hand-written ones, scripts not run) word for word."""
+    run_all = importlib.import_module("validation.run_all")
+    docs, out = tmp_path / "docs", tmp_path / "out"
+    docs.mkdir()
+    out.mkdir()
+    kept = ["## " + run_all.TITLES["onepass_risk"], "", "old risk text", ""]
+    hand = ["## Model zoo (hand-written)", "", "| a | b |", ""]
+    stale = ["## " + run_all.TITLES["onepass_adagrad"], "", "stale table", ""]
+    (docs / "gallery.md").write_text("\n".join(["# Validation gallery", ""] + kept + stale + hand) + "\n")
+    (out / "onepass_adagrad.png").write_bytes(b"png")
+    (out / "onepass_adagrad.md").write_text("### title\n\n| new | table |\n")
+    run_all.write_gallery(out, ["onepass_adagrad"], quick=False, docs=docs)
+    page = (docs / "gallery.md").read_text()
+    assert "\n".join(kept) in page and "\n".join(hand) in page
+    assert "stale table" not in page and "| new | table |" in page
+    assert page.index("old risk text") < page.index("| new | table |") < page.index("hand-written")
+    assert (docs / "gallery" / "onepass_adagrad.png").read_bytes() == b"png"

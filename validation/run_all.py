@@ -30,11 +30,12 @@ TITLES = {
 }
 
 
-def write_gallery(out: Path, names, *, quick: bool):
-    """Copy ``out/<name>.png`` to ``docs/gallery/`` and write ``docs/gallery.md`` with the tables."""
+def write_gallery(out: Path, names, *, quick: bool, docs: Path | None = None):
+    """Copy ``out/<name>.png`` to ``docs/gallery/`` and rewrite the sections of ``docs/gallery.md``
+    of the scripts in ``names`` with their tables; every other section of the page is kept."""
     import shutil
 
-    docs = Path(__file__).resolve().parent.parent / "docs"
+    docs = docs or Path(__file__).resolve().parent.parent / "docs"
     (docs / "gallery").mkdir(exist_ok=True)
     lines = ["# Validation gallery", "",
              "Each figure is written by one script in `validation/` (`python validation/<name>.py`, or",
@@ -49,6 +50,7 @@ def write_gallery(out: Path, names, *, quick: bool):
              "not through the theory's Gaussian integrals.", ""]
     if quick:
         lines += ["!!! note", "    Generated in `--quick` mode (small sizes): a smoke run, not a validation.", ""]
+    fresh = {}
     for n in names:
         if not (out / f"{n}.png").exists():
             continue
@@ -56,11 +58,28 @@ def write_gallery(out: Path, names, *, quick: bool):
         doc = importlib.import_module(f"validation.{n}").__doc__ or ""
         md = (out / f"{n}.md").read_text() if (out / f"{n}.md").exists() else ""
         table = md.split("\n", 2)[-1]
-        lines += [f"## {TITLES.get(n, n)}", "", doc.strip(), "", f"Script: `validation/{n}.py`", ""]
+        section = [f"## {TITLES.get(n, n)}", "", doc.strip(), "", f"Script: `validation/{n}.py`", ""]
         if "(quick mode)" in md and not quick:
-            lines += ["!!! note", "    This figure is from a `--quick` run (small sizes).", ""]
-        lines += [f"![{n}](gallery/{n}.png)", "", table.strip(), ""]
+            section += ["!!! note", "    This figure is from a `--quick` run (small sizes).", ""]
+        fresh[n] = section + [f"![{n}](gallery/{n}.png)", "", table.strip(), ""]
+    kept = _sections(docs / "gallery.md")
+    for n in SCRIPTS:
+        old = kept.pop(f"## {TITLES.get(n, n)}", [])
+        lines += fresh.get(n, old)
+    for section in kept.values():  # hand-written sections, and scripts not run this time, stay as they were
+        lines += section
     (docs / "gallery.md").write_text("\n".join(lines) + "\n")
+
+
+def _sections(page: Path) -> dict:
+    """The ``## `` sections of an existing gallery page, header -> lines, in page order."""
+    sections, current = {}, None
+    for line in page.read_text().splitlines() if page.exists() else []:
+        if line.startswith("## "):
+            current = sections.setdefault(line, [])
+        if current is not None:
+            current.append(line)
+    return sections
 
 
 def main(argv=None):
