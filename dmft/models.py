@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -116,6 +117,47 @@ class Model:
     def gradient_jump(self, n_points: int = 8, seed: int = 0) -> float:
         """The largest of :meth:`gradient_jumps` (0 without kinks)."""
         return float(self.gradient_jumps(n_points, seed).max(initial=0.0))
+
+    def undeclared_jumps(self, n_lines: int = 16, n_points: int = 64, seed: int = 0) -> list:
+        """Jumps of ``grad`` in ``r`` and of the teacher in ``(r*, eps)`` off the declared kinks.
+
+        Scans ``n_lines`` random lines through standard-normal points ``x = (r, r*, eps)``
+        (for ``grad``: along ``r`` with the line's label ``y = teacher(r*, eps)``; for the
+        teacher: along ``(r*, eps)``) on ``n_points`` points of ``[-4, 4]``. The two
+        places of each line with the largest second difference are bisected toward the
+        larger increment down to a width of ``1e-4``, where a jump keeps its size and a
+        smooth function's increment has shrunk (:func:`_line_jump`). Returns
+        ``(what, x, size)`` per jump off every declared plane (``|a . x - b|`` above
+        ``1e-3 |a|``), ``what`` being ``'grad'`` or ``'teacher'``; at most one per line.
+        """
+        k, ks, nd = self.k, self.k_star, self.noise_dim
+        p, planes = self.param_array, self.kink_planes()
+        rng = np.random.default_rng(seed)
+        y, g = np.empty(self.label_dim), np.empty(k)
+
+        def grad_at(x, y):
+            self.grad(x[:k], y, p, g)
+            return g.copy()
+
+        def teacher_at(x):
+            self.teacher(x[k:k + ks], x[k + ks:], p, y)
+            return y.copy()
+
+        found, taught = [], self.teacher is not _no_teacher
+        if not taught:  # hard labels only: grad is scanned at standard-normal labels
+            teacher_at = lambda x: rng.standard_normal(self.label_dim)  # noqa: E731
+        scans = [("grad", slice(0, k))] + ([("teacher", slice(k, k + ks + nd))] if taught and ks + nd else [])
+        for what, part in scans:
+            for _ in range(n_lines):
+                x0 = rng.standard_normal(k + ks + nd)
+                u = np.zeros_like(x0)
+                u[part] = rng.standard_normal(part.stop - part.start)
+                u /= np.linalg.norm(u)
+                f = teacher_at if what == "teacher" else functools.partial(grad_at, y=teacher_at(x0))
+                jump = _line_jump(f, x0, u, n_points)
+                if jump is not None and not _on_planes(jump[0], planes):
+                    found.append((what, jump[0], jump[1]))
+        return found
 
     @property
     def param_array(self) -> np.ndarray:
@@ -1313,7 +1355,63 @@ def custom(
         kinks=_custom_kinks(kinks),
     )
     model.kink_planes()  # shape and finiteness checked now, not inside a solver
+    _warn_undeclared_jumps(model)
     return model
+
+
+def _warn_undeclared_jumps(model) -> None:
+    """:class:`~dmft.errors.UndeclaredKinkWarning` for the first jump
+    :meth:`Model.undeclared_jumps` finds."""
+    jumps = model.undeclared_jumps()
+    if not jumps:
+        return
+    what, x, size = jumps[0]
+    k, ks = model.k, model.k_star
+    where = (f"r={np.array2string(x[:k], precision=4)}, r_star={np.array2string(x[k:k + ks], precision=4)}, "
+             f"eps={np.array2string(x[k + ks:], precision=4)}")
+    consequence = ("the multi-pass response (dmft.solve) misses the Dirac part of l'' there (a ReLU unit: "
+                   "10-20% off)" if what == "grad" else "Gaussian expectations across it converge slowly")
+    warnings.warn(
+        f"models.custom: {what} of model {model.name!r} jumps by {size:.3g} at {where}, on no declared kink "
+        f"({len(jumps)} jump(s) found on line scans): {consequence}; pass kinks= with the plane "
+        "a . (r, r_star, eps) = b through it", errors.UndeclaredKinkWarning, stacklevel=3)
+
+
+def _line_jump(f, x0, u, n_points: int, width: float = 1e-4):
+    """``(x, |f(x+) - f(x-)|)`` of the largest jump of ``f`` on the line ``x0 + s u``,
+    ``s`` in ``[-4, 4]``, or None (see :meth:`Model.undeclared_jumps`). The candidate
+    interval is halved toward the half whose increment departs most from the neighbouring
+    intervals' slope; a jump is such a departure over ``width`` above ``1e-4 (1 + max |f|)``
+    and above 100 times that slope times ``width``: a smooth function's departure shrinks
+    with the interval. Resolving ``width`` rather than 0 also finds the jumps of
+    finite-difference gradients (ramps of width ``1.2e-5``)."""
+    s = np.linspace(-4.0, 4.0, n_points)
+    F = np.array([f(x0 + t * u) for t in s])
+    steps = np.diff(F, axis=0)
+    # an interval's step against its neighbours' mean: O(h^2) where smooth, the jump where not
+    around = np.concatenate([steps[1:2], 0.5 * (steps[:-2] + steps[2:]), steps[-2:-1]])
+    odd = np.abs(steps - around).max(axis=1)
+    best = None
+    for j in np.argsort(odd)[::-1][:2]:
+        slope = around[j] / (s[1] - s[0])  # the neighbours' slope, taken off every increment
+        lo, hi, f_lo, f_hi = s[j], s[j + 1], F[j], F[j + 1]
+        while hi - lo > width:
+            mid = 0.5 * (lo + hi)
+            f_mid = f(x0 + mid * u)
+            if np.abs(f_mid - f_lo - slope * (mid - lo)).max() >= np.abs(f_hi - f_mid - slope * (hi - mid)).max():
+                hi, f_hi = mid, f_mid
+            else:
+                lo, f_lo = mid, f_mid
+        size = float(np.abs(f_hi - f_lo - slope * (hi - lo)).max())
+        if size > max(1e-4 * (1.0 + np.abs(F).max()), 100 * (hi - lo) * np.abs(slope).max()) and (
+                best is None or size > best[1]):
+            best = (x0 + 0.5 * (lo + hi) * u, size)
+    return best
+
+
+def _on_planes(x, planes, tol: float = 1e-3) -> bool:
+    """Whether ``x`` lies on one of the planes ``a . x = b`` (rows ``(a, b)``)."""
+    return any(abs(row[:-1] @ x - row[-1]) <= tol * max(np.linalg.norm(row[:-1]), 1e-300) for row in planes)
 
 
 def _custom_kinks(kinks):

@@ -356,3 +356,77 @@ def test_custom_model_functions_are_disk_cached(tmp_path):
                                       capture_output=True, text=True).stdout) for _ in range(2)]
     assert runs[0]["misses"] > 0 and runs[1]["misses"] == 0 and runs[1]["hits"] >= 3, runs
     assert abs(runs[1]["grad"] - 1.0) < 1e-5  # the finite-difference Hessian of the squared loss
+
+
+# ---------------------------------------------------------------- undeclared kinks
+
+
+def _relu_grad(r, y):
+    return np.array([(max(r[0], 0.0) - y[0]) * (1.0 if r[0] > 0.0 else 0.0)])
+
+
+def _relu_loss(r, y):
+    return 0.5 * (max(r[0], 0.0) - y[0]) ** 2
+
+
+def _relu_teacher(r_star, eps):
+    return np.array([max(r_star[0], 0.0)])
+
+
+def _step_teacher(r_star, eps):
+    return np.array([1.0 if r_star[0] > 0.3 else 0.0])
+
+
+def _logistic_loss(r, y):
+    return np.log1p(np.exp(r[0])) - y[0] * r[0]
+
+
+@pytest.mark.parametrize("given_grad", [True, False], ids=["grad", "finite-difference grad"])
+def test_a_relu_without_its_kinks_warns_and_with_them_does_not(given_grad):
+    """The ReLU's gradient jumps at ``r = 0``; undeclared, the multi-pass response misses the
+    Dirac part of ``l''`` there, so construction warns, naming ``grad`` and the place.
+    The finite-difference gradient (a ramp of width 1.2e-5) is found as well."""
+    grad = _relu_grad if given_grad else None
+    with pytest.warns(errors.UndeclaredKinkWarning, match=r"grad of model 'relu1' jumps by .* at r=\[") as rec:
+        models.custom(_relu_loss, grad=grad, teacher=_relu_teacher, smooth=False, name="relu1")
+    r = float(re.search(r"at r=\[\s*([-0-9.e+]+)\]", str(rec[0].message)).group(1))
+    assert abs(r) < 1e-4  # located within the bisection width
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.UndeclaredKinkWarning)
+        models.custom(_relu_loss, grad=grad, teacher=_relu_teacher, smooth=False, kinks=[[1.0, 0.0, 0.0]])
+
+
+def test_a_step_teacher_without_its_kink_warns():
+    with pytest.warns(errors.UndeclaredKinkWarning, match=r"teacher of model 'step' jumps by 1 .* r_star=\[0\.3\]"):
+        models.custom(_logistic_loss, teacher=_step_teacher, name="step")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.UndeclaredKinkWarning)
+        models.custom(_logistic_loss, teacher=_step_teacher, kinks=[[0.0, 1.0, 0.3]])
+
+
+@pytest.mark.parametrize("name", ["linear_regression", "logistic", "huber_tanh", "phase_retrieval", "smooth_hinge",
+                                  "relu", "committee", "softmax"])
+def test_builtin_models_declare_every_jump(name):
+    """Every jump of a built-in model's ``grad`` or teacher lies on one of its declared kinks
+    (the smooth hinge's and Huber's C1 kinks have no jump and need none)."""
+    assert models.get(name).undeclared_jumps() == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(c=st.floats(-2.0, 2.0), jump=st.floats(0.05, 5.0), slope=st.floats(-3.0, 3.0), x0=st.floats(-1.0, 1.0))
+def test_line_scan_finds_a_jump_on_a_sloped_line(c, jump, slope, x0):
+    """A jump of size >= 0.05 on top of a linear ramp of slope <= 3 is found, at ``c``
+    within the bisection width, and its size within the ramp's rise over that width."""
+    f = lambda x: np.array([slope * x[0] + (jump if x[0] > c else 0.0)])  # noqa: E731
+    found = models._line_jump(f, np.array([x0]), np.array([1.0]), 64)
+    assert found is not None
+    assert abs(found[0][0] - c) <= 1e-4
+    assert abs(found[1] - jump) <= abs(slope) * 1e-4 + 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(beta=st.floats(0.5, 50.0), a=st.floats(-3.0, 3.0), b=st.floats(-2.0, 2.0), x0=st.floats(-1.0, 1.0))
+def test_line_scan_finds_no_jump_in_smooth_functions(beta, a, b, x0):
+    """Steep but smooth: a softplus gradient (a sigmoid of slope up to 12.5) plus a tanh."""
+    f = lambda x: np.array([1 / (1 + np.exp(-beta * x[0])) + np.tanh(a * x[0] + b)])  # noqa: E731
+    assert models._line_jump(f, np.array([x0]), np.array([1.0]), 64) is None
