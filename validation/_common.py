@@ -22,12 +22,17 @@ def parse(description: str, argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+#: differences below this fraction of a curve's largest value are not counted in SE units
+DIFF_FLOOR = 1e-6
+
+
 def error_rows(ds, variables, *, case: str, reference: str = "theory", select=None) -> list[dict]:
     """Theory-vs-simulation errors of a ``source``-stacked Dataset, one row per (source, variable).
 
     ``max_abs``: max over time (and entries) of ``|x_source - x_reference|``; ``rel``: that
     divided by ``max |x_reference|``; ``max_z``: max of ``|diff| / sqrt(sem_ref^2 + sem^2)``
-    (NaN where the standard errors are at round-off, ``< 1e-12 max |x_reference|``).
+    over the times where the standard errors are above round-off (``1e-12 max |x_reference|``)
+    and the difference above ``DIFF_FLOOR max |x_reference|`` (NaN if there are none).
     """
     rows = []
     ds = ds.sel(select or {})
@@ -41,8 +46,10 @@ def error_rows(ds, variables, *, case: str, reference: str = "theory", select=No
             diff = abs(x - ref)
             se = np.hypot(ds[v + "_sem"].sel(source=reference), ds[v + "_sem"].sel(source=src))
             scale = float(abs(ref).max())
-            # an SE at round-off (a deterministic start: 4e-17) is no yardstick
-            z = (diff / se.where(se > 1e-12 * scale)).max()
+            # an SE at round-off (a deterministic start: 4e-17) is no yardstick, and nor is a
+            # difference far below what a figure shows (two curves converging to 0 at
+            # slightly different exponential rates: 2e-9 apart with SEs of 2e-10)
+            z = (diff / se.where((se > 1e-12 * scale) & (diff > DIFF_FLOOR * scale))).max()
             rows.append(dict(case=case, source=str(src), variable=v, max_abs=float(diff.max()),
                              rel=float(diff.max()) / scale if scale > 0 else np.nan,
                              max_z=float(z) if np.isfinite(z) else np.nan))
