@@ -90,7 +90,7 @@ def spectra():
     ``ZeroOne`` defines two classes: use it with :func:`onepass.data.binary_mixture`.
     """
     st = _st()
-    from onepass import data as _data
+    from . import data as _data
 
     fractions = st.lists(_floats(0.05, 1.0), min_size=4, max_size=4).map(
         lambda f: tuple(float(x) for x in np.asarray(f) / np.sum(f)))
@@ -145,7 +145,7 @@ def gaussian_mixtures(d: int = 8, *, n_classes=(1, 3), teacher: bool | None = No
     gives hard-label data, ``None`` either.
     """
     st = _st()
-    from onepass import data as _data
+    from . import data as _data
 
     lo, hi = (n_classes, n_classes) if isinstance(n_classes, int) else n_classes
 

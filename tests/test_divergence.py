@@ -133,7 +133,7 @@ def test_step_instability_detector_on_known_sequences():
     """``_step_instability`` on hand-made kernels: a growing (-1)^n mode on a smooth curve is
     found where it starts; a decaying start-up transient and pure noise below 4 SE are not;
     a GF objective that rises is found at the output time after the rise."""
-    from dmft.solve import _step_instability
+    from dmft.multipass._solve import _step_instability
 
     rng = np.random.default_rng(0)
     B, N = 4, 60

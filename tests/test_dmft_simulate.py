@@ -7,7 +7,6 @@ differences: the same seed gives the same data set to every dynamics, so data-se
 fluctuations cancel) plus, where stated, a documented deterministic bias (finite ``d``,
 Euler-Maruyama ``dt``). Measured numbers are in docs/simulate.md.
 """
-import importlib
 import math
 
 import numpy as np
@@ -15,12 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import dmft
-from dmft import _kernels_simulate, errors, models
+from dmft import errors, models
 from dmft._jit import specialise
+from dmft.multipass import _kernels_simulate
+from dmft.multipass import _simulate as simmod
 
 import reference_multipass as ref
 
-simmod = importlib.import_module("dmft.simulate")  # the module (dmft.simulate is the function)
 
 LIN = models.linear_regression(noise_std=0.5)
 HUB = models.huber_tanh(noise_std=0.3, threshold=0.5)

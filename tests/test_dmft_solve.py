@@ -99,7 +99,7 @@ def test_qmc_and_mc_agree_and_qmc_is_more_precise(dynamics):
 
 
 def test_qmc_dimension_limit_is_a_clear_error():
-    from dmft.solve import _normals
+    from dmft.multipass._solve import _normals
 
     ss = np.random.SeedSequence(0)
     with pytest.raises(errors.ParameterError, match="sampling='qmc'.*sampling='mc'"):
@@ -112,7 +112,7 @@ def test_qmc_normals_are_finite_when_a_sobol_point_is_zero():
     # scrambled Sobol coordinates are multiples of 2^-30 and can be exactly 0: replica 3 of
     # this seed has one, which gave ndtri(0) = -inf and a NaN training loss at t = 0
     # (found with dt = 0.01, t_max = 1, default paths)
-    from dmft.solve import _normals
+    from dmft.multipass._solve import _normals
 
     Z, eps, xi = _normals(errors.seed_sequence(1).spawn(2)[0], "qmc", 8, 16384, 1, 1, 1, 100, 0)
     assert np.isfinite(Z).all() and np.isfinite(eps).all()
@@ -126,7 +126,7 @@ def test_qmc_tangent_paths_see_both_signs_of_every_input(stride):
     # started with w(0) > 0 only, which put a ReLU GF solve at norm 1.6 against 0.74
     # simulated. Shuffled, the fraction of tangent paths with a positive input is 1/2 within
     # 4 binomial SE in every coordinate and replica
-    from dmft.solve import _normals
+    from dmft.multipass._solve import _normals
 
     Pb = 1024
     Z, _, _ = _normals(errors.seed_sequence(5).spawn(2)[0], "qmc", 4, Pb, 1, 0, 1, 10, 0, stride)
@@ -413,9 +413,8 @@ def test_slow_multi_index_against_simulation():
 def test_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamics, model, kw):
     # the O(nnz n) incremental rows are exact identities of the discrete system: compare with
     # the direct O(n^2) resolvent / A Sigma A^T rows on the same paths
-    import importlib
+    from dmft.multipass import _solve as mod
 
-    mod = importlib.import_module("dmft.solve")  # the module (dmft.solve is the function)
     args = dict(dynamics=dynamics, t_max=1.0, n_time=11, dt=0.05, n_paths=256, seed=3,
                 progress=False, **kw)
     fast = dmft.solve(model, **args)
@@ -453,7 +452,7 @@ def test_unresolved_time_step_warns():
 def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, seed):
     """The backward recursion of the dense drivers' tangents against numpy's inverse of the
     forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell's docstring)."""
-    from dmft._kernels_solve import dense_tangents
+    from dmft.multipass._kernels_solve import dense_tangents
 
     rng = np.random.default_rng(seed)
     N, c, half = j + 1, 0.7, 0.3
@@ -504,8 +503,8 @@ def test_chol_append_reproduces_a_near_singular_covariance(n, r, block, seed):
     (1e-10 of the variances, relative to ``sd_i sd_j``). The former rule (no jitter, pivots
     below 1e-8 of the variance set to zero) was off by ~1e-5 on these matrices, and by O(1)
     in a solve (test below)."""
-    from dmft._kernels_solve import chol_append
-    from dmft.solve import CHOL_JITTER
+    from dmft.multipass._kernels_solve import chol_append
+    from dmft.multipass._solve import CHOL_JITTER
 
     J = _sparse_driven_covariance(np.random.default_rng(seed), n, r)
     L = np.full((n, n), np.nan)  # every entry must be written
@@ -524,7 +523,7 @@ def test_chol_append_reproduces_a_near_singular_covariance(n, r, block, seed):
 def test_factor_rows_of_two_grid_points_in_one_pass_equal_two_passes():
     """``chol_rows`` with ``n_grid = 2`` (the solve's final rows of ``n`` with the first of
     ``n + 1``) gives the rows of two single calls; pivots relative to the variances."""
-    from dmft._kernels_solve import chol_rows
+    from dmft.multipass._kernels_solve import chol_rows
 
     rng = np.random.default_rng(3)
     B, k, ks, N = 2, 2, 1, 30

@@ -305,7 +305,7 @@ def test_auto_groups_are_exact_up_to_the_limit_then_binned_with_an_error_estimat
     """Auto = exact for at most AUTO_MAX_GROUPS distinct eigenvalues, else Binned(64) with
     ``binning_error_risk`` = |risk(64 bins) - risk(32 bins)|/3 (error ~ n_bins^-2). Against
     the exact solve the estimate/true ratio was 0.992-0.997 on three power laws."""
-    from onepass.data import AUTO_MAX_GROUPS, make_groups
+    from dmft.data import AUTO_MAX_GROUPS, make_groups
 
     signed_zero = onepass.data.gaussian_mixture([[0.0, 0.0, 0.0]], [[0.0, 1.0, -0.0]])
     assert make_groups(signed_zero, "auto").sizes.tolist() == [2, 1]  # -0.0 and 0.0 are one eigenvalue
@@ -396,7 +396,7 @@ def test_kernel_matches_plain_numpy_sgd(lr):
     """The fused kernel (normals, sample, deferred update) is the textbook step, at odd d and k = 2."""
     import importlib
 
-    sim = importlib.import_module("onepass.simulate")
+    sim = importlib.import_module("onepass._simulate")
     model, data = models.linear_regression(0.3, k=2), onepass.data.teacher_student("power_law", d=37, k_star=2)
     problem = onepass.theory.Problem.build(model, data, "auto", None)
     steps = 700  # crosses a kernel call (512 steps)
