@@ -2,7 +2,8 @@
 
 Tolerances are built from standard errors: ``tol = Z * sqrt(sem_theory^2 + sem_sim^2) + bias``
 with ``Z = 4`` (a false alarm rate ~1e-4 per comparison) and ``bias`` a documented
-systematic allowance (finite ``d``, finite ``dt``; see docs/dmft_theory.md, "Validation").
+systematic allowance (finite ``d``, finite ``dt``; see docs/dmft_theory.md, "Validation");
+comparisons of two runs go through ``dmft.testing.assert_agree``.
 The fast suite runs small cases; ``-m slow`` runs the full validation at ``d >= 1000``.
 """
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from scipy import integrate
 
 import dmft
-from dmft import errors, models
+from dmft import errors, models, testing
 
 Z = 4.0
 
@@ -49,17 +50,6 @@ def _sim_stats(sim, var, t):
     return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
 
 
-def _check(theory, sim, var, times, bias_rel):
-    out = []
-    for t in times:
-        th, ths = _at(theory, var, t)
-        sm, sms = _sim_stats(sim, var, t)
-        tol = Z * np.hypot(ths, sms) + bias_rel * abs(sm)
-        out.append((t, th, sm, tol))
-        assert abs(th - sm) <= tol, f"{var}(t={t}): theory {th:.5f} +- {ths:.5f}, simulation {sm:.5f} +- {sms:.5f}"
-    return out
-
-
 SQ = models.linear_regression(noise_std=0.5)
 HUBER = models.huber_tanh(noise_std=0.3, threshold=0.5)
 
@@ -91,9 +81,7 @@ def test_qmc_and_mc_agree_and_qmc_is_more_precise(dynamics):
     q = dmft.solve(SQ, sampling="qmc", seed=1, **kw)
     m = dmft.solve(SQ, sampling="mc", seed=1, **kw)
     assert q.attrs["sampling"] == "qmc" and m.attrs["sampling"] == "mc"
-    for t in (1.0, 2.0):
-        (a, sa), (b, sb) = _at(q, "test_loss", t), _at(m, "test_loss", t)
-        assert abs(a - b) <= Z * np.hypot(sa, sb), (t, a, b, sa, sb)
+    testing.assert_agree(q, m, variables="test_loss", times=(1.0, 2.0), z_max=Z)
     ratio = float((q.test_loss_sem / m.test_loss_sem)[1:].max())
     assert ratio < (0.5 if dynamics == "gf" else 1.0), ratio
 
@@ -142,9 +130,8 @@ def test_sgd_huber_tanh_against_small_simulation():
     th = dmft.solve(HUBER, n_paths=8192, seed=2, progress=False, **kw)
     sim = dmft.simulate(HUBER, d=800, n_seeds=6, seed=3, progress=False, **kw)
     # finite-d allowance 3%: corrections O(1/sqrt(d)) measured ~1% at d = 2000
-    _check(th, sim, "test_loss", [0.5, 1.0], 0.03)
-    _check(th, sim, "norm", [0.5, 1.0], 0.03)
-    _check(th, sim, "overlap", [1.0], 0.03)
+    testing.assert_agree(th, sim, variables=("test_loss", "norm"), times=[0.5, 1.0], z_max=Z, rtol=0.03)
+    testing.assert_agree(th, sim, variables="overlap", times=[1.0], z_max=Z, rtol=0.03)
 
 
 @pytest.mark.parametrize("dynamics", ["sgd", "gf"])
@@ -160,12 +147,11 @@ def test_relu_against_small_simulation(dynamics):
     assert th.attrs["response_estimator"] == "pathwise+smoothed_dirac"
     # finite-d allowance 2% for the O(1/d) offsets of d = 500 (at d = 2000, 32 seeds, the
     # SGD curves agree to 1.9 SE up to t = 4); measured here: theory within 0.9 sim SE
-    for var in ("test_loss", "norm"):
-        _check(th, sim, var, [0.6, 1.0], 0.02)
+    testing.assert_agree(th, sim, variables=("test_loss", "norm"), times=[0.6, 1.0], z_max=Z, rtol=0.02)
     with pytest.warns(errors.DiracResponseWarning):
         raw = dmft.solve(model, seed=1, progress=False, kink_bandwidth=0.0, **kw)
     with pytest.raises(AssertionError):  # the comparison can tell the missing Dirac part
-        _check(raw, sim, "norm", [0.6, 1.0], 0.02)
+        testing.assert_agree(raw, sim, variables="norm", times=[0.6, 1.0], z_max=Z, rtol=0.02)
 
 
 def test_kink_extrapolation_combines_two_widths_on_the_same_inputs():
@@ -209,22 +195,16 @@ def test_squared_loss_sgd_equals_sme():
     kw = dict(delta=2.0, lr=0.5, batch=1.0, t_max=2.0, n_time=5, progress=False)
     sgd = dmft.solve(SQ, dynamics="sgd", n_paths=8192, seed=4, **kw)
     sme = dmft.solve(SQ, dynamics="sme", n_paths=2048, dt=0.05, seed=5, **kw)
-    for var in ("test_loss", "norm", "overlap"):
-        a, sa = _at(sgd, var, 2.0)
-        b, sb = _at(sme, var, 2.0)
-        # 1% allowance for the O(dt) grid error of the dense SME driver at dt = 0.05
-        assert abs(a - b) <= Z * np.hypot(sa, sb) + 0.01 * abs(b), (var, a, sa, b, sb)
+    # 1% allowance for the O(dt) grid error of the dense SME driver at dt = 0.05
+    testing.assert_agree(sgd, sme, variables=("test_loss", "norm", "overlap"), times=[2.0], z_max=Z, rtol=0.01)
 
 
 def test_large_batch_limit_is_gradient_flow():
     kw = dict(delta=2.0, lr=2.0, t_max=1.0, n_time=5, progress=False)
     gf = dmft.solve(HUBER, dynamics="gf", n_paths=2048, dt=0.05, seed=6, **kw)
     sgd = dmft.solve(HUBER, dynamics="sgd", batch=50.0, n_paths=1024, dt=0.05, seed=7, **kw)
-    for var in ("test_loss", "norm"):
-        a, sa = _at(sgd, var, 1.0)
-        b, sb = _at(gf, var, 1.0)
-        # corrections O(c) = O(lr/batch) = 4%: allow 5% of the value
-        assert abs(a - b) <= Z * np.hypot(sa, sb) + 0.05 * abs(b), (var, a, b)
+    # corrections O(c) = O(lr/batch) = 4%: allow 5% of the value
+    testing.assert_agree(sgd, gf, variables=("test_loss", "norm"), times=[1.0], z_max=Z, rtol=0.05)
 
 
 # ---------------------------------------------------------------- structure and properties
@@ -346,8 +326,8 @@ def test_slow_squared_loss_against_simulation(dynamics):
     kw = dict(delta=2.0, lr=0.5, batch=1.0, dynamics=dynamics, t_max=4.0, n_time=11)
     th = dmft.solve(SQ, seed=31, progress=False, **kw)
     sim = dmft.simulate(SQ, d=2000, n_seeds=10, seed=32, progress=False, **kw)
-    for var in ("test_loss", "norm", "overlap", "train_loss"):
-        _check(th, sim, var, [1.0, 2.0, 4.0], 0.01)
+    testing.assert_agree(th, sim, variables=("test_loss", "norm", "overlap", "train_loss"), times=[1.0, 2.0, 4.0],
+                         z_max=Z, rtol=0.01)
 
 
 @pytest.mark.slow
@@ -365,8 +345,8 @@ def test_slow_huber_tanh_against_simulation(dynamics):
     kw = dict(delta=2.0, lr=2.0, batch=1.0, dynamics=dynamics, t_max=4.0, n_time=11)
     th = dmft.solve(HUBER, seed=41, progress=False, **kw)
     sim = dmft.simulate(HUBER, d=2000, n_seeds=10, seed=42, progress=False, **kw)
-    for var in ("test_loss", "norm", "overlap"):
-        _check(th, sim, var, [1.0, 2.0, 4.0], 0.015)
+    testing.assert_agree(th, sim, variables=("test_loss", "norm", "overlap"), times=[1.0, 2.0, 4.0], z_max=Z,
+                         rtol=0.015)
 
 
 @pytest.mark.slow
@@ -395,15 +375,8 @@ def test_slow_multi_index_against_simulation():
     kw = dict(delta=2.0, lr=2.0, batch=1.0, dynamics="sgd", t_max=2.0, n_time=11, init_std=0.5)
     th = dmft.solve(m, seed=61, progress=False, **kw)
     sim = dmft.simulate(m, d=1000, n_seeds=8, seed=62, progress=False, **kw)
-    _check(th, sim, "test_loss", [1.0, 2.0], 0.02)
-    for a in range(2):
-        for b in range(2):
-            for t in (1.0, 2.0):
-                i = int(np.argmin(np.abs(th.time.values - t)))
-                x, xs = th.norm.values[i, a, b], th.norm_sem.values[i, a, b]
-                v = sim.norm.values[:, i, a, b]
-                tol = Z * np.hypot(xs, v.std(ddof=1) / np.sqrt(v.size)) + 0.02 * abs(v.mean()) + 0.01
-                assert abs(x - v.mean()) <= tol, (a, b, t, x, v.mean())
+    testing.assert_agree(th, sim, variables="test_loss", times=[1.0, 2.0], z_max=Z, rtol=0.02)
+    testing.assert_agree(th, sim, variables="norm", times=[1.0, 2.0], z_max=Z, rtol=0.02, atol=0.01)
 
 
 @pytest.mark.parametrize("dynamics, model, kw", [
@@ -434,12 +407,9 @@ def test_large_delta_limit_is_onepass_ode():
     th = dmft.solve(SQ, delta=delta, lr=1.0, batch=1.0, dynamics="sgd", t_max=1.0 / delta,
                     n_time=3, dt=0.05 / delta, n_paths=262144, seed=1, progress=False)
     op = onepass.solve(SQ, onepass.data.teacher_student(d=1000), lr=1.0, t_max=1.0, n_time=3)
-    for var, opvar in (("test_loss", "risk"), ("norm", "norm"), ("overlap", "overlap")):
-        for i in (1, 2):
-            a = float(np.ravel(th[var].values[i])[0])
-            s = float(np.ravel(th[var + "_sem"].values[i])[0])
-            b = float(np.ravel(op[opvar].values[i])[0])
-            assert abs(a - b) <= Z * s + 0.02 * abs(b), (var, i, a, s, b)
+    op = op.rename(risk="test_loss").assign_coords(time=th.time.values)  # the DMFT time of each one-pass time
+    testing.assert_agree(th.isel(time=[1, 2]), op.isel(time=[1, 2]), variables=("test_loss", "norm", "overlap"),
+                         z_max=Z, rtol=0.02)
 
 
 def test_unresolved_time_step_warns():

@@ -5,7 +5,7 @@ import xarray as xr
 from hypothesis import given, settings, strategies as st
 
 import onepass
-from dmft import errors, expectation, models, output
+from dmft import errors, expectation, models, output, testing
 
 LOGISTIC = models.logistic()
 
@@ -67,19 +67,15 @@ SPECTRA = {
 }
 
 
-def _agree(theory, sim, name, n_sigma=4.0, floor=1e-9):
-    """|theory - mean| <= n_sigma * SEM + floor at every time.
+def _agree(theory, sim, *variables, rtol=0.0):
+    """|theory - mean| <= 4 SEM + rtol |mean| + 1e-9 at every time (dmft.testing.assert_agree).
 
     SEM over independent seeds; each seed has its own held-out set, so for ``risk``,
-    ``fisher_trace`` and ``lr_threshold`` the spread includes the held-out noise. ``floor``
-    is the theory's measured error (quadrature, binning) or the finite-d bias.
+    ``fisher_trace`` and ``lr_threshold`` the spread includes the held-out noise. ``rtol``
+    is the theory's measured error (quadrature, binning) or the finite-d bias; 1e-9 absorbs
+    round-off where both are exact (``t = 0``).
     """
-    mean = sim[name].mean("seed")
-    sem = sim[name].std("seed", ddof=1) / np.sqrt(sim.sizes["seed"])
-    err = np.abs(theory[name] - mean)
-    bad = err > n_sigma * sem + floor
-    assert not bad.any(), f"{name}: max |err|/sem = {float((err / (sem + floor)).max()):.2f}"
-    return float(err.max()), float(sem.max())
+    return testing.assert_agree(theory, sim, variables=variables, z_max=4.0, rtol=rtol, atol=1e-9)
 
 
 @pytest.mark.parametrize("spectrum", list(SPECTRA))
@@ -95,10 +91,7 @@ def test_binary_logistic_theory_matches_simulation(spectrum):
     kw = dict(lr=0.5, t_max=10.0, n_time=6, groups="exact")
     th = onepass.solve(LOGISTIC, data, **kw)
     sim = onepass.simulate(LOGISTIC, data, n_seeds=32, seed=3, progress=False, **kw)
-    _agree(th, sim, "risk")
-    _agree(th, sim, "fisher_trace")
-    _agree(th, sim, "alignment")
-    _agree(th, sim, "norm")
+    _agree(th, sim, "risk", "fisher_trace", "alignment", "norm")
     if th.sizes["group"] <= 4:
         # single-coordinate groups (power laws) are not self-averaging: compare large groups only
         _agree(th, sim, "group_norm")
@@ -129,8 +122,7 @@ def test_teacher_student_logistic_with_stein_cross_hessian_matches_simulation():
     kw = dict(lr=0.8, t_max=6.0, n_time=4, X0=np.full((1, 1000), 0.3 / np.sqrt(1000)))
     th = onepass.solve(LOGISTIC, data, **kw)
     sim = onepass.simulate(LOGISTIC, data, n_seeds=8, seed=1, progress=False, **kw)
-    _agree(th, sim, "risk")
-    _agree(th, sim, "overlap")
+    _agree(th, sim, "risk", "overlap")
 
 
 def _zero_one_mixture(d, probs=(0.3, 0.7), mean_norm=1.5):
@@ -332,11 +324,8 @@ def test_hsgd_and_sgd_agree_in_mean():
     kw = dict(lr=0.5, t_max=4.0, n_time=5)
     sgd = onepass.simulate(LOGISTIC, data, n_seeds=8, seed=5, progress=False, **kw)
     hsgd = onepass.simulate(LOGISTIC, data, n_seeds=8, seed=6, progress=False, dynamics="hsgd", dt=0.02, **kw)
-    for name in ("risk", "alignment"):
-        diff = np.abs(sgd[name].mean("seed") - hsgd[name].mean("seed"))
-        sem = np.hypot(sgd[name].std("seed"), hsgd[name].std("seed")) / np.sqrt(8)
-        # 4 combined SEM plus the O(dt) Euler-Maruyama bias (measured ~1e-3 at dt = 0.02)
-        assert (diff <= 4 * sem + 2e-3).all(), name
+    # 4 combined SEM plus the O(dt) Euler-Maruyama bias (measured ~1e-3 at dt = 0.02)
+    testing.assert_agree(hsgd, sgd, variables=("risk", "alignment"), z_max=4.0, atol=2e-3)
 
 
 # ----------------------------------------------------------------- reproducibility and I/O
@@ -414,8 +403,7 @@ def test_adagrad_simulation_tracks_theory():
     kw = dict(lr=onepass.AdaGradNorm(1.0, 1.0), t_max=3.0, n_time=4)
     th = onepass.solve(m, data, **kw)
     sim = onepass.simulate(m, data, n_seeds=6, seed=2, progress=False, **kw)
-    _agree(th, sim, "lr")
-    _agree(th, sim, "risk")
+    _agree(th, sim, "lr", "risk")
 
 
 def test_adagrad_power_law_b0_and_trace_match_simulation():
@@ -437,9 +425,7 @@ def test_adagrad_power_law_b0_and_trace_match_simulation():
     th = onepass.solve(m, data, **kw)
     sim = onepass.simulate(m, data, n_seeds=16, seed=7, progress=False, **kw)
     assert th.lr.values[0] == pytest.approx(2.0)  # 1/sqrt(b0^2), not 1/sqrt(b0)
-    _agree(th, sim, "lr", floor=3e-3 * th.lr)
-    for name in ("risk", "distance", "lr_threshold", "fisher_trace", "norm", "overlap"):
-        _agree(th, sim, name, floor=3e-3 * np.abs(th[name]))
+    _agree(th, sim, "lr", "risk", "distance", "lr_threshold", "fisher_trace", "norm", "overlap", rtol=3e-3)
 
 
 def test_adagrad_mixture_with_unequal_classes_matches_simulation():
@@ -452,8 +438,8 @@ def test_adagrad_mixture_with_unequal_classes_matches_simulation():
     th = onepass.solve(LOGISTIC, data, **kw)
     sim = onepass.simulate(LOGISTIC, data, n_seeds=16, seed=8, progress=False, **kw)
     assert list(th.group.values) == ["I00", "I01", "I10", "I11"]
-    for name in ("lr", "risk", "fisher_trace", "alignment", "mean_overlap", "group_norm", "group_mean_overlap"):
-        _agree(th, sim, name, floor=3e-3 * np.abs(th[name]))
+    _agree(th, sim, "lr", "risk", "fisher_trace", "alignment", "mean_overlap", "group_norm", "group_mean_overlap",
+           rtol=3e-3)
 
 
 def test_softmax_with_class_covariances_matches_simulation():
@@ -469,8 +455,7 @@ def test_softmax_with_class_covariances_matches_simulation():
     th = onepass.solve(m, data, **kw)
     sim = onepass.simulate(m, data, n_seeds=16, seed=9, progress=False, **kw)
     assert th.sizes["group"] == 4
-    for name in ("risk", "fisher_trace", "norm", "mean_overlap", "group_norm", "group_mean_overlap"):
-        _agree(th, sim, name, floor=3e-3 * np.abs(th[name]))
+    _agree(th, sim, "risk", "fisher_trace", "norm", "mean_overlap", "group_norm", "group_mean_overlap", rtol=3e-3)
 
 
 def test_theory_round_trip(tmp_path):

@@ -197,10 +197,7 @@ def test_sgd_equals_sme_for_the_linear_model(lr, batch, delta, noise, k):
               init_std=0.5 if k == 2 else 0.0, progress=False)
     a = dmft.solve(model, dynamics="sgd", **kw)
     b = dmft.solve(model, dynamics="sme", **kw, seed=7)
-    for v in ("test_loss", "norm"):
-        diff = np.abs(a[v].values - b[v].values)
-        sem = np.sqrt(a[v + "_sem"].values ** 2 + b[v + "_sem"].values ** 2)
-        assert np.all(diff <= 5 * sem + 0.02 * np.abs(a[v].values) + 1e-12), (v, diff, sem)
+    testing.assert_agree(b, a, variables=("test_loss", "norm"), z_max=5.0, rtol=0.02, atol=1e-12)
 
 
 @settings(max_examples=4, deadline=None)
