@@ -27,7 +27,7 @@ check_gradient, check_hessian, check_closed_form, check_stein, check_moments_fin
 
 Theory against simulation
 -------------------------
-assert_agree
+assert_agree, ROUNDOFF
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ __all__ = [
     "models", "spectra", "eigenvalues", "covariances", "gaussians", "gaussian_mixtures",
     "onepass_parameters", "dmft_parameters", "invalid_values",
     "check_gradient", "check_hessian", "check_closed_form", "check_stein", "check_moments_finite",
-    "assert_agree",
+    "assert_agree", "ROUNDOFF",
 ]
 
 #: built-in model names :func:`models` draws from
@@ -325,6 +325,10 @@ def check_stein(model, mean, cov, *, rule=None, rtol: float | None = None, atol:
 
 
 # ---------------------------------------------------------------- theory against simulation
+#: relative difference below which :func:`assert_agree` counts two values as equal (round-off)
+ROUNDOFF = 1e-12
+
+
 def assert_agree(theory, simulation, *, variables, z_max: float = 4.0, rtol=0.0, atol=0.0, times=None,
                  sem_dim: str = "seed") -> dict:
     """Assert that two runs give the same curves within ``z_max`` combined standard errors.
@@ -335,7 +339,8 @@ def assert_agree(theory, simulation, *, variables, z_max: float = 4.0, rtol=0.0,
 
         |x - y| <= z_max sqrt(s_x^2 + s_y^2) + rtol |y| + atol
 
-    A Dataset with a ``sem_dim`` dim (independent seeds) stands for its mean over it, with
+    or ``x`` and ``y`` agree to round-off (:data:`ROUNDOFF` relative: two exact values, such as
+    a deterministic start, computed two ways). A Dataset with a ``sem_dim`` dim (independent seeds) stands for its mean over it, with
     the standard error ``std(ddof=1)/sqrt(n)``; otherwise ``v_sem`` is its standard error
     (DMFT replicas, one ``source`` of :func:`dmft.compare`), or 0 without one (an ODE
     solution, a closed form). ``rtol`` and ``atol`` allow for known systematic errors
@@ -396,6 +401,7 @@ def assert_agree(theory, simulation, *, variables, z_max: float = 4.0, rtol=0.0,
         x, sx, y, sy = (ds[name].transpose(*dims).values
                         for ds, name in ((x_all, v), (x_all, v + "_sem"), (y_all, v), (y_all, v + "_sem")))
         se, diff = np.sqrt(sx ** 2 + sy ** 2), np.abs(x - y)
+        diff = np.where(diff <= ROUNDOFF * np.maximum(np.abs(x), np.abs(y)), 0.0, diff)
         tol = z_max * se + _allowance(rtol, v) * np.abs(y) + _allowance(atol, v)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(se > 0, diff / se, np.where(diff == 0, 0.0, np.inf))

@@ -69,6 +69,8 @@ def test_exact_references_and_output_times():
     assert testing.assert_agree(exact, exact, variables="risk") == {"risk": 0.0}
     with pytest.raises(AssertionError, match="inf SE"):
         testing.assert_agree(exact + 1e-6, exact, variables="risk")
+    # two exact values computed two ways agree to round-off, whatever their zero SEs
+    assert testing.assert_agree(exact * (1 + 3e-16), exact, variables="risk") == {"risk": 0.0}
     th = _theory([9.0, 0.5, 1.0], [0.0, 0.1, 0.1])  # off at t = 0 only
     assert testing.assert_agree(th, exact, variables="risk", times=[0.45, 1.1]) == {"risk": 0.0}
     with pytest.raises(ValueError, match="different output times"):
