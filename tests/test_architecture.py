@@ -7,7 +7,8 @@ The direction is read from the source (``ast``): every ``import`` statement coun
 level or inside a function, except the block ``if TYPE_CHECKING:`` (what type checkers see,
 never executed). The package's lazy registries name the method's modules as strings
 (``"dmft.multipass._solve"``): loaded on first use, they are not imports of the core. The
-fresh-process checks confirm at run time what the source says.
+fresh-process checks confirm at run time what the source says. The tests have a shape too:
+each is of one kind (tests/conftest.py), and every comparison of two runs is a validation test.
 """
 import ast
 import json
@@ -244,3 +245,38 @@ def test_every_module_imports_alone_in_its_own_interpreter():
         if done.returncode:
             failed[name] = done.stderr[-2000:]
     assert not failed, "\n\n".join(f"{name}:\n{text}" for name, text in failed.items())
+
+
+# ---------------------------------------------------------------- the tests' kinds
+def _mark(decorator) -> str | None:
+    """``kind`` of a decorator ``@pytest.mark.kind``, else None."""
+    node = decorator.func if isinstance(decorator, ast.Call) else decorator
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "mark":
+        return node.attr
+    return None
+
+
+def _test_functions():
+    """``(file name, test name, its own kind marks, whether it compares two runs)`` of every test."""
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                calls = {getattr(c.func, "id", getattr(c.func, "attr", None)) for c in ast.walk(node)
+                         if isinstance(c, ast.Call)}
+                yield path.name, node.name, {_mark(d) for d in node.decorator_list} - {None}, \
+                    bool(calls & {"assert_agree", "_agree"})
+
+
+def test_every_test_file_has_a_kind_and_comparisons_are_validation():
+    from conftest import FILE_KIND, KINDS
+
+    tests = list(_test_functions())
+    assert {name for name, *_ in tests} == set(FILE_KIND)  # no file without a kind, no stale entry
+    comparing = []
+    for file, name, marks, compares in tests:
+        kinds = marks & set(KINDS) or {FILE_KIND[file]}
+        assert len(kinds) == 1, (file, name, kinds)
+        if compares and file != "test_assert_agree.py":  # that file tests the harness itself
+            comparing.append(name)
+            assert kinds == {"validation"}, f"{file}::{name} compares two runs: mark it validation"
+    assert len(comparing) >= 15

@@ -60,6 +60,7 @@ def test_marchenko_pastur_reference_matches_theory_table():
         assert marchenko_pastur_distance(t) == pytest.approx(v, abs=2e-6)
 
 
+@pytest.mark.validation
 def test_gf_squared_loss_matches_marchenko_pastur():
     ds = dmft.solve(SQ, delta=2.0, lr=0.5, dynamics="gf", t_max=2.0, n_time=5, dt=0.05,
                     n_paths=4096, seed=1, progress=False)
@@ -71,6 +72,7 @@ def test_gf_squared_loss_matches_marchenko_pastur():
     assert float(ds.test_loss[0]) == pytest.approx(0.625, abs=1e-12)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("dynamics", ["gf", "sme"])
 def test_qmc_and_mc_agree_and_qmc_is_more_precise(dynamics):
     # randomised QMC (a scrambled Sobol set per replica) and pseudo-random inputs estimate the
@@ -125,6 +127,7 @@ def test_qmc_tangent_paths_see_both_signs_of_every_input(stride):
 
 
 # ---------------------------------------------------------------- theory vs simulation (fast)
+@pytest.mark.validation
 def test_sgd_huber_tanh_against_small_simulation():
     kw = dict(delta=2.0, lr=2.0, batch=1.0, dynamics="sgd", t_max=1.0, n_time=11)
     th = dmft.solve(HUBER, n_paths=8192, seed=2, progress=False, **kw)
@@ -134,6 +137,7 @@ def test_sgd_huber_tanh_against_small_simulation():
     testing.assert_agree(th, sim, variables="overlap", times=[1.0], z_max=Z, rtol=0.03)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("dynamics", ["sgd", "gf"])
 def test_relu_against_small_simulation(dynamics):
     # l' of a ReLU unit jumps at r = 0: l'' has a Dirac part, which pathwise tangents miss
@@ -191,6 +195,7 @@ def test_gf_default_skips_the_corrector_sweep():
     assert rel0.max() > 0.002, rel0  # the tolerance above would catch a missing corrector
 
 
+@pytest.mark.validation
 def test_squared_loss_sgd_equals_sme():
     kw = dict(delta=2.0, lr=0.5, batch=1.0, t_max=2.0, n_time=5, progress=False)
     sgd = dmft.solve(SQ, dynamics="sgd", n_paths=8192, seed=4, **kw)
@@ -199,6 +204,7 @@ def test_squared_loss_sgd_equals_sme():
     testing.assert_agree(sgd, sme, variables=("test_loss", "norm", "overlap"), times=[2.0], z_max=Z, rtol=0.01)
 
 
+@pytest.mark.validation
 def test_large_batch_limit_is_gradient_flow():
     kw = dict(delta=2.0, lr=2.0, t_max=1.0, n_time=5, progress=False)
     gf = dmft.solve(HUBER, dynamics="gf", n_paths=2048, dt=0.05, seed=6, **kw)
@@ -293,6 +299,7 @@ def test_property_nonpositive_or_nonfinite_scales_rejected(name, value):
         dmft.solve(SQ, progress=False, **{name: value})
 
 
+@pytest.mark.validation
 @settings(max_examples=4, deadline=None)
 @given(st.integers(0, 2**31 - 1))
 def test_property_squared_loss_gf_is_driver_noise_free(seed):
@@ -306,6 +313,7 @@ def test_property_squared_loss_gf_is_driver_noise_free(seed):
     assert abs(2 * tl - MP_TABLE[0.5]) <= Z * 2 * sem + 0.03 * MP_TABLE[0.5]
 
 
+@pytest.mark.validation
 def test_dt_convergence_gf_squared_loss():
     # GF on least squares against the exact Marchenko-Pastur value at t = 1. The midpoint
     # events with the half-cell drift are second order: measured errors (65536 paths)
@@ -320,6 +328,7 @@ def test_dt_convergence_gf_squared_loss():
 
 
 # ---------------------------------------------------------------- slow validation
+@pytest.mark.validation
 @pytest.mark.slow
 @pytest.mark.parametrize("dynamics", ["sgd", "sme", "gf"])
 def test_slow_squared_loss_against_simulation(dynamics):
@@ -330,6 +339,7 @@ def test_slow_squared_loss_against_simulation(dynamics):
                          z_max=Z, rtol=0.01)
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 def test_slow_gf_marchenko_pastur_precise():
     ds = dmft.solve(SQ, delta=2.0, lr=0.5, dynamics="gf", t_max=5.0, n_time=11, dt=0.025,
@@ -339,6 +349,7 @@ def test_slow_gf_marchenko_pastur_precise():
         assert abs(2 * tl - MP_TABLE[t]) <= Z * 2 * sem + 0.005 * MP_TABLE[t], (t, 2 * tl, sem)
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 @pytest.mark.parametrize("dynamics", ["sgd", "sme", "gf"])
 def test_slow_huber_tanh_against_simulation(dynamics):
@@ -349,6 +360,7 @@ def test_slow_huber_tanh_against_simulation(dynamics):
                          rtol=0.015)
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 def test_slow_huber_sgd_sme_difference_resolved():
     # Huber-on-tanh lr = 2: theory resolves SGD - SME in the overlap (measured +0.026 +- 0.008
@@ -369,6 +381,7 @@ def test_slow_huber_sgd_sme_difference_resolved():
         assert abs(th - sim) <= Z * np.hypot(th_s, sim_s) + 0.01 * abs(y), (t, th, th_s, sim, sim_s)
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 def test_slow_multi_index_against_simulation():
     m = models.huber_tanh(noise_std=0.3, threshold=0.5, k=2)
@@ -397,6 +410,7 @@ def test_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamic
         np.testing.assert_allclose(fast[v].values, ref[v].values, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.validation
 def test_large_delta_limit_is_onepass_ode():
     # delta -> inf at matched time t_onepass = batch * delta * t, gamma = c = lr/batch gives
     # the one-pass ODE (docs/onepass.md) with K = I (same model object). Corrections are

@@ -283,6 +283,7 @@ def test_onepass_risk_carries_its_quadrature_error_and_warns_on_undeclared_jumps
     assert bad.attrs["risk_quadrature_error"] > 1e-4 * float(bad.risk.max())
 
 
+@pytest.mark.validation
 def test_multipass_logistic_sign_teacher_theory_against_held_out_simulation():
     """GF on logistic with a sign teacher (delta = 2, lr = 1): the DMFT test loss (the engine,
     split at the teacher's jump) against the held-out test loss of d = 1000 simulations, at

@@ -85,6 +85,7 @@ def gf_train_loss(t, *, delta, lr, noise_var):
     return (noise_var * (delta - 1) + decay) / (2 * delta)
 
 
+@pytest.mark.unit
 def test_marchenko_pastur_references_at_known_points():
     # normalisation and first moment of the law (<1> = 1, <u> = delta), and t = 0 values
     assert marchenko_pastur_average(lambda u: 1.0, 2.0) == pytest.approx(1.0, abs=1e-10)

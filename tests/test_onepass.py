@@ -11,6 +11,7 @@ LOGISTIC = models.logistic()
 
 
 # ----------------------------------------------------------------- reference values (docs/onepass.md)
+@pytest.mark.validation
 def test_least_squares_distance_matches_theory_numbers():
     data = onepass.data.teacher_student(d=100, teacher_norm=1.0)
     ds = onepass.solve(models.linear_regression(noise_std=0.5), data, lr=1.0, times=[0, 0.5, 1, 2, 5, 200])
@@ -22,6 +23,7 @@ def test_least_squares_distance_matches_theory_numbers():
     np.testing.assert_allclose(ds.lr_threshold.values, 2 * D / (D + 0.25), rtol=1e-6)
 
 
+@pytest.mark.validation
 def test_adagrad_norm_matches_theory_numbers():
     data = onepass.data.teacher_student(d=100)
     ds = onepass.solve(models.linear_regression(noise_std=0.0), data, lr=onepass.AdaGradNorm(lr=1.0, b0=1.0),
@@ -78,6 +80,7 @@ def _agree(theory, sim, *variables, rtol=0.0):
     return testing.assert_agree(theory, sim, variables=variables, z_max=4.0, rtol=rtol, atol=1e-9)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("spectrum", list(SPECTRA))
 def test_binary_logistic_theory_matches_simulation(spectrum):
     """gamma = 0.5, |mu| = 1, X0 = 0, d = 1000: theory within 4 SEM of 32 seeds.
@@ -97,6 +100,7 @@ def test_binary_logistic_theory_matches_simulation(spectrum):
         _agree(th, sim, "group_norm")
 
 
+@pytest.mark.validation
 def test_softmax_fifteen_classes_matches_simulation():
     """C = k = 15 hard labels, d = 500: quasi-Monte Carlo theory vs 4 seeds.
 
@@ -114,6 +118,7 @@ def test_softmax_fifteen_classes_matches_simulation():
     assert float(th.risk[0] - th.risk[-1]) > 0.3
 
 
+@pytest.mark.validation
 def test_teacher_student_logistic_with_stein_cross_hessian_matches_simulation():
     """Soft labels y = 1[r* > 0]: H* from Stein's identity (no teacher derivative), the
     sign teacher's jump integrated piecewise (a tensor grid across it put the risk 2.7% =
@@ -215,6 +220,7 @@ def _long_run(spectrum, t_end=1e4):
                          groups=onepass.Binned(32))
 
 
+@pytest.mark.validation
 def test_identity_risk_saturates_and_zero_one_keeps_learning():
     ident = _long_run("identity")
     r = ident.risk.values
@@ -235,6 +241,7 @@ def test_identity_risk_saturates_and_zero_one_keeps_learning():
     assert z.risk.values[-1] < 1e-3
 
 
+@pytest.mark.validation
 def test_power_law_phase_transition():
     mild = _long_run(onepass.data.PowerLaw(1.2, 1.0))
     extreme = _long_run(onepass.data.PowerLaw(1.2, 0.2))
@@ -319,6 +326,7 @@ def test_auto_groups_are_exact_up_to_the_limit_then_binned_with_an_error_estimat
     assert exact.attrs["binning_error_risk"] == 0.0
 
 
+@pytest.mark.validation
 def test_hsgd_and_sgd_agree_in_mean():
     data = onepass.data.binary_mixture("zero_one", d=500)
     kw = dict(lr=0.5, t_max=4.0, n_time=5)
@@ -397,6 +405,7 @@ def test_kernel_matches_plain_numpy_sgd(lr):
     np.testing.assert_allclose(X, ref, rtol=0, atol=1e-12)
 
 
+@pytest.mark.validation
 def test_adagrad_simulation_tracks_theory():
     data = onepass.data.teacher_student(d=1000)
     m = models.linear_regression(0.0)
@@ -406,6 +415,7 @@ def test_adagrad_simulation_tracks_theory():
     _agree(th, sim, "lr", "risk")
 
 
+@pytest.mark.validation
 def test_adagrad_power_law_b0_and_trace_match_simulation():
     """AdaGrad-Norm with b0 = 1/2 on a power-law covariance (Tr K/d = 0.5005), k = k_star = 2.
 
@@ -428,6 +438,7 @@ def test_adagrad_power_law_b0_and_trace_match_simulation():
     _agree(th, sim, "lr", "risk", "distance", "lr_threshold", "fisher_trace", "norm", "overlap", rtol=3e-3)
 
 
+@pytest.mark.validation
 def test_adagrad_mixture_with_unequal_classes_matches_simulation():
     """Hard-label logistic, AdaGrad-Norm(1, 1/2), classes with probabilities 0.3, 0.7 and
     different covariances (Tr K_c/d = 0.7, 0.6): the p_c-weighted mean, Hessian and
@@ -442,6 +453,7 @@ def test_adagrad_mixture_with_unequal_classes_matches_simulation():
            rtol=3e-3)
 
 
+@pytest.mark.validation
 def test_softmax_with_class_covariances_matches_simulation():
     """Softmax, C = k = 3, probabilities 0.2, 0.3, 0.5, four blocks of coordinates with
     different eigenvalues per class: full-matrix H_c and I_c weighted by per-class

@@ -181,6 +181,7 @@ def test_gradient_flow_time_rescaling_dmft(s, ridge):
     np.testing.assert_allclose(b.norm.values, a.norm.values, rtol=1e-9, atol=1e-14)
 
 
+@pytest.mark.validation
 @settings(max_examples=4, deadline=None)
 @given(lr=testing._floats(0.2, 0.9), batch=testing._floats(0.8, 2.0), delta=testing._floats(1.0, 3.0),
        noise=testing._floats(0.0, 0.8), k=st.sampled_from([1, 2]))
