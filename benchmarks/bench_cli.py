@@ -15,15 +15,16 @@ from _util import table
 ROOT = Path(__file__).resolve().parents[1]
 REPEAT = 7
 
-#: what the console scripts run (``dmft = dmft.cli:main``, ``onepass = onepass.cli:main``)
+#: what the console scripts run (``dmft = dmft.multipass.cli:main``, ``onepass = onepass.cli:main``)
 COMMANDS = {
     "python -c pass": ["-c", "pass"],
-    "dmft --help": ["-c", "import sys; from dmft.cli import main; sys.exit(main())", "--help"],
-    "dmft compare --help": ["-c", "import sys; from dmft.cli import main; sys.exit(main())", "compare", "--help"],
-    "dmft --version": ["-c", "import sys; from dmft.cli import main; sys.exit(main())", "--version"],
+    "dmft --help": ["-c", "import sys; from dmft.multipass.cli import main; sys.exit(main())", "--help"],
+    "dmft compare --help": ["-c", "import sys; from dmft.multipass.cli import main; sys.exit(main())", "compare",
+                            "--help"],
+    "dmft --version": ["-c", "import sys; from dmft.multipass.cli import main; sys.exit(main())", "--version"],
     "onepass run --help": ["-c", "import sys; from onepass.cli import main; sys.exit(main())", "run", "--help"],
-    "import the computing modules": ["-c", "import dmft.solve, dmft.simulate, dmft.compare, dmft.sweep, "
-                                           "dmft.plotting, onepass.compare"],
+    "import the computing modules": ["-c", "import dmft.multipass._compare, dmft.sweep, dmft.plotting, "
+                                           "onepass._compare"],
 }
 
 

@@ -12,7 +12,6 @@ instead times solves on 1 and 2 numba threads back to back (``numba.set_num_thre
 import argparse
 import cProfile
 import functools
-import importlib
 import pstats
 import time
 
@@ -20,10 +19,9 @@ import numba
 import numpy as np
 
 import dmft
-from dmft import _kernels_solve
+from dmft.multipass import _kernels_solve
+from dmft.multipass import _solve as solve_mod
 from _util import table
-
-solve_mod = importlib.import_module("dmft.solve")  # the module (dmft.solve is the function)
 PHASES = ("param_side", "chol_rows", "sample_cell", "rest")
 
 

@@ -6,7 +6,7 @@ t_max = 20, 41 output times. Ratios are taken within one run.
 """
 import onepass
 from dmft import models
-from onepass.data import make_groups
+from dmft.data import make_groups
 
 from _util import best_time, table
 

@@ -6,11 +6,12 @@ import numpy as np
 from numba import njit
 
 import onepass
-from dmft import _kernels_simulate as mk, models
+from dmft import models
+from dmft.multipass import _kernels_simulate as mk
 from dmft._jit import specialise
 from dmft._kernels_normal import fill_normals, stream
 from onepass._kernels import sgd_steps
-from onepass.simulate import _padded
+from onepass._simulate import _padded
 
 from _util import best_time, table
 

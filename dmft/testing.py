@@ -24,6 +24,10 @@ onepass_parameters, dmft_parameters, invalid_values
 Invariant checks (raise ``AssertionError`` with the numbers on failure)
 -----------------------------------------------------------------------
 check_gradient, check_hessian, check_closed_form, check_stein, check_moments_finite
+
+Theory against simulation
+-------------------------
+assert_agree, ROUNDOFF
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ __all__ = [
     "models", "spectra", "eigenvalues", "covariances", "gaussians", "gaussian_mixtures",
     "onepass_parameters", "dmft_parameters", "invalid_values",
     "check_gradient", "check_hessian", "check_closed_form", "check_stein", "check_moments_finite",
+    "assert_agree", "ROUNDOFF",
 ]
 
 #: built-in model names :func:`models` draws from
@@ -90,7 +95,7 @@ def spectra():
     ``ZeroOne`` defines two classes: use it with :func:`onepass.data.binary_mixture`.
     """
     st = _st()
-    from onepass import data as _data
+    from . import data as _data
 
     fractions = st.lists(_floats(0.05, 1.0), min_size=4, max_size=4).map(
         lambda f: tuple(float(x) for x in np.asarray(f) / np.sum(f)))
@@ -145,7 +150,7 @@ def gaussian_mixtures(d: int = 8, *, n_classes=(1, 3), teacher: bool | None = No
     gives hard-label data, ``None`` either.
     """
     st = _st()
-    from onepass import data as _data
+    from . import data as _data
 
     lo, hi = (n_classes, n_classes) if isinstance(n_classes, int) else n_classes
 
@@ -317,3 +322,123 @@ def check_stein(model, mean, cov, *, rule=None, rtol: float | None = None, atol:
     np.testing.assert_allclose(EH, stein, rtol=rtol, atol=atol,
                                err_msg=f"{model!r}: E[hess] vs Stein E[grad (r - Er)] Cov^-1")
     return EH
+
+
+# ---------------------------------------------------------------- theory against simulation
+#: relative difference below which :func:`assert_agree` counts two values as equal (round-off)
+ROUNDOFF = 1e-12
+
+
+def assert_agree(theory, simulation, *, variables, z_max: float = 4.0, rtol=0.0, atol=0.0, times=None,
+                 sem_dim: str = "seed") -> dict:
+    """Assert that two runs give the same curves within ``z_max`` combined standard errors.
+
+    At every compared entry of each variable ``v`` (every output time, and every entry of
+    the variable's other dims), with ``x`` the value in ``theory``, ``y`` the value in
+    ``simulation`` and ``s_x``, ``s_y`` their standard errors::
+
+        |x - y| <= z_max sqrt(s_x^2 + s_y^2) + rtol |y| + atol
+
+    or ``x`` and ``y`` agree to round-off (:data:`ROUNDOFF` relative: two exact values, such as
+    a deterministic start, computed two ways). A Dataset with a ``sem_dim`` dim (independent seeds) stands for its mean over it, with
+    the standard error ``std(ddof=1)/sqrt(n)``; otherwise ``v_sem`` is its standard error
+    (DMFT replicas, one ``source`` of :func:`dmft.compare`), or 0 without one (an ODE
+    solution, a closed form). ``rtol`` and ``atol`` allow for known systematic errors
+    (finite ``d``, the time step, quadrature), each a number or ``{variable: number}``.
+
+    Parameters
+    ----------
+    theory, simulation : xarray.Dataset
+        The two runs, on the same output times (or with ``times`` near output times of both).
+    variables : str or sequence of str
+        Variables present in both (names of :data:`dmft.output.VARIABLES`).
+    z_max : float
+        Allowed ``|x - y|`` in combined standard errors: 4 is exceeded by chance with
+        probability 6e-5 per comparison of Gaussian estimates.
+    rtol, atol : float or dict
+        Allowances relative to ``|y|`` and absolute.
+    times : sequence of float, optional
+        Compare at the output times nearest to these (default: every output time).
+    sem_dim : str
+        The dim of independent repetitions.
+
+    Returns
+    -------
+    dict
+        ``{variable: max |x - y| / sqrt(s_x^2 + s_y^2)}`` over the compared entries
+        (``inf`` where both standard errors are 0 and the values differ).
+
+    Raises
+    ------
+    AssertionError
+        Naming, for each variable out of tolerance, its worst entry: the coordinates, both
+        values with their standard errors, ``|x - y|`` in standard errors and the tolerance;
+        also when a value is not finite or a standard error is unknown (a single seed).
+    ValueError
+        A variable missing from a run, or runs on different output times.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from dmft import testing
+    >>> theory = xr.Dataset({"risk": ("time", [1.0, 0.5]), "risk_sem": ("time", [0.0, 0.01])},
+    ...                     coords={"time": [0.0, 1.0]})
+    >>> simulation = xr.Dataset({"risk": (("seed", "time"), [[1.0, 0.52], [1.0, 0.50]])},
+    ...                         coords={"time": [0.0, 1.0]})
+    >>> z = testing.assert_agree(theory, simulation, variables="risk")
+    >>> round(z["risk"], 4)  # |0.5 - 0.51| / sqrt(0.01^2 + 0.01^2)
+    0.7071
+    """
+    variables = (variables,) if isinstance(variables, str) else tuple(variables)
+    x_all, y_all = (_reduced(ds, variables, sem_dim, times, name)
+                    for ds, name in ((theory, "theory"), (simulation, "simulation")))
+    if "time" in x_all.dims and not np.allclose(x_all.time, y_all.time, rtol=1e-9, atol=1e-12):
+        raise ValueError(f"theory and simulation are on different output times: {x_all.time.values} and "
+                         f"{y_all.time.values}")
+    ratios, failures = {}, []
+    for v in variables:
+        dims = x_all[v].dims
+        x, sx, y, sy = (ds[name].transpose(*dims).values
+                        for ds, name in ((x_all, v), (x_all, v + "_sem"), (y_all, v), (y_all, v + "_sem")))
+        se, diff = np.sqrt(sx ** 2 + sy ** 2), np.abs(x - y)
+        diff = np.where(diff <= ROUNDOFF * np.maximum(np.abs(x), np.abs(y)), 0.0, diff)
+        tol = z_max * se + _allowance(rtol, v) * np.abs(y) + _allowance(atol, v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(se > 0, diff / se, np.where(diff == 0, 0.0, np.inf))
+        ratios[v] = float(np.max(z)) if z.size else 0.0
+        excess = np.nan_to_num(diff - tol, nan=np.inf)  # an unknown SE or a non-finite value fails
+        if np.any(excess > 0):
+            i = np.unravel_index(int(np.argmax(excess)), excess.shape)
+            at = ", ".join(f"{d}={_label(x_all[d].values[k]) if d in x_all.coords else k}" for d, k in zip(dims, i))
+            failures.append(f"  {v} at {at or 'its only entry'}: theory {x[i]:.6g} +- {sx[i]:.2g}, simulation "
+                            f"{y[i]:.6g} +- {sy[i]:.2g}; |diff| {diff[i]:.3g} = {z[i]:.2f} SE > tolerance "
+                            f"{tol[i]:.3g}{'' if np.isfinite(tol[i]) else ' (a standard error is unknown: one seed?)'}"
+                            f" ({int((excess > 0).sum())} of {excess.size} entries out of tolerance)")
+    if failures:
+        raise AssertionError(
+            f"theory and simulation disagree beyond {z_max:g} combined SE + rtol |simulation| + atol "
+            f"(rtol={rtol!r}, atol={atol!r}):\n" + "\n".join(failures)
+            + "\nmax |diff|/SE per variable: " + ", ".join(f"{v} {r:.2f}" for v, r in ratios.items()))
+    return ratios
+
+
+def _label(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float, np.number)) else str(value)
+
+
+def _allowance(value, variable: str) -> float:
+    return float(value.get(variable, 0.0) if isinstance(value, dict) else value)
+
+
+def _reduced(ds, variables, sem_dim, times, name):
+    """``ds`` with ``variables`` and their ``*_sem`` only, seeds reduced (:func:`dmft._stack.stack_sources`),
+    at the output times nearest to ``times``."""
+    from ._stack import stack_sources  # xarray: imported by the first comparison
+
+    missing = [v for v in variables if v not in ds]
+    if missing:
+        raise ValueError(f"{name} has no {missing}: it has {sorted(ds.data_vars)}")
+    out = stack_sources({name: ds}, variables, sem_dim=sem_dim).isel(source=0, drop=True)
+    if times is not None:
+        out = out.sel(time=list(times), method="nearest")
+    return out

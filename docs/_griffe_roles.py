@@ -6,7 +6,8 @@ the ``#:`` comments above module constants become their docstrings.
 font, linked to its entry when the reference documents it (an optional cross-reference:
 no warning when it does not, e.g. for private helpers). Names are resolved in the scope
 of the docstring's object, and the packages' public names (``dmft.solve``, which
-``import dmft`` loads from ``dmft.solve.solve``) are mapped to the objects behind them.
+``import dmft`` loads from ``dmft.multipass._solve.solve``; ``onepass.data.Binned``, the
+module ``onepass.data`` being ``dmft.data``) are mapped to the objects behind them.
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ ROLE = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|exc|obj|const):`(~
 
 
 def _public_names() -> dict:
-    """``{'dmft.solve': 'dmft.solve.solve', ...}``: each package's lazily loaded names."""
+    """``{'dmft.solve': 'dmft.multipass._solve.solve', ...}``: each package's lazily loaded names."""
     names = {}
-    for package in ("dmft", "onepass"):
+    for package in ("dmft", "dmft.multipass", "onepass"):
         for name, (module, attribute) in importlib.import_module(package)._PUBLIC.items():
             names[f"{package}.{name}"] = module if attribute is None else f"{module}.{attribute}"
     return names
@@ -46,6 +47,9 @@ class SphinxRoles(griffe.Extension):
         except (griffe.NameResolutionError, ValueError):
             pass
         name = head + ("." + rest if rest else "")
+        module, _, attribute = name.rpartition(".")
+        if name not in self.public and module in self.public:  # a member of a module known by another name
+            return f"{self.public[module]}.{attribute}"
         return self.public.get(name, name)
 
     def on_object(self, *, obj: griffe.Object, **kwargs) -> None:

@@ -10,29 +10,29 @@ from dmft import __version__
 from dmft._lazy import install as _install
 
 if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time the names load on first use
-    from dmft import models
+    from dmft import data, models, schedules
     from dmft._progress import set_progress
+    from dmft.data import Binned
+    from dmft.schedules import AdaGradNorm, Constant, TimeDependent
 
-    from . import data, schedules
-    from .compare import compare
-    from .data import Binned
-    from .schedules import AdaGradNorm, Constant, TimeDependent
-    from .simulate import simulate
+    from ._compare import compare
+    from ._simulate import simulate
     from .theory import solve
 
 #: public name -> (module, attribute); ``None``: the module itself
 _PUBLIC = {
     "solve": ("onepass.theory", "solve"),
-    "simulate": ("onepass.simulate", "simulate"),
-    "compare": ("onepass.compare", "compare"),
+    "simulate": ("onepass._simulate", "simulate"),
+    "compare": ("onepass._compare", "compare"),
     "set_progress": ("dmft._progress", "set_progress"),
-    "AdaGradNorm": ("onepass.schedules", "AdaGradNorm"),
-    "Constant": ("onepass.schedules", "Constant"),
-    "TimeDependent": ("onepass.schedules", "TimeDependent"),
-    "Binned": ("onepass.data", "Binned"),
-    "data": ("onepass.data", None),
-    "schedules": ("onepass.schedules", None),
-    "models": ("dmft.models", None),  # the model definitions shared with dmft
+    # the shared core's models, data descriptions and schedules
+    "AdaGradNorm": ("dmft.schedules", "AdaGradNorm"),
+    "Constant": ("dmft.schedules", "Constant"),
+    "TimeDependent": ("dmft.schedules", "TimeDependent"),
+    "Binned": ("dmft.data", "Binned"),
+    "data": ("dmft.data", None),
+    "schedules": ("dmft.schedules", None),
+    "models": ("dmft.models", None),
 }
 
 __all__ = [*_PUBLIC, "__version__"]

@@ -9,7 +9,7 @@ import sys
 import time
 
 from dmft import __version__
-from dmft.cli import (MODEL_HELP, HelpFormatter, file_backend, import_function, model_argument, output_folder,
+from dmft._cli import (MODEL_HELP, HelpFormatter, file_backend, import_function, model_argument, output_folder,
                       save_figure)
 
 # numpy, numba, scipy, xarray and matplotlib are imported by the command, not here:
@@ -26,9 +26,8 @@ SCHEDULES = ("constant", "adagrad")
 
 
 def _spectrum(args):
+    from dmft import data as _data
     from dmft import errors
-
-    from . import data as _data
 
     name = args.spectrum or DEFAULT_SPECTRUM[args.data]
     if name == "zero_one" and args.data == "teacher":
@@ -42,8 +41,7 @@ def _spectrum(args):
 def _schedule(args):
     """``--schedule`` with ``--lr`` (and ``--b0``): a float, ``AdaGradNorm`` or ``TimeDependent``."""
     from dmft import errors
-
-    from .schedules import AdaGradNorm, TimeDependent
+    from dmft.schedules import AdaGradNorm, TimeDependent
 
     if args.schedule == "constant":
         return args.lr
@@ -95,10 +93,10 @@ def main(argv=None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["run"] + argv
     args = build_parser().parse_args(argv)
+    from dmft import data as _data
     from dmft import errors, output, plotting
 
-    from . import data as _data
-    from .compare import compare
+    from ._compare import compare
 
     try:
         out = output_folder(args.out)

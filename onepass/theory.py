@@ -20,10 +20,9 @@ from scipy.integrate import solve_ivp
 
 from dmft import errors, models as _models, output
 from dmft._progress import progress_bar
+from dmft.data import Binned, GaussianMixture, make_groups
 from dmft.expectation import _check_rule, gaussian_moments
-
-from .data import Binned, GaussianMixture, make_groups
-from .schedules import as_schedule
+from dmft.schedules import as_schedule
 
 _BLOWUP = 1e10
 

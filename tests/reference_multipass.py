@@ -1,4 +1,4 @@
-"""Slow, obviously-correct numpy references for :mod:`dmft.simulate` (tests only).
+"""Slow, obviously-correct numpy references for :func:`dmft.simulate` (tests only).
 
 Everything here is plain numpy/scipy written straight from docs/simulate.md; the tests
 assert that the numba simulators agree with it on small cases with the same random draws.

@@ -18,9 +18,9 @@ import pytest
 
 import dmft
 import onepass
-from dmft import cli, errors, models
+from dmft import errors, models
 from dmft import expectation as E
-from dmft.simulate import linear_sgd_moments
+from dmft.multipass import cli, linear_sgd_moments
 from onepass import cli as onepass_cli
 from onepass import data as D
 
@@ -252,7 +252,7 @@ def test_dmft_command_line_rejects_bad_arguments_before_computing(argv, name, tm
     argv = [a.format(file=afile, dir=tmp_path / "out") for a in argv]
     if name.startswith("--"):  # checked by the command line itself, before compare or sweep runs
         # the command imports its functions when it runs: replace them where it finds them
-        monkeypatch.setattr(importlib.import_module("dmft.compare"), "compare", _no_computation)
+        monkeypatch.setattr(importlib.import_module("dmft.multipass._compare"), "compare", _no_computation)
         monkeypatch.setattr(importlib.import_module("dmft.sweep"), "sweep", _no_computation)
     assert cli.main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -262,7 +262,7 @@ def test_dmft_command_line_rejects_bad_arguments_before_computing(argv, name, tm
 def test_onepass_command_line_rejects_an_output_file_before_computing(tmp_path, capsys, monkeypatch):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
-    monkeypatch.setattr(importlib.import_module("onepass.compare"), "compare", _no_computation)
+    monkeypatch.setattr(importlib.import_module("onepass._compare"), "compare", _no_computation)
     assert onepass_cli.main(["run", "--out", str(afile), "--no-progress"]) == 2
     assert "--out" in capsys.readouterr().err
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from dmft import cli, models, output
+from dmft import _cli, models, output
+from dmft.multipass import cli
 
 TINY = ["--model", "linear_regression", "--lr", "0.5", "--t-max", "0.5", "--d", "40", "--n-seeds", "2",
         "--n-paths", "64", "--n-time", "3", "--no-progress"]
@@ -101,7 +102,7 @@ def test_help_shows_every_default_and_no_unshipped_document(command, capsys):
     for action in sub._actions:
         if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
             assert f"(default: {action.default})" in text, action.dest
-    for name in cli.MODEL_NAMES:
+    for name in _cli.MODEL_NAMES:
         assert name in text
     assert "module:function" in text
     assert ".md" not in text  # the wheel ships no documents
@@ -109,7 +110,7 @@ def test_help_shows_every_default_and_no_unshipped_document(command, capsys):
 
 def test_model_names_cover_the_built_in_models():
     # every built-in model function has a listed name, and every listed name is built in
-    assert {models._BY_NAME[n] for n in cli.MODEL_NAMES} == set(models._BY_NAME.values())
+    assert {models._BY_NAME[n] for n in _cli.MODEL_NAMES} == set(models._BY_NAME.values())
 
 
 _MY_MODELS = '''

@@ -92,6 +92,7 @@ def test_solve_gf_unstable_step(dt, unstable):
         assert float(ds.test_loss[-1]) < 1.0
 
 
+@pytest.mark.validation
 def test_solve_sme_step_bias_is_refused_or_resolved_against_the_exact_value():
     """A stable but unresolved SME grid was returned as a number. On the squared loss SGD and SME
     have the same losses and SGD's events sit at their exact times (no grid), so the SGD solve is
@@ -133,7 +134,7 @@ def test_step_instability_detector_on_known_sequences():
     """``_step_instability`` on hand-made kernels: a growing (-1)^n mode on a smooth curve is
     found where it starts; a decaying start-up transient and pure noise below 4 SE are not;
     a GF objective that rises is found at the output time after the rise."""
-    from dmft.solve import _step_instability
+    from dmft.multipass._solve import _step_instability
 
     rng = np.random.default_rng(0)
     B, N = 4, 60
@@ -254,6 +255,7 @@ def test_hsgd_unstable_step():
     assert 0 < e.time <= 10.0
 
 
+@pytest.mark.validation
 def test_hsgd_step_bias_is_refused_and_resolved_steps_match_the_exact_risk():
     """Below the instability the step still biases HSGD: on the squared loss (K = I, gamma = 0.5,
     sigma^2 = 0.25) Euler-Maruyama's stationary distance is gamma sigma^2 / (2 - gamma - gamma dt)

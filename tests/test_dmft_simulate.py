@@ -7,7 +7,6 @@ differences: the same seed gives the same data set to every dynamics, so data-se
 fluctuations cancel) plus, where stated, a documented deterministic bias (finite ``d``,
 Euler-Maruyama ``dt``). Measured numbers are in docs/simulate.md.
 """
-import importlib
 import math
 
 import numpy as np
@@ -15,12 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import dmft
-from dmft import _kernels_simulate, errors, models
+from dmft import errors, models
 from dmft._jit import specialise
+from dmft.multipass import _kernels_simulate
+from dmft.multipass import _simulate as simmod
 
 import reference_multipass as ref
 
-simmod = importlib.import_module("dmft.simulate")  # the module (dmft.simulate is the function)
 
 LIN = models.linear_regression(noise_std=0.5)
 HUB = models.huber_tanh(noise_std=0.3, threshold=0.5)
@@ -85,6 +85,7 @@ def test_sme_step_matches_reference():
     np.testing.assert_allclose(ds.overlap.values[0, 0], theta.T @ theta_star / d, rtol=1e-12)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("dt", [None, 0.01])
 def test_gf_linear_matches_closed_form(dt):
     """Adaptive (rtol 1e-7) and RK4 (dt = 0.01, error O(dt^4)) gradient flow vs the
@@ -116,6 +117,7 @@ def test_gf_rk4_converges_at_fourth_order():
     assert 3.6 < slope < 4.4, (err, slope)
 
 
+@pytest.mark.validation
 def test_held_out_test_loss_estimates_the_closed_form_for_squared_loss():
     """The held-out test loss is an unbiased estimate of the population loss
     ``(q - 2m + rho + sigma^2)/2`` at the realised ``q, m, rho``: the z-scores against its own
@@ -154,16 +156,19 @@ def _check_mp(d, n_seeds, times):
     return mean - target, sem
 
 
+@pytest.mark.validation
 def test_gf_matches_marchenko_pastur():
     _check_mp(400, 6, [0.0, 0.5, 1.0, 2.0, 5.0])
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 def test_gf_matches_marchenko_pastur_large_d():
     _check_mp(2000, 10, MP_TIMES)
 
 
 # ---------------------------------------------------------------- limits of section 3
+@pytest.mark.validation
 def test_sgd_approaches_gf_as_batch_grows():
     """kappa_bar -> inf at fixed eta_bar: the paired SGD - GF gap shrinks like 1/kappa_bar."""
     kw = dict(lr=0.5, d=400, times=[0.0, 1.0, 2.0], n_seeds=6, seed=4)
@@ -178,6 +183,7 @@ def test_sgd_approaches_gf_as_batch_grows():
     assert abs(gaps[32.0][0] - gaps[1.0][0] / 32) < 4 * math.hypot(gaps[32.0][1], gaps[1.0][1] / 32)
 
 
+@pytest.mark.validation
 def test_sgd_and_sme_agree_for_squared_loss():
     """Linear model: SGD and SME (dt = 0.005) share losses, norms and overlaps."""
     kw = dict(lr=1.0, d=500, times=[0.0, 1.0, 2.0, 4.0], n_seeds=8, seed=6)
@@ -200,6 +206,7 @@ def _distinct(d, n_seeds, pairs):
         assert mean[-1, 0] > 4 * sem[-1, 0], (a, b, mean, sem)
 
 
+@pytest.mark.validation
 def test_sgd_and_sme_differ_from_gf_for_huber_tanh():
     """Nonlinear model at lr = 2, norm at t = 2: SGD 0.83, SME 0.76, GF 0.60
     (docs/simulate.md). SME dt = 0.01 (bias -0.015, towards GF); GF by RK4, dt = 0.02
@@ -207,12 +214,14 @@ def test_sgd_and_sme_differ_from_gf_for_huber_tanh():
     _distinct(500, 4, [("sgd", "gf"), ("sme", "gf")])
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 def test_sgd_sme_gf_mutually_distinct_for_huber_tanh():
     """SGD - SME (0.07) needs d = 2000: the per-seed spread of the norm is 0.01 there."""
     _distinct(2000, 6, [("sgd", "sme"), ("sme", "gf"), ("sgd", "gf")])
 
 
+@pytest.mark.validation
 def test_sgd_alpha_independence():
     """Huber-on-tanh, lr = 2: alpha = 0 and alpha = 0.3 agree at d = 1000 (batch 10)."""
     kw = dict(lr=2.0, d=1000, times=[0.0, 1.0, 2.0], n_seeds=6, seed=7)
@@ -226,6 +235,7 @@ def test_sgd_alpha_independence():
         assert np.all(np.abs(mean) <= 4 * sem + 0.6 * a3.kappa / a3.d), (var, mean, sem)
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 def test_alpha_correction_scales_like_batch_over_d():
     """alpha = 0.7 (Huber-on-tanh, lr = 2): the norm excess over alpha = 0 at t = 2 is
@@ -242,6 +252,7 @@ def test_alpha_correction_scales_like_batch_over_d():
     assert abs(e1 / h1 - e2 / h2) < 4 * math.hypot(s1 / h1, s2 / h2), coef
 
 
+@pytest.mark.validation
 def test_bernoulli_sampling_matches_with_replacement():
     """Both drive each sample by a Poisson(kappa_bar t) count in the limit."""
     kw = dict(lr=2.0, d=1000, times=[0.0, 1.0, 2.0], n_seeds=6, seed=8)
@@ -252,6 +263,7 @@ def test_bernoulli_sampling_matches_with_replacement():
         assert np.all(np.abs(mean) <= 4 * sem + 0.003), (var, mean, sem)
 
 
+@pytest.mark.validation
 def test_all_sampling_schemes_and_sme_reach_gf_at_large_batch():
     kw = dict(lr=0.5, d=400, times=[0.0, 2.0], n_seeds=4, seed=9)
     gf = run(LIN, dynamics="gf", **kw)
@@ -265,6 +277,7 @@ def test_all_sampling_schemes_and_sme_reach_gf_at_large_batch():
 
 
 # ---------------------------------------------------------------- exact moments (linear)
+@pytest.mark.validation
 def test_linear_sgd_moments_match_poisson_clock_monte_carlo():
     """Mean and second moment of Poisson-clock SGD (with ridge and a random start) on one
     tiny data set: ODE vs 40000 Monte Carlo paths, within 5 standard errors entrywise."""
@@ -286,6 +299,7 @@ def test_linear_sgd_moments_match_poisson_clock_monte_carlo():
     assert abs(train.mean() - mo.train_loss.values[0, -1]) < 5 * train.std() / math.sqrt(P)
 
 
+@pytest.mark.validation
 def test_linear_sgd_moments_mean_is_gradient_flow_and_noise_raises_norm():
     """E theta follows GF exactly (overlap equal); the noise term adds to the norm and its
     excess is proportional to lr^2/batch at short times."""

@@ -2,7 +2,8 @@
 
 Tolerances are built from standard errors: ``tol = Z * sqrt(sem_theory^2 + sem_sim^2) + bias``
 with ``Z = 4`` (a false alarm rate ~1e-4 per comparison) and ``bias`` a documented
-systematic allowance (finite ``d``, finite ``dt``; see docs/dmft_theory.md, "Validation").
+systematic allowance (finite ``d``, finite ``dt``; see docs/dmft_theory.md, "Validation");
+comparisons of two runs go through ``dmft.testing.assert_agree``.
 The fast suite runs small cases; ``-m slow`` runs the full validation at ``d >= 1000``.
 """
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from scipy import integrate
 
 import dmft
-from dmft import errors, models
+from dmft import errors, models, testing
 
 Z = 4.0
 
@@ -49,17 +50,6 @@ def _sim_stats(sim, var, t):
     return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
 
 
-def _check(theory, sim, var, times, bias_rel):
-    out = []
-    for t in times:
-        th, ths = _at(theory, var, t)
-        sm, sms = _sim_stats(sim, var, t)
-        tol = Z * np.hypot(ths, sms) + bias_rel * abs(sm)
-        out.append((t, th, sm, tol))
-        assert abs(th - sm) <= tol, f"{var}(t={t}): theory {th:.5f} +- {ths:.5f}, simulation {sm:.5f} +- {sms:.5f}"
-    return out
-
-
 SQ = models.linear_regression(noise_std=0.5)
 HUBER = models.huber_tanh(noise_std=0.3, threshold=0.5)
 
@@ -70,6 +60,7 @@ def test_marchenko_pastur_reference_matches_theory_table():
         assert marchenko_pastur_distance(t) == pytest.approx(v, abs=2e-6)
 
 
+@pytest.mark.validation
 def test_gf_squared_loss_matches_marchenko_pastur():
     ds = dmft.solve(SQ, delta=2.0, lr=0.5, dynamics="gf", t_max=2.0, n_time=5, dt=0.05,
                     n_paths=4096, seed=1, progress=False)
@@ -81,6 +72,7 @@ def test_gf_squared_loss_matches_marchenko_pastur():
     assert float(ds.test_loss[0]) == pytest.approx(0.625, abs=1e-12)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("dynamics", ["gf", "sme"])
 def test_qmc_and_mc_agree_and_qmc_is_more_precise(dynamics):
     # randomised QMC (a scrambled Sobol set per replica) and pseudo-random inputs estimate the
@@ -91,15 +83,13 @@ def test_qmc_and_mc_agree_and_qmc_is_more_precise(dynamics):
     q = dmft.solve(SQ, sampling="qmc", seed=1, **kw)
     m = dmft.solve(SQ, sampling="mc", seed=1, **kw)
     assert q.attrs["sampling"] == "qmc" and m.attrs["sampling"] == "mc"
-    for t in (1.0, 2.0):
-        (a, sa), (b, sb) = _at(q, "test_loss", t), _at(m, "test_loss", t)
-        assert abs(a - b) <= Z * np.hypot(sa, sb), (t, a, b, sa, sb)
+    testing.assert_agree(q, m, variables="test_loss", times=(1.0, 2.0), z_max=Z)
     ratio = float((q.test_loss_sem / m.test_loss_sem)[1:].max())
     assert ratio < (0.5 if dynamics == "gf" else 1.0), ratio
 
 
 def test_qmc_dimension_limit_is_a_clear_error():
-    from dmft.solve import _normals
+    from dmft.multipass._solve import _normals
 
     ss = np.random.SeedSequence(0)
     with pytest.raises(errors.ParameterError, match="sampling='qmc'.*sampling='mc'"):
@@ -112,7 +102,7 @@ def test_qmc_normals_are_finite_when_a_sobol_point_is_zero():
     # scrambled Sobol coordinates are multiples of 2^-30 and can be exactly 0: replica 3 of
     # this seed has one, which gave ndtri(0) = -inf and a NaN training loss at t = 0
     # (found with dt = 0.01, t_max = 1, default paths)
-    from dmft.solve import _normals
+    from dmft.multipass._solve import _normals
 
     Z, eps, xi = _normals(errors.seed_sequence(1).spawn(2)[0], "qmc", 8, 16384, 1, 1, 1, 100, 0)
     assert np.isfinite(Z).all() and np.isfinite(eps).all()
@@ -126,7 +116,7 @@ def test_qmc_tangent_paths_see_both_signs_of_every_input(stride):
     # started with w(0) > 0 only, which put a ReLU GF solve at norm 1.6 against 0.74
     # simulated. Shuffled, the fraction of tangent paths with a positive input is 1/2 within
     # 4 binomial SE in every coordinate and replica
-    from dmft.solve import _normals
+    from dmft.multipass._solve import _normals
 
     Pb = 1024
     Z, _, _ = _normals(errors.seed_sequence(5).spawn(2)[0], "qmc", 4, Pb, 1, 0, 1, 10, 0, stride)
@@ -137,16 +127,17 @@ def test_qmc_tangent_paths_see_both_signs_of_every_input(stride):
 
 
 # ---------------------------------------------------------------- theory vs simulation (fast)
+@pytest.mark.validation
 def test_sgd_huber_tanh_against_small_simulation():
     kw = dict(delta=2.0, lr=2.0, batch=1.0, dynamics="sgd", t_max=1.0, n_time=11)
     th = dmft.solve(HUBER, n_paths=8192, seed=2, progress=False, **kw)
     sim = dmft.simulate(HUBER, d=800, n_seeds=6, seed=3, progress=False, **kw)
     # finite-d allowance 3%: corrections O(1/sqrt(d)) measured ~1% at d = 2000
-    _check(th, sim, "test_loss", [0.5, 1.0], 0.03)
-    _check(th, sim, "norm", [0.5, 1.0], 0.03)
-    _check(th, sim, "overlap", [1.0], 0.03)
+    testing.assert_agree(th, sim, variables=("test_loss", "norm"), times=[0.5, 1.0], z_max=Z, rtol=0.03)
+    testing.assert_agree(th, sim, variables="overlap", times=[1.0], z_max=Z, rtol=0.03)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("dynamics", ["sgd", "gf"])
 def test_relu_against_small_simulation(dynamics):
     # l' of a ReLU unit jumps at r = 0: l'' has a Dirac part, which pathwise tangents miss
@@ -160,12 +151,11 @@ def test_relu_against_small_simulation(dynamics):
     assert th.attrs["response_estimator"] == "pathwise+smoothed_dirac"
     # finite-d allowance 2% for the O(1/d) offsets of d = 500 (at d = 2000, 32 seeds, the
     # SGD curves agree to 1.9 SE up to t = 4); measured here: theory within 0.9 sim SE
-    for var in ("test_loss", "norm"):
-        _check(th, sim, var, [0.6, 1.0], 0.02)
+    testing.assert_agree(th, sim, variables=("test_loss", "norm"), times=[0.6, 1.0], z_max=Z, rtol=0.02)
     with pytest.warns(errors.DiracResponseWarning):
         raw = dmft.solve(model, seed=1, progress=False, kink_bandwidth=0.0, **kw)
     with pytest.raises(AssertionError):  # the comparison can tell the missing Dirac part
-        _check(raw, sim, "norm", [0.6, 1.0], 0.02)
+        testing.assert_agree(raw, sim, variables="norm", times=[0.6, 1.0], z_max=Z, rtol=0.02)
 
 
 def test_kink_extrapolation_combines_two_widths_on_the_same_inputs():
@@ -205,26 +195,22 @@ def test_gf_default_skips_the_corrector_sweep():
     assert rel0.max() > 0.002, rel0  # the tolerance above would catch a missing corrector
 
 
+@pytest.mark.validation
 def test_squared_loss_sgd_equals_sme():
     kw = dict(delta=2.0, lr=0.5, batch=1.0, t_max=2.0, n_time=5, progress=False)
     sgd = dmft.solve(SQ, dynamics="sgd", n_paths=8192, seed=4, **kw)
     sme = dmft.solve(SQ, dynamics="sme", n_paths=2048, dt=0.05, seed=5, **kw)
-    for var in ("test_loss", "norm", "overlap"):
-        a, sa = _at(sgd, var, 2.0)
-        b, sb = _at(sme, var, 2.0)
-        # 1% allowance for the O(dt) grid error of the dense SME driver at dt = 0.05
-        assert abs(a - b) <= Z * np.hypot(sa, sb) + 0.01 * abs(b), (var, a, sa, b, sb)
+    # 1% allowance for the O(dt) grid error of the dense SME driver at dt = 0.05
+    testing.assert_agree(sgd, sme, variables=("test_loss", "norm", "overlap"), times=[2.0], z_max=Z, rtol=0.01)
 
 
+@pytest.mark.validation
 def test_large_batch_limit_is_gradient_flow():
     kw = dict(delta=2.0, lr=2.0, t_max=1.0, n_time=5, progress=False)
     gf = dmft.solve(HUBER, dynamics="gf", n_paths=2048, dt=0.05, seed=6, **kw)
     sgd = dmft.solve(HUBER, dynamics="sgd", batch=50.0, n_paths=1024, dt=0.05, seed=7, **kw)
-    for var in ("test_loss", "norm"):
-        a, sa = _at(sgd, var, 1.0)
-        b, sb = _at(gf, var, 1.0)
-        # corrections O(c) = O(lr/batch) = 4%: allow 5% of the value
-        assert abs(a - b) <= Z * np.hypot(sa, sb) + 0.05 * abs(b), (var, a, b)
+    # corrections O(c) = O(lr/batch) = 4%: allow 5% of the value
+    testing.assert_agree(sgd, gf, variables=("test_loss", "norm"), times=[1.0], z_max=Z, rtol=0.05)
 
 
 # ---------------------------------------------------------------- structure and properties
@@ -313,6 +299,7 @@ def test_property_nonpositive_or_nonfinite_scales_rejected(name, value):
         dmft.solve(SQ, progress=False, **{name: value})
 
 
+@pytest.mark.validation
 @settings(max_examples=4, deadline=None)
 @given(st.integers(0, 2**31 - 1))
 def test_property_squared_loss_gf_is_driver_noise_free(seed):
@@ -326,6 +313,7 @@ def test_property_squared_loss_gf_is_driver_noise_free(seed):
     assert abs(2 * tl - MP_TABLE[0.5]) <= Z * 2 * sem + 0.03 * MP_TABLE[0.5]
 
 
+@pytest.mark.validation
 def test_dt_convergence_gf_squared_loss():
     # GF on least squares against the exact Marchenko-Pastur value at t = 1. The midpoint
     # events with the half-cell drift are second order: measured errors (65536 paths)
@@ -340,16 +328,18 @@ def test_dt_convergence_gf_squared_loss():
 
 
 # ---------------------------------------------------------------- slow validation
+@pytest.mark.validation
 @pytest.mark.slow
 @pytest.mark.parametrize("dynamics", ["sgd", "sme", "gf"])
 def test_slow_squared_loss_against_simulation(dynamics):
     kw = dict(delta=2.0, lr=0.5, batch=1.0, dynamics=dynamics, t_max=4.0, n_time=11)
     th = dmft.solve(SQ, seed=31, progress=False, **kw)
     sim = dmft.simulate(SQ, d=2000, n_seeds=10, seed=32, progress=False, **kw)
-    for var in ("test_loss", "norm", "overlap", "train_loss"):
-        _check(th, sim, var, [1.0, 2.0, 4.0], 0.01)
+    testing.assert_agree(th, sim, variables=("test_loss", "norm", "overlap", "train_loss"), times=[1.0, 2.0, 4.0],
+                         z_max=Z, rtol=0.01)
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 def test_slow_gf_marchenko_pastur_precise():
     ds = dmft.solve(SQ, delta=2.0, lr=0.5, dynamics="gf", t_max=5.0, n_time=11, dt=0.025,
@@ -359,16 +349,18 @@ def test_slow_gf_marchenko_pastur_precise():
         assert abs(2 * tl - MP_TABLE[t]) <= Z * 2 * sem + 0.005 * MP_TABLE[t], (t, 2 * tl, sem)
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 @pytest.mark.parametrize("dynamics", ["sgd", "sme", "gf"])
 def test_slow_huber_tanh_against_simulation(dynamics):
     kw = dict(delta=2.0, lr=2.0, batch=1.0, dynamics=dynamics, t_max=4.0, n_time=11)
     th = dmft.solve(HUBER, seed=41, progress=False, **kw)
     sim = dmft.simulate(HUBER, d=2000, n_seeds=10, seed=42, progress=False, **kw)
-    for var in ("test_loss", "norm", "overlap"):
-        _check(th, sim, var, [1.0, 2.0, 4.0], 0.015)
+    testing.assert_agree(th, sim, variables=("test_loss", "norm", "overlap"), times=[1.0, 2.0, 4.0], z_max=Z,
+                         rtol=0.015)
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 def test_slow_huber_sgd_sme_difference_resolved():
     # Huber-on-tanh lr = 2: theory resolves SGD - SME in the overlap (measured +0.026 +- 0.008
@@ -389,21 +381,15 @@ def test_slow_huber_sgd_sme_difference_resolved():
         assert abs(th - sim) <= Z * np.hypot(th_s, sim_s) + 0.01 * abs(y), (t, th, th_s, sim, sim_s)
 
 
+@pytest.mark.validation
 @pytest.mark.slow
 def test_slow_multi_index_against_simulation():
     m = models.huber_tanh(noise_std=0.3, threshold=0.5, k=2)
     kw = dict(delta=2.0, lr=2.0, batch=1.0, dynamics="sgd", t_max=2.0, n_time=11, init_std=0.5)
     th = dmft.solve(m, seed=61, progress=False, **kw)
     sim = dmft.simulate(m, d=1000, n_seeds=8, seed=62, progress=False, **kw)
-    _check(th, sim, "test_loss", [1.0, 2.0], 0.02)
-    for a in range(2):
-        for b in range(2):
-            for t in (1.0, 2.0):
-                i = int(np.argmin(np.abs(th.time.values - t)))
-                x, xs = th.norm.values[i, a, b], th.norm_sem.values[i, a, b]
-                v = sim.norm.values[:, i, a, b]
-                tol = Z * np.hypot(xs, v.std(ddof=1) / np.sqrt(v.size)) + 0.02 * abs(v.mean()) + 0.01
-                assert abs(x - v.mean()) <= tol, (a, b, t, x, v.mean())
+    testing.assert_agree(th, sim, variables="test_loss", times=[1.0, 2.0], z_max=Z, rtol=0.02)
+    testing.assert_agree(th, sim, variables="norm", times=[1.0, 2.0], z_max=Z, rtol=0.02, atol=0.01)
 
 
 @pytest.mark.parametrize("dynamics, model, kw", [
@@ -413,9 +399,8 @@ def test_slow_multi_index_against_simulation():
 def test_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamics, model, kw):
     # the O(nnz n) incremental rows are exact identities of the discrete system: compare with
     # the direct O(n^2) resolvent / A Sigma A^T rows on the same paths
-    import importlib
+    from dmft.multipass import _solve as mod
 
-    mod = importlib.import_module("dmft.solve")  # the module (dmft.solve is the function)
     args = dict(dynamics=dynamics, t_max=1.0, n_time=11, dt=0.05, n_paths=256, seed=3,
                 progress=False, **kw)
     fast = dmft.solve(model, **args)
@@ -425,6 +410,7 @@ def test_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamic
         np.testing.assert_allclose(fast[v].values, ref[v].values, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.validation
 def test_large_delta_limit_is_onepass_ode():
     # delta -> inf at matched time t_onepass = batch * delta * t, gamma = c = lr/batch gives
     # the one-pass ODE (docs/onepass.md) with K = I (same model object). Corrections are
@@ -435,12 +421,9 @@ def test_large_delta_limit_is_onepass_ode():
     th = dmft.solve(SQ, delta=delta, lr=1.0, batch=1.0, dynamics="sgd", t_max=1.0 / delta,
                     n_time=3, dt=0.05 / delta, n_paths=262144, seed=1, progress=False)
     op = onepass.solve(SQ, onepass.data.teacher_student(d=1000), lr=1.0, t_max=1.0, n_time=3)
-    for var, opvar in (("test_loss", "risk"), ("norm", "norm"), ("overlap", "overlap")):
-        for i in (1, 2):
-            a = float(np.ravel(th[var].values[i])[0])
-            s = float(np.ravel(th[var + "_sem"].values[i])[0])
-            b = float(np.ravel(op[opvar].values[i])[0])
-            assert abs(a - b) <= Z * s + 0.02 * abs(b), (var, i, a, s, b)
+    op = op.rename(risk="test_loss").assign_coords(time=th.time.values)  # the DMFT time of each one-pass time
+    testing.assert_agree(th.isel(time=[1, 2]), op.isel(time=[1, 2]), variables=("test_loss", "norm", "overlap"),
+                         z_max=Z, rtol=0.02)
 
 
 def test_unresolved_time_step_warns():
@@ -453,7 +436,7 @@ def test_unresolved_time_step_warns():
 def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, seed):
     """The backward recursion of the dense drivers' tangents against numpy's inverse of the
     forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell's docstring)."""
-    from dmft._kernels_solve import dense_tangents
+    from dmft.multipass._kernels_solve import dense_tangents
 
     rng = np.random.default_rng(seed)
     N, c, half = j + 1, 0.7, 0.3
@@ -504,8 +487,8 @@ def test_chol_append_reproduces_a_near_singular_covariance(n, r, block, seed):
     (1e-10 of the variances, relative to ``sd_i sd_j``). The former rule (no jitter, pivots
     below 1e-8 of the variance set to zero) was off by ~1e-5 on these matrices, and by O(1)
     in a solve (test below)."""
-    from dmft._kernels_solve import chol_append
-    from dmft.solve import CHOL_JITTER
+    from dmft.multipass._kernels_solve import chol_append
+    from dmft.multipass._solve import CHOL_JITTER
 
     J = _sparse_driven_covariance(np.random.default_rng(seed), n, r)
     L = np.full((n, n), np.nan)  # every entry must be written
@@ -524,7 +507,7 @@ def test_chol_append_reproduces_a_near_singular_covariance(n, r, block, seed):
 def test_factor_rows_of_two_grid_points_in_one_pass_equal_two_passes():
     """``chol_rows`` with ``n_grid = 2`` (the solve's final rows of ``n`` with the first of
     ``n + 1``) gives the rows of two single calls; pivots relative to the variances."""
-    from dmft._kernels_solve import chol_rows
+    from dmft.multipass._kernels_solve import chol_rows
 
     rng = np.random.default_rng(3)
     B, k, ks, N = 2, 2, 1, 30

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _COMPILE_ONE_KERNEL = """
 import json, sys
 import numpy as np
-from dmft import _jit, models, _kernels_solve
+from dmft import _jit, models
+from dmft.multipass import _kernels_solve
 m = models.linear_regression(0.5)
 kernel = _jit.specialise(_kernels_solve.labels, teacher=m.teacher)
 out = np.zeros((3, m.label_dim))

@@ -6,12 +6,12 @@ test_dmft_simulate.py, test_onepass.py and test_properties.py passed). docs/test
 the same table.
 
 1. SME noise variance doubled
-   a. theory, ``dmft.solve.Gaussian``: ``dz = rate dt + sqrt(2 rate dt) xi`` and/or the
+   a. theory, ``dmft.multipass._solve.Gaussian``: ``dz = rate dt + sqrt(2 rate dt) xi`` and/or the
       variance ``2 rate dt`` in ``dz_moments`` (each alone and both together) --
       ``test_dmft_solve.py::test_squared_loss_sgd_equals_sme``,
       ``test_properties.py::test_sgd_equals_sme_for_the_linear_model`` (squared loss: SME
       and SGD have the same first two moments at matched ``lr^2/batch``).
-   b. simulator, ``dmft.simulate._run_sme``: ``w = tau + sqrt(2) noise sqrt(tau) xi`` --
+   b. simulator, ``dmft.multipass._simulate._run_sme``: ``w = tau + sqrt(2) noise sqrt(tau) xi`` --
       ``test_dmft_simulate.py::test_sme_step_matches_reference`` (numpy Euler-Maruyama step on
       the same draws), ``test_dmft_simulate.py::test_sgd_and_sme_agree_for_squared_loss``.
 2. Poisson (SGD) memory term ``c sum_i R(s_j, s_i) g_i dz_i`` with its sign flipped
@@ -30,7 +30,7 @@ the same table.
       ``test_all_sampling_schemes_and_sme_reach_gf_at_large_batch``,
       ``test_properties.py::test_sgd_time_rescaling_with_batch``.
 4. Teacher-student block ``m`` of the test-loss covariance ``[[q, m], [m^T, rho]]`` set to 0
-   a. DMFT solver, ``dmft.solve._test_losses`` -- ``test_dmft_solve.py::test_gf_squared_loss_matches_marchenko_pastur``,
+   a. DMFT solver, ``dmft.multipass._solve._test_losses`` -- ``test_dmft_solve.py::test_gf_squared_loss_matches_marchenko_pastur``,
       ``test_property_squared_loss_gf_is_driver_noise_free``, ``test_dt_convergence_gf_squared_loss``,
       ``test_sgd_huber_tanh_against_small_simulation``, ``test_large_delta_limit_is_onepass_ode``.
    b. one-pass theory, ``onepass.theory.Problem.class_stats`` (risk and dynamics) or only in
@@ -85,6 +85,7 @@ def gf_train_loss(t, *, delta, lr, noise_var):
     return (noise_var * (delta - 1) + decay) / (2 * delta)
 
 
+@pytest.mark.unit
 def test_marchenko_pastur_references_at_known_points():
     # normalisation and first moment of the law (<1> = 1, <u> = delta), and t = 0 values
     assert marchenko_pastur_average(lambda u: 1.0, 2.0) == pytest.approx(1.0, abs=1e-10)

@@ -5,12 +5,13 @@ import xarray as xr
 from hypothesis import given, settings, strategies as st
 
 import onepass
-from dmft import errors, expectation, models, output
+from dmft import errors, expectation, models, output, testing
 
 LOGISTIC = models.logistic()
 
 
 # ----------------------------------------------------------------- reference values (docs/onepass.md)
+@pytest.mark.validation
 def test_least_squares_distance_matches_theory_numbers():
     data = onepass.data.teacher_student(d=100, teacher_norm=1.0)
     ds = onepass.solve(models.linear_regression(noise_std=0.5), data, lr=1.0, times=[0, 0.5, 1, 2, 5, 200])
@@ -22,6 +23,7 @@ def test_least_squares_distance_matches_theory_numbers():
     np.testing.assert_allclose(ds.lr_threshold.values, 2 * D / (D + 0.25), rtol=1e-6)
 
 
+@pytest.mark.validation
 def test_adagrad_norm_matches_theory_numbers():
     data = onepass.data.teacher_student(d=100)
     ds = onepass.solve(models.linear_regression(noise_std=0.0), data, lr=onepass.AdaGradNorm(lr=1.0, b0=1.0),
@@ -67,21 +69,18 @@ SPECTRA = {
 }
 
 
-def _agree(theory, sim, name, n_sigma=4.0, floor=1e-9):
-    """|theory - mean| <= n_sigma * SEM + floor at every time.
+def _agree(theory, sim, *variables, rtol=0.0):
+    """|theory - mean| <= 4 SEM + rtol |mean| + 1e-9 at every time (dmft.testing.assert_agree).
 
     SEM over independent seeds; each seed has its own held-out set, so for ``risk``,
-    ``fisher_trace`` and ``lr_threshold`` the spread includes the held-out noise. ``floor``
-    is the theory's measured error (quadrature, binning) or the finite-d bias.
+    ``fisher_trace`` and ``lr_threshold`` the spread includes the held-out noise. ``rtol``
+    is the theory's measured error (quadrature, binning) or the finite-d bias; 1e-9 absorbs
+    round-off where both are exact (``t = 0``).
     """
-    mean = sim[name].mean("seed")
-    sem = sim[name].std("seed", ddof=1) / np.sqrt(sim.sizes["seed"])
-    err = np.abs(theory[name] - mean)
-    bad = err > n_sigma * sem + floor
-    assert not bad.any(), f"{name}: max |err|/sem = {float((err / (sem + floor)).max()):.2f}"
-    return float(err.max()), float(sem.max())
+    return testing.assert_agree(theory, sim, variables=variables, z_max=4.0, rtol=rtol, atol=1e-9)
 
 
+@pytest.mark.validation
 @pytest.mark.parametrize("spectrum", list(SPECTRA))
 def test_binary_logistic_theory_matches_simulation(spectrum):
     """gamma = 0.5, |mu| = 1, X0 = 0, d = 1000: theory within 4 SEM of 32 seeds.
@@ -95,15 +94,13 @@ def test_binary_logistic_theory_matches_simulation(spectrum):
     kw = dict(lr=0.5, t_max=10.0, n_time=6, groups="exact")
     th = onepass.solve(LOGISTIC, data, **kw)
     sim = onepass.simulate(LOGISTIC, data, n_seeds=32, seed=3, progress=False, **kw)
-    _agree(th, sim, "risk")
-    _agree(th, sim, "fisher_trace")
-    _agree(th, sim, "alignment")
-    _agree(th, sim, "norm")
+    _agree(th, sim, "risk", "fisher_trace", "alignment", "norm")
     if th.sizes["group"] <= 4:
         # single-coordinate groups (power laws) are not self-averaging: compare large groups only
         _agree(th, sim, "group_norm")
 
 
+@pytest.mark.validation
 def test_softmax_fifteen_classes_matches_simulation():
     """C = k = 15 hard labels, d = 500: quasi-Monte Carlo theory vs 4 seeds.
 
@@ -121,6 +118,7 @@ def test_softmax_fifteen_classes_matches_simulation():
     assert float(th.risk[0] - th.risk[-1]) > 0.3
 
 
+@pytest.mark.validation
 def test_teacher_student_logistic_with_stein_cross_hessian_matches_simulation():
     """Soft labels y = 1[r* > 0]: H* from Stein's identity (no teacher derivative), the
     sign teacher's jump integrated piecewise (a tensor grid across it put the risk 2.7% =
@@ -129,8 +127,7 @@ def test_teacher_student_logistic_with_stein_cross_hessian_matches_simulation():
     kw = dict(lr=0.8, t_max=6.0, n_time=4, X0=np.full((1, 1000), 0.3 / np.sqrt(1000)))
     th = onepass.solve(LOGISTIC, data, **kw)
     sim = onepass.simulate(LOGISTIC, data, n_seeds=8, seed=1, progress=False, **kw)
-    _agree(th, sim, "risk")
-    _agree(th, sim, "overlap")
+    _agree(th, sim, "risk", "overlap")
 
 
 def _zero_one_mixture(d, probs=(0.3, 0.7), mean_norm=1.5):
@@ -223,6 +220,7 @@ def _long_run(spectrum, t_end=1e4):
                          groups=onepass.Binned(32))
 
 
+@pytest.mark.validation
 def test_identity_risk_saturates_and_zero_one_keeps_learning():
     ident = _long_run("identity")
     r = ident.risk.values
@@ -243,6 +241,7 @@ def test_identity_risk_saturates_and_zero_one_keeps_learning():
     assert z.risk.values[-1] < 1e-3
 
 
+@pytest.mark.validation
 def test_power_law_phase_transition():
     mild = _long_run(onepass.data.PowerLaw(1.2, 1.0))
     extreme = _long_run(onepass.data.PowerLaw(1.2, 0.2))
@@ -305,7 +304,7 @@ def test_auto_groups_are_exact_up_to_the_limit_then_binned_with_an_error_estimat
     """Auto = exact for at most AUTO_MAX_GROUPS distinct eigenvalues, else Binned(64) with
     ``binning_error_risk`` = |risk(64 bins) - risk(32 bins)|/3 (error ~ n_bins^-2). Against
     the exact solve the estimate/true ratio was 0.992-0.997 on three power laws."""
-    from onepass.data import AUTO_MAX_GROUPS, make_groups
+    from dmft.data import AUTO_MAX_GROUPS, make_groups
 
     signed_zero = onepass.data.gaussian_mixture([[0.0, 0.0, 0.0]], [[0.0, 1.0, -0.0]])
     assert make_groups(signed_zero, "auto").sizes.tolist() == [2, 1]  # -0.0 and 0.0 are one eigenvalue
@@ -327,16 +326,14 @@ def test_auto_groups_are_exact_up_to_the_limit_then_binned_with_an_error_estimat
     assert exact.attrs["binning_error_risk"] == 0.0
 
 
+@pytest.mark.validation
 def test_hsgd_and_sgd_agree_in_mean():
     data = onepass.data.binary_mixture("zero_one", d=500)
     kw = dict(lr=0.5, t_max=4.0, n_time=5)
     sgd = onepass.simulate(LOGISTIC, data, n_seeds=8, seed=5, progress=False, **kw)
     hsgd = onepass.simulate(LOGISTIC, data, n_seeds=8, seed=6, progress=False, dynamics="hsgd", dt=0.02, **kw)
-    for name in ("risk", "alignment"):
-        diff = np.abs(sgd[name].mean("seed") - hsgd[name].mean("seed"))
-        sem = np.hypot(sgd[name].std("seed"), hsgd[name].std("seed")) / np.sqrt(8)
-        # 4 combined SEM plus the O(dt) Euler-Maruyama bias (measured ~1e-3 at dt = 0.02)
-        assert (diff <= 4 * sem + 2e-3).all(), name
+    # 4 combined SEM plus the O(dt) Euler-Maruyama bias (measured ~1e-3 at dt = 0.02)
+    testing.assert_agree(hsgd, sgd, variables=("risk", "alignment"), z_max=4.0, atol=2e-3)
 
 
 # ----------------------------------------------------------------- reproducibility and I/O
@@ -396,7 +393,7 @@ def test_kernel_matches_plain_numpy_sgd(lr):
     """The fused kernel (normals, sample, deferred update) is the textbook step, at odd d and k = 2."""
     import importlib
 
-    sim = importlib.import_module("onepass.simulate")
+    sim = importlib.import_module("onepass._simulate")
     model, data = models.linear_regression(0.3, k=2), onepass.data.teacher_student("power_law", d=37, k_star=2)
     problem = onepass.theory.Problem.build(model, data, "auto", None)
     steps = 700  # crosses a kernel call (512 steps)
@@ -408,16 +405,17 @@ def test_kernel_matches_plain_numpy_sgd(lr):
     np.testing.assert_allclose(X, ref, rtol=0, atol=1e-12)
 
 
+@pytest.mark.validation
 def test_adagrad_simulation_tracks_theory():
     data = onepass.data.teacher_student(d=1000)
     m = models.linear_regression(0.0)
     kw = dict(lr=onepass.AdaGradNorm(1.0, 1.0), t_max=3.0, n_time=4)
     th = onepass.solve(m, data, **kw)
     sim = onepass.simulate(m, data, n_seeds=6, seed=2, progress=False, **kw)
-    _agree(th, sim, "lr")
-    _agree(th, sim, "risk")
+    _agree(th, sim, "lr", "risk")
 
 
+@pytest.mark.validation
 def test_adagrad_power_law_b0_and_trace_match_simulation():
     """AdaGrad-Norm with b0 = 1/2 on a power-law covariance (Tr K/d = 0.5005), k = k_star = 2.
 
@@ -437,11 +435,10 @@ def test_adagrad_power_law_b0_and_trace_match_simulation():
     th = onepass.solve(m, data, **kw)
     sim = onepass.simulate(m, data, n_seeds=16, seed=7, progress=False, **kw)
     assert th.lr.values[0] == pytest.approx(2.0)  # 1/sqrt(b0^2), not 1/sqrt(b0)
-    _agree(th, sim, "lr", floor=3e-3 * th.lr)
-    for name in ("risk", "distance", "lr_threshold", "fisher_trace", "norm", "overlap"):
-        _agree(th, sim, name, floor=3e-3 * np.abs(th[name]))
+    _agree(th, sim, "lr", "risk", "distance", "lr_threshold", "fisher_trace", "norm", "overlap", rtol=3e-3)
 
 
+@pytest.mark.validation
 def test_adagrad_mixture_with_unequal_classes_matches_simulation():
     """Hard-label logistic, AdaGrad-Norm(1, 1/2), classes with probabilities 0.3, 0.7 and
     different covariances (Tr K_c/d = 0.7, 0.6): the p_c-weighted mean, Hessian and
@@ -452,10 +449,11 @@ def test_adagrad_mixture_with_unequal_classes_matches_simulation():
     th = onepass.solve(LOGISTIC, data, **kw)
     sim = onepass.simulate(LOGISTIC, data, n_seeds=16, seed=8, progress=False, **kw)
     assert list(th.group.values) == ["I00", "I01", "I10", "I11"]
-    for name in ("lr", "risk", "fisher_trace", "alignment", "mean_overlap", "group_norm", "group_mean_overlap"):
-        _agree(th, sim, name, floor=3e-3 * np.abs(th[name]))
+    _agree(th, sim, "lr", "risk", "fisher_trace", "alignment", "mean_overlap", "group_norm", "group_mean_overlap",
+           rtol=3e-3)
 
 
+@pytest.mark.validation
 def test_softmax_with_class_covariances_matches_simulation():
     """Softmax, C = k = 3, probabilities 0.2, 0.3, 0.5, four blocks of coordinates with
     different eigenvalues per class: full-matrix H_c and I_c weighted by per-class
@@ -469,8 +467,7 @@ def test_softmax_with_class_covariances_matches_simulation():
     th = onepass.solve(m, data, **kw)
     sim = onepass.simulate(m, data, n_seeds=16, seed=9, progress=False, **kw)
     assert th.sizes["group"] == 4
-    for name in ("risk", "fisher_trace", "norm", "mean_overlap", "group_norm", "group_mean_overlap"):
-        _agree(th, sim, name, floor=3e-3 * np.abs(th[name]))
+    _agree(th, sim, "risk", "fisher_trace", "norm", "mean_overlap", "group_norm", "group_mean_overlap", rtol=3e-3)
 
 
 def test_theory_round_trip(tmp_path):

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from dmft import cli as dmft_cli
+from dmft import _cli as shared_cli
 from dmft import output
 from onepass import cli, data
 
@@ -50,7 +50,7 @@ def test_help_shows_defaults_models_spectra_schedules(capsys):
         cli.main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 0.5)" in text and "(default: logistic)" in text and "(default: constant)" in text
-    for name in (*dmft_cli.MODEL_NAMES, *cli.SCHEDULES, "module:function"):
+    for name in (*shared_cli.MODEL_NAMES, *cli.SCHEDULES, "module:function"):
         assert name in text
     assert ".md" not in text  # the wheel ships no documents
 

@@ -1,18 +1,15 @@
-"""With ``dmft.solve.PARALLEL`` the replicas run on numba's threads (issue 24): the sample
+"""With ``dmft.multipass._solve.PARALLEL`` the replicas run on numba's threads (issue 24): the sample
 side (``sample_cell``), the factor rows (``chol_rows``) and the parameter side's products
 (``row_products``) loop over independent replicas in ``prange``, each replica's sums in the
 order of its paths, so the numbers do not depend on the threads: bit-identical to the serial
 kernels (the default) and to one thread."""
-import importlib
-
 import numba
 import numpy as np
 import pytest
 
 import dmft
 from dmft import models
-
-solve_mod = importlib.import_module("dmft.solve")
+from dmft.multipass import _solve as solve_mod
 
 CASES = {
     "sgd-huber": (models.huber_tanh(), dict(dynamics="sgd")),

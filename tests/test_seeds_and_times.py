@@ -7,7 +7,7 @@ import pytest
 import dmft
 import onepass
 from dmft import errors, expectation, models
-from dmft.simulate import linear_sgd_moments
+from dmft.multipass import linear_sgd_moments
 
 LIN = models.linear_regression(0.5)
 TEACHER = onepass.data.teacher_student("identity", d=40)

@@ -27,7 +27,8 @@ import xarray as xr
 
 import dmft
 import sweep_points as sp
-from dmft import cli, output
+from dmft import output
+from dmft.multipass import cli
 from dmft.sweep import CorruptPointWarning, point_seed
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ import xarray as xr
 
 from dmft import errors, output
 from dmft._progress import progress_bar
-from dmft.compare import common_prefix, stack_sources
+from dmft._stack import common_prefix, stack_sources
 
-from .simulate import simulate as _simulate
+from ._simulate import simulate as _simulate
 from .theory import solve as _solve
 
 __all__ = ["compare", "SOURCES"]

@@ -19,11 +19,11 @@ from scipy import special
 from scipy import stats
 from scipy.stats import qmc
 
-from . import errors, expectation, output
-from . import models as _models
+from .. import errors, expectation, output
+from .. import models as _models
 from . import _kernels_solve as _k
-from ._jit import specialise
-from ._progress import progress_bar
+from .._jit import specialise
+from .._progress import progress_bar
 
 __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 
@@ -1013,7 +1013,7 @@ def _extrapolate_kinks(ds, arguments: dict):
 
 
 def _kink_planes(model, keep, wstar, eps, B):
-    """``(a, off, width, x)`` for :func:`dmft._kernels_solve.sample_cell`: the rows ``keep``
+    """``(a, off, width, x)`` for :func:`dmft.multipass._kernels_solve.sample_cell`: the rows ``keep``
     of ``model.kink_planes()``, ``a_r . r + a_* . r* + a_eps . eps = b``, as ``a = a_r``
     (m, k) and the per-path offsets ``off = b - a_* . r* - a_eps . eps`` (P, m); ``width``
     (B, m) and ``x`` (P, m) are filled during the solve."""

@@ -22,9 +22,9 @@ from dmft import errors, output
 from dmft._jit import specialise
 from dmft._kernels_normal import stream
 from dmft._progress import progress_bar
+from dmft.schedules import AdaGradNorm, as_schedule
 
 from ._kernels import heldout_sums, sgd_steps
-from .schedules import AdaGradNorm, as_schedule
 from .theory import Problem, _initial_X, _model_or_data, _stiffness, time_grid
 
 #: a seed whose risk or tr norm leaves [-_LIMIT, _LIMIT] (or is not finite) has diverged

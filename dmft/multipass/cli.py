@@ -10,97 +10,15 @@ Exit codes: 0 success, 1 no point of a sweep succeeded (the points' errors are p
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import re
 import sys
 import time
-from pathlib import Path
 
-from . import __version__
+from .. import __version__
+from .._cli import MODEL_HELP, HelpFormatter, file_backend, model_argument, output_folder, save_figure
 
 # numpy, numba, scipy, xarray and matplotlib are imported by the commands, not here:
 # ``dmft --help`` and ``dmft --version`` stay fast
-
-#: the built-in model names (``dmft.models.get``), listed in ``--help``
-MODEL_NAMES = ("committee", "huber_tanh", "linear_regression", "logistic", "phase_retrieval", "relu",
-               "smooth_hinge", "softmax_cross_entropy")
-
-#: ``--model`` help: the choices (shared by ``dmft`` and ``onepass``)
-MODEL_HELP = ("built-in model (" + ", ".join(MODEL_NAMES) + "; '-' for '_' also works), or "
-              "module:function, a function of no arguments in an importable module (or a .py file "
-              "in the current folder) that returns a dmft.models.Model")
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's line breaks and appends each option's default to its help
-    (unless the help states it, or the default is None or an unset flag)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if not action.option_strings or "default" in text or action.default is None \
-                or action.default is False or action.default == argparse.SUPPRESS:
-            return text
-        return text + " (default: %(default)s)"
-
-
-def import_function(option: str, spec: str):
-    """The function ``module:function`` of an option; the current folder is searched first
-    for ``module`` (as with ``python -m``), so a ``.py`` file next to the command works.
-    Raises ParameterError naming the option."""
-    from . import errors
-
-    module_name, _, function_name = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as e:
-        raise errors.ParameterError(f"{option}={spec!r} is not allowed: cannot import {function_name!r} from "
-                                    f"{module_name!r} ({e})") from None
-    if not callable(function):
-        raise errors.ParameterError(f"{option}={spec!r} is not allowed: {spec} is not a function")
-    return function
-
-
-def model_argument(spec: str):
-    """``--model``: a built-in name (returned as it is), or the model returned by
-    ``module:function`` called with no arguments (a function returning a
-    :class:`dmft.models.Model`, e.g. built by ``dmft.models.custom``)."""
-    from . import errors, models
-
-    if ":" not in spec:
-        if spec not in models._BY_NAME:
-            raise errors.ParameterError(f"--model={spec!r} is not allowed: give one of {', '.join(MODEL_NAMES)} "
-                                        "or module:function")
-        return spec
-    model = import_function("--model", spec)()
-    if not isinstance(model, models.Model):
-        raise errors.ParameterError(f"--model={spec!r} is not allowed: {spec}() returned {type(model).__name__}; "
-                                    "it must return a dmft.models.Model (e.g. from dmft.models.custom)")
-    return model
-
-
-def file_backend() -> None:
-    """Agg for matplotlib when there is no display to draw on (the commands only write files);
-    otherwise, or with ``MPLBACKEND`` set, the user's backend is kept."""
-    if "MPLBACKEND" in os.environ or not sys.platform.startswith("linux"):
-        return
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        import matplotlib
-
-        matplotlib.use("Agg")
-
-
-def save_figure(fig, path) -> None:
-    """Write ``fig`` as a PNG and close it."""
-    import matplotlib.pyplot as plt
-
-    try:
-        fig.savefig(path, dpi=120)
-    finally:
-        plt.close(fig)
-
 
 #: ``dmft compare`` defaults: the README's main job
 DEFAULTS = dict(model="huber-tanh", delta=2.0, lr=2.0, batch=1.0, t_max=4.0, dynamics="sgd,sme,gf", d=400,
@@ -162,28 +80,12 @@ def _common(args) -> dict:
                 n_time=args.n_time, ridge=args.ridge, on_divergence=args.on_divergence)
 
 
-def output_folder(out: str) -> Path:
-    """``--out`` as a writable folder (created), checked before any computation."""
-    from . import errors
-
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise errors.ParameterError(f"--out={out!r} is not allowed: it names an existing file; give a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise errors.ParameterError(f"--out={out!r} is not allowed: the folder cannot be created ({e})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise errors.ParameterError(f"--out={out!r} is not allowed: the folder is not writable")
-    return path
-
-
 #: ``--scheduler``: 'local' or a dask scheduler address with a protocol or a port
 _ADDRESS = re.compile(r"^(local|[a-z][a-z0-9+.-]*://\S+|[^\s:/]+:\d+)$")
 
 
 def _scheduler(value):
-    from . import errors
+    from .. import errors
 
     if value is not None and not _ADDRESS.match(value):
         raise errors.ParameterError(
@@ -195,8 +97,8 @@ def _scheduler(value):
 def _run_compare(args) -> int:
     import numpy as np
 
-    from . import output, plotting
-    from .compare import compare
+    from .. import output, plotting
+    from ._compare import compare
 
     out = output_folder(args.out)
     t0 = time.perf_counter()
@@ -227,9 +129,9 @@ def _run_compare(args) -> int:
 def _run_sweep(args) -> int:
     import numpy as np
 
-    from . import plotting
-    from .compare import compare
-    from .sweep import sweep
+    from .. import plotting
+    from ..sweep import sweep
+    from ._compare import compare
 
     grid = {k: v for k, v in (("delta", args.delta), ("lr", args.lr), ("batch", args.batch))}
     grid = {k: (v if isinstance(v, list) else [v]) for k, v in grid.items()}
@@ -266,7 +168,7 @@ def main(argv=None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["compare"] + argv
     args = parser.parse_args(argv)
-    from . import errors
+    from .. import errors
 
     try:
         if args.command == "sweep":

@@ -1,4 +1,4 @@
-"""Numba kernels behind :func:`dmft.simulate.simulate` (its only caller).
+"""Numba kernels behind :func:`dmft.simulate` (its only caller).
 
 ``sgd_steps``, ``per_sample``, ``row_losses`` and ``teacher_labels`` are templates: :func:`dmft._jit.specialise`
 binds the model's functions (``grad``, ``loss``, ``teacher``) and compiles them with a
@@ -140,7 +140,7 @@ def teacher_labels(params, Rstar, EPS, Y):
 @njit(cache=True, fastmath=_FM)
 def linear_moments_rhs(X, y, A, b, mu, S, lr, lam, noise, dmu, dS, s):
     """Right-hand side of the exact sampling-noise moment equations of Poisson-clock SGD
-    on the squared loss (``k = 1``); see :func:`dmft.simulate.linear_sgd_moments`.
+    on the squared loss (``k = 1``); see :func:`dmft.multipass.linear_sgd_moments`.
 
     Writes ``s_i = x_i^T S x_i - 2 y_i x_i^T mu + y_i^2`` (twice the expected loss of
     sample ``i``), ``dmu = -lr (A mu - b + lam mu)`` and

@@ -658,7 +658,7 @@ def labels(params, wstar, eps, out):
         teacher(wstar[p], eps[p], params, out[p])
 
 
-# the replica loops on numba's threads (dmft.solve.PARALLEL). Not disk-cached: numba's cache
+# the replica loops on numba's threads (dmft.multipass._solve.PARALLEL). Not disk-cached: numba's cache
 # index does not tell a parallel compilation of a function from its serial one
 chol_rows_parallel = njit(fastmath=_FM, parallel=True)(chol_rows.py_func)
 row_products_parallel = njit(fastmath=_FM, parallel=True)(row_products.py_func)

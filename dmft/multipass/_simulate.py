@@ -26,10 +26,10 @@ import numpy as np
 from scipy import integrate
 
 from . import _kernels_simulate as _k
-from ._jit import specialise
-from ._progress import progress_bar
-from . import errors, expectation, output
-from . import models as _models
+from .._jit import specialise
+from .._progress import progress_bar
+from .. import errors, expectation, output
+from .. import models as _models
 
 DYNAMICS = ("sgd", "sme", "gf")
 SAMPLING = ("with_replacement", "without_replacement", "bernoulli")

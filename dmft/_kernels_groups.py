@@ -1,8 +1,8 @@
-"""Numba kernels of the spectral groups of :mod:`onepass.data`: O(d) passes, no sorting.
+"""Numba kernels of the spectral groups of :mod:`dmft.data`: O(d) passes, no sorting.
 
-``positive_range`` is called only by :func:`onepass.data._bin_table`, ``distinct_rows``,
-``bin_index`` and ``group_sums`` only by :func:`onepass.data.make_groups`, ``sum_outer`` only by
-:meth:`onepass.data.Groups.sum_outer`.
+``positive_range`` is called only by :func:`dmft.data._bin_table`, ``distinct_rows``,
+``bin_index`` and ``group_sums`` only by :func:`dmft.data.make_groups`, ``sum_outer`` only by
+:meth:`dmft.data.Groups.sum_outer`.
 
 Sums run over the coordinates in order, as ``np.bincount`` does, so they equal its sums
 to the last bit (no fastmath: re-association would change the rounding). Rows of
