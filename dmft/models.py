@@ -1382,8 +1382,11 @@ def _line_jump(f, x0, u, n_points: int, width: float = 1e-4):
     ``s`` in ``[-4, 4]``, or None (see :meth:`Model.undeclared_jumps`). The candidate
     interval is halved toward the half whose increment departs most from the neighbouring
     intervals' slope; a jump is such a departure over ``width`` above ``1e-4 (1 + max |f|)``
-    and above 100 times that slope times ``width``: a smooth function's departure shrinks
-    with the interval. Resolving ``width`` rather than 0 also finds the jumps of
+    and above 100 times the steepest mean slope of the interval and its neighbours times
+    ``width``: a smooth function's departure shrinks with the interval (a smooth step is
+    taken for a jump only if it is 100 times steeper than its mean over the grid spacing
+    0.127, i.e. narrower than ~1e-3). A jump ``J`` on a slope ``s`` is found for
+    ``J > 0.011 s``. Resolving ``width`` rather than 0 also finds the jumps of
     finite-difference gradients (ramps of width ``1.2e-5``)."""
     s = np.linspace(-4.0, 4.0, n_points)
     F = np.array([f(x0 + t * u) for t in s])
@@ -1403,7 +1406,9 @@ def _line_jump(f, x0, u, n_points: int, width: float = 1e-4):
             else:
                 lo, f_lo = mid, f_mid
         size = float(np.abs(f_hi - f_lo - slope * (hi - lo)).max())
-        if size > max(1e-4 * (1.0 + np.abs(F).max()), 100 * (hi - lo) * np.abs(slope).max()) and (
+        # the steepest of the interval and its neighbours: their signed mean can cancel
+        steep = np.abs(steps[max(j - 1, 0):j + 2]).max() / (s[1] - s[0])
+        if size > max(1e-4 * (1.0 + np.abs(F).max()), 100 * (hi - lo) * steep) and (
                 best is None or size > best[1]):
             best = (x0 + 0.5 * (lo + hi) * u, size)
     return best
