@@ -637,6 +637,7 @@ def solve(
     sampling = errors.choice("sampling", sampling, SAMPLING)
     max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
     on_divergence = errors.on_divergence(on_divergence)
+    check_dt = errors.choice("check_dt", check_dt, (None, True, False))
     if max_runtime_s is not None:
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     seed = errors.seed_value(seed)
