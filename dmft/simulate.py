@@ -230,8 +230,10 @@ def simulate(
     if dynamics == "sme" and dt is None:
         dt = _SME_DT_LR / lr
     mem, mem_culprit = _memory_estimate(model, dynamics, n, d, kappa, n_test, n_time, sampling)
+    checked = dt is not None and dynamics != "sgd" and check_dt is not False and (
+        check_dt or _step_may_bias(dynamics, lr, c, dt, _start_curvature(model, init_std), delta))
     runtime, time_culprit = _runtime_estimate(model, dynamics, n, d, n_test, n_time, n_seeds, batch, t_max, dt, lr,
-                                              kappa)
+                                              kappa, checked)
     _check_resources(mem, mem_culprit, max_memory_gb, runtime, time_culprit, max_runtime_s,
                      dict(d=d, n_test=n_test, batch=batch, t_max=t_max, n_seeds=n_seeds, dt=dt, delta=delta,
                           n_time=n_time))
@@ -463,6 +465,22 @@ def _check_step_stability(model, X, Y, theta0, lr: float, dt: float, dynamics: s
     return curv
 
 
+def _start_curvature(model, init_std: float) -> float:
+    """The mean of the largest eigenvalue of ``l''`` over 256 samples at the start, before the
+    data exist: fields ``x^T theta_0 ~ N(0, init_std^2 I)`` (``|x|^2 ~ 1``), teacher fields
+    ``N(0, I)``, label noise ``N(0, I)`` (fixed draws); :func:`_check_step_stability` takes
+    the same mean over the data set's own samples."""
+    rng = np.random.default_rng(0)
+    R = init_std * rng.standard_normal((256, model.k))
+    H, y = np.empty((model.k, model.k)), np.empty(model.label_dim)
+    curv = 0.0
+    for r, rs, eps in zip(R, rng.standard_normal((256, model.k_star)), rng.standard_normal((256, model.noise_dim))):
+        model.teacher(rs, eps, model.param_array, y)
+        model.hess(r, y, model.param_array, H)
+        curv += float(np.linalg.eigvalsh(0.5 * (H + H.T))[-1]) / 256
+    return curv
+
+
 def _step_may_bias(dynamics: str, lr: float, c: float, dt: float, curv: float, delta: float) -> bool:
     """Whether a fixed step ``dt`` is checked against ``dt / 2`` (:func:`_step_error`). SME: a
     sample's residual ``r`` with curvature ``l''`` moves by ``-lr l'' r (dt + dB / sqrt(kappa_bar))``
@@ -534,13 +552,14 @@ def _memory_estimate(model, dynamics: str, n: int, d: int, kappa: int, n_test: i
 
 
 def _runtime_estimate(model, dynamics: str, n: int, d: int, n_test: int, n_time: int, n_seeds: int, batch: float,
-                      t_max: float, dt, lr: float, kappa: int):
+                      t_max: float, dt, lr: float, kappa: int, checked: bool = False):
     """Seconds of a run from operation counts (multiply-adds of ``r = theta^T x`` and of the
     update, ``k`` per coordinate) at ``_SECONDS_PER_MAC`` (measured, docs/performance.md),
     and the argument that drives it. SGD: ``t_max batch n`` sample gradients per seed; SME:
     ``t_max / dt`` steps over all ``n`` samples; GF: RK4's 4 per step, the adaptive
     integrator's ``6 (lr t_max L + 20)`` with ``L = (1 + sqrt(n/d))^2`` the data's largest
-    Hessian eigenvalue per unit curvature. Recording: ``n_time (n + n_test)`` predictions."""
+    Hessian eigenvalue per unit curvature. Recording: ``n_time (n + n_test)`` predictions.
+    ``checked``: the step check's run with halved steps, twice the work, is added."""
     nd = float(n) * d * model.k
     if dynamics == "sgd":
         work = 2 * t_max * batch * float(n) * d * model.k
@@ -551,6 +570,8 @@ def _runtime_estimate(model, dynamics: str, n: int, d: int, n_test: int, n_time:
     else:
         work = 12 * nd * (lr * t_max * (1 + math.sqrt(n / d)) ** 2 + 20)
     record = float(n_time) * (n + n_test) * d * model.k
+    if checked:
+        work, record = 3 * work, 2 * record
     seconds = n_seeds * (work + record) * _SECONDS_PER_MAC
     return seconds, ("t_max" if work > record else "n_time")
 

@@ -144,6 +144,7 @@ CASES = [
         ("n_seeds", 0), ("dynamics", "adam"), ("seed", -1), ("lr", 0), ("workers", 0), ("n_test", 1),
         ("on_divergence", "ignore"), ("max_memory_gb", 0), ("max_runtime_s", 0)]],
     ("onepass.simulate", {"dynamics": "hsgd", "dt": 0}, "dt", "0"),
+    ("onepass.simulate", {"dynamics": "hsgd", "check_dt": "yes"}, "check_dt", "'yes'"),
     ("onepass.simulate", {"data": D.teacher_student("identity", d=1000), "t_max": 1e9, "n_time": 3}, "t_max",
      "1000000000.0"),  # ran for minutes without an estimate
     ("onepass.simulate", {"data": D.teacher_student("identity", d=10**5), "n_time": 10**4}, "n_time", "10000"),
