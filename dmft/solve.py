@@ -535,8 +535,9 @@ def solve(
         ``tr norm``'s largest value) and the difference 2 standard errors (or the check is
         too noisy to tell: the estimate's own standard error above 5%), or the coarser solve
         diverges, the solve is refined: solved again with half the step (2^2-2^3 the cost),
-        whose estimated step error decides: above the limit (or a divergence with ``dt/2``)
-        raises :class:`~dmft.errors.DivergenceError`
+        and the same test against it, without the noise clause, decides: above the limit and
+        2 standard errors (or a divergence with ``dt/2``) raises
+        :class:`~dmft.errors.DivergenceError`
         (cause ``'time_step'``, or the cause of the divergence with ``dt/2``) instead of
         returning the numbers. ``True``: the same, and an
         :class:`~dmft.errors.UnresolvedTimeStepWarning` wherever the outputs moved by more
@@ -1179,8 +1180,8 @@ def _check_time_step(ds, arguments: dict, every: int, warn_noise: bool, own=None
                     "pass a smaller dt", errors.UnresolvedTimeStepWarning, stacklevel=4)
         if coarse is not None:
             paired = None if replicas is None else ([r[:, kept] for r in replicas], coarse_replicas)
-            # a screen: 2 SE, so that a step error the noise half hides still goes to the decisive check
-            flagged = _compare_steps(fine, coarse, found, name, warn_noise, z_min=2.0, paired=paired)
+            # a screen: a step error the noise hides still goes to the decisive check
+            flagged = _compare_steps(fine, coarse, found, name, warn_noise, paired=paired, screen=True)
             if flagged is None:
                 return found
     try:
@@ -1196,7 +1197,7 @@ def _check_time_step(ds, arguments: dict, every: int, warn_noise: bool, own=None
             cause="time_step") from None
     found = {"dt_check_max_z": found["dt_check_max_z"], "dt_check_step_error": 0.0, "dt_check_dt": dt / 2}
     paired = None if replicas is None else (replicas, half_replicas)
-    flagged = _compare_steps(ds, half, found, name, warn_noise, z_min=0.0, paired=paired)
+    flagged = _compare_steps(ds, half, found, name, warn_noise, paired=paired)
     if flagged is not None:
         raise flagged
     return found
@@ -1270,7 +1271,7 @@ def _nested_inputs(Z, eps, xi, N0: int, k: int, N: int, rng):
     return np.hstack([Z[:, :head], cells(Z[:, head:])]), eps, cells(xi)
 
 
-def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, z_min: float, paired=None):
+def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, paired=None, screen: bool = False):
     """Compare the test loss and ``tr norm`` of ``fine`` (step ``dt``) with ``other`` (step
     ``dt'``) at the output times: ``z = |difference| / SE`` and the estimated relative step error
     ``|difference| / |(dt'/dt)^p - 1|`` of ``fine`` (Richardson, order ``p`` of
@@ -1278,9 +1279,9 @@ def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, z_min:
     replica-by-replica differences with ``paired`` (``(fine's, other's)`` per-replica test loss and
     ``tr norm``, (B, n_time) each: common random numbers make it smaller than the combined SE),
     else the combined SE. Updates ``found``; returns the :class:`~dmft.errors.DivergenceError` of
-    the first time at which the step error exceeds :data:`~dmft.errors.STEP_BIAS_LIMIT` and either
-    ``z > z_min`` or its own standard error is above half the limit (a step error at the limit
-    would not stand out by 2 SE), or None."""
+    the first time at which the step error exceeds :data:`~dmft.errors.STEP_BIAS_LIMIT` and
+    ``z > 2``, or None. With ``screen``, also where the estimate's own standard error is above
+    half the limit (a step error at the limit would not stand out by 2 SE: refine to see)."""
     dt, dt_other = fine.attrs["dt"], other.attrs["dt"]
     order = _STEP_ORDER[fine.attrs["dynamics"]]
     ratio = 1 / abs((dt_other / dt) ** order - 1)
@@ -1304,7 +1305,7 @@ def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, z_min:
         found["dt_check_step_error"] = max(found["dt_check_step_error"], float(rel.max(initial=0.0)))
         # above the limit, and significant or too noisy to be told from a step error at the limit
         noisy = 2 * se * per_scale > errors.STEP_BIAS_LIMIT
-        bad = np.flatnonzero((rel > errors.STEP_BIAS_LIMIT) & ((z > z_min) | noisy))
+        bad = np.flatnonzero((rel > errors.STEP_BIAS_LIMIT) & ((z > 2) | (screen & noisy)))
         if bad.size and (first is None or fine.time.values[bad[0]] < first[0]):
             j = bad[0]
             first = (float(fine.time.values[j]), what, x[j], y[j], rel[j], z[j])
@@ -1317,11 +1318,10 @@ def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, z_min:
     if first is None:
         return None
     t, what, x, y, rel, z = first
-    noise = "" if z > 2 else ": the check cannot tell it from noise; more n_paths can"
     return errors.DivergenceError(
         f"{name}: the step dt = {dt:.4g} is not resolved: at time {t:.4g} the {what} is {x:.4g}, with the step "
         f"{dt_other:.4g} {y:.4g}, an estimated step error of {rel:.0%} > {errors.STEP_BIAS_LIMIT:.0%} ({z:.1f} "
-        f"standard errors{noise})", t, cause="time_step")
+        "standard errors)", t, cause="time_step")
 
 
 def _trace(da) -> np.ndarray:
