@@ -228,6 +228,51 @@ def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel
 STEP_BIAS_LIMIT = 0.1
 
 
+def step_bias(where: str, dt: float, order: int, times, quantities) -> DivergenceError | None:
+    """The DivergenceError (cause ``'time_step'``) of a simulator's fixed step ``dt`` whose
+    estimated bias is above :data:`STEP_BIAS_LIMIT`, or None.
+
+    ``quantities``: ``(name, x, x_half, by_largest)`` with ``x``, ``x_half`` (seeds, time), the
+    runs and the runs with every step halved on the same random path (NaN where a seed was not
+    checked or had diverged). Per output time over the seeds, the Richardson estimate
+    ``|mean(x - x_half)| / (1 - 2^-order)`` relative to ``|mean x|`` (with ``by_largest``: to its
+    largest value over time) and ``z``, the mean difference over its standard error across seeds.
+    Flagged where the estimate is above the limit and ``z > 2`` or the check is too noisy to tell
+    (one seed, or the estimate's standard error above half the limit); the error names the first
+    such time and a step that would bring the largest estimate to half the limit."""
+    import warnings
+
+    ratio = 1 / (1 - 2.0 ** -order)
+    first, worst = None, 0.0
+    for name, x, x_half, by_largest in quantities:
+        diff = x - x_half
+        count = np.sum(np.isfinite(diff), axis=0)
+        if not count.any():
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # output times no seed reached
+            mean, value = np.nanmean(diff, axis=0), np.nanmean(x, axis=0)
+            se = np.nanstd(diff, axis=0, ddof=1) / np.sqrt(count)
+            scale = np.full(value.shape, np.nanmax(np.abs(value))) if by_largest else np.abs(value)
+            per_scale = ratio / np.where(scale > 0, scale, np.inf)
+            rel, z = np.abs(mean) * per_scale, np.abs(mean) / se
+        noisy = (count < 2) | (2 * se * per_scale > STEP_BIAS_LIMIT)
+        bad = np.flatnonzero((rel > STEP_BIAS_LIMIT) & ((z > 2) | noisy))
+        worst = max(worst, float(np.nanmax(rel)))
+        if bad.size and (first is None or bad[0] < first[0]):
+            j = int(bad[0])
+            first = (j, name, value[j], value[j] - mean[j], rel[j], z[j])
+    if first is None:
+        return None
+    j, name, x, y, rel, z = first
+    suggested = dt * (STEP_BIAS_LIMIT / 2 / worst) ** (1 / order)
+    return DivergenceError(
+        f"{where}: the step dt = {dt:.4g} is not resolved: at time {times[j]:.4g} the {name} (mean over the seeds) is "
+        f"{x:.4g}, with dt/2 on the same random path {y:.4g}, an estimated step error of {rel:.0%} > "
+        f"{STEP_BIAS_LIMIT:.0%} ({z:.1f} standard errors); use dt <= {suggested:.3g}", float(times[j]),
+        cause="time_step")
+
+
 #: estimated run times above this many seconds are announced (LongRunWarning)
 LONG_RUN_S = 60.0
 

@@ -21,6 +21,7 @@ import numpy as np
 from dmft import errors, output
 from dmft._jit import specialise
 from dmft._kernels_normal import stream
+from dmft._brownian import BridgeNormals
 from dmft._progress import progress_bar
 from dmft.schedules import AdaGradNorm, as_schedule
 
@@ -37,6 +38,11 @@ _STEP_OVERHEAD, _HSGD_STEP_OVERHEAD = 150, 200_000
 #: HSGD's step warns (UnresolvedTimeStepWarning) above this z = gamma dt max lam |E l''|,
 #: a variance bias z/(2 - z) of 5%
 _Z_WARN = 2 * 0.05 / 1.05
+#: above this z (an additive-noise variance bias z/(2 - z) of 1%) HSGD's step is checked against
+#: dt/2 by default: noise that grows with the state raises the bias to about z/(2 - g - z), ``g``
+#: the noise's feedback gain (``gamma`` for the squared loss with K = I), so that 10% at this z
+#: needs ``g > 1.78``, within 11% of the mean-square stability edge ``g = 2``
+_Z_CHECK = 2 * 0.01 / 1.01
 
 def _parameter_observables(problem: Problem, X: np.ndarray) -> dict:
     W = problem.stack(X)
@@ -46,6 +52,11 @@ def _parameter_observables(problem: Problem, X: np.ndarray) -> dict:
 def _heldout_stream(ss: np.random.SeedSequence) -> np.random.SeedSequence:
     """Child 2 of the seed's ``SeedSequence`` (SGD runs on children 0 and 1, HSGD on ``ss`` itself)."""
     return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 2), pool_size=ss.pool_size)
+
+
+def _bridge_stream(ss: np.random.SeedSequence) -> np.random.SeedSequence:
+    """Child 3 of the seed's ``SeedSequence``: the fresh normals of HSGD's step check."""
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 3), pool_size=ss.pool_size)
 
 
 def _heldout_observables(problem: Problem, snaps, ss, n_test: int) -> dict:
@@ -82,7 +93,7 @@ def _heldout_observables(problem: Problem, snaps, ss, n_test: int) -> dict:
 
 
 def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, times=None, X0=None,
-             n_seeds: int = 4, seed: int = 0, dynamics: str = "sgd", dt: float = 0.01,
+             n_seeds: int = 4, seed: int = 0, dynamics: str = "sgd", dt: float = 0.01, check_dt: bool | None = None,
              groups="auto", rule=None, n_test: int = 10_000, workers: int | None = None, progress: bool = True,
              on_divergence: str = "raise", max_memory_gb: float = 4.0, max_runtime_s: float | None = 3600.0):
     """Simulate one-pass SGD (``dynamics='sgd'``) or homogenized SGD (``'hsgd'``) at the data's ``d``.
@@ -114,7 +125,17 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     stiffest mode's variance inflated by ``z / (2 - z)`` above
     :data:`~dmft.errors.STEP_BIAS_LIMIT` (10%, ``z > 0.18``; cause ``'time_step'``, at the
     first such step); above 5% (``z > 0.095``) an
-    :class:`~dmft.errors.UnresolvedTimeStepWarning`.
+    :class:`~dmft.errors.UnresolvedTimeStepWarning`. The ``z`` bound is that of noise that does
+    not depend on the state; noise that grows with it feeds the variance excess back (about
+    ``z / (2 - g - z)``, ``g`` the noise's gain, ``gamma`` for the squared loss with K = I).
+    ``check_dt`` (default ``None``: where ``z > 0.0198``, an additive-noise bias of 1%; ``True``:
+    always; ``False``: never) therefore runs every seed again with each step halved, on the same
+    Brownian path (each normal ``u`` of a step becomes ``(u + v)/sqrt(2)``, ``(u - v)/sqrt(2)``
+    with a fresh ``v``) and the same held-out set, and takes the Richardson estimate of the step
+    error, ``2 |mean(x(dt) - x(dt/2))|`` over the seeds, of the risk (relative to it) and of
+    ``tr norm`` (to its largest value): above 10% and 2 standard errors (or too noisy to tell),
+    or a halved run that fails, is a ``'time_step'`` DivergenceError at that output time with a
+    step that would bring the estimate to 5% (costs twice the run).
 
     ``max_memory_gb``, ``max_runtime_s``: refuse (ParameterError, before any work) a run whose
     estimated memory or run time is above these (``None``: no time limit); a
@@ -140,6 +161,7 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     X0 = _initial_X(problem, X0)
     if dynamics == "hsgd":
         dt = errors.positive("dt", dt)
+    check_dt = errors.choice("check_dt", check_dt, (None, True, False))
     n_test = errors.positive_int("n_test", n_test, minimum=2)
     on_divergence = errors.on_divergence(on_divergence)
     max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
@@ -148,17 +170,20 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
     seed = errors.seed_value(seed)
     streams = errors.seed_sequence(seed).spawn(n_seeds)
     mem, runtime = _check_cost(problem, schedule, t, X0, dynamics, dt, n_seeds, n_test, workers, max_memory_gb,
-                               max_runtime_s)
+                               max_runtime_s, check_dt)
 
     def one_seed(ss):
+        half = None
         if dynamics == "sgd":
             snaps, lrs = _run_sgd(problem, schedule, t, X0, ss)
             err = None
         else:
-            snaps, lrs, err = _run_hsgd(problem, schedule, t, X0, dt, ss)
+            snaps, lrs, err, z_max = _run_hsgd(problem, schedule, t, X0, dt, ss)
+            if err is None and check_dt is not False and (check_dt or z_max > _Z_CHECK):
+                half, err = _halved_hsgd(problem, schedule, t, X0, dt, ss, n_test)
         held = _heldout_observables(problem, snaps, ss, n_test)
         return [{**_parameter_observables(problem, X), **{name: v[j] for name, v in held.items()}, "lr": g}
-                for j, (X, g) in enumerate(zip(snaps, lrs))], err
+                for j, (X, g) in enumerate(zip(snaps, lrs))], err, half
 
     # the SGD kernel releases the GIL, so seeds on threads use every core
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -170,8 +195,14 @@ def simulate(model, data, *, lr=0.5, t_max: float = 20.0, n_time: int = 101, tim
                             "risk_se = std(loss)/sqrt(n_test)",
              "dt": dt if dynamics == "hsgd" else 1.0 / problem.data.d,
              "memory_gb": mem / 2**30, "runtime_estimate_s": runtime}
-    ds = problem.dataset(t, [r for r, _ in results], attrs, seed_dim=True)
-    errs = [e for _, e in results if e is not None] + [_divergence(problem, ds, dynamics)]
+    ds = problem.dataset(t, [r for r, _, _ in results], attrs, seed_dim=True)
+    errs = [e for _, e, _ in results if e is not None] + [_divergence(problem, ds, dynamics)]
+    if dynamics == "hsgd":
+        half = np.array([h if h is not None else np.full((2, len(t)), np.nan) for _, _, h in results])
+        errs.append(errors.step_bias(
+            "onepass.simulate[hsgd]", dt, 1, t,
+            [("risk", ds.risk.values, half[:, 0], False),
+             ("tr norm", ds.norm.values.diagonal(axis1=-2, axis2=-1).sum(-1), half[:, 1], True)]))
     errs = [e for e in errs if e is not None]
     if errs:
         first = min(errs, key=lambda e: e.time)
@@ -235,7 +266,7 @@ def _probe_gradient(problem: Problem, norm: float):
 
 
 def _check_cost(problem: Problem, schedule, t, X0, dynamics: str, dt: float, n_seeds: int, n_test: int,
-                workers: int, max_memory_gb: float, max_runtime_s):
+                workers: int, max_memory_gb: float, max_runtime_s, check_dt=None):
     """``(bytes, seconds)`` of the run, or a ParameterError past the limits.
 
     Memory per seed running at once (``workers``): its iterates at every output time and,
@@ -268,8 +299,12 @@ def _check_cost(problem: Problem, schedule, t, X0, dynamics: str, dt: float, n_s
         cost = []
         for _ in range(2):  # the first call may compile
             t0 = _time.perf_counter()
-            problem.moments(W @ W.T, B)
+            mom = problem.moments(W @ W.T, B)
             cost.append(_time.perf_counter() - t0)
+        # the step check (check_dt) runs every step again as two halves, judged by z at the start
+        z = 0.5 * dt * _stiffness(problem, mom, schedule(0.0, 0.0))
+        if check_dt is not False and (check_dt or z > _Z_CHECK):
+            steps, heldout = 3 * steps, 2 * heldout
         extra = steps * min(cost)
         # per step: C k d normals (~10 operations each) and the per-class Python work
         per_seed = steps * (10 * C * k * d + _HSGD_STEP_OVERHEAD) + heldout
@@ -355,9 +390,28 @@ def _step_bias(z: float) -> float:
     return z / (2 - z)
 
 
-def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
+def _halved_hsgd(problem: Problem, schedule, t, X0, dt, ss, n_test: int):
+    """HSGD again with every step split in two halves on the same Brownian path
+    (:class:`dmft._brownian.BridgeNormals`, fresh normals from a child of ``ss``): ``(its risk
+    and tr norm, (2, time), None)``, or ``(None, DivergenceError)`` (cause ``'time_step'``) when it
+    diverges or is unstable where the run was not. The risk is measured on the run's held-out set."""
+    normals = BridgeNormals(np.random.default_rng(ss), np.random.default_rng(_bridge_stream(ss)))
+    snaps, _, err, _ = _run_hsgd(problem, schedule, t, X0, dt, ss, split=2, normals=normals)
+    if err is not None:
+        return None, errors.DivergenceError(
+            f"homogenized SGD is not resolved at dt = {dt:.4g}: with every step halved it fails at time {err.time:.4g} "
+            f"({err})", err.time, cause="time_step")
+    risk = _heldout_observables(problem, snaps, ss, n_test)["risk"]
+    return np.array([risk, [np.trace(_parameter_observables(problem, X)["norm"]) for X in snaps]]), None
+
+
+def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss, split: int = 1, normals=None):
+    """Euler-Maruyama of HSGD: steps of ``min(dt, time to the next output)``, each as ``split``
+    equal steps, with the standard normals of ``normals`` (default ``default_rng(ss)``).
+    Returns the iterates and learning rates at ``t``, a DivergenceError or None, and the largest
+    ``z = gamma h max_i sum_c p_c lam_i |E l''_c|`` of the run."""
     data = problem.data
-    rng = np.random.default_rng(ss)
+    rng = np.random.default_rng(ss) if normals is None else normals
     k, ks, d = problem.k, problem.ks, data.d
     lam, p = data.eigenvalues, data.probs
     kk = k + ks
@@ -365,14 +419,14 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
     acc, now = 0.0, 0.0
     snaps, lrs = [], []
     warned = False
+    z_max = 0.0
 
     def stop(err):  # the snapshots so far, NaN for the rest
         nan = np.full_like(X, np.nan)
-        return snaps + [nan] * (len(t) - len(snaps)), lrs + [np.nan] * (len(t) - len(lrs)), err
+        return snaps + [nan] * (len(t) - len(snaps)), lrs + [np.nan] * (len(t) - len(lrs)), err, z_max
 
     for target in t:
-        while now < target - 1e-12:
-            h = min(dt, target - now)
+        for h in _steps(dt, target - now, split):
             W = problem.stack(X)
             B = np.einsum("ci,ai,bi->cab", lam, W[:kk], W[:kk])
             try:
@@ -382,6 +436,7 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
                     f"homogenized SGD diverged at time {now:.4g} (the class covariances left the cone: {e})", now))
             gamma = schedule(now, acc)
             z = 0.5 * h * _stiffness(problem, mom, gamma)
+            z_max = max(z_max, z)
             if z >= 2:
                 return stop(errors.DivergenceError(
                     f"homogenized SGD is unstable at time {now:.4g}: the Euler-Maruyama step dt = {h:.4g} has gamma dt "
@@ -411,4 +466,13 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss):
                 return stop(errors.DivergenceError(f"homogenized SGD diverged at time {now:.4g}", now))
         snaps.append(X.copy())
         lrs.append(schedule(now, acc))
-    return snaps, lrs, None
+    return snaps, lrs, None, z_max
+
+
+def _steps(dt: float, gap: float, split: int):
+    """The steps over an output interval of length ``gap``: ``min(dt, what is left)`` until less
+    than 1e-12 is left, each as ``split`` equal steps."""
+    while gap > 1e-12:
+        step = min(dt, gap)
+        gap -= step
+        yield from (step / split,) * split

@@ -82,6 +82,7 @@ CASES = [
         ("dynamics", "adam"), ("seed", -1), ("sampling", "x"), ("ridge", -1), ("init_std", math.nan),
         ("n_time", 1), ("on_divergence", "ignore"), ("max_memory_gb", 0), ("max_runtime_s", -1.0)]],
     ("dmft.simulate", {"model": "nonexistent"}, "model", "nonexistent"),
+    ("dmft.simulate", {"dynamics": "sme", "check_dt": "yes"}, "check_dt", "'yes'"),
     ("dmft.simulate", {"init_std": 1e200}, "init_std", "1e+200"),  # was "diverged; lower the learning rate"
     ("dmft.simulate", {"batch": 1e300}, "batch", "1e+300"),  # was numpy's "Maximum allowed dimension exceeded"
     ("dmft.simulate", {"d": 10**7}, "d", "10000000"),  # was a raw MemoryError
@@ -102,6 +103,7 @@ CASES = [
         ("sampling", "sobol"), ("corrector", -1), ("on_divergence", "ignore"), ("max_memory_gb", -1),
         ("max_runtime_s", 0)]],
     ("dmft.solve", {"model": "nonexistent"}, "model", "nonexistent"),
+    ("dmft.solve", {"dynamics": "sme", "check_dt": "yes"}, "check_dt", "'yes'"),
     ("dmft.solve", {"batch": 1e300}, "batch", "1e+300"),  # was an OverflowError
     ("dmft.solve", {"init_std": 1e200}, "init_std", "1e+200"),  # was an OverflowError
     ("dmft.solve", {"n_time": 10**6}, "n_time", "1000000"),  # was blamed on n_paths
@@ -142,6 +144,7 @@ CASES = [
         ("n_seeds", 0), ("dynamics", "adam"), ("seed", -1), ("lr", 0), ("workers", 0), ("n_test", 1),
         ("on_divergence", "ignore"), ("max_memory_gb", 0), ("max_runtime_s", 0)]],
     ("onepass.simulate", {"dynamics": "hsgd", "dt": 0}, "dt", "0"),
+    ("onepass.simulate", {"dynamics": "hsgd", "check_dt": "yes"}, "check_dt", "'yes'"),
     ("onepass.simulate", {"data": D.teacher_student("identity", d=1000), "t_max": 1e9, "n_time": 3}, "t_max",
      "1000000000.0"),  # ran for minutes without an estimate
     ("onepass.simulate", {"data": D.teacher_student("identity", d=10**5), "n_time": 10**4}, "n_time", "10000"),

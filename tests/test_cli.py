@@ -54,7 +54,8 @@ def test_divergence_exits_3(tmp_path, capsys):
     code = cli.main(["compare", *TINY, "--lr", "40", "--t-max", "2", "--dynamics", "sgd", "--no-simulation",
                      "--out", str(tmp_path)])
     assert code == 3
-    assert "dmft: diverged:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "dmft: diverged:" in err and "(cause: learning rate)" in err
 
 
 def test_on_divergence_truncate_on_both_subcommands(tmp_path, capsys):

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import integrate
 
 from . import _kernels_simulate as _k
+from .._brownian import BridgeNormals
 from .._jit import specialise
 from .._progress import progress_bar
 from .. import errors, expectation, output
@@ -44,8 +45,12 @@ _MODERATE_FIELD = 1e3
 _SECONDS_PER_MAC = 1e-9
 #: default SME step: ``dt = _SME_DT_LR / lr`` (``eta_bar dt = 0.005``, weak error ~0.6%/t)
 _SME_DT_LR = 0.005
-#: warn (UnresolvedTimeStepWarning) above these values of ``lr * dt`` (SME, fixed-step GF)
-_SME_WARN_LR_DT, _GF_WARN_LR_DT = 0.05, 0.5
+#: a fixed step is checked against ``dt / 2`` (:func:`_step_error`) where it may bias the
+#: outputs: SME where Euler-Maruyama moves a sample's mean-square contraction rate
+#: ``lr l'' (2 - c l'')`` by more than this fraction, ``lr dt l'' / (2 - c l'')`` (``l''`` the mean
+#: curvature at ``theta_0``; the squared loss at ``c = 1``: ``lr dt > 0.05``); RK4 gradient flow
+#: where ``lr dt lambda_max`` is above this (the stiffest mode's factor per step is then 2% off)
+_SME_CHECKED_RATE_BIAS, _RK4_CHECKED_STIFFNESS = 0.05, 1.0
 #: tolerances of the adaptive gradient-flow integrator
 _GF_RTOL, _GF_ATOL = 1e-7, 1e-9
 
@@ -68,6 +73,7 @@ def simulate(
     n_time: int | None = None,
     times=None,
     dt: float | None = None,
+    check_dt: bool | None = None,
     n_test: int = 10_000,
     progress: bool = True,
     on_divergence: str = "raise",
@@ -124,6 +130,21 @@ def simulate(
         ``O(lr dt)``, see docs/simulate.md). GF: fixed RK4 step; ``None`` uses an
         adaptive Dormand-Prince 5(4) integrator (rtol 1e-7; the 8th-order
         DOP853 stalls on the kinks of Huber-type losses). Ignored by SGD.
+    check_dt : bool or None
+        SME and RK4 gradient flow: whether the fixed step's bias is checked. Each seed is run
+        again with every step halved, on the same data and (SME) the same Brownian path
+        (each normal ``u`` of a step becomes ``(u + v)/sqrt(2)``, ``(u - v)/sqrt(2)`` with a
+        fresh ``v``), and the Richardson estimate of the run's step error,
+        ``|x(dt) - x(dt/2)| / (1 - 2^-p)`` (``p`` 1 for Euler-Maruyama, 4 for RK4), of the
+        test loss (relative to it) and ``tr q`` (to its largest value) decides: above
+        :data:`~dmft.errors.STEP_BIAS_LIMIT` (10%) at an output time, or a divergence of the
+        halved run, raises :class:`~dmft.errors.DivergenceError` (cause ``'time_step'``, that
+        time, and a step that would bring the estimate to 5%). Default (``None``): where the
+        step may bias the outputs, SME where Euler-Maruyama moves a sample's mean-square
+        contraction rate ``lr l'' (2 - c l'')`` by more than 5%, i.e. ``lr dt l'' / (2 - c l'')
+        > 0.05`` (``l''`` the mean curvature at ``theta_0``; the squared loss at ``c = 1``:
+        ``lr dt > 0.05``), and RK4 where ``lr dt lambda_max > 1``; the check costs twice the
+        run. ``True``: every fixed step. ``False``: none.
     n_test : int
         Size of each seed's held-out test set: ``n_test`` fresh samples ``x ~ N(0, I_d/d)``
         with teacher labels (fresh label noise), drawn once per seed and used at every
@@ -162,14 +183,9 @@ def simulate(
         ``'data'`` (the teacher's labels are not finite), ``'model'`` (a loss or gradient
         not finite at a finite, moderate state; or adaptive gradient flow itself running
         away, a loss unbounded below), ``'time_step'`` (SME or RK4 gradient flow: a run with
-        ``dt / 2`` does not blow up by then; RK4 gradient flow whose objective increases),
-        else ``'learning_rate'``.
-
-    Warns
-    -----
-    dmft.errors.UnresolvedTimeStepWarning
-        SME with ``lr * dt > 0.05`` (weak error ``O(lr dt)``, about 12% at 0.1), or
-        fixed-step GF (RK4) with ``lr * dt > 0.5``.
+        ``dt / 2`` does not blow up by then; RK4 gradient flow whose objective increases; a
+        step that is unstable at ``theta_0`` or, see ``check_dt``, biased), else
+        ``'learning_rate'``.
 
     Examples
     --------
@@ -199,10 +215,7 @@ def simulate(
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     if dt is not None:
         dt = errors.positive("dt", dt)
-        if dynamics == "sme":
-            errors.warn_unresolved("dmft.simulate(dynamics='sme')", lr, dt, _SME_WARN_LR_DT)
-        elif dynamics == "gf":
-            errors.warn_unresolved("dmft.simulate(dynamics='gf', RK4)", lr, dt, _GF_WARN_LR_DT)
+    check_dt = errors.choice("check_dt", check_dt, (None, True, False))
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=101, t_max_default=4.0)
     n = int(round(delta * d))
     if n < 1:
@@ -218,14 +231,16 @@ def simulate(
     if dynamics == "sme" and dt is None:
         dt = _SME_DT_LR / lr
     mem, mem_culprit = _memory_estimate(model, dynamics, n, d, kappa, n_test, n_time, sampling)
+    checked = dt is not None and dynamics != "sgd" and check_dt is not False and (
+        check_dt or _step_may_bias(dynamics, lr, c, dt, _start_curvature(model, init_std), delta))
     runtime, time_culprit = _runtime_estimate(model, dynamics, n, d, n_test, n_time, n_seeds, batch, t_max, dt, lr,
-                                              kappa)
+                                              kappa, checked)
     _check_resources(mem, mem_culprit, max_memory_gb, runtime, time_culprit, max_runtime_s,
                      dict(d=d, n_test=n_test, batch=batch, t_max=t_max, n_seeds=n_seeds, dt=dt, delta=delta,
                           n_time=n_time))
 
     cfg = dict(model=model, n=n, d=d, lr=lr, batch=batch, c=c, h=h, kappa=kappa, ridge=ridge,
-               init_std=init_std, sampling=sampling, dt=dt, times=times)
+               init_std=init_std, sampling=sampling, dt=dt, times=times, split=1)
     run = {"sgd": _run_sgd, "sme": _run_sme, "gf": _run_gf}[dynamics]
 
     k, ks = model.k, model.k_star
@@ -236,14 +251,17 @@ def simulate(
     overlap = np.empty((n_seeds, n_time, k, ks))
     rhos = np.empty((n_seeds, ks, ks))
     first = None  # the earliest DivergenceError over the seeds
+    half_test, half_tr = np.full((n_seeds, n_time), np.nan), np.full((n_seeds, n_time), np.nan)
     for s, child in enumerate(_progress(root.spawn(n_seeds), progress, dynamics)):
         data_ss, sample_ss, test_ss = child.spawn(3)
         X, Y, theta_star, theta = _dataset(model, n, d, init_std, np.random.default_rng(data_ss))
         held_out = _test_set(model, n_test, theta_star, np.random.default_rng(test_ss))
         _check_labels(model, Y, held_out[1], s)
         theta0 = theta.copy()
+        checked = False
         if dt is not None and dynamics != "sgd":
-            _check_step_stability(model, X, Y, theta0, lr, dt, dynamics, s)
+            curv = _check_step_stability(model, X, Y, theta0, lr, dt, dynamics, s)
+            checked = check_dt is not False and (check_dt or _step_may_bias(dynamics, lr, c, dt, curv, n / d))
         rec = _Recorder(model, X, Y, theta_star, held_out, n_time)
         with np.errstate(all="ignore"):
             run(cfg, X, Y, theta, np.random.default_rng(sample_ss), rec)
@@ -251,6 +269,9 @@ def simulate(
             rec.check(times, s)
             if dynamics == "gf" and dt is not None:
                 _check_gf_energy(rec, times, ridge, delta, dt, lr, s)
+            if checked:
+                half = _halved_run(cfg, dynamics, run, rec, X, Y, theta0, sample_ss, s)
+                half_test[s], half_tr[s] = half.test, np.trace(half.norm, axis1=1, axis2=2)
         except errors.DivergenceError as e:
             e = _classify(e, cfg, dynamics, rec, X, Y, theta0, run, np.random.default_rng(sample_ss), s)
             if on_divergence == "raise":
@@ -262,6 +283,13 @@ def simulate(
         del X, Y, held_out, rec  # the next seed's data sets take their place
         if dynamics == "gf" and dt is None:
             gc.collect()  # scipy's integrator holds the data in a reference cycle
+    err = errors.step_bias(f"dmft.simulate(dynamics={dynamics!r})", dt, 1 if dynamics == "sme" else 4, times,
+                           [("test loss", test, half_test, False), ("tr q", np.trace(norm, axis1=2, axis2=3), half_tr,
+                                                                     True)])
+    if err is not None:
+        if on_divergence == "raise":
+            raise err
+        first = err if first is None or err.time < first.time else first
 
     seed_attr = seed if isinstance(seed, (int, np.integer)) else repr(root.entropy)
     attrs = {
@@ -413,12 +441,12 @@ def _probe_gradient(model, X, Y, rec):
     return None
 
 
-def _check_step_stability(model, X, Y, theta0, lr: float, dt: float, dynamics: str, s: int) -> None:
+def _check_step_stability(model, X, Y, theta0, lr: float, dt: float, dynamics: str, s: int) -> float:
     """SME (Euler-Maruyama) and RK4 gradient flow with a fixed ``dt``: DivergenceError (cause
     ``'time_step'``, time 0) when ``lr dt lambda`` exceeds the scheme's real stability limit
     (2 and 2.785), ``lambda = (1 + sqrt(n/d))^2 mean_i l''_i`` the largest eigenvalue of the
     empirical Hessian at ``theta_0`` (the edge of ``X^T X`` times the mean curvature over up to
-    1000 samples)."""
+    1000 samples). Returns that mean curvature ``mean_i l''_i``."""
     n, d = X.shape
     rows = np.arange(min(n, 1000))
     R = X[rows] @ theta0
@@ -435,6 +463,54 @@ def _check_step_stability(model, X, Y, theta0, lr: float, dt: float, dynamics: s
             f"lr * dt * lambda_max = {lr * dt * lam:.3g} > {limit} ({'Euler-Maruyama' if dynamics == 'sme' else 'RK4'}"
             f"; lambda_max = {lam:.3g} of the empirical Hessian at theta_0); use dt < {limit / (lr * lam):.3g}", 0.0,
             cause="time_step")
+    return curv
+
+
+def _start_curvature(model, init_std: float) -> float:
+    """The mean of the largest eigenvalue of ``l''`` over 256 samples at the start, before the
+    data exist: fields ``x^T theta_0 ~ N(0, init_std^2 I)`` (``|x|^2 ~ 1``), teacher fields
+    ``N(0, I)``, label noise ``N(0, I)`` (fixed draws); :func:`_check_step_stability` takes
+    the same mean over the data set's own samples."""
+    rng = np.random.default_rng(0)
+    R = init_std * rng.standard_normal((256, model.k))
+    H, y = np.empty((model.k, model.k)), np.empty(model.label_dim)
+    curv = 0.0
+    for r, rs, eps in zip(R, rng.standard_normal((256, model.k_star)), rng.standard_normal((256, model.noise_dim))):
+        model.teacher(rs, eps, model.param_array, y)
+        model.hess(r, y, model.param_array, H)
+        curv += float(np.linalg.eigvalsh(0.5 * (H + H.T))[-1]) / 256
+    return curv
+
+
+def _step_may_bias(dynamics: str, lr: float, c: float, dt: float, curv: float, delta: float) -> bool:
+    """Whether a fixed step ``dt`` is checked against ``dt / 2`` (:func:`_step_error`). SME: a
+    sample's residual ``r`` with curvature ``l''`` moves by ``-lr l'' r (dt + dB / sqrt(kappa_bar))``
+    per step, so Euler-Maruyama's mean-square factor ``(1 - lr l'' dt)^2 + c lr l''^2 dt`` adds
+    ``(lr l'')^2 dt`` to the exact rate ``-lr l'' (2 - c l'')``: checked where that is more than
+    ``_SME_CHECKED_RATE_BIAS`` of it (always at ``c l'' >= 2``). RK4: where ``lr dt lambda_max >
+    _RK4_CHECKED_STIFFNESS``, ``lambda_max = (1 + sqrt(delta))^2 l''``."""
+    if dynamics == "sme":
+        margin = 2 - c * curv
+        return margin <= 0 or lr * dt * curv > _SME_CHECKED_RATE_BIAS * margin
+    return lr * dt * (1 + math.sqrt(delta)) ** 2 * curv > _RK4_CHECKED_STIFFNESS
+
+
+def _halved_run(cfg, dynamics: str, run, rec, X, Y, theta0, sample_ss, s: int):
+    """The seed again with every step halved, on the same data and Brownian path
+    (:class:`dmft._brownian.BridgeNormals`): its recorder; DivergenceError (cause ``'time_step'``) if it
+    diverges where the run did not."""
+    times, dt = cfg["times"], cfg["dt"]
+    half = _Recorder(cfg["model"], X, Y, rec.theta_star, (rec.X_test, rec.Y_test), len(times))
+    normals = BridgeNormals(np.random.default_rng(sample_ss), np.random.default_rng(sample_ss.spawn(1)[0]))
+    with np.errstate(all="ignore"):
+        run({**cfg, "split": 2}, X, Y, theta0.copy(), normals, half)
+    try:
+        half.check(times, s)
+    except errors.DivergenceError as e:
+        raise errors.DivergenceError(
+            f"dmft.simulate(dynamics={dynamics!r}) (seed {s}): the step dt = {dt:.4g} is not resolved: with dt/2 the "
+            f"run diverges at time {e.time:.4g}", e.time, cause="time_step") from None
+    return half
 
 
 def _memory_estimate(model, dynamics: str, n: int, d: int, kappa: int, n_test: int, n_time: int, sampling: str):
@@ -459,13 +535,14 @@ def _memory_estimate(model, dynamics: str, n: int, d: int, kappa: int, n_test: i
 
 
 def _runtime_estimate(model, dynamics: str, n: int, d: int, n_test: int, n_time: int, n_seeds: int, batch: float,
-                      t_max: float, dt, lr: float, kappa: int):
+                      t_max: float, dt, lr: float, kappa: int, checked: bool = False):
     """Seconds of a run from operation counts (multiply-adds of ``r = theta^T x`` and of the
     update, ``k`` per coordinate) at ``_SECONDS_PER_MAC`` (measured, docs/performance.md),
     and the argument that drives it. SGD: ``t_max batch n`` sample gradients per seed; SME:
     ``t_max / dt`` steps over all ``n`` samples; GF: RK4's 4 per step, the adaptive
     integrator's ``6 (lr t_max L + 20)`` with ``L = (1 + sqrt(n/d))^2`` the data's largest
-    Hessian eigenvalue per unit curvature. Recording: ``n_time (n + n_test)`` predictions."""
+    Hessian eigenvalue per unit curvature. Recording: ``n_time (n + n_test)`` predictions.
+    ``checked``: the step check's run with halved steps, twice the work, is added."""
     nd = float(n) * d * model.k
     if dynamics == "sgd":
         work = 2 * t_max * batch * float(n) * d * model.k
@@ -476,6 +553,8 @@ def _runtime_estimate(model, dynamics: str, n: int, d: int, n_test: int, n_time:
     else:
         work = 12 * nd * (lr * t_max * (1 + math.sqrt(n / d)) ** 2 + 20)
     record = float(n_time) * (n + n_test) * d * model.k
+    if checked:
+        work, record = 3 * work, 2 * record
     seconds = n_seeds * (work + record) * _SECONDS_PER_MAC
     return seconds, ("t_max" if work > record else "n_time")
 
@@ -689,10 +768,10 @@ def _force(m, params, X, Y, theta, G):
     return G
 
 
-def _substeps(times, dt):
-    """Per output interval: number of equal substeps of size <= dt."""
+def _substeps(times, dt, split=1):
+    """Per output interval: number of equal substeps of size <= dt, times ``split``."""
     gaps = np.diff(np.concatenate([[0.0], times]))
-    return [0 if g == 0 else max(1, int(math.ceil(g / dt - 1e-9))) for g in gaps]
+    return [0 if g == 0 else split * max(1, int(math.ceil(g / dt - 1e-9))) for g in gaps]
 
 
 def _run_sme(cfg, X, Y, theta, rng, rec):
@@ -702,7 +781,7 @@ def _run_sme(cfg, X, Y, theta, rng, rec):
     G = np.empty((n, m.k))
     step = np.empty_like(theta)
     t = 0.0
-    for j, ns in enumerate(_substeps(times, cfg["dt"])):
+    for j, ns in enumerate(_substeps(times, cfg["dt"], cfg["split"])):
         if ns:
             tau = (times[j] - t) / ns
             sq = math.sqrt(tau)
@@ -752,7 +831,7 @@ def _run_gf(cfg, X, Y, theta, rng, rec):
                 return
         return
     t = 0.0
-    for j, ns in enumerate(_substeps(times, cfg["dt"])):
+    for j, ns in enumerate(_substeps(times, cfg["dt"], cfg["split"])):
         if ns:
             tau = (times[j] - t) / ns
             for _ in range(ns):  # classical RK4

@@ -55,6 +55,8 @@ _SAWTOOTH_STEPS, _SAWTOOTH_REL = 8, 1e-3
 _STEP_ORDER = {"sme": 1, "gf": 2}
 _REFINING = threading.local()  # set while a check solve runs whose blow-up needs no cause (no check of the check)
 _CHECKING = threading.local()  # set while a step check's solve runs
+#: the Gaussian inputs of the solve a step check compares with (its common random numbers)
+_COMMON = threading.local()
 
 
 # ---------------------------------------------------------------- drivers
@@ -520,14 +522,21 @@ def solve(
     check_dt : bool or None
         SME and GF: whether the grid's own step bias is checked (the replica standard
         errors do not include it). Default (``None``): solve again with twice the step
-        (about a fifth of the cost, same seed; on every second output time when ``dt`` is
-        the output spacing) and compare the test loss and ``tr norm`` at the output times.
-        Where the estimated step error of this solve, ``|x(dt) - x(dt')| / |(dt'/dt)^p - 1|``
-        (Richardson; order ``p`` 1 for SME, 2 for GF), exceeds :data:`~dmft.errors.STEP_BIAS_LIMIT` (10%) of the test loss
-        (of ``tr norm``'s largest value) and the difference 2 combined standard errors, or
-        the coarser solve diverges, the solve is refined: solved again with half the step
-        (2^2-2^3 the cost), and the same test against it, with 4 standard errors, decides.
-        A step error above the limit there (or a divergence with ``dt/2``) raises
+        (about a fifth of the cost; on every second output time when ``dt`` is the output
+        spacing) and compare the test loss and ``tr norm`` at the output times. The check
+        solves run on common random numbers: this solve's Gaussian inputs with each pair of
+        cells joined (twice the step) or each cell split by a Brownian bridge (half the
+        step), so that replica ``b`` of both sees the same teacher, noise and Brownian
+        path, and the standard error of a difference is that of the replica-by-replica
+        differences (kinked solves, an extrapolation of two: independent inputs and the
+        combined standard error). Where the estimated step error of this solve,
+        ``|x(dt) - x(dt')| / |(dt'/dt)^p - 1|`` (Richardson; order ``p`` 1 for SME, 2 for
+        GF), exceeds :data:`~dmft.errors.STEP_BIAS_LIMIT` (10%) of the test loss (of
+        ``tr norm``'s largest value) and the difference 2 standard errors (or the check is
+        too noisy to tell: the estimate's own standard error above 5%), or the coarser solve
+        diverges, the solve is refined: solved again with half the step (2^2-2^3 the cost),
+        and the same test against it, without the noise clause, decides: above the limit and
+        2 standard errors (or a divergence with ``dt/2``) raises
         :class:`~dmft.errors.DivergenceError`
         (cause ``'time_step'``, or the cause of the divergence with ``dt/2``) instead of
         returning the numbers. ``True``: the same, and an
@@ -629,6 +638,7 @@ def solve(
     sampling = errors.choice("sampling", sampling, SAMPLING)
     max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
     on_divergence = errors.on_divergence(on_divergence)
+    check_dt = errors.choice("check_dt", check_dt, (None, True, False))
     if max_runtime_s is not None:
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     seed = errors.seed_value(seed)
@@ -695,7 +705,8 @@ def solve(
 
     # ------------------------------------------------ random inputs (seeded)
     s_z, s_ev = ss.spawn(2)
-    Z, eps, xi = _normals(s_z, sampling, B, Pb, ks, model.noise_dim, k, N, driver.normals_per_cell, tangent_stride)
+    Z, eps, xi = _common_inputs(N, s_z) or _normals(s_z, sampling, B, Pb, ks, model.noise_dim, k, N,
+                                                    driver.normals_per_cell, tangent_stride)
     counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, dt, xi)
     jmax = ev_cell.shape[1]
 
@@ -914,6 +925,9 @@ def solve(
     re, re_s = mean_sem(R)
     output.check_finite("norm", time, nm)
     tl, tl_b = _test_losses(model, nm, ov, norm_b, m_b, rho)
+    replicas = (tl_b, np.einsum("btaa->bt", norm_b))  # per replica, for a step check's paired differences
+    if getattr(_CHECKING, "active", False):
+        _CHECKING.replicas = replicas
     tl_s = tl_b.std(0, ddof=1) / math.sqrt(B)
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
@@ -959,7 +973,9 @@ def solve(
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
     if check_dt is not False and driver.dense:
         try:
-            ds.attrs.update(_check_time_step(ds, arguments, every, warn_noise=check_dt is True))
+            # kinked solves return an extrapolation of two solves: compared on independent inputs
+            own = None if len(kinks[0]) else (replicas, (Z, eps, xi, N, k))
+            ds.attrs.update(_check_time_step(ds, arguments, every, warn_noise=check_dt is True, own=own))
         except errors.DivergenceError as err:
             if on_divergence == "truncate":
                 return _truncated(arguments, err, time_out, dt)
@@ -1138,19 +1154,23 @@ def _truncated(arguments: dict, err, times: np.ndarray, dt: float):
     return ds
 
 
-def _check_time_step(ds, arguments: dict, every: int, warn_noise: bool) -> dict:
+def _check_time_step(ds, arguments: dict, every: int, warn_noise: bool, own=None) -> dict:
     """The step-bias check of ``check_dt``: a solve with twice the step, and if it disagrees
-    (or diverges) one with half the step, which decides. Returns the attrs
-    ``dt_check_max_z``, ``dt_check_step_error``, ``dt_check_dt``; raises
+    (or diverges) one with half the step, which decides. ``own``: ``(replicas, inputs)`` of the
+    checked solve, its per-replica test loss and ``tr norm`` and its Gaussian inputs
+    ``(Z, eps, xi, N, k)``, on which the check solves run (common random numbers,
+    :func:`_nested_inputs`) and are compared replica by replica; None: independent inputs.
+    Returns the attrs ``dt_check_max_z``, ``dt_check_step_error``, ``dt_check_dt``; raises
     :class:`~dmft.errors.DivergenceError` for a step error above
     :data:`~dmft.errors.STEP_BIAS_LIMIT` against the half step or a divergence there."""
     dt, name = ds.attrs["dt"], f"dmft.solve(dynamics={ds.attrs['dynamics']!r})"
+    replicas, inputs = own if own is not None else (None, None)
     base = {**arguments, "check_dt": False, "progress": False, "on_divergence": "raise"}
     found = {"dt_check_max_z": 0.0, "dt_check_step_error": 0.0, "dt_check_dt": np.nan}
-    coarse_kw, fine = _coarser(ds, base, every)
+    coarse_kw, fine, kept = _coarser(ds, base, every)
     if coarse_kw is not None:
         try:
-            coarse = _check_solve(coarse_kw)
+            coarse, coarse_replicas = _check_solve(coarse_kw, inputs=inputs)
         except errors.DivergenceError as e:
             coarse = None
             found.update(dt_check_max_z=np.inf, dt_check_step_error=np.inf, dt_check_dt=2 * dt)
@@ -1159,12 +1179,13 @@ def _check_time_step(ds, arguments: dict, every: int, warn_noise: bool) -> dict:
                     f"{name}: the step dt = {dt:.4g} is not resolved: doubling the step makes the solve diverge ({e}); "
                     "pass a smaller dt", errors.UnresolvedTimeStepWarning, stacklevel=4)
         if coarse is not None:
-            # a screen: 2 SE, so that a step error the noise half hides still goes to the decisive check
-            flagged = _compare_steps(fine, coarse, found, name, warn_noise, z_min=2.0)
+            paired = None if replicas is None else ([r[:, kept] for r in replicas], coarse_replicas)
+            # a screen: a step error the noise hides still goes to the decisive check
+            flagged = _compare_steps(fine, coarse, found, name, warn_noise, paired=paired, screen=True)
             if flagged is None:
                 return found
     try:
-        half = _check_solve({**base, "dt": dt / 2}, find_cause=True)
+        half, half_replicas = _check_solve({**base, "dt": dt / 2}, find_cause=True, inputs=inputs)
     except errors.DivergenceError as e:
         raise errors.DivergenceError(
             f"{name}: the step dt = {dt:.4g} is not resolved: with dt/2 = {dt / 2:.4g} the solve diverges at time "
@@ -1175,46 +1196,92 @@ def _check_time_step(ds, arguments: dict, every: int, warn_noise: bool) -> dict:
             f"{errors.STEP_BIAS_LIMIT:.0%}, and the check with dt/2 does not fit the limits ({e})", 0.0,
             cause="time_step") from None
     found = {"dt_check_max_z": found["dt_check_max_z"], "dt_check_step_error": 0.0, "dt_check_dt": dt / 2}
-    flagged = _compare_steps(ds, half, found, name, warn_noise, z_min=4.0)
+    paired = None if replicas is None else (replicas, half_replicas)
+    flagged = _compare_steps(ds, half, found, name, warn_noise, paired=paired)
     if flagged is not None:
         raise flagged
     return found
 
 
 def _coarser(ds, base: dict, every: int):
-    """``(keyword arguments of the solve with twice the step, the outputs to compare it with)``;
-    with one step per output interval the coarse solve keeps every second output time (up to
-    the last but one when ``n_time - 1`` is odd); ``(None, None)`` with fewer than 3 times."""
+    """``(keyword arguments of the solve with twice the step, the outputs to compare it with,
+    their output indices)``; with one step per output interval the coarse solve keeps every
+    second output time (up to the last but one when ``n_time - 1`` is odd); ``(None, None,
+    None)`` with fewer than 3 times."""
     if every >= 2:
         if 2 * ds.attrs["dt"] > ds.attrs["t_max"]:
-            return None, None
-        return {**base, "dt": 2 * ds.attrs["dt"]}, ds
+            return None, None, None
+        return {**base, "dt": 2 * ds.attrs["dt"]}, ds, slice(None)
     n = ds.sizes["time"] - (ds.sizes["time"] - 1) % 2
     if n < 3:
-        return None, None
+        return None, None, None
     kw = {**base, "dt": 2 * ds.attrs["dt"], "t_max": float(ds.time[n - 1]), "n_time": (n - 1) // 2 + 1}
-    return kw, ds.isel(time=slice(0, n, 2), time2=slice(0, n, 2))
+    return kw, ds.isel(time=slice(0, n, 2), time2=slice(0, n, 2)), slice(0, n, 2)
 
 
-def _check_solve(kw: dict, *, find_cause: bool = False):
-    """``solve(**kw)`` without its warnings (they are not the user's); a blow-up's cause is
-    only looked for (:func:`_blow_up`) with ``find_cause``."""
+def _check_solve(kw: dict, *, find_cause: bool = False, inputs=None):
+    """``(solve(**kw), its per-replica test loss and tr norm)`` without its warnings (they are
+    not the user's), on inputs built from ``inputs`` (the checked solve's ``(Z, eps, xi, N, k)``,
+    see :func:`_common_inputs`; None: its own); a blow-up's cause is only looked for
+    (:func:`_blow_up`) with ``find_cause``."""
     _REFINING.active, _CHECKING.active = not find_cause, True
+    _COMMON.base = inputs
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return solve(**kw)
+            ds = solve(**kw)
+        return ds, _CHECKING.replicas
     finally:
         _REFINING.active = _CHECKING.active = False
+        _COMMON.base = None
 
 
-def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, z_min: float):
+def _common_inputs(N: int, ss):
+    """The Gaussian inputs ``(Z, eps, xi)`` of a step check's solve with ``N`` grid steps, built
+    from those of the solve it checks (:func:`_nested_inputs`, fresh normals from ``ss``), or
+    None: any other solve, or grids of which neither refines the other."""
+    base = getattr(_COMMON, "base", None)
+    _COMMON.base = None  # this solve's inputs only, not those of the solves it starts
+    return None if base is None else _nested_inputs(*base, N, np.random.default_rng(ss))
+
+
+def _nested_inputs(Z, eps, xi, N0: int, k: int, N: int, rng):
+    """Common random numbers: the inputs of a grid of ``N`` steps from those of a grid of
+    ``N0`` steps on the same time origin (layout of :func:`_normals`: ``Z`` (P, ks + (N0+1) k),
+    ``eps`` (P, nd), ``xi`` (P, N0 nxi)). A cell's normals (field innovation, driver normals)
+    scale like increments over the cell: halving every cell (``N = 2 N0``) splits each ``u`` into
+    ``(u + v) / sqrt(2)`` and ``(u - v) / sqrt(2)``, ``v`` fresh from ``rng``; doubling them
+    (``2 N <= N0``: the first ``2 N`` cells) joins pairs into ``(u_1 + u_2) / sqrt(2)``. Both are
+    orthogonal maps of independent standard normals, so the result is again independent standard
+    normals, row by row (each replica keeps its paths), and the SME's Brownian increments over a
+    cell are those of the other grid exactly. Teacher, label noise and the field at ``t_0`` are
+    shared. None when neither grid refines the other."""
+    if N != 2 * N0 and 2 * N > N0:
+        return None
+    P = Z.shape[0]
+    head = Z.shape[1] - N0 * k  # teacher and the field at t_0
+
+    def cells(U):
+        U = U.reshape(P, N0, -1) if U.shape[1] else np.zeros((P, N0, 0))
+        if N == 2 * N0:
+            V = rng.standard_normal(U.shape)
+            return np.stack([U + V, U - V], axis=2).reshape(P, -1) / math.sqrt(2)
+        return (U[:, 0:2 * N:2] + U[:, 1:2 * N:2]).reshape(P, -1) / math.sqrt(2)
+
+    return np.hstack([Z[:, :head], cells(Z[:, head:])]), eps, cells(xi)
+
+
+def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, paired=None, screen: bool = False):
     """Compare the test loss and ``tr norm`` of ``fine`` (step ``dt``) with ``other`` (step
-    ``dt'``) at the output times: ``z = |difference| / combined SE`` and the estimated
-    relative step error ``|difference| / |(dt'/dt)^p - 1|`` of ``fine`` (Richardson, order
-    ``p`` of :data:`_STEP_ORDER`) per the test loss (or ``tr norm``'s largest value). Updates ``found``; returns the
-    :class:`~dmft.errors.DivergenceError` of the first time at which they exceed ``z_min``
-    and :data:`~dmft.errors.STEP_BIAS_LIMIT`, or None."""
+    ``dt'``) at the output times: ``z = |difference| / SE`` and the estimated relative step error
+    ``|difference| / |(dt'/dt)^p - 1|`` of ``fine`` (Richardson, order ``p`` of
+    :data:`_STEP_ORDER`) per the test loss (or ``tr norm``'s largest value). The SE is that of the
+    replica-by-replica differences with ``paired`` (``(fine's, other's)`` per-replica test loss and
+    ``tr norm``, (B, n_time) each: common random numbers make it smaller than the combined SE),
+    else the combined SE. Updates ``found``; returns the :class:`~dmft.errors.DivergenceError` of
+    the first time at which the step error exceeds :data:`~dmft.errors.STEP_BIAS_LIMIT` and
+    ``z > 2``, or None. With ``screen``, also where the estimate's own standard error is above
+    half the limit (a step error at the limit would not stand out by 2 SE: refine to see)."""
     dt, dt_other = fine.attrs["dt"], other.attrs["dt"]
     order = _STEP_ORDER[fine.attrs["dynamics"]]
     ratio = 1 / abs((dt_other / dt) ** order - 1)
@@ -1224,13 +1291,21 @@ def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, z_min:
              ("tr norm", tr_f, tr_o, np.sqrt(_trace(fine.norm_sem ** 2)), np.sqrt(_trace(other.norm_sem ** 2)),
               np.full(tr_f.shape, np.max(np.abs(tr_f))))]
     first = None
-    for what, x, y, se_x, se_y, scale in pairs:
-        diff, se = np.abs(x - y), np.hypot(se_x, se_y)
+    for i, (what, x, y, se_x, se_y, scale) in enumerate(pairs):
+        diff = np.abs(x - y)
+        if paired is None:
+            se = np.hypot(se_x, se_y)
+        else:
+            d = paired[0][i] - paired[1][i]
+            se = d.std(0, ddof=1) / math.sqrt(d.shape[0])
         z = np.where(se > 0, diff / np.where(se > 0, se, 1.0), 0.0)
-        rel = np.where(scale > 0, diff * ratio / np.where(scale > 0, scale, 1.0), 0.0)
+        per_scale = ratio / np.where(scale > 0, scale, np.inf)
+        rel = diff * per_scale
         found["dt_check_max_z"] = max(found["dt_check_max_z"], float(z.max(initial=0.0)))
         found["dt_check_step_error"] = max(found["dt_check_step_error"], float(rel.max(initial=0.0)))
-        bad = np.flatnonzero((z > z_min) & (rel > errors.STEP_BIAS_LIMIT))
+        # above the limit, and significant or too noisy to be told from a step error at the limit
+        noisy = 2 * se * per_scale > errors.STEP_BIAS_LIMIT
+        bad = np.flatnonzero((rel > errors.STEP_BIAS_LIMIT) & ((z > 2) | (screen & noisy)))
         if bad.size and (first is None or fine.time.values[bad[0]] < first[0]):
             j = bad[0]
             first = (float(fine.time.values[j]), what, x[j], y[j], rel[j], z[j])
