@@ -56,6 +56,11 @@ class Coordinates:
         return np.sqrt(self.eigenvalues / self.eigenvalues.size)
 
 
+#: ``groups='auto'`` of :func:`dmft.solve`: exact spectral groups up to this many distinct
+#: eigenvalues, else this many bins of ``log(lam)`` (memory and parameter-side cost are linear in it)
+AUTO_MAX_GROUPS = 32
+
+
 @dataclass(frozen=True, eq=False)
 class Groups:
     """Spectral groups in the multi-pass units (docs/dmft_anisotropic.md, "Groups").
@@ -73,14 +78,26 @@ class Groups:
 
     @classmethod
     def of(cls, data, groups="auto"):
+        """Groups of ``data``: ``'exact'``, ``onepass.data.Binned(G)`` or ``'auto'`` (exact up to
+        :data:`AUTO_MAX_GROUPS` distinct eigenvalues, else that many bins)."""
         from onepass import data as _data
 
-        g = _data.make_groups(data, groups)
+        if groups == "auto":
+            g = _data.make_groups(data, "exact")
+            if len(g.sizes) > AUTO_MAX_GROUPS:
+                g = _data.make_groups(data, _data.Binned(AUTO_MAX_GROUPS))
+        else:
+            g = _data.make_groups(data, groups)
         ks = data.k_star
         sizes = g.sizes.astype(float)
         # data_outer[g, :ks, :ks] = sum_{i in g} x*_i x*_i^T and theta*_i = sqrt(d) x*_i
         rho = data.d * g.data_outer[:, :ks, :ks] / sizes[:, None, None]
-        return cls(sizes / data.d, g.eigenvalues[:, 0].copy(), rho, g.names, g.mode)
+        out = cls(sizes / data.d, g.eigenvalues[:, 0].copy(), rho, g.names, g.mode)
+        if np.linalg.eigvalsh(out.rho_k)[0] <= 1e-12 * max(np.abs(out.rho_k).max(), 1e-300):
+            raise errors.ParameterError(
+                f"data={data.name!r} is not allowed: the teacher field w* = theta*^T x has a singular covariance "
+                f"rho_K = {out.rho_k.tolist()} (a teacher row without weight on the covariance's support)")
+        return out
 
     @property
     def trace_ratio(self) -> float:
