@@ -66,19 +66,19 @@ def test_closed_form_at_identity_is_marchenko_pastur():
 
 def test_closed_form_matches_exact_linear_algebra():
     """A two-level spectrum at ``delta = 0.5`` (an atom of ``X^T X`` at zero) and ``2``: the
-    closed form against GF on 6 data sets of ``d = 400`` in exact arithmetic. Seed spread
-    of the error ~1% of it at this ``d``; finite-``d`` allowance ``2/d``."""
-    d = 400
+    closed form against GF on 8 data sets of ``d = 200`` in exact arithmetic. Seed spread
+    of the error ~1.5% of it at this ``d``; finite-``d`` allowance ``2/d``."""
+    d = 200
     u = np.arange(1, d + 1) / d
     lam = np.where(u <= 0.5, 0.4, 1.6)
     theta = np.where(u <= 0.5, 1.5, 0.5)
     times = [0.5, 1.0, 3.0]
     for delta in (0.5, 2.0):
         cf, half = ref.anisotropic_gf([0.5, 0.5], [0.4, 1.6], [2.25, 0.25], delta=delta, lr=0.5, noise_var=0.25,
-                                      times=times)
-        assert np.abs(cf - half).max() < 1e-6
+                                      times=times, nodes=512)
+        assert np.abs(cf - half).max() < 1e-3
         rng = np.random.default_rng(7)
-        ex = np.array([exact_gf_error(lam, theta, delta, 0.5, 0.25, times, rng) for _ in range(6)])
+        ex = np.array([exact_gf_error(lam, theta, delta, 0.5, 0.25, times, rng) for _ in range(8)])
         sem = ex.std(0, ddof=1) / math.sqrt(len(ex))
         assert np.all(np.abs(ex.mean(0) - cf) < 4 * sem + 2.0 / d), (delta, ex.mean(0), cf, sem)
 
@@ -141,3 +141,156 @@ def test_simulate_bad_data_names_the_argument():
         dmft.simulate(models.linear_regression(0.5, 2), data=power_law(50), progress=False)
     with pytest.raises(errors.ParameterError, match="d=100"):
         dmft.simulate(LIN, data=power_law(50), d=100, progress=False)
+
+
+# ---------------------------------------------------------------- DMFT
+def _solve(model, **kw):
+    kw.setdefault("progress", False)
+    kw.setdefault("check_dt", False)
+    return dmft.solve(model, **kw)
+
+
+@pytest.mark.parametrize("dynamics, model, data, kw", [
+    ("gf", LIN, D.teacher_student("identity", d=100), dict(lr=0.5)),
+    ("sgd", LIN, D.teacher_student("identity", d=100), dict(lr=0.5, ridge=0.3, init_std=0.5)),
+    ("sgd", models.huber_tanh(noise_std=0.3, threshold=0.5, k=2), D.teacher_student("identity", d=100, k_star=2),
+     dict(lr=2.0, init_std=0.3)),
+])
+def test_identity_spectrum_reproduces_isotropic_solver(dynamics, model, data, kw):
+    """``K = I`` with a flat (or orthonormal) teacher, ``rho = I``: the spectral path (one group,
+    coupled ``nu``/``m`` solve) is the isotropic solver up to rounding (measured 1e-11)."""
+    args = dict(dynamics=dynamics, t_max=1.0, n_time=3, n_paths=512, seed=3, **kw)
+    iso = _solve(model, **args)
+    spec = _solve(model, data=data, **args)
+    assert spec.attrs["n_groups"] == 1 and spec.attrs["trace_ratio"] == pytest.approx(1.0, abs=1e-12)
+    for v in ("test_loss", "train_loss", "norm", "overlap", "correlation", "response", "test_loss_sem"):
+        np.testing.assert_allclose(spec[v].values, iso[v].values, rtol=1e-8, atol=1e-10, err_msg=v)
+
+
+def _power_law_unnormalised(d):
+    """``onepass``'s ``lam_i = (i/d)^1.5`` (``Tr K/d = 0.40``), teacher ``x*_i^2 ∝ (i/d)^-0.5``."""
+    u = np.arange(1, d + 1) / d
+    xs = u**-0.25
+    return D.gaussian_mixture(np.zeros((1, d)), [u**1.5], teacher=(xs / np.linalg.norm(xs))[None], name="pl")
+
+
+def test_gf_least_squares_matches_closed_form():
+    """GF on the squared loss, ``Tr K/d = 0.4`` (the normalisation path), ``init_std = 0.5``,
+    8 bins: DMFT within 4 SE + 2e-3 (grid, dt = 0.05) of the closed form on the same groups.
+    Measured: -1.4e-4, -1.0e-4 relative, SE 4.3e-4."""
+    data = _power_law_unnormalised(300)
+    groups = D.Binned(8)
+    ds = _solve(LIN, dynamics="gf", lr=1.0, t_max=1.0, n_time=3, dt=0.05, n_paths=4096, seed=1, data=data,
+                groups=groups, init_std=0.5)
+    spec = dmft._spectral.Groups.of(data, groups)
+    cf, _ = ref.anisotropic_gf(spec.weights, spec.eigenvalues, spec.teacher_power[:, 0, 0], delta=2.0, lr=1.0,
+                               noise_var=0.25, times=ds.time.values, init_var=0.25)
+    err, se = 2 * ds.test_loss.values, 2 * ds.test_loss_sem.values
+    assert np.all(np.abs(err - cf) <= 4 * se + 2e-3 * cf), (err, cf, se)
+    assert ds.attrs["groups"] == "binned(8)" and ds.attrs["trace_ratio"] == pytest.approx(0.4017, abs=1e-4)
+
+
+@pytest.mark.parametrize("dynamics", ["sgd", "gf"])
+def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamics):
+    """The groups' incremental rows against the direct ``O(n^2)`` rows (two eigenvalues,
+    ``k = k_star = 2`` with a ridge: the coupled ``nu`` solve with ``k ks = 4`` unknowns)."""
+    import importlib
+
+    mod = importlib.import_module("dmft.solve")
+    d = 100
+    lam = np.where(np.arange(d) < 30, 2.0, 0.5)
+    teacher = np.linalg.qr(np.random.default_rng(0).normal(size=(d, 2)))[0].T * [[1.0], [0.7]]
+    data = D.gaussian_mixture(np.zeros((1, d)), [lam], teacher=teacher)
+    model = models.huber_tanh(noise_std=0.3, threshold=0.5, k=2)
+    args = dict(dynamics=dynamics, t_max=0.5, n_time=3, dt=0.05, n_paths=256, seed=3, data=data, ridge=0.1,
+                init_std=0.3)
+    fast = _solve(model, **args)
+    monkeypatch.setattr(mod, "DIRECT_PARAMETER_SIDE", True)
+    direct = _solve(model, **args)
+    assert fast.attrs["n_groups"] == 2
+    for v in ("correlation", "response", "overlap", "test_loss", "train_loss"):
+        np.testing.assert_allclose(fast[v].values, direct[v].values, rtol=1e-5, atol=1e-7, err_msg=v)
+
+
+def test_solve_bad_data_and_groups_name_the_argument():
+    with pytest.raises(errors.ParameterError, match="data="):
+        _solve(LIN, data=D.binary_mixture(d=50))
+    with pytest.raises(errors.ParameterError, match="groups="):
+        _solve(LIN, data=power_law(50), groups="bins")
+    d = 50
+    teacher = np.zeros((1, d))
+    teacher[0, 0] = 1.0
+    with pytest.raises(errors.ParameterError, match="singular"):  # all teacher power on a zero eigenvalue
+        _solve(LIN, data=D.gaussian_mixture(np.zeros((1, d)), [np.r_[0.0, np.ones(d - 1)]], teacher=teacher))
+
+
+def three_level(d):
+    """Eigenvalues 0.25, 1, 2.5 on 40%, 40%, 20% of the coordinates (``Tr K/d = 1``), teacher
+    power 2 : 1 : 0.5 per coordinate: three exact groups, no binning error."""
+    sizes = [int(0.4 * d), int(0.4 * d), d - 2 * int(0.4 * d)]
+    lam = np.repeat([0.25, 1.0, 2.5], sizes)
+    xs = np.sqrt(np.repeat([2.0, 1.0, 0.5], sizes))
+    return D.gaussian_mixture(np.zeros((1, d)), [lam], teacher=(xs / np.linalg.norm(xs))[None], name="three_level")
+
+
+CASES = {"squared": (LIN, 0.5), "huber_tanh": (models.huber_tanh(noise_std=0.3, threshold=0.5), 2.0)}
+
+
+def _max_z(th, sim, variables=("test_loss", "norm", "overlap")):
+    """Largest ``|theory - simulation| / combined SE`` over the output times (t > 0) per variable."""
+    out = {}
+    for v in variables:
+        T = th.sizes["time"]
+        a = th[v].values.reshape(T, -1)[1:, 0]
+        sa = th[v + "_sem"].values.reshape(T, -1)[1:, 0]
+        x = sim[v].values.reshape(sim.sizes["seed"], T, -1)[:, 1:, 0]
+        s = x.std(0, ddof=1) / math.sqrt(x.shape[0])
+        out[v] = float(np.max(np.abs(a - x.mean(0)) / np.hypot(sa, s)))
+    return out
+
+
+@pytest.mark.parametrize("dynamics", ["sgd", "sme", "gf"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_dmft_matches_simulation_three_level(case, dynamics):
+    """Three exact groups, ``d = 300``, 6 seeds: DMFT within 4 combined SE of the simulation at
+    t = 0.5, 1, 2 (measured max 2.8, the squared-loss GF norm, +11% of 4% SE: finite d)."""
+    model, lr = CASES[case]
+    kw = dict(dynamics=dynamics, delta=2.0, lr=lr, times=[0.0, 0.5, 1.0, 2.0], data=three_level(300))
+    th = _solve(model, n_paths={"sgd": 16384}.get(dynamics, 2048), seed=1, **kw)
+    sim = dmft.simulate(model, n_seeds=6, seed=2, n_test=4000, progress=False, **kw)
+    z = _max_z(th, sim)
+    assert max(z.values()) < 4, z
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dynamics", ["sgd", "sme", "gf"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_dmft_matches_simulation_power_law(case, dynamics):
+    """Power law (``lam ∝ (i/d)^1.5``, teacher ``∝ (i/d)^-0.5``), 32 bins, default grid and
+    paths, 21 output times to ``t = 4``; simulation at ``d = 1000`` with 16 seeds (Huber-on-tanh
+    SGD at ``d = 2000``: its norm is 1.5-3.5% below the ``d = 1000`` simulation, up to 4 SE, and
+    half as far from ``d = 2000``'s, the finite-size trend; docs/dmft_anisotropic.md, section 7).
+    Test loss, norm and overlap within 3 combined SE at every time, the training loss within 4."""
+    model, lr = CASES[case]
+    d = 2000 if (case, dynamics) == ("huber_tanh", "sgd") else 1000
+    kw = dict(dynamics=dynamics, delta=2.0, lr=lr, t_max=4.0, n_time=21)
+    th = dmft.solve(model, seed=11, data=power_law(1000), groups=D.Binned(32), progress=False, **kw)
+    sim = dmft.simulate(model, n_seeds=16, seed=5 if d == 1000 else 6, data=power_law(d), progress=False, **kw)
+    z = _max_z(th, sim)
+    assert max(z.values()) < 3, z
+    assert _max_z(th, sim, ("train_loss",))["train_loss"] < 4
+
+
+@pytest.mark.slow
+def test_gf_least_squares_matches_closed_form_to_1e3():
+    """Power law ``d = 1000``, 16 bins, ``dt = 0.02``, 32768 paths: the DMFT within 1e-3 relative
+    of the closed form on the same groups (measured: |rel| <= 9e-5, SE 6-8e-5)."""
+    data = power_law(1000)
+    groups = D.Binned(16)
+    ds = dmft.solve(LIN, dynamics="gf", delta=2.0, lr=0.5, t_max=2.0, n_time=5, dt=0.02, n_paths=32768, seed=4,
+                    data=data, groups=groups, progress=False, check_dt=False)
+    spec = dmft._spectral.Groups.of(data, groups)
+    cf, half = ref.anisotropic_gf(spec.weights, spec.eigenvalues, spec.teacher_power[:, 0, 0], delta=2.0, lr=0.5,
+                                  noise_var=0.25, times=ds.time.values)
+    rel = np.abs(2 * ds.test_loss.values - cf) / cf
+    assert np.all(rel <= 1e-3) and np.all(rel <= 4 * 2 * ds.test_loss_sem.values / cf + 1e-5), rel
