@@ -537,18 +537,20 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     return 8 * (sum(parts.values()) + transient), max(parts, key=parts.get)
 
 
-def _runtime_estimate(driver, B, P, N, k, stride, t_max) -> float:
+def _runtime_estimate(driver, B, P, N, k, stride, t_max, n_groups=0) -> float:
     """Seconds of a solve: ``1 + c_grid (B/8) k^2 N^2`` for the parameter side and the
     factors, plus the sample side's tangents, ``c_path P k^2 J N`` for SGD (``J`` events per
     path) and ``c_path (P / stride) k^2 N^2`` for SME and GF; ``c`` fitted to Huber-on-tanh
-    solves on one core of the reference machine (docs/performance.md, "Resource estimates")."""
+    solves on one core of the reference machine (docs/performance.md, "Resource estimates").
+    Anisotropic data: each of ``n_groups`` spectral groups adds about the grid term (measured
+    0.6x for GF, 1.3x for SGD; docs/performance.md, "Anisotropic data")."""
     B, P, N = float(B), float(P), float(N)
     grid = {"Poisson": 6e-6, "Gaussian": 1.3e-5, "Deterministic": 7e-6}[type(driver).__name__]
     if driver.dense:
         path = (1.5e-8 if isinstance(driver, Gaussian) else 2.1e-8) * P / stride * N * N
     else:
         path = 3.6e-8 * P * driver.rate * t_max * N
-    return 1.0 + k * k * (grid * B / 8 * N * N + path)
+    return 1.0 + k * k * ((1 + n_groups) * grid * B / 8 * N * N + path)
 
 
 def solve(
@@ -834,9 +836,9 @@ def solve(
             + {"grid": "raise dt or lower t_max or n_time (memory grows like N^2)",
                "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
             + ", or raise max_memory_gb")
-    runtime = _runtime_estimate(driver, B, P, N, k, tangent_stride, t_max)
+    runtime = _runtime_estimate(driver, B, P, N, k, tangent_stride, t_max, n_groups)
     if driver.dense and check_dt is not False:  # the step check's solve with twice the step
-        runtime += _runtime_estimate(driver, B, P, max(1, N // 2), k, tangent_stride, t_max)
+        runtime += _runtime_estimate(driver, B, P, max(1, N // 2), k, tangent_stride, t_max, n_groups)
     if max_runtime_s is not None and runtime > max_runtime_s:
         raise errors.ParameterError(
             f"t_max={t_max!r} with dt={requested_dt!r} and n_paths={n_paths!r} is not allowed here: the solve would "
