@@ -706,8 +706,8 @@ def solve(
         isotropic inputs, teacher prior ``N(0, I)``.
     groups : 'auto', 'exact' or onepass.data.Binned
         Spectral groups of ``data``: one per distinct eigenvalue (``'exact'``), ``Binned(G)``
-        bins of ``log(lam)``, or ``'auto'``: exact up to
-        :data:`dmft._spectral.AUTO_MAX_GROUPS` distinct eigenvalues, else that many bins.
+        bins of ``log(lam)``, or ``'auto'``: exact up to 32 distinct eigenvalues
+        (``dmft._spectral.AUTO_MAX_GROUPS``), else 32 bins.
         Memory and parameter-side cost grow linearly in the number of groups.
 
     Returns
@@ -898,7 +898,7 @@ def solve(
 
     # teacher rows of the joint factor, labels
     for b in range(B):
-        _k.chol_append(L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.check_data)
+        _k.chol_append(L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
     wstar = np.ascontiguousarray(Z[:, :ks] @ L[0, :ks, :ks].T)
     y = np.zeros((P, model.label_dim))
     # kernels with this model's functions bound (compiled once, then from the disk cache)
