@@ -19,6 +19,7 @@ KINDS = ("unit", "validation", "integration")
 
 #: the kind of the tests of each file that carry no kind of their own
 FILE_KIND = {
+    "test_anisotropic.py": "validation",
     "test_api_docs.py": "integration",
     "test_architecture.py": "integration",
     "test_assert_agree.py": "unit",

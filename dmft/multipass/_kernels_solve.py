@@ -179,29 +179,20 @@ def finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, rho_inv,
                A, R, C, S, m, nu, Phi, asum, bvec, RtT):
     """Row ``n >= 1`` of ``m, nu, A, R, C`` (and :func:`row_sums`) of every replica, from
     row ``n - 1`` and the products ``P = sum_j dK_j X_j.`` of :func:`row_products`: the
-    incremental identities of ``solve._ParamSide.row``.
+    incremental identities of ``solve._ParamSide.row`` (:func:`teacher_row`, then
+    :func:`kernel_row`)."""
+    teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi)
+    kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C, S, nu, asum, bvec, RtT)
 
+
+@njit(cache=True, fastmath=_FM)
+def teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi):
+    """Row ``n`` of ``m`` and ``nu`` of every replica from the isotropic identities
     ``m_n = (delta Phi_n - lam sum_{j<n} w_j m_j) / (1 + lam dt / 2)`` (trapezoid, the half
-    weight at ``n`` moved left), ``nu_n = (Phi_n - sum_{j<=n} G_nj m_j) rho^-1``;
-    ``A_n. = Minv (A_{n-1}. - E_{n-1} + PA)``, ``R_n. = Minv (R_{n-1}. - delta dG^-
-    + PR)``, ``C_n. = Minv (C_{n-1}. + PC + delta dnu rho b^T)`` (with its transpose as
-    column ``n``), ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)``, ``Y_nn = q0 asum_n^T +
-    delta S_n. A_n.^T + delta nu_n rho b_n^T``. Grow: (B, N+1, k, k) the row of ``G``;
-    dGm: (B, n, k, k) the increment of ``G^-``; Minv: (B, k, k) ``(I - K_nn)^-1``;
-    PA, PR, PC: (B, k, n k).
-    """
-    B = A.shape[0]
-    k = Minv.shape[1]
-    ks = m.shape[3]
-    nk = n * k
-    pk = nk - k
-    TA = np.empty((k, nk))
-    TR = np.empty((k, nk))
-    TC = np.empty((k, nk))
+    weight at ``n`` moved left) and ``nu_n = (Phi_n - sum_{j<=n} G_nj m_j) rho^-1``.
+    Grow: (B, N+1, k, k) the row of ``G``; m, nu, Phi: (B, N+1, k, ks)."""
+    B, _, k, ks = m.shape
     tmp = np.empty((k, ks))
-    drho = np.empty((k, ks))
-    Y = np.empty((k, k))
-    cnn = np.empty((k, k))
     for b in range(B):
         for a in range(k):
             for g in range(ks):
@@ -222,6 +213,30 @@ def finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, rho_inv,
                 for h in range(ks):
                     acc += tmp[a, h] * rho_inv[h, g]
                 nu[b, n, a, g] = acc
+
+
+@njit(cache=True, fastmath=_FM)
+def kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C, S, nu, asum, bvec, RtT):
+    """Row ``n >= 1`` of ``A, R, C`` (and :func:`row_sums`) of every replica, given row ``n``
+    of ``nu``: ``A_n. = Minv (A_{n-1}. - E_{n-1} + PA)``, ``R_n. = Minv (R_{n-1}. - delta dG^-
+    + PR)``, ``C_n. = Minv (C_{n-1}. + PC + delta dnu rho b^T)`` (with its transpose as
+    column ``n``), ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)``, ``Y_nn = q0 asum_n^T +
+    delta S_n. A_n.^T + delta nu_n rho b_n^T``. Grow: (B, N+1, k, k) the row of ``G``;
+    dGm: (B, n, k, k) the increment of ``G^-``; Minv: (B, k, k) ``(I - K_nn)^-1``;
+    PA, PR, PC: (B, k, n k).
+    """
+    B = A.shape[0]
+    k = Minv.shape[1]
+    ks = nu.shape[3]
+    nk = n * k
+    pk = nk - k
+    TA = np.empty((k, nk))
+    TR = np.empty((k, nk))
+    TC = np.empty((k, nk))
+    drho = np.empty((k, ks))
+    Y = np.empty((k, k))
+    cnn = np.empty((k, k))
+    for b in range(B):
         for a in range(k):
             for g in range(ks):
                 acc = 0.0

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import integrate
 
 from . import _kernels_simulate as _k
+from . import _spectral
 from .._brownian import BridgeNormals
 from .._jit import specialise
 from .._progress import progress_bar
@@ -63,7 +64,7 @@ def simulate(
     batch: float = 1.0,
     dynamics: str = "sgd",
     t_max: float | None = None,
-    d: int = 1000,
+    d: int | None = None,
     alpha: float = 0.0,
     n_seeds: int = 10,
     seed=0,
@@ -79,6 +80,7 @@ def simulate(
     on_divergence: str = "raise",
     max_memory_gb: float = 4.0,
     max_runtime_s: float | None = 3600.0,
+    data=None,
 ):
     """Simulate multi-pass SGD, SME or gradient flow at finite ``d`` on ``n_seeds`` data sets.
 
@@ -97,7 +99,7 @@ def simulate(
     t_max : float
         Final time; default 4, or the last of ``times``.
     d : int
-        Dimension.
+        Dimension (default 1000; with ``data``, the data's ``d``, which a given ``d`` must equal).
     alpha : float in [0, 1)
         Batch exponent (SGD only): ``kappa = kappa_bar n^alpha``, ``eta = eta_bar n^alpha``.
     n_seeds : int
@@ -160,6 +162,13 @@ def simulate(
         Refuse (ParameterError, before any work) a run whose estimated peak memory or run
         time exceeds these (``max_runtime_s=None``: no time limit). The estimates are in
         ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']`` (docs/reliability.md).
+    data : onepass.data.GaussianMixture or None
+        Anisotropic teacher-student data (one class, zero mean, covariance ``K = diag(lam)``,
+        teacher rows ``x*``; e.g. :func:`onepass.data.teacher_student`): inputs
+        ``x ~ N(0, K/d)`` (the columns of standard normal inputs scaled by ``sqrt(lam_i/d)``,
+        training and held-out alike) and the fixed teacher ``theta* = sqrt(d) x*^T``, so
+        ``r* = x* a`` as in ``onepass`` (docs/dmft_anisotropic.md). ``None``: isotropic
+        inputs and an i.i.d. ``N(0, 1)`` teacher, as described above.
 
     Returns
     -------
@@ -200,7 +209,14 @@ def simulate(
     lr = errors.positive("lr", lr)
     batch = errors.positive("batch", batch)
     dynamics = errors.choice("dynamics", dynamics, DYNAMICS)
-    d = errors.positive_int("d", d)
+    coords = None
+    if data is not None:
+        coords = _spectral.Coordinates.of(_spectral.check_data(data, model))
+        if d is not None and d != data.d:
+            raise errors.ParameterError(
+                f"d={d!r} is not allowed: with data, d must be the data's d = {data.d} (or None)")
+        d = data.d
+    d = errors.positive_int("d", 1000 if d is None else d)
     alpha = errors.in_range("alpha", alpha, 0.0, 1.0)
     n_seeds = errors.positive_int("n_seeds", n_seeds)
     seed = errors.seed_value(seed)
@@ -230,11 +246,13 @@ def simulate(
     h = kappa / (batch * n)
     if dynamics == "sme" and dt is None:
         dt = _SME_DT_LR / lr
+    # largest eigenvalue of X^T X per unit curvature: the Marchenko-Pastur edge, times lam_max for data
+    edge = (1 + math.sqrt(n / d)) ** 2 * (1.0 if coords is None else float(coords.eigenvalues.max()))
     mem, mem_culprit = _memory_estimate(model, dynamics, n, d, kappa, n_test, n_time, sampling)
     checked = dt is not None and dynamics != "sgd" and check_dt is not False and (
-        check_dt or _step_may_bias(dynamics, lr, c, dt, _start_curvature(model, init_std), delta))
+        check_dt or _step_may_bias(dynamics, lr, c, dt, _start_curvature(model, init_std), edge))
     runtime, time_culprit = _runtime_estimate(model, dynamics, n, d, n_test, n_time, n_seeds, batch, t_max, dt, lr,
-                                              kappa, checked)
+                                              kappa, edge, checked)
     _check_resources(mem, mem_culprit, max_memory_gb, runtime, time_culprit, max_runtime_s,
                      dict(d=d, n_test=n_test, batch=batch, t_max=t_max, n_seeds=n_seeds, dt=dt, delta=delta,
                           n_time=n_time))
@@ -254,14 +272,15 @@ def simulate(
     half_test, half_tr = np.full((n_seeds, n_time), np.nan), np.full((n_seeds, n_time), np.nan)
     for s, child in enumerate(_progress(root.spawn(n_seeds), progress, dynamics)):
         data_ss, sample_ss, test_ss = child.spawn(3)
-        X, Y, theta_star, theta = _dataset(model, n, d, init_std, np.random.default_rng(data_ss))
-        held_out = _test_set(model, n_test, theta_star, np.random.default_rng(test_ss))
+        X, Y, theta_star, theta = _dataset(model, n, d, init_std, np.random.default_rng(data_ss), coords)
+        held_out = _test_set(model, n_test, theta_star, np.random.default_rng(test_ss), coords)
         _check_labels(model, Y, held_out[1], s)
         theta0 = theta.copy()
         checked = False
         if dt is not None and dynamics != "sgd":
-            curv = _check_step_stability(model, X, Y, theta0, lr, dt, dynamics, s)
-            checked = check_dt is not False and (check_dt or _step_may_bias(dynamics, lr, c, dt, curv, n / d))
+            edge_s = (1 + math.sqrt(n / d)) ** 2 if coords is None else _top_eigenvalue(X)
+            curv = _check_step_stability(model, X, Y, theta0, lr, dt, dynamics, s, edge_s)
+            checked = check_dt is not False and (check_dt or _step_may_bias(dynamics, lr, c, dt, curv, edge_s))
         rec = _Recorder(model, X, Y, theta_star, held_out, n_time)
         with np.errstate(all="ignore"):
             run(cfg, X, Y, theta, np.random.default_rng(sample_ss), rec)
@@ -298,11 +317,14 @@ def simulate(
         "step_time": h, "n_seeds": n_seeds, "seed": seed_attr, "ridge": ridge,
         "init_std": init_std, "sampling": sampling,
         "dt": "adaptive" if (dynamics == "gf" and dt is None) else dt,
-        "t_max": t_max, "n_time": n_time, "teacher_prior": "N(0, 1) (rho = 1)",
+        "t_max": t_max, "n_time": n_time,
+        "teacher_prior": "N(0, 1) (rho = 1)" if data is None else "fixed: theta* = sqrt(d) data.teacher^T",
         "method": _METHOD[dynamics], "rho": rhos.tolist(), "on_divergence": on_divergence,
         "n_test": n_test, "test_loss_method": "mean loss on n_test held-out samples per seed",
         "memory_gb": mem / 2**30, "runtime_estimate_s": runtime,
     }
+    if data is not None:
+        attrs.update({key: v for key, v in data.attrs().items() if key not in attrs})
     if first is not None:
         keep = times < first.time
         if not keep.any():
@@ -441,12 +463,13 @@ def _probe_gradient(model, X, Y, rec):
     return None
 
 
-def _check_step_stability(model, X, Y, theta0, lr: float, dt: float, dynamics: str, s: int) -> float:
+def _check_step_stability(model, X, Y, theta0, lr: float, dt: float, dynamics: str, s: int, edge: float) -> float:
     """SME (Euler-Maruyama) and RK4 gradient flow with a fixed ``dt``: DivergenceError (cause
     ``'time_step'``, time 0) when ``lr dt lambda`` exceeds the scheme's real stability limit
-    (2 and 2.785), ``lambda = (1 + sqrt(n/d))^2 mean_i l''_i`` the largest eigenvalue of the
-    empirical Hessian at ``theta_0`` (the edge of ``X^T X`` times the mean curvature over up to
-    1000 samples). Returns that mean curvature ``mean_i l''_i``."""
+    (2 and 2.785), ``lambda = edge mean_i l''_i`` the largest eigenvalue of the empirical
+    Hessian at ``theta_0`` (``edge`` the largest eigenvalue of ``X^T X``: ``(1 + sqrt(n/d))^2``
+    for isotropic inputs, times the mean curvature over up to 1000 samples). Returns that
+    mean curvature ``mean_i l''_i``."""
     n, d = X.shape
     rows = np.arange(min(n, 1000))
     R = X[rows] @ theta0
@@ -455,7 +478,7 @@ def _check_step_stability(model, X, Y, theta0, lr: float, dt: float, dynamics: s
     for i in rows:
         model.hess(R[i], Y[i], model.param_array, H)
         curv += float(np.linalg.eigvalsh(0.5 * (H + H.T))[-1]) / len(rows)
-    lam = (1 + math.sqrt(n / d)) ** 2 * curv
+    lam = edge * curv
     limit = 2.0 if dynamics == "sme" else 2.785
     if lr * dt * lam > limit:
         raise errors.DivergenceError(
@@ -482,17 +505,18 @@ def _start_curvature(model, init_std: float) -> float:
     return curv
 
 
-def _step_may_bias(dynamics: str, lr: float, c: float, dt: float, curv: float, delta: float) -> bool:
+def _step_may_bias(dynamics: str, lr: float, c: float, dt: float, curv: float, edge: float) -> bool:
     """Whether a fixed step ``dt`` is checked against ``dt / 2`` (:func:`_step_error`). SME: a
     sample's residual ``r`` with curvature ``l''`` moves by ``-lr l'' r (dt + dB / sqrt(kappa_bar))``
     per step, so Euler-Maruyama's mean-square factor ``(1 - lr l'' dt)^2 + c lr l''^2 dt`` adds
     ``(lr l'')^2 dt`` to the exact rate ``-lr l'' (2 - c l'')``: checked where that is more than
     ``_SME_CHECKED_RATE_BIAS`` of it (always at ``c l'' >= 2``). RK4: where ``lr dt lambda_max >
-    _RK4_CHECKED_STIFFNESS``, ``lambda_max = (1 + sqrt(delta))^2 l''``."""
+    _RK4_CHECKED_STIFFNESS``, ``lambda_max = edge l''`` (``edge`` the largest eigenvalue of
+    ``X^T X``, ``(1 + sqrt(delta))^2`` for isotropic inputs)."""
     if dynamics == "sme":
         margin = 2 - c * curv
         return margin <= 0 or lr * dt * curv > _SME_CHECKED_RATE_BIAS * margin
-    return lr * dt * (1 + math.sqrt(delta)) ** 2 * curv > _RK4_CHECKED_STIFFNESS
+    return lr * dt * edge * curv > _RK4_CHECKED_STIFFNESS
 
 
 def _halved_run(cfg, dynamics: str, run, rec, X, Y, theta0, sample_ss, s: int):
@@ -535,14 +559,15 @@ def _memory_estimate(model, dynamics: str, n: int, d: int, kappa: int, n_test: i
 
 
 def _runtime_estimate(model, dynamics: str, n: int, d: int, n_test: int, n_time: int, n_seeds: int, batch: float,
-                      t_max: float, dt, lr: float, kappa: int, checked: bool = False):
+                      t_max: float, dt, lr: float, kappa: int, edge: float, checked: bool = False):
     """Seconds of a run from operation counts (multiply-adds of ``r = theta^T x`` and of the
     update, ``k`` per coordinate) at ``_SECONDS_PER_MAC`` (measured, docs/performance.md),
     and the argument that drives it. SGD: ``t_max batch n`` sample gradients per seed; SME:
     ``t_max / dt`` steps over all ``n`` samples; GF: RK4's 4 per step, the adaptive
-    integrator's ``6 (lr t_max L + 20)`` with ``L = (1 + sqrt(n/d))^2`` the data's largest
-    Hessian eigenvalue per unit curvature. Recording: ``n_time (n + n_test)`` predictions.
-    ``checked``: the step check's run with halved steps, twice the work, is added."""
+    integrator's ``6 (lr t_max L + 20)`` with ``L = edge`` the data's largest Hessian
+    eigenvalue per unit curvature (``(1 + sqrt(n/d))^2`` for isotropic inputs). Recording:
+    ``n_time (n + n_test)`` predictions. ``checked``: the step check's run with halved steps,
+    twice the work, is added."""
     nd = float(n) * d * model.k
     if dynamics == "sgd":
         work = 2 * t_max * batch * float(n) * d * model.k
@@ -551,7 +576,7 @@ def _runtime_estimate(model, dynamics: str, n: int, d: int, n_test: int, n_time:
     elif dt is not None:
         work = 8 * nd * math.ceil(t_max / dt)
     else:
-        work = 12 * nd * (lr * t_max * (1 + math.sqrt(n / d)) ** 2 + 20)
+        work = 12 * nd * (lr * t_max * edge + 20)
     record = float(n_time) * (n + n_test) * d * model.k
     if checked:
         work, record = 3 * work, 2 * record
@@ -579,24 +604,51 @@ def _check_resources(mem: float, mem_part: str, max_memory_gb: float, runtime: f
 
 
 # ---------------------------------------------------------------- data and observables
-def _dataset(model, n: int, d: int, init_std: float, rng: np.random.Generator):
-    """``(X, Y, theta_star, theta_0)`` of one seed, drawn in this order from ``rng``."""
-    X = rng.standard_normal((n, d))
-    X /= math.sqrt(d)  # in place: the peak memory is one n x d array
+def _dataset(model, n: int, d: int, init_std: float, rng: np.random.Generator, coords=None):
+    """``(X, Y, theta_star, theta_0)`` of one seed, drawn in this order from ``rng``.
+
+    ``coords`` (:class:`dmft.multipass._spectral.Coordinates`): inputs ``x ~ N(0, K/d)`` and its fixed
+    teacher (the isotropic teacher's normals are drawn all the same, so the other draws
+    are those of the isotropic data set)."""
+    X = _inputs(rng, n, d, coords)
     theta_star = rng.standard_normal((d, model.k_star))
+    if coords is not None:
+        theta_star = coords.teacher.copy()
     eps = rng.standard_normal((n, model.noise_dim))
     theta0 = init_std * rng.standard_normal((d, model.k))
     return X, _labels(model, X, theta_star, eps), theta_star, theta0
 
 
-def _test_set(model, n_test: int, theta_star, rng: np.random.Generator):
-    """Held-out inputs ``X`` (n_test, d), ``x ~ N(0, I/d)``, and teacher labels with fresh
-    label noise (n_test, label_dim), drawn in this order from ``rng``."""
+def _test_set(model, n_test: int, theta_star, rng: np.random.Generator, coords=None):
+    """Held-out inputs ``X`` (n_test, d), ``x ~ N(0, I/d)`` (``N(0, K/d)`` with ``coords``),
+    and teacher labels with fresh label noise (n_test, label_dim), drawn in this order from ``rng``."""
     d = theta_star.shape[0]
-    X = rng.standard_normal((n_test, d))
-    X /= math.sqrt(d)
+    X = _inputs(rng, n_test, d, coords)
     eps = rng.standard_normal((n_test, model.noise_dim))
     return X, _labels(model, X, theta_star, eps)
+
+
+def _inputs(rng: np.random.Generator, n: int, d: int, coords=None):
+    """``n`` rows ``x ~ N(0, I/d)``, or ``N(0, K/d)`` with ``coords`` (scaled columns), in place:
+    the peak memory is one ``n x d`` array."""
+    X = rng.standard_normal((n, d))
+    if coords is None:
+        X /= math.sqrt(d)
+    else:
+        X *= coords.column_scale
+    return X
+
+
+def _top_eigenvalue(X, iterations: int = 30) -> float:
+    """Largest eigenvalue of ``X^T X`` by power iteration from the flat vector (deterministic;
+    it converges from below, so it is raised by 10%: a stability check, not a measurement)."""
+    v = np.ones(X.shape[1]) / math.sqrt(X.shape[1])
+    top = 0.0
+    for _ in range(iterations):
+        w = X.T @ (X @ v)
+        top = float(np.linalg.norm(w))
+        v = w / top
+    return 1.1 * top
 
 
 def _labels(model, X, theta_star, eps):

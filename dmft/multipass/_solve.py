@@ -22,6 +22,7 @@ from scipy.stats import qmc
 from .. import errors, expectation, output
 from .. import models as _models
 from . import _kernels_solve as _k
+from . import _spectral
 from .._jit import specialise
 from .._progress import progress_bar
 
@@ -310,12 +311,29 @@ class _ParamSide:
         else:
             _row_products(dK, dW, A, R, C, self.RtT, delta, 0, nk, PA, PR, PC)
         self.last_products = (n, dK, dW.copy(), (PA, PR, PC))  # dW may be a view of a reused buffer
-        _k.finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho, self.rho_inv,
-                      A, R, C, self.S, self.m, self.nu, self.Phi, self.asum, self.bvec, self.RtT)
+        self._finish(n, Grow, dGm, Minv, PA, PR, PC)
+
+    def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
+        """Rows ``n`` of ``m, nu`` (isotropic identities) and of ``A, R, C`` from the products."""
+        _k.finish_row(n, self.dt, self.delta, self.lr * self.ridge, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho,
+                      self.rho_inv, self.A, self.R, self.C, self.S, self.m, self.nu, self.Phi, self.asum, self.bvec,
+                      self.RtT)
+
+    def _teacher_direct(self, n, Grow):
+        """Rows ``n`` of ``m`` and ``nu`` (the direct form of :func:`_kernels_solve.teacher_row`)."""
+        dt, delta, lam = self.dt, self.delta, self.lr * self.ridge
+        m, nu, Phi = self.m, self.nu, self.Phi
+        if n == 0:
+            m[:, 0] = delta * Phi[:, 0]
+        else:
+            wm = np.full(n, dt)
+            wm[0] = 0.5 * dt
+            m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
+        nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ self.rho_inv
 
     def row_direct(self, n, Grow, Gprow):
         k, dt, delta, lr, ridge = self.k, self.dt, self.delta, self.lr, self.ridge
-        C, R, A, S, m, nu, Phi = self.C, self.R, self.A, self.S, self.m, self.nu, self.Phi
+        C, R, A, S, nu = self.C, self.R, self.A, self.S, self.nu
         B = C.shape[0]
         nk, n1k = n * k, (n + 1) * k
         eye = np.eye(k)
@@ -325,13 +343,7 @@ class _ParamSide:
         lam = lr * ridge
         Kb = delta * Grow[:, : n + 1] - lam * w[None, :, None, None] * eye
         K = _flat(Kb)
-        if n == 0:
-            m[:, 0] = delta * Phi[:, 0]
-        else:
-            wm = np.full(n, dt)
-            wm[0] = 0.5 * dt
-            m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
-        nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ self.rho_inv
+        self._teacher_direct(n, Grow)
         Minv = _inv_blocks(eye - Kb[:, n])
         A[:, nk:n1k, nk:n1k] = Minv
         R[:, nk:n1k, nk:n1k] = eye
@@ -358,6 +370,123 @@ class _ParamSide:
         C[:, :n1k, nk:n1k] = np.swapaxes(Crow, -1, -2)
 
 
+class _GroupParamSide(_ParamSide):
+    """One spectral group's parameter side (docs/dmft_anisotropic.md, section 5): the isotropic
+    row with ``delta lam_g`` for ``delta`` and ``rho_g`` for ``rho``. Its rows of ``m`` and
+    ``nu`` (``nu`` shared by all groups) are set by :meth:`_SpectralParamSide.teacher_row`
+    before :meth:`row` runs; ``rho_g`` may be singular (a group without teacher power)."""
+
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, asum, bvec):
+        super().__init__(k, ks, dt, delta, lr, ridge, q0, np.eye(ks), C, R, A, S, m, nu, None, asum, bvec)
+        self.rho, self.rho_inv = rho, None
+
+    def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
+        _k.kernel_row(n, self.dt, self.delta, self.lr * self.ridge, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho,
+                      self.A, self.R, self.C, self.S, self.nu, self.asum, self.bvec, self.RtT)
+
+    def _teacher_direct(self, n, Grow):
+        """Nothing: the coupled solve has set the rows."""
+
+
+class _SpectralParamSide:
+    """The parameter side of anisotropic data (docs/dmft_anisotropic.md, section 5).
+
+    One :class:`_GroupParamSide` per spectral group ``g`` (weight ``p_g``, eigenvalue
+    ``lam_g`` normalised so that ``sum_g p_g lam_g = 1``, teacher power ``rho_g`` in the same
+    normalisation), all driven by the one sample side's ``G``, ``S`` and ``Phi``. Row ``n``:
+    the coupled solve for ``nu_n`` and every ``m_g,n`` (:meth:`teacher_row`), the groups'
+    rows, then the sample side's kernels ``C_K = sum_g p_g lam_g C_g``, ``R_K`` and ``m_K``
+    in ``C``, ``R``, ``m`` (the arrays the sample side reads).
+    """
+
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, weights, eigenvalues, rho, C, R, S, m, nu, Phi):
+        G = len(weights)
+        B, NK, _ = C.shape
+        N1 = m.shape[1]
+        self.k, self.dt, self.lam = k, dt, lr * ridge
+        self.p = np.asarray(weights, float)
+        self.w = self.p * np.asarray(eigenvalues, float)  # p_g lam_g, summing to 1
+        self.dlam = delta * np.asarray(eigenvalues, float)
+        self.rho_g = np.asarray(rho, float)
+        self.rho_k = np.einsum("g,gab->ab", self.w, self.rho_g)
+        self.C, self.R, self.m, self.nu, self.Phi = C, R, m, nu, Phi
+        self.Cg, self.Rg, self.Ag = (np.zeros((G, B, NK, NK)) for _ in range(3))
+        self.mg = np.zeros((G, B, N1, k, ks))
+        self.asum = np.zeros((G, B, N1, k, k))
+        self.bvec = np.zeros((G, B, N1, k, ks))
+        self.groups = [
+            _GroupParamSide(k, ks, dt, self.dlam[g], lr, ridge, q0, self.rho_g[g], self.Cg[g], self.Rg[g],
+                            self.Ag[g], S, self.mg[g], nu, self.asum[g], self.bvec[g])
+            for g in range(G)]
+
+    def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
+        """Row ``n`` of every group and of ``C``, ``R``, ``m`` (arguments of :meth:`_ParamSide.row`)."""
+        self.teacher_row(n, Grow)
+        for group in self.groups:
+            group.row(n, Grow, Gprow, Gprev, Gpprev, dW, dG)
+        k = self.k
+        rows = slice(n * k, (n + 1) * k)
+        crow = np.einsum("g,gbij->bij", self.w, self.Cg[:, :, rows, : (n + 1) * k])
+        self.C[:, rows, : (n + 1) * k] = crow
+        self.C[:, : (n + 1) * k, rows] = np.swapaxes(crow, -1, -2)
+        self.R[:, rows, : (n + 1) * k] = np.einsum("g,gbij->bij", self.w, self.Rg[:, :, rows, : (n + 1) * k])
+
+    def teacher_row(self, n, Grow):
+        """``nu_n`` and ``m_g,n`` of every group and replica, and ``m_K,n = sum_g p_g lam_g m_g,n``.
+
+        Discretised like the isotropic ``m`` (trapezoid, hat functions for ``G``):
+        ``m_g,n = Minv_g (b_g + delta lam_g nu_n rho_g)`` with
+        ``b_g = sum_{j<n} (delta lam_g G_nj - lam w_j) m_g,j`` and ``Minv_g = (I - K_g,nn)^-1``,
+        and Stein's ``nu_n rho_K = Phi_n - sum_{j<=n} G_nj m_K,j``: a linear equation for
+        ``nu_n``, ``nu rho_K + sum_g p_g lam_g delta lam_g G_nn Minv_g nu rho_g = Phi_n -
+        sum_{j<n} G_nj m_K,j - G_nn sum_g p_g lam_g Minv_g b_g`` (``k ks`` unknowns per replica).
+        """
+        k, dt, lam = self.k, self.dt, self.lam
+        mg, w, dlam, rho_g = self.mg, self.w, self.dlam, self.rho_g
+        G, B = mg.shape[:2]
+        ks = mg.shape[-1]
+        Gn = Grow[:, n]
+        if n > 0:
+            Gm = np.einsum("bjah,gbjhe->gbae", Grow[:, :n], mg[:, :, :n])
+            wm = dt * (mg[:, :, :n].sum(axis=2) - 0.5 * mg[:, :, 0])
+            half = 0.5 * lam * dt
+        else:
+            Gm = wm = np.zeros((G, B, k, ks))
+            half = 0.0  # the trapezoid has no weight at t_0 on a one-point interval
+        b = dlam[:, None, None, None] * Gm - lam * wm
+        eye = np.eye(k)
+        Minv = _inv_blocks((1.0 + half) * eye - dlam[:, None, None, None] * Gn[None])
+        mb = Minv @ b
+        rhs = self.Phi[:, n] - np.einsum("g,gbae->bae", w, Gm) - Gn @ np.einsum("g,gbae->bae", w, mb)
+        Mg = (w * dlam)[:, None, None, None] * (Gn[None] @ Minv)  # (G, B, k, k)
+        # vec(M nu rho) = kron(M, rho^T) vec(nu) for row-major vec
+        L = np.kron(eye, self.rho_k.T)[None] + np.einsum("gbah,gfe->baehf", Mg, rho_g).reshape(B, k * ks, k * ks)
+        nu = np.linalg.solve(L, rhs.reshape(B, k * ks, 1)).reshape(B, k, ks)
+        self.nu[:, n] = nu
+        mg[:, :, n] = mb + Minv @ (dlam[:, None, None, None] * (nu[None] @ rho_g[:, None]))
+        self.m[:, n] = np.einsum("g,gbae->bae", w, mg[:, :, n])
+
+    def plain(self, steps):
+        """``sum_g p_g X_g`` of ``C``, ``R`` (B, T, T, k, k) and ``m`` (B, T, k, ks) at the grid
+        ``steps``: the Euclidean ``theta^T theta/d``, response and ``theta^T theta*/d`` (in the
+        solve's normalisation)."""
+        k = self.k
+        idx = (np.asarray(steps)[:, None] * k + np.arange(k)).ravel()
+        T = len(steps)
+        out = []
+        for X in (self.Cg, self.Rg):
+            Xo = np.einsum("g,gbij->bij", self.p, X[:, :, idx][:, :, :, idx])
+            out.append(Xo.reshape(-1, T, k, T, k).transpose(0, 1, 3, 2, 4))
+        out.append(np.einsum("g,gbtae->btae", self.p, self.mg[:, :, np.asarray(steps)]))
+        return out
+
+    def plain_trace(self):
+        """``tr`` of ``sum_g p_g C_g(t_n, t_n)`` per replica and grid step -> (B, N+1)."""
+        B, N1 = self.mg.shape[1:3]
+        diag = np.einsum("g,gbii->bi", self.p, self.Cg)
+        return diag.reshape(B, N1, self.k).sum(-1)
+
+
 def _interpolation(times: np.ndarray, dt: float, N: int):
     """``(steps, W)``: the grid steps that the output ``times`` need and the matrix ``W``
     (len(times), len(steps)) of linear interpolation, ``x(times) = W x(t_steps)``. A time
@@ -374,11 +503,12 @@ def _interpolation(times: np.ndarray, dt: float, N: int):
     return steps, W
 
 
-def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling):
+def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling, n_groups=0):
     """Peak bytes a solve allocates (above the process's baseline) and the largest part:
     ``'grid'`` (the ``(N+1) k`` square kernels of every replica, ``O(N^2)``), ``'paths'`` (per-path
     inputs, events, gradients and tangents, ``O(P N)``) or ``'events'`` (SGD: the per-path
-    tangents over pairs of events, ``O(P J^2)`` with ``J`` about ``batch t_max``).
+    tangents over pairs of events, ``O(P J^2)`` with ``J`` about ``batch t_max``). Anisotropic
+    data: ``C, R, A`` and the step response of each of ``n_groups`` spectral groups on the grid.
     Counted in float64 so that absurd inputs give ``inf`` instead of an OverflowError;
     checked against measured peak RSS in tests/test_resources.py."""
     P = float(Pb) * B
@@ -387,7 +517,7 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     D = ks + NK
     nxi = driver.normals_per_cell
     # C, R, A, S, the step response RtT; the replicas' Cholesky factors L; C and R at the output times
-    grid = 5 * B * NK * NK + B * D * D + 2 * B * n_time * n_time * k * k
+    grid = (5 + 4 * n_groups) * B * NK * NK + B * D * D + 2 * B * n_time * n_time * k * k
     inputs = P * (D + nd + N * nxi)
     if driver.dense:
         J = N
@@ -409,18 +539,20 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     return 8 * (sum(parts.values()) + transient), max(parts, key=parts.get)
 
 
-def _runtime_estimate(driver, B, P, N, k, stride, t_max) -> float:
+def _runtime_estimate(driver, B, P, N, k, stride, t_max, n_groups=0) -> float:
     """Seconds of a solve: ``1 + c_grid (B/8) k^2 N^2`` for the parameter side and the
     factors, plus the sample side's tangents, ``c_path P k^2 J N`` for SGD (``J`` events per
     path) and ``c_path (P / stride) k^2 N^2`` for SME and GF; ``c`` fitted to Huber-on-tanh
-    solves on one core of the reference machine (docs/performance.md, "Resource estimates")."""
+    solves on one core of the reference machine (docs/performance.md, "Resource estimates").
+    Anisotropic data: each of ``n_groups`` spectral groups adds about the grid term (measured
+    0.6x for GF, 1.3x for SGD; docs/performance.md, "Anisotropic data")."""
     B, P, N = float(B), float(P), float(N)
     grid = {"Poisson": 6e-6, "Gaussian": 1.3e-5, "Deterministic": 7e-6}[type(driver).__name__]
     if driver.dense:
         path = (1.5e-8 if isinstance(driver, Gaussian) else 2.1e-8) * P / stride * N * N
     else:
         path = 3.6e-8 * P * driver.rate * t_max * N
-    return 1.0 + k * k * (grid * B / 8 * N * N + path)
+    return 1.0 + k * k * ((1 + n_groups) * grid * B / 8 * N * N + path)
 
 
 def solve(
@@ -449,6 +581,8 @@ def solve(
     max_runtime_s: float | None = 3600.0,
     kink_bandwidth: float = 0.1,
     kink_extrapolate: bool = True,
+    data=None,
+    groups="auto",
 ):
     """Solve the dynamical mean-field equations of multi-pass SGD / SME / GF.
 
@@ -572,12 +706,25 @@ def solve(
         time is above these (``max_runtime_s=None``: no time limit); a
         :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. Estimates in
         ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']`` (docs/reliability.md).
+    data : onepass.data.GaussianMixture or None
+        Anisotropic teacher-student data (one class, zero mean, covariance ``K = diag(lam)``,
+        fixed teacher rows; e.g. :func:`onepass.data.teacher_student`): inputs
+        ``x ~ N(0, K/d)``, teacher ``theta* = sqrt(d) x*^T`` as in :func:`dmft.simulate`. The
+        parameter side is then one linear process per spectral group, coupled through the
+        sample side's spectrally averaged kernels (docs/dmft_anisotropic.md). ``None``:
+        isotropic inputs, teacher prior ``N(0, I)``.
+    groups : 'auto', 'exact' or onepass.data.Binned
+        Spectral groups of ``data``: one per distinct eigenvalue (``'exact'``), ``Binned(G)``
+        bins of ``log(lam)``, or ``'auto'``: exact up to 32 distinct eigenvalues
+        (``dmft.multipass._spectral.AUTO_MAX_GROUPS``), else 32 bins.
+        Memory and parameter-side cost grow linearly in the number of groups.
 
     Returns
     -------
     xarray.Dataset
         ``train_loss``, ``test_loss`` (time); ``norm`` (time, student, student2) =
-        ``C_theta(t, t)``; ``overlap`` (time, student, teacher) = ``m(t)``;
+        ``C_theta(t, t)`` (with ``data``: ``theta^T theta/d``, the Euclidean norm; the test
+        loss uses the ``K``-weighted one); ``overlap`` (time, student, teacher) = ``m(t)``;
         ``correlation``, ``response`` (time, time2, student, student2); each with a
         ``*_sem``; coordinate ``epoch = t * batch``; inputs and diagnostics in ``attrs``
         (``memory_gb``: the estimated peak memory).
@@ -643,6 +790,9 @@ def solve(
         max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
     seed = errors.seed_value(seed)
     ss = errors.seed_sequence(seed)
+    spec = None if data is None else _spectral.Groups.of(_spectral.check_data(data, model), groups)
+    # the stiffest parameter-side rate is lr lam_max (lr for isotropic inputs)
+    lr_top = lr if spec is None else lr * float(spec.eigenvalues.max())
     # the same random inputs for the solves that check or extrapolate this one (a
     # Generator is drawn once; a SeedSequence is copied before it spawns)
     arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
@@ -669,7 +819,7 @@ def solve(
         out_steps, interp = np.arange(n_time) * every, None
         time_out = out_steps * dt
     # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
-    errors.warn_unresolved(f"dmft.solve(dynamics={dynamics!r})", lr, dt, 0.2)
+    errors.warn_unresolved(f"dmft.solve(dynamics={dynamics!r})", lr_top, dt, 0.2)
     half = 0.5 * batch * dt if driver.dense else 0.0  # drift of half a cell (dense drivers)
     # dense drivers: the statistics use the moments of dz instead of the draw (sample_cell)
     dz_mean, dz_var = driver.dz_moments(dt) if driver.dense else (-1.0, 0.0)
@@ -678,10 +828,13 @@ def solve(
     Pb = -(-n_paths // B)
     Pb = -(-Pb // tangent_stride) * tangent_stride
     P = Pb * B
-    c = lr / batch
+    # anisotropic data: the solve runs in the normalisation Tr K/d = 1 (docs/dmft_anisotropic.md, section 5)
+    tau = 1.0 if spec is None else spec.trace_ratio
+    c = tau * lr / batch
     D = ks + (N + 1) * k
+    n_groups = 0 if spec is None else len(spec.weights)
     mem, culprit = _memory_estimate(driver, B, Pb, N, k, ks, model.noise_dim, len(out_steps), tangent_stride, t_max,
-                                    sampling)
+                                    sampling, n_groups)
     if mem > max_memory_gb * 2**30:
         what = {"grid": f"n_time={n_time!r}" if every == 1 and n_time - 1 > t_max / requested_dt
                 else f"t_max={t_max!r} with dt={requested_dt!r}", "paths": f"n_paths={n_paths!r}",
@@ -693,9 +846,9 @@ def solve(
             + {"grid": "raise dt or lower t_max or n_time (memory grows like N^2)",
                "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
             + ", or raise max_memory_gb")
-    runtime = _runtime_estimate(driver, B, P, N, k, tangent_stride, t_max)
+    runtime = _runtime_estimate(driver, B, P, N, k, tangent_stride, t_max, n_groups)
     if driver.dense and check_dt is not False:  # the step check's solve with twice the step
-        runtime += _runtime_estimate(driver, B, P, max(1, N // 2), k, tangent_stride, t_max)
+        runtime += _runtime_estimate(driver, B, P, max(1, N // 2), k, tangent_stride, t_max, n_groups)
     if max_runtime_s is not None and runtime > max_runtime_s:
         raise errors.ParameterError(
             f"t_max={t_max!r} with dt={requested_dt!r} and n_paths={n_paths!r} is not allowed here: the solve would "
@@ -710,8 +863,8 @@ def solve(
     counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, dt, xi)
     jmax = ev_cell.shape[1]
 
-    rho = np.eye(ks)
-    q0 = init_std**2 * np.eye(k)
+    rho = np.eye(ks) if spec is None else spec.rho_k
+    q0 = tau * init_std**2 * np.eye(k)
     params = model.param_array
 
     # ------------------------------------------------ state (block layout [n k + a, m k + e])
@@ -735,7 +888,11 @@ def solve(
     psi = np.zeros((P // tangent_stride, 0 if driver.dense else jmax * (jmax + 1) // 2 * k * k))
     all_paths = np.arange(P, dtype=np.int64)
     pivots = [np.inf, 0]
-    par = _ParamSide(k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec)
+    if spec is None:
+        par = _ParamSide(k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec)
+    else:  # lr ridge is invariant under the normalisation; lam_g / tau and tau rho_g are normalised
+        par = _SpectralParamSide(k, ks, dt, delta, lr, ridge, q0, spec.weights, spec.eigenvalues / tau,
+                                 tau * spec.teacher_power, C, R, S, m, nu, Phi)
 
     rel_pivots = np.empty((B, 2 * k))
 
@@ -752,7 +909,7 @@ def solve(
 
     # teacher rows of the joint factor, labels
     for b in range(B):
-        _k.chol_append(L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite
+        _k.chol_append(L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
     wstar = np.ascontiguousarray(Z[:, :ks] @ L[0, :ks, :ks].T)
     y = np.zeros((P, model.label_dim))
     # kernels with this model's functions bound (compiled once, then from the disk cache)
@@ -895,7 +1052,8 @@ def solve(
         Wb = (Z[paths] @ L[b, field_rows].T).reshape(Pb, len(out_steps), k)
         train_losses(params, out_steps, c, counts[paths], ev_cell[paths], ev_lam[paths], ev_dz[paths],
                      g[paths], Wb, R[b], y[paths], train[:, b])
-    err = _step_instability(C, train, out_steps, dt, ridge, delta, dynamics)
+    err = _step_instability(C, train, out_steps, dt, ridge, delta, dynamics,
+                            None if spec is None else par.plain_trace() / tau)
     if err is not None:
         if on_divergence == "truncate":
             return _truncated(arguments, err, time_out, dt)
@@ -910,9 +1068,15 @@ def solve(
     m_b = m[:, o]
     C = C[:, o][:, :, o]
     R = R[:, o][:, :, o]
+    # the test loss sees the field's covariance; the outputs are the Euclidean kernels
+    qk_b, mk_b = norm_b, m_b
+    if spec is not None:
+        C, R, m_b = par.plain(o)
+        C, m_b = C / tau, m_b / tau
+        norm_b = np.einsum("btt...->bt...", C)
     if interp is not None:  # grid steps -> the requested times (linear; bilinear on two times)
         train = interp @ train
-        norm_b, m_b = (np.einsum("ou,bu...->bo...", interp, x) for x in (norm_b, m_b))
+        norm_b, m_b, qk_b, mk_b = (np.einsum("ou,bu...->bo...", interp, x) for x in (norm_b, m_b, qk_b, mk_b))
         C, R = (np.einsum("ou,buv...,pv->bop...", interp, x, interp) for x in (C, R))
 
     def mean_sem(x, axis=0):
@@ -924,7 +1088,8 @@ def solve(
     co, co_s = mean_sem(C)
     re, re_s = mean_sem(R)
     output.check_finite("norm", time, nm)
-    tl, tl_b = _test_losses(model, nm, ov, norm_b, m_b, rho)
+    qk, mk = (nm, ov) if spec is None else (qk_b.mean(0), mk_b.mean(0))
+    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho)
     replicas = (tl_b, np.einsum("btaa->bt", norm_b))  # per replica, for a step check's paired differences
     if getattr(_CHECKING, "active", False):
         _CHECKING.replicas = replicas
@@ -932,7 +1097,7 @@ def solve(
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
     # a step check's solve compares values: the integration error estimate is its caller's
-    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, nm, ov, rho, tl_s)
+    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, qk, mk, rho, tl_s)
     output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
@@ -965,6 +1130,10 @@ def solve(
         "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
                       "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
     }
+    if spec is not None:
+        attrs.update({key: v for key, v in data.attrs().items() if key not in attrs})
+        attrs.update(groups=spec.mode, n_groups=n_groups, trace_ratio=tau,
+                     teacher_prior="fixed: theta* = sqrt(d) data.teacher^T")
     ds = output.build(variables, coords, attrs, time_axis="multipass")
     if len(kinks[0]) and kink_extrapolate:
         ds = _extrapolate_kinks(ds, arguments)
@@ -1093,10 +1262,12 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
         cause="time_step")
 
 
-def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float, dynamics: str):
+def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float, dynamics: str, trace=None):
     """A :class:`~dmft.errors.DivergenceError` (cause ``'time_step'``) if the grid is unstable, else None.
 
-    ``C`` (B, (N+1) k, (N+1) k) per replica; ``train`` (n_time, B) at ``out_steps``.
+    ``C`` (B, (N+1) k, (N+1) k) per replica; ``train`` (n_time, B) at ``out_steps``;
+    ``trace`` (B, N+1): ``tr`` of the norm per replica (default: of ``C``'s diagonal; with
+    anisotropic data the Euclidean norm, which the ridge penalises).
     Two signs: ``tr C(t_n, t_n)`` oscillating at the grid scale without decaying (the
     amplitude of ``(-1)^n`` in ``x_n``, a third difference ``(x_{n-1} - 3 x_n + 3 x_{n+1} -
     x_{n+2}) / 8`` that vanishes on quadratics, alternating in sign over ``_SAWTOOTH_STEPS``
@@ -1108,7 +1279,7 @@ def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float
     B, NK, _ = C.shape
     N = int(out_steps[-1])
     k = NK // (N + 1)
-    x = np.einsum("bii->bi", C).reshape(B, N + 1, k).sum(-1)
+    x = np.einsum("bii->bi", C).reshape(B, N + 1, k).sum(-1) if trace is None else trace
     if N >= _SAWTOOTH_STEPS + 3:
         s = (x[:, :-3] - 3 * x[:, 1:-2] + 3 * x[:, 2:-1] - x[:, 3:]) / 8
         amp, se = s.mean(0), s.std(0, ddof=1) / math.sqrt(B)
