@@ -34,12 +34,13 @@ def compare(
     t_max: float | None = None,
     dynamics=("sgd", "sme", "gf"),
     simulate: bool = True,
-    d: int = 400,
+    d: int | None = None,
     n_seeds: int = 8,
     n_paths: int | None = None,
     n_time: int | None = None,
     times=None,
     ridge: float = 0.0,
+    data=None,
     seed: int = 0,
     progress: bool = True,
     solve_options: dict | None = None,
@@ -65,8 +66,8 @@ def compare(
         Which dynamics to run, in this order along the ``dynamics`` dim.
     simulate : bool
         Also run :func:`dmft.simulate`; ``False`` gives ``source = ['theory']`` only.
-    d : int
-        Simulation dimension (``n = round(delta d)``).
+    d : int or None
+        Simulation dimension (``n = round(delta d)``; default 400, or the data's ``d``).
     n_seeds : int
         Simulation data sets; the simulation curve is their mean.
     n_paths : int or None
@@ -80,6 +81,10 @@ def compare(
         interpolates its uniform grid to them (:func:`dmft.solve`).
     ridge : float
         Ridge penalty ``lam >= 0``.
+    data : dmft.data.GaussianMixture or None
+        Anisotropic teacher-student data (one class, zero mean, e.g.
+        ``dmft.data.teacher_student('power_law', d=1000)``) for the solve and the simulation
+        alike (docs/dmft_anisotropic.md); ``None``: isotropic inputs and a random teacher.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed of the DMFT paths and the simulation data; SGD, SME and GF simulations see
         the same data sets. A ``numpy.random.Generator`` stands for the integer
@@ -139,6 +144,11 @@ def compare(
     given_times = times is not None
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=41, t_max_default=4.0)
     ridge = errors.nonnegative("ridge", ridge)
+    if data is not None and d is not None and d != getattr(data, "d", d):
+        raise errors.ParameterError(
+            f"d={d!r} is not allowed: with data, d must be the data's d = {data.d} (or None)")
+    if d is None:
+        d = 400 if data is None else data.d
     if simulate:
         d = errors.positive_int("d", d, minimum=2)
         n_seeds = errors.positive_int("n_seeds", n_seeds, minimum=1)
@@ -149,7 +159,7 @@ def compare(
     solve_options = dict(solve_options or {})
     simulate_options = dict(simulate_options or {})
     common = dict(delta=delta, lr=lr, batch=batch, t_max=t_max, ridge=ridge, seed=seed, progress=False,
-                  on_divergence=on_divergence, **({"times": times} if given_times else {"n_time": n_time}))
+                  on_divergence=on_divergence, **({} if data is None else {"data": data}), **({"times": times} if given_times else {"n_time": n_time}))
     sources = ("theory", "simulation") if simulate else ("theory",)
     all_results, runtimes = [], np.zeros((len(dynamics), len(sources)))
     with progress_bar(progress, total=len(dynamics) * len(sources), desc="dmft.compare", unit="run") as bar:
@@ -183,6 +193,7 @@ def compare(
              "solve_options": solve_options, "simulate_options": simulate_options,
              "sem_method": "theory: DMFT replica standard error; simulation: std(ddof=1)/sqrt(n_seeds)",
              "on_divergence": on_divergence, **truncation}
+    attrs = {"data": "None"} | ({} if data is None else data.attrs()) | attrs
     from .. import __version__
 
     ds.attrs.update(output.clean_attrs({**attrs, "library_version": __version__}))
