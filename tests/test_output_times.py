@@ -1,8 +1,9 @@
 """``times=`` (issue 24): output times off the uniform grid in dmft.solve, dmft.simulate and
-dmft.compare. The solver interpolates its grid values linearly in time (bilinearly on two
+dmft.compare. The solver interpolates its grid values quadratically in time (bilinearly on two
 times); grid times are returned exactly as with ``n_time``."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import dmft
 from dmft import models
@@ -76,3 +77,41 @@ def test_compare_takes_times():
                                rtol=1e-12)
     np.testing.assert_allclose(ds.test_loss.sel(dynamics="gf", source="simulation").values,
                                sim.test_loss.mean("seed").values, rtol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(N=st.integers(1, 40), dt=st.floats(0.01, 1.0), u=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12),
+       coef=st.tuples(st.floats(-3, 3), st.floats(-3, 3), st.floats(-3, 3)))
+def test_interpolation_is_exact_for_quadratics_and_keeps_grid_times(N, dt, u, coef):
+    """Three-point Lagrange weights: rows sum to 1, quadratics (linear functions for the
+    two-time weights) are reproduced to round-off, grid times get weight exactly 1."""
+    from dmft.multipass._solve import _interpolation
+
+    times = np.unique(np.r_[np.asarray(u) * N * dt, dt * np.arange(0, N + 1, max(1, N // 3))])
+    steps, W, W1 = _interpolation(times, dt, N)
+    grid = steps * dt
+    quad = np.polynomial.Polynomial(coef)
+    np.testing.assert_allclose(W.sum(1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(W1.sum(1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(W1 @ (coef[0] + coef[1] * grid), coef[0] + coef[1] * times, atol=1e-9)
+    if N >= 2:
+        np.testing.assert_allclose(W @ quad(grid), quad(times), atol=1e-9 * (1 + (N * dt) ** 2))
+    on = np.isclose(times / dt, np.round(times / dt), rtol=0, atol=1e-10)
+    for Wx in (W, W1):
+        assert np.all(np.isin(Wx[on], [0.0, 1.0])) and np.all(Wx[on].max(1) == 1.0)
+
+
+def test_solve_at_times_is_the_quadratic_interpolation_of_the_grid_solve():
+    # same grid and seed as an n_time solve: off-grid one-time outputs are the three-point
+    # interpolation of its grid values (to round-off), including below the first step
+    kw = dict(delta=2.0, lr=0.5, dynamics="gf", dt=0.1, n_paths=512, seed=1, progress=False, check_dt=False)
+    grid = dmft.solve(SQ, t_max=1.0, n_time=11, **kw)
+    times = np.array([0.025, 0.05, 0.15, 0.37, 0.96])
+    at = dmft.solve(SQ, times=times, t_max=1.0, **kw)
+    g = grid.time.values
+    for var in ("train_loss", "norm", "overlap"):
+        x = grid[var].values.reshape(len(g), -1)[:, 0]
+        a = np.clip(np.rint(times / 0.1).astype(int) - 1, 0, len(g) - 3)
+        u = times / 0.1 - a
+        ref = ((u - 1) * (u - 2) / 2 * x[a] - u * (u - 2) * x[a + 1] + u * (u - 1) / 2 * x[a + 2])
+        np.testing.assert_allclose(at[var].values.reshape(len(times), -1)[:, 0], ref, rtol=1e-10, err_msg=var)

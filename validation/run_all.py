@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 SCRIPTS = ["multipass_linear_regression", "multipass_huber_tanh", "onepass_risk", "onepass_group_overlaps",
-           "onepass_many_classes", "onepass_adagrad", "phase_retrieval", "zoo"]
+           "onepass_many_classes", "onepass_adagrad", "phase_retrieval", "data_reuse", "zoo"]
 
 
 TITLES = {
@@ -26,6 +26,7 @@ TITLES = {
     "onepass_many_classes": "One-pass softmax, C = 15 classes at d = 500",
     "onepass_adagrad": "One-pass AdaGrad-Norm learning rate",
     "phase_retrieval": "Phase retrieval: random vs warm start, d log d vs d samples",
+    "data_reuse": "Data reuse: multi-pass SGD and GF on power-law data, several delta, against one-pass",
     "zoo": "Model zoo: every model family, theory vs simulation",
 }
 

@@ -78,7 +78,7 @@ def compare(
     times : array or None
         Output times instead of ``n_time`` (exclusive with it; 1-d, strictly increasing, in
         ``[0, t_max]``), e.g. log-spaced: the simulation records at them, the DMFT
-        interpolates its uniform grid to them (:func:`dmft.solve`).
+        interpolates its uniform grid to them (quadratic in time, :func:`dmft.solve`).
     ridge : float
         Ridge penalty ``lam >= 0``.
     data : dmft.data.GaussianMixture or None

@@ -488,19 +488,39 @@ class _SpectralParamSide:
 
 
 def _interpolation(times: np.ndarray, dt: float, N: int):
-    """``(steps, W)``: the grid steps that the output ``times`` need and the matrix ``W``
-    (len(times), len(steps)) of linear interpolation, ``x(times) = W x(t_steps)``. A time
-    within 1e-9 steps of a grid point is that point (weight exactly 1)."""
-    x = np.asarray(times) / dt
+    """``(steps, W, W1)``: the grid steps that the output ``times`` need, and the matrices
+    (len(times), len(steps)) with ``x(times) = W x(t_steps)``. ``W``: quadratic (three-point
+    Lagrange) interpolation on the three grid points nearest each time (``0, dt, 2 dt`` before
+    ``dt``), exact for quadratics: a one-time output that starts as ``t^2`` (the norm after a
+    zero start) keeps its value at times below ``dt``, where linear interpolation would double
+    it at ``dt/2``. ``W1``: linear interpolation, for the two-time outputs, which have a kink
+    on the diagonal (a three-point rule across it does no better). A time within 1e-9 steps
+    of a grid point is that point (weight exactly 1) in both."""
+    x = np.asarray(times, dtype=float) / dt
     i0 = np.clip(np.floor(x + 1e-9), 0, N).astype(np.int64)
     f = np.where((x - i0 > 1e-9) & (i0 < N), x - i0, 0.0)
-    steps = np.unique(np.r_[i0, i0[f > 0] + 1])
-    W = np.zeros((len(times), len(steps)))
-    rows = np.arange(len(times))
-    W[rows, np.searchsorted(steps, i0)] = 1.0 - f
+    on_grid = f == 0.0
+    # nodes a, a+1, a+2 around x: the middle one nearest x, inside [0, N]
+    a = np.clip(np.rint(x).astype(np.int64) - 1, 0, max(N - 2, 0))
+    u = x - a
+    if N >= 2:
+        w3 = np.stack([(u - 1) * (u - 2) / 2, -u * (u - 2), u * (u - 1) / 2], axis=1)
+        nodes = a[:, None] + np.arange(3)
+    else:  # a one-step grid has no three points: linear
+        w3 = np.stack([1 - f, f, np.zeros_like(f)], axis=1)
+        nodes = np.stack([i0, np.minimum(i0 + 1, N), np.minimum(i0 + 1, N)], axis=1)
+    w3[on_grid] = [1.0, 0.0, 0.0]
+    nodes[on_grid] = i0[on_grid, None]
+    steps = np.unique(np.r_[nodes.ravel(), i0, np.minimum(i0 + 1, N)])
+    rows = np.arange(len(x))
+    W = np.zeros((len(x), len(steps)))
+    for j in range(3):
+        np.add.at(W, (rows, np.searchsorted(steps, nodes[:, j])), w3[:, j])
+    W1 = np.zeros_like(W)
+    W1[rows, np.searchsorted(steps, i0)] = 1.0 - f
     up = f > 0
-    W[rows[up], np.searchsorted(steps, i0[up] + 1)] = f[up]
-    return steps, W
+    W1[rows[up], np.searchsorted(steps, i0[up] + 1)] = f[up]
+    return steps, W, W1
 
 
 def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling, n_groups=0):
@@ -608,14 +628,15 @@ def solve(
         so ``theory - simulation`` is one subtraction).
     times : array or None
         Output times instead of ``n_time`` (exclusive with it): 1-d, strictly increasing, in
-        ``[0, t_max]``, e.g. log-spaced for long horizons. The grid stays uniform; an output
-        at a time between grid points ``t_i < t < t_{i+1}`` is the linear interpolation of
-        the grid values, ``(1 - f) x_i + f x_{i+1}`` with ``f = (t - t_i) / dt`` (bilinear for
-        ``correlation`` and ``response`` on ``times x times``; the test loss is that of the
-        interpolated ``norm`` and ``overlap``). Its error is ``O(dt^2)`` (``dt^2 |x''| / 8``
-        at most), not above the order of the grid's own error (SME first, GF second order);
-        across the jump of ``response`` at equal times (``R(t, t) = I``) the bilinear form
-        is exact at grid times only. Grid times are returned exactly as without ``times``.
+        ``[0, t_max]``, e.g. log-spaced for long horizons. The grid stays uniform; a one-time
+        output at a time between grid points is the quadratic (three-point Lagrange)
+        interpolation of the grid values at the three grid points nearest it (``0, dt, 2 dt``
+        below ``dt``), error ``O(dt^3)`` and exact for a start like ``t^2``; ``correlation``
+        and ``response`` on ``times x times`` are bilinear, error ``O(dt^2)``, exact at grid
+        times only across their kink at equal times (``R(t, t) = I``). The test loss is that
+        of the interpolated ``norm`` and ``overlap``. The grid's own error at the first steps
+        stays (at ``t < dt`` it is the dominant part). Grid times are returned exactly as
+        without ``times``.
     n_paths : int
         Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
         Default 131072 for SGD, 8192 for SME and GF (their run times and standard errors:
@@ -810,13 +831,13 @@ def solve(
         every = 2  # the step check doubles the step at the same output times
         N = max(1, math.ceil(t_max / dt - 1e-9))
         dt = t_max / N
-        out_steps, interp = _interpolation(times, dt, N)
+        out_steps, interp, interp1 = _interpolation(times, dt, N)
         time_out = times
     else:
         every = max(1, math.ceil(t_max / dt / (n_time - 1) - 1e-9))
         N = every * (n_time - 1)
         dt = t_max / N
-        out_steps, interp = np.arange(n_time) * every, None
+        out_steps, interp, interp1 = np.arange(n_time) * every, None, None
         time_out = out_steps * dt
     # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
     errors.warn_unresolved(f"dmft.solve(dynamics={dynamics!r})", lr_top, dt, 0.2)
@@ -1052,7 +1073,7 @@ def solve(
         Wb = (Z[paths] @ L[b, field_rows].T).reshape(Pb, len(out_steps), k)
         train_losses(params, out_steps, c, counts[paths], ev_cell[paths], ev_lam[paths], ev_dz[paths],
                      g[paths], Wb, R[b], y[paths], train[:, b])
-    err = _step_instability(C, train, out_steps, dt, ridge, delta, dynamics,
+    err = _step_instability(C, train, out_steps, dt, ridge, delta, dynamics, k,
                             None if spec is None else par.plain_trace() / tau)
     if err is not None:
         if on_divergence == "truncate":
@@ -1074,10 +1095,10 @@ def solve(
         C, R, m_b = par.plain(o)
         C, m_b = C / tau, m_b / tau
         norm_b = np.einsum("btt...->bt...", C)
-    if interp is not None:  # grid steps -> the requested times (linear; bilinear on two times)
+    if interp is not None:  # grid steps -> the requested times (quadratic; bilinear on two times)
         train = interp @ train
         norm_b, m_b, qk_b, mk_b = (np.einsum("ou,bu...->bo...", interp, x) for x in (norm_b, m_b, qk_b, mk_b))
-        C, R = (np.einsum("ou,buv...,pv->bop...", interp, x, interp) for x in (C, R))
+        C, R = (np.einsum("ou,buv...,pv->bop...", interp1, x, interp1) for x in (C, R))
 
     def mean_sem(x, axis=0):
         return x.mean(axis), x.std(axis, ddof=1) / math.sqrt(x.shape[axis])
@@ -1262,7 +1283,8 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
         cause="time_step")
 
 
-def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float, dynamics: str, trace=None):
+def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float, dynamics: str, k: int = 1,
+                      trace=None):
     """A :class:`~dmft.errors.DivergenceError` (cause ``'time_step'``) if the grid is unstable, else None.
 
     ``C`` (B, (N+1) k, (N+1) k) per replica; ``train`` (n_time, B) at ``out_steps``;
@@ -1277,8 +1299,7 @@ def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float
     output times beyond 4 standard errors and 1e-3 of its value.
     """
     B, NK, _ = C.shape
-    N = int(out_steps[-1])
-    k = NK // (N + 1)
+    N = NK // k - 1  # the last output step is N only when the output times reach t_max
     x = np.einsum("bii->bi", C).reshape(B, N + 1, k).sum(-1) if trace is None else trace
     if N >= _SAWTOOTH_STEPS + 3:
         s = (x[:, :-3] - 3 * x[:, 1:-2] + 3 * x[:, 2:-1] - x[:, 3:]) / 8
