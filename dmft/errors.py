@@ -20,6 +20,7 @@ CAUSES = {
     "time_step": "lower dt (the solver's own time step is unstable or unresolved at this learning rate)",
     "model": "fix the model: its loss or gradient is not finite (or not bounded below) where the run went",
     "data": "fix the data: the teacher's labels or the inputs are not finite",
+    "n_paths": "pass more n_paths (the DMFT's Monte Carlo noise, fed back through its kernels, blows up)",
 }
 
 
