@@ -1291,7 +1291,7 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
 
 #: a blow-up of a solve with fewer paths per replica than this is also tried with
 #: ``_MORE_PATHS`` times as many: the kernels' Monte Carlo noise can drive it
-_FEW_PATHS_PER_REPLICA = 2048
+_FEW_PATHS_PER_REPLICA = 512
 _MORE_PATHS = 8
 
 
