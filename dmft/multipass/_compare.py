@@ -15,6 +15,7 @@ from .. import errors, output
 from .. import models as _models
 from .._progress import progress_bar
 from .._stack import common_prefix, shared_time, stack_sources
+from . import _spectral
 from ._simulate import simulate as _simulate
 from ._solve import DRIVERS
 from ._solve import solve as _solve
@@ -144,11 +145,9 @@ def compare(
     given_times = times is not None
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=41, t_max_default=4.0)
     ridge = errors.nonnegative("ridge", ridge)
-    if data is not None and d is not None and d != getattr(data, "d", d):
-        raise errors.ParameterError(
-            f"d={d!r} is not allowed: with data, d must be the data's d = {data.d} (or None)")
-    if d is None:
-        d = 400 if data is None else data.d
+    if data is not None:
+        _spectral.check_data(data, model)
+    d = _spectral.dimension(data, d, 400)
     if simulate:
         d = errors.positive_int("d", d, minimum=2)
         n_seeds = errors.positive_int("n_seeds", n_seeds, minimum=1)

@@ -212,11 +212,7 @@ def simulate(
     coords = None
     if data is not None:
         coords = _spectral.Coordinates.of(_spectral.check_data(data, model))
-        if d is not None and d != data.d:
-            raise errors.ParameterError(
-                f"d={d!r} is not allowed: with data, d must be the data's d = {data.d} (or None)")
-        d = data.d
-    d = errors.positive_int("d", 1000 if d is None else d)
+    d = errors.positive_int("d", _spectral.dimension(data, d, 1000))
     alpha = errors.in_range("alpha", alpha, 0.0, 1.0)
     n_seeds = errors.positive_int("n_seeds", n_seeds)
     seed = errors.seed_value(seed)

@@ -1263,11 +1263,8 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
     kw = {**arguments, "t_max": t_end, "dt": dt / 2, "n_time": 2, "times": None, "progress": False, "check_dt": False,
           "on_divergence": "raise", "sampling": "mc", "max_memory_gb": max_memory_gb,
           "n_paths": max(n_paths // 4, 2 * arguments["n_replicas"])}
-    _REFINING.active = True
     try:
-        with warnings.catch_warnings():  # the check's own warnings are not the user's
-            warnings.simplefilter("ignore")
-            solve(**kw)
+        _check_solve(kw)  # no cause is looked for in the probe's own blow-up
         refined = None
     except errors.DivergenceError as e:
         if e.cause == "time_step":  # dt/2 is unstable too
@@ -1276,8 +1273,6 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
         refined = e.time
     except errors.ParameterError:  # the check would exceed max_memory_gb: say so
         return errors.DivergenceError(f"{where} (not checked with a smaller dt: memory)", t_bad)
-    finally:
-        _REFINING.active = False
     if refined is not None and refined <= 1.25 * t_bad + 2 * dt:
         more = _more_paths_stay_finite(arguments, t_bad, dt, max_memory_gb)
         if more is not None:
@@ -1305,18 +1300,13 @@ def _more_paths_stay_finite(arguments: dict, t_bad: float, dt: float, max_memory
     t_end = 1.5 * t_bad + 2 * dt
     kw = {**arguments, "t_max": t_end, "n_time": 2, "times": None, "progress": False, "check_dt": False,
           "on_divergence": "raise", "max_memory_gb": max_memory_gb, "n_paths": _MORE_PATHS * paths}
-    _REFINING.active = True
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            solve(**kw)
+        _check_solve(kw)
     except errors.DivergenceError as e:
         if e.time <= 1.25 * t_bad + 2 * dt:
             return None
     except errors.ParameterError:  # more paths would exceed max_memory_gb
         return None
-    finally:
-        _REFINING.active = False
     return f"with {_MORE_PATHS * paths} paths it stays finite up to {t_end:.4g}"
 
 

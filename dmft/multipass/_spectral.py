@@ -36,6 +36,16 @@ def check_data(data, model):
     return data
 
 
+def dimension(data, d, default: int):
+    """The simulation's ``d``: ``d`` (``default`` if None) without data; with data, the
+    data's ``d``, which a given ``d`` must equal (else ParameterError naming ``d``)."""
+    if data is None:
+        return default if d is None else d
+    if d is not None and d != data.d:
+        raise errors.ParameterError(f"d={d!r} is not allowed: with data, d must be the data's d = {data.d} (or None)")
+    return data.d
+
+
 @dataclass(frozen=True, eq=False)
 class Coordinates:
     """Per coordinate in the multi-pass units: ``eigenvalues`` (d,) ``lam_i``, ``teacher`` (d, ks) ``theta*``."""
