@@ -214,9 +214,10 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
 
     Returns ``Z`` (P, ks + (N+1) k): teacher then field innovations at ``t_0..t_N``
     (the columns of the joint Cholesky factor); ``eps`` (P, nd) label noise; ``xi``
-    (P, N nxi) the driver's normals per cell. ``"mc"``: pseudo-random. ``"qmc"``: for each
-    replica one scrambled Sobol point set (independent scrambles, so replicas stay i.i.d.
-    and their spread is an honest standard error) through the normal quantile, coordinates
+    (P, N nxi) the driver's normals per cell (SME: ``dB``, then the half cell's own and
+    bridge normals). ``"mc"``: pseudo-random. ``"qmc"``: for each replica one scrambled
+    Sobol point set (independent scrambles, so replicas stay i.i.d. and their spread is an
+    honest standard error) through the normal quantile, coordinates
     ordered by importance: teacher, label noise, field at ``t_0``, then per cell its driver
     normals and the field at ``t_n``. With a tangent ``stride > 1`` the points of a replica
     are shuffled: every 2nd point of scipy's Sobol sequence has the same sign in the
