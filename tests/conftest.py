@@ -30,6 +30,7 @@ FILE_KIND = {
     "test_divergence.py": "unit",
     "test_dmft_simulate.py": "unit",
     "test_dmft_solve.py": "unit",
+    "test_dmft_step_accuracy.py": "validation",
     "test_example_notebooks.py": "integration",
     "test_examples.py": "integration",
     "test_expectation.py": "unit",

@@ -332,18 +332,21 @@ def shared_response(R, n, lt, cells, lams, out):
 
 
 @njit(cache=True, fastmath=_FM)
-def dense_tangents(Rm, j, c, half, dzT, gpT, Y, Acc, out):
+def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
     """``out[i] = sum_m g'_j(m) psi_ji(m)`` (``i <= j``) over the tangent paths ``m`` of one
     replica, with ``Psi = (I - T)^-1`` backwards from the shared ``Rm[l, i] = R(s_l, s_i)``
-    (see :func:`sample_cell`): ``Y_j = I``, ``Y_l = c (dz_l Acc_l + half Y_{l+1}) g'_l`` for
-    ``l = j - 1 .. 0``, each ``Y_l`` adding ``Y_l Rm[l, i]`` to ``Acc_i`` (``i < l``).
+    (see :func:`sample_cell`): ``Y_j = I``, ``Y_l = c (dz_l Acc_l + hz_{l+1} Y_{l+1}) g'_l`` for
+    ``l = j - 1 .. 0`` (``hz_{l+1}`` the coefficient of ``g_l`` in ``r(s_{l+1}-)``), each
+    ``Y_l`` adding ``Y_l Rm[l, i]`` to ``Acc_i`` (``i < l``). ``out0 = sum_m g'_j(m)
+    psi_j0(m) c hz_0(m) g'(r(t_0))(m)``: the response to the start ``r(t_0)``, which event 0's
+    ``r(s_0-)`` holds through ``hz_0 g(r(t_0))`` (``gp0T`` (k, k, M) the ``g'`` there).
 
     Paths are the last (contiguous) axis, so every update is a long vector loop and the
     recursion's latency is shared by the block. The ``l`` are taken in blocks of four: a
     block's rows are added to every earlier ``Acc_i`` in one pass, which reads and writes
     ``Acc`` (L2-resident, ``j M k^2`` doubles) once per four rows instead of once per row.
-    dzT: (>= j, M); gpT: (>= j + 1, k, k, M); Y, Acc: (>= j + 1, k, k, M) work space;
-    out: (>= j + 1, k, k).
+    dzT, hzT: (>= j, M), (>= j + 1, M); gpT: (>= j + 1, k, k, M); Y, Acc: (>= j + 1, k, k, M) work space;
+    out: (>= j + 1, k, k); out0: (k, k).
     """
     k = gpT.shape[1]
     M = gpT.shape[3]
@@ -363,7 +366,7 @@ def dense_tangents(Rm, j, c, half, dzT, gpT, Y, Acc, out):
                             Y[l, a, e, m] = 0.0
                         for h in range(k):
                             for m in range(M):
-                                Y[l, a, e, m] += (c * (dzT[l, m] * Acc[l, a, h, m] + half * Y[l + 1, a, h, m])
+                                Y[l, a, e, m] += (c * (dzT[l, m] * Acc[l, a, h, m] + hzT[l + 1, m] * Y[l + 1, a, h, m])
                                                   * gpT[l, h, e, m])
             for i in range(bot, l):  # inside the block (a short block is the last one: bot = 0)
                 for a in range(k):
@@ -391,10 +394,26 @@ def dense_tangents(Rm, j, c, half, dzT, gpT, Y, Acc, out):
                     for m in range(M):
                         acc += gpT[j, a, h, m] * Y[i, h, e, m]
                 out[i, a, e] = acc
+    # psi_j,start = psi_j0 c hz_0 g'(r(t_0)), in Acc[0] (free once the recursion is done)
+    for a in range(k):
+        for e in range(k):
+            for m in range(M):
+                Acc[0, a, e, m] = 0.0
+            for h in range(k):
+                for m in range(M):
+                    Acc[0, a, e, m] += c * hzT[0, m] * Y[0, a, h, m] * gp0T[h, e, m]
+    for a in range(k):
+        for e in range(k):
+            acc = 0.0
+            for h in range(k):
+                for m in range(M):
+                    acc += gpT[j, a, h, m] * Acc[0, h, e, m]
+            out0[a, e] = acc
 
 
 def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, paths, lo, hi, ev_cell, ev_lam, ev_dz,
-                Wprev, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi, dGm, dGp, dS, dFF, dPhi, kinks):
+                Wprev, Wnew, R, Rmid, dzT, hzT, gpT, gp0T, y, wstar, g, gp, psi, fev, dGm, dGp, dS, dFF, dPhi, kinks,
+                mid):
     """Advance every active path over the cell ``(t_{n-1}, t_n]``.
 
     For event ``j`` of path ``p`` at ``s_j`` (events ``lo[q] <= j < hi[q]`` lie in the cell):
@@ -416,7 +435,18 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
     them (GF: ``dz_var = 0``, identical numbers). ``dz_mean < 0``: the drawn ``dz`` (SGD).
     Dense drivers (one event per cell at its midpoint, ``half = rate dt / 2``): ``r(s_j-)``
     also gets the drift of the first half of its own cell, ``c half g_{j-1}`` (explicit,
-    ``O(dt^2)``), without which the midpoint scheme is only first order; ``half = 0`` for SGD.
+    ``O(dt^2)``; the first event ``c half g(r(t_0))``), without which the midpoint scheme is
+    only first order; ``half = 0`` for SGD. ``fev[p, j] = g_j dz_j`` is the path's force of
+    event ``j`` (dense drivers; the sums over earlier events and the committed ``dS`` read it).
+    SME (``mid = (zeta, bridge, QV, own, damp)`` with ``own > 0``; docs/dmft_theory.md,
+    "Discretisation"): ``r(s_j-)`` also gets the noise of the first half cell, the path's own
+    ``own zeta[p, j, 0] g_{j-1}`` (``own = c sqrt(rate dt / 2)``) and the field's Brownian
+    bridge ``bridge[b] zeta[p, j, 1:]``, from standard normals independent of ``dz_j`` (so
+    ``g_j`` does not anticipate it); the noise part of ``dz_j`` acts through the
+    self-damped force ``gn_j = (I - damp l''_j) g_j`` (``damp = c half``: the drift the
+    cell's own noise changes before the cell ends), ``fev_j = dz_mean g_j + (dz_j - dz_mean)
+    gn_j`` in ``fev`` and ``c^2 dz_var gn_j gn_j^T`` in ``dFF``; ``QV[b]`` accumulates the latter's mean,
+    the increment of ``F``'s quadratic variation over the cell. GF and SGD: ``own = damp = 0``.
     Only every ``tstride``-th path carries tangents; its ``G`` increments are weighted by
     ``tstride / Pb`` (unbiased; used for dense drivers). ``tangents = False`` (dense
     drivers only) skips them: ``dGm``, ``dGp`` stay unset (the caller's predictor sweep).
@@ -432,9 +462,11 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
     it streams the replica's ``Rmid`` (cache-resident) instead of every path's ``O(j^2)``
     triangle from memory (GF, 4096 paths: 0.75 -> 0.45 s); ``psi`` is then unused. The
     recursion runs with the tangent paths ``m`` (path ``b Pb + m tstride``) as the last
-    axis: ``dzT[b, l, m]`` (B, N, Mt), filled by the caller, and ``gpT[b, l, :, :, m]``
+    axis: ``dzT[b, l, m]`` and ``hzT[b, l, m]`` (B, N, Mt, the coefficient of ``g_{l-1}`` in
+    ``r(s_l-)``: ``half``, plus ``own zeta`` for SME), filled by the caller, and ``gpT[b, l, :, :, m]``
     (B, N, k, k, Mt), whose row ``j`` is written here (the earlier rows are final), so
-    nothing is transposed per cell (Poisson driver: both of size 0).
+    nothing is transposed per cell (Poisson driver: both of size 0); ``gp0T[b, :, :, m]``
+    the ``g'`` at ``r(t_0)`` (event 0's first half cell depends on it, :func:`dense_tangents`).
     Planes ``a[i] . r = off[p, i]`` across which ``l'`` jumps by ``J`` (``kinks = (a, off,
     width, x)``; ``a`` without rows: none) are smoothed in path and tangents alike: with
     ``x = a[i] . r - off[p, i]`` and ``h = width[b, i]``, ``l' += J (Phi(x / h) - 1[x > 0])``
@@ -449,6 +481,7 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
     dense = Rmid.shape[1] > 0
     kk = k * k
     ka, koff, kwidth, kx = kinks
+    zeta, bridge, QV, own, damp = mid
     inv = 1.0 / Pb
     mean_dz = dz_mean >= 0.0
     B = dGm.shape[0]
@@ -468,6 +501,8 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
         qv = np.empty((k, k))
         rk = np.empty(k)
         gk = np.empty((2, k))
+        g0 = np.empty(k)
+        gn = np.empty(k)
         for q in range(first[b], first[b + 1]):
             p = paths[q]
             Rb = R[b]
@@ -487,7 +522,7 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
                         acc = 0.0
                         for l in range(j):
                             for e in range(k):
-                                acc += ev_dz[p, l] * Rmid[b, j, l, a, e] * g[p, l, e]
+                                acc += Rmid[b, j, l, a, e] * fev[p, l, e]
                         r[a] += c * acc
                 else:
                     for l in range(j):
@@ -510,6 +545,23 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
                         if tang and not dense:
                             for e in range(k):
                                 M[j - 1, a, e] += c * half * gp[p, j - 1, a, e]
+                if half > 0.0 and j == 0:  # the first half cell's force, at r(t_0) = w(t_0)
+                    for a in range(k):
+                        rk[a] = Wprev[q, a]
+                    grad(rk, yp, params, g0)
+                    for a in range(k):
+                        g0[a] = -g0[a]
+                        r[a] += c * half * g0[a]
+                    if tang and dense:
+                        hess(rk, yp, params, H)
+                        for a in range(k):
+                            for e in range(k):
+                                gp0T[b, a, e, (p - b * Pb) // tstride] = -H[a, e]
+                if own > 0.0:
+                    for a in range(k):
+                        r[a] += own * zeta[p, j, 0] * (g[p, j - 1, a] if j >= 1 else g0[a])
+                        for e in range(k):
+                            r[a] += bridge[b, a, e] * zeta[p, j, 1 + e]
                 grad(r, yp, params, gv)
                 hess(r, yp, params, H)
                 for pl in range(ka.shape[0]):
@@ -547,12 +599,20 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
                     for a in range(k):
                         for e in range(k):
                             gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
+                for a in range(k):
+                    gn[a] = g[p, j, a]
+                    if damp > 0.0:
+                        for e in range(k):
+                            gn[a] -= damp * H[a, e] * g[p, j, e]
+                if dense:
+                    for a in range(k):
+                        fev[p, j, a] = dz_mean * g[p, j, a] + (ev_dz[p, j] - dz_mean) * gn[a]
                 f = c * (dz_mean if mean_dz else ev_dz[p, j])
                 for a in range(k):
                     dFp[a] += f * g[p, j, a]
                     if mean_dz:
                         for e in range(k):
-                            qv[a, e] += c * c * dz_var * g[p, j, a] * g[p, j, e]
+                            qv[a, e] += c * c * dz_var * gn[a] * gn[e]
                 if not tang:
                     continue
                 if dense:  # after the loop over paths, for the whole replica at once
@@ -605,7 +665,7 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
                     fa = dFp[a] * c * inv
                     for e in range(k):
                         for i in range(lo[q]):
-                            dS[b, i + 1, a, e] += fa * ev_dz[p, i] * g[p, i, e]
+                            dS[b, i + 1, a, e] += fa * fev[p, i, e]
             else:
                 for i in range(lo[q]):
                     f = c * ev_dz[p, i]
@@ -616,6 +676,7 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
             for a in range(k):
                 for e in range(k):
                     dFF[b, a, e] += (dFp[a] * dFp[e] + qv[a, e]) * inv
+                    QV[b, a, e] += qv[a, e] * inv
                 for e in range(ks):
                     dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
     if dense and paths.size and tangents:
@@ -626,7 +687,8 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
             Y = np.empty((j + 1, k, k, gpT.shape[4]))
             Acc = np.empty((j + 1, k, k, gpT.shape[4]))
             out = np.empty((j + 1, k, k))
-            dense_tangents(Rmid[b], j, c, half, dzT[b], gpT[b], Y, Acc, out)
+            out0 = np.empty((k, k))
+            dense_tangents(Rmid[b], j, c, hzT[b], dzT[b], gpT[b], gp0T[b], Y, Acc, out, out0)
             for i in range(j + 1):
                 ci = ev_cell[0, i]
                 li = ev_lam[0, i]
@@ -634,13 +696,17 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
                     for e in range(k):
                         dGm[b, ci, a, e] += li * f * out[i, a, e]
                         dGp[b, ci - 1, a, e] += (1.0 - li) * f * out[i, a, e]
+            for a in range(k):  # the start t_0, on the right of node 0
+                for e in range(k):
+                    dGp[b, 0, a, e] += f * out0[a, e]
 
 
-def train_losses(params, steps, c, counts, ev_cell, ev_lam, ev_dz, g, W, R, y, out):
+def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):
     """``out[o] = mean_p l(r_p(t_n), y_p)`` at the grid steps ``n = steps[o]`` of one replica.
 
-    ``r(t_n) = w(t_n) + c sum_{s_i<=t_n} R(t_n, s_i) g_i dz_i`` over the path's events up to
-    ``t_n``; ``W[p, o]`` is the field ``w(t_n)``; ``R`` the replica's final response (rows
+    ``r(t_n) = w(t_n) + c sum_{s_i<=t_n} R(t_n, s_i) fev_i`` over the path's events up to
+    ``t_n``, ``fev_i`` the event's force ``g_i dz_i`` (:func:`sample_cell`); ``W[p, o]`` is
+    the field ``w(t_n)``; ``R`` the replica's final response (rows
     are never changed once their step is done, so this equals the loss at the time).
     """
     P, _, k = W.shape
@@ -655,12 +721,11 @@ def train_losses(params, steps, c, counts, ev_cell, ev_lam, ev_dz, g, W, R, y, o
             i = 0
             while i < counts[p] and ev_cell[p, i] <= n:
                 _rinterp(R, n, 1.0, ev_cell[p, i], ev_lam[p, i], Rt)  # t = t_n
-                f = c * ev_dz[p, i]
                 for a in range(k):
                     acc = 0.0
                     for e in range(k):
-                        acc += Rt[a, e] * g[p, i, e]
-                    r[a] += f * acc
+                        acc += Rt[a, e] * fev[p, i, e]
+                    r[a] += c * acc
                 i += 1
             total[o] += loss(r, y[p], params)  # noqa: F821 (bound by specialise)
     for o in range(steps.size):

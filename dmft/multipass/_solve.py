@@ -51,9 +51,10 @@ _MODERATE_FIELD = 1e3
 #: t_max, is a step instability (a stable grid's start-up transient decays; measured on SGD, SME, GF)
 _SAWTOOTH_STEPS, _SAWTOOTH_REL = 8, 1e-3
 #: order in dt of the dense drivers' grid error, for the step check's Richardson estimate:
-#: Euler-Maruyama's weak order 1 (SME); GF's midpoint events with the half-cell drift are
-#: second order (measured on the squared loss against Marchenko-Pastur, docs/dmft_theory.md)
-_STEP_ORDER = {"sme": 1, "gf": 2}
+#: midpoint events with the half-cell drift (and for SME the half cell's noise and the
+#: self-damped noise force) are second order (measured on the squared loss against its exact
+#: moments, docs/dmft_theory.md, "Discretisation")
+_STEP_ORDER = {"sme": 2, "gf": 2}
 _REFINING = threading.local()  # set while a check solve runs whose blow-up needs no cause (no check of the check)
 _CHECKING = threading.local()  # set while a step check's solve runs
 #: the Gaussian inputs of the solve a step check compares with (its common random numbers)
@@ -75,6 +76,10 @@ class Poisson:
 
     def __post_init__(self):
         errors.positive("rate", self.rate)
+
+    def midpoint_normals(self, k: int) -> int:
+        """Standard normals per path and cell for the noise of a cell's first half (SME only)."""
+        return 0
 
     def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None):
         T = n_cells * dt
@@ -101,6 +106,10 @@ class _Dense:
     def __post_init__(self):
         errors.positive("rate", self.rate)
 
+    def midpoint_normals(self, k: int) -> int:
+        """Standard normals per path and cell for the noise of a cell's first half (SME only)."""
+        return 0
+
     def _dz(self, xi, shape, dt):
         raise NotImplementedError
 
@@ -123,6 +132,11 @@ class Gaussian(_Dense):
 
     normals_per_cell = 1
 
+    def midpoint_normals(self, k: int) -> int:
+        """The path's own Brownian increment and the field's bridge (``k``) over the first
+        half of a cell, independent of the cell's ``dz`` (docs/dmft_theory.md, "Discretisation")."""
+        return 1 + k
+
     def _dz(self, xi, shape, dt):
         return self.rate * dt + math.sqrt(self.rate * dt) * xi.reshape(shape)
 
@@ -143,7 +157,7 @@ class Deterministic(_Dense):
 
 DRIVERS = {"sgd": Poisson, "sme": Gaussian, "gf": Deterministic}
 
-# defaults per dynamics: (dt, n_paths)
+# defaults per dynamics: (dt, n_paths); SME and GF take dt / max(1, lr) (_default_dt)
 _DEFAULTS = {"sgd": (0.02, 131072), "sme": (0.04, 8192), "gf": (0.04, 8192)}
 #: SME and GF paths (every one with tangents) for models with a Dirac part in ``l''``: the
 #: smoothed Dirac term is a density estimate at the kink, and its noise in ``Gamma`` enters
@@ -153,6 +167,13 @@ _KINKED_DENSE_PATHS = 65536
 
 def _default_paths(dynamics: str, kinked: bool) -> int:
     return _KINKED_DENSE_PATHS if kinked and dynamics != "sgd" else _DEFAULTS[dynamics][1]
+
+
+def _default_dt(dynamics: str, lr: float) -> float:
+    """SGD 0.02; SME and GF ``0.04 / max(1, lr)``: their grid error is second order in
+    ``lr dt`` times the loss's curvature (docs/dmft_theory.md, "Step bias")."""
+    d_dt = _DEFAULTS[dynamics][0]
+    return d_dt if dynamics == "sgd" else d_dt / max(1.0, lr)
 
 
 # ---------------------------------------------------------------- helpers
@@ -196,9 +217,10 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
 
     Returns ``Z`` (P, ks + (N+1) k): teacher then field innovations at ``t_0..t_N``
     (the columns of the joint Cholesky factor); ``eps`` (P, nd) label noise; ``xi``
-    (P, N nxi) the driver's normals per cell. ``"mc"``: pseudo-random. ``"qmc"``: for each
-    replica one scrambled Sobol point set (independent scrambles, so replicas stay i.i.d.
-    and their spread is an honest standard error) through the normal quantile, coordinates
+    (P, N nxi) the driver's normals per cell (SME: ``dB``, then the half cell's own and
+    bridge normals). ``"mc"``: pseudo-random. ``"qmc"``: for each replica one scrambled
+    Sobol point set (independent scrambles, so replicas stay i.i.d. and their spread is an
+    honest standard error) through the normal quantile, coordinates
     ordered by importance: teacher, label noise, field at ``t_0``, then per cell its driver
     normals and the field at ``t_n``. With a tangent ``stride > 1`` the points of a replica
     are shuffled: every 2nd point of scipy's Sobol sequence has the same sign in the
@@ -235,6 +257,14 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
         xi[rows] = per_cell[:, :, :nxi].reshape(Pb, N * nxi)
         Z[rows, ks + k:] = per_cell[:, :, nxi:].reshape(Pb, N * k)
     return Z, eps, xi
+
+
+def _bridge_factor(delta: float, qv):
+    """Symmetric square root (B, k, k) of ``delta qv / 4``, the covariance of the field's
+    Brownian bridge at a cell's midpoint: ``qv`` (B, k, k) is the mean increment of ``F``'s
+    quadratic variation over one cell, so ``delta qv`` is the field's."""
+    w, V = np.linalg.eigh(0.125 * delta * (qv + np.swapaxes(qv, -1, -2)))
+    return (V * np.sqrt(np.maximum(w, 0.0))[:, None, :]) @ np.swapaxes(V, -1, -2)
 
 
 def _inv_blocks(M):
@@ -535,15 +565,15 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     N, k, B = float(N), float(k), float(B)
     NK = (N + 1) * k
     D = ks + NK
-    nxi = driver.normals_per_cell
+    nxi = driver.normals_per_cell + driver.midpoint_normals(int(k))
     # C, R, A, S, the step response RtT; the replicas' Cholesky factors L; C and R at the output times
     grid = (5 + 4 * n_groups) * B * NK * NK + B * D * D + 2 * B * n_time * n_time * k * k
     inputs = P * (D + nd + N * nxi)
     if driver.dense:
         J = N
         grid += B * N * N * k * k  # R between shared event times (Rmid)
-        # events (cell, lam, dz) and gradients per cell; the tangent paths' dz and g'
-        paths = inputs + P * J * (3 + k) + P / stride * N * (1 + k * k)
+        # events (cell, lam, dz), gradients and forces per cell; the tangent paths' dz, hz and g'
+        paths = inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k)
         events = 0.0
     else:
         mean = driver.rate * t_max
@@ -622,7 +652,8 @@ def solve(
     t_max, dt : float
         Horizon (default 4, or the last of ``times``) and largest grid step; the step used
         is ``t_max / N`` with ``N`` the smallest multiple of ``n_time - 1`` (with ``times``:
-        the smallest ``N``) with ``t_max / N <= dt``. Default ``dt`` 0.02 for SGD, 0.04 for SME/GF.
+        the smallest ``N``) with ``t_max / N <= dt``. Default ``dt`` 0.02 for SGD, ``0.04 / max(1, lr)``
+        for SME/GF.
     n_time : int
         Output times ``linspace(0, t_max, n_time)`` (default 101, as :func:`dmft.simulate`,
         so ``theory - simulation`` is one subtraction).
@@ -661,7 +692,7 @@ def solve(
         Default 1 for SGD and SME, 0 for GF: GF's kernels are smooth, so the predictor
         alone adds less than the grid error of the default ``dt``; SGD's and SME's curves
         move by more than their standard errors without the sweep (docs/dmft_theory.md,
-        "Causality").
+        "Causality"). The first step gets at least one: it has no history to extrapolate.
     sampling : {"qmc", "mc"}
         Gaussian inputs of the paths (teacher, label noise, field innovations, SME's
         Brownian increments): randomised quasi-Monte Carlo (one scrambled Sobol set per
@@ -685,9 +716,9 @@ def solve(
         path, and the standard error of a difference is that of the replica-by-replica
         differences (kinked solves, an extrapolation of two: independent inputs and the
         combined standard error). Where the estimated step error of this solve,
-        ``|x(dt) - x(dt')| / |(dt'/dt)^p - 1|`` (Richardson; order ``p`` 1 for SME, 2 for
-        GF), exceeds :data:`~dmft.errors.STEP_BIAS_LIMIT` (10%) of the test loss (of
-        ``tr norm``'s largest value) and the difference 2 standard errors (or the check is
+        ``|x(dt) - x(dt')| / |(dt'/dt)^p - 1|`` (Richardson; order ``p = 2``), exceeds
+        :data:`~dmft.errors.STEP_BIAS_LIMIT` (10%) of the test loss (of ``tr norm``'s largest
+        value) and the difference 2 standard errors (or the check is
         too noisy to tell: the estimate's own standard error above 5%), or the coarser solve
         diverges, the solve is refined: solved again with half the step (2^2-2^3 the cost),
         and the same test against it, without the noise clause, decides: above the limit and
@@ -790,8 +821,7 @@ def solve(
     jumps = model.gradient_jumps()
     dirac = jumps > _JUMP_TOL  # per kink plane: l'' has a Dirac part there
     kinked = bool(dirac.any()) and kink_bandwidth > 0
-    d_dt = _DEFAULTS[dynamics][0]
-    dt = errors.positive("dt", d_dt if dt is None else dt)
+    dt = errors.positive("dt", _default_dt(dynamics, lr) if dt is None else dt)
     if dt > t_max:
         raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
     n_replicas = errors.positive_int("n_replicas", n_replicas, minimum=2)
@@ -879,9 +909,13 @@ def solve(
 
     # ------------------------------------------------ random inputs (seeded)
     s_z, s_ev = ss.spawn(2)
+    nxi, n_mid = driver.normals_per_cell, driver.midpoint_normals(k)
     Z, eps, xi = _common_inputs(N, s_z) or _normals(s_z, sampling, B, Pb, ks, model.noise_dim, k, N,
-                                                    driver.normals_per_cell, tangent_stride)
-    counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, dt, xi)
+                                                    nxi + n_mid, tangent_stride)
+    cell_normals = xi.reshape(P, N, nxi + n_mid)
+    zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])  # the SME's normals of each cell's first half
+    counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, dt,
+                                                   cell_normals[:, :, :nxi].reshape(P, N * nxi))
     jmax = ev_cell.shape[1]
 
     rho = np.eye(ks) if spec is None else spec.rho_k
@@ -965,7 +999,17 @@ def solve(
     Mt = Pb // tangent_stride if driver.dense else 0
     dzT = np.ascontiguousarray(ev_dz.reshape(B, Pb, -1)[:, ::tangent_stride].transpose(0, 2, 1)[:, :, :Mt])
     gpT = np.zeros((B, N if driver.dense else 0, k, k, Mt))
+    gp0T = np.zeros((B, k, k, Mt))
     dFF_last = np.zeros((B, k, k))
+    fev = np.zeros((P, N if driver.dense else 0, k))
+    # SME: the noise of each cell's first half at its event (docs/dmft_theory.md, "Discretisation")
+    own, damp = (c * math.sqrt(dz_var / 2), c * half) if n_mid else (0.0, 0.0)
+    QV, QV_last, bridge = (np.zeros((B, k, k)) for _ in range(3))
+    mid = (zeta, bridge, QV, own, damp)
+    # the coefficient of g_{j-1} in r(s_j-) on the tangent paths
+    hzT = np.full((B, N if driver.dense else 0, Mt), half)
+    if n_mid:
+        hzT += own * zeta[:, :, 0].reshape(B, Pb, N)[:, ::tangent_stride].transpose(0, 2, 1)[:, :, :Mt]
     try:
         for n in range(1, N + 1):
             nk, n1k = n * k, (n + 1) * k
@@ -1005,10 +1049,13 @@ def solve(
             Wnew = np.zeros((active.size, k))
             Wold = np.zeros((active.size, k))
             prev_row = C[:, nk:n1k, :n1k].copy()
-            for it in range(corrector + 1):
+            # the first step has no history to extrapolate: its predicted row is the start's
+            # (for GF without a corrector sweep an O(dt) relative error of every output at t_1)
+            sweeps = max(corrector, 1) if n == 1 else corrector
+            for it in range(sweeps + 1):
                 # dense drivers: sweeps before the last keep the predicted G row instead of
                 # the tangents' (O(N^3) per path; docs/dmft_theory.md, "Corrector sweeps")
-                tangents = not driver.dense or it == corrector
+                tangents = not driver.dense or it == sweeps
                 if it == 0:  # the final rows of n - 1 and the first of n: one pass over L
                     chol_rows(n - 1, final=True, ahead=True)
                     if n == 1 and len(kinks[0]):  # the distance to each kink at t = 0
@@ -1027,13 +1074,16 @@ def solve(
                 dS[:] = 0.0
                 dFF[:] = 0.0
                 dPhi[:] = 0.0
+                if n_mid:  # the bridge from the last sweep's (first sweep: the last cell's) quadratic variation
+                    bridge[:] = _bridge_factor(delta, QV if it else QV_last)
+                    QV[:] = 0.0
                 if driver.dense:  # all paths' events at the same times: R(s_j, s_l) once per replica
                     _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1],
                                        Rmid[:, n - 1, : n - 1])
                 if active.size:
                     sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tangent_stride, tangents, active, lo, hi,
-                                ev_cell, ev_lam, ev_dz, Wold, Wnew, R, Rmid, dzT, gpT, y, wstar, g, gp, psi,
-                                dGm, dGp, dS, dFF, dPhi, kinks)
+                                ev_cell, ev_lam, ev_dz, Wold, Wnew, R, Rmid, dzT, hzT, gpT, gp0T, y, wstar, g, gp, psi,
+                                fev, dGm, dGp, dS, dFF, dPhi, kinks, mid)
                 if tangents:
                     Grow = Gprev + dGm + dGp
                     Gprow = Gpprev + dGp
@@ -1045,7 +1095,7 @@ def solve(
                 Phi[:, n] = Phi[:, n - 1] + dPhi
                 par.row(n, Grow, Gprow, Gprev, Gpprev, dW)
                 row = C[:, nk:n1k, :n1k].copy()
-                if it == corrector:
+                if it == sweeps:
                     scale = max(1.0, float(np.abs(row).max()))
                     residual = max(residual, float(np.abs(row - prev_row).max()) / scale)
                 prev_row = row
@@ -1059,6 +1109,7 @@ def solve(
             Gprev, Gpprev = Grow, Gprow
             dW_last[:, :n] = dW
             dFF_last = dFF.copy()
+            QV_last[:] = QV
             bar.update(1)
     finally:
         bar.close()
@@ -1071,8 +1122,9 @@ def solve(
     for b in range(B):
         paths = slice(b * Pb, (b + 1) * Pb)
         Wb = (Z[paths] @ L[b, field_rows].T).reshape(Pb, len(out_steps), k)
-        train_losses(params, out_steps, c, counts[paths], ev_cell[paths], ev_lam[paths], ev_dz[paths],
-                     g[paths], Wb, R[b], y[paths], train[:, b])
+        forces = fev[paths] if driver.dense else g[paths] * ev_dz[paths, :, None]
+        train_losses(params, out_steps, c, counts[paths], ev_cell[paths], ev_lam[paths], forces, Wb, R[b], y[paths],
+                     train[:, b])
     err = _step_instability(C, train, out_steps, dt, ridge, delta, dynamics, k,
                             None if spec is None else par.plain_trace() / tau)
     if err is not None:
