@@ -1,0 +1,34 @@
+"""Thresholds and numba flags shared by every solver and simulator of both packages.
+
+One definition per number: a module that needs one imports it from here and keeps no copy
+(``tests/test_architecture.py`` checks that the literal values appear nowhere else). The
+public limits that users compare with (:data:`dmft.errors.STEP_BIAS_LIMIT`) are re-exported
+by :mod:`dmft.errors`.
+"""
+from __future__ import annotations
+
+#: a run whose state (``tr q``, ``C(t, t)``, the ODE's moments, the risk) is not finite or
+#: leaves ``[-BLOWUP_NORM, BLOWUP_NORM]`` has diverged
+BLOWUP_NORM = 1e12
+#: a model is blamed for a non-finite gradient only at fields up to this size (where every
+#: built-in loss is finite); beyond it the run has already run away
+MODERATE_FIELD = 1e3
+#: a step error above this fraction of an output (test loss, risk, ``tr norm``) is refused
+STEP_BIAS_LIMIT = 0.1
+#: numba's fastmath flags for every compiled kernel that sums: re-association and contraction
+#: let LLVM vectorise long sums (the results stay deterministic on one CPU target). No
+#: finite-math assumptions, so a diverging run still shows up as inf/nan inside a kernel. A
+#: sorted tuple, not a set: its repr goes into the generated kernels' cache key, and a set's
+#: order follows the per-process hash seed.
+FASTMATH = ("contract", "reassoc")
+#: the kernels of a model's own functions (loss, gradient, Hessian; inlined into the kernels
+#: that call them) are compiled without fastmath, so a user's function means what it says
+MODEL_FASTMATH = False
+#: run the DMFT solver's replicas on numba's threads (``numba.set_num_threads``); the numbers
+#: are the same bit for bit. Off by default: on a loaded machine the per-step parallel regions
+#: made solves slower (docs/performance.md, "Long horizons")
+PARALLEL = False
+#: relative variance added to every new Gaussian entry of the DMFT's field: keeps the
+#: incremental Cholesky factor of a (near-)singular kernel stable (docs/dmft_theory.md,
+#: "Gaussian field")
+CHOL_JITTER = 1e-10
