@@ -23,6 +23,8 @@ from pathlib import Path
 
 from numba import njit
 
+from ._config import FASTMATH
+
 _LOADED: dict = {}
 _LOCK = threading.RLock()  # threads (onepass.simulate's seeds) share _LOADED and the files
 
@@ -51,10 +53,6 @@ def _template_source(template) -> str:
     return "\n".join(line for line in src.splitlines() if not line.lstrip().startswith("@"))
 
 
-#: lets LLVM vectorise reductions (results stay deterministic on one CPU target). A sorted
-#: tuple, not a set: its repr goes into the cache key, and a set's order follows the
-#: per-process hash seed (the same kernel would be stored, and compiled, under two names).
-_FASTMATH = ("contract", "reassoc")
 
 
 def specialise(template, /, *, error_model="python", parallel=False, **functions):
@@ -86,7 +84,7 @@ def _specialise(template, error_model, parallel, functions):
         glb = {**template.__globals__, **functions}
         ns: dict = {}
         exec(compile(_template_source(template), f"<specialised {template.__name__}>", "exec"), glb, ns)
-        _LOADED[fast_key] = njit(cache=False, nogil=True, fastmath=set(_FASTMATH), error_model=error_model,
+        _LOADED[fast_key] = njit(cache=False, nogil=True, fastmath=set(FASTMATH), error_model=error_model,
                                  parallel=parallel)(ns[template.__name__])
         return _LOADED[fast_key]
     body = _template_source(template)
@@ -100,7 +98,7 @@ def _specialise(template, error_model, parallel, functions):
                      | {template.__globals__[n].py_func.__module__ for n in helpers})
     dep_src = "".join(inspect.getsource(sys.modules[m]) for m in modules)
     const_src = "".join(f"{n} = {consts[n]!r}\n" for n in sorted(consts))
-    options = f"cache=True, nogil=True, fastmath=set({_FASTMATH!r}), error_model={error_model!r}"
+    options = f"cache=True, nogil=True, fastmath=set({FASTMATH!r}), error_model={error_model!r}"
     if parallel:  # only then: serial kernels keep their cache names
         options += ", parallel=True"
     digest = hashlib.sha1((body + repr(origins) + dep_src + const_src + options).encode()).hexdigest()[:16]

@@ -29,6 +29,8 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import leading_zeros
 
+from ._config import FASTMATH
+
 _U = np.uint64
 _M1, _M2 = _U(0xBF58476D1CE4E5B9), _U(0x94D049BB133111EB)
 _S1, _S12, _S27, _S30, _S31, _S62 = _U(1), _U(12), _U(27), _U(30), _U(31), _U(62)
@@ -62,7 +64,7 @@ def _horner(x, coefficients):
     return p
 
 
-@njit(inline="always", fastmath={"reassoc", "contract"}, error_model="numpy")
+@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
 def normal_pair(w1, w2):
     """The two normals ``(r cos theta, r sin theta)`` of the word pair ``(w1, w2)`` (module docstring)."""
     z = leading_zeros(w1 | _S1)
@@ -88,7 +90,7 @@ def normal_pair(w1, w2):
 
 # error_model="numpy": numba's ZeroDivisionError check on (m - 1)/(m + 1) stops LLVM from
 # vectorising the loop (m + 1 > 1.7, so the check can never fire)
-@njit(fastmath={"reassoc", "contract"}, error_model="numpy", cache=True)
+@njit(fastmath=set(FASTMATH), error_model="numpy", cache=True)
 def fill_normals(key, gamma, counter, out):
     """Fill ``out`` (even length ``2h``) with standard normals from words ``counter .. counter+2h-1``.
 

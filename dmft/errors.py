@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _config
+
 __all__ = ["ParameterError", "DivergenceError", "CAUSES", "LongRunWarning", "UnresolvedTimeStepWarning",
            "DerivativeMismatchWarning", "DiracResponseWarning", "UndeclaredKinkWarning", "QuadratureWarning", "seed_value", "SEED_RANGE"]
 
@@ -226,7 +228,7 @@ def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel
 
 #: a solver's own time step whose estimated bias of an output exceeds this fraction of it is
 #: an error (DivergenceError, cause 'time_step'), not a number
-STEP_BIAS_LIMIT = 0.1
+STEP_BIAS_LIMIT = _config.STEP_BIAS_LIMIT
 
 
 def step_bias(where: str, dt: float, order: int, times, quantities) -> DivergenceError | None:

@@ -27,14 +27,14 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
-from . import errors
+from . import _config, errors
 
 __all__ = ["Model", "get", "custom", "linear_regression", "logistic", "softmax_cross_entropy", "huber_tanh",
            "phase_retrieval", "smooth_hinge", "relu", "committee"]
 
 # inline="always": the kernels call these once per sample and event, and a call between
 # separately compiled numba functions costs more than these small functions (docs/performance.md)
-_JIT = dict(cache=True, fastmath=False, inline="always")
+_JIT = dict(cache=True, fastmath=_config.MODEL_FASTMATH, inline="always")
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import errors
+from . import _config, errors
 
 __all__ = ["VARIABLES", "LABELS", "TIME_AXES", "describe", "build", "save", "load"]
 
@@ -164,7 +164,7 @@ def load(path) -> xr.Dataset:
         return ds.load()
 
 
-def check_finite(name: str, time: np.ndarray, values: np.ndarray, *, limit: float = 1e12,
+def check_finite(name: str, time: np.ndarray, values: np.ndarray, *, limit: float = _config.BLOWUP_NORM,
                  threshold: float | None = None, cause: str = "learning_rate") -> None:
     """Raise :class:`~dmft.errors.DivergenceError` at the first time ``values`` blows up.
 

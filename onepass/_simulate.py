@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dmft import errors, output
+from dmft._config import BLOWUP_NORM
 from dmft._jit import specialise
 from dmft._kernels_normal import stream
 from dmft._brownian import BridgeNormals
@@ -28,8 +29,6 @@ from dmft.schedules import AdaGradNorm, as_schedule
 from ._kernels import heldout_sums, sgd_steps
 from .theory import Problem, _initial_X, _model_or_data, _stiffness, time_grid
 
-#: a seed whose risk or tr norm leaves [-_LIMIT, _LIMIT] (or is not finite) has diverged
-_LIMIT = 1e12
 #: seconds per multiply-add or normal of the simulators' loops (one core; docs/performance.md)
 _SECONDS_PER_OP = 1e-9
 #: fixed cost of one SGD step (class draw, label noise, loop) and of one HSGD step (its
@@ -223,8 +222,8 @@ def _divergence(problem: Problem, ds, dynamics: str):
     of ``lr_threshold`` before it."""
     tr = ds.norm.values.diagonal(axis1=-2, axis2=-1).sum(-1)  # (seed, time)
     risk = ds.risk.values
-    bad_state = ~np.isfinite(tr) | (np.abs(np.nan_to_num(tr)) > _LIMIT)
-    bad = bad_state | ~np.isfinite(risk) | (np.abs(np.nan_to_num(risk)) > _LIMIT)
+    bad_state = ~np.isfinite(tr) | (np.abs(np.nan_to_num(tr)) > BLOWUP_NORM)
+    bad = bad_state | ~np.isfinite(risk) | (np.abs(np.nan_to_num(risk)) > BLOWUP_NORM)
     if not bad.any():
         return None
     j = int(np.argmax(bad.any(axis=0)))
@@ -462,7 +461,7 @@ def _run_hsgd(problem: Problem, schedule, t, X0, dt, ss, split: int = 1, normals
             X = X - gamma * h * grad + gamma * np.sqrt(h / d) * noise
             acc += h * problem.acc_rate(mom)
             now += h
-            if not np.all(np.isfinite(X)) or np.abs(X).max() > 1e8:
+            if not np.all(np.isfinite(X)) or np.sum(X * X) / d > BLOWUP_NORM:
                 return stop(errors.DivergenceError(f"homogenized SGD diverged at time {now:.4g}", now))
         snaps.append(X.copy())
         lrs.append(schedule(now, acc))

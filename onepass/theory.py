@@ -19,12 +19,12 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from dmft import errors, models as _models, output
+from dmft._config import BLOWUP_NORM
 from dmft._progress import progress_bar
 from dmft.data import Binned, GaussianMixture, make_groups
 from dmft.expectation import _check_rule, gaussian_moments
 from dmft.schedules import as_schedule
 
-_BLOWUP = 1e10
 
 
 @dataclass(frozen=True, eq=False)
@@ -397,14 +397,14 @@ def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
             dP, dacc, _ = problem.rhs(P, gamma)
         except errors.ParameterError as e:  # a state outside the covariance cone: it has run away
             raise _Diverged(tt, "learning_rate", f"the state left the cone of covariances ({e})") from None
-        if not (np.isfinite(dP).all() and np.isfinite(dacc)) and np.isfinite(y).all() and np.abs(y).max() < _BLOWUP:
+        if not (np.isfinite(dP).all() and np.isfinite(dacc)) and np.isfinite(y).all() and np.abs(y).max() < BLOWUP_NORM:
             raise _Diverged(tt, _model_or_data(problem), "the moments are not finite at a finite state")
         if tt > bar.n:
             bar.update(tt - bar.n)
         return np.append(dP.ravel(), dacc)
 
     def blowup(tt, y):
-        return _BLOWUP - np.max(np.abs(y))
+        return BLOWUP_NORM - np.max(np.abs(y))
 
     blowup.terminal = True
     y0 = np.append(P0.ravel(), 0.0)
@@ -428,12 +428,12 @@ def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
         diverged_at = None
         if sol.status != 0 or len(sol.t) < len(t) or not np.all(np.isfinite(sol.y)):
             t_bad = float(sol.t_events[0][0]) if len(sol.t_events[0]) else float(sol.t[-1] if len(sol.t) else 0.0)
-            good = np.all(np.isfinite(sol.y), axis=0) & (np.abs(sol.y).max(axis=0, initial=0.0) < _BLOWUP)
+            good = np.all(np.isfinite(sol.y), axis=0) & (np.abs(sol.y).max(axis=0, initial=0.0) < BLOWUP_NORM)
             n_good = int(np.argmin(good)) if not good.all() else len(sol.t)
             threshold = _threshold(problem, schedule, sol.t[n_good - 1], sol.y[:, n_good - 1], unpack) \
                 if n_good else _threshold(problem, schedule, 0.0, y0, unpack)
             if on_divergence == "raise" or n_good == 0:
-                msg = f"onepass.solve diverged at time {t_bad:.4g} (state above {_BLOWUP:g})"
+                msg = f"onepass.solve diverged at time {t_bad:.4g} (state above {BLOWUP_NORM:g})"
                 if threshold is not None:
                     msg += (f"; the learning-rate stability threshold 2A/((Tr K/d) I) was {threshold:.4g} "
                             f"at t = {float(sol.t[n_good - 1]) if n_good else 0.0:.4g}")

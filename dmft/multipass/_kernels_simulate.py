@@ -7,8 +7,10 @@ disk cache. Kernels see only arrays and scalars.
 import numpy as np
 from numba import njit
 
+from .._config import FASTMATH
+
 #: re-association lets LLVM vectorise the dot products (results stay deterministic)
-_FM = {"reassoc", "contract"}
+_FM = set(FASTMATH)
 
 
 @njit(cache=True, fastmath=_FM)

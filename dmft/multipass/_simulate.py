@@ -28,6 +28,7 @@ from scipy import integrate
 from . import _kernels_simulate as _k
 from . import _spectral
 from .._brownian import BridgeNormals
+from .._config import BLOWUP_NORM, MODERATE_FIELD as _MODERATE_FIELD
 from .._jit import specialise
 from .._progress import progress_bar
 from .. import errors, expectation, output
@@ -36,12 +37,8 @@ from .. import models as _models
 DYNAMICS = ("sgd", "sme", "gf")
 SAMPLING = ("with_replacement", "without_replacement", "bernoulli")
 
-#: trajectories with ``tr(theta^T theta)/d`` above this count as diverged
-BLOWUP_NORM = 1e12
 #: at most this many sample indices are drawn per kernel call (bounds memory)
 _MAX_INDICES = 1 << 20
-#: the model is blamed for a non-finite gradient only at fields up to this size
-_MODERATE_FIELD = 1e3
 #: seconds per multiply-add of the simulators' kernels (one core; docs/performance.md)
 _SECONDS_PER_MAC = 1e-9
 #: default SME step: ``dt = _SME_DT_LR / lr`` (``eta_bar dt = 0.005``, weak error ~0.6%/t)
