@@ -64,7 +64,7 @@ def test_cosine_at_known_points(lr, frac_min, t_max, u):
     assert c(t_max / 3, 0.0) == pytest.approx(lr_min + 0.75 * (lr - lr_min), **tol)
     assert c(t_max * (1 + u), 0.0) == pytest.approx(lr_min, **tol)
     g = c.rates(np.linspace(0.0, 2 * t_max, 201))
-    assert np.all(np.diff(g) <= 1e-12 * lr) and np.all(g >= lr_min - 1e-12 * lr) and np.all(g <= lr)
+    assert np.all(np.diff(g) <= 1e-12 * lr) and np.all(g >= lr_min - 1e-12 * lr) and np.all(g <= lr * (1 + 1e-12))
     assert np.all(c.rates(np.linspace(0.0, t_max, 101)[:-1]) > 0)  # positive before t_max, even at lr_min = 0
 
 
@@ -181,3 +181,12 @@ def test_onepass_solve_with_step_decay_is_the_piecewise_closed_form():
     cos = onepass.solve(LIN, D.teacher_student(d=200), lr=S.Cosine(1.0, 2.0, 0.1), times=[1.0, 3.0],
                         progress=False)
     np.testing.assert_allclose(cos.lr.values, [0.55, 0.1], rtol=1e-12)
+
+
+def test_onepass_simulate_reports_the_rate_at_the_output_times():
+    """One-pass SGD's step ``j`` has the rate at ``t = j/d``; its ``lr`` output is the rate at
+    each output time (a jump included), as ``onepass.solve``'s."""
+    sched = S.StepDecay(1.0, 0.5, 0.5)
+    sim = onepass.simulate(LIN, D.teacher_student(d=100), lr=sched, times=[0.0, 0.25, 0.5, 1.0], n_seeds=1,
+                           n_test=100, progress=False)
+    np.testing.assert_allclose(sim.lr.values[0], [1.0, 1.0, 0.5, 0.25], rtol=1e-15)
