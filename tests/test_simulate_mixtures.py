@@ -59,7 +59,7 @@ def test_held_out_loss_at_zero_is_the_mixture_teacher_variance():
     """Squared loss, teacher rows on a three-class mixture, ``theta = 0``: the held-out loss is
     ``(sum_c p_c [(x* mu_c)^2 + sum_i lam_i^(c) x*_i^2] + sigma^2)/2`` (within 4 SE)."""
     d = 200
-    xs = np.cos(np.arange(d))[None, :]
+    xs = (np.cos(np.arange(d)) + np.sin(3 * np.pi * np.arange(1, d + 1) / d))[None, :]  # on class 0's mean too
     data = three_classes(d, teacher=xs / np.linalg.norm(xs))
     ds = dmft.simulate(LIN, data=data, dynamics="gf", times=[0.0], n_seeds=2, n_test=40_000, delta=0.5,
                        progress=False)
