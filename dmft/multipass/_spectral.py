@@ -23,8 +23,8 @@ def _check_mixture(data, model):
     """``data`` if it is a :class:`dmft.data.GaussianMixture` whose labels ``model`` can take, else ParameterError."""
     if not isinstance(data, _data.GaussianMixture):
         raise errors.ParameterError(
-            f"data={data!r} is not allowed: data must be teacher-student data from dmft.data (the same "
-            "module as onepass.data; e.g. dmft.data.teacher_student('power_law', d=1000)) or None")
+            f"data={data!r} is not allowed: data must be a Gaussian mixture from dmft.data (the same module as "
+            "onepass.data; e.g. dmft.data.teacher_student('power_law', d=1000)) or None")
     if data.teacher is not None and data.k_star != model.k_star:
         raise errors.ParameterError(
             f"data={data.name!r} is not allowed: it has k_star={data.k_star} teacher rows; model {model.name} "
