@@ -84,8 +84,9 @@ def multipass_numba(n, d, steps, batch=1, seed=0):
     idx = rng.integers(0, n, steps * batch)
     start = np.arange(0, steps * batch + 1, batch)
     kernel = specialise(mk.sgd_steps, grad=LOGISTIC.grad)
-    kernel(LOGISTIC.param_array, X, Y, theta, idx, start, 0.5, 1.0)
-    return best_time(lambda: kernel(LOGISTIC.param_array, X, Y, theta, idx, start, 0.5, 1.0)) / steps
+    c, decay = np.full(steps, 0.5), np.ones(steps)
+    kernel(LOGISTIC.param_array, X, Y, theta, idx, start, c, decay)
+    return best_time(lambda: kernel(LOGISTIC.param_array, X, Y, theta, idx, start, c, decay)) / steps
 
 
 def multipass_numpy(n, d, steps, batch=1, seed=0):

@@ -1,8 +1,10 @@
-"""Learning-rate schedules for one-pass SGD (docs/onepass.md, "Schedules").
+"""Learning-rate schedules (docs/onepass.md, "Schedules"; docs/simulate.md, "Learning-rate schedules").
 
 Each schedule maps time ``t`` and the accumulated squared gradient
 ``acc(t) = int_0^t sum_c p_c (Tr K_c/d) tr I_c(s) ds`` (the deterministic equivalent of
-``d^-2 sum_{l<=j} |grad_X f_l|^2``) to a learning rate ``gamma_t``.
+``d^-2 sum_{l<=j} |grad_X f_l|^2``) to a learning rate ``gamma_t``; ``rates(t)`` gives the
+rates at an array of times for the schedules of time alone. ``onepass`` takes all of them,
+:func:`dmft.simulate` those of time alone (in its time units: ``lr(t)`` is the scale ``eta_bar``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from . import errors
 
-__all__ = ["Constant", "TimeDependent", "AdaGradNorm"]
+__all__ = ["Constant", "TimeDependent", "StepDecay", "Cosine", "AdaGradNorm"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,59 @@ class TimeDependent:
 
 
 @dataclass(frozen=True)
+class StepDecay:
+    """``gamma_t = lr factor^floor(t/every)``: the rate drops by ``factor`` every ``every`` time units.
+
+    A time within ``1e-12 every`` below a jump counts as after it, so that a time computed as
+    ``j every`` (a step or a jump of a simulation) has the rate after the ``j``-th drop despite rounding.
+    """
+
+    lr: float = 0.5
+    factor: float = 0.5
+    every: float = 1.0
+
+    def __post_init__(self):
+        errors.positive("lr", self.lr)
+        if errors.positive("factor", self.factor) > 1.0:
+            raise errors.ParameterError(f"factor={self.factor!r} is not allowed: factor must be in (0, 1]")
+        errors.positive("every", self.every)
+
+    def __call__(self, t: float, acc: float) -> float:
+        return float(self.rates(np.array([t]))[0])
+
+    def rates(self, t: np.ndarray) -> np.ndarray:
+        """``gamma`` at each time of ``t`` (the simulator's per-step rates)."""
+        return self.lr * self.factor ** np.floor(np.asarray(t, dtype=float) / self.every + 1e-12)
+
+    def jumps(self, t_end: float) -> np.ndarray:
+        """The times ``j every`` in ``(0, t_end)`` where the rate jumps (the simulators' integrators restart there)."""
+        j = np.arange(1, math.ceil(t_end / self.every) + 1)
+        return self.every * j[self.every * j < t_end - 1e-12 * self.every]
+
+
+@dataclass(frozen=True)
+class Cosine:
+    """``gamma_t = lr_min + (lr - lr_min) (1 + cos(pi t / t_max)) / 2`` up to ``t_max``, then ``lr_min``."""
+
+    lr: float = 0.5
+    t_max: float = 1.0
+    lr_min: float = 0.0
+
+    def __post_init__(self):
+        errors.positive("lr", self.lr)
+        errors.positive("t_max", self.t_max)
+        errors.in_range("lr_min", self.lr_min, 0.0, self.lr, closed_high=True)
+
+    def __call__(self, t: float, acc: float) -> float:
+        return float(self.rates(np.array([t]))[0])
+
+    def rates(self, t: np.ndarray) -> np.ndarray:
+        """``gamma`` at each time of ``t`` (the simulator's per-step rates)."""
+        u = np.minimum(np.asarray(t, dtype=float) / self.t_max, 1.0)
+        return self.lr_min + (self.lr - self.lr_min) * 0.5 * (1.0 + np.cos(np.pi * u))
+
+
+@dataclass(frozen=True)
 class AdaGradNorm:
     """``gamma_t = lr / sqrt(b0^2 + acc(t))`` (AdaGrad-Norm; normalisation in docs/onepass.md, "Schedules")."""
 
@@ -71,8 +126,20 @@ class AdaGradNorm:
 
 
 def as_schedule(lr):
-    if isinstance(lr, (Constant, TimeDependent, AdaGradNorm)):
+    if isinstance(lr, (Constant, TimeDependent, StepDecay, Cosine, AdaGradNorm)):
         return lr
     if callable(lr):
         return TimeDependent(lr)
     return Constant(errors.positive("lr", lr))
+
+
+def jump_times(schedule, t_end: float) -> np.ndarray:
+    """The times in ``(0, t_end)`` where ``schedule`` jumps (those of :class:`StepDecay`; none for the
+    others): the ODE integrators of both packages integrate piece by piece between them."""
+    return schedule.jumps(t_end) if isinstance(schedule, StepDecay) else np.zeros(0)
+
+
+def rate_between(schedule, t: float, a: float, b: float, acc: float = 0.0) -> float:
+    """The rate at ``t`` for an integrator step inside ``[a, b]``, a piece between two jumps: ``t``
+    is moved ``1e-7 (b - a)`` inside, so that a stage at a jump takes the rate of its piece."""
+    return schedule(min(max(t, a + 1e-7 * (b - a)), b - 1e-7 * (b - a)), acc)

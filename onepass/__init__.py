@@ -13,7 +13,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time the
     from dmft import data, models, schedules
     from dmft._progress import set_progress
     from dmft.data import Binned
-    from dmft.schedules import AdaGradNorm, Constant, TimeDependent
+    from dmft.schedules import AdaGradNorm, Constant, Cosine, StepDecay, TimeDependent
 
     from ._compare import compare
     from ._simulate import simulate
@@ -29,6 +29,8 @@ _PUBLIC = {
     "AdaGradNorm": ("dmft.schedules", "AdaGradNorm"),
     "Constant": ("dmft.schedules", "Constant"),
     "TimeDependent": ("dmft.schedules", "TimeDependent"),
+    "StepDecay": ("dmft.schedules", "StepDecay"),
+    "Cosine": ("dmft.schedules", "Cosine"),
     "Binned": ("dmft.data", "Binned"),
     "data": ("dmft.data", None),
     "schedules": ("dmft.schedules", None),

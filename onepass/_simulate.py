@@ -364,7 +364,8 @@ def _run_sgd(problem: Problem, schedule, t, X0, ss):
                                     eps, labels, hard, lr_steps, adagrad, lr0, b0, acc, model.label_dim)
             step += n
         snaps.append(X[:, :d].copy())
-        lrs.append(gamma if step else schedule(0.0, 0.0))
+        # the rate at the snapshot's time, as onepass.solve reports it (AdaGrad-Norm: the last step's)
+        lrs.append(gamma if adagrad and step else schedule(step / d, acc))
     return snaps, lrs
 
 

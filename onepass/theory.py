@@ -14,6 +14,7 @@ from __future__ import annotations
 import time as _time
 import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 from scipy.integrate import solve_ivp
@@ -23,7 +24,7 @@ from dmft._config import BLOWUP_NORM
 from dmft._progress import progress_bar
 from dmft.data import Binned, GaussianMixture, make_groups
 from dmft.expectation import _check_rule, gaussian_moments
-from dmft.schedules import as_schedule
+from dmft.schedules import as_schedule, jump_times, rate_between
 
 
 
@@ -380,6 +381,27 @@ def _binning_error(problem, schedule, ds, X0, rtol, atol) -> dict:
             "binning_error_method": f"max over times of |risk(Binned({n})) - risk(Binned({n // 2}))| / 3"}
 
 
+def _solve_pieces(f, t, y0, jumps, **options):
+    """DOP853 from 0 through the output times ``t``: one ``solve_ivp`` without ``jumps``, else one per
+    piece between them (a jump of the rate defeats the error control of a step across it), with
+    ``f(tt, y, (a, b))``. Returns scipy's ``t``, ``y``, ``status``, ``t_events`` over the output times."""
+    if not len(jumps):
+        return solve_ivp(f, (0.0, float(t[-1])), y0, t_eval=t, method="DOP853", **options)
+    edges = np.concatenate([[0.0], jumps, [float(t[-1])]])
+    ts, ys, y = [], [], y0
+    for a, b in zip(edges[:-1], edges[1:]):
+        inside = t[((t >= a) if a == 0.0 else (t > a)) & (t <= b)]
+        t_eval = inside if inside.size and inside[-1] == b else np.append(inside, b)
+        sol = solve_ivp(lambda tt, yy: f(tt, yy, (a, b)), (a, b), y, t_eval=t_eval, method="DOP853", **options)
+        keep = np.isin(sol.t, t)
+        ts.append(sol.t[keep])
+        ys.append(sol.y[:, keep])
+        if sol.status != 0 or sol.t.size < t_eval.size:
+            return SimpleNamespace(t=np.concatenate(ts), y=np.hstack(ys), status=sol.status, t_events=sol.t_events)
+        y = sol.y[:, -1]
+    return SimpleNamespace(t=np.concatenate(ts), y=np.hstack(ys), status=0, t_events=[np.zeros(0)])
+
+
 def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
     """The ODE solve of :func:`solve` on checked inputs -> Dataset."""
     P0 = problem.initial_P(X0)
@@ -390,9 +412,9 @@ def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
 
     bar = progress_bar(progress, total=float(t[-1]), desc="onepass.solve", unit="t")
 
-    def f(tt, y):
+    def f(tt, y, piece=None):  # piece: the (a, b) between two of the schedule's jumps being integrated
         P, acc = unpack(y)
-        gamma = schedule(tt, acc)
+        gamma = schedule(tt, acc) if piece is None else rate_between(schedule, tt, *piece, acc)
         try:
             dP, dacc, _ = problem.rhs(P, gamma)
         except errors.ParameterError as e:  # a state outside the covariance cone: it has run away
@@ -414,8 +436,8 @@ def _integrate(problem, schedule, t, X0, rtol, atol, progress, on_divergence):
     else:
         try:
             with bar:
-                sol = solve_ivp(f, (0.0, float(t[-1])), y0, t_eval=t, rtol=rtol, atol=atol, method="DOP853",
-                                events=blowup)
+                sol = _solve_pieces(f, t, y0, jump_times(schedule, float(t[-1])), rtol=rtol, atol=atol,
+                                    events=blowup)
         except _Diverged as e:
             err = errors.DivergenceError(f"onepass.solve diverged at time {e.time:.4g}: {e.detail}", e.time,
                                          cause=e.cause)

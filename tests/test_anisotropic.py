@@ -136,8 +136,8 @@ def test_simulate_gf_matches_closed_form_large_d():
 def test_simulate_bad_data_names_the_argument():
     with pytest.raises(errors.ParameterError, match="data="):
         dmft.simulate(LIN, data="power_law", progress=False)
-    with pytest.raises(errors.ParameterError, match="data="):
-        dmft.simulate("logistic", data=D.binary_mixture(d=50), progress=False)
+    with pytest.raises(errors.ParameterError, match="data='binary_Identity' is not allowed: it has hard labels"):
+        dmft.simulate(LIN, data=D.binary_mixture(d=50), progress=False)  # the squared loss has no class labels
     with pytest.raises(errors.ParameterError, match="k_star"):
         dmft.simulate(models.linear_regression(0.5, 2), data=power_law(50), progress=False)
     with pytest.raises(errors.ParameterError, match="d=100"):

@@ -63,6 +63,8 @@ ENTRY_POINTS = {
     "Constant": lambda **kw: onepass.Constant(**kw),
     "AdaGradNorm": lambda **kw: onepass.AdaGradNorm(**kw),
     "TimeDependent": lambda **kw: onepass.TimeDependent(**kw),
+    "StepDecay": lambda **kw: onepass.StepDecay(**kw),
+    "Cosine": lambda **kw: onepass.Cosine(**kw),
     "linear_regression": lambda **kw: models.linear_regression(**kw),
     "huber_tanh": lambda **kw: models.huber_tanh(**kw),
     "softmax_cross_entropy": lambda **kw: models.softmax_cross_entropy(**kw),
@@ -88,6 +90,10 @@ CASES = [
     ("dmft.simulate", {"d": 10**7}, "d", "10000000"),  # was a raw MemoryError
     ("dmft.simulate", {"d": 30000}, "d", "30000"),  # tried to allocate 14 GB
     ("dmft.simulate", {"d": 1000, "t_max": 1e9}, "t_max", "1000000000.0"),  # ran for minutes without an estimate
+    ("dmft.simulate", {"lr": onepass.AdaGradNorm()}, "lr", "AdaGradNorm"),  # the one-pass gradient norm's only
+    ("dmft.simulate", {"lr": lambda t: 1.0 - 20 * t}, "lr(t=", "0.05"),  # a rate that reaches 0 by t_max
+    ("dmft.simulate", {"data": D.binary_mixture(d=10)}, "data", "binary_Identity"),  # no class labels for LIN
+    ("dmft.compare", {"lr": onepass.StepDecay()}, "lr", "StepDecay"),  # the DMFT's rate is constant
     # output times (issue 24): not increasing, negative, beyond t_max, and together with n_time
     *[(entry, {"n_time": None, **kw}, name, value) for entry in ("dmft.simulate", "dmft.solve", "dmft.compare")
       for kw, name, value in [({"times": [0.0, 0.2, 0.1]}, "times", "increasing"),
@@ -190,6 +196,10 @@ CASES = [
     ("Constant", {"lr": 0}, "lr", "0"),
     ("AdaGradNorm", {"lr": 1, "b0": -1}, "b0", "-1"),
     ("TimeDependent", {"fn": 3.0}, "fn", "3.0"),
+    ("StepDecay", {"factor": 1.5}, "factor", "1.5"),
+    ("StepDecay", {"every": 0}, "every", "0"),
+    ("Cosine", {"t_max": -1}, "t_max", "-1"),
+    ("Cosine", {"lr": 1, "lr_min": 2}, "lr_min", "2"),
     # models
     ("linear_regression", {"noise_std": -1}, "noise_std", "-1"),
     ("huber_tanh", {"threshold": 0}, "threshold", "0"),
@@ -220,7 +230,8 @@ def test_every_entry_point_runs_with_its_defaults():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for entry, call in ENTRY_POINTS.items():
-            if entry in ("TimeDependent", "models.get", "ZeroOne", "Binned", "Constant", "AdaGradNorm", "PowerLaw",
+            if entry in ("TimeDependent", "StepDecay", "Cosine", "models.get", "ZeroOne", "Binned", "Constant",
+                         "AdaGradNorm", "PowerLaw",
                          "linear_regression", "huber_tanh", "softmax_cross_entropy", "GaussHermite",
                          "QuasiMonteCarlo", "binary_mixture", "teacher_student", "multiclass_mixture"):
                 continue  # constructors: their defaults are used throughout the suite

@@ -66,7 +66,8 @@ def test_sgd_kernel_matches_reference_multi_index():
     start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     idx = rng.integers(0, n, size=start[-1]).astype(np.int64)
     theta = theta0.copy()
-    specialise(_kernels_simulate.sgd_steps, grad=m.grad)(m.param_array, X, Y, theta, idx, start, 1.3, 0.97)
+    specialise(_kernels_simulate.sgd_steps, grad=m.grad)(m.param_array, X, Y, theta, idx, start, np.full(40, 1.3),
+                                                         np.full(40, 0.97))
     expected = ref.sgd(m, X, Y, theta0, [idx[start[s]:start[s + 1]] for s in range(40)], 1.3, 0.97)
     assert np.abs(theta - expected).max() < 1e-12 * max(1.0, np.abs(expected).max())
     assert np.abs(theta - theta0).max() > 0.1  # the steps did something

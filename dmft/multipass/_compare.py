@@ -140,7 +140,7 @@ def compare(
     if len(set(dynamics)) != len(dynamics):
         raise errors.ParameterError(f"dynamics={dynamics!r} is not allowed: dynamics must not repeat")
     delta = errors.positive("delta", delta)
-    lr = errors.positive("lr", lr)
+    lr = _spectral.check_constant_lr(lr)
     batch = errors.positive("batch", batch)
     given_times = times is not None
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=41, t_max_default=4.0)

@@ -34,9 +34,10 @@ def predict(X, i, theta, r):
 def sgd_steps(params, X, Y, theta, idx, start, c, decay):
     """Mini-batch SGD steps on a fixed data set, in place on ``theta`` (d, k).
 
-    Step ``s`` uses the batch ``idx[start[s]:start[s+1]]`` (row indices of ``X``):
+    Step ``s`` uses the batch ``idx[start[s]:start[s+1]]`` (row indices of ``X``), its step
+    ``c[s]`` and its ridge factor ``decay[s]`` (arrays of ``start.size - 1`` entries):
 
-        theta <- decay * theta - c * sum_{i in batch} x_i l'(theta^T x_i, y_i)^T
+        theta <- decay[s] * theta - c[s] * sum_{i in batch} x_i l'(theta^T x_i, y_i)^T
 
     with every gradient of the batch taken at the same (pre-step) ``theta``. Cost per
     step O(batch * d * k): predictions are formed only for the batch. For ``k = 1`` the
@@ -56,6 +57,7 @@ def sgd_steps(params, X, Y, theta, idx, start, c, decay):
     for s in range(n_steps):
         b0 = start[s]
         nb = start[s + 1] - b0
+        cs, ds = c[s], decay[s]
         for j in range(nb):
             i = idx[b0 + j]
             if j == 0 and have_next:
@@ -64,12 +66,12 @@ def sgd_steps(params, X, Y, theta, idx, start, c, decay):
                 predict(X, i, theta, r)
             grad(r, Y[i], params, g)  # noqa: F821 (bound by specialise)
             for q in range(k):
-                G[j, q] = c * g[q]
+                G[j, q] = cs * g[q]
         have_next = False
-        if decay != 1.0:
+        if ds != 1.0:
             for a in range(d):
                 for q in range(k):
-                    theta[a, q] *= decay
+                    theta[a, q] *= ds
         for j in range(nb):
             i = idx[b0 + j]
             if k == 1:

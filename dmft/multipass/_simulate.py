@@ -15,7 +15,9 @@ Brute-force simulations on one fixed data set per seed, the judge of the DMFT so
 * SME: ``d theta = -eta_bar grad R dt + (eta_bar/sqrt(kappa_bar)) sum_i x_i l'_i dB_i``,
   Euler-Maruyama (weak order 1 in ``dt``);
 * GF: ``d theta/dt = -eta_bar grad R`` (adaptive Dormand-Prince 5(4) with rtol 1e-7, or classical RK4
-  with a fixed ``dt``).
+  with a fixed ``dt``);
+* ``data=``: Gaussian-mixture inputs and a fixed teacher or hard class labels
+  (:mod:`dmft.multipass._spectral`); a learning-rate schedule makes ``eta_bar`` a function of ``t``.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from .._brownian import BridgeNormals
 from .._config import BLOWUP_NORM, MODERATE_FIELD as _MODERATE_FIELD
 from .._jit import specialise
 from .._progress import progress_bar
-from .. import errors, expectation, output
+from .. import errors, expectation, output, schedules
 from .. import models as _models
 
 DYNAMICS = ("sgd", "sme", "gf")
@@ -87,8 +89,15 @@ def simulate(
         The loss and teacher (a built-in name goes through :func:`dmft.models.get`).
     delta : float
         Samples per dimension; ``n = round(delta * d)``.
-    lr : float
-        Learning-rate scale ``eta_bar``.
+    lr : float, schedule or function of time
+        Learning-rate scale ``eta_bar``: a positive number, or a schedule of
+        :mod:`dmft.schedules` (``Constant``, ``TimeDependent``, ``StepDecay``, ``Cosine``;
+        a function ``t -> lr`` stands for ``TimeDependent``) giving ``eta_bar(t)``: SGD's step
+        ``s`` (at ``t = s h``) takes ``c = lr(t)/batch``; SME and GF use ``lr(t)`` in drift and
+        noise (a fixed step from ``t`` takes ``lr(t)``; RK4 evaluates it at its stages), and the
+        integrators end a step (adaptive: restart) at each jump of ``StepDecay``. ``Constant(x)``
+        gives the same numbers as ``x``. ``AdaGradNorm`` is for ``onepass`` only (ParameterError).
+        The step checks and estimates below use the largest rate on ``[0, t_max]``.
     batch : float
         Batch scale ``kappa_bar``; the SGD batch is ``kappa = max(1, round(kappa_bar n^alpha))``.
         For SME it sets the noise level ``eta_bar/sqrt(kappa_bar)``; GF ignores it.
@@ -145,9 +154,10 @@ def simulate(
         ``lr dt > 0.05``), and RK4 where ``lr dt lambda_max > 1``; the check costs twice the
         run. ``True``: every fixed step. ``False``: none.
     n_test : int
-        Size of each seed's held-out test set: ``n_test`` fresh samples ``x ~ N(0, I_d/d)``
-        with teacher labels (fresh label noise), drawn once per seed and used at every
-        output time. Memory ``8 n_test d`` bytes.
+        Size of each seed's held-out test set: ``n_test`` fresh samples from the training
+        inputs' law (``x ~ N(0, I_d/d)``, or the data's mixture) with teacher labels (fresh label
+        noise) or the class labels, drawn once per seed and used at every output time. Memory
+        ``8 n_test d`` bytes.
     progress : bool
         Show a progress bar over seeds (if the switch :func:`dmft.set_progress` allows it).
     on_divergence : {'raise', 'truncate'}
@@ -159,13 +169,19 @@ def simulate(
         Refuse (ParameterError, before any work) a run whose estimated peak memory or run
         time exceeds these (``max_runtime_s=None``: no time limit). The estimates are in
         ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']`` (docs/reliability.md).
-    data : onepass.data.GaussianMixture or None
-        Anisotropic teacher-student data (one class, zero mean, covariance ``K = diag(lam)``,
-        teacher rows ``x*``; e.g. :func:`onepass.data.teacher_student`): inputs
-        ``x ~ N(0, K/d)`` (the columns of standard normal inputs scaled by ``sqrt(lam_i/d)``,
-        training and held-out alike) and the fixed teacher ``theta* = sqrt(d) x*^T``, so
-        ``r* = x* a`` as in ``onepass`` (docs/dmft_anisotropic.md). ``None``: isotropic
-        inputs and an i.i.d. ``N(0, 1)`` teacher, as described above.
+    data : dmft.data.GaussianMixture or None
+        A Gaussian mixture of :mod:`dmft.data` (the same module as ``onepass.data``), in
+        ``onepass``'s units: sample ``i`` has class ``c_i ~ probs`` and input
+        ``x_i = (mu_c + K_c^{1/2} xi_i) / sqrt(d)`` (``K_c = diag(lam^(c))``; the columns of
+        standard normal inputs scaled by ``sqrt(lam_i^(c)/d)``, then shifted by ``mu_c/sqrt(d)``;
+        training and held-out alike), so ``theta^T x = X a`` for ``onepass``'s sample ``a`` and
+        student ``X = theta^T/sqrt(d)``. With teacher rows ``x*`` the teacher is fixed,
+        ``theta* = sqrt(d) x*^T`` (``r* = x* a`` as in ``onepass``; one class with zero mean is
+        the teacher-student data of docs/dmft_anisotropic.md, e.g.
+        :func:`dmft.data.teacher_student`); without, sample ``i`` has the hard label
+        ``model.labels_for_classes(C)[c_i]`` (e.g. :func:`dmft.data.binary_mixture` with
+        ``logistic``: ``y = 1`` for class 0, ``0`` for class 1). Memory ``O(n d)``. ``None``:
+        isotropic inputs and an i.i.d. ``N(0, 1)`` teacher, as described above.
 
     Returns
     -------
@@ -176,8 +192,11 @@ def simulate(
         Gaussian integrals), with ``test_loss_sem`` (seed, time) its standard error
         ``std(l)/sqrt(n_test)`` over the test set;
         ``norm`` = ``q = theta^T theta/d`` (seed, time, student, student2);
-        ``overlap`` = ``m = theta^T theta*/d`` (seed, time, student, teacher);
-        coordinate ``epoch = t kappa_bar`` on ``time``; every input in ``attrs``.
+        ``overlap`` = ``m = theta^T theta*/d`` (seed, time, student, teacher; not with hard
+        labels); with mixture data (more than one class or a non-zero mean) ``mean_overlap`` =
+        ``theta^T mu_c / sqrt(d)`` (seed, time, student, class), ``onepass``'s ``X mu_c``;
+        coordinate ``epoch = t kappa_bar`` on ``time``; every input in ``attrs`` (a schedule
+        as its ``repr``; ``step_size`` and ``eta`` at ``t = 0``).
 
     Raises
     ------
@@ -203,12 +222,12 @@ def simulate(
     """
     model = _models.get(model)
     delta = errors.positive("delta", delta)
-    lr = errors.positive("lr", lr)
+    schedule = _learning_rate(lr)
     batch = errors.positive("batch", batch)
     dynamics = errors.choice("dynamics", dynamics, DYNAMICS)
-    coords = None
+    mix = None
     if data is not None:
-        coords = _spectral.Coordinates.of(_spectral.check_data(data, model))
+        mix = _spectral.check_simulation_data(data, model)
     d = errors.positive_int("d", _spectral.dimension(data, d, 1000))
     alpha = errors.in_range("alpha", alpha, 0.0, 1.0)
     n_seeds = errors.positive_int("n_seeds", n_seeds)
@@ -226,6 +245,7 @@ def simulate(
         dt = errors.positive("dt", dt)
     check_dt = errors.choice("check_dt", check_dt, (None, True, False))
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=101, t_max_default=4.0)
+    lr = _peak_rate(schedule, times, t_max)
     n = int(round(delta * d))
     if n < 1:
         raise errors.ParameterError(f"delta={delta!r} is not allowed: n = round(delta d) must be >= 1 (d={d})")
@@ -235,46 +255,51 @@ def simulate(
             f"batch={batch!r} is not allowed: with sampling='bernoulli' the batch "
             f"kappa = round(batch n^alpha) = {kappa} must be <= n = {n}"
         )
-    c = lr / batch
+    c = lr / batch  # the largest per-sample step; a schedule's steps are lr(t)/batch
     h = kappa / (batch * n)
     if dynamics == "sme" and dt is None:
         dt = _SME_DT_LR / lr
     # largest eigenvalue of X^T X per unit curvature: the Marchenko-Pastur edge, times lam_max for data
-    edge = (1 + math.sqrt(n / d)) ** 2 * (1.0 if coords is None else float(coords.eigenvalues.max()))
+    edge = (1 + math.sqrt(n / d)) ** 2 if mix is None else mix.edge(n)
+    labels = None if mix is None else mix.labels
     mem, mem_culprit = _memory_estimate(model, dynamics, n, d, kappa, n_test, n_time, sampling)
     checked = dt is not None and dynamics != "sgd" and check_dt is not False and (
-        check_dt or _step_may_bias(dynamics, lr, c, dt, _start_curvature(model, init_std), edge))
+        check_dt or _step_may_bias(dynamics, lr, c, dt, _start_curvature(model, init_std, labels), edge))
     runtime, time_culprit = _runtime_estimate(model, dynamics, n, d, n_test, n_time, n_seeds, batch, t_max, dt, lr,
                                               kappa, edge, checked)
     _check_resources(mem, mem_culprit, max_memory_gb, runtime, time_culprit, max_runtime_s,
                      dict(d=d, n_test=n_test, batch=batch, t_max=t_max, n_seeds=n_seeds, dt=dt, delta=delta,
                           n_time=n_time))
 
-    cfg = dict(model=model, n=n, d=d, lr=lr, batch=batch, c=c, h=h, kappa=kappa, ridge=ridge,
-               init_std=init_std, sampling=sampling, dt=dt, times=times, split=1)
+    cfg = dict(model=model, n=n, d=d, lr=lr, schedule=schedule, jumps=schedules.jump_times(schedule, float(times[-1])),
+               batch=batch, h=h, kappa=kappa, ridge=ridge, init_std=init_std, sampling=sampling, dt=dt, times=times,
+               split=1)
     run = {"sgd": _run_sgd, "sme": _run_sme, "gf": _run_gf}[dynamics]
+    means = None if mix is None or mix.is_teacher_student else mix.means
 
-    k, ks = model.k, model.k_star
+    k = model.k
+    ks = model.k_star if mix is None or mix.teacher is not None else 0
     train = np.empty((n_seeds, n_time))
     test = np.empty((n_seeds, n_time))
     test_sem = np.empty((n_seeds, n_time))
     norm = np.empty((n_seeds, n_time, k, k))
     overlap = np.empty((n_seeds, n_time, k, ks))
+    mean_overlap = np.empty((n_seeds, n_time, k, 0 if means is None else means.shape[0]))
     rhos = np.empty((n_seeds, ks, ks))
     first = None  # the earliest DivergenceError over the seeds
     half_test, half_tr = np.full((n_seeds, n_time), np.nan), np.full((n_seeds, n_time), np.nan)
     for s, child in enumerate(_progress(root.spawn(n_seeds), progress, dynamics)):
         data_ss, sample_ss, test_ss = child.spawn(3)
-        X, Y, theta_star, theta = _dataset(model, n, d, init_std, np.random.default_rng(data_ss), coords)
-        held_out = _test_set(model, n_test, theta_star, np.random.default_rng(test_ss), coords)
+        X, Y, theta_star, theta = _dataset(model, n, d, init_std, np.random.default_rng(data_ss), mix)
+        held_out = _test_set(model, n_test, theta_star, np.random.default_rng(test_ss), mix)
         _check_labels(model, Y, held_out[1], s)
         theta0 = theta.copy()
         checked = False
         if dt is not None and dynamics != "sgd":
-            edge_s = (1 + math.sqrt(n / d)) ** 2 if coords is None else _top_eigenvalue(X)
+            edge_s = (1 + math.sqrt(n / d)) ** 2 if mix is None else _top_eigenvalue(X)
             curv = _check_step_stability(model, X, Y, theta0, lr, dt, dynamics, s, edge_s)
             checked = check_dt is not False and (check_dt or _step_may_bias(dynamics, lr, c, dt, curv, edge_s))
-        rec = _Recorder(model, X, Y, theta_star, held_out, n_time)
+        rec = _Recorder(model, X, Y, theta_star, held_out, n_time, means)
         with np.errstate(all="ignore"):
             run(cfg, X, Y, theta, np.random.default_rng(sample_ss), rec)
         try:
@@ -290,7 +315,7 @@ def simulate(
                 raise e from None
             first = e if first is None or e.time < first.time else first
         train[s], test[s], test_sem[s] = rec.train, rec.test, rec.test_sem
-        norm[s], overlap[s] = rec.norm, rec.overlap
+        norm[s], overlap[s], mean_overlap[s] = rec.norm, rec.overlap, rec.mean_overlap
         rhos[s] = theta_star.T @ theta_star / d
         del X, Y, held_out, rec  # the next seed's data sets take their place
         if dynamics == "gf" and dt is None:
@@ -304,31 +329,46 @@ def simulate(
         first = err if first is None or err.time < first.time else first
 
     seed_attr = seed if isinstance(seed, (int, np.integer)) else repr(root.entropy)
+    c0 = schedule(0.0, 0.0) / batch
     attrs = {
-        **model.attrs(), "delta": delta, "lr": lr, "batch": batch, "dynamics": dynamics,
-        "alpha": alpha, "d": d, "n": n, "kappa": kappa, "eta": c * kappa, "step_size": c,
+        **model.attrs(), "delta": delta, "lr": lr if isinstance(schedule, schedules.Constant) else repr(schedule),
+        "batch": batch, "dynamics": dynamics,
+        "alpha": alpha, "d": d, "n": n, "kappa": kappa, "eta": c0 * kappa, "step_size": c0,
         "step_time": h, "n_seeds": n_seeds, "seed": seed_attr, "ridge": ridge,
         "init_std": init_std, "sampling": sampling,
         "dt": "adaptive" if (dynamics == "gf" and dt is None) else dt,
         "t_max": t_max, "n_time": n_time,
-        "teacher_prior": "N(0, 1) (rho = 1)" if data is None else "fixed: theta* = sqrt(d) data.teacher^T",
+        "teacher_prior": _teacher_prior(mix),
         "method": _METHOD[dynamics], "rho": rhos.tolist(), "on_divergence": on_divergence,
         "n_test": n_test, "test_loss_method": "mean loss on n_test held-out samples per seed",
         "memory_gb": mem / 2**30, "runtime_estimate_s": runtime,
     }
+    if ks == 0:  # hard labels: no teacher
+        del attrs["rho"]
     if data is not None:
         attrs.update({key: v for key, v in data.attrs().items() if key not in attrs})
     if first is not None:
         keep = times < first.time
         if not keep.any():
             raise first
-        times, train, test, test_sem, norm, overlap = (
-            times[keep], train[:, keep], test[:, keep], test_sem[:, keep], norm[:, keep], overlap[:, keep])
+        times, train, test, test_sem, norm, overlap, mean_overlap = (
+            times[keep], train[:, keep], test[:, keep], test_sem[:, keep], norm[:, keep], overlap[:, keep],
+            mean_overlap[:, keep])
         attrs.update(truncated=1, diverged_at=float(first.time), divergence_cause=first.cause,
                      n_time=int(keep.sum()))
-    ds = _dataset_of_runs(train, test, norm, overlap, times, batch, attrs)
+    ds = _dataset_of_runs(train, test, norm, overlap if ks else None, times, batch, attrs)
     ds["test_loss_sem"] = (("seed", "time"), test_sem, output.describe("test_loss_sem"))
+    if means is not None:
+        ds["mean_overlap"] = (("seed", "time", "student", "class"), mean_overlap, output.describe("mean_overlap"))
     return ds
+
+
+def _teacher_prior(mix) -> str:
+    if mix is None:
+        return "N(0, 1) (rho = 1)"
+    if mix.teacher is None:
+        return "none: hard labels, model.labels_for_classes(C)[c] for a sample of class c"
+    return "fixed: theta* = sqrt(d) data.teacher^T"
 
 
 _METHOD = {
@@ -339,13 +379,15 @@ _METHOD = {
 
 
 def _dataset_of_runs(train, test, norm, overlap, times, batch, attrs):
-    """The simulators' Dataset: losses (seed, time), ``q``, ``m`` with the student/teacher dims."""
+    """The simulators' Dataset: losses (seed, time), ``q``, ``m`` with the student/teacher dims
+    (no ``m`` if ``overlap`` is None: hard labels)."""
+    teacher = {} if overlap is None else {"overlap": (("seed", "time", "student", "teacher"), overlap)}
     return output.build(
         {
             "train_loss": (("seed", "time"), train),
             "test_loss": (("seed", "time"), test),
             "norm": (("seed", "time", "student", "student2"), norm),
-            "overlap": (("seed", "time", "student", "teacher"), overlap),
+            **teacher,
         },
         {"seed": np.arange(train.shape[0]), "time": times, "epoch": ("time", times * batch)},
         attrs,
@@ -355,6 +397,30 @@ def _dataset_of_runs(train, test, norm, overlap, times, batch, attrs):
 
 def _progress(it, progress: bool, dynamics: str):
     return progress_bar(progress, it, desc=f"dmft.simulate({dynamics})", unit="seed")
+
+
+# ---------------------------------------------------------------- learning rate
+def _learning_rate(lr):
+    """The schedule ``lr`` stands for (a number: :class:`dmft.schedules.Constant`; a function of
+    time: ``TimeDependent``), else ParameterError naming ``lr``."""
+    if isinstance(lr, schedules.AdaGradNorm):
+        raise errors.ParameterError(
+            f"lr={lr!r} is not allowed: dmft.simulate takes a positive number or a schedule of time (Constant, "
+            "TimeDependent, StepDecay, Cosine of dmft.schedules, or a function t -> lr); AdaGradNorm is for onepass")
+    return schedules.as_schedule(lr)
+
+
+def _peak_rate(schedule, times, t_max: float) -> float:
+    """The largest rate of ``schedule`` at the output times and 1025 equally spaced times of
+    ``[0, t_max]`` (the step checks and estimates use it), after checking that those rates are
+    finite and >= 0 and not all 0 (ParameterError naming ``lr``; ``TimeDependent`` refuses
+    non-positive rates itself)."""
+    g = schedule.rates(np.union1d(np.linspace(0.0, t_max, 1025), times))
+    if not np.all(np.isfinite(g)) or np.any(g < 0) or not np.any(g > 0):
+        raise errors.ParameterError(
+            f"lr={schedule!r} is not allowed: its rates on [0, t_max] must be finite and >= 0, not all 0 "
+            f"(they span {np.min(g)!r} .. {np.max(g)!r})")
+    return float(g.max())
 
 
 # ---------------------------------------------------------------- divergence and resources
@@ -482,17 +548,21 @@ def _check_step_stability(model, X, Y, theta0, lr: float, dt: float, dynamics: s
     return curv
 
 
-def _start_curvature(model, init_std: float) -> float:
+def _start_curvature(model, init_std: float, labels=None) -> float:
     """The mean of the largest eigenvalue of ``l''`` over 256 samples at the start, before the
     data exist: fields ``x^T theta_0 ~ N(0, init_std^2 I)`` (``|x|^2 ~ 1``), teacher fields
-    ``N(0, I)``, label noise ``N(0, I)`` (fixed draws); :func:`_check_step_stability` takes
-    the same mean over the data set's own samples."""
+    ``N(0, I)``, label noise ``N(0, I)`` (fixed draws), or the hard ``labels`` (C, label_dim) in
+    turn; :func:`_check_step_stability` takes the same mean over the data set's own samples."""
     rng = np.random.default_rng(0)
     R = init_std * rng.standard_normal((256, model.k))
     H, y = np.empty((model.k, model.k)), np.empty(model.label_dim)
     curv = 0.0
-    for r, rs, eps in zip(R, rng.standard_normal((256, model.k_star)), rng.standard_normal((256, model.noise_dim))):
-        model.teacher(rs, eps, model.param_array, y)
+    for i, (r, rs, eps) in enumerate(zip(R, rng.standard_normal((256, model.k_star)),
+                                         rng.standard_normal((256, model.noise_dim)))):
+        if labels is None:
+            model.teacher(rs, eps, model.param_array, y)
+        else:
+            y[:] = labels[i % len(labels)]
         model.hess(r, y, model.param_array, H)
         curv += float(np.linalg.eigvalsh(0.5 * (H + H.T))[-1]) / 256
     return curv
@@ -597,39 +667,59 @@ def _check_resources(mem: float, mem_part: str, max_memory_gb: float, runtime: f
 
 
 # ---------------------------------------------------------------- data and observables
-def _dataset(model, n: int, d: int, init_std: float, rng: np.random.Generator, coords=None):
-    """``(X, Y, theta_star, theta_0)`` of one seed, drawn in this order from ``rng``.
+def _dataset(model, n: int, d: int, init_std: float, rng: np.random.Generator, mix=None):
+    """``(X, Y, theta_star, theta_0)`` of one seed, drawn in this order from ``rng`` (after the
+    classes of a mixture, :func:`_inputs`).
 
-    ``coords`` (:class:`dmft.multipass._spectral.Coordinates`): inputs ``x ~ N(0, K/d)`` and its fixed
-    teacher (the isotropic teacher's normals are drawn all the same, so the other draws
-    are those of the isotropic data set)."""
-    X = _inputs(rng, n, d, coords)
+    ``mix`` (:class:`dmft.multipass._spectral.Mixture`): its inputs and its fixed teacher, or
+    (hard labels) ``theta_star`` of shape (d, 0) and the class labels. The isotropic teacher's
+    normals are drawn all the same, so the other draws are those of the isotropic data set."""
+    X, classes = _inputs(rng, n, d, mix)
     theta_star = rng.standard_normal((d, model.k_star))
-    if coords is not None:
-        theta_star = coords.teacher.copy()
+    if mix is not None:
+        theta_star = np.zeros((d, 0)) if mix.teacher is None else mix.teacher.copy()
     eps = rng.standard_normal((n, model.noise_dim))
     theta0 = init_std * rng.standard_normal((d, model.k))
-    return X, _labels(model, X, theta_star, eps), theta_star, theta0
+    return X, _labels(model, X, theta_star, eps, mix, classes), theta_star, theta0
 
 
-def _test_set(model, n_test: int, theta_star, rng: np.random.Generator, coords=None):
-    """Held-out inputs ``X`` (n_test, d), ``x ~ N(0, I/d)`` (``N(0, K/d)`` with ``coords``),
-    and teacher labels with fresh label noise (n_test, label_dim), drawn in this order from ``rng``."""
+def _test_set(model, n_test: int, theta_star, rng: np.random.Generator, mix=None):
+    """Held-out inputs ``X`` (n_test, d) from the same law as the training inputs (:func:`_inputs`)
+    and their labels (n_test, label_dim), teacher labels with fresh label noise, drawn in this
+    order from ``rng``."""
     d = theta_star.shape[0]
-    X = _inputs(rng, n_test, d, coords)
+    X, classes = _inputs(rng, n_test, d, mix)
     eps = rng.standard_normal((n_test, model.noise_dim))
-    return X, _labels(model, X, theta_star, eps)
+    return X, _labels(model, X, theta_star, eps, mix, classes)
 
 
-def _inputs(rng: np.random.Generator, n: int, d: int, coords=None):
-    """``n`` rows ``x ~ N(0, I/d)``, or ``N(0, K/d)`` with ``coords`` (scaled columns), in place:
-    the peak memory is one ``n x d`` array."""
+#: rows per block when a mixture's inputs are scaled and shifted (bounds the temporaries)
+_ROW_BLOCK = 4096
+
+
+def _inputs(rng: np.random.Generator, n: int, d: int, mix=None):
+    """``(X, classes)``: ``n`` rows ``x ~ N(0, I/d)``, or with ``mix`` rows of class ``c_i``
+    ``x = mu_c/sqrt(d) + sqrt(lam^(c)/d) xi``, and the classes (None for one class). A mixture of
+    several classes draws the classes first (``c_i`` from uniforms ``u_i``: the first ``c`` with
+    ``u_i < p_1 + .. + p_c``, as ``onepass``), then the normals. In place: the peak memory is one
+    ``n x d`` array."""
+    classes = None
+    if mix is not None and mix.n_classes > 1:
+        classes = np.minimum(np.searchsorted(np.cumsum(mix.probs), rng.random(n), side="right"), mix.n_classes - 1)
     X = rng.standard_normal((n, d))
-    if coords is None:
+    if mix is None:
         X /= math.sqrt(d)
+    elif classes is None:
+        X *= mix.scales[0]
+        if np.any(mix.means[0] != 0.0):
+            X += mix.means[0]
     else:
-        X *= coords.column_scale
-    return X
+        scales = mix.scales
+        for lo in range(0, n, _ROW_BLOCK):
+            c = classes[lo:lo + _ROW_BLOCK]
+            X[lo:lo + _ROW_BLOCK] *= scales[c]
+            X[lo:lo + _ROW_BLOCK] += mix.means[c]
+    return X, classes
 
 
 def _top_eigenvalue(X, iterations: int = 30) -> float:
@@ -644,8 +734,11 @@ def _top_eigenvalue(X, iterations: int = 30) -> float:
     return 1.1 * top
 
 
-def _labels(model, X, theta_star, eps):
-    """Teacher labels (n, label_dim) of the rows of ``X`` with label noise ``eps`` (n, noise_dim)."""
+def _labels(model, X, theta_star, eps, mix=None, classes=None):
+    """Labels (n, label_dim) of the rows of ``X``: the teacher's with label noise ``eps``
+    (n, noise_dim), or with ``mix``'s hard labels the label of each row's class."""
+    if mix is not None and mix.labels is not None:
+        return np.array(mix.labels[np.zeros(X.shape[0], dtype=np.int64) if classes is None else classes])
     Y = np.empty((X.shape[0], model.label_dim))
     teacher_labels = specialise(_k.teacher_labels, teacher=model.teacher)
     teacher_labels(model.param_array, np.ascontiguousarray(X @ theta_star), eps, Y)
@@ -659,11 +752,13 @@ def _population_loss(model, q, m, rho) -> float:
 
 
 class _Recorder:
-    """Observables at output times; marks the run diverged at the first bad state."""
+    """Observables at output times; marks the run diverged at the first bad state. ``means``
+    (C, d), the class means ``mu_c/sqrt(d)`` of mixture data, adds ``mean_overlap``."""
 
-    def __init__(self, model, X, Y, theta_star, held_out, n_time):
+    def __init__(self, model, X, Y, theta_star, held_out, n_time, means=None):
         self.model, self.X, self.Y, self.theta_star = model, X, Y, theta_star
         self.X_test, self.Y_test = held_out
+        self.means = means
         self.params = model.param_array
         self.resize(n_time)
         self.diverged = False
@@ -676,7 +771,8 @@ class _Recorder:
         self.test = np.full(n_slots, np.nan)
         self.test_sem = np.full(n_slots, np.nan)
         self.norm = np.full((n_slots, m.k, m.k), np.nan)
-        self.overlap = np.full((n_slots, m.k, m.k_star), np.nan)
+        self.overlap = np.full((n_slots, m.k, self.theta_star.shape[1]), np.nan)
+        self.mean_overlap = np.full((n_slots, m.k, 0 if self.means is None else self.means.shape[0]), np.nan)
 
     def ok(self, theta) -> bool:
         """False (and diverged) if ``theta`` is non-finite or too large; keeps the last good one."""
@@ -702,12 +798,14 @@ class _Recorder:
         self.test_sem[j] = losses.std(ddof=1) / math.sqrt(losses.size)
         self.norm[j] = theta.T @ theta / d
         self.overlap[j] = theta.T @ self.theta_star / d
+        if self.means is not None:
+            self.mean_overlap[j] = theta.T @ self.means.T
         return True
 
     def interpolate(self, lo, hi, w) -> None:
         """Replace the slots by ``(1 - w) slot[lo] + w slot[hi]`` (SGD between steps)."""
         w = np.asarray(w)
-        for name in ("train", "test", "test_sem", "norm", "overlap"):
+        for name in ("train", "test", "test_sem", "norm", "overlap", "mean_overlap"):
             a = getattr(self, name)
             ww = w.reshape((-1,) + (1,) * (a.ndim - 1))
             lo_v, hi_v = a[lo], a[hi]
@@ -770,13 +868,12 @@ class _EpochStream:
 def _run_sgd(cfg, X, Y, theta, rng, rec):
     m = cfg["model"]
     n, kappa, h = cfg["n"], cfg["kappa"], cfg["h"]
-    decay = 1.0 - cfg["lr"] * cfg["ridge"] * h  # = 1 - (eta/n) lam
     stream = _EpochStream(rng, n) if cfg["sampling"] == "without_replacement" else None
     lo, hi, w = _bracket(cfg["times"], h)
     targets, inverse = np.unique(np.concatenate([lo, hi]), return_inverse=True)
     rec.resize(len(targets))
     per_call = max(1, _MAX_INDICES // kappa)
-    _sgd_loop(m, cfg, X, Y, theta, rng, rec, stream, targets, per_call, decay)
+    _sgd_loop(m, cfg, X, Y, theta, rng, rec, stream, targets, per_call)
     rec.interpolate(inverse[:len(lo)], inverse[len(lo):], w)
 
 
@@ -791,14 +888,18 @@ def _bracket(times, h):
     return lo, lo + (w > 0), w
 
 
-def _sgd_loop(m, cfg, X, Y, theta, rng, rec, stream, targets, per_call, decay):
-    n, kappa = cfg["n"], cfg["kappa"]
+def _sgd_loop(m, cfg, X, Y, theta, rng, rec, stream, targets, per_call):
+    """SGD steps up to each target step, recording there. Step ``s`` (at time ``t = s h``) has the
+    per-sample step ``c_s = lr(t)/batch`` and the ridge factor ``1 - lr(t) ridge h`` (``= 1 - (eta/n) lam``)."""
+    n, kappa, h = cfg["n"], cfg["kappa"], cfg["h"]
     step = 0
     for j, target in enumerate(targets):
         while step < target:
             ns = int(min(per_call, target - step))
             idx, start = _batches(cfg["sampling"], n, kappa, ns, rng, stream)
-            specialise(_k.sgd_steps, grad=m.grad)(m.param_array, X, Y, theta, idx, start, cfg["c"], decay)
+            rates = cfg["schedule"].rates((step + np.arange(ns)) * h)
+            c, decay = rates / cfg["batch"], 1.0 - rates * cfg["ridge"] * h
+            specialise(_k.sgd_steps, grad=m.grad)(m.param_array, X, Y, theta, idx, start, c, decay)
             step += ns
             if not rec.ok(theta):
                 return
@@ -813,83 +914,110 @@ def _force(m, params, X, Y, theta, G):
     return G
 
 
-def _substeps(times, dt, split=1):
-    """Per output interval: number of equal substeps of size <= dt, times ``split``."""
-    gaps = np.diff(np.concatenate([[0.0], times]))
-    return [0 if g == 0 else split * max(1, int(math.ceil(g / dt - 1e-9))) for g in gaps]
+def _intervals(times, dt, split=1, jumps=()):
+    """``(j, a, b, tau, ns)`` per interval ``[a, b]`` between consecutive knots, the output times and
+    the schedule's ``jumps`` merged: ``ns`` equal substeps of size ``tau <= dt`` (times ``split``;
+    0 for an empty interval) and the index ``j`` of the output time ``b`` (-1 at a jump)."""
+    knots = np.concatenate([times, jumps])
+    index = np.concatenate([np.arange(len(times)), np.full(len(jumps), -1)])
+    order = np.argsort(knots, kind="stable")
+    a = 0.0
+    for b, j in zip(knots[order], index[order]):
+        gap = b - a
+        ns = 0 if gap == 0 else split * max(1, int(math.ceil(gap / dt - 1e-9)))
+        yield int(j), a, b, (gap / ns if ns else 0.0), ns
+        a = b
 
 
 def _run_sme(cfg, X, Y, theta, rng, rec):
+    """Euler-Maruyama; a step from ``t`` takes the rate ``lr(t)``."""
     m, params = cfg["model"], cfg["model"].param_array
-    lr, lam, noise = cfg["lr"], cfg["ridge"], 1.0 / math.sqrt(cfg["batch"])
-    n, times = cfg["n"], cfg["times"]
+    schedule, lam, noise = cfg["schedule"], cfg["ridge"], 1.0 / math.sqrt(cfg["batch"])
+    n = cfg["n"]
     G = np.empty((n, m.k))
     step = np.empty_like(theta)
-    t = 0.0
-    for j, ns in enumerate(_substeps(times, cfg["dt"], cfg["split"])):
-        if ns:
-            tau = (times[j] - t) / ns
-            sq = math.sqrt(tau)
-            for _ in range(ns):
-                _force(m, params, X, Y, theta, G)
-                w = tau + (noise * sq) * rng.standard_normal(n)
-                _k.weighted_transpose(X, G, w, step)
-                theta -= lr * (step + (lam * tau) * theta)
-                if not rec.ok(theta):
-                    return
-            t = times[j]
-        if not rec.record(j, theta):
+    for j, a, _, tau, ns in _intervals(cfg["times"], cfg["dt"], cfg["split"], cfg["jumps"]):
+        sq = math.sqrt(tau)
+        for i in range(ns):
+            lr = schedule(a + i * tau, 0.0)
+            _force(m, params, X, Y, theta, G)
+            w = tau + (noise * sq) * rng.standard_normal(n)
+            _k.weighted_transpose(X, G, w, step)
+            theta -= lr * (step + (lam * tau) * theta)
+            if not rec.ok(theta):
+                return
+        if j >= 0 and not rec.record(j, theta):
             return
 
 
 def _run_gf(cfg, X, Y, theta, rng, rec):
     m, params = cfg["model"], cfg["model"].param_array
-    lr, lam, times = cfg["lr"], cfg["ridge"], cfg["times"]
+    schedule, lam, times = cfg["schedule"], cfg["ridge"], cfg["times"]
     shape = theta.shape
     G = np.empty((cfg["n"], m.k))
     ones = np.ones(cfg["n"])
 
-    def rhs(th):
+    def rhs(lr, th):
         out = np.empty(shape)
         _k.weighted_transpose(X, _force(m, params, X, Y, np.ascontiguousarray(th), G), ones, out)
         return -lr * (out + lam * th)
 
     if cfg["dt"] is None:
-        t0 = 0.0
-        if times[0] == 0.0:
-            if not rec.record(0, theta):
-                return
-        def blowup(t, y):  # stop (and report divergence) once tr q exceeds the limit
-            return BLOWUP_NORM * shape[0] - float(y @ y)
-
-        blowup.terminal = True
-        sol = integrate.solve_ivp(
-            lambda t, y: rhs(y.reshape(shape)).ravel(), (t0, float(times[-1])), theta.ravel(),
-            method="RK45", t_eval=times, rtol=_GF_RTOL, atol=_GF_ATOL, events=blowup,
-        )
-        for j, t in enumerate(times):
-            if t == 0.0:
-                continue
-            hit = np.nonzero(sol.t == t)[0]
-            if not hit.size or not rec.record(j, sol.y[:, hit[0]].reshape(shape).copy()):
-                rec.diverged = True
-                return
+        _adaptive_gf(rhs, schedule, times, cfg["jumps"], theta, rec)
         return
-    t = 0.0
-    for j, ns in enumerate(_substeps(times, cfg["dt"], cfg["split"])):
-        if ns:
-            tau = (times[j] - t) / ns
-            for _ in range(ns):  # classical RK4
-                k1 = rhs(theta)
-                k2 = rhs(theta + 0.5 * tau * k1)
-                k3 = rhs(theta + 0.5 * tau * k2)
-                k4 = rhs(theta + tau * k3)
-                theta += (tau / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
-                if not rec.ok(theta):
-                    return
-            t = times[j]
-        if not rec.record(j, theta):
+    for j, a, b, tau, ns in _intervals(times, cfg["dt"], cfg["split"], cfg["jumps"]):
+        for i in range(ns):  # classical RK4
+            t0 = a + i * tau
+            lr0, lr1, lr2 = (_rate_inside(schedule, s, a, b, cfg["jumps"]) for s in (t0, t0 + 0.5 * tau, t0 + tau))
+            k1 = rhs(lr0, theta)
+            k2 = rhs(lr1, theta + 0.5 * tau * k1)
+            k3 = rhs(lr1, theta + 0.5 * tau * k2)
+            k4 = rhs(lr2, theta + tau * k3)
+            theta += (tau / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+            if not rec.ok(theta):
+                return
+        if j >= 0 and not rec.record(j, theta):
             return
+
+
+def _rate_inside(schedule, t: float, a: float, b: float, jumps) -> float:
+    """``lr(t)`` for a step inside ``[a, b]``; with jumps, the rate of its piece
+    (:func:`dmft.schedules.rate_between`)."""
+    return schedules.rate_between(schedule, t, a, b) if len(jumps) else schedule(t, 0.0)
+
+
+def _adaptive_gf(rhs, schedule, times, jumps, theta, rec):
+    """Gradient flow by scipy's RK45 (rtol ``_GF_RTOL``) through the output times, restarted at each
+    of the schedule's jumps (the error control of one run would have to find them)."""
+    shape = theta.shape
+    times = np.asarray(times, dtype=float)
+    if times[0] == 0.0:
+        if not rec.record(0, theta):
+            return
+
+    def blowup(t, y):  # stop (and report divergence) once tr q exceeds the limit
+        return BLOWUP_NORM * shape[0] - float(y @ y)
+
+    blowup.terminal = True
+    edges = np.concatenate([[0.0], jumps, [float(times[-1])]])
+    y = theta.ravel()
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b == a:  # only t = 0 asked for
+            continue
+        inside = times[((times >= a) if a == 0.0 else (times > a)) & (times <= b)]
+        t_eval = inside if inside.size and inside[-1] == b else np.append(inside, b)
+        sol = integrate.solve_ivp(
+            lambda t, y: rhs(_rate_inside(schedule, t, a, b, jumps), y.reshape(shape)).ravel(), (a, b), y,
+            method="RK45", t_eval=t_eval, rtol=_GF_RTOL, atol=_GF_ATOL, events=blowup,
+        )
+        for t, state in zip(sol.t, sol.y.T):
+            hit = np.nonzero(times == t)[0]
+            if t > 0.0 and hit.size and not rec.record(int(hit[0]), state.reshape(shape).copy()):
+                return
+        if sol.status != 0 or sol.t.size < t_eval.size:  # the blow-up event ended the run
+            rec.diverged = True
+            return
+        y = sol.y[:, -1]
 
 
 # ---------------------------------------------------------------- exact moments (linear model)

@@ -1,10 +1,13 @@
-"""Anisotropic teacher-student data for :func:`dmft.simulate` and :func:`dmft.solve` (docs/dmft_anisotropic.md).
+"""Data of :func:`dmft.simulate` and :func:`dmft.solve` (docs/dmft_anisotropic.md, docs/simulate.md).
 
-The data objects are those of :mod:`dmft.data` (one class, zero mean, a teacher, a
-diagonal covariance ``K = diag(lam_i)``). Units: ``onepass`` samples ``a ~ N(0, K)`` and
-teacher rows ``x*`` with ``|x*| ~ 1``; the multi-pass conventions (docs/dmft_theory.md,
-section 1) use ``x = a / sqrt(d) ~ N(0, K/d)`` and ``theta* = sqrt(d) x*^T``, so that
-``r* = theta*^T x = x* a`` is the same pre-activation and ``theta*^T theta*/d = x* x*^T``.
+The data objects are those of :mod:`dmft.data` (Gaussian mixtures with diagonal covariances
+``K_c = diag(lam^(c))``). Units: ``onepass`` samples ``a = mu_c + K_c^{1/2} xi`` and teacher rows
+``x*`` with ``|x*| ~ 1``; the multi-pass conventions (docs/dmft_theory.md, section 1) use
+``x = a / sqrt(d)`` (mean ``mu_c / sqrt(d)``, covariance ``K_c/d``) and ``theta* = sqrt(d) x*^T``, so
+that ``r* = theta*^T x = x* a`` is the same pre-activation, ``theta*^T theta*/d = x* x*^T`` and
+``theta^T E[x | c] = X mu_c`` is ``onepass``'s ``mean_overlap``. The DMFT solver takes one-class
+teacher-student data only (:func:`check_data`); the simulators also take mixtures
+(:func:`check_simulation_data`).
 """
 from __future__ import annotations
 
@@ -13,27 +16,68 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import data as _data, errors
+from .. import schedules as _schedules
 
 
-def check_data(data, model):
-    """``data`` if it is one-class teacher-student data for ``model``, else ParameterError."""
+def _check_mixture(data, model):
+    """``data`` if it is a :class:`dmft.data.GaussianMixture` whose labels ``model`` can take, else ParameterError."""
     if not isinstance(data, _data.GaussianMixture):
         raise errors.ParameterError(
-            f"data={data!r} is not allowed: data must be teacher-student data from dmft.data (the same "
-            "module as onepass.data; e.g. dmft.data.teacher_student('power_law', d=1000)) or None")
-    if data.n_classes != 1 or np.any(data.means != 0.0):
-        raise errors.ParameterError(
-            f"data={data.name!r} is not allowed: the multi-pass solver and simulators take one class with zero mean "
-            f"(teacher-student data); this data has {data.n_classes} classes and mean norms {data.mean_norms.tolist()}")
-    if data.teacher is None:
-        raise errors.ParameterError(f"data={data.name!r} is not allowed: the multi-pass data needs a teacher")
-    if data.k_star != model.k_star:
+            f"data={data!r} is not allowed: data must be a Gaussian mixture from dmft.data (the same module as "
+            "onepass.data; e.g. dmft.data.teacher_student('power_law', d=1000)) or None")
+    if data.teacher is not None and data.k_star != model.k_star:
         raise errors.ParameterError(
             f"data={data.name!r} is not allowed: it has k_star={data.k_star} teacher rows; model {model.name} "
             f"needs k_star={model.k_star}")
+    return data
+
+
+def check_data(data, model):
+    """``data`` if the DMFT solver takes it (one-class teacher-student data for ``model``), else ParameterError."""
+    _check_mixture(data, model)
+    if data.n_classes != 1 or np.any(data.means != 0.0):
+        raise errors.ParameterError(
+            f"data={data.name!r} is not allowed: the multi-pass DMFT (dmft.solve, dmft.compare) takes one class with "
+            f"zero mean (teacher-student data); this data has {data.n_classes} classes and mean norms "
+            f"{data.mean_norms.tolist()} (dmft.simulate takes Gaussian mixtures)")
+    if data.teacher is None:
+        raise errors.ParameterError(f"data={data.name!r} is not allowed: the multi-pass DMFT needs a teacher")
     if not np.any(data.eigenvalues[0] > 0.0):
         raise errors.ParameterError(f"data={data.name!r} is not allowed: its covariance is zero (Tr K = 0)")
     return data
+
+
+def check_constant_lr(lr) -> float:
+    """``lr`` as a float if it is a positive finite number, else ParameterError naming ``lr`` (the
+    multi-pass DMFT has a constant learning rate; schedules are simulated only)."""
+    if isinstance(lr, (_schedules.Constant, _schedules.TimeDependent, _schedules.StepDecay, _schedules.Cosine,
+                       _schedules.AdaGradNorm)) or callable(lr):
+        raise errors.ParameterError(
+            f"lr={lr!r} is not allowed: the multi-pass DMFT (dmft.solve, dmft.compare) takes a constant learning "
+            "rate, a positive number (dmft.simulate takes schedules)")
+    return errors.positive("lr", lr)
+
+
+def check_simulation_data(data, model):
+    """:class:`Mixture` of ``data`` if :func:`dmft.simulate` takes it for ``model``, else ParameterError:
+    a Gaussian mixture with teacher rows for ``model`` (soft labels) or hard labels that
+    ``model.labels_for_classes`` gives for its number of classes, and inputs that are not all zero."""
+    _check_mixture(data, model)
+    labels = None
+    if data.teacher is None:
+        try:
+            labels = model.labels_for_classes(data.n_classes)
+        except errors.ParameterError as e:
+            raise errors.ParameterError(
+                f"data={data.name!r} is not allowed: it has hard labels (no teacher) and model {model.name} has none "
+                f"for its {data.n_classes} classes ({e})") from None
+        if labels.shape != (data.n_classes, model.label_dim):
+            raise errors.ParameterError(
+                f"data={data.name!r} is not allowed: model {model.name}'s class labels have shape {labels.shape}, "
+                f"not (n_classes, label_dim) = ({data.n_classes}, {model.label_dim})")
+    if not np.any(data.eigenvalues > 0.0) and not np.any(data.means != 0.0):
+        raise errors.ParameterError(f"data={data.name!r} is not allowed: its inputs are zero (Tr K = 0, mu = 0)")
+    return Mixture.of(data, labels)
 
 
 def dimension(data, d, default: int):
@@ -47,21 +91,48 @@ def dimension(data, d, default: int):
 
 
 @dataclass(frozen=True, eq=False)
-class Coordinates:
-    """Per coordinate in the multi-pass units: ``eigenvalues`` (d,) ``lam_i``, ``teacher`` (d, ks) ``theta*``."""
+class Mixture:
+    """The simulators' data in the multi-pass units: class ``c`` (probability ``probs[c]``) has
+    inputs ``x = means[c] + scales[c] * xi``, ``xi ~ N(0, I_d)``.
 
+    probs (C,); means (C, d): ``mu_c / sqrt(d)``; eigenvalues (C, d): ``lam_i^(c)``; scales (C, d):
+    ``sqrt(lam_i^(c) / d)``; teacher (d, ks): ``theta* = sqrt(d) x*^T``, or None with hard labels
+    ``labels`` (C, label_dim): class ``c`` has the label ``labels[c]``.
+    """
+
+    probs: np.ndarray
+    means: np.ndarray
     eigenvalues: np.ndarray
-    teacher: np.ndarray
+    teacher: np.ndarray | None
+    labels: np.ndarray | None
 
     @classmethod
-    def of(cls, data):
+    def of(cls, data, labels=None):
         d = data.d
-        return cls(np.array(data.eigenvalues[0]), np.sqrt(d) * np.array(data.teacher.T))
+        teacher = None if data.teacher is None else np.sqrt(d) * np.array(data.teacher.T)
+        return cls(np.array(data.probs), np.array(data.means) / np.sqrt(d), np.array(data.eigenvalues), teacher, labels)
 
     @property
-    def column_scale(self) -> np.ndarray:
-        """``sqrt(lam_i / d)``: the columns of standard normal inputs that give ``x ~ N(0, K/d)``."""
-        return np.sqrt(self.eigenvalues / self.eigenvalues.size)
+    def n_classes(self) -> int:
+        return self.probs.size
+
+    @property
+    def scales(self) -> np.ndarray:
+        """``sqrt(lam_i^(c) / d)`` (C, d): the columns of standard normal inputs that give ``N(0, K_c/d)``."""
+        return np.sqrt(self.eigenvalues / self.eigenvalues.shape[1])
+
+    @property
+    def is_teacher_student(self) -> bool:
+        """One class with zero mean and a teacher (the data :func:`dmft.solve` takes too)."""
+        return self.n_classes == 1 and self.teacher is not None and not np.any(self.means != 0.0)
+
+    def edge(self, n: int) -> float:
+        """Estimate, before the data exist, of the largest eigenvalue of ``X^T X`` for ``n`` rows: the
+        Marchenko-Pastur edge ``(1 + sqrt(n/d))^2`` times ``max lam``, plus the means' spike
+        ``n max_c |mu_c|^2 / d``."""
+        d = self.eigenvalues.shape[1]
+        spike = n * float((self.means**2).sum(axis=1).max())
+        return (1 + np.sqrt(n / d)) ** 2 * float(self.eigenvalues.max()) + spike
 
 
 #: ``groups='auto'`` of :func:`dmft.solve`: exact spectral groups up to this many distinct
