@@ -13,6 +13,7 @@ from scipy import integrate
 
 import dmft
 from dmft import errors, models, testing
+from dmft.multipass import Gaussian, Poisson
 
 Z = 4.0
 
@@ -217,6 +218,18 @@ def test_large_batch_limit_is_gradient_flow():
 
 
 # ---------------------------------------------------------------- structure and properties
+def test_driver_object_is_the_dynamics_string_with_its_defaults():
+    # driver=Gaussian(rate) is dynamics="sme", batch=rate: the same solve, the driver's defaults
+    kw = dict(lr=2.0, t_max=0.5, n_time=6, n_paths=256, seed=2, progress=False, check_dt=False)
+    by_object = dmft.solve(HUBER, driver=Gaussian(2.0), **kw)
+    by_name = dmft.solve(HUBER, dynamics="sme", batch=2.0, **kw)
+    for var in ("test_loss", "train_loss", "correlation", "response"):
+        np.testing.assert_array_equal(by_object[var].values, by_name[var].values, err_msg=var)
+    assert by_object.attrs["dynamics"] == "sme" and by_object.attrs["batch"] == 2.0
+    assert by_object.attrs["dt"] == pytest.approx(0.02)  # 0.04 / max(1, lr) on this grid
+    assert dmft.solve(HUBER, driver=Gaussian(2.0), dynamics="sme", batch=2.0, **kw).attrs["corrector"] == 1
+
+
 def test_output_layout_units_and_attrs():
     ds = dmft.solve(HUBER, t_max=0.4, n_time=5, dt=0.05, n_paths=64, n_replicas=4, progress=False)
     assert ds.test_loss.dims == ("time",)
@@ -287,6 +300,9 @@ def test_divergence_raises_with_time():
         (dict(n_time=1), "n_time"),
         (dict(corrector=-1), "corrector"),
         (dict(sampling="sobol"), "sampling"),
+        (dict(driver="sgd"), "driver"),
+        (dict(driver=Poisson(1.0), dynamics="sme"), "dynamics"),
+        (dict(driver=Gaussian(1.0), batch=2.0), "batch"),
     ],
 )
 def test_bad_input_rejected_naming_argument(kwargs, name):

@@ -50,11 +50,6 @@ _MODERATE_FIELD = 1e3
 #: steps, above 4 replica standard errors and this fraction of the value, and grows or lasts to
 #: t_max, is a step instability (a stable grid's start-up transient decays; measured on SGD, SME, GF)
 _SAWTOOTH_STEPS, _SAWTOOTH_REL = 8, 1e-3
-#: order in dt of the dense drivers' grid error, for the step check's Richardson estimate:
-#: midpoint events with the half-cell drift (and for SME the half cell's noise and the
-#: self-damped noise force) are second order (measured on the squared loss against its exact
-#: moments, docs/dmft_theory.md, "Discretisation")
-_STEP_ORDER = {"sme": 2, "gf": 2}
 _REFINING = threading.local()  # set while a check solve runs whose blow-up needs no cause (no check of the check)
 _CHECKING = threading.local()  # set while a step check's solve runs
 #: the Gaussian inputs of the solve a step check compares with (its common random numbers)
@@ -62,16 +57,16 @@ _COMMON = threading.local()
 
 
 # ---------------------------------------------------------------- drivers
-@dataclass(frozen=True)
-class Poisson:
-    """SGD: ``z`` is a Poisson process of rate ``rate`` (= batch ``kappa_bar``).
+class _Driver:
+    """A driver of the per-sample force: its events on the grid and its defaults.
 
-    Events are the exact jump times of each path (uniform order statistics given a
-    Poisson count); ``dz = 1`` at each.
+    Subclasses set ``name`` (the ``dynamics`` string), ``dense`` (one event per cell at its
+    midpoint, shared by all paths, instead of events at their exact times),
+    ``default_corrector``, ``step_order`` (order in ``dt`` of the grid error, for the step
+    check's Richardson estimate; None: no step check) and the coefficients of the runtime
+    estimate, ``grid_cost`` (per ``k^2 N^2`` and replica / 8) and ``path_cost``.
     """
 
-    rate: float
-    dense = False
     normals_per_cell = 0
 
     def __post_init__(self):
@@ -80,6 +75,34 @@ class Poisson:
     def midpoint_normals(self, k: int) -> int:
         """Standard normals per path and cell for the noise of a cell's first half (SME only)."""
         return 0
+
+    def default_tangent_stride(self, kinked: bool) -> int:
+        """Every path carries tangents unless the driver says otherwise."""
+        return 1
+
+
+@dataclass(frozen=True)
+class Poisson(_Driver):
+    """SGD: ``z`` is a Poisson process of rate ``rate`` (= batch ``kappa_bar``).
+
+    Events are the exact jump times of each path (uniform order statistics given a
+    Poisson count); ``dz = 1`` at each.
+    """
+
+    rate: float
+    name = "sgd"
+    dense = False
+    default_corrector = 1
+    step_order = None
+    grid_cost, path_cost = 6e-6, 3.6e-8
+
+    def default_dt(self, lr: float) -> float:
+        """0.02: the events sit at their exact times, the grid only carries the kernels."""
+        return 0.02
+
+    def default_paths(self, kinked: bool) -> int:
+        """Monte Carlo paths of a solve (docs/performance.md, "DMFT solver")."""
+        return 131072
 
     def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None):
         T = n_cells * dt
@@ -97,18 +120,29 @@ class Poisson:
         return counts.astype(np.int64), cell, lam, np.where(valid, 1.0, 0.0)
 
 
+#: SME and GF paths (every one with tangents) for models with a Dirac part in ``l''``: the
+#: smoothed Dirac term is a density estimate at the kink, and its noise in ``Gamma`` enters
+#: the kernels squared (docs/dmft_theory.md, "Kinks")
+_KINKED_DENSE_PATHS = 65536
+
+
 @dataclass(frozen=True)
-class _Dense:
+class _Dense(_Driver):
     rate: float
     dense = True
-    normals_per_cell = 0
+    #: midpoint events with the half-cell drift (and for SME the half cell's noise and the
+    #: self-damped noise force) are second order (measured on the squared loss against its
+    #: exact moments, docs/dmft_theory.md, "Discretisation")
+    step_order = 2
 
-    def __post_init__(self):
-        errors.positive("rate", self.rate)
+    def default_dt(self, lr: float) -> float:
+        """``0.04 / max(1, lr)``: the grid error is second order in ``lr dt`` times the loss's
+        curvature (docs/dmft_theory.md, "Step bias")."""
+        return 0.04 / max(1.0, lr)
 
-    def midpoint_normals(self, k: int) -> int:
-        """Standard normals per path and cell for the noise of a cell's first half (SME only)."""
-        return 0
+    def default_paths(self, kinked: bool) -> int:
+        """Monte Carlo paths of a solve; more for a model with a Dirac part in ``l''``."""
+        return _KINKED_DENSE_PATHS if kinked else 8192
 
     def _dz(self, xi, shape, dt):
         raise NotImplementedError
@@ -130,7 +164,10 @@ class _Dense:
 class Gaussian(_Dense):
     """SME: ``dz = rate dt + sqrt(rate) dB`` (same mean and variance as the Poisson driver)."""
 
+    name = "sme"
     normals_per_cell = 1
+    default_corrector = 1
+    grid_cost, path_cost = 1.3e-5, 1.5e-8
 
     def midpoint_normals(self, k: int) -> int:
         """The path's own Brownian increment and the field's bridge (``k``) over the first
@@ -148,6 +185,15 @@ class Gaussian(_Dense):
 class Deterministic(_Dense):
     """GF: ``dz = rate dt``."""
 
+    name = "gf"
+    default_corrector = 0
+    grid_cost, path_cost = 7e-6, 2.1e-8
+
+    def default_tangent_stride(self, kinked: bool) -> int:
+        """2 (1 with a Dirac part in ``l''``): GF's standard error is mostly not the tangents'
+        (docs/performance.md, "DMFT vs simulation")."""
+        return 1 if kinked else 2
+
     def _dz(self, xi, shape, dt):
         return np.full(shape, self.rate * dt)
 
@@ -157,23 +203,25 @@ class Deterministic(_Dense):
 
 DRIVERS = {"sgd": Poisson, "sme": Gaussian, "gf": Deterministic}
 
-# defaults per dynamics: (dt, n_paths); SME and GF take dt / max(1, lr) (_default_dt)
-_DEFAULTS = {"sgd": (0.02, 131072), "sme": (0.04, 8192), "gf": (0.04, 8192)}
-#: SME and GF paths (every one with tangents) for models with a Dirac part in ``l''``: the
-#: smoothed Dirac term is a density estimate at the kink, and its noise in ``Gamma`` enters
-#: the kernels squared (docs/dmft_theory.md, "Kinks")
-_KINKED_DENSE_PATHS = 65536
 
-
-def _default_paths(dynamics: str, kinked: bool) -> int:
-    return _KINKED_DENSE_PATHS if kinked and dynamics != "sgd" else _DEFAULTS[dynamics][1]
-
-
-def _default_dt(dynamics: str, lr: float) -> float:
-    """SGD 0.02; SME and GF ``0.04 / max(1, lr)``: their grid error is second order in
-    ``lr dt`` times the loss's curvature (docs/dmft_theory.md, "Step bias")."""
-    d_dt = _DEFAULTS[dynamics][0]
-    return d_dt if dynamics == "sgd" else d_dt / max(1.0, lr)
+def _driver(dynamics, batch, driver) -> _Driver:
+    """The driver of ``dynamics`` at rate ``batch``, or ``driver``, which they must then match
+    (None: not given; defaults ``'sgd'`` and 1)."""
+    if driver is None:
+        return DRIVERS[errors.choice("dynamics", "sgd" if dynamics is None else dynamics, tuple(DRIVERS))](
+            errors.positive("batch", 1.0 if batch is None else batch))
+    if not isinstance(driver, tuple(DRIVERS.values())):
+        raise errors.ParameterError(
+            f"driver={driver!r} is not allowed: driver must be one of dmft.multipass.Poisson(rate), "
+            "Gaussian(rate), Deterministic(rate) or None")
+    if dynamics is not None and dynamics != driver.name:
+        raise errors.ParameterError(
+            f"dynamics={dynamics!r} is not allowed with driver={driver!r}: that driver is dynamics={driver.name!r} "
+            "(pass one of the two)")
+    if batch is not None and batch != driver.rate:
+        raise errors.ParameterError(
+            f"batch={batch!r} is not allowed with driver={driver!r}: the driver's rate is the batch (pass one of the two)")
+    return driver
 
 
 # ---------------------------------------------------------------- helpers
@@ -597,12 +645,11 @@ def _runtime_estimate(driver, B, P, N, k, stride, t_max, n_groups=0) -> float:
     Anisotropic data: each of ``n_groups`` spectral groups adds about the grid term (measured
     0.6x for GF, 1.3x for SGD; docs/performance.md, "Anisotropic data")."""
     B, P, N = float(B), float(P), float(N)
-    grid = {"Poisson": 6e-6, "Gaussian": 1.3e-5, "Deterministic": 7e-6}[type(driver).__name__]
     if driver.dense:
-        path = (1.5e-8 if isinstance(driver, Gaussian) else 2.1e-8) * P / stride * N * N
+        path = driver.path_cost * P / stride * N * N
     else:
-        path = 3.6e-8 * P * driver.rate * t_max * N
-    return 1.0 + k * k * ((1 + n_groups) * grid * B / 8 * N * N + path)
+        path = driver.path_cost * P * driver.rate * t_max * N
+    return 1.0 + k * k * ((1 + n_groups) * driver.grid_cost * B / 8 * N * N + path)
 
 
 def solve(
@@ -610,8 +657,8 @@ def solve(
     *,
     delta: float = 2.0,
     lr: float = 2.0,
-    batch: float = 1.0,
-    dynamics: str = "sgd",
+    batch: float | None = None,
+    dynamics: str | None = None,
     t_max: float | None = None,
     dt: float | None = None,
     n_time: int | None = None,
@@ -633,6 +680,7 @@ def solve(
     kink_extrapolate: bool = True,
     data=None,
     groups="auto",
+    driver=None,
 ):
     """Solve the dynamical mean-field equations of multi-pass SGD / SME / GF.
 
@@ -645,10 +693,11 @@ def solve(
     lr : float
         Learning-rate scale ``eta_bar``.
     batch : float
-        Batch scale ``kappa_bar`` (Poisson rate); per-sample step ``c = lr/batch``;
+        Batch scale ``kappa_bar`` (Poisson rate, default 1); per-sample step ``c = lr/batch``;
         one epoch is ``t = 1/batch``.
     dynamics : {"sgd", "sme", "gf"}
-        Driver of the per-sample force: Poisson jumps, Gaussian diffusion, deterministic.
+        Driver of the per-sample force: Poisson jumps, Gaussian diffusion, deterministic
+        (default ``"sgd"``).
     t_max, dt : float
         Horizon (default 4, or the last of ``times``) and largest grid step; the step used
         is ``t_max / N`` with ``N`` the smallest multiple of ``n_time - 1`` (with ``times``:
@@ -770,6 +819,12 @@ def solve(
         bins of ``log(lam)``, or ``'auto'``: exact up to 32 distinct eigenvalues
         (``dmft.multipass._spectral.AUTO_MAX_GROUPS``), else 32 bins.
         Memory and parameter-side cost grow linearly in the number of groups.
+    driver : dmft.multipass.Poisson, Gaussian, Deterministic or None
+        The driver as an object, instead of ``dynamics`` and ``batch``:
+        ``driver=Poisson(rate)`` is ``dynamics="sgd", batch=rate`` (``Gaussian``: ``"sme"``,
+        ``Deterministic``: ``"gf"``); the driver's defaults (``dt``, ``n_paths``,
+        ``tangent_stride``, ``corrector``) apply. Given with ``dynamics`` or ``batch``, they
+        must agree. ``attrs['dynamics']`` is the driver's name either way.
 
     Returns
     -------
@@ -812,8 +867,10 @@ def solve(
             f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
     delta = errors.positive("delta", delta)
     lr = errors.positive("lr", lr)
-    batch = errors.positive("batch", batch)
-    dynamics = errors.choice("dynamics", dynamics, tuple(DRIVERS))
+    driver = _driver(dynamics, batch, driver)
+    dynamics, batch = driver.name, driver.rate
+    # the check solves take the string form
+    arguments.update(dynamics=dynamics, batch=batch, driver=None)
     given_times = times is not None
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=101, t_max_default=4.0)
     t_max = errors.positive("t_max", t_max)
@@ -821,17 +878,17 @@ def solve(
     jumps = model.gradient_jumps()
     dirac = jumps > _JUMP_TOL  # per kink plane: l'' has a Dirac part there
     kinked = bool(dirac.any()) and kink_bandwidth > 0
-    dt = errors.positive("dt", _default_dt(dynamics, lr) if dt is None else dt)
+    dt = errors.positive("dt", driver.default_dt(lr) if dt is None else dt)
     if dt > t_max:
         raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
     n_replicas = errors.positive_int("n_replicas", n_replicas, minimum=2)
-    n_paths = errors.positive_int("n_paths", _default_paths(dynamics, kinked) if n_paths is None else n_paths,
+    n_paths = errors.positive_int("n_paths", driver.default_paths(kinked) if n_paths is None else n_paths,
                                   minimum=n_replicas)
     tangent_stride = errors.positive_int(
-        "tangent_stride", (2 if dynamics == "gf" and not kinked else 1) if tangent_stride is None else tangent_stride)
+        "tangent_stride", driver.default_tangent_stride(kinked) if tangent_stride is None else tangent_stride)
     ridge = errors.nonnegative("ridge", ridge)
     init_std = errors.init_std(init_std, model.k, BLOWUP_NORM)
-    corrector = errors.positive_int("corrector", (0 if dynamics == "gf" else 1) if corrector is None else corrector,
+    corrector = errors.positive_int("corrector", driver.default_corrector if corrector is None else corrector,
                                     minimum=0)
     sampling = errors.choice("sampling", sampling, SAMPLING)
     max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
@@ -848,7 +905,6 @@ def solve(
     # Generator is drawn once; a SeedSequence is copied before it spawns)
     arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
         ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size, n_children_spawned=ss.n_children_spawned)
-    driver = DRIVERS[dynamics](batch)
     jump = float(jumps.max(initial=0.0))
     if dirac.any() and not kinked:
         warnings.warn(
@@ -1311,7 +1367,7 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
     if not dense or getattr(_REFINING, "active", False):
         return errors.DivergenceError(where, t_bad, cause="learning_rate")
     t_end = 1.5 * t_bad + 2 * dt
-    n_paths = arguments["n_paths"] or _DEFAULTS[arguments["dynamics"]][1]  # a quick probe
+    n_paths = arguments["n_paths"] or DRIVERS[arguments["dynamics"]](arguments["batch"]).default_paths(False)  # a probe
     kw = {**arguments, "t_max": t_end, "dt": dt / 2, "n_time": 2, "times": None, "progress": False, "check_dt": False,
           "on_divergence": "raise", "sampling": "mc", "max_memory_gb": max_memory_gb,
           "n_paths": max(n_paths // 4, 2 * arguments["n_replicas"])}
@@ -1553,7 +1609,7 @@ def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, paired
     """Compare the test loss and ``tr norm`` of ``fine`` (step ``dt``) with ``other`` (step
     ``dt'``) at the output times: ``z = |difference| / SE`` and the estimated relative step error
     ``|difference| / |(dt'/dt)^p - 1|`` of ``fine`` (Richardson, order ``p`` of
-    :data:`_STEP_ORDER`) per the test loss (or ``tr norm``'s largest value). The SE is that of the
+    the driver's ``step_order``) per the test loss (or ``tr norm``'s largest value). The SE is that of the
     replica-by-replica differences with ``paired`` (``(fine's, other's)`` per-replica test loss and
     ``tr norm``, (B, n_time) each: common random numbers make it smaller than the combined SE),
     else the combined SE. Updates ``found``; returns the :class:`~dmft.errors.DivergenceError` of
@@ -1561,7 +1617,7 @@ def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, paired
     ``z > 2``, or None. With ``screen``, also where the estimate's own standard error is above
     half the limit (a step error at the limit would not stand out by 2 SE: refine to see)."""
     dt, dt_other = fine.attrs["dt"], other.attrs["dt"]
-    order = _STEP_ORDER[fine.attrs["dynamics"]]
+    order = DRIVERS[fine.attrs["dynamics"]].step_order
     ratio = 1 / abs((dt_other / dt) ** order - 1)
     tr_f, tr_o = _trace(fine.norm), _trace(other.norm)
     pairs = [("test loss", fine.test_loss.values, other.test_loss.values, fine.test_loss_sem.values,
