@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 import dmft
+from dmft import _config
 from dmft.multipass import _kernels_solve
 from dmft.multipass import _solve as solve_mod
 from _util import table
@@ -70,7 +71,7 @@ def exponent(ns, ts):
 
 
 def threads(cases, repeat):
-    solve_mod.PARALLEL = True
+    _config.PARALLEL = True
     rows = []
     for dyn, T, paths in cases:
         timed_solve(dyn, 1.0, 64)

@@ -423,11 +423,12 @@ def test_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamic
     # the O(nnz n) incremental rows are exact identities of the discrete system: compare with
     # the direct O(n^2) resolvent / A Sigma A^T rows on the same paths
     from dmft.multipass import _solve as mod
+    import reference_multipass
 
     args = dict(dynamics=dynamics, t_max=1.0, n_time=11, dt=0.05, n_paths=256, seed=3,
                 progress=False, **kw)
     fast = dmft.solve(model, **args)
-    monkeypatch.setattr(mod, "DIRECT_PARAMETER_SIDE", True)
+    monkeypatch.setattr(mod._ParamSide, "row", reference_multipass.parameter_row_direct)
     ref = dmft.solve(model, **args)
     for v in ("correlation", "response", "overlap", "test_loss", "train_loss"):
         np.testing.assert_allclose(fast[v].values, ref[v].values, rtol=1e-5, atol=1e-7)
@@ -519,7 +520,7 @@ def test_chol_append_reproduces_a_near_singular_covariance(n, r, block, seed):
     below 1e-8 of the variance set to zero) was off by ~1e-5 on these matrices, and by O(1)
     in a solve (test below)."""
     from dmft.multipass._kernels_solve import chol_append
-    from dmft.multipass._solve import CHOL_JITTER
+    from dmft._config import CHOL_JITTER
 
     J = _sparse_driven_covariance(np.random.default_rng(seed), n, r)
     L = np.full((n, n), np.nan)  # every entry must be written

@@ -19,9 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-#: re-association lets LLVM vectorise the long sums; no finite-math assumptions, so a
-#: diverging run still shows up as inf/nan in the kernels
-_FM = {"reassoc", "contract"}
+from .. import _config
 
 
 @njit(cache=True, inline="always")  # ~26M calls in train_losses at the defaults
@@ -56,6 +54,8 @@ def _rinterp(R, n, lt, m, ls, out):
             out[a, a] += 1.0 - f
 
 
+# fastmath=True (with finite-math flags), not _config.FASTMATH: the two compile to other
+# instructions, and the factor's round-off (1e-11 relative in the outputs) would change every solve's numbers
 @njit(cache=True, fastmath=True)
 def chol_append(L, cov, first, jitter, pivots):
     """Append rows ``first .. first + T - 1`` of a lower-triangular factor ``L`` with
@@ -91,7 +91,7 @@ def chol_append(L, cov, first, jitter, pivots):
             s[t] += L[row, i] * L[row, i]
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
     """Rows ``ks + n k .. ks + (n + n_grid) k - 1`` (grid points ``n .. n + n_grid - 1``) of
     each replica's joint factor ``L[b]`` (teacher first, then the grid field), in one pass
@@ -116,7 +116,7 @@ def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
             pivots[b, t] = piv[t] / max(cov[t, row0 + t], 1e-300)
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
     on the columns ``lo <= col < hi``.
@@ -148,7 +148,7 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
                             TC[b, a, col] += w * RtT[b, r, col]
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def row_sums(A, nu, delta, n, RtT, asum, bvec):
     """From row ``n`` of ``A`` (final): the step response ``Rt_nc = sum_{j=c}^n A_nj``, stored
     transposed (``RtT[b, c k + e, n k + a]``), ``asum[b, n] = sum_j A_nj`` and
@@ -174,7 +174,7 @@ def row_sums(A, nu, delta, n, RtT, asum, bvec):
                 bvec[b, n, a, g] = delta * acc
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, rho_inv,
                A, R, C, S, m, nu, Phi, asum, bvec, RtT):
     """Row ``n >= 1`` of ``m, nu, A, R, C`` (and :func:`row_sums`) of every replica, from
@@ -185,7 +185,7 @@ def finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, rho_inv,
     kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C, S, nu, asum, bvec, RtT)
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi):
     """Row ``n`` of ``m`` and ``nu`` of every replica from the isotropic identities
     ``m_n = (delta Phi_n - lam sum_{j<n} w_j m_j) / (1 + lam dt / 2)`` (trapezoid, the half
@@ -215,7 +215,7 @@ def teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi):
                 nu[b, n, a, g] = acc
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C, S, nu, asum, bvec, RtT):
     """Row ``n >= 1`` of ``A, R, C`` (and :func:`row_sums`) of every replica, given row ``n``
     of ``nu``: ``A_n. = Minv (A_{n-1}. - E_{n-1} + PA)``, ``R_n. = Minv (R_{n-1}. - delta dG^-
@@ -306,6 +306,8 @@ def kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C,
                 C[b, nk + a, nk + e] = 0.5 * (cnn[a, e] + cnn[e, a])
 
 
+# fastmath=True (with finite-math flags), not _config.FASTMATH: the two compile to other
+# instructions, and the factor's round-off (1e-11 relative in the outputs) would change every solve's numbers
 @njit(cache=True, fastmath=True)
 def grid_field(L, Z, row0, k, Pb, paths, out):
     """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""
@@ -331,7 +333,7 @@ def shared_response(R, n, lt, cells, lams, out):
             _rinterp(R[b], n, lt, cells[l], lams[l], out[b, l])
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
     """``out[i] = sum_m g'_j(m) psi_ji(m)`` (``i <= j``) over the tangent paths ``m`` of one
     replica, with ``Psi = (I - T)^-1`` backwards from the shared ``Rm[l, i] = R(s_l, s_i)``
@@ -738,7 +740,7 @@ def labels(params, wstar, eps, out):
         teacher(wstar[p], eps[p], params, out[p])
 
 
-# the replica loops on numba's threads (dmft.multipass._solve.PARALLEL). Not disk-cached: numba's cache
+# the replica loops on numba's threads (dmft._config.PARALLEL). Not disk-cached: numba's cache
 # index does not tell a parallel compilation of a function from its serial one
-chol_rows_parallel = njit(fastmath=_FM, parallel=True)(chol_rows.py_func)
-row_products_parallel = njit(fastmath=_FM, parallel=True)(row_products.py_func)
+chol_rows_parallel = njit(fastmath=set(_config.FASTMATH), parallel=True)(chol_rows.py_func)
+row_products_parallel = njit(fastmath=set(_config.FASTMATH), parallel=True)(row_products.py_func)
