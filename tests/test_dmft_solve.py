@@ -459,7 +459,7 @@ def test_unresolved_time_step_warns():
 @given(k=st.sampled_from([1, 2]), j=st.integers(0, 13), n_paths=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
 def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, seed):
     """The backward recursion of the dense drivers' tangents against numpy's inverse of the
-    forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell's docstring)."""
+    forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell_dense's docstring)."""
     from dmft.multipass._kernels_solve import dense_tangents
 
     rng = np.random.default_rng(seed)

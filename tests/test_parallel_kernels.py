@@ -1,5 +1,5 @@
 """With ``dmft._config.PARALLEL`` the replicas run on numba's threads (issue 24): the sample
-side (``sample_cell``), the factor rows (``chol_rows``) and the parameter side's products
+side (``sample_cell_poisson``, ``sample_cell_dense``), the factor rows (``chol_rows``) and the parameter side's products
 (``row_products``) loop over independent replicas in ``prange``, each replica's sums in the
 order of its paths, so the numbers do not depend on the threads: bit-identical to the serial
 kernels (the default) and to one thread."""

@@ -947,7 +947,10 @@ def _teacher(run: _Setup, grid: _Grid, rnd: _Random, state: _State) -> _Teacher:
 class _SampleSide:
     """The sample side of a driver: the paths' workspace, the per-cell sums of every replica
     (``dGm, dGp`` the increments of the row of ``G`` on the hat functions, ``dS``, ``dFF``,
-    ``dPhi``; :func:`dmft.multipass._kernels_solve.sample_cell`) and the cell's kernel call."""
+    ``dPhi``, ``QV``; :func:`dmft.multipass._kernels_solve.sample_cell_poisson`) and the
+    cell's kernel call."""
+
+    template = None  # the driver's sample-side kernel in dmft.multipass._kernels_solve
 
     def __init__(self, run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher):
         B, N, k, ks = grid.B, grid.N, grid.k, grid.ks
@@ -959,8 +962,12 @@ class _SampleSide:
         self.dS = np.zeros((B, N + 1, k, k))
         self.dFF = np.zeros((B, k, k))
         self.dPhi = np.zeros((B, k, ks))
-        self.kernel = specialise(_k.sample_cell, grad=run.model.grad, hess=run.model.hess, K=k,
+        self.QV = np.zeros((B, k, k))
+        self.kernel = specialise(type(self).template, grad=run.model.grad, hess=run.model.hess, K=k,
                                  parallel=_config.PARALLEL)
+        self.sums = (self.dGm, self.dGp, self.dS, self.dFF, self.dPhi, self.QV)
+        self.events = (rnd.ev_cell, rnd.ev_lam, rnd.ev_dz)
+        self.labels = (teacher.y, teacher.wstar)
 
     def clear(self):
         """Zero the cell's sums before a sweep."""
@@ -975,17 +982,15 @@ class _EventSide(_SampleSide):
     """Poisson (SGD): every path's events at their exact times, its tangents forward in the
     packed triangle ``psi``; a cell's active paths from :func:`_cell_lists`."""
 
+    template = _k.sample_cell_poisson
+
     def __init__(self, run, grid, rnd, teacher):
         super().__init__(run, grid, rnd, teacher)
         J, k = rnd.ev_cell.shape[1], grid.k
         self.gp = np.zeros((grid.P, J, k, k))
         self.psi = np.zeros((grid.P // run.tangent_stride, J * (J + 1) // 2 * k * k))
         self.cells = _cell_lists(rnd.counts, rnd.ev_cell, grid.N)
-        B = grid.B
-        # the dense drivers' arrays, empty
-        self.dense = (np.zeros((B, 0, 0, k, k)), np.zeros((B, J, 0)), np.zeros((B, 0, 0)), np.zeros((B, 0, k, k, 0)),
-                      np.zeros((B, k, k, 0)), np.zeros((grid.P, 0, k)))
-        self.mid = (rnd.zeta, np.zeros((B, k, k)), np.zeros((B, k, k)), 0.0, 0.0)
+        self.path_state = (self.g, self.gp, self.psi)
 
     def cell(self, n):
         """``(active, lo, hi)``: the paths with events in cell ``n`` and their event ranges."""
@@ -998,12 +1003,9 @@ class _EventSide(_SampleSide):
         """Nothing: every path reads its own events' responses."""
 
     def sample(self, n, tangents, active, lo, hi, Wold, Wnew, R):
-        grid, rnd, t = self.grid, self.rnd, self.teacher
-        Rmid, dzT, hzT, gpT, gp0T, fev = self.dense
-        self.kernel(self.params, n, grid.c, 0.0, -1.0, 0.0, grid.Pb, self.run.tangent_stride, tangents, active, lo,
-                    hi, rnd.ev_cell, rnd.ev_lam, rnd.ev_dz, Wold, Wnew, R, Rmid, dzT, hzT, gpT, gp0T, t.y, t.wstar,
-                    self.g, self.gp, self.psi, fev, self.dGm, self.dGp, self.dS, self.dFF, self.dPhi, t.kinks,
-                    self.mid)
+        cell = (n, self.grid.c, self.grid.Pb, self.run.tangent_stride)
+        self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.labels, self.path_state,
+                    self.sums, self.teacher.kinks)
 
     def forces(self, paths):
         """The force ``g_i dz_i`` of every event of ``paths`` (train loss)."""
@@ -1015,6 +1017,8 @@ class _DenseSide(_SampleSide):
     between events ``Rmid`` (B, N, N, k, k) are computed once per replica and the tangents of
     a row backwards for a replica's tangent paths at once (``dense_tangents``), with those
     paths as the last axis: ``dzT``, ``hzT`` (B, N, Mt) and ``gpT`` (B, N, k, k, Mt)."""
+
+    template = _k.sample_cell_dense
 
     def __init__(self, run, grid, rnd, teacher):
         super().__init__(run, grid, rnd, teacher)
@@ -1032,14 +1036,14 @@ class _DenseSide(_SampleSide):
         # SME: the noise of each cell's first half at its event (docs/dmft_theory.md, "Discretisation")
         c, half = grid.c, grid.half
         own, damp = (c * math.sqrt(self.dz_var / 2), c * half) if self.n_mid else (0.0, 0.0)
-        self.QV, self.QV_last, self.bridge = (np.zeros((B, k, k)) for _ in range(3))
-        self.mid = (rnd.zeta, self.bridge, self.QV, own, damp)
+        self.QV_last, self.bridge = np.zeros((B, k, k)), np.zeros((B, k, k))
+        self.mid = (rnd.zeta, self.bridge, own, damp)
         # the coefficient of g_{j-1} in r(s_j-) on the tangent paths
         self.hzT = np.full((B, N, Mt), half)
         if self.n_mid:
             self.hzT += own * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
-        self.no_gp = np.zeros((P, 0, k, k))
-        self.no_psi = np.zeros((P // stride, 0))
+        self.path_state = (self.g, self.fev)
+        self.tangent_paths = (self.dzT, self.hzT, self.gpT, self.gp0T)
 
     def cell(self, n):
         lo = np.full(self.grid.P, n - 1, dtype=np.int64)
@@ -1060,11 +1064,10 @@ class _DenseSide(_SampleSide):
         _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1], self.Rmid[:, n - 1, : n - 1])
 
     def sample(self, n, tangents, active, lo, hi, Wold, Wnew, R):
-        grid, rnd, t = self.grid, self.rnd, self.teacher
-        self.kernel(self.params, n, grid.c, grid.half, self.dz_mean, self.dz_var, grid.Pb, self.run.tangent_stride,
-                    tangents, active, lo, hi, rnd.ev_cell, rnd.ev_lam, rnd.ev_dz, Wold, Wnew, R, self.Rmid, self.dzT,
-                    self.hzT, self.gpT, self.gp0T, t.y, t.wstar, self.g, self.no_gp, self.no_psi, self.fev, self.dGm,
-                    self.dGp, self.dS, self.dFF, self.dPhi, t.kinks, self.mid)
+        grid = self.grid
+        cell = (n, grid.c, grid.half, self.dz_mean, self.dz_var, grid.Pb, self.run.tangent_stride)
+        self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.Rmid, self.labels,
+                    self.path_state, self.tangent_paths, self.sums, self.teacher.kinks, self.mid, tangents)
 
     def commit(self):
         self.QV_last[:] = self.QV
