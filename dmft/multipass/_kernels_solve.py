@@ -179,14 +179,18 @@ def row_sums(A, nu, delta, n, RtT, asum, bvec):
 
 
 @njit(cache=True, fastmath=set(_config.FASTMATH))
-def finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, rho_inv,
-               A, R, C, S, m, nu, Phi, asum, bvec, RtT):
+def finish_row(step, row, products, prior, kernels, teacher):
     """Row ``n >= 1`` of ``m, nu, A, R, C`` (and :func:`row_sums`) of every replica, from
     row ``n - 1`` and the products ``P = sum_j dK_j X_j.`` of :func:`row_products`: the
     incremental identities of ``solve._ParamSide.row`` (:func:`teacher_row`, then
-    :func:`kernel_row`)."""
-    teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi)
-    kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C, S, nu, asum, bvec, RtT)
+    :func:`kernel_row`). ``step = (n, dt, delta, lam)``, ``row = (Grow, dGm, Minv)``,
+    ``products = (PA, PR, PC)``, ``prior = (q0, rho, rho_inv)``, ``kernels = (A, R, C, S,
+    RtT)``, ``teacher = (m, nu, Phi, asum, bvec)`` (see :func:`kernel_row`)."""
+    n, dt, delta, lam = step
+    q0, rho, rho_inv = prior
+    m, nu, Phi, asum, bvec = teacher
+    teacher_row(n, dt, delta, lam, row[0], rho_inv, m, nu, Phi)
+    kernel_row(step, row, products, (q0, rho), kernels, (nu, asum, bvec))
 
 
 @njit(cache=True, fastmath=set(_config.FASTMATH))
@@ -220,15 +224,22 @@ def teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi):
 
 
 @njit(cache=True, fastmath=set(_config.FASTMATH))
-def kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C, S, nu, asum, bvec, RtT):
+def kernel_row(step, row, products, prior, kernels, sums):
     """Row ``n >= 1`` of ``A, R, C`` (and :func:`row_sums`) of every replica, given row ``n``
     of ``nu``: ``A_n. = Minv (A_{n-1}. - E_{n-1} + PA)``, ``R_n. = Minv (R_{n-1}. - delta dG^-
     + PR)``, ``C_n. = Minv (C_{n-1}. + PC + delta dnu rho b^T)`` (with its transpose as
     column ``n``), ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)``, ``Y_nn = q0 asum_n^T +
-    delta S_n. A_n.^T + delta nu_n rho b_n^T``. Grow: (B, N+1, k, k) the row of ``G``;
-    dGm: (B, n, k, k) the increment of ``G^-``; Minv: (B, k, k) ``(I - K_nn)^-1``;
-    PA, PR, PC: (B, k, n k).
+    delta S_n. A_n.^T + delta nu_n rho b_n^T``. ``step = (n, dt, delta, lam)``; ``row =
+    (Grow, dGm, Minv)``: Grow (B, N+1, k, k) the row of ``G``, dGm (B, n, k, k) the increment
+    of ``G^-``, Minv (B, k, k) ``(I - K_nn)^-1``; ``products = (PA, PR, PC)`` (B, k, n k);
+    ``prior = (q0, rho)``; ``kernels = (A, R, C, S, RtT)``; ``sums = (nu, asum, bvec)``.
     """
+    n, dt, delta, lam = step
+    Grow, dGm, Minv = row
+    PA, PR, PC = products
+    q0, rho = prior
+    A, R, C, S, RtT = kernels
+    nu, asum, bvec = sums
     B = A.shape[0]
     k = Minv.shape[1]
     ks = nu.shape[3]
@@ -656,6 +667,47 @@ def replica_tangents(Rm, j, c, f, hzT, dzT, gpT, gp0T, cells, lams, dGm, dGp):
             dGp[0, a, e] += f * out0[a, e]
 
 
+@njit(cache=True, inline="always")
+def _add_shared_responses(Rmid_j, fevp, j, c, k, r):
+    """``r += c sum_{l<j} R(s_j, s_l) fev_l`` from the shared ``Rmid_j[l] = R(s_j, s_l)``: a
+    plain (vectorisable) sum."""
+    for a in range(k):
+        acc = 0.0
+        for l in range(j):
+            for e in range(k):
+                acc += Rmid_j[l, a, e] * fevp[l, e]
+        r[a] += c * acc
+
+
+@njit(cache=True, inline="always")
+def _add_half_cell_noise(zeta_pj, bridge_b, own, g_last, k, r):
+    """SME: the noise of the first half cell, ``own zeta_0 g_{j-1} + bridge zeta_{1:}``."""
+    for a in range(k):
+        r[a] += own * zeta_pj[0] * g_last[a]
+        for e in range(k):
+            r[a] += bridge_b[a, e] * zeta_pj[1 + e]
+
+
+@njit(cache=True, inline="always")
+def _add_event_force(gj, H, damp, dz, moments, k, gn, fevj, dFp, qv):
+    """The event's self-damped force ``gn = (I - damp l'') g`` (``H = l''``), the path's force
+    ``fev = dz_mean g + (dz - dz_mean) gn``, and its share of the cell's ``dF += c dz_mean g``
+    and of ``qv += c^2 dz_var gn gn^T``; ``moments = (c, dz_mean, dz_var)``."""
+    c, dz_mean, dz_var = moments
+    for a in range(k):
+        gn[a] = gj[a]
+        if damp > 0.0:
+            for e in range(k):
+                gn[a] -= damp * H[a, e] * gj[e]
+    for a in range(k):
+        fevj[a] = dz_mean * gj[a] + (dz - dz_mean) * gn[a]
+    f = c * dz_mean
+    for a in range(k):
+        dFp[a] += f * gj[a]
+        for e in range(k):
+            qv[a, e] += c * c * dz_var * gn[a] * gn[e]
+
+
 def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, forces, tangent_paths, sums, kinks, mid,
                       tangents):
     """Advance every path of a dense driver (SME, GF) over the cell ``(t_{n-1}, t_n]``: one
@@ -738,12 +790,7 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                 lt = ev_lam[p, j]
                 for a in range(k):
                     r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
-                for a in range(k):
-                    acc = 0.0
-                    for l in range(j):
-                        for e in range(k):
-                            acc += Rmid[b, j, l, a, e] * fev[p, l, e]
-                    r[a] += c * acc
+                _add_shared_responses(Rmid[b, j], fev[p], j, c, k, r)
                 if j >= 1:
                     for a in range(k):
                         r[a] += c * half * g[p, j - 1, a]
@@ -760,10 +807,7 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                             for e in range(k):
                                 gp0T[b, a, e, (p - b * Pb) // tstride] = -H[a, e]
                 if own > 0.0:
-                    for a in range(k):
-                        r[a] += own * zeta[p, j, 0] * (g[p, j - 1, a] if j >= 1 else g0[a])
-                        for e in range(k):
-                            r[a] += bridge[b, a, e] * zeta[p, j, 1 + e]
+                    _add_half_cell_noise(zeta[p, j], bridge[b], own, g[p, j - 1] if j >= 1 else g0, k, r)
                 grad(r, yp, params, gv)  # noqa: F821
                 hess(r, yp, params, H)  # noqa: F821
                 for pl in range(kinks[0].shape[0]):
@@ -777,18 +821,7 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                     for a in range(k):
                         for e in range(k):
                             gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
-                for a in range(k):
-                    gn[a] = g[p, j, a]
-                    if damp > 0.0:
-                        for e in range(k):
-                            gn[a] -= damp * H[a, e] * g[p, j, e]
-                for a in range(k):
-                    fev[p, j, a] = dz_mean * g[p, j, a] + (ev_dz[p, j] - dz_mean) * gn[a]
-                f = c * dz_mean
-                for a in range(k):
-                    dFp[a] += f * g[p, j, a]
-                    for e in range(k):
-                        qv[a, e] += c * c * dz_var * gn[a] * gn[e]
+                _add_event_force(g[p, j], H, damp, ev_dz[p, j], (c, dz_mean, dz_var), k, gn, fev[p, j], dFp, qv)
             # E[dF (c g_i dz_i)^T] at event i's cell i + 1: a contiguous (vectorisable) update
             for a in range(k):
                 fa = dFp[a] * c * inv

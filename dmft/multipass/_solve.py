@@ -89,6 +89,25 @@ class Poisson(_Driver):
         """Monte Carlo paths of a solve (docs/performance.md, "DMFT solver")."""
         return 131072
 
+    def half_cell(self, dt: float) -> float:
+        """No drift of a first half cell: the events sit at their exact times."""
+        return 0.0
+
+    def sample_side(self, run, grid, rnd, teacher):
+        return _EventSide(run, grid, rnd, teacher)
+
+    def sample_memory(self, P, B, N, k, stride, t_max, inputs):
+        """Doubles of the sample side ``(shared, paths, events)`` (see :func:`_memory_estimate`)."""
+        mean = self.rate * t_max
+        # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
+        J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
+        # events (cell, lam, dz, and their construction), per-cell lists, gradients and g'
+        return 0.0, inputs + P * J * (6 + k + k * k) + 4 * P * mean, P / stride * J * (J + 1) / 2 * k * k
+
+    def sample_runtime(self, P, N, stride, t_max):
+        """``c_path P J N`` with ``J = rate t_max`` events per path."""
+        return self.path_cost * P * self.rate * t_max * N
+
     def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None):
         T = n_cells * dt
         counts = rng.poisson(self.rate * T, size=n_paths)
@@ -128,6 +147,25 @@ class _Dense(_Driver):
     def default_paths(self, kinked: bool) -> int:
         """Monte Carlo paths of a solve; more for a model with a Dirac part in ``l''``."""
         return _KINKED_DENSE_PATHS if kinked else 8192
+
+    def half_cell(self, dt: float) -> float:
+        """The driver's mean increment over half a cell, ``rate dt / 2``: the drift of a
+        cell's first half before its midpoint event."""
+        return 0.5 * self.rate * dt
+
+    def sample_side(self, run, grid, rnd, teacher):
+        return _DenseSide(run, grid, rnd, teacher)
+
+    def sample_memory(self, P, B, N, k, stride, t_max, inputs):
+        """Doubles of the sample side ``(shared, paths, events)`` (see :func:`_memory_estimate`):
+        ``R`` between the shared event times (``Rmid``); events (cell, lam, dz), gradients
+        and forces per cell, the tangent paths' dz, hz and g'."""
+        J = N
+        return B * N * N * k * k, inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k), 0.0
+
+    def sample_runtime(self, P, N, stride, t_max):
+        """``c_path (P / stride) N^2``: the tangent paths' backward rows."""
+        return self.path_cost * P / stride * N * N
 
     def _dz(self, xi, shape, dt):
         raise NotImplementedError
@@ -378,9 +416,9 @@ class _ParamSide:
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
         """Rows ``n`` of ``m, nu`` (isotropic identities) and of ``A, R, C`` from the products."""
-        _k.finish_row(n, self.dt, self.delta, self.lr * self.ridge, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho,
-                      self.rho_inv, self.A, self.R, self.C, self.S, self.m, self.nu, self.Phi, self.asum, self.bvec,
-                      self.RtT)
+        _k.finish_row((n, self.dt, self.delta, self.lr * self.ridge), (Grow, dGm, Minv), (PA, PR, PC),
+                      (self.q0, self.rho, self.rho_inv), (self.A, self.R, self.C, self.S, self.RtT),
+                      (self.m, self.nu, self.Phi, self.asum, self.bvec))
 
     def _teacher_first(self, Grow):
         """Row 0 of ``m`` and ``nu``: ``m_0 = delta Phi_0``, ``nu_0 = (Phi_0 - G_00 m_0) rho^-1``."""
@@ -421,8 +459,8 @@ class _GroupParamSide(_ParamSide):
         self.rho, self.rho_inv = rho, None
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
-        _k.kernel_row(n, self.dt, self.delta, self.lr * self.ridge, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho,
-                      self.A, self.R, self.C, self.S, self.nu, self.asum, self.bvec, self.RtT)
+        _k.kernel_row((n, self.dt, self.delta, self.lr * self.ridge), (Grow, dGm, Minv), (PA, PR, PC),
+                      (self.q0, self.rho), (self.A, self.R, self.C, self.S, self.RtT), (self.nu, self.asum, self.bvec))
 
     def _teacher_first(self, Grow):
         """Nothing: the coupled solve has set the rows."""
@@ -579,19 +617,8 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     # C, R, A, S, the step response RtT; the replicas' Cholesky factors L; C and R at the output times
     grid = (5 + 4 * n_groups) * B * NK * NK + B * D * D + 2 * B * n_time * n_time * k * k
     inputs = P * (D + nd + N * nxi)
-    if driver.dense:
-        J = N
-        grid += B * N * N * k * k  # R between shared event times (Rmid)
-        # events (cell, lam, dz), gradients and forces per cell; the tangent paths' dz, hz and g'
-        paths = inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k)
-        events = 0.0
-    else:
-        mean = driver.rate * t_max
-        # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
-        J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
-        # events (cell, lam, dz, and their construction), per-cell lists, gradients and g'
-        paths = inputs + P * J * (6 + k + k * k) + 4 * P * mean
-        events = P / stride * J * (J + 1) / 2 * k * k
+    shared, paths, events = driver.sample_memory(P, B, N, k, stride, t_max, inputs)
+    grid += shared
     # Sobol draws of one replica (two copies) at the start; one replica's fields at the end
     transient = 2 * Pb * (D + nd + N * nxi) if sampling == "qmc" else 0.0
     transient = max(transient, Pb * n_time * k, 2 * B * n_time * n_time * k * k)
@@ -607,10 +634,7 @@ def _runtime_estimate(driver, B, P, N, k, stride, t_max, n_groups=0) -> float:
     Anisotropic data: each of ``n_groups`` spectral groups adds about the grid term (measured
     0.6x for GF, 1.3x for SGD; docs/performance.md, "Anisotropic data")."""
     B, P, N = float(B), float(P), float(N)
-    if driver.dense:
-        path = driver.path_cost * P / stride * N * N
-    else:
-        path = driver.path_cost * P * driver.rate * t_max * N
+    path = driver.sample_runtime(P, N, stride, t_max)
     return 1.0 + k * k * ((1 + n_groups) * driver.grid_cost * B / 8 * N * N + path)
 
 
@@ -778,7 +802,7 @@ def _plan(run: _Setup) -> _Grid:
     Pb = -(-Pb // run.tangent_stride) * run.tangent_stride
     # anisotropic data: the solve runs in the normalisation Tr K/d = 1 (docs/dmft_anisotropic.md, section 5)
     tau = 1.0 if run.spec is None else run.spec.trace_ratio
-    half = 0.5 * run.batch * dt if run.driver.dense else 0.0
+    half = run.driver.half_cell(dt)
     grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, run.model.k_star, tau,
                  tau * run.lr / run.batch, half, 0 if run.spec is None else len(run.spec.weights))
     _check_resources(run, grid)
@@ -803,7 +827,7 @@ def _check_resources(run: _Setup, grid: _Grid):
                "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
             + ", or raise max_memory_gb")
     runtime = _runtime_estimate(driver, grid.B, P, N, grid.k, run.tangent_stride, t_max, grid.n_groups)
-    if driver.dense and run.check_dt is not False:  # the step check's solve with twice the step
+    if driver.step_order and run.check_dt is not False:  # the step check's solve with twice the step
         runtime += _runtime_estimate(driver, grid.B, P, max(1, N // 2), grid.k, run.tangent_stride, t_max,
                                      grid.n_groups)
     if run.max_runtime_s is not None and runtime > run.max_runtime_s:
@@ -1190,7 +1214,8 @@ def _integrate(run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
             Wnew, Grow, Gprow = _step(n, run, grid, state, side)
             cnn = state.C[:, n * k:(n + 1) * k, n * k:(n + 1) * k]
             if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > _config.BLOWUP_NORM:
-                return _blow_up(run.arguments, run.driver.dense, n * grid.dt, grid.dt, run.max_memory_gb, Wnew, side.g)
+                return _blow_up(run.arguments, bool(run.driver.step_order), n * grid.dt, grid.dt, run.max_memory_gb,
+                                Wnew, side.g)
             state.Gprev2, state.Gpprev2 = state.Gprev, state.Gpprev
             state.Gprev, state.Gpprev = Grow, Gprow
             state.dW_last[:, :n] = side.dS[:, :n]
@@ -1326,7 +1351,7 @@ def _checks(ds, run: _Setup, grid: _Grid, rnd: _Random, kinks, replicas):
     if len(kinks[0]):
         _warn_noisy_kinks(ds)
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
-    if run.check_dt is not False and run.driver.dense:
+    if run.check_dt is not False and run.driver.step_order:
         try:
             # kinked solves return an extrapolation of two solves: compared on independent inputs
             own = None if len(kinks[0]) else (replicas, (rnd.Z, rnd.eps, rnd.xi, grid.N, grid.k))
@@ -1552,7 +1577,7 @@ def solve(
     q0 = grid.tau * run.init_std**2 * np.eye(grid.k)
     state = _State.allocate(run, grid, rho, q0)
     teacher = _teacher(run, grid, rnd, state)
-    side = (_DenseSide if run.driver.dense else _EventSide)(run, grid, rnd, teacher)
+    side = run.driver.sample_side(run, grid, rnd, teacher)
     err = _integrate(run, grid, state, side)
     if err is not None:
         return _diverged(run, grid, err)
@@ -1638,11 +1663,12 @@ def _kink_widths(kinks, bandwidth: float, B: int):
         width[:] = bandwidth * x.reshape(B, -1, len(a)).std(axis=1)
 
 
-def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_gb: float, fields, grads):
+def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory_gb: float, fields, grads):
     """The :class:`~dmft.errors.DivergenceError` of ``C(t, t)`` blowing up at ``t_bad``, with its cause.
 
     ``'model'`` when the gradients ``grads`` are not finite although the fields of the step
-    (``fields``) are finite and moderate; SGD (events at their exact times):
+    (``fields``) are finite and moderate; a driver without a grid error (``gridded`` False:
+    SGD, events at their exact times):
     ``'learning_rate'``; SME and GF: a solve with half the step on ``[0, 1.5 t_bad + 2 dt]``
     (a quarter of the paths, pseudo-random inputs) decides: ``'learning_rate'`` if it blows up
     by ``1.25 t_bad + 2 dt`` too (the dynamics itself diverges), else ``'time_step'``; with
@@ -1656,7 +1682,7 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
         return errors.DivergenceError(
             f"{where}: the model's gradient is not finite at finite fields |r| <= {_config.MODERATE_FIELD:g}", t_bad,
             cause="model")
-    if not dense or getattr(_REFINING, "active", False):
+    if not gridded or getattr(_REFINING, "active", False):
         return errors.DivergenceError(where, t_bad, cause="learning_rate")
     t_end = 1.5 * t_bad + 2 * dt
     n_paths = arguments["n_paths"] or DRIVERS[arguments["dynamics"]](arguments["batch"]).default_paths(False)  # a probe
