@@ -228,7 +228,7 @@ def kernel_row(step, row, products, prior, kernels, sums):
     """Row ``n >= 1`` of ``A, R, C`` (and :func:`row_sums`) of every replica, given row ``n``
     of ``nu``: ``A_n. = Minv (A_{n-1}. - E_{n-1} + PA)``, ``R_n. = Minv (R_{n-1}. - delta dG^-
     + PR)``, ``C_n. = Minv (C_{n-1}. + PC + delta dnu rho b^T)`` (with its transpose as
-    column ``n``), ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)``, ``Y_nn = q0 asum_n^T +
+    column ``n``), ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)`` (:func:`diagonal_block`), ``Y_nn = q0 asum_n^T +
     delta S_n. A_n.^T + delta nu_n rho b_n^T``. ``step = (n, dt, delta, lam)``; ``row =
     (Grow, dGm, Minv)``: Grow (B, N+1, k, k) the row of ``G``, dGm (B, n, k, k) the increment
     of ``G^-``, Minv (B, k, k) ``(I - K_nn)^-1``; ``products = (PA, PR, PC)`` (B, k, n k);
@@ -249,8 +249,6 @@ def kernel_row(step, row, products, prior, kernels, sums):
     TR = np.empty((k, nk))
     TC = np.empty((k, nk))
     drho = np.empty((k, ks))
-    Y = np.empty((k, k))
-    cnn = np.empty((k, k))
     for b in range(B):
         for a in range(k):
             for g in range(ks):
@@ -287,6 +285,25 @@ def kernel_row(step, row, products, prior, kernels, sums):
                 A[b, r, nk + e] = Minv[b, a, e]
                 R[b, r, nk + e] = 1.0 if a == e else 0.0
     row_sums(A, nu, delta, n, RtT, asum, bvec)
+    diagonal_block(step, row, prior, kernels, sums)
+
+
+@njit(cache=True, fastmath=set(_config.FASTMATH))
+def diagonal_block(step, row, prior, kernels, sums):
+    """The diagonal block ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)`` of every replica, with
+    ``Y_nn = q0 asum_n^T + delta S_n. A_n.^T + delta nu_n rho b_n^T``, once row ``n`` of
+    ``A`` and the columns ``C_.n`` left of it are final (arguments of :func:`kernel_row`)."""
+    n, dt, delta, lam = step
+    Grow, _, Minv = row
+    q0, rho = prior
+    A, _, C, S, _ = kernels
+    nu, asum, bvec = sums
+    B = A.shape[0]
+    k = Minv.shape[1]
+    ks = nu.shape[3]
+    nk = n * k
+    Y = np.empty((k, k))
+    cnn = np.empty((k, k))
     for b in range(B):
         for a in range(k):
             for e in range(k):
@@ -643,13 +660,14 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
             _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi)
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
-def replica_tangents(Rm, j, c, f, hzT, dzT, gpT, gp0T, cells, lams, dGm, dGp):
+@njit(cache=True, inline="always")
+def _replica_tangents(Rm, j, c, f, tangent_paths, cells, lams, k, dGm, dGp):
     """One replica's share of the row of ``G`` from its tangent paths (dense drivers, event
     ``j`` of every path in cell ``j + 1``): ``out_i = sum_m g'_j(m) psi_ji(m)`` by
     :func:`dense_tangents`, weighted by ``f`` to the hat functions of event ``i``'s cell, and
-    the response to the start ``r(t_0)`` on the right of node 0."""
-    k = gpT.shape[1]
+    the response to the start ``r(t_0)`` on the right of node 0 (``tangent_paths`` one
+    replica's ``(dzT, hzT, gpT, gp0T)``)."""
+    dzT, hzT, gpT, gp0T = tangent_paths
     Y = np.empty((j + 1, k, k, gpT.shape[3]))
     Acc = np.empty((j + 1, k, k, gpT.shape[3]))
     out = np.empty((j + 1, k, k))
@@ -741,7 +759,7 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     row ``j`` is found backwards, without storing the earlier rows: ``Psi = (I - T)^-1`` with
     ``T_li = c R(s_l, s_i) g'_i dz_i (+ c half g'_i if l = i + 1)``, so ``Y_i = psi_ji``
     solves ``Y_i = delta_ij I + sum_{i<l<=j} Y_l T_li`` (:func:`dense_tangents`, all tangent
-    paths of a replica at once, :func:`replica_tangents`): it streams the replica's ``Rmid``
+    paths of a replica at once, :func:`_replica_tangents`): it streams the replica's ``Rmid``
     (cache-resident) instead of every path's ``O(j^2)`` triangle from memory. The tangent
     paths ``m`` (path ``b Pb + m tstride``) are the last axis: ``dzT[b, l, m]``,
     ``hzT[b, l, m]`` (B, N, Mt; the coefficient of ``g_{l-1}`` in ``r(s_l-)``: ``half``, plus
@@ -791,10 +809,12 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                 for a in range(k):
                     r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
                 _add_shared_responses(Rmid[b, j], fev[p], j, c, k, r)
-                if j >= 1:
+                # half > 0 always here: the guards pin the instructions LLVM picks for these sums,
+                # and so their rounding (benchmarks/before_after.py holds the numbers)
+                if half > 0.0 and j >= 1:
                     for a in range(k):
                         r[a] += c * half * g[p, j - 1, a]
-                else:  # the first half cell's force, at r(t_0) = w(t_0)
+                if half > 0.0 and j == 0:  # the first half cell's force, at r(t_0) = w(t_0)
                     for a in range(k):
                         rk[a] = Wprev[q, a]
                     grad(rk, yp, params, g0)  # noqa: F821
@@ -833,7 +853,7 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
         j = lo[0]
         f = c * dz_mean * tstride * inv
         for b in prange(B):
-            replica_tangents(Rmid[b], j, c, f, hzT[b], dzT[b], gpT[b], gp0T[b], ev_cell[0], ev_lam[0], dGm[b], dGp[b])
+            _replica_tangents(Rmid[b], j, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b]), ev_cell[0], ev_lam[0], k, dGm[b], dGp[b])
 
 
 def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):
