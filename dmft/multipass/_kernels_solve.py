@@ -853,7 +853,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
         j = lo[0]
         f = c * dz_mean * tstride * inv
         for b in prange(B):
-            _replica_tangents(Rmid[b], j, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b]), ev_cell[0], ev_lam[0], k, dGm[b], dGp[b])
+            _replica_tangents(Rmid[b], j, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b]), ev_cell[0], ev_lam[0], k, dGm[b],
+                              dGp[b])
 
 
 def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):

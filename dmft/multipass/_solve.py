@@ -243,7 +243,8 @@ def _driver(dynamics, batch, driver) -> _Driver:
             "(pass one of the two)")
     if batch is not None and batch != driver.rate:
         raise errors.ParameterError(
-            f"batch={batch!r} is not allowed with driver={driver!r}: the driver's rate is the batch (pass one of the two)")
+            f"batch={batch!r} is not allowed with driver={driver!r}: the driver's rate is the batch "
+            "(pass one of the two)")
     return driver
 
 
@@ -1085,7 +1086,8 @@ class _DenseSide(_SampleSide):
             self.bridge[:] = _bridge_factor(self.run.delta, self.QV if it else self.QV_last)
             self.QV[:] = 0.0
         ev_cell, ev_lam = self.rnd.ev_cell, self.rnd.ev_lam
-        _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1], self.Rmid[:, n - 1, : n - 1])
+        _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1],
+                           self.Rmid[:, n - 1, : n - 1])
 
     def sample(self, n, tangents, active, lo, hi, Wold, Wnew, R):
         grid = self.grid
@@ -1207,7 +1209,8 @@ def _step(n: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
 def _integrate(run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
     """Rows ``1 .. N`` (row 0 first); the DivergenceError of ``C(t, t)`` blowing up, or None."""
     k = grid.k
-    state.par.row(0, state.Gprev.copy(), state.Gpprev, state.Gprev, state.Gpprev, None)  # its factor rows come with step 1's
+    # row 0; its factor rows come with step 1's
+    state.par.row(0, state.Gprev.copy(), state.Gpprev, state.Gprev, state.Gpprev, None)
     bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
     try:
         for n in range(1, grid.N + 1):
