@@ -772,6 +772,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     Gaussian of width ``h`` across the plane (``J`` taken at the nearest point of the plane,
     :func:`_kink_points`). ``x[p, i]`` keeps the path's last ``x`` (the caller's widths).
     """
+    # about 80 lines: the model's grad and hess calls stay in the template (specialise binds
+    # them), the model-free steps around them are the inline helpers above
     k = K  # noqa: F821 (bound by specialise)
     n, c, half, dz_mean, dz_var, Pb, tstride = cell
     paths, lo, hi = active
