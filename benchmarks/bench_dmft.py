@@ -24,7 +24,7 @@ def run(dynamics, n_steps, n_paths):
 
 
 PARAMETER_SIDE = {"row", "chol_rows", "row_products", "finish_row", "row_sums"}  # solve._ParamSide.row and its kernels
-SAMPLE_SIDE = {"sample_cell", "shared_response", "grid_field", "train_losses"}
+SAMPLE_SIDE = {"sample_cell_poisson", "sample_cell_dense", "shared_response", "grid_field", "train_losses"}
 
 
 def profile(n_steps, n_paths):

@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 import dmft
+from dmft import _config
 from dmft.multipass import _kernels_solve
 from dmft.multipass import _solve as solve_mod
 from _util import table
@@ -47,7 +48,8 @@ def timed_solve(dynamics, t_max, n_paths, seed=0):  # n_paths None: the default
 
     def specialise(template, **kw):
         kernel = spec(template, **kw)
-        return timers.wrap("sample_cell", kernel) if template is _kernels_solve.sample_cell else kernel
+        sample_side = template in (_kernels_solve.sample_cell_poisson, _kernels_solve.sample_cell_dense)
+        return timers.wrap("sample_cell", kernel) if sample_side else kernel
 
     solve_mod._ParamSide.row = timers.wrap("param_side", row)
     _kernels_solve.chol_rows = timers.wrap("chol_rows", chol)
@@ -70,7 +72,7 @@ def exponent(ns, ts):
 
 
 def threads(cases, repeat):
-    solve_mod.PARALLEL = True
+    _config.PARALLEL = True
     rows = []
     for dyn, T, paths in cases:
         timed_solve(dyn, 1.0, 64)

@@ -1,4 +1,5 @@
-"""Slow, obviously-correct numpy references for :func:`dmft.simulate` (tests only).
+"""Slow, obviously-correct numpy references for :func:`dmft.simulate` and for the DMFT solver's
+parameter side (its direct rows; tests only).
 
 Everything here is plain numpy/scipy written straight from docs/simulate.md; the tests
 assert that the numba simulators agree with it on small cases with the same random draws.
@@ -246,3 +247,57 @@ def anisotropic_gf(weights, eigenvalues, teacher_power, *, delta, lr, noise_var,
         return out
 
     return error(nodes), error(nodes // 2)
+
+
+# ---------------------------------------------------------------- the DMFT solver's parameter side
+def _teacher_row_direct(par, n, Grow):
+    """Row ``n >= 1`` of ``m`` and ``nu`` (isotropic): ``m_n = (delta Phi_n - lam sum_{j<n}
+    w_j m_j) / (1 + lam dt / 2)`` (trapezoid), ``nu_n = (Phi_n - sum_{j<=n} G_nj m_j) rho^-1``."""
+    dt, delta, lam = par.dt, par.delta, par.lr * par.ridge
+    m, nu, Phi = par.m, par.nu, par.Phi
+    wm = np.full(n, dt)
+    wm[0] = 0.5 * dt
+    m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
+    nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ par.rho_inv
+
+
+def parameter_row_direct(par, n, Grow, Gprow, Gprev=None, Gpprev=None, dW=None, dG=None):
+    """Row ``n`` of the parameter side ``par`` (a ``dmft.multipass._solve._ParamSide``) in the
+    direct ``O(n^2)`` form of docs/dmft_theory.md, section 3, in place of its incremental
+    ``row`` (same arguments; row 0 is the library's, which is direct already): ``K_nj = delta
+    G_nj - lr ridge w_j`` (trapezoid), ``A_n. = (I - K_nn)^-1 sum_{j<n} K_nj A_j.``,
+    ``R_n,m = (I - K_nn)^-1 [I + sum_{m<=j<n} K_nj R_jm - (K - K^+)_nm]`` (``K^+`` the right
+    half-hat), ``C_n. = delta A_n. S A^T + asum_n q0 asum^T + b_n rho b^T``."""
+    from dmft.multipass import _kernels_solve, _solve
+
+    if n == 0:
+        return par.first_row(Grow)
+    k, dt, delta, lam = par.k, par.dt, par.delta, par.lr * par.ridge
+    C, R, A, S = par.C, par.R, par.A, par.S
+    B = C.shape[0]
+    nk, n1k = n * k, (n + 1) * k
+    eye = np.eye(k)
+    w = np.full(n + 1, dt)
+    w[0] = w[n] = 0.5 * dt
+    Kb = delta * Grow[:, : n + 1] - lam * w[None, :, None, None] * eye
+    K = _solve._flat(Kb)
+    if not isinstance(par, _solve._GroupParamSide):  # the groups' rows of m, nu are set by the coupled solve
+        _teacher_row_direct(par, n, Grow)
+    Minv = np.linalg.inv(eye - Kb[:, n])
+    A[:, nk:n1k, nk:n1k] = Minv
+    R[:, nk:n1k, nk:n1k] = eye
+    A[:, nk:n1k, :nk] = Minv @ (K[:, :, :nk] @ A[:, :nk, :nk])
+    wl = np.full(n, 0.5 * dt)
+    wl[0] = 0.0
+    Km = _solve._flat(delta * (Grow[:, :n] - Gprow[:, :n]) - lam * wl[None, :, None, None] * eye)
+    R[:, nk:n1k, :nk] = Minv @ (K[:, :, :nk] @ R[:, :nk, :nk] - Km + np.tile(eye, n))
+    _kernels_solve.row_sums(A, par.nu, delta, n, par.RtT, par.asum, par.bvec)
+    Sn = S[:, :n1k, :n1k]  # only the lower triangle is kept (blocks n >= m)
+    X = delta * (A[:, nk:n1k, :n1k] @ (np.tril(Sn) + np.swapaxes(np.tril(Sn, -1), -1, -2)))
+    Crow = X @ np.swapaxes(A[:, :n1k, :n1k], -1, -2)
+    Crow += np.einsum("bah,hg,bmeg->bame", par.asum[:, n], par.q0, par.asum[:, : n + 1]).reshape(B, k, n1k)
+    Crow += np.einsum("bah,hg,bmeg->bame", par.bvec[:, n], par.rho, par.bvec[:, : n + 1]).reshape(B, k, n1k)
+    diag = Crow[:, :, nk:n1k]
+    Crow[:, :, nk:n1k] = 0.5 * (diag + np.swapaxes(diag, -1, -2))
+    C[:, nk:n1k, :n1k] = Crow
+    C[:, :n1k, nk:n1k] = np.swapaxes(Crow, -1, -2)

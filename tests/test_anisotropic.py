@@ -198,6 +198,7 @@ def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch
     import importlib
 
     mod = importlib.import_module("dmft.multipass._solve")
+    import reference_multipass
     d = 100
     lam = np.where(np.arange(d) < 30, 2.0, 0.5)
     teacher = np.linalg.qr(np.random.default_rng(0).normal(size=(d, 2)))[0].T * [[1.0], [0.7]]
@@ -206,7 +207,7 @@ def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch
     args = dict(dynamics=dynamics, t_max=0.5, n_time=3, dt=0.05, n_paths=256, seed=3, data=data, ridge=0.1,
                 init_std=0.3)
     fast = _solve(model, **args)
-    monkeypatch.setattr(mod, "DIRECT_PARAMETER_SIDE", True)
+    monkeypatch.setattr(mod._ParamSide, "row", reference_multipass.parameter_row_direct)
     direct = _solve(model, **args)
     assert fast.attrs["n_groups"] == 2
     for v in ("correlation", "response", "overlap", "test_loss", "train_loss"):

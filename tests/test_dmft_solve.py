@@ -13,6 +13,7 @@ from scipy import integrate
 
 import dmft
 from dmft import errors, models, testing
+from dmft.multipass import Gaussian, Poisson
 
 Z = 4.0
 
@@ -217,6 +218,18 @@ def test_large_batch_limit_is_gradient_flow():
 
 
 # ---------------------------------------------------------------- structure and properties
+def test_driver_object_is_the_dynamics_string_with_its_defaults():
+    # driver=Gaussian(rate) is dynamics="sme", batch=rate: the same solve, the driver's defaults
+    kw = dict(lr=2.0, t_max=0.5, n_time=6, n_paths=256, seed=2, progress=False, check_dt=False)
+    by_object = dmft.solve(HUBER, driver=Gaussian(2.0), **kw)
+    by_name = dmft.solve(HUBER, dynamics="sme", batch=2.0, **kw)
+    for var in ("test_loss", "train_loss", "correlation", "response"):
+        np.testing.assert_array_equal(by_object[var].values, by_name[var].values, err_msg=var)
+    assert by_object.attrs["dynamics"] == "sme" and by_object.attrs["batch"] == 2.0
+    assert by_object.attrs["dt"] == pytest.approx(0.02)  # 0.04 / max(1, lr) on this grid
+    assert dmft.solve(HUBER, driver=Gaussian(2.0), dynamics="sme", batch=2.0, **kw).attrs["corrector"] == 1
+
+
 def test_output_layout_units_and_attrs():
     ds = dmft.solve(HUBER, t_max=0.4, n_time=5, dt=0.05, n_paths=64, n_replicas=4, progress=False)
     assert ds.test_loss.dims == ("time",)
@@ -287,6 +300,9 @@ def test_divergence_raises_with_time():
         (dict(n_time=1), "n_time"),
         (dict(corrector=-1), "corrector"),
         (dict(sampling="sobol"), "sampling"),
+        (dict(driver="sgd"), "driver"),
+        (dict(driver=Poisson(1.0), dynamics="sme"), "dynamics"),
+        (dict(driver=Gaussian(1.0), batch=2.0), "batch"),
     ],
 )
 def test_bad_input_rejected_naming_argument(kwargs, name):
@@ -407,11 +423,12 @@ def test_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamic
     # the O(nnz n) incremental rows are exact identities of the discrete system: compare with
     # the direct O(n^2) resolvent / A Sigma A^T rows on the same paths
     from dmft.multipass import _solve as mod
+    import reference_multipass
 
     args = dict(dynamics=dynamics, t_max=1.0, n_time=11, dt=0.05, n_paths=256, seed=3,
                 progress=False, **kw)
     fast = dmft.solve(model, **args)
-    monkeypatch.setattr(mod, "DIRECT_PARAMETER_SIDE", True)
+    monkeypatch.setattr(mod._ParamSide, "row", reference_multipass.parameter_row_direct)
     ref = dmft.solve(model, **args)
     for v in ("correlation", "response", "overlap", "test_loss", "train_loss"):
         np.testing.assert_allclose(fast[v].values, ref[v].values, rtol=1e-5, atol=1e-7)
@@ -442,7 +459,7 @@ def test_unresolved_time_step_warns():
 @given(k=st.sampled_from([1, 2]), j=st.integers(0, 13), n_paths=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
 def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, seed):
     """The backward recursion of the dense drivers' tangents against numpy's inverse of the
-    forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell's docstring)."""
+    forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell_dense's docstring)."""
     from dmft.multipass._kernels_solve import dense_tangents
 
     rng = np.random.default_rng(seed)
@@ -503,7 +520,7 @@ def test_chol_append_reproduces_a_near_singular_covariance(n, r, block, seed):
     below 1e-8 of the variance set to zero) was off by ~1e-5 on these matrices, and by O(1)
     in a solve (test below)."""
     from dmft.multipass._kernels_solve import chol_append
-    from dmft.multipass._solve import CHOL_JITTER
+    from dmft._config import CHOL_JITTER
 
     J = _sparse_driven_covariance(np.random.default_rng(seed), n, r)
     L = np.full((n, n), np.nan)  # every entry must be written

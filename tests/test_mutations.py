@@ -15,12 +15,12 @@ the same table.
       ``test_dmft_simulate.py::test_sme_step_matches_reference`` (numpy Euler-Maruyama step on
       the same draws), ``test_dmft_simulate.py::test_sgd_and_sme_agree_for_squared_loss``.
 2. Poisson (SGD) memory term ``c sum_i R(s_j, s_i) g_i dz_i`` with its sign flipped
-   a. in the field of ``_kernels_solve.sample_cell`` --
+   a. in the field of ``_kernels_solve.sample_cell_poisson`` (its ``_add_response``) --
       ``test_overlap_is_the_gradient_flow_closed_form[sgd]`` (below),
       ``test_dmft_solve.py::test_sgd_huber_tanh_against_small_simulation``,
       ``test_squared_loss_sgd_equals_sme``, ``test_large_batch_limit_is_gradient_flow``,
       ``test_properties.py::test_sgd_equals_sme_for_the_linear_model``.
-   b. in the tangents (``M_l = c R(s_j, s_l) g'_l dz_l``) of ``sample_cell`` -- the same tests.
+   b. in the tangents (``M_l = c R(s_j, s_l) g'_l dz_l``) of ``sample_cell_poisson`` -- the same tests.
    c. in ``_kernels_solve.train_losses`` (the training loss of every driver) --
       ``test_gf_train_loss_is_the_closed_form`` (below); no other fast test.
 3. Per-sample step ``c = lr`` instead of ``lr / batch``

@@ -1,5 +1,5 @@
-"""With ``dmft.multipass._solve.PARALLEL`` the replicas run on numba's threads (issue 24): the sample
-side (``sample_cell``), the factor rows (``chol_rows``) and the parameter side's products
+"""With ``dmft._config.PARALLEL`` the replicas run on numba's threads (issue 24): the sample
+side (``sample_cell_poisson``, ``sample_cell_dense``), the factor rows (``chol_rows``) and the parameter side's products
 (``row_products``) loop over independent replicas in ``prange``, each replica's sums in the
 order of its paths, so the numbers do not depend on the threads: bit-identical to the serial
 kernels (the default) and to one thread."""
@@ -9,7 +9,7 @@ import pytest
 
 import dmft
 from dmft import models
-from dmft.multipass import _solve as solve_mod
+from dmft import _config
 
 CASES = {
     "sgd-huber": (models.huber_tanh(), dict(dynamics="sgd")),
@@ -35,7 +35,7 @@ def _same(a, b):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_two_threads_give_the_numbers_of_one(name, monkeypatch):
-    monkeypatch.setattr(solve_mod, "PARALLEL", True)
+    monkeypatch.setattr(_config, "PARALLEL", True)
     threads = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -51,6 +51,6 @@ def test_two_threads_give_the_numbers_of_one(name, monkeypatch):
 def test_parallel_kernels_equal_the_serial_ones(monkeypatch):
     # the serial kernels are the same sources compiled without parallel (prange is range)
     serial = {name: _solve(name) for name in ("sgd-huber", "gf-huber", "sme-relu")}
-    monkeypatch.setattr(solve_mod, "PARALLEL", True)
+    monkeypatch.setattr(_config, "PARALLEL", True)
     for name, ds in serial.items():
         _same(ds, _solve(name))

@@ -4,7 +4,8 @@ Built on the shared core (:mod:`dmft.models`, :mod:`dmft.expectation`, :mod:`dmf
 ...); nothing in the core imports it. Its modules are private; the public functions are
 ``dmft.solve``, ``dmft.simulate`` and ``dmft.compare`` (the same objects as
 ``dmft.multipass.solve``, ...) and :func:`linear_sgd_moments`, the exact sampling-noise
-moments of SGD on the linear model (a reference for the simulator). ``dmft.multipass.cli``
+moments of SGD on the linear model (a reference for the simulator), and the solver's drivers
+:class:`Poisson`, :class:`Gaussian`, :class:`Deterministic` (``dmft.solve(..., driver=...)``). ``dmft.multipass.cli``
 is the ``dmft`` command. Names load on first use.
 """
 import typing as _typing
@@ -14,7 +15,7 @@ from .._lazy import install as _install
 if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time the names load on first use
     from ._compare import compare
     from ._simulate import linear_sgd_moments, simulate
-    from ._solve import solve
+    from ._solve import Deterministic, Gaussian, Poisson, solve
 
 #: public name -> (module, attribute)
 _PUBLIC = {
@@ -22,6 +23,9 @@ _PUBLIC = {
     "simulate": ("dmft.multipass._simulate", "simulate"),
     "compare": ("dmft.multipass._compare", "compare"),
     "linear_sgd_moments": ("dmft.multipass._simulate", "linear_sgd_moments"),
+    "Poisson": ("dmft.multipass._solve", "Poisson"),
+    "Gaussian": ("dmft.multipass._solve", "Gaussian"),
+    "Deterministic": ("dmft.multipass._solve", "Deterministic"),
 }
 
 __all__ = list(_PUBLIC)

@@ -6,11 +6,15 @@ Array conventions (``B`` replicas, grid ``t_n = n dt``, ``n = 0..N``, ``k`` stud
 * two-time kernels in block layout ``X[b, n k + a, m k + e]`` (``k x k`` blocks), e.g. ``R``;
 * per-path event tables ``ev_cell[p, j]`` (grid cell ``(t_{m-1}, t_m]`` of event ``j``),
   ``ev_lam[p, j]`` (position in the cell, in ``(0, 1]``), ``ev_dz[p, j]`` (driver increment);
+  kernels with many inputs take them grouped in tuples (``events = (ev_cell, ev_lam, ev_dz)``,
+  ...), which numba passes as structs of arrays at no cost;
 * the pathwise tangents ``psi[p, tri(j, i) k^2 + a k + e]`` = ``d r(s_j-) / d r(s_i-)`` in packed
   lower-triangular storage ``tri(j, i) = j (j + 1) / 2 + i`` (Poisson driver; the dense
   drivers recompute a row from the shared responses instead, :func:`dense_tangents`).
 
-``sample_cell``, ``train_losses`` and ``labels`` are templates: :func:`dmft._jit.specialise`
+``sample_cell_poisson`` (events at their exact times, packed tangents), ``sample_cell_dense``
+(one shared event per cell, tangents backwards over the shared responses), ``train_losses``
+and ``labels`` are templates: :func:`dmft._jit.specialise`
 binds the model's functions (``grad``, ``hess``, ``loss``, ``teacher``) and compiles them
 with a disk cache; pure-array kernels are cached directly.
 """
@@ -19,9 +23,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-#: re-association lets LLVM vectorise the long sums; no finite-math assumptions, so a
-#: diverging run still shows up as inf/nan in the kernels
-_FM = {"reassoc", "contract"}
+from .. import _config
 
 
 @njit(cache=True, inline="always")  # ~26M calls in train_losses at the defaults
@@ -56,6 +58,8 @@ def _rinterp(R, n, lt, m, ls, out):
             out[a, a] += 1.0 - f
 
 
+# fastmath=True (with finite-math flags), not _config.FASTMATH: the two compile to other
+# instructions, and the factor's round-off (1e-11 relative in the outputs) would change every solve's numbers
 @njit(cache=True, fastmath=True)
 def chol_append(L, cov, first, jitter, pivots):
     """Append rows ``first .. first + T - 1`` of a lower-triangular factor ``L`` with
@@ -91,7 +95,7 @@ def chol_append(L, cov, first, jitter, pivots):
             s[t] += L[row, i] * L[row, i]
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
     """Rows ``ks + n k .. ks + (n + n_grid) k - 1`` (grid points ``n .. n + n_grid - 1``) of
     each replica's joint factor ``L[b]`` (teacher first, then the grid field), in one pass
@@ -116,7 +120,7 @@ def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
             pivots[b, t] = piv[t] / max(cov[t, row0 + t], 1e-300)
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
     on the columns ``lo <= col < hi``.
@@ -148,7 +152,7 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
                             TC[b, a, col] += w * RtT[b, r, col]
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def row_sums(A, nu, delta, n, RtT, asum, bvec):
     """From row ``n`` of ``A`` (final): the step response ``Rt_nc = sum_{j=c}^n A_nj``, stored
     transposed (``RtT[b, c k + e, n k + a]``), ``asum[b, n] = sum_j A_nj`` and
@@ -174,18 +178,22 @@ def row_sums(A, nu, delta, n, RtT, asum, bvec):
                 bvec[b, n, a, g] = delta * acc
 
 
-@njit(cache=True, fastmath=_FM)
-def finish_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, rho_inv,
-               A, R, C, S, m, nu, Phi, asum, bvec, RtT):
+@njit(cache=True, fastmath=set(_config.FASTMATH))
+def finish_row(step, row, products, prior, kernels, teacher):
     """Row ``n >= 1`` of ``m, nu, A, R, C`` (and :func:`row_sums`) of every replica, from
     row ``n - 1`` and the products ``P = sum_j dK_j X_j.`` of :func:`row_products`: the
     incremental identities of ``solve._ParamSide.row`` (:func:`teacher_row`, then
-    :func:`kernel_row`)."""
-    teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi)
-    kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C, S, nu, asum, bvec, RtT)
+    :func:`kernel_row`). ``step = (n, dt, delta, lam)``, ``row = (Grow, dGm, Minv)``,
+    ``products = (PA, PR, PC)``, ``prior = (q0, rho, rho_inv)``, ``kernels = (A, R, C, S,
+    RtT)``, ``teacher = (m, nu, Phi, asum, bvec)`` (see :func:`kernel_row`)."""
+    n, dt, delta, lam = step
+    q0, rho, rho_inv = prior
+    m, nu, Phi, asum, bvec = teacher
+    teacher_row(n, dt, delta, lam, row[0], rho_inv, m, nu, Phi)
+    kernel_row(step, row, products, (q0, rho), kernels, (nu, asum, bvec))
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi):
     """Row ``n`` of ``m`` and ``nu`` of every replica from the isotropic identities
     ``m_n = (delta Phi_n - lam sum_{j<n} w_j m_j) / (1 + lam dt / 2)`` (trapezoid, the half
@@ -215,16 +223,23 @@ def teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi):
                 nu[b, n, a, g] = acc
 
 
-@njit(cache=True, fastmath=_FM)
-def kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C, S, nu, asum, bvec, RtT):
+@njit(cache=True, fastmath=set(_config.FASTMATH))
+def kernel_row(step, row, products, prior, kernels, sums):
     """Row ``n >= 1`` of ``A, R, C`` (and :func:`row_sums`) of every replica, given row ``n``
     of ``nu``: ``A_n. = Minv (A_{n-1}. - E_{n-1} + PA)``, ``R_n. = Minv (R_{n-1}. - delta dG^-
     + PR)``, ``C_n. = Minv (C_{n-1}. + PC + delta dnu rho b^T)`` (with its transpose as
-    column ``n``), ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)``, ``Y_nn = q0 asum_n^T +
-    delta S_n. A_n.^T + delta nu_n rho b_n^T``. Grow: (B, N+1, k, k) the row of ``G``;
-    dGm: (B, n, k, k) the increment of ``G^-``; Minv: (B, k, k) ``(I - K_nn)^-1``;
-    PA, PR, PC: (B, k, n k).
+    column ``n``), ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)`` (:func:`diagonal_block`), ``Y_nn = q0 asum_n^T +
+    delta S_n. A_n.^T + delta nu_n rho b_n^T``. ``step = (n, dt, delta, lam)``; ``row =
+    (Grow, dGm, Minv)``: Grow (B, N+1, k, k) the row of ``G``, dGm (B, n, k, k) the increment
+    of ``G^-``, Minv (B, k, k) ``(I - K_nn)^-1``; ``products = (PA, PR, PC)`` (B, k, n k);
+    ``prior = (q0, rho)``; ``kernels = (A, R, C, S, RtT)``; ``sums = (nu, asum, bvec)``.
     """
+    n, dt, delta, lam = step
+    Grow, dGm, Minv = row
+    PA, PR, PC = products
+    q0, rho = prior
+    A, R, C, S, RtT = kernels
+    nu, asum, bvec = sums
     B = A.shape[0]
     k = Minv.shape[1]
     ks = nu.shape[3]
@@ -234,8 +249,6 @@ def kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C,
     TR = np.empty((k, nk))
     TC = np.empty((k, nk))
     drho = np.empty((k, ks))
-    Y = np.empty((k, k))
-    cnn = np.empty((k, k))
     for b in range(B):
         for a in range(k):
             for g in range(ks):
@@ -272,6 +285,25 @@ def kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C,
                 A[b, r, nk + e] = Minv[b, a, e]
                 R[b, r, nk + e] = 1.0 if a == e else 0.0
     row_sums(A, nu, delta, n, RtT, asum, bvec)
+    diagonal_block(step, row, prior, kernels, sums)
+
+
+@njit(cache=True, fastmath=set(_config.FASTMATH))
+def diagonal_block(step, row, prior, kernels, sums):
+    """The diagonal block ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)`` of every replica, with
+    ``Y_nn = q0 asum_n^T + delta S_n. A_n.^T + delta nu_n rho b_n^T``, once row ``n`` of
+    ``A`` and the columns ``C_.n`` left of it are final (arguments of :func:`kernel_row`)."""
+    n, dt, delta, lam = step
+    Grow, _, Minv = row
+    q0, rho = prior
+    A, _, C, S, _ = kernels
+    nu, asum, bvec = sums
+    B = A.shape[0]
+    k = Minv.shape[1]
+    ks = nu.shape[3]
+    nk = n * k
+    Y = np.empty((k, k))
+    cnn = np.empty((k, k))
     for b in range(B):
         for a in range(k):
             for e in range(k):
@@ -306,6 +338,8 @@ def kernel_row(n, dt, delta, lam, Grow, dGm, Minv, PA, PR, PC, q0, rho, A, R, C,
                 C[b, nk + a, nk + e] = 0.5 * (cnn[a, e] + cnn[e, a])
 
 
+# fastmath=True (with finite-math flags), not _config.FASTMATH: the two compile to other
+# instructions, and the factor's round-off (1e-11 relative in the outputs) would change every solve's numbers
 @njit(cache=True, fastmath=True)
 def grid_field(L, Z, row0, k, Pb, paths, out):
     """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""
@@ -331,11 +365,11 @@ def shared_response(R, n, lt, cells, lams, out):
             _rinterp(R[b], n, lt, cells[l], lams[l], out[b, l])
 
 
-@njit(cache=True, fastmath=_FM)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
     """``out[i] = sum_m g'_j(m) psi_ji(m)`` (``i <= j``) over the tangent paths ``m`` of one
     replica, with ``Psi = (I - T)^-1`` backwards from the shared ``Rm[l, i] = R(s_l, s_i)``
-    (see :func:`sample_cell`): ``Y_j = I``, ``Y_l = c (dz_l Acc_l + hz_{l+1} Y_{l+1}) g'_l`` for
+    (see :func:`sample_cell_dense`): ``Y_j = I``, ``Y_l = c (dz_l Acc_l + hz_{l+1} Y_{l+1}) g'_l`` for
     ``l = j - 1 .. 0`` (``hz_{l+1}`` the coefficient of ``g_l`` in ``r(s_{l+1}-)``), each
     ``Y_l`` adding ``Y_l Rm[l, i]`` to ``Acc_i`` (``i < l``). ``out0 = sum_m g'_j(m)
     psi_j0(m) c hz_0(m) g'(r(t_0))(m)``: the response to the start ``r(t_0)``, which event 0's
@@ -411,83 +445,158 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
             out0[a, e] = acc
 
 
-def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, paths, lo, hi, ev_cell, ev_lam, ev_dz,
-                Wprev, Wnew, R, Rmid, dzT, hzT, gpT, gp0T, y, wstar, g, gp, psi, fev, dGm, dGp, dS, dFF, dPhi, kinks,
-                mid):
-    """Advance every active path over the cell ``(t_{n-1}, t_n]``.
+@njit(cache=True, inline="always")
+def _add_response(Rt, force, f, k, r):
+    """``r += f Rt force``: one earlier event's term of the field (``Rt`` its response)."""
+    for a in range(k):
+        acc = 0.0
+        for e in range(k):
+            acc += Rt[a, e] * force[e]
+        r[a] += f * acc
 
-    For event ``j`` of path ``p`` at ``s_j`` (events ``lo[q] <= j < hi[q]`` lie in the cell):
+
+@njit(cache=True, inline="always")
+def _kink_points(kinks, pl, p, b, r, k, rk2):
+    """The distance ``x = a . r - off[p]`` of ``r`` to kink plane ``pl`` (kept in
+    ``kinks[3][p, pl]``) and, within 8 widths of it, the two points ``rk2`` at ``-+1e-7 (1 +
+    |x|)`` on either side of the plane's point nearest ``r``, where the caller evaluates the
+    gradient; False beyond (no smoothing)."""
+    ka, koff, kwidth, kx = kinks
+    x = -koff[p, pl]
+    a2 = 0.0
+    for a in range(k):
+        x += ka[pl, a] * r[a]
+        a2 += ka[pl, a] * ka[pl, a]
+    kx[p, pl] = x
+    width = kwidth[b, pl]
+    if width <= 0.0 or abs(x) >= 8.0 * width:
+        return False
+    # the jump J of l' across the plane, at the point of the plane nearest r
+    hstep = 1e-7 * (1.0 + abs(x)) / math.sqrt(a2)
+    for side in range(2):
+        sg = 1.0 if side == 0 else -1.0
+        for a in range(k):
+            rk2[side, a] = r[a] + (sg * hstep - x / a2) * ka[pl, a]
+    return True
+
+
+@njit(cache=True, inline="always")
+def _kink_smooth(kinks, pl, p, b, gk, k, gv, H):
+    """``l' += J (Phi(x / h) - 1[x > 0])``, ``l'' += J a^T phi(x / h) / h`` at plane ``pl``, with
+    ``J = gk[0] - gk[1]`` the jump of ``l'`` across it (:func:`_kink_points`)."""
+    ka, _, kwidth, kx = kinks
+    x = kx[p, pl]
+    width = kwidth[b, pl]
+    u = x / width
+    cdf = 0.5 * (1.0 + math.erf(u * 0.7071067811865476)) - (1.0 if x > 0.0 else 0.0)
+    pdf = 0.3989422804014327 * math.exp(-0.5 * u * u) / width
+    for a in range(k):
+        jump = gk[0, a] - gk[1, a]
+        gv[a] += jump * cdf
+        for e in range(k):
+            H[a, e] += jump * ka[pl, e] * pdf
+
+
+@njit(cache=True, inline="always")
+def _tangent_row(psp, M, gpj, j, f, winv, cells, lams, k, acc1, X, dGm, dGp):
+    """Row ``j`` of a Poisson path's packed tangents ``psp`` from the earlier rows,
+    ``psi_ji = sum_{l<j} M_l psi_li`` (``M_l = c R(s_j, s_l) g'_l dz_l``, and ``psi_jj = I``),
+    and its share of the row of ``G``: ``X_i = f g'_j psi_ji winv`` to the hat functions of
+    event ``i``'s cell (``lam_i`` to its right node in ``dGm``, ``1 - lam_i`` to its left in
+    ``dGp``)."""
+    kk = k * k
+    base = j * (j + 1) // 2
+    ps1 = psp
+    for i in range(j + 1):
+        acc1[i] = 0.0
+        for a in range(k):
+            for e in range(k):
+                psp[(base + i) * kk + a * k + e] = 0.0
+    # looping l outside for contiguous rows
+    for l in range(j):
+        bl = l * (l + 1) // 2
+        if k == 1:
+            ml = M[l, 0, 0]
+            if ml != 0.0:
+                for i in range(l + 1):
+                    acc1[i] += ml * ps1[bl + i]
+        else:
+            for i in range(l + 1):
+                for a in range(k):
+                    for h in range(k):
+                        mah = M[l, a, h]
+                        for e in range(k):
+                            psp[(base + i) * kk + a * k + e] += mah * psp[(bl + i) * kk + h * k + e]
+    if k == 1:
+        for i in range(j):
+            ps1[base + i] = acc1[i]
+    for a in range(k):
+        psp[(base + j) * kk + a * k + a] = 1.0
+    for i in range(j + 1):
+        for a in range(k):
+            for e in range(k):
+                acc = 0.0
+                for h in range(k):
+                    acc += gpj[a, h] * psp[(base + i) * kk + h * k + e]
+                X[a, e] = f * acc * winv
+        ci = cells[i]
+        li = lams[i]
+        for a in range(k):
+            for e in range(k):
+                dGm[ci, a, e] += li * X[a, e]
+                dGp[ci - 1, a, e] += (1.0 - li) * X[a, e]
+
+
+@njit(cache=True, inline="always")
+def _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi):
+    """A path's share of ``dFF = E[dF dF^T] (+ the noise's c^2 dz_var gn gn^T in qv)``, of the
+    quadratic variation's mean ``QV`` and of ``dPhi = E[dF w*^T]``."""
+    for a in range(k):
+        for e in range(k):
+            dFF[b, a, e] += (dFp[a] * dFp[e] + qv[a, e]) * inv
+            QV[b, a, e] += qv[a, e] * inv
+        for e in range(wstar.shape[1]):
+            dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
+
+
+def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_state, sums, kinks):
+    """Advance every active path of the Poisson driver (SGD) over the cell ``(t_{n-1}, t_n]``.
+
+    ``cell = (n, c, Pb, tstride)``; ``active = (paths, lo, hi)``: the sorted active paths and
+    their events ``lo[q] <= j < hi[q]`` in the cell; ``events = (ev_cell, ev_lam, ev_dz)``;
+    ``fields = (Wprev, Wnew)``, the paths' Gaussian fields at ``t_{n-1}`` and ``t_n``;
+    ``labels = (y, wstar)``; ``path_state = (g, gp, psi)``; ``sums = (dGm, dGp, dS, dFF,
+    dPhi, QV)``.
+
+    For event ``j`` of path ``p`` at ``s_j``:
     ``r(s_j-) = w(s_j) + c sum_{i<j} R(s_j, s_i) g_i dz_i`` with ``w`` linear in time
     between ``Wprev[q]`` (``t_{n-1}``) and ``Wnew[q]`` (``t_n``); ``g = -l'``, ``g' = -l''``;
-    tangents ``psi_ji = sum_{i<=l<j} c R(s_j, s_l) g'_l dz_l psi_li``, ``psi_jj = I``.
+    tangents ``psi_ji = sum_{i<=l<j} c R(s_j, s_l) g'_l dz_l psi_li``, ``psi_jj = I``, kept in
+    row ``p // tstride`` of ``psi`` and formed from the earlier rows (forward, :func:`_tangent_row`).
     Accumulates (divided by the replica size ``Pb``) the increments of
     ``G(t_n, .)`` on the hat functions of the grid (``dGm``: weight ``lam`` to the cell's
     right node, ``dGp``: ``1 - lam`` to its left node), ``dS[b, m] = E[dF (c g dz)^T]``
     over committed events in cell ``m`` (its cumulative sum is ``E[dF F(t_m)^T]``),
     ``dFF = E[dF dF^T]``, ``dPhi = E[dF w*^T]``, with ``dF = sum_j c g_j dz_j`` the path's
-    force increment over the cell. ``paths`` is sorted; the replicas run in parallel (with
-    ``specialise(..., parallel=True)``), each replica's paths in order.
-    Dense drivers (``dz_mean >= 0``): ``dz_j`` of the cell's one event is independent of
-    everything the statistics multiply it by (the past of the path, ``g_j``, ``psi_j.``), so
-    the statistics average it out exactly (Rao-Blackwell): ``dz_j -> dz_mean`` in ``G``,
-    ``dS``, ``dPhi`` and ``dz_j^2 -> dz_mean^2 + dz_var`` in ``dFF``. The path itself moves
-    with the drawn ``dz_j``. Same expectations, and for SME no ``O(sqrt(dt))`` noise in
-    them (GF: ``dz_var = 0``, identical numbers). ``dz_mean < 0``: the drawn ``dz`` (SGD).
-    Dense drivers (one event per cell at its midpoint, ``half = rate dt / 2``): ``r(s_j-)``
-    also gets the drift of the first half of its own cell, ``c half g_{j-1}`` (explicit,
-    ``O(dt^2)``; the first event ``c half g(r(t_0))``), without which the midpoint scheme is
-    only first order; ``half = 0`` for SGD. ``fev[p, j] = g_j dz_j`` is the path's force of
-    event ``j`` (dense drivers; the sums over earlier events and the committed ``dS`` read it).
-    SME (``mid = (zeta, bridge, QV, own, damp)`` with ``own > 0``; docs/dmft_theory.md,
-    "Discretisation"): ``r(s_j-)`` also gets the noise of the first half cell, the path's own
-    ``own zeta[p, j, 0] g_{j-1}`` (``own = c sqrt(rate dt / 2)``) and the field's Brownian
-    bridge ``bridge[b] zeta[p, j, 1:]``, from standard normals independent of ``dz_j`` (so
-    ``g_j`` does not anticipate it); the noise part of ``dz_j`` acts through the
-    self-damped force ``gn_j = (I - damp l''_j) g_j`` (``damp = c half``: the drift the
-    cell's own noise changes before the cell ends), ``fev_j = dz_mean g_j + (dz_j - dz_mean)
-    gn_j`` in ``fev`` and ``c^2 dz_var gn_j gn_j^T`` in ``dFF``; ``QV[b]`` accumulates the latter's mean,
-    the increment of ``F``'s quadratic variation over the cell. GF and SGD: ``own = damp = 0``.
-    Only every ``tstride``-th path carries tangents; its ``G`` increments are weighted by
-    ``tstride / Pb`` (unbiased; used for dense drivers). ``tangents = False`` (dense
-    drivers only) skips them: ``dGm``, ``dGp`` stay unset (the caller's predictor sweep).
-    Poisson driver (``Rmid`` of size 0): the tangents of path ``p`` are kept in row
-    ``p // tstride`` of ``psi`` and row ``j`` is formed from the earlier rows (forward).
-    Dense drivers: ``Rmid[b, j, l]`` (B, N, N, k, k) is ``R(s_j, s_l)`` between the shared
-    event times (:func:`shared_response` fills row ``j = n - 1`` before the call; rows
-    ``< j`` are the ones their own cells used). Row ``j`` of the tangents is then found
-    backwards, without storing the earlier rows: ``Psi = (I - T)^-1`` with
-    ``T_li = c R(s_l, s_i) g'_i dz_i (+ c half g'_i if l = i + 1)``, so ``Y_i = psi_ji``
-    solves ``Y_i = delta_ij I + sum_{i<l<=j} Y_l T_li`` (:func:`dense_tangents`, all tangent
-    paths of a replica at once). Same numbers as the forward recursion up to rounding, but
-    it streams the replica's ``Rmid`` (cache-resident) instead of every path's ``O(j^2)``
-    triangle from memory (GF, 4096 paths: 0.75 -> 0.45 s); ``psi`` is then unused. The
-    recursion runs with the tangent paths ``m`` (path ``b Pb + m tstride``) as the last
-    axis: ``dzT[b, l, m]`` and ``hzT[b, l, m]`` (B, N, Mt, the coefficient of ``g_{l-1}`` in
-    ``r(s_l-)``: ``half``, plus ``own zeta`` for SME), filled by the caller, and ``gpT[b, l, :, :, m]``
-    (B, N, k, k, Mt), whose row ``j`` is written here (the earlier rows are final), so
-    nothing is transposed per cell (Poisson driver: both of size 0); ``gp0T[b, :, :, m]``
-    the ``g'`` at ``r(t_0)`` (event 0's first half cell depends on it, :func:`dense_tangents`).
-    Planes ``a[i] . r = off[p, i]`` across which ``l'`` jumps by ``J`` (``kinks = (a, off,
-    width, x)``; ``a`` without rows: none) are smoothed in path and tangents alike: with
-    ``x = a[i] . r - off[p, i]`` and ``h = width[b, i]``, ``l' += J (Phi(x / h) - 1[x > 0])``
-    and ``l'' += J a[i]^T phi(x / h) / h``, the derivatives of the loss convolved with a
-    Gaussian of width ``h`` across the plane (``J`` taken at the nearest point of the plane).
-    ``x[p, i]`` keeps the path's last ``x`` (the caller's widths).
+    force increment over the cell. Only every ``tstride``-th path carries tangents; its ``G``
+    increments are weighted by ``tstride / Pb``. The replicas run in parallel (with
+    ``specialise(..., parallel=True)``), each replica's paths in order. Kink planes
+    (``kinks = (a, off, width, x)``): see :func:`sample_cell_dense`.
     """
     # K (= Wprev.shape[1]) is bound as a constant by specialise: the k x k loops unroll
     k = K  # noqa: F821
-    ks = wstar.shape[1]
+    n, c, Pb, tstride = cell
+    paths, lo, hi = active
+    ev_cell, ev_lam, ev_dz = events
+    Wprev, Wnew = fields
+    y, wstar = labels
+    g, gp, psi = path_state
+    dGm, dGp, dS, dFF, dPhi, QV = sums
     Jmax = ev_cell.shape[1]
-    dense = Rmid.shape[1] > 0
-    kk = k * k
-    ka, koff, kwidth, kx = kinks
-    zeta, bridge, QV, own, damp = mid
     inv = 1.0 / Pb
-    mean_dz = dz_mean >= 0.0
     B = dGm.shape[0]
-    # paths are sorted: replica b's active paths are paths[first[b]:first[b + 1]]; the replicas
-    # are independent (a path writes only its own rows and its replica's sums), so they run
-    # in parallel, and each replica's sums keep the order of its paths
+    # replica b's active paths are paths[first[b]:first[b + 1]]; a path writes only its own
+    # rows and its replica's sums, so the replicas are independent
     first = np.searchsorted(paths // Pb, np.arange(B + 1))
     for b in prange(B):
         Rt = np.empty((k, k))
@@ -498,17 +607,201 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
         acc1 = np.empty(Jmax + 1)
         X = np.empty((k, k))
         dFp = np.empty(k)
-        qv = np.empty((k, k))
-        rk = np.empty(k)
+        qv = np.zeros((k, k))  # no quadratic variation besides the jumps'
+        rk2 = np.empty((2, k))
         gk = np.empty((2, k))
-        g0 = np.empty(k)
-        gn = np.empty(k)
         for q in range(first[b], first[b + 1]):
             p = paths[q]
             Rb = R[b]
             yp = y[p]
             tang = p % tstride == 0
-            winv = tstride * inv
+            for a in range(k):
+                dFp[a] = 0.0
+            for j in range(lo[q], hi[q]):
+                lt = ev_lam[p, j]
+                for a in range(k):
+                    r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
+                for l in range(j):
+                    _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
+                    f = c * ev_dz[p, l]
+                    _add_response(Rt, g[p, l], f, k, r)
+                    if tang:
+                        for a in range(k):
+                            for e in range(k):
+                                acc = 0.0
+                                for h in range(k):
+                                    acc += Rt[a, h] * gp[p, l, h, e]
+                                M[l, a, e] = f * acc
+                grad(r, yp, params, gv)  # noqa: F821 (bound by specialise)
+                hess(r, yp, params, H)  # noqa: F821
+                for pl in range(kinks[0].shape[0]):
+                    if _kink_points(kinks, pl, p, b, r, k, rk2):
+                        grad(rk2[0], yp, params, gk[0])  # noqa: F821
+                        grad(rk2[1], yp, params, gk[1])  # noqa: F821
+                        _kink_smooth(kinks, pl, p, b, gk, k, gv, H)
+                for a in range(k):
+                    g[p, j, a] = -gv[a]
+                    for e in range(k):
+                        gp[p, j, a, e] = -H[a, e]
+                f = c * ev_dz[p, j]
+                for a in range(k):
+                    dFp[a] += f * g[p, j, a]
+                if tang:
+                    _tangent_row(psi[p // tstride], M, gp[p, j], j, f, tstride * inv, ev_cell[p], ev_lam[p], k, acc1, X,
+                                 dGm[b], dGp[b])
+            # E[dF (c g_i dz_i)^T] at the cell of every committed event i: its cumulative sum
+            # over cells is E[dF F(t_m)^T] (F is piecewise constant), O(J) per path
+            for i in range(lo[q]):
+                f = c * ev_dz[p, i]
+                ci = ev_cell[p, i]
+                for a in range(k):
+                    for e in range(k):
+                        dS[b, ci, a, e] += dFp[a] * f * g[p, i, e] * inv
+            _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi)
+
+
+@njit(cache=True, inline="always")
+def _replica_tangents(Rm, j, c, f, tangent_paths, cells, lams, k, dGm, dGp):
+    """One replica's share of the row of ``G`` from its tangent paths (dense drivers, event
+    ``j`` of every path in cell ``j + 1``): ``out_i = sum_m g'_j(m) psi_ji(m)`` by
+    :func:`dense_tangents`, weighted by ``f`` to the hat functions of event ``i``'s cell, and
+    the response to the start ``r(t_0)`` on the right of node 0 (``tangent_paths`` one
+    replica's ``(dzT, hzT, gpT, gp0T)``)."""
+    dzT, hzT, gpT, gp0T = tangent_paths
+    Y = np.empty((j + 1, k, k, gpT.shape[3]))
+    Acc = np.empty((j + 1, k, k, gpT.shape[3]))
+    out = np.empty((j + 1, k, k))
+    out0 = np.empty((k, k))
+    dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0)
+    for i in range(j + 1):
+        ci = cells[i]
+        li = lams[i]
+        for a in range(k):
+            for e in range(k):
+                dGm[ci, a, e] += li * f * out[i, a, e]
+                dGp[ci - 1, a, e] += (1.0 - li) * f * out[i, a, e]
+    for a in range(k):
+        for e in range(k):
+            dGp[0, a, e] += f * out0[a, e]
+
+
+@njit(cache=True, inline="always")
+def _add_shared_responses(Rmid_j, fevp, j, c, k, r):
+    """``r += c sum_{l<j} R(s_j, s_l) fev_l`` from the shared ``Rmid_j[l] = R(s_j, s_l)``: a
+    plain (vectorisable) sum."""
+    for a in range(k):
+        acc = 0.0
+        for l in range(j):
+            for e in range(k):
+                acc += Rmid_j[l, a, e] * fevp[l, e]
+        r[a] += c * acc
+
+
+@njit(cache=True, inline="always")
+def _add_half_cell_noise(zeta_pj, bridge_b, own, g_last, k, r):
+    """SME: the noise of the first half cell, ``own zeta_0 g_{j-1} + bridge zeta_{1:}``."""
+    for a in range(k):
+        r[a] += own * zeta_pj[0] * g_last[a]
+        for e in range(k):
+            r[a] += bridge_b[a, e] * zeta_pj[1 + e]
+
+
+@njit(cache=True, inline="always")
+def _add_event_force(gj, H, damp, dz, moments, k, gn, fevj, dFp, qv):
+    """The event's self-damped force ``gn = (I - damp l'') g`` (``H = l''``), the path's force
+    ``fev = dz_mean g + (dz - dz_mean) gn``, and its share of the cell's ``dF += c dz_mean g``
+    and of ``qv += c^2 dz_var gn gn^T``; ``moments = (c, dz_mean, dz_var)``."""
+    c, dz_mean, dz_var = moments
+    for a in range(k):
+        gn[a] = gj[a]
+        if damp > 0.0:
+            for e in range(k):
+                gn[a] -= damp * H[a, e] * gj[e]
+    for a in range(k):
+        fevj[a] = dz_mean * gj[a] + (dz - dz_mean) * gn[a]
+    f = c * dz_mean
+    for a in range(k):
+        dFp[a] += f * gj[a]
+        for e in range(k):
+            qv[a, e] += c * c * dz_var * gn[a] * gn[e]
+
+
+def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, forces, tangent_paths, sums, kinks, mid,
+                      tangents):
+    """Advance every path of a dense driver (SME, GF) over the cell ``(t_{n-1}, t_n]``: one
+    event per path, at the cell's midpoint ``s_j`` (``j = n - 1``), the same for all paths.
+
+    ``cell = (n, c, half, dz_mean, dz_var, Pb, tstride)``; ``active``, ``events``, ``fields``,
+    ``labels`` as in :func:`sample_cell_poisson`; ``Rmid[b, j, l]`` (B, N, N, k, k) is
+    ``R(s_j, s_l)`` between the shared event times (:func:`shared_response` fills row ``j``
+    before the call); ``forces = (g, fev)``; ``tangent_paths = (dzT, hzT, gpT, gp0T)``; ``sums =
+    (dGm, dGp, dS, dFF, dPhi, QV)``; ``mid = (zeta, bridge, own, damp)``.
+
+    ``r(s_j-) = w(s_j) + c sum_{l<j} R(s_j, s_l) fev_l`` (a plain, vectorisable sum over the
+    shared ``Rmid``), plus the drift of the first half of its own cell, ``c half g_{j-1}``
+    (``half = rate dt / 2``; explicit, ``O(dt^2)``; the first event ``c half g(r(t_0))``),
+    without which the midpoint scheme is only first order. ``dz_j`` of the cell's event is
+    independent of everything the statistics multiply it by (the past of the path, ``g_j``,
+    ``psi_j.``), so the statistics average it out exactly (Rao-Blackwell): ``dz_j -> dz_mean``
+    in ``G``, ``dS``, ``dPhi`` and ``dz_j^2 -> dz_mean^2 + dz_var`` in ``dFF``. The path
+    itself moves with the drawn ``dz_j``: ``fev[p, j]`` is its force. Same expectations, and
+    for SME no ``O(sqrt(dt))`` noise in them (GF: ``dz_var = 0``).
+    SME (``own > 0``; docs/dmft_theory.md, "Discretisation"): ``r(s_j-)`` also gets the noise
+    of the first half cell, the path's own ``own zeta[p, j, 0] g_{j-1}`` (``own = c sqrt(rate
+    dt / 2)``) and the field's Brownian bridge ``bridge[b] zeta[p, j, 1:]``, from standard
+    normals independent of ``dz_j`` (so ``g_j`` does not anticipate it); the noise part of
+    ``dz_j`` acts through the self-damped force ``gn_j = (I - damp l''_j) g_j`` (``damp = c
+    half``: the drift the cell's own noise changes before the cell ends), ``fev_j = dz_mean
+    g_j + (dz_j - dz_mean) gn_j`` and ``c^2 dz_var gn_j gn_j^T`` in ``dFF``; ``QV[b]``
+    accumulates the latter's mean, the increment of ``F``'s quadratic variation over the cell.
+    GF: ``own = damp = 0``.
+    Tangents (``tangents``; False: ``dGm``, ``dGp`` stay unset, the caller's predictor sweep):
+    row ``j`` is found backwards, without storing the earlier rows: ``Psi = (I - T)^-1`` with
+    ``T_li = c R(s_l, s_i) g'_i dz_i (+ c half g'_i if l = i + 1)``, so ``Y_i = psi_ji``
+    solves ``Y_i = delta_ij I + sum_{i<l<=j} Y_l T_li`` (:func:`dense_tangents`, all tangent
+    paths of a replica at once, :func:`_replica_tangents`): it streams the replica's ``Rmid``
+    (cache-resident) instead of every path's ``O(j^2)`` triangle from memory. The tangent
+    paths ``m`` (path ``b Pb + m tstride``) are the last axis: ``dzT[b, l, m]``,
+    ``hzT[b, l, m]`` (B, N, Mt; the coefficient of ``g_{l-1}`` in ``r(s_l-)``: ``half``, plus
+    ``own zeta`` for SME), filled by the caller, and ``gpT[b, l, :, :, m]`` (B, N, k, k, Mt),
+    whose row ``j`` is written here; ``gp0T[b, :, :, m]`` the ``g'`` at ``r(t_0)``.
+    Planes ``a[i] . r = off[p, i]`` across which ``l'`` jumps by ``J`` (``kinks = (a, off,
+    width, x)``; ``a`` without rows: none) are smoothed in path and tangents alike: with
+    ``x = a[i] . r - off[p, i]`` and ``h = width[b, i]``, ``l' += J (Phi(x / h) - 1[x > 0])``
+    and ``l'' += J a[i]^T phi(x / h) / h``, the derivatives of the loss convolved with a
+    Gaussian of width ``h`` across the plane (``J`` taken at the nearest point of the plane,
+    :func:`_kink_points`). ``x[p, i]`` keeps the path's last ``x`` (the caller's widths).
+    """
+    # about 80 lines: the model's grad and hess calls stay in the template (specialise binds
+    # them), the model-free steps around them are the inline helpers above
+    k = K  # noqa: F821 (bound by specialise)
+    n, c, half, dz_mean, dz_var, Pb, tstride = cell
+    paths, lo, hi = active
+    ev_cell, ev_lam, ev_dz = events
+    Wprev, Wnew = fields
+    y, wstar = labels
+    g, fev = forces
+    dzT, hzT, gpT, gp0T = tangent_paths
+    dGm, dGp, dS, dFF, dPhi, QV = sums
+    zeta, bridge, own, damp = mid
+    inv = 1.0 / Pb
+    B = dGm.shape[0]
+    first = np.searchsorted(paths // Pb, np.arange(B + 1))  # see sample_cell_poisson
+    for b in prange(B):
+        r = np.empty(k)
+        gv = np.empty(k)
+        H = np.empty((k, k))
+        dFp = np.empty(k)
+        qv = np.empty((k, k))
+        rk = np.empty(k)
+        rk2 = np.empty((2, k))
+        gk = np.empty((2, k))
+        g0 = np.empty(k)
+        gn = np.empty(k)
+        for q in range(first[b], first[b + 1]):
+            p = paths[q]
+            yp = y[p]
+            tang = p % tstride == 0
             for a in range(k):
                 dFp[a] = 0.0
                 for e in range(k):
@@ -517,195 +810,61 @@ def sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tstride, tangents, path
                 lt = ev_lam[p, j]
                 for a in range(k):
                     r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
-                if dense:  # R(s_j, s_l) shared: a plain (vectorisable) sum; tangents after the loop
-                    for a in range(k):
-                        acc = 0.0
-                        for l in range(j):
-                            for e in range(k):
-                                acc += Rmid[b, j, l, a, e] * fev[p, l, e]
-                        r[a] += c * acc
-                else:
-                    for l in range(j):
-                        _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
-                        f = c * ev_dz[p, l]
-                        for a in range(k):
-                            acc = 0.0
-                            for e in range(k):
-                                acc += Rt[a, e] * g[p, l, e]
-                            r[a] += f * acc
-                            if tang:
-                                for e in range(k):
-                                    acc = 0.0
-                                    for h in range(k):
-                                        acc += Rt[a, h] * gp[p, l, h, e]
-                                    M[l, a, e] = f * acc
+                _add_shared_responses(Rmid[b, j], fev[p], j, c, k, r)
+                # half > 0 always here: the guards pin the instructions LLVM picks for these sums,
+                # and so their rounding (benchmarks/before_after.py holds the numbers)
                 if half > 0.0 and j >= 1:
                     for a in range(k):
                         r[a] += c * half * g[p, j - 1, a]
-                        if tang and not dense:
-                            for e in range(k):
-                                M[j - 1, a, e] += c * half * gp[p, j - 1, a, e]
                 if half > 0.0 and j == 0:  # the first half cell's force, at r(t_0) = w(t_0)
                     for a in range(k):
                         rk[a] = Wprev[q, a]
-                    grad(rk, yp, params, g0)
+                    grad(rk, yp, params, g0)  # noqa: F821
                     for a in range(k):
                         g0[a] = -g0[a]
                         r[a] += c * half * g0[a]
-                    if tang and dense:
-                        hess(rk, yp, params, H)
+                    if tang:
+                        hess(rk, yp, params, H)  # noqa: F821
                         for a in range(k):
                             for e in range(k):
                                 gp0T[b, a, e, (p - b * Pb) // tstride] = -H[a, e]
                 if own > 0.0:
-                    for a in range(k):
-                        r[a] += own * zeta[p, j, 0] * (g[p, j - 1, a] if j >= 1 else g0[a])
-                        for e in range(k):
-                            r[a] += bridge[b, a, e] * zeta[p, j, 1 + e]
-                grad(r, yp, params, gv)
-                hess(r, yp, params, H)
-                for pl in range(ka.shape[0]):
-                    x = -koff[p, pl]
-                    a2 = 0.0
-                    for a in range(k):
-                        x += ka[pl, a] * r[a]
-                        a2 += ka[pl, a] * ka[pl, a]
-                    kx[p, pl] = x
-                    width = kwidth[b, pl]
-                    if width <= 0.0 or abs(x) >= 8.0 * width:
-                        continue
-                    # the jump J of l' across the plane, at the point of the plane nearest r
-                    hstep = 1e-7 * (1.0 + abs(x)) / math.sqrt(a2)
-                    for side in range(2):
-                        sg = 1.0 if side == 0 else -1.0
-                        for a in range(k):
-                            rk[a] = r[a] + (sg * hstep - x / a2) * ka[pl, a]
-                        grad(rk, yp, params, gk[side])
-                    u = x / width
-                    cdf = 0.5 * (1.0 + math.erf(u * 0.7071067811865476)) - (1.0 if x > 0.0 else 0.0)
-                    pdf = 0.3989422804014327 * math.exp(-0.5 * u * u) / width
-                    for a in range(k):
-                        jump = gk[0, a] - gk[1, a]
-                        gv[a] += jump * cdf
-                        for e in range(k):
-                            H[a, e] += jump * ka[pl, e] * pdf
+                    _add_half_cell_noise(zeta[p, j], bridge[b], own, g[p, j - 1] if j >= 1 else g0, k, r)
+                grad(r, yp, params, gv)  # noqa: F821
+                hess(r, yp, params, H)  # noqa: F821
+                for pl in range(kinks[0].shape[0]):
+                    if _kink_points(kinks, pl, p, b, r, k, rk2):
+                        grad(rk2[0], yp, params, gk[0])  # noqa: F821
+                        grad(rk2[1], yp, params, gk[1])  # noqa: F821
+                        _kink_smooth(kinks, pl, p, b, gk, k, gv, H)
                 for a in range(k):
                     g[p, j, a] = -gv[a]
-                if not dense:  # the dense drivers read g' only from gpT, and only on tangent paths
-                    for a in range(k):
-                        for e in range(k):
-                            gp[p, j, a, e] = -H[a, e]
-                elif tang:
+                if tang:  # g' only on the tangent paths
                     for a in range(k):
                         for e in range(k):
                             gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
-                for a in range(k):
-                    gn[a] = g[p, j, a]
-                    if damp > 0.0:
-                        for e in range(k):
-                            gn[a] -= damp * H[a, e] * g[p, j, e]
-                if dense:
-                    for a in range(k):
-                        fev[p, j, a] = dz_mean * g[p, j, a] + (ev_dz[p, j] - dz_mean) * gn[a]
-                f = c * (dz_mean if mean_dz else ev_dz[p, j])
-                for a in range(k):
-                    dFp[a] += f * g[p, j, a]
-                    if mean_dz:
-                        for e in range(k):
-                            qv[a, e] += c * c * dz_var * gn[a] * gn[e]
-                if not tang:
-                    continue
-                if dense:  # after the loop over paths, for the whole replica at once
-                    continue
-                base = j * (j + 1) // 2
-                psp = psi[p // tstride]
-                ps1 = psp
-                for i in range(j + 1):
-                    acc1[i] = 0.0
-                    for a in range(k):
-                        for e in range(k):
-                            psp[(base + i) * kk + a * k + e] = 0.0
-                # psi_ji = sum_{l<j} M_l psi_li, looping l outside for contiguous rows
-                for l in range(j):
-                    bl = l * (l + 1) // 2
-                    if k == 1:
-                        ml = M[l, 0, 0]
-                        if ml != 0.0:
-                            for i in range(l + 1):
-                                acc1[i] += ml * ps1[bl + i]
-                    else:
-                        for i in range(l + 1):
-                            for a in range(k):
-                                for h in range(k):
-                                    mah = M[l, a, h]
-                                    for e in range(k):
-                                        psp[(base + i) * kk + a * k + e] += mah * psp[(bl + i) * kk + h * k + e]
-                if k == 1:
-                    for i in range(j):
-                        ps1[base + i] = acc1[i]
-                for a in range(k):
-                    psp[(base + j) * kk + a * k + a] = 1.0
-                for i in range(j + 1):
-                    for a in range(k):
-                        for e in range(k):
-                            acc = 0.0
-                            for h in range(k):
-                                acc += gp[p, j, a, h] * psp[(base + i) * kk + h * k + e]
-                            X[a, e] = f * acc * winv
-                    ci = ev_cell[p, i]
-                    li = ev_lam[p, i]
-                    for a in range(k):
-                        for e in range(k):
-                            dGm[b, ci, a, e] += li * X[a, e]
-                            dGp[b, ci - 1, a, e] += (1.0 - li) * X[a, e]
-            # E[dF (c g_i dz_i)^T] at the cell of every committed event i: its cumulative sum
-            # over cells is E[dF F(t_m)^T] (F is piecewise constant), O(J) per path
-            if dense:  # event i in cell i + 1: a contiguous (vectorisable) update
-                for a in range(k):
-                    fa = dFp[a] * c * inv
-                    for e in range(k):
-                        for i in range(lo[q]):
-                            dS[b, i + 1, a, e] += fa * fev[p, i, e]
-            else:
-                for i in range(lo[q]):
-                    f = c * ev_dz[p, i]
-                    ci = ev_cell[p, i]
-                    for a in range(k):
-                        for e in range(k):
-                            dS[b, ci, a, e] += dFp[a] * f * g[p, i, e] * inv
+                _add_event_force(g[p, j], H, damp, ev_dz[p, j], (c, dz_mean, dz_var), k, gn, fev[p, j], dFp, qv)
+            # E[dF (c g_i dz_i)^T] at event i's cell i + 1: a contiguous (vectorisable) update
             for a in range(k):
+                fa = dFp[a] * c * inv
                 for e in range(k):
-                    dFF[b, a, e] += (dFp[a] * dFp[e] + qv[a, e]) * inv
-                    QV[b, a, e] += qv[a, e] * inv
-                for e in range(ks):
-                    dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
-    if dense and paths.size and tangents:
-        # one event per cell for every path: j, its cell and position are shared
+                    for i in range(lo[q]):
+                        dS[b, i + 1, a, e] += fa * fev[p, i, e]
+            _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi)
+    if paths.size and tangents:
         j = lo[0]
         f = c * dz_mean * tstride * inv
-        for b in prange(Rmid.shape[0]):
-            Y = np.empty((j + 1, k, k, gpT.shape[4]))
-            Acc = np.empty((j + 1, k, k, gpT.shape[4]))
-            out = np.empty((j + 1, k, k))
-            out0 = np.empty((k, k))
-            dense_tangents(Rmid[b], j, c, hzT[b], dzT[b], gpT[b], gp0T[b], Y, Acc, out, out0)
-            for i in range(j + 1):
-                ci = ev_cell[0, i]
-                li = ev_lam[0, i]
-                for a in range(k):
-                    for e in range(k):
-                        dGm[b, ci, a, e] += li * f * out[i, a, e]
-                        dGp[b, ci - 1, a, e] += (1.0 - li) * f * out[i, a, e]
-            for a in range(k):  # the start t_0, on the right of node 0
-                for e in range(k):
-                    dGp[b, 0, a, e] += f * out0[a, e]
+        for b in prange(B):
+            _replica_tangents(Rmid[b], j, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b]), ev_cell[0], ev_lam[0], k, dGm[b],
+                              dGp[b])
 
 
 def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):
     """``out[o] = mean_p l(r_p(t_n), y_p)`` at the grid steps ``n = steps[o]`` of one replica.
 
     ``r(t_n) = w(t_n) + c sum_{s_i<=t_n} R(t_n, s_i) fev_i`` over the path's events up to
-    ``t_n``, ``fev_i`` the event's force ``g_i dz_i`` (:func:`sample_cell`); ``W[p, o]`` is
+    ``t_n``, ``fev_i`` the event's force ``g_i dz_i`` (:func:`sample_cell_poisson`,
+    :func:`sample_cell_dense`); ``W[p, o]`` is
     the field ``w(t_n)``; ``R`` the replica's final response (rows
     are never changed once their step is done, so this equals the loss at the time).
     """
@@ -721,11 +880,7 @@ def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):
             i = 0
             while i < counts[p] and ev_cell[p, i] <= n:
                 _rinterp(R, n, 1.0, ev_cell[p, i], ev_lam[p, i], Rt)  # t = t_n
-                for a in range(k):
-                    acc = 0.0
-                    for e in range(k):
-                        acc += Rt[a, e] * fev[p, i, e]
-                    r[a] += c * acc
+                _add_response(Rt, fev[p, i], c, k, r)
                 i += 1
             total[o] += loss(r, y[p], params)  # noqa: F821 (bound by specialise)
     for o in range(steps.size):
@@ -738,7 +893,7 @@ def labels(params, wstar, eps, out):
         teacher(wstar[p], eps[p], params, out[p])
 
 
-# the replica loops on numba's threads (dmft.multipass._solve.PARALLEL). Not disk-cached: numba's cache
+# the replica loops on numba's threads (dmft._config.PARALLEL). Not disk-cached: numba's cache
 # index does not tell a parallel compilation of a function from its serial one
-chol_rows_parallel = njit(fastmath=_FM, parallel=True)(chol_rows.py_func)
-row_products_parallel = njit(fastmath=_FM, parallel=True)(row_products.py_func)
+chol_rows_parallel = njit(fastmath=set(_config.FASTMATH), parallel=True)(chol_rows.py_func)
+row_products_parallel = njit(fastmath=set(_config.FASTMATH), parallel=True)(row_products.py_func)

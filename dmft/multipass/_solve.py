@@ -19,7 +19,7 @@ from scipy import special
 from scipy import stats
 from scipy.stats import qmc
 
-from .. import errors, expectation, output
+from .. import _config, errors, expectation, output
 from .. import models as _models
 from . import _kernels_solve as _k
 from . import _spectral
@@ -31,30 +31,10 @@ __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 #: a gradient jump across a kink above this is a Dirac part of ``l''`` (smoothed in the tangents)
 _JUMP_TOL = 1e-4
 
-#: relative variance added to every new Gaussian entry: keeps the incremental Cholesky
-#: factor of a (near-)singular kernel stable (docs/dmft_theory.md, "Gaussian field")
-CHOL_JITTER = 1e-10
-#: use the direct O(n^2)-per-row parameter side instead of the incremental one (reference)
-DIRECT_PARAMETER_SIDE = False
-#: run the replicas on numba's threads (``numba.set_num_threads``): the sample side, the factor
-#: rows and the parameter side's products; the numbers are the same bit for bit. Off by
-#: default: on a loaded machine the per-step parallel regions made solves slower
-#: (docs/performance.md, "Long horizons")
-PARALLEL = False
-#: a solve whose ``C(t, t)`` leaves ``[-BLOWUP_NORM, BLOWUP_NORM]`` has diverged
-BLOWUP_NORM = 1e12
-#: the model is blamed for a non-finite gradient only at fields up to this size (where every
-#: built-in loss is finite); beyond, the run has already run away
-_MODERATE_FIELD = 1e3
 #: a grid-scale oscillation of ``tr C(t, t)`` that alternates in sign over this many consecutive
 #: steps, above 4 replica standard errors and this fraction of the value, and grows or lasts to
 #: t_max, is a step instability (a stable grid's start-up transient decays; measured on SGD, SME, GF)
 _SAWTOOTH_STEPS, _SAWTOOTH_REL = 8, 1e-3
-#: order in dt of the dense drivers' grid error, for the step check's Richardson estimate:
-#: midpoint events with the half-cell drift (and for SME the half cell's noise and the
-#: self-damped noise force) are second order (measured on the squared loss against its exact
-#: moments, docs/dmft_theory.md, "Discretisation")
-_STEP_ORDER = {"sme": 2, "gf": 2}
 _REFINING = threading.local()  # set while a check solve runs whose blow-up needs no cause (no check of the check)
 _CHECKING = threading.local()  # set while a step check's solve runs
 #: the Gaussian inputs of the solve a step check compares with (its common random numbers)
@@ -62,16 +42,16 @@ _COMMON = threading.local()
 
 
 # ---------------------------------------------------------------- drivers
-@dataclass(frozen=True)
-class Poisson:
-    """SGD: ``z`` is a Poisson process of rate ``rate`` (= batch ``kappa_bar``).
+class _Driver:
+    """A driver of the per-sample force: its events on the grid and its defaults.
 
-    Events are the exact jump times of each path (uniform order statistics given a
-    Poisson count); ``dz = 1`` at each.
+    Subclasses set ``name`` (the ``dynamics`` string), ``dense`` (one event per cell at its
+    midpoint, shared by all paths, instead of events at their exact times),
+    ``default_corrector``, ``step_order`` (order in ``dt`` of the grid error, for the step
+    check's Richardson estimate; None: no step check) and the coefficients of the runtime
+    estimate, ``grid_cost`` (per ``k^2 N^2`` and replica / 8) and ``path_cost``.
     """
 
-    rate: float
-    dense = False
     normals_per_cell = 0
 
     def __post_init__(self):
@@ -80,6 +60,53 @@ class Poisson:
     def midpoint_normals(self, k: int) -> int:
         """Standard normals per path and cell for the noise of a cell's first half (SME only)."""
         return 0
+
+    def default_tangent_stride(self, kinked: bool) -> int:
+        """Every path carries tangents unless the driver says otherwise."""
+        return 1
+
+
+@dataclass(frozen=True)
+class Poisson(_Driver):
+    """SGD: ``z`` is a Poisson process of rate ``rate`` (= batch ``kappa_bar``).
+
+    Events are the exact jump times of each path (uniform order statistics given a
+    Poisson count); ``dz = 1`` at each.
+    """
+
+    rate: float
+    name = "sgd"
+    dense = False
+    default_corrector = 1
+    step_order = None
+    grid_cost, path_cost = 6e-6, 3.6e-8
+
+    def default_dt(self, lr: float) -> float:
+        """0.02: the events sit at their exact times, the grid only carries the kernels."""
+        return 0.02
+
+    def default_paths(self, kinked: bool) -> int:
+        """Monte Carlo paths of a solve (docs/performance.md, "DMFT solver")."""
+        return 131072
+
+    def half_cell(self, dt: float) -> float:
+        """No drift of a first half cell: the events sit at their exact times."""
+        return 0.0
+
+    def sample_side(self, run, grid, rnd, teacher):
+        return _EventSide(run, grid, rnd, teacher)
+
+    def sample_memory(self, P, B, N, k, stride, t_max, inputs):
+        """Doubles of the sample side ``(shared, paths, events)`` (see :func:`_memory_estimate`)."""
+        mean = self.rate * t_max
+        # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
+        J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
+        # events (cell, lam, dz, and their construction), per-cell lists, gradients and g'
+        return 0.0, inputs + P * J * (6 + k + k * k) + 4 * P * mean, P / stride * J * (J + 1) / 2 * k * k
+
+    def sample_runtime(self, P, N, stride, t_max):
+        """``c_path P J N`` with ``J = rate t_max`` events per path."""
+        return self.path_cost * P * self.rate * t_max * N
 
     def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None):
         T = n_cells * dt
@@ -97,18 +124,48 @@ class Poisson:
         return counts.astype(np.int64), cell, lam, np.where(valid, 1.0, 0.0)
 
 
+#: SME and GF paths (every one with tangents) for models with a Dirac part in ``l''``: the
+#: smoothed Dirac term is a density estimate at the kink, and its noise in ``Gamma`` enters
+#: the kernels squared (docs/dmft_theory.md, "Kinks")
+_KINKED_DENSE_PATHS = 65536
+
+
 @dataclass(frozen=True)
-class _Dense:
+class _Dense(_Driver):
     rate: float
     dense = True
-    normals_per_cell = 0
+    #: midpoint events with the half-cell drift (and for SME the half cell's noise and the
+    #: self-damped noise force) are second order (measured on the squared loss against its
+    #: exact moments, docs/dmft_theory.md, "Discretisation")
+    step_order = 2
 
-    def __post_init__(self):
-        errors.positive("rate", self.rate)
+    def default_dt(self, lr: float) -> float:
+        """``0.04 / max(1, lr)``: the grid error is second order in ``lr dt`` times the loss's
+        curvature (docs/dmft_theory.md, "Step bias")."""
+        return 0.04 / max(1.0, lr)
 
-    def midpoint_normals(self, k: int) -> int:
-        """Standard normals per path and cell for the noise of a cell's first half (SME only)."""
-        return 0
+    def default_paths(self, kinked: bool) -> int:
+        """Monte Carlo paths of a solve; more for a model with a Dirac part in ``l''``."""
+        return _KINKED_DENSE_PATHS if kinked else 8192
+
+    def half_cell(self, dt: float) -> float:
+        """The driver's mean increment over half a cell, ``rate dt / 2``: the drift of a
+        cell's first half before its midpoint event."""
+        return 0.5 * self.rate * dt
+
+    def sample_side(self, run, grid, rnd, teacher):
+        return _DenseSide(run, grid, rnd, teacher)
+
+    def sample_memory(self, P, B, N, k, stride, t_max, inputs):
+        """Doubles of the sample side ``(shared, paths, events)`` (see :func:`_memory_estimate`):
+        ``R`` between the shared event times (``Rmid``); events (cell, lam, dz), gradients
+        and forces per cell, the tangent paths' dz, hz and g'."""
+        J = N
+        return B * N * N * k * k, inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k), 0.0
+
+    def sample_runtime(self, P, N, stride, t_max):
+        """``c_path (P / stride) N^2``: the tangent paths' backward rows."""
+        return self.path_cost * P / stride * N * N
 
     def _dz(self, xi, shape, dt):
         raise NotImplementedError
@@ -130,7 +187,10 @@ class _Dense:
 class Gaussian(_Dense):
     """SME: ``dz = rate dt + sqrt(rate) dB`` (same mean and variance as the Poisson driver)."""
 
+    name = "sme"
     normals_per_cell = 1
+    default_corrector = 1
+    grid_cost, path_cost = 1.3e-5, 1.5e-8
 
     def midpoint_normals(self, k: int) -> int:
         """The path's own Brownian increment and the field's bridge (``k``) over the first
@@ -148,6 +208,15 @@ class Gaussian(_Dense):
 class Deterministic(_Dense):
     """GF: ``dz = rate dt``."""
 
+    name = "gf"
+    default_corrector = 0
+    grid_cost, path_cost = 7e-6, 2.1e-8
+
+    def default_tangent_stride(self, kinked: bool) -> int:
+        """2 (1 with a Dirac part in ``l''``): GF's standard error is mostly not the tangents'
+        (docs/performance.md, "DMFT vs simulation")."""
+        return 1 if kinked else 2
+
     def _dz(self, xi, shape, dt):
         return np.full(shape, self.rate * dt)
 
@@ -157,23 +226,26 @@ class Deterministic(_Dense):
 
 DRIVERS = {"sgd": Poisson, "sme": Gaussian, "gf": Deterministic}
 
-# defaults per dynamics: (dt, n_paths); SME and GF take dt / max(1, lr) (_default_dt)
-_DEFAULTS = {"sgd": (0.02, 131072), "sme": (0.04, 8192), "gf": (0.04, 8192)}
-#: SME and GF paths (every one with tangents) for models with a Dirac part in ``l''``: the
-#: smoothed Dirac term is a density estimate at the kink, and its noise in ``Gamma`` enters
-#: the kernels squared (docs/dmft_theory.md, "Kinks")
-_KINKED_DENSE_PATHS = 65536
 
-
-def _default_paths(dynamics: str, kinked: bool) -> int:
-    return _KINKED_DENSE_PATHS if kinked and dynamics != "sgd" else _DEFAULTS[dynamics][1]
-
-
-def _default_dt(dynamics: str, lr: float) -> float:
-    """SGD 0.02; SME and GF ``0.04 / max(1, lr)``: their grid error is second order in
-    ``lr dt`` times the loss's curvature (docs/dmft_theory.md, "Step bias")."""
-    d_dt = _DEFAULTS[dynamics][0]
-    return d_dt if dynamics == "sgd" else d_dt / max(1.0, lr)
+def _driver(dynamics, batch, driver) -> _Driver:
+    """The driver of ``dynamics`` at rate ``batch``, or ``driver``, which they must then match
+    (None: not given; defaults ``'sgd'`` and 1)."""
+    if driver is None:
+        return DRIVERS[errors.choice("dynamics", "sgd" if dynamics is None else dynamics, tuple(DRIVERS))](
+            errors.positive("batch", 1.0 if batch is None else batch))
+    if not isinstance(driver, tuple(DRIVERS.values())):
+        raise errors.ParameterError(
+            f"driver={driver!r} is not allowed: driver must be one of dmft.multipass.Poisson(rate), "
+            "Gaussian(rate), Deterministic(rate) or None")
+    if dynamics is not None and dynamics != driver.name:
+        raise errors.ParameterError(
+            f"dynamics={dynamics!r} is not allowed with driver={driver!r}: that driver is dynamics={driver.name!r} "
+            "(pass one of the two)")
+    if batch is not None and batch != driver.rate:
+        raise errors.ParameterError(
+            f"batch={batch!r} is not allowed with driver={driver!r}: the driver's rate is the batch "
+            "(pass one of the two)")
+    return driver
 
 
 # ---------------------------------------------------------------- helpers
@@ -274,7 +346,7 @@ def _inv_blocks(M):
 
 
 def _row_products(*args):
-    (_k.row_products_parallel if PARALLEL else _k.row_products)(*args)
+    (_k.row_products_parallel if _config.PARALLEL else _k.row_products)(*args)
 
 
 class _ParamSide:
@@ -287,7 +359,7 @@ class _ParamSide:
     ``R_n.`` from a unit step source at the kick with the right half-hat only at the kick;
     ``C_n. = A_n. Sigma A^T`` with ``Sigma = q0 + delta S + delta^2 nu rho nu^T``.
     The incremental row is two numba kernels (row_products, finish_row), ``O(n^2 k^2)`` per row
-    at most; row_direct is the numpy reference.
+    at most; tests/reference_multipass.py holds the direct numpy rows it is checked against.
     """
 
     def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec):
@@ -309,10 +381,10 @@ class _ParamSide:
         increments of ``S`` over cells, ``Rt`` the step response). For SGD ``dK`` and ``dW``
         are non-zero only at the grid nodes of the cell's events, and
         :func:`_kernels_solve.row_products` skips the zero blocks: ``O(nnz n)`` per row.
-        :meth:`row_direct` is the direct ``O(n^2)`` reference.
+        The direct ``O(n^2)`` rows are the reference in tests/reference_multipass.py.
         """
-        if n == 0 or DIRECT_PARAMETER_SIDE:
-            return self.row_direct(n, Grow, Gprow)
+        if n == 0:
+            return self.first_row(Grow)
         k, dt, delta, lam = self.k, self.dt, self.delta, self.lr * self.ridge
         C, R, A = self.C, self.R, self.A
         B = C.shape[0]
@@ -345,59 +417,36 @@ class _ParamSide:
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
         """Rows ``n`` of ``m, nu`` (isotropic identities) and of ``A, R, C`` from the products."""
-        _k.finish_row(n, self.dt, self.delta, self.lr * self.ridge, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho,
-                      self.rho_inv, self.A, self.R, self.C, self.S, self.m, self.nu, self.Phi, self.asum, self.bvec,
-                      self.RtT)
+        _k.finish_row((n, self.dt, self.delta, self.lr * self.ridge), (Grow, dGm, Minv), (PA, PR, PC),
+                      (self.q0, self.rho, self.rho_inv), (self.A, self.R, self.C, self.S, self.RtT),
+                      (self.m, self.nu, self.Phi, self.asum, self.bvec))
 
-    def _teacher_direct(self, n, Grow):
-        """Rows ``n`` of ``m`` and ``nu`` (the direct form of :func:`_kernels_solve.teacher_row`)."""
-        dt, delta, lam = self.dt, self.delta, self.lr * self.ridge
-        m, nu, Phi = self.m, self.nu, self.Phi
-        if n == 0:
-            m[:, 0] = delta * Phi[:, 0]
-        else:
-            wm = np.full(n, dt)
-            wm[0] = 0.5 * dt
-            m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
-        nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ self.rho_inv
+    def _teacher_first(self, Grow):
+        """Row 0 of ``m`` and ``nu``: ``m_0 = delta Phi_0``, ``nu_0 = (Phi_0 - G_00 m_0) rho^-1``."""
+        m = self.m
+        m[:, 0] = self.delta * self.Phi[:, 0]
+        self.nu[:, 0] = (self.Phi[:, 0] - np.einsum("bjah,bjhe->bae", Grow[:, :1], m[:, :1])) @ self.rho_inv
 
-    def row_direct(self, n, Grow, Gprow):
-        k, dt, delta, lr, ridge = self.k, self.dt, self.delta, self.lr, self.ridge
-        C, R, A, S, nu = self.C, self.R, self.A, self.S, self.nu
+    def first_row(self, Grow):
+        """Row 0 (the direct form; no earlier row to increment): ``A_00 = (I - delta G_00)^-1``,
+        ``R_00 = I``, ``C_00 = A_00 (delta S_00) A_00^T + asum_0 q0 asum_0^T + b_0 rho b_0^T``
+        (symmetrised)."""
+        k, delta = self.k, self.delta
+        C, R, A, S = self.C, self.R, self.A, self.S
         B = C.shape[0]
-        nk, n1k = n * k, (n + 1) * k
         eye = np.eye(k)
-        w = np.full(n + 1, dt)
-        w[0] = 0.5 * dt
-        w[n] = 0.5 * dt if n > 0 else 0.0
-        lam = lr * ridge
-        Kb = delta * Grow[:, : n + 1] - lam * w[None, :, None, None] * eye
-        K = _flat(Kb)
-        self._teacher_direct(n, Grow)
-        Minv = _inv_blocks(eye - Kb[:, n])
-        A[:, nk:n1k, nk:n1k] = Minv
-        R[:, nk:n1k, nk:n1k] = eye
-        if n > 0:
-            A[:, nk:n1k, :nk] = Minv @ (K[:, :, :nk] @ A[:, :nk, :nk])
-            # R_n,mm = Minv [I + sum_{mm<=j<n} K_nj R_j,mm - (K - K^+)_n,mm], K^+ = right half-hat
-            wl = np.full(n, 0.5 * dt)
-            wl[0] = 0.0
-            Km = _flat(delta * (Grow[:, :n] - Gprow[:, :n]) - lam * wl[None, :, None, None] * eye)
-            src = K[:, :, :nk] @ R[:, :nk, :nk] - Km + np.tile(eye, n)
-            R[:, nk:n1k, :nk] = Minv @ src
-        _k.row_sums(A, nu, delta, n, self.RtT, self.asum, self.bvec)
-        Arow = A[:, nk:n1k, :n1k]
-        Sn = S[:, :n1k, :n1k]  # only the lower triangle is kept (blocks n >= m)
+        self._teacher_first(Grow)
+        Minv = _inv_blocks(eye - delta * Grow[:, 0])
+        A[:, :k, :k] = Minv
+        R[:, :k, :k] = eye
+        _k.row_sums(A, self.nu, delta, 0, self.RtT, self.asum, self.bvec)
+        Arow = A[:, :k, :k]
+        Sn = S[:, :k, :k]
         X = delta * (Arow @ (np.tril(Sn) + np.swapaxes(np.tril(Sn, -1), -1, -2)))
-        Crow = X @ np.swapaxes(A[:, :n1k, :n1k], -1, -2)
-        Crow += np.einsum("bah,hg,bmeg->bame", self.asum[:, n], self.q0,
-                          self.asum[:, : n + 1]).reshape(B, k, n1k)
-        Crow += np.einsum("bah,hg,bmeg->bame", self.bvec[:, n], self.rho,
-                          self.bvec[:, : n + 1]).reshape(B, k, n1k)
-        diag = Crow[:, :, nk:n1k]
-        Crow[:, :, nk:n1k] = 0.5 * (diag + np.swapaxes(diag, -1, -2))
-        C[:, nk:n1k, :n1k] = Crow
-        C[:, :n1k, nk:n1k] = np.swapaxes(Crow, -1, -2)
+        Crow = X @ np.swapaxes(A[:, :k, :k], -1, -2)
+        Crow += np.einsum("bah,hg,bmeg->bame", self.asum[:, 0], self.q0, self.asum[:, :1]).reshape(B, k, k)
+        Crow += np.einsum("bah,hg,bmeg->bame", self.bvec[:, 0], self.rho, self.bvec[:, :1]).reshape(B, k, k)
+        C[:, :k, :k] = 0.5 * (Crow + np.swapaxes(Crow, -1, -2))
 
 
 class _GroupParamSide(_ParamSide):
@@ -411,10 +460,10 @@ class _GroupParamSide(_ParamSide):
         self.rho, self.rho_inv = rho, None
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
-        _k.kernel_row(n, self.dt, self.delta, self.lr * self.ridge, Grow, dGm, Minv, PA, PR, PC, self.q0, self.rho,
-                      self.A, self.R, self.C, self.S, self.nu, self.asum, self.bvec, self.RtT)
+        _k.kernel_row((n, self.dt, self.delta, self.lr * self.ridge), (Grow, dGm, Minv), (PA, PR, PC),
+                      (self.q0, self.rho), (self.A, self.R, self.C, self.S, self.RtT), (self.nu, self.asum, self.bvec))
 
-    def _teacher_direct(self, n, Grow):
+    def _teacher_first(self, Grow):
         """Nothing: the coupled solve has set the rows."""
 
 
@@ -569,19 +618,8 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     # C, R, A, S, the step response RtT; the replicas' Cholesky factors L; C and R at the output times
     grid = (5 + 4 * n_groups) * B * NK * NK + B * D * D + 2 * B * n_time * n_time * k * k
     inputs = P * (D + nd + N * nxi)
-    if driver.dense:
-        J = N
-        grid += B * N * N * k * k  # R between shared event times (Rmid)
-        # events (cell, lam, dz), gradients and forces per cell; the tangent paths' dz, hz and g'
-        paths = inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k)
-        events = 0.0
-    else:
-        mean = driver.rate * t_max
-        # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
-        J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
-        # events (cell, lam, dz, and their construction), per-cell lists, gradients and g'
-        paths = inputs + P * J * (6 + k + k * k) + 4 * P * mean
-        events = P / stride * J * (J + 1) / 2 * k * k
+    shared, paths, events = driver.sample_memory(P, B, N, k, stride, t_max, inputs)
+    grid += shared
     # Sobol draws of one replica (two copies) at the start; one replica's fields at the end
     transient = 2 * Pb * (D + nd + N * nxi) if sampling == "qmc" else 0.0
     transient = max(transient, Pb * n_time * k, 2 * B * n_time * n_time * k * k)
@@ -597,12 +635,733 @@ def _runtime_estimate(driver, B, P, N, k, stride, t_max, n_groups=0) -> float:
     Anisotropic data: each of ``n_groups`` spectral groups adds about the grid term (measured
     0.6x for GF, 1.3x for SGD; docs/performance.md, "Anisotropic data")."""
     B, P, N = float(B), float(P), float(N)
-    grid = {"Poisson": 6e-6, "Gaussian": 1.3e-5, "Deterministic": 7e-6}[type(driver).__name__]
-    if driver.dense:
-        path = (1.5e-8 if isinstance(driver, Gaussian) else 2.1e-8) * P / stride * N * N
+    path = driver.sample_runtime(P, N, stride, t_max)
+    return 1.0 + k * k * ((1 + n_groups) * driver.grid_cost * B / 8 * N * N + path)
+
+
+# ---------------------------------------------------------------- phases of a solve
+@dataclass
+class _Setup:
+    """The checked inputs of one solve, with what follows from the model and the data."""
+
+    arguments: dict  # the inputs as given (seed copied), for the check solves with other steps
+    model: object
+    driver: _Driver
+    delta: float
+    lr: float
+    t_max: float
+    times: np.ndarray
+    given_times: bool
+    n_time: int
+    dt: float  # the requested largest step
+    n_replicas: int
+    n_paths: int
+    tangent_stride: int
+    ridge: float
+    init_std: float
+    corrector: int
+    sampling: str
+    seed: object
+    ss: np.random.SeedSequence
+    progress: bool
+    max_memory_gb: float
+    check_dt: bool | None
+    on_divergence: str
+    kink_bandwidth: float
+    kink_extrapolate: bool
+    data: object
+    spec: object  # the spectral groups of anisotropic data, or None
+    dirac: np.ndarray  # per kink plane: l'' has a Dirac part there
+    kinked: bool  # the Dirac parts are smoothed (kink_bandwidth > 0)
+    jump: float
+    max_runtime_s: float | None = None
+
+    @property
+    def dynamics(self) -> str:
+        return self.driver.name
+
+    @property
+    def batch(self) -> float:
+        return self.driver.rate
+
+
+def _checked(arguments: dict) -> _Setup:
+    """The validation phase: every argument checked (ParameterError naming it) and the
+    driver's defaults filled in; ``arguments`` is updated to the string form of the driver."""
+    a = arguments
+    model = _models.get(a["model"])
+    if model.k_star < 1:
+        raise errors.ParameterError(
+            f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
+    delta = errors.positive("delta", a["delta"])
+    lr = _spectral.check_constant_lr(a["lr"])
+    driver = _driver(a["dynamics"], a["batch"], a["driver"])
+    # the check solves take the string form
+    arguments.update(dynamics=driver.name, batch=driver.rate, driver=None)
+    given_times = a["times"] is not None
+    times, t_max, n_time = errors.output_times(a["times"], a["n_time"], a["t_max"], n_time_default=101,
+                                               t_max_default=4.0)
+    t_max = errors.positive("t_max", t_max)
+    kink_bandwidth = errors.nonnegative("kink_bandwidth", a["kink_bandwidth"])
+    jumps = model.gradient_jumps()
+    dirac = jumps > _JUMP_TOL
+    kinked = bool(dirac.any()) and kink_bandwidth > 0
+    dt = errors.positive("dt", driver.default_dt(lr) if a["dt"] is None else a["dt"])
+    if dt > t_max:
+        raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
+    n_replicas = errors.positive_int("n_replicas", a["n_replicas"], minimum=2)
+    n_paths = errors.positive_int("n_paths", driver.default_paths(kinked) if a["n_paths"] is None else a["n_paths"],
+                                  minimum=n_replicas)
+    stride = a["tangent_stride"]
+    tangent_stride = errors.positive_int("tangent_stride", driver.default_tangent_stride(kinked) if stride is None
+                                         else stride)
+    ridge = errors.nonnegative("ridge", a["ridge"])
+    init_std = errors.init_std(a["init_std"], model.k, _config.BLOWUP_NORM)
+    corrector = errors.positive_int("corrector", driver.default_corrector if a["corrector"] is None else
+                                    a["corrector"], minimum=0)
+    sampling = errors.choice("sampling", a["sampling"], SAMPLING)
+    max_memory_gb = errors.positive("max_memory_gb", a["max_memory_gb"])
+    on_divergence = errors.on_divergence(a["on_divergence"])
+    check_dt = errors.choice("check_dt", a["check_dt"], (None, True, False))
+    max_runtime_s = a["max_runtime_s"]
+    if max_runtime_s is not None:
+        max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
+    seed = errors.seed_value(a["seed"])
+    ss = errors.seed_sequence(seed)
+    data = a["data"]
+    spec = None if data is None else _spectral.Groups.of(_spectral.check_data(data, model), a["groups"])
+    # the same random inputs for the solves that check or extrapolate this one (a
+    # Generator is drawn once; a SeedSequence is copied before it spawns)
+    arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
+        ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size, n_children_spawned=ss.n_children_spawned)
+    jump = float(jumps.max(initial=0.0))
+    if dirac.any() and not kinked:
+        warnings.warn(
+            f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "
+            "in r, so l'' has a Dirac part that the response kernel's pathwise tangents miss with "
+            "kink_bandwidth=0; the DMFT curves are biased", errors.DiracResponseWarning, stacklevel=3)
+    return _Setup(arguments, model, driver, delta, lr, t_max, times, given_times, n_time, dt, n_replicas, n_paths,
+                  tangent_stride, ridge, init_std, corrector, sampling, seed, ss, a["progress"], max_memory_gb,
+                  check_dt, on_divergence, kink_bandwidth, a["kink_extrapolate"], data, spec, dirac, kinked, jump,
+                  max_runtime_s)
+
+
+@dataclass
+class _Grid:
+    """The grid and memory plan: ``N`` cells of ``dt``, the output steps, the paths per
+    replica, the run's scales and its resource estimates."""
+
+    N: int
+    dt: float
+    every: int  # grid steps per output interval (1 with output ``times``: the step check's doubling)
+    out_steps: np.ndarray
+    interp: np.ndarray | None  # grid steps -> output times (quadratic), None on grid times
+    interp1: np.ndarray | None  # the same, linear (two-time outputs)
+    time_out: np.ndarray
+    B: int
+    Pb: int  # paths per replica
+    k: int
+    ks: int
+    tau: float  # Tr K / d of anisotropic data (1: isotropic), the solve's normalisation
+    c: float  # per-sample step tau lr / batch
+    half: float  # drift of half a cell (dense drivers), 0 for SGD
+    n_groups: int
+    mem: float = 0.0
+    runtime: float = 0.0
+
+    @property
+    def P(self) -> int:
+        return self.B * self.Pb
+
+    @property
+    def D(self) -> int:
+        return self.ks + (self.N + 1) * self.k
+
+
+def _plan(run: _Setup) -> _Grid:
+    """The grid of the output times and ``dt``, and its memory and run time, refused above
+    ``max_memory_gb`` / ``max_runtime_s`` (ParameterError naming the argument that drives it)."""
+    t_max, dt = run.t_max, run.dt
+    if run.given_times:
+        every = 2  # the step check doubles the step at the same output times
+        N = max(1, math.ceil(t_max / dt - 1e-9))
+        dt = t_max / N
+        out_steps, interp, interp1 = _interpolation(run.times, dt, N)
+        time_out = run.times
     else:
-        path = 3.6e-8 * P * driver.rate * t_max * N
-    return 1.0 + k * k * ((1 + n_groups) * grid * B / 8 * N * N + path)
+        every = max(1, math.ceil(t_max / dt / (run.n_time - 1) - 1e-9))
+        N = every * (run.n_time - 1)
+        dt = t_max / N
+        out_steps, interp, interp1 = np.arange(run.n_time) * every, None, None
+        time_out = out_steps * dt
+    # the stiffest parameter-side rate is lr lam_max (lr for isotropic inputs)
+    lr_top = run.lr if run.spec is None else run.lr * float(run.spec.eigenvalues.max())
+    # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
+    errors.warn_unresolved(f"dmft.solve(dynamics={run.dynamics!r})", lr_top, dt, 0.2, stacklevel=4)
+    B = run.n_replicas
+    Pb = -(-run.n_paths // B)
+    Pb = -(-Pb // run.tangent_stride) * run.tangent_stride
+    # anisotropic data: the solve runs in the normalisation Tr K/d = 1 (docs/dmft_anisotropic.md, section 5)
+    tau = 1.0 if run.spec is None else run.spec.trace_ratio
+    half = run.driver.half_cell(dt)
+    grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, run.model.k_star, tau,
+                 tau * run.lr / run.batch, half, 0 if run.spec is None else len(run.spec.weights))
+    _check_resources(run, grid)
+    return grid
+
+
+def _check_resources(run: _Setup, grid: _Grid):
+    """Fill ``grid.mem`` and ``grid.runtime``; refuse a solve above the limits."""
+    driver, N, P, dt = run.driver, grid.N, grid.P, grid.dt
+    t_max, requested_dt = run.t_max, run.dt
+    mem, culprit = _memory_estimate(driver, grid.B, grid.Pb, N, grid.k, grid.ks, run.model.noise_dim,
+                                    len(grid.out_steps), run.tangent_stride, t_max, run.sampling, grid.n_groups)
+    if mem > run.max_memory_gb * 2**30:
+        what = {"grid": f"n_time={run.n_time!r}" if grid.every == 1 and run.n_time - 1 > t_max / requested_dt
+                else f"t_max={t_max!r} with dt={requested_dt!r}", "paths": f"n_paths={run.n_paths!r}",
+                "events": f"batch={run.batch!r}"}[culprit]
+        raise errors.ParameterError(
+            f"{what} is not allowed here: the solve would need {mem / 2**30:.3g} GB > max_memory_gb="
+            f"{run.max_memory_gb:g} (N = {N} grid steps of dt = {dt:.3g}, {P} paths"
+            + ("" if driver.dense else f", about {run.batch * t_max:.3g} SGD events per path") + "); "
+            + {"grid": "raise dt or lower t_max or n_time (memory grows like N^2)",
+               "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
+            + ", or raise max_memory_gb")
+    runtime = _runtime_estimate(driver, grid.B, P, N, grid.k, run.tangent_stride, t_max, grid.n_groups)
+    if driver.step_order and run.check_dt is not False:  # the step check's solve with twice the step
+        runtime += _runtime_estimate(driver, grid.B, P, max(1, N // 2), grid.k, run.tangent_stride, t_max,
+                                     grid.n_groups)
+    if run.max_runtime_s is not None and runtime > run.max_runtime_s:
+        raise errors.ParameterError(
+            f"t_max={t_max!r} with dt={requested_dt!r} and n_paths={run.n_paths!r} is not allowed here: the solve "
+            f"would take about {runtime:.3g} s > max_runtime_s={run.max_runtime_s:g} (N = {N} grid steps, {P} "
+            "paths); lower t_max or n_paths, raise dt, or raise max_runtime_s (None: no limit)")
+    errors.warn_long_run("dmft.solve", runtime, stacklevel=5)
+    grid.mem, grid.runtime = mem, runtime
+
+
+@dataclass
+class _Random:
+    """The random inputs of a solve (seeded): ``Z`` (P, D) the standard normals of the teacher
+    and the field innovations, ``eps`` (P, nd) the label noise, ``xi`` (P, N nxi) the driver's
+    normals per cell, ``zeta`` (P, N, n_mid) the SME's normals of each cell's first half, and
+    the events ``counts`` (P,), ``ev_cell``, ``ev_lam``, ``ev_dz`` (P, J) (layout:
+    :mod:`dmft.multipass._kernels_solve`)."""
+
+    Z: np.ndarray
+    eps: np.ndarray
+    xi: np.ndarray
+    zeta: np.ndarray
+    counts: np.ndarray
+    ev_cell: np.ndarray
+    ev_lam: np.ndarray
+    ev_dz: np.ndarray
+
+
+def _random_inputs(run: _Setup, grid: _Grid) -> _Random:
+    """The Gaussian inputs (:func:`_normals`, or a step check's common random numbers) and the
+    driver's events, from two children of the seed."""
+    driver, N, P, k = run.driver, grid.N, grid.P, grid.k
+    s_z, s_ev = run.ss.spawn(2)
+    nxi, n_mid = driver.normals_per_cell, driver.midpoint_normals(k)
+    Z, eps, xi = _common_inputs(N, s_z) or _normals(s_z, run.sampling, grid.B, grid.Pb, grid.ks,
+                                                    run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride)
+    cell_normals = xi.reshape(P, N, nxi + n_mid)
+    zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
+    counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, grid.dt,
+                                                   cell_normals[:, :, :nxi].reshape(P, N * nxi))
+    return _Random(Z, eps, xi, zeta, counts, ev_cell, ev_lam, ev_dz)
+
+
+@dataclass
+class _State:
+    """The solve's state on the grid (block layout ``[n k + a, m k + e]``, B replicas): the
+    kernels ``C, R, A`` and ``S`` (lower block triangle only, the force covariance), the
+    teacher rows ``m, nu, Phi`` and the parameter side's sums ``asum, bvec`` (filled by
+    ``par``), the joint factors ``L`` (B, D, D), the last two rows of ``G`` and ``G^+``
+    (``Gprev, Gpprev`` and ``Gprev2, Gpprev2``, (B, N+1, k, k)), the last cell's increments of
+    ``S`` and of ``F F^T`` (the predictor's extrapolation), and the diagnostics."""
+
+    C: np.ndarray
+    R: np.ndarray
+    A: np.ndarray
+    S: np.ndarray
+    m: np.ndarray
+    nu: np.ndarray
+    Phi: np.ndarray
+    asum: np.ndarray
+    bvec: np.ndarray
+    L: np.ndarray
+    Gprev: np.ndarray
+    Gpprev: np.ndarray
+    Gprev2: np.ndarray
+    Gpprev2: np.ndarray
+    dW_last: np.ndarray
+    dFF_last: np.ndarray
+    rel_pivots: np.ndarray
+    par: object = None
+    min_pivot: float = np.inf
+    n_zero_pivots: int = 0
+    residual: float = 0.0
+
+    @classmethod
+    def allocate(cls, run: _Setup, grid: _Grid, rho, q0):
+        """Zero kernels, the parameter side on them, and the teacher rows of every factor."""
+        B, N, k, ks = grid.B, grid.N, grid.k, grid.ks
+        NK, D = (N + 1) * k, grid.D
+        kernels = [np.zeros((B, NK, NK)) for _ in range(4)]
+        rows = [np.zeros((B, N + 1, k, ks)) for _ in range(3)]
+        asum, bvec = np.zeros((B, N + 1, k, k)), np.zeros((B, N + 1, k, ks))
+        Gprev = np.zeros((B, N + 1, k, k))
+        Gpprev = np.zeros((B, N + 1, k, k))
+        state = cls(*kernels, *rows, asum, bvec, np.zeros((B, D, D)), Gprev, Gpprev, Gprev.copy(), Gpprev.copy(),
+                    np.zeros((B, N + 1, k, k)), np.zeros((B, k, k)), np.empty((B, 2 * k)))
+        C, R, A, S = kernels
+        m, nu, Phi = rows
+        if run.spec is None:
+            state.par = _ParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, rho, C, R, A, S, m, nu, Phi,
+                                   asum, bvec)
+        else:  # lr ridge is invariant under the normalisation; lam_g / tau and tau rho_g are normalised
+            spec, tau = run.spec, grid.tau
+            state.par = _SpectralParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, spec.weights,
+                                           spec.eigenvalues / tau, tau * spec.teacher_power, C, R, S, m, nu, Phi)
+        for b in range(B):
+            _k.chol_append(state.L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
+        return state
+
+    def chol_rows(self, n, final, ahead=False):
+        """Rows of grid point ``n`` of every replica's factor ``L``; with ``ahead`` also those
+        of ``n + 1`` (from the predicted kernel row) in the same pass over ``L``, which is
+        memory-bound. The diagnostics count the pivots of final rows only."""
+        k, ks = self.m.shape[2], self.m.shape[3]
+        (_k.chol_rows_parallel if _config.PARALLEL else _k.chol_rows)(
+            self.L, self.m, self.C, n, 2 if ahead else 1, k, ks, _config.CHOL_JITTER, self.rel_pivots)
+        if final:
+            self.min_pivot = min(self.min_pivot, float(self.rel_pivots[:, :k].min()))
+            rows = ks + n * k + np.arange(k)
+            self.n_zero_pivots += int(np.count_nonzero(self.L[:, rows, rows] == 0.0))
+
+
+@dataclass
+class _Teacher:
+    """Per path: the teacher's field ``wstar`` (P, ks), the labels ``y`` (P, label_dim) and the
+    kink planes ``kinks = (a, off, width, x)`` (:func:`_kink_planes`)."""
+
+    wstar: np.ndarray
+    y: np.ndarray
+    kinks: tuple
+
+
+def _teacher(run: _Setup, grid: _Grid, rnd: _Random, state: _State) -> _Teacher:
+    """The teacher's fields from the factors' teacher rows, the labels (a DivergenceError
+    ``'data'`` when not finite) and the kink planes of the smoothed Dirac parts."""
+    model = run.model
+    wstar = np.ascontiguousarray(rnd.Z[:, :grid.ks] @ state.L[0, :grid.ks, :grid.ks].T)
+    y = np.zeros((grid.P, model.label_dim))
+    specialise(_k.labels, teacher=model.teacher)(model.param_array, wstar, rnd.eps, y)
+    kinks = _kink_planes(model, run.dirac & run.kinked, wstar, rnd.eps, grid.B)
+    if not np.isfinite(y).all():
+        bad = int(np.argmin(np.isfinite(y).all(axis=1)))
+        raise errors.DivergenceError(
+            f"dmft.solve: the teacher of model {model.name!r} returned the label {y[bad].tolist()} at "
+            f"r_star={wstar[bad].tolist()}, eps={rnd.eps[bad].tolist()}", 0.0, cause="data")
+    return _Teacher(wstar, y, kinks)
+
+
+# ---------------------------------------------------------------- sample side (per driver)
+class _SampleSide:
+    """The sample side of a driver: the paths' workspace, the per-cell sums of every replica
+    (``dGm, dGp`` the increments of the row of ``G`` on the hat functions, ``dS``, ``dFF``,
+    ``dPhi``, ``QV``; :func:`dmft.multipass._kernels_solve.sample_cell_poisson`) and the
+    cell's kernel call."""
+
+    template = None  # the driver's sample-side kernel in dmft.multipass._kernels_solve
+
+    def __init__(self, run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher):
+        B, N, k, ks = grid.B, grid.N, grid.k, grid.ks
+        self.run, self.grid, self.rnd, self.teacher = run, grid, rnd, teacher
+        self.params = run.model.param_array
+        self.g = np.zeros((grid.P, rnd.ev_cell.shape[1], k))
+        self.dGm = np.zeros((B, N + 1, k, k))
+        self.dGp = np.zeros((B, N + 1, k, k))
+        self.dS = np.zeros((B, N + 1, k, k))
+        self.dFF = np.zeros((B, k, k))
+        self.dPhi = np.zeros((B, k, ks))
+        self.QV = np.zeros((B, k, k))
+        self.kernel = specialise(type(self).template, grad=run.model.grad, hess=run.model.hess, K=k,
+                                 parallel=_config.PARALLEL)
+        self.sums = (self.dGm, self.dGp, self.dS, self.dFF, self.dPhi, self.QV)
+        self.events = (rnd.ev_cell, rnd.ev_lam, rnd.ev_dz)
+        self.labels = (teacher.y, teacher.wstar)
+
+    def clear(self):
+        """Zero the cell's sums before a sweep."""
+        for x in (self.dGm, self.dGp, self.dS, self.dFF, self.dPhi):
+            x[:] = 0.0
+
+    def commit(self):
+        """After a step: nothing to keep but what the subclass says."""
+
+
+class _EventSide(_SampleSide):
+    """Poisson (SGD): every path's events at their exact times, its tangents forward in the
+    packed triangle ``psi``; a cell's active paths from :func:`_cell_lists`."""
+
+    template = _k.sample_cell_poisson
+
+    def __init__(self, run, grid, rnd, teacher):
+        super().__init__(run, grid, rnd, teacher)
+        J, k = rnd.ev_cell.shape[1], grid.k
+        self.gp = np.zeros((grid.P, J, k, k))
+        self.psi = np.zeros((grid.P // run.tangent_stride, J * (J + 1) // 2 * k * k))
+        self.cells = _cell_lists(rnd.counts, rnd.ev_cell, grid.N)
+        self.path_state = (self.g, self.gp, self.psi)
+
+    def cell(self, n):
+        """``(active, lo, hi)``: the paths with events in cell ``n`` and their event ranges."""
+        return self.cells[n]
+
+    def tangents(self, it, sweeps):
+        return True
+
+    def prepare(self, n, it, R):
+        """Nothing: every path reads its own events' responses."""
+
+    def sample(self, n, tangents, active, lo, hi, Wold, Wnew, R):
+        cell = (n, self.grid.c, self.grid.Pb, self.run.tangent_stride)
+        self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.labels, self.path_state,
+                    self.sums, self.teacher.kinks)
+
+    def forces(self, paths):
+        """The force ``g_i dz_i`` of every event of ``paths`` (train loss)."""
+        return self.g[paths] * self.rnd.ev_dz[paths, :, None]
+
+
+class _DenseSide(_SampleSide):
+    """SME and GF: one event per cell at its midpoint, shared by all paths, so the responses
+    between events ``Rmid`` (B, N, N, k, k) are computed once per replica and the tangents of
+    a row backwards for a replica's tangent paths at once (``dense_tangents``), with those
+    paths as the last axis: ``dzT``, ``hzT`` (B, N, Mt) and ``gpT`` (B, N, k, k, Mt)."""
+
+    template = _k.sample_cell_dense
+
+    def __init__(self, run, grid, rnd, teacher):
+        super().__init__(run, grid, rnd, teacher)
+        B, N, k, Pb, stride = grid.B, grid.N, grid.k, grid.Pb, run.tangent_stride
+        P = grid.P
+        self.dz_mean, self.dz_var = run.driver.dz_moments(grid.dt)
+        self.all_paths = np.arange(P, dtype=np.int64)
+        self.Rmid = np.zeros((B, N, N, k, k))  # R(s_j, s_l), shared event times
+        Mt = Pb // stride
+        self.dzT = np.ascontiguousarray(rnd.ev_dz.reshape(B, Pb, -1)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt])
+        self.gpT = np.zeros((B, N, k, k, Mt))
+        self.gp0T = np.zeros((B, k, k, Mt))
+        self.fev = np.zeros((P, N, k))
+        self.n_mid = run.driver.midpoint_normals(k)
+        # SME: the noise of each cell's first half at its event (docs/dmft_theory.md, "Discretisation")
+        c, half = grid.c, grid.half
+        own, damp = (c * math.sqrt(self.dz_var / 2), c * half) if self.n_mid else (0.0, 0.0)
+        self.QV_last, self.bridge = np.zeros((B, k, k)), np.zeros((B, k, k))
+        self.mid = (rnd.zeta, self.bridge, own, damp)
+        # the coefficient of g_{j-1} in r(s_j-) on the tangent paths
+        self.hzT = np.full((B, N, Mt), half)
+        if self.n_mid:
+            self.hzT += own * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
+        self.path_state = (self.g, self.fev)
+        self.tangent_paths = (self.dzT, self.hzT, self.gpT, self.gp0T)
+
+    def cell(self, n):
+        lo = np.full(self.grid.P, n - 1, dtype=np.int64)
+        return self.all_paths, lo, lo + 1
+
+    def tangents(self, it, sweeps):
+        """Sweeps before the last keep the predicted G row instead of the tangents' (O(N^3)
+        per path; docs/dmft_theory.md, "Corrector sweeps")."""
+        return it == sweeps
+
+    def prepare(self, n, it, R):
+        """The bridge from the last sweep's (first sweep: the last cell's) quadratic variation,
+        and the responses between the events (the same times for all paths) once per replica."""
+        if self.n_mid:
+            self.bridge[:] = _bridge_factor(self.run.delta, self.QV if it else self.QV_last)
+            self.QV[:] = 0.0
+        ev_cell, ev_lam = self.rnd.ev_cell, self.rnd.ev_lam
+        _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1],
+                           self.Rmid[:, n - 1, : n - 1])
+
+    def sample(self, n, tangents, active, lo, hi, Wold, Wnew, R):
+        grid = self.grid
+        cell = (n, grid.c, grid.half, self.dz_mean, self.dz_var, grid.Pb, self.run.tangent_stride)
+        self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.Rmid, self.labels,
+                    self.path_state, self.tangent_paths, self.sums, self.teacher.kinks, self.mid, tangents)
+
+    def commit(self):
+        self.QV_last[:] = self.QV
+
+    def forces(self, paths):
+        return self.fev[paths]
+
+
+# ---------------------------------------------------------------- predict and correct
+def _predict(n: int, state: _State):
+    """The predictor of row ``n``: the parameter side with linearly extrapolated sample-side
+    inputs (G row, ``F -> 2 F_{n-1} - F_{n-2}``, Phi), so the predicted kernel row is
+    ``A Sigma A^T`` with a PSD ``Sigma`` and stays consistent with the earlier rows. Returns
+    the predicted rows ``(Grow, Gprow)`` of ``G`` and ``G^+``."""
+    S, Phi = state.S, state.Phi
+    B, _, k, _ = state.Gprev.shape
+    nk, n1k = n * k, (n + 1) * k
+    if n >= 2:
+        # the increment is passed as is: bit-equal to the last row's, so the
+        # parameter side reuses that row's products (see _ParamSide.row)
+        dGpred = state.Gprev[:, :n] - state.Gprev2[:, :n]
+        Grow = state.Gprev.copy()
+        Grow[:, :n] += dGpred
+        Gprow = 2 * state.Gpprev - state.Gpprev2
+        # F_n -> F_{n-1} + dF_{n-1}: the last step's increments again (sparse dW)
+        dWp = state.dW_last[:, :n].copy()
+        dWp[:, n - 1] += state.dFF_last
+        S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(np.cumsum(dWp, axis=1))
+        s11 = S[:, nk - k:nk, nk - k:nk]
+        s22 = S[:, nk - 2 * k:nk - k, nk - 2 * k:nk - k]
+        s12 = S[:, nk - k:nk, nk - 2 * k:nk - k]
+        S[:, nk:n1k, nk:n1k] = 4 * s11 + s22 - 2 * s12 - 2 * np.swapaxes(s12, -1, -2)
+        Phi[:, n] = 2 * Phi[:, n - 1] - Phi[:, n - 2]
+    else:
+        Grow, Gprow = state.Gprev.copy(), state.Gpprev.copy()
+        dGpred = None
+        dWp = np.zeros((B, n, k, k))
+        S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk]
+        S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk]
+        Phi[:, n] = Phi[:, n - 1]
+    state.par.row(n, Grow, Gprow, state.Gprev, state.Gpprev, dWp, dGpred)
+    return Grow, Gprow
+
+
+def _correct(n: int, state: _State, side: _SampleSide, Grow, Gprow):
+    """A corrector sweep's row ``n``: ``S`` and ``Phi`` from the cell's sums, then the
+    parameter side with the sampled row of ``G``. Returns the change of ``C``'s row relative
+    to its scale (against the row before the sweep, kept for the next)."""
+    S, k = state.S, state.Gprev.shape[2]
+    nk, n1k = n * k, (n + 1) * k
+    dW = side.dS[:, :n]
+    dScum = np.cumsum(dW, axis=1)
+    S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(dScum)
+    d1 = dScum[:, n - 1]
+    S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk] + d1 + np.swapaxes(d1, -1, -2) + side.dFF
+    state.Phi[:, n] = state.Phi[:, n - 1] + side.dPhi
+    state.par.row(n, Grow, Gprow, state.Gprev, state.Gpprev, dW)
+
+
+def _fields(n: int, it: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide, paths, Wold, Wnew):
+    """The factor rows a sweep needs and the fields of the cell's active ``paths`` at its ends:
+    the first sweep finishes the rows of ``n - 1`` (with the predicted ones of ``n`` in the same
+    pass) and fills ``Wold``; every sweep fills ``Wnew`` from its rows of ``n``."""
+    L, Z, ks, k, Pb = state.L, side.rnd.Z, grid.ks, grid.k, grid.Pb
+    kinks = side.teacher.kinks
+    if it == 0:  # the final rows of n - 1 and the first of n: one pass over L
+        state.chol_rows(n - 1, final=True, ahead=True)
+        if n == 1 and len(kinks[0]):  # the distance to each kink at t = 0
+            W0 = np.zeros((grid.P, k))
+            _k.grid_field(L, Z, ks, k, Pb, np.arange(grid.P, dtype=np.int64), W0)
+            kinks[3][:] = W0 @ kinks[0].T - kinks[1]
+        _kink_widths(kinks, run.kink_bandwidth, grid.B)
+        if paths.size:
+            _k.grid_field(L, Z, ks + (n - 1) * k, k, Pb, paths, Wold)
+    else:
+        state.chol_rows(n, final=False)
+    if paths.size:
+        _k.grid_field(L, Z, ks + n * k, k, Pb, paths, Wnew)
+
+
+def _step(n: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
+    """Row ``n`` of every kernel: the predictor, then the corrector sweeps (at least one at
+    ``n = 1``, which has no history to extrapolate: its predicted row is the start's; for GF
+    without a corrector sweep an O(dt) relative error of every output at t_1). Returns the
+    fields at ``t_n`` of the cell's active paths and the rows ``(Grow, Gprow)`` of ``G``."""
+    k = grid.k
+    nk, n1k = n * k, (n + 1) * k
+    active, lo, hi = side.cell(n)
+    Grow, Gprow = _predict(n, state)
+    Wnew = np.zeros((active.size, k))
+    Wold = np.zeros((active.size, k))
+    prev_row = state.C[:, nk:n1k, :n1k].copy()
+    sweeps = max(run.corrector, 1) if n == 1 else run.corrector
+    for it in range(sweeps + 1):
+        tangents = side.tangents(it, sweeps)
+        _fields(n, it, run, grid, state, side, active, Wold, Wnew)
+        side.clear()
+        side.prepare(n, it, state.R)
+        if active.size:
+            side.sample(n, tangents, active, lo, hi, Wold, Wnew, state.R)
+        if tangents:
+            Grow = state.Gprev + side.dGm + side.dGp
+            Gprow = state.Gpprev + side.dGp
+        _correct(n, state, side, Grow, Gprow)
+        row = state.C[:, nk:n1k, :n1k].copy()
+        if it == sweeps:
+            scale = max(1.0, float(np.abs(row).max()))
+            state.residual = max(state.residual, float(np.abs(row - prev_row).max()) / scale)
+        prev_row = row
+    return Wnew, Grow, Gprow
+
+
+def _integrate(run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
+    """Rows ``1 .. N`` (row 0 first); the DivergenceError of ``C(t, t)`` blowing up, or None."""
+    k = grid.k
+    # row 0; its factor rows come with step 1's
+    state.par.row(0, state.Gprev.copy(), state.Gpprev, state.Gprev, state.Gpprev, None)
+    bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
+    try:
+        for n in range(1, grid.N + 1):
+            Wnew, Grow, Gprow = _step(n, run, grid, state, side)
+            cnn = state.C[:, n * k:(n + 1) * k, n * k:(n + 1) * k]
+            if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > _config.BLOWUP_NORM:
+                return _blow_up(run.arguments, bool(run.driver.step_order), n * grid.dt, grid.dt, run.max_memory_gb,
+                                Wnew, side.g)
+            state.Gprev2, state.Gpprev2 = state.Gprev, state.Gpprev
+            state.Gprev, state.Gpprev = Grow, Gprow
+            state.dW_last[:, :n] = side.dS[:, :n]
+            state.dFF_last = side.dFF.copy()
+            side.commit()
+            bar.update(1)
+    finally:
+        bar.close()
+    state.chol_rows(grid.N, final=True)
+    return None
+
+
+# ---------------------------------------------------------------- output reduction
+def _train_loss(run: _Setup, grid: _Grid, rnd: _Random, state: _State, side: _SampleSide) -> np.ndarray:
+    """Training loss (n_out, B) at the output steps, after the solve: one matrix product per
+    replica gives the fields of all paths at all output times (rows of L and R are final)."""
+    model, out_steps, B, Pb, k, ks = run.model, grid.out_steps, grid.B, grid.Pb, grid.k, grid.ks
+    train_losses = specialise(_k.train_losses, loss=model.loss)
+    train = np.zeros((len(out_steps), B))
+    field_rows = (ks + out_steps[:, None] * k + np.arange(k)).ravel()
+    for b in range(B):
+        paths = slice(b * Pb, (b + 1) * Pb)
+        Wb = (rnd.Z[paths] @ state.L[b, field_rows].T).reshape(Pb, len(out_steps), k)
+        train_losses(model.param_array, out_steps, grid.c, rnd.counts[paths], rnd.ev_cell[paths], rnd.ev_lam[paths],
+                     side.forces(paths), Wb, state.R[b], side.teacher.y[paths], train[:, b])
+    return train
+
+
+def _replica_outputs(run: _Setup, grid: _Grid, state: _State, train):
+    """Per replica at the output times: ``train`` (n_out, B), ``norm`` and ``overlap``
+    (Euclidean with anisotropic data), the field's ``qk``, ``mk`` (the test loss's), and
+    ``correlation``, ``response`` (B, n_out, n_out, k, k)."""
+    k, o, tau = grid.k, grid.out_steps, grid.tau
+    C = _blocks(state.C, grid.N + 1, k)
+    R = _blocks(state.R, grid.N + 1, k)
+    norm_b = C[:, o, o]  # (B, n_time, k, k)
+    m_b = state.m[:, o]
+    C = C[:, o][:, :, o]
+    R = R[:, o][:, :, o]
+    # the test loss sees the field's covariance; the outputs are the Euclidean kernels
+    qk_b, mk_b = norm_b, m_b
+    if run.spec is not None:
+        C, R, m_b = state.par.plain(o)
+        C, m_b = C / tau, m_b / tau
+        norm_b = np.einsum("btt...->bt...", C)
+    interp, interp1 = grid.interp, grid.interp1
+    if interp is not None:  # grid steps -> the requested times (quadratic; bilinear on two times)
+        train = interp @ train
+        norm_b, m_b, qk_b, mk_b = (np.einsum("ou,bu...->bo...", interp, x) for x in (norm_b, m_b, qk_b, mk_b))
+        C, R = (np.einsum("ou,buv...,pv->bop...", interp1, x, interp1) for x in (C, R))
+    return train, norm_b, m_b, qk_b, mk_b, C, R
+
+
+def _mean_sem(x, axis=0):
+    return x.mean(axis), x.std(axis, ddof=1) / math.sqrt(x.shape[axis])
+
+
+def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R):
+    """The replica means and standard errors as variables; the test loss by quadrature at
+    the mean kernels (per replica to first order, for its standard error). Returns the
+    variables and the per-replica test loss and ``tr norm`` (a step check's paired
+    differences)."""
+    model, time, B = run.model, grid.time_out, grid.B
+    tr, tr_s = _mean_sem(train.T)
+    nm, nm_s = _mean_sem(norm_b)
+    ov, ov_s = _mean_sem(m_b)
+    co, co_s = _mean_sem(C)
+    re, re_s = _mean_sem(R)
+    output.check_finite("norm", time, nm)
+    qk, mk = (nm, ov) if run.spec is None else (qk_b.mean(0), mk_b.mean(0))
+    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho)
+    replicas = (tl_b, np.einsum("btaa->bt", norm_b))
+    tl_s = tl_b.std(0, ddof=1) / math.sqrt(B)
+    # the norm is finite here: a non-finite loss is the model's
+    output.check_finite("test_loss", time, tl, cause="model")
+    # a step check's solve compares values: the integration error estimate is its caller's
+    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, qk, mk, rho, tl_s)
+    output.check_finite("train_loss", time, tr, cause="model")
+    kdims = ("time", "student", "student2")
+    odims = ("time", "student", "teacher")
+    kk = ("time", "time2", "student", "student2")
+    variables = {
+        "train_loss": (("time",), tr), "train_loss_sem": (("time",), tr_s),
+        "test_loss": (("time",), tl), "test_loss_sem": (("time",), tl_s),
+        "norm": (kdims, nm), "norm_sem": (kdims, nm_s),
+        "overlap": (odims, ov), "overlap_sem": (odims, ov_s),
+        "correlation": (kk, co), "correlation_sem": (kk, co_s),
+        "response": (kk, re), "response_sem": (kk, re_s),
+    }
+    return variables, replicas, tl_err
+
+
+def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err, t_start) -> dict:
+    """Inputs and diagnostics of a solve."""
+    seed = run.seed
+    attrs = {
+        "solver": "dmft.solve", "dynamics": run.dynamics, "driver": repr(run.driver),
+        **run.model.attrs(),
+        "delta": run.delta, "lr": run.lr, "batch": run.batch, "c": grid.c, "t_max": run.t_max, "dt": grid.dt,
+        "n_steps": grid.N, "n_time": run.n_time, "n_paths": grid.P, "n_replicas": grid.B,
+        "tangent_stride": run.tangent_stride, "ridge": run.ridge, "init_std": run.init_std,
+        "corrector": run.corrector, "sampling": run.sampling,
+        "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
+        "corrector_residual": state.residual, "test_loss_quadrature_error": tl_err,
+        "gradient_jump_at_kinks": run.jump, "kink_bandwidth": run.kink_bandwidth,
+        "response_estimator": "pathwise+smoothed_dirac" if len(kinks[0]) else "pathwise",
+        "events_per_path": float(rnd.counts.mean()),
+        "max_events_per_path": int(rnd.counts.max()), "chol_min_relative_pivot": float(state.min_pivot),
+        "chol_zero_pivots": int(state.n_zero_pivots), "memory_gb": grid.mem / 2**30,
+        "runtime_estimate_s": grid.runtime,
+        "runtime_s": _time.perf_counter() - t_start,
+        "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
+                      "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
+    }
+    if run.spec is not None:
+        attrs.update({key: v for key, v in run.data.attrs().items() if key not in attrs})
+        attrs.update(groups=run.spec.mode, n_groups=grid.n_groups, trace_ratio=grid.tau,
+                     teacher_prior="fixed: theta* = sqrt(d) data.teacher^T")
+    return attrs
+
+
+def _diverged(run: _Setup, grid: _Grid, err):
+    """``on_divergence``: the truncated solve, or raise ``err``."""
+    if run.on_divergence == "truncate":
+        return _truncated(run.arguments, err, grid.time_out, grid.dt)
+    raise err
+
+
+def _checks(ds, run: _Setup, grid: _Grid, rnd: _Random, kinks, replicas):
+    """After the solve: the kink width's extrapolation and the step check of ``check_dt``."""
+    if len(kinks[0]) and run.kink_extrapolate:
+        ds = _extrapolate_kinks(ds, run.arguments)
+    if len(kinks[0]):
+        _warn_noisy_kinks(ds)
+    ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
+    if run.check_dt is not False and run.driver.step_order:
+        try:
+            # kinked solves return an extrapolation of two solves: compared on independent inputs
+            own = None if len(kinks[0]) else (replicas, (rnd.Z, rnd.eps, rnd.xi, grid.N, grid.k))
+            ds.attrs.update(_check_time_step(ds, run.arguments, grid.every, warn_noise=run.check_dt is True, own=own))
+        except errors.DivergenceError as err:
+            return _diverged(run, grid, err)
+    return ds
 
 
 def solve(
@@ -610,8 +1369,8 @@ def solve(
     *,
     delta: float = 2.0,
     lr: float = 2.0,
-    batch: float = 1.0,
-    dynamics: str = "sgd",
+    batch: float | None = None,
+    dynamics: str | None = None,
     t_max: float | None = None,
     dt: float | None = None,
     n_time: int | None = None,
@@ -633,6 +1392,7 @@ def solve(
     kink_extrapolate: bool = True,
     data=None,
     groups="auto",
+    driver=None,
 ):
     """Solve the dynamical mean-field equations of multi-pass SGD / SME / GF.
 
@@ -645,10 +1405,11 @@ def solve(
     lr : float
         Learning-rate scale ``eta_bar``.
     batch : float
-        Batch scale ``kappa_bar`` (Poisson rate); per-sample step ``c = lr/batch``;
+        Batch scale ``kappa_bar`` (Poisson rate, default 1); per-sample step ``c = lr/batch``;
         one epoch is ``t = 1/batch``.
     dynamics : {"sgd", "sme", "gf"}
-        Driver of the per-sample force: Poisson jumps, Gaussian diffusion, deterministic.
+        Driver of the per-sample force: Poisson jumps, Gaussian diffusion, deterministic
+        (default ``"sgd"``).
     t_max, dt : float
         Horizon (default 4, or the last of ``times``) and largest grid step; the step used
         is ``t_max / N`` with ``N`` the smallest multiple of ``n_time - 1`` (with ``times``:
@@ -770,6 +1531,12 @@ def solve(
         bins of ``log(lam)``, or ``'auto'``: exact up to 32 distinct eigenvalues
         (``dmft.multipass._spectral.AUTO_MAX_GROUPS``), else 32 bins.
         Memory and parameter-side cost grow linearly in the number of groups.
+    driver : dmft.multipass.Poisson, Gaussian, Deterministic or None
+        The driver as an object, instead of ``dynamics`` and ``batch``:
+        ``driver=Poisson(rate)`` is ``dynamics="sgd", batch=rate`` (``Gaussian``: ``"sme"``,
+        ``Deterministic``: ``"gf"``); the driver's defaults (``dt``, ``n_paths``,
+        ``tangent_stride``, ``corrector``) apply. Given with ``dynamics`` or ``batch``, they
+        must agree. ``attrs['dynamics']`` is the driver's name either way.
 
     Returns
     -------
@@ -806,423 +1573,32 @@ def solve(
     """
     arguments = dict(locals())  # the inputs, for the check solves with other steps
     t_start = _time.perf_counter()
-    model = _models.get(model)
-    if model.k_star < 1:
-        raise errors.ParameterError(
-            f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
-    delta = errors.positive("delta", delta)
-    lr = errors.positive("lr", lr)
-    batch = errors.positive("batch", batch)
-    dynamics = errors.choice("dynamics", dynamics, tuple(DRIVERS))
-    given_times = times is not None
-    times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=101, t_max_default=4.0)
-    t_max = errors.positive("t_max", t_max)
-    kink_bandwidth = errors.nonnegative("kink_bandwidth", kink_bandwidth)
-    jumps = model.gradient_jumps()
-    dirac = jumps > _JUMP_TOL  # per kink plane: l'' has a Dirac part there
-    kinked = bool(dirac.any()) and kink_bandwidth > 0
-    dt = errors.positive("dt", _default_dt(dynamics, lr) if dt is None else dt)
-    if dt > t_max:
-        raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
-    n_replicas = errors.positive_int("n_replicas", n_replicas, minimum=2)
-    n_paths = errors.positive_int("n_paths", _default_paths(dynamics, kinked) if n_paths is None else n_paths,
-                                  minimum=n_replicas)
-    tangent_stride = errors.positive_int(
-        "tangent_stride", (2 if dynamics == "gf" and not kinked else 1) if tangent_stride is None else tangent_stride)
-    ridge = errors.nonnegative("ridge", ridge)
-    init_std = errors.init_std(init_std, model.k, BLOWUP_NORM)
-    corrector = errors.positive_int("corrector", (0 if dynamics == "gf" else 1) if corrector is None else corrector,
-                                    minimum=0)
-    sampling = errors.choice("sampling", sampling, SAMPLING)
-    max_memory_gb = errors.positive("max_memory_gb", max_memory_gb)
-    on_divergence = errors.on_divergence(on_divergence)
-    check_dt = errors.choice("check_dt", check_dt, (None, True, False))
-    if max_runtime_s is not None:
-        max_runtime_s = errors.positive("max_runtime_s", max_runtime_s)
-    seed = errors.seed_value(seed)
-    ss = errors.seed_sequence(seed)
-    spec = None if data is None else _spectral.Groups.of(_spectral.check_data(data, model), groups)
-    # the stiffest parameter-side rate is lr lam_max (lr for isotropic inputs)
-    lr_top = lr if spec is None else lr * float(spec.eigenvalues.max())
-    # the same random inputs for the solves that check or extrapolate this one (a
-    # Generator is drawn once; a SeedSequence is copied before it spawns)
-    arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
-        ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size, n_children_spawned=ss.n_children_spawned)
-    driver = DRIVERS[dynamics](batch)
-    jump = float(jumps.max(initial=0.0))
-    if dirac.any() and not kinked:
-        warnings.warn(
-            f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "
-            "in r, so l'' has a Dirac part that the response kernel's pathwise tangents miss with "
-            "kink_bandwidth=0; the DMFT curves are biased", errors.DiracResponseWarning, stacklevel=2)
-
-    requested_dt = dt
-    if given_times:
-        every = 2  # the step check doubles the step at the same output times
-        N = max(1, math.ceil(t_max / dt - 1e-9))
-        dt = t_max / N
-        out_steps, interp, interp1 = _interpolation(times, dt, N)
-        time_out = times
-    else:
-        every = max(1, math.ceil(t_max / dt / (n_time - 1) - 1e-9))
-        N = every * (n_time - 1)
-        dt = t_max / N
-        out_steps, interp, interp1 = np.arange(n_time) * every, None, None
-        time_out = out_steps * dt
-    # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
-    errors.warn_unresolved(f"dmft.solve(dynamics={dynamics!r})", lr_top, dt, 0.2)
-    half = 0.5 * batch * dt if driver.dense else 0.0  # drift of half a cell (dense drivers)
-    # dense drivers: the statistics use the moments of dz instead of the draw (sample_cell)
-    dz_mean, dz_var = driver.dz_moments(dt) if driver.dense else (-1.0, 0.0)
-    k, ks = model.k, model.k_star
-    B = n_replicas
-    Pb = -(-n_paths // B)
-    Pb = -(-Pb // tangent_stride) * tangent_stride
-    P = Pb * B
-    # anisotropic data: the solve runs in the normalisation Tr K/d = 1 (docs/dmft_anisotropic.md, section 5)
-    tau = 1.0 if spec is None else spec.trace_ratio
-    c = tau * lr / batch
-    D = ks + (N + 1) * k
-    n_groups = 0 if spec is None else len(spec.weights)
-    mem, culprit = _memory_estimate(driver, B, Pb, N, k, ks, model.noise_dim, len(out_steps), tangent_stride, t_max,
-                                    sampling, n_groups)
-    if mem > max_memory_gb * 2**30:
-        what = {"grid": f"n_time={n_time!r}" if every == 1 and n_time - 1 > t_max / requested_dt
-                else f"t_max={t_max!r} with dt={requested_dt!r}", "paths": f"n_paths={n_paths!r}",
-                "events": f"batch={batch!r}"}[culprit]
-        raise errors.ParameterError(
-            f"{what} is not allowed here: the solve would need {mem / 2**30:.3g} GB > max_memory_gb="
-            f"{max_memory_gb:g} (N = {N} grid steps of dt = {dt:.3g}, {P} paths"
-            + ("" if driver.dense else f", about {batch * t_max:.3g} SGD events per path") + "); "
-            + {"grid": "raise dt or lower t_max or n_time (memory grows like N^2)",
-               "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
-            + ", or raise max_memory_gb")
-    runtime = _runtime_estimate(driver, B, P, N, k, tangent_stride, t_max, n_groups)
-    if driver.dense and check_dt is not False:  # the step check's solve with twice the step
-        runtime += _runtime_estimate(driver, B, P, max(1, N // 2), k, tangent_stride, t_max, n_groups)
-    if max_runtime_s is not None and runtime > max_runtime_s:
-        raise errors.ParameterError(
-            f"t_max={t_max!r} with dt={requested_dt!r} and n_paths={n_paths!r} is not allowed here: the solve would "
-            f"take about {runtime:.3g} s > max_runtime_s={max_runtime_s:g} (N = {N} grid steps, {P} paths); lower "
-            "t_max or n_paths, raise dt, or raise max_runtime_s (None: no limit)")
-    errors.warn_long_run("dmft.solve", runtime, stacklevel=3)
-
-    # ------------------------------------------------ random inputs (seeded)
-    s_z, s_ev = ss.spawn(2)
-    nxi, n_mid = driver.normals_per_cell, driver.midpoint_normals(k)
-    Z, eps, xi = _common_inputs(N, s_z) or _normals(s_z, sampling, B, Pb, ks, model.noise_dim, k, N,
-                                                    nxi + n_mid, tangent_stride)
-    cell_normals = xi.reshape(P, N, nxi + n_mid)
-    zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])  # the SME's normals of each cell's first half
-    counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, dt,
-                                                   cell_normals[:, :, :nxi].reshape(P, N * nxi))
-    jmax = ev_cell.shape[1]
-
-    rho = np.eye(ks) if spec is None else spec.rho_k
-    q0 = tau * init_std**2 * np.eye(k)
-    params = model.param_array
-
-    # ------------------------------------------------ state (block layout [n k + a, m k + e])
-    NK = (N + 1) * k
-    C = np.zeros((B, NK, NK))
-    R = np.zeros((B, NK, NK))
-    A = np.zeros((B, NK, NK))
-    S = np.zeros((B, NK, NK))  # lower block triangle only (the force covariance, symmetric)
-    m = np.zeros((B, N + 1, k, ks))
-    nu = np.zeros((B, N + 1, k, ks))
-    Phi = np.zeros((B, N + 1, k, ks))
-    asum = np.zeros((B, N + 1, k, k))
-    bvec = np.zeros((B, N + 1, k, ks))
-    Gprev = np.zeros((B, N + 1, k, k))
-    Gpprev = np.zeros((B, N + 1, k, k))
-    Gprev2 = Gprev.copy()
-    Gpprev2 = Gpprev.copy()
-    L = np.zeros((B, D, D))
-    g = np.zeros((P, jmax, k))
-    gp = np.zeros((P, 0 if driver.dense else jmax, k, k))  # dense drivers: gpT below instead
-    psi = np.zeros((P // tangent_stride, 0 if driver.dense else jmax * (jmax + 1) // 2 * k * k))
-    all_paths = np.arange(P, dtype=np.int64)
-    pivots = [np.inf, 0]
-    if spec is None:
-        par = _ParamSide(k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec)
-    else:  # lr ridge is invariant under the normalisation; lam_g / tau and tau rho_g are normalised
-        par = _SpectralParamSide(k, ks, dt, delta, lr, ridge, q0, spec.weights, spec.eigenvalues / tau,
-                                 tau * spec.teacher_power, C, R, S, m, nu, Phi)
-
-    rel_pivots = np.empty((B, 2 * k))
-
-    def chol_rows(n, final, ahead=False):
-        """Rows of grid point ``n`` of every replica's factor ``L``; with ``ahead`` also those
-        of ``n + 1`` (from the predicted kernel row) in the same pass over ``L``, which is
-        memory-bound. The diagnostics count the pivots of final rows only."""
-        (_k.chol_rows_parallel if PARALLEL else _k.chol_rows)(L, m, C, n, 2 if ahead else 1, k, ks, CHOL_JITTER,
-                                                              rel_pivots)
-        if final:
-            pivots[0] = min(pivots[0], float(rel_pivots[:, :k].min()))
-            rows = ks + n * k + np.arange(k)
-            pivots[1] += int(np.count_nonzero(L[:, rows, rows] == 0.0))
-
-    # teacher rows of the joint factor, labels
-    for b in range(B):
-        _k.chol_append(L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
-    wstar = np.ascontiguousarray(Z[:, :ks] @ L[0, :ks, :ks].T)
-    y = np.zeros((P, model.label_dim))
-    # kernels with this model's functions bound (compiled once, then from the disk cache)
-    labels = specialise(_k.labels, teacher=model.teacher)
-    train_losses = specialise(_k.train_losses, loss=model.loss)
-    sample_cell = specialise(_k.sample_cell, grad=model.grad, hess=model.hess, K=k, parallel=PARALLEL)
-    labels(params, wstar, eps, y)
-    kinks = _kink_planes(model, dirac & kinked, wstar, eps, B)
-    if not np.isfinite(y).all():
-        bad = int(np.argmin(np.isfinite(y).all(axis=1)))
-        raise errors.DivergenceError(
-            f"dmft.solve: the teacher of model {model.name!r} returned the label {y[bad].tolist()} at "
-            f"r_star={wstar[bad].tolist()}, eps={eps[bad].tolist()}", 0.0, cause="data")
-
-    # row 0
-    Grow = np.zeros((B, N + 1, k, k))
-    par.row(0, Grow, Gpprev, Gprev, Gpprev, None)  # its factor rows come with step 1's
-
-    if not driver.dense:
-        cells = _cell_lists(counts, ev_cell, N)
-
-    bar = progress_bar(progress, total=N, desc=f"dmft.solve {dynamics}", leave=False)
-    residual = 0.0
-    dGm = np.zeros((B, N + 1, k, k))
-    dGp = np.zeros((B, N + 1, k, k))
-    dS = np.zeros((B, N + 1, k, k))
-    dFF = np.zeros((B, k, k))
-    dPhi = np.zeros((B, k, ks))
-    dW_last = np.zeros((B, N + 1, k, k))
-    Rmid = np.zeros((B, N, N, k, k) if driver.dense else (B, 0, 0, k, k))  # R(s_j, s_l), shared event times
-    # the dense drivers' tangent paths (every tangent_stride-th of a replica) as the last axis
-    Mt = Pb // tangent_stride if driver.dense else 0
-    dzT = np.ascontiguousarray(ev_dz.reshape(B, Pb, -1)[:, ::tangent_stride].transpose(0, 2, 1)[:, :, :Mt])
-    gpT = np.zeros((B, N if driver.dense else 0, k, k, Mt))
-    gp0T = np.zeros((B, k, k, Mt))
-    dFF_last = np.zeros((B, k, k))
-    fev = np.zeros((P, N if driver.dense else 0, k))
-    # SME: the noise of each cell's first half at its event (docs/dmft_theory.md, "Discretisation")
-    own, damp = (c * math.sqrt(dz_var / 2), c * half) if n_mid else (0.0, 0.0)
-    QV, QV_last, bridge = (np.zeros((B, k, k)) for _ in range(3))
-    mid = (zeta, bridge, QV, own, damp)
-    # the coefficient of g_{j-1} in r(s_j-) on the tangent paths
-    hzT = np.full((B, N if driver.dense else 0, Mt), half)
-    if n_mid:
-        hzT += own * zeta[:, :, 0].reshape(B, Pb, N)[:, ::tangent_stride].transpose(0, 2, 1)[:, :, :Mt]
-    try:
-        for n in range(1, N + 1):
-            nk, n1k = n * k, (n + 1) * k
-            if driver.dense:
-                active = all_paths
-                lo = np.full(P, n - 1, dtype=np.int64)
-                hi = lo + 1
-            else:
-                active, lo, hi = cells[n]
-            # predictor: the parameter side with linearly extrapolated sample-side inputs
-            # (G row, F -> 2 F_{n-1} - F_{n-2}, Phi), so the predicted kernel row is
-            # A Sigma A^T with a PSD Sigma and stays consistent with the earlier rows
-            if n >= 2:
-                # the increment is passed as is: bit-equal to the last row's, so the
-                # parameter side reuses that row's products (see _ParamSide.row)
-                dGpred = Gprev[:, :n] - Gprev2[:, :n]
-                Grow = Gprev.copy()
-                Grow[:, :n] += dGpred
-                Gprow = 2 * Gpprev - Gpprev2
-                # F_n -> F_{n-1} + dF_{n-1}: the last step's increments again (sparse dW)
-                dWp = dW_last[:, :n].copy()
-                dWp[:, n - 1] += dFF_last
-                S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(np.cumsum(dWp, axis=1))
-                s11 = S[:, nk - k:nk, nk - k:nk]
-                s22 = S[:, nk - 2 * k:nk - k, nk - 2 * k:nk - k]
-                s12 = S[:, nk - k:nk, nk - 2 * k:nk - k]
-                S[:, nk:n1k, nk:n1k] = 4 * s11 + s22 - 2 * s12 - 2 * np.swapaxes(s12, -1, -2)
-                Phi[:, n] = 2 * Phi[:, n - 1] - Phi[:, n - 2]
-            else:
-                Grow, Gprow = Gprev.copy(), Gpprev.copy()
-                dGpred = None
-                dWp = np.zeros((B, n, k, k))
-                S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk]
-                S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk]
-                Phi[:, n] = Phi[:, n - 1]
-            par.row(n, Grow, Gprow, Gprev, Gpprev, dWp, dGpred)
-            Wnew = np.zeros((active.size, k))
-            Wold = np.zeros((active.size, k))
-            prev_row = C[:, nk:n1k, :n1k].copy()
-            # the first step has no history to extrapolate: its predicted row is the start's
-            # (for GF without a corrector sweep an O(dt) relative error of every output at t_1)
-            sweeps = max(corrector, 1) if n == 1 else corrector
-            for it in range(sweeps + 1):
-                # dense drivers: sweeps before the last keep the predicted G row instead of
-                # the tangents' (O(N^3) per path; docs/dmft_theory.md, "Corrector sweeps")
-                tangents = not driver.dense or it == sweeps
-                if it == 0:  # the final rows of n - 1 and the first of n: one pass over L
-                    chol_rows(n - 1, final=True, ahead=True)
-                    if n == 1 and len(kinks[0]):  # the distance to each kink at t = 0
-                        W0 = np.zeros((P, k))
-                        _k.grid_field(L, Z, ks, k, Pb, all_paths, W0)
-                        kinks[3][:] = W0 @ kinks[0].T - kinks[1]
-                    _kink_widths(kinks, kink_bandwidth, B)
-                    if active.size:
-                        _k.grid_field(L, Z, ks + (n - 1) * k, k, Pb, active, Wold)
-                else:
-                    chol_rows(n, final=False)
-                if active.size:
-                    _k.grid_field(L, Z, ks + n * k, k, Pb, active, Wnew)
-                dGm[:] = 0.0
-                dGp[:] = 0.0
-                dS[:] = 0.0
-                dFF[:] = 0.0
-                dPhi[:] = 0.0
-                if n_mid:  # the bridge from the last sweep's (first sweep: the last cell's) quadratic variation
-                    bridge[:] = _bridge_factor(delta, QV if it else QV_last)
-                    QV[:] = 0.0
-                if driver.dense:  # all paths' events at the same times: R(s_j, s_l) once per replica
-                    _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1],
-                                       Rmid[:, n - 1, : n - 1])
-                if active.size:
-                    sample_cell(params, n, c, half, dz_mean, dz_var, Pb, tangent_stride, tangents, active, lo, hi,
-                                ev_cell, ev_lam, ev_dz, Wold, Wnew, R, Rmid, dzT, hzT, gpT, gp0T, y, wstar, g, gp, psi,
-                                fev, dGm, dGp, dS, dFF, dPhi, kinks, mid)
-                if tangents:
-                    Grow = Gprev + dGm + dGp
-                    Gprow = Gpprev + dGp
-                dW = dS[:, :n]
-                dScum = np.cumsum(dW, axis=1)
-                S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(dScum)
-                d1 = dScum[:, n - 1]
-                S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk] + d1 + np.swapaxes(d1, -1, -2) + dFF
-                Phi[:, n] = Phi[:, n - 1] + dPhi
-                par.row(n, Grow, Gprow, Gprev, Gpprev, dW)
-                row = C[:, nk:n1k, :n1k].copy()
-                if it == sweeps:
-                    scale = max(1.0, float(np.abs(row).max()))
-                    residual = max(residual, float(np.abs(row - prev_row).max()) / scale)
-                prev_row = row
-            cnn = C[:, nk:n1k, nk:n1k]
-            if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > BLOWUP_NORM:
-                err = _blow_up(arguments, driver.dense, n * dt, dt, max_memory_gb, Wnew, g)
-                if on_divergence == "truncate":
-                    return _truncated(arguments, err, time_out, dt)
-                raise err
-            Gprev2, Gpprev2 = Gprev, Gpprev
-            Gprev, Gpprev = Grow, Gprow
-            dW_last[:, :n] = dW
-            dFF_last = dFF.copy()
-            QV_last[:] = QV
-            bar.update(1)
-    finally:
-        bar.close()
-    chol_rows(N, final=True)
-    min_pivot, n_zero_pivots = pivots
-    # training loss at the output steps, after the solve: one matrix product per replica
-    # gives the fields of all paths at all output times (rows of L and R are final)
-    train = np.zeros((len(out_steps), B))
-    field_rows = (ks + out_steps[:, None] * k + np.arange(k)).ravel()
-    for b in range(B):
-        paths = slice(b * Pb, (b + 1) * Pb)
-        Wb = (Z[paths] @ L[b, field_rows].T).reshape(Pb, len(out_steps), k)
-        forces = fev[paths] if driver.dense else g[paths] * ev_dz[paths, :, None]
-        train_losses(params, out_steps, c, counts[paths], ev_cell[paths], ev_lam[paths], forces, Wb, R[b], y[paths],
-                     train[:, b])
-    err = _step_instability(C, train, out_steps, dt, ridge, delta, dynamics, k,
-                            None if spec is None else par.plain_trace() / tau)
+    run = _checked(arguments)
+    grid = _plan(run)
+    rnd = _random_inputs(run, grid)
+    rho = np.eye(grid.ks) if run.spec is None else run.spec.rho_k
+    q0 = grid.tau * run.init_std**2 * np.eye(grid.k)
+    state = _State.allocate(run, grid, rho, q0)
+    teacher = _teacher(run, grid, rnd, state)
+    side = run.driver.sample_side(run, grid, rnd, teacher)
+    err = _integrate(run, grid, state, side)
     if err is not None:
-        if on_divergence == "truncate":
-            return _truncated(arguments, err, time_out, dt)
-        raise err
-    C = _blocks(C, N + 1, k)
-    R = _blocks(R, N + 1, k)
-
-    # ------------------------------------------------ outputs (on the n_time output steps)
-    time = time_out
-    o = out_steps
-    norm_b = C[:, o, o]  # (B, n_time, k, k)
-    m_b = m[:, o]
-    C = C[:, o][:, :, o]
-    R = R[:, o][:, :, o]
-    # the test loss sees the field's covariance; the outputs are the Euclidean kernels
-    qk_b, mk_b = norm_b, m_b
-    if spec is not None:
-        C, R, m_b = par.plain(o)
-        C, m_b = C / tau, m_b / tau
-        norm_b = np.einsum("btt...->bt...", C)
-    if interp is not None:  # grid steps -> the requested times (quadratic; bilinear on two times)
-        train = interp @ train
-        norm_b, m_b, qk_b, mk_b = (np.einsum("ou,bu...->bo...", interp, x) for x in (norm_b, m_b, qk_b, mk_b))
-        C, R = (np.einsum("ou,buv...,pv->bop...", interp1, x, interp1) for x in (C, R))
-
-    def mean_sem(x, axis=0):
-        return x.mean(axis), x.std(axis, ddof=1) / math.sqrt(x.shape[axis])
-
-    tr, tr_s = mean_sem(train.T)
-    nm, nm_s = mean_sem(norm_b)
-    ov, ov_s = mean_sem(m_b)
-    co, co_s = mean_sem(C)
-    re, re_s = mean_sem(R)
-    output.check_finite("norm", time, nm)
-    qk, mk = (nm, ov) if spec is None else (qk_b.mean(0), mk_b.mean(0))
-    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho)
-    replicas = (tl_b, np.einsum("btaa->bt", norm_b))  # per replica, for a step check's paired differences
-    if getattr(_CHECKING, "active", False):
+        return _diverged(run, grid, err)
+    train = _train_loss(run, grid, rnd, state, side)
+    err = _step_instability(state.C, train, grid.out_steps, grid.dt, run.ridge, run.delta, run.dynamics, grid.k,
+                            None if run.spec is None else state.par.plain_trace() / grid.tau)
+    if err is not None:
+        return _diverged(run, grid, err)
+    variables, replicas, tl_err = _dataset(run, grid, rho, *_replica_outputs(run, grid, state, train))
+    if getattr(_CHECKING, "active", False):  # per replica, for a step check's paired differences
         _CHECKING.replicas = replicas
-    tl_s = tl_b.std(0, ddof=1) / math.sqrt(B)
-    # the norm is finite here: a non-finite loss is the model's
-    output.check_finite("test_loss", time, tl, cause="model")
-    # a step check's solve compares values: the integration error estimate is its caller's
-    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, qk, mk, rho, tl_s)
-    output.check_finite("train_loss", time, tr, cause="model")
-    kdims = ("time", "student", "student2")
-    odims = ("time", "student", "teacher")
-    kk = ("time", "time2", "student", "student2")
-    variables = {
-        "train_loss": (("time",), tr), "train_loss_sem": (("time",), tr_s),
-        "test_loss": (("time",), tl), "test_loss_sem": (("time",), tl_s),
-        "norm": (kdims, nm), "norm_sem": (kdims, nm_s),
-        "overlap": (odims, ov), "overlap_sem": (odims, ov_s),
-        "correlation": (kk, co), "correlation_sem": (kk, co_s),
-        "response": (kk, re), "response_sem": (kk, re_s),
-    }
     coords = {
-        "time": time, "time2": time, "epoch": ("time", time * batch),
-        "student": np.arange(k), "student2": np.arange(k), "teacher": np.arange(ks),
+        "time": grid.time_out, "time2": grid.time_out, "epoch": ("time", grid.time_out * run.batch),
+        "student": np.arange(grid.k), "student2": np.arange(grid.k), "teacher": np.arange(grid.ks),
     }
-    ev_per_path = float(counts.mean())
-    attrs = {
-        "solver": "dmft.solve", "dynamics": dynamics, "driver": repr(driver),
-        **model.attrs(),
-        "delta": delta, "lr": lr, "batch": batch, "c": c, "t_max": t_max, "dt": dt,
-        "n_steps": N, "n_time": n_time, "n_paths": P, "n_replicas": B, "tangent_stride": tangent_stride, "ridge": ridge, "init_std": init_std,
-        "corrector": corrector, "sampling": sampling, "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
-        "corrector_residual": residual, "test_loss_quadrature_error": tl_err,
-        "gradient_jump_at_kinks": jump, "kink_bandwidth": kink_bandwidth,
-        "response_estimator": "pathwise+smoothed_dirac" if len(kinks[0]) else "pathwise", "events_per_path": ev_per_path,
-        "max_events_per_path": int(counts.max()), "chol_min_relative_pivot": float(min_pivot),
-        "chol_zero_pivots": int(n_zero_pivots), "memory_gb": mem / 2**30, "runtime_estimate_s": runtime,
-        "runtime_s": _time.perf_counter() - t_start,
-        "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
-                      "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
-    }
-    if spec is not None:
-        attrs.update({key: v for key, v in data.attrs().items() if key not in attrs})
-        attrs.update(groups=spec.mode, n_groups=n_groups, trace_ratio=tau,
-                     teacher_prior="fixed: theta* = sqrt(d) data.teacher^T")
+    attrs = _attrs(run, grid, rnd, state, teacher.kinks, tl_err, t_start)
     ds = output.build(variables, coords, attrs, time_axis="multipass")
-    if len(kinks[0]) and kink_extrapolate:
-        ds = _extrapolate_kinks(ds, arguments)
-    if len(kinks[0]):
-        _warn_noisy_kinks(ds)
-    ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
-    if check_dt is not False and driver.dense:
-        try:
-            # kinked solves return an extrapolation of two solves: compared on independent inputs
-            own = None if len(kinks[0]) else (replicas, (Z, eps, xi, N, k))
-            ds.attrs.update(_check_time_step(ds, arguments, every, warn_noise=check_dt is True, own=own))
-        except errors.DivergenceError as err:
-            if on_divergence == "truncate":
-                return _truncated(arguments, err, time_out, dt)
-            raise
-    return ds
+    return _checks(ds, run, grid, rnd, teacher.kinks, replicas)
 
 
 #: relative standard error (test loss or ``tr norm``) above which a kinked solve is called
@@ -1245,7 +1621,7 @@ def _warn_noisy_kinks(ds):
             f"dmft.solve: the response of model {ds.attrs['model']!r} is noise-driven: a standard error of "
             f"{worst:.0%} of the value at t = {at:.3g} (the Dirac term at its kinks is a density estimate); pass more "
             f"n_paths (now {ds.attrs['n_paths']}) or a wider kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})",
-            errors.DiracResponseWarning, stacklevel=3)
+            errors.DiracResponseWarning, stacklevel=4)
 
 
 def _extrapolate_kinks(ds, arguments: dict):
@@ -1290,11 +1666,12 @@ def _kink_widths(kinks, bandwidth: float, B: int):
         width[:] = bandwidth * x.reshape(B, -1, len(a)).std(axis=1)
 
 
-def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_gb: float, fields, grads):
+def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory_gb: float, fields, grads):
     """The :class:`~dmft.errors.DivergenceError` of ``C(t, t)`` blowing up at ``t_bad``, with its cause.
 
     ``'model'`` when the gradients ``grads`` are not finite although the fields of the step
-    (``fields``) are finite and moderate; SGD (events at their exact times):
+    (``fields``) are finite and moderate; a driver without a grid error (``gridded`` False:
+    SGD, events at their exact times):
     ``'learning_rate'``; SME and GF: a solve with half the step on ``[0, 1.5 t_bad + 2 dt]``
     (a quarter of the paths, pseudo-random inputs) decides: ``'learning_rate'`` if it blows up
     by ``1.25 t_bad + 2 dt`` too (the dynamics itself diverges), else ``'time_step'``; with
@@ -1303,15 +1680,15 @@ def _blow_up(arguments: dict, dense: bool, t_bad: float, dt: float, max_memory_g
     (:func:`_more_paths_stay_finite`).
     """
     where = f"dmft.solve(dynamics={arguments['dynamics']!r}): C(t, t) diverged at time {t_bad:.4g}"
-    if (np.isfinite(fields).all() and np.abs(fields).max(initial=0.0) <= _MODERATE_FIELD
+    if (np.isfinite(fields).all() and np.abs(fields).max(initial=0.0) <= _config.MODERATE_FIELD
             and not np.isfinite(grads).all()):
         return errors.DivergenceError(
-            f"{where}: the model's gradient is not finite at finite fields |r| <= {_MODERATE_FIELD:g}", t_bad,
+            f"{where}: the model's gradient is not finite at finite fields |r| <= {_config.MODERATE_FIELD:g}", t_bad,
             cause="model")
-    if not dense or getattr(_REFINING, "active", False):
+    if not gridded or getattr(_REFINING, "active", False):
         return errors.DivergenceError(where, t_bad, cause="learning_rate")
     t_end = 1.5 * t_bad + 2 * dt
-    n_paths = arguments["n_paths"] or _DEFAULTS[arguments["dynamics"]][1]  # a quick probe
+    n_paths = arguments["n_paths"] or DRIVERS[arguments["dynamics"]](arguments["batch"]).default_paths(False)  # a probe
     kw = {**arguments, "t_max": t_end, "dt": dt / 2, "n_time": 2, "times": None, "progress": False, "check_dt": False,
           "on_divergence": "raise", "sampling": "mc", "max_memory_gb": max_memory_gb,
           "n_paths": max(n_paths // 4, 2 * arguments["n_replicas"])}
@@ -1477,7 +1854,7 @@ def _check_time_step(ds, arguments: dict, every: int, warn_noise: bool, own=None
             f"{name}: the step check is noise-limited: the estimated step error is {err:.3g} times the test loss or "
             f"tr(norm), within {found['dt_check_max_z']:.1f} standard errors; the solve's Monte Carlo noise hides "
             f"whether dt = {dt:.4g} is resolved: pass more n_paths (now {ds.attrs['n_paths']})",
-            errors.UnresolvedTimeStepWarning, stacklevel=3)
+            errors.UnresolvedTimeStepWarning, stacklevel=4)
     return found
 
 
@@ -1553,7 +1930,7 @@ def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, paired
     """Compare the test loss and ``tr norm`` of ``fine`` (step ``dt``) with ``other`` (step
     ``dt'``) at the output times: ``z = |difference| / SE`` and the estimated relative step error
     ``|difference| / |(dt'/dt)^p - 1|`` of ``fine`` (Richardson, order ``p`` of
-    :data:`_STEP_ORDER`) per the test loss (or ``tr norm``'s largest value). The SE is that of the
+    the driver's ``step_order``) per the test loss (or ``tr norm``'s largest value). The SE is that of the
     replica-by-replica differences with ``paired`` (``(fine's, other's)`` per-replica test loss and
     ``tr norm``, (B, n_time) each: common random numbers make it smaller than the combined SE),
     else the combined SE. Updates ``found``; returns the :class:`~dmft.errors.DivergenceError` of
@@ -1561,7 +1938,7 @@ def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, paired
     ``z > 2``, or None. With ``screen``, also where the estimate's own standard error is above
     half the limit (a step error at the limit would not stand out by 2 SE: refine to see)."""
     dt, dt_other = fine.attrs["dt"], other.attrs["dt"]
-    order = _STEP_ORDER[fine.attrs["dynamics"]]
+    order = DRIVERS[fine.attrs["dynamics"]].step_order
     ratio = 1 / abs((dt_other / dt) ** order - 1)
     tr_f, tr_o = _trace(fine.norm), _trace(other.norm)
     pairs = [("test loss", fine.test_loss.values, other.test_loss.values, fine.test_loss_sem.values,
