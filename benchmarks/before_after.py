@@ -121,6 +121,17 @@ ENTRIES = {
     "dmft.solve sgd mc times": lambda: dmft.solve(LIN, dynamics="sgd", n_paths=512, sampling="mc", seed=4,
                                                   times=[0.0, 0.1, 0.3, 1.0], delta=2.0, lr=0.5, progress=False),
     "dmft.solve gf logistic": lambda: dmft.solve("logistic", dynamics="gf", n_paths=512, seed=5, **SMALL_SOLVE),
+    # a learning rate that is not a power of two (c = lr / batch rounds) with k = 2, kinks
+    # without the extrapolation, and spectral data: where a re-compiled sum would show
+    "dmft.solve gf committee k2 lr 0.7": lambda: dmft.solve(
+        models.committee("tanh", 2), dynamics="gf", n_paths=512, seed=6, init_std=1.0,
+        **{**SMALL_SOLVE, "lr": 0.7}),
+    "dmft.solve sme relu kinks lr 0.7": lambda: dmft.solve(
+        models.relu(1), dynamics="sme", n_paths=1024, seed=7, init_std=1.0, kink_extrapolate=False,
+        **{**SMALL_SOLVE, "lr": 0.7}),
+    "dmft.solve sgd power law lr 0.7": lambda: dmft.solve(
+        LIN, dynamics="sgd", n_paths=1024, seed=8, data=dmft.data.teacher_student("power_law", d=100),
+        groups=dmft.data.Binned(4), **{**SMALL_SOLVE, "lr": 0.7}),
     "dmft.simulate sgd": lambda: dmft.simulate(HUBER, dynamics="sgd", d=100, n_seeds=2, seed=1, **SMALL_SOLVE),
     "dmft.simulate sgd without_replacement alpha": lambda: dmft.simulate(
         LIN, dynamics="sgd", sampling="without_replacement", alpha=0.3, d=100, n_seeds=2, seed=2, **SMALL_SOLVE),
