@@ -280,3 +280,35 @@ def test_every_test_file_has_a_kind_and_comparisons_are_validation():
             comparing.append(name)
             assert kinds == {"validation"}, f"{file}::{name} compares two runs: mark it validation"
     assert len(comparing) >= 15
+
+
+# ---------------------------------------------------------------- one configuration module
+def config_violations(root: Path = ROOT) -> list:
+    """``(file, line, what)`` for every numba fastmath flag not spelled through
+    ``dmft._config`` (``fastmath=True``/``False``, a literal set or tuple) and every numeric
+    literal at or above 1e8 (a blow-up limit's size) outside ``dmft/_config.py``."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name == "_config.py":
+                continue
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.keyword) and node.arg == "fastmath" and isinstance(
+                        node.value, (ast.Constant, ast.Set, ast.Tuple, ast.Dict)):
+                    found.append((path.relative_to(root).as_posix(), node.value.lineno, "fastmath literal"))
+                if isinstance(node, ast.Constant) and isinstance(node.value, float) and abs(node.value) >= 1e8:
+                    found.append((path.relative_to(root).as_posix(), node.lineno, f"literal {node.value:g}"))
+    return found
+
+
+def test_config_check_finds_what_it_looks_for(tmp_path):
+    pkg = tmp_path / "dmft"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from numba import njit\n@njit(fastmath=True)\ndef f(x):\n    return x\nLIMIT = 1e10\n")
+    (pkg / "_config.py").write_text("BLOWUP_NORM = 1e12\n")
+    assert sorted(w for _, _, w in config_violations(tmp_path)) == ["fastmath literal", "literal 1e+10"]
+
+
+def test_thresholds_and_numba_flags_come_from_one_module():
+    assert config_violations() == []

@@ -58,9 +58,7 @@ def _rinterp(R, n, lt, m, ls, out):
             out[a, a] += 1.0 - f
 
 
-# fastmath=True (with finite-math flags), not _config.FASTMATH: the two compile to other
-# instructions, and the factor's round-off (1e-11 relative in the outputs) would change every solve's numbers
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def chol_append(L, cov, first, jitter, pivots):
     """Append rows ``first .. first + T - 1`` of a lower-triangular factor ``L`` with
     ``L L^T = Cov + jitter diag(Cov)`` (new rows only), in one pass over the earlier rows.
@@ -338,9 +336,7 @@ def diagonal_block(step, row, prior, kernels, sums):
                 C[b, nk + a, nk + e] = 0.5 * (cnn[a, e] + cnn[e, a])
 
 
-# fastmath=True (with finite-math flags), not _config.FASTMATH: the two compile to other
-# instructions, and the factor's round-off (1e-11 relative in the outputs) would change every solve's numbers
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=set(_config.FASTMATH))
 def grid_field(L, Z, row0, k, Pb, paths, out):
     """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""
     for q in range(paths.size):
