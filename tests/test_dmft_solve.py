@@ -139,15 +139,15 @@ def test_sgd_huber_tanh_against_small_simulation():
 
 
 @pytest.mark.validation
-@pytest.mark.parametrize("dynamics", ["sgd", "gf"])
+@pytest.mark.parametrize("dynamics", ["sgd", "sme", "gf"])
 def test_relu_against_small_simulation(dynamics):
     # l' of a ReLU unit jumps at r = 0: l'' has a Dirac part, which pathwise tangents miss
     # (t = 1: test loss 10% low, norm 20% low). The solve smooths the kink (width 0.1 of the
-    # spread of r; its O(h^2) bias is ~0.5% of the test loss, docs/dmft_theory.md "Kinks")
+    # spread of r) and extrapolates its first-order bias away (docs/dmft_theory.md "Kinks")
     model = models.relu(1)
     kw = dict(delta=2.0, lr=0.5, dynamics=dynamics, t_max=1.0, n_time=6, init_std=1.0)
     sim = dmft.simulate(model, d=500, n_seeds=8, seed=11, progress=False, **kw,
-                        **({} if dynamics == "sgd" else {"dt": 0.01}))
+                        **({"dt": 0.01} if dynamics == "gf" else {}))
     th = dmft.solve(model, seed=1, progress=False, **kw)
     assert th.attrs["response_estimator"] == "pathwise+smoothed_dirac"
     # finite-d allowance 2% for the O(1/d) offsets of d = 500 (at d = 2000, 32 seeds, the
@@ -160,7 +160,7 @@ def test_relu_against_small_simulation(dynamics):
 
 
 def test_kink_extrapolation_combines_two_widths_on_the_same_inputs():
-    # (4 x(h) - x(2h)) / 3 from two solves on one seed; a Generator seed is drawn once, so
+    # 2 x(h) - x(2h) from two solves on one seed; a Generator seed is drawn once, so
     # the wide solve sees the same paths (else the combination would add their noise)
     kw = dict(delta=2.0, lr=0.5, dynamics="gf", t_max=0.5, n_time=3, init_std=1.0, n_paths=512, progress=False)
     model = models.relu(1)
@@ -168,8 +168,8 @@ def test_kink_extrapolation_combines_two_widths_on_the_same_inputs():
     seed = ds.attrs["seed"]
     h = dmft.solve(model, seed=seed, kink_extrapolate=False, **kw)
     h2 = dmft.solve(model, seed=seed, kink_extrapolate=False, kink_bandwidth=0.2, **kw)
-    np.testing.assert_allclose(ds.test_loss, (4 * h.test_loss - h2.test_loss) / 3, rtol=1e-12)
-    np.testing.assert_allclose(ds.norm_sem, np.sqrt(16 * h.norm_sem**2 + h2.norm_sem**2) / 3, rtol=1e-12)
+    np.testing.assert_allclose(ds.test_loss, 2 * h.test_loss - h2.test_loss, rtol=1e-12)
+    np.testing.assert_allclose(ds.norm_sem, np.sqrt(4 * h.norm_sem**2 + h2.norm_sem**2), rtol=1e-12)
     assert ds.attrs["kink_bias_estimate"] > 0
 
 

@@ -1504,12 +1504,13 @@ def solve(
         Unused for models without such kinks.
     kink_extrapolate : bool
         Models with such kinks: solve again with twice the width (same random inputs) and
-        return the extrapolation ``(4 x(h) - x(2h)) / 3`` of every output, whose bias is
-        ``O(h^4)``, with ``sqrt(16 se(h)^2 + se(2h)^2) / 3`` as its standard error (the two
-        solves share their inputs, so their errors correlate positively and this bounds the
-        error of the combination). ``attrs['kink_bias_estimate']`` is the largest
-        ``|x(h) - x(2h)| / 3`` relative to ``max |x|`` over the test loss and ``tr norm``:
-        the bias that the extrapolation removed.
+        return the extrapolation ``2 x(h) - x(2h)`` of every output (the smoothing's bias is
+        first order in ``h``: samples pile up at a kink; docs/dmft_theory.md, "Kinks"), with
+        ``sqrt(4 se(h)^2 + se(2h)^2)`` as its standard error (the two solves share their
+        inputs, so their errors correlate positively and this bounds the error of the
+        combination). ``attrs['kink_bias_estimate']`` is the largest ``|x(h) - x(2h)|``
+        relative to ``max |x|`` over the test loss and ``tr norm``: the bias that the
+        extrapolation removed.
     on_divergence : {'raise', 'truncate'}
         What to do when the solve diverges (see Raises): raise, or return the output times
         before the divergence (solved again on them), with ``attrs['truncated'] = 1``,
@@ -1625,23 +1626,24 @@ def _warn_noisy_kinks(ds):
 
 
 def _extrapolate_kinks(ds, arguments: dict):
-    """Richardson extrapolation in the kink width ``h`` (the smoothing bias is ``O(h^2)``):
-    ``(4 x(h) - x(2h)) / 3`` for every output, from a second solve at ``2 h`` on the same
-    random inputs; standard errors ``sqrt(16 se(h)^2 + se(2h)^2) / 3``."""
+    """Richardson extrapolation in the kink width ``h``, whose smoothing bias is first order
+    (samples pile up at a kink, docs/dmft_theory.md, "Kinks"): ``2 x(h) - x(2h)`` for every
+    output, from a second solve at ``2 h`` on the same random inputs; standard errors
+    ``sqrt(4 se(h)^2 + se(2h)^2)``."""
     with warnings.catch_warnings():  # the returned solve warns for itself
         warnings.simplefilter("ignore")
         wide = solve(**{**arguments, "kink_bandwidth": 2 * ds.attrs["kink_bandwidth"], "kink_extrapolate": False,
                         "check_dt": False, "progress": False})
     bias = 0.0
     for fine, rough in ((ds.test_loss.values, wide.test_loss.values), (_trace(ds.norm), _trace(wide.norm))):
-        bias = max(bias, float(np.max(np.abs(fine - rough)) / 3 / max(np.max(np.abs(fine)), 1e-300)))
+        bias = max(bias, float(np.max(np.abs(fine - rough)) / max(np.max(np.abs(fine)), 1e-300)))
     out = ds.copy()
     for name in ds.data_vars:
         if name.endswith("_sem"):
-            out[name].values = np.sqrt(16 * ds[name].values ** 2 + wide[name].values ** 2) / 3
+            out[name].values = np.sqrt(4 * ds[name].values ** 2 + wide[name].values ** 2)
         elif name + "_sem" in ds:
-            out[name].values = (4 * ds[name].values - wide[name].values) / 3
-    out.attrs.update(kink_extrapolation="(4 x(h) - x(2h)) / 3", kink_bias_estimate=bias,
+            out[name].values = 2 * ds[name].values - wide[name].values
+    out.attrs.update(kink_extrapolation="2 x(h) - x(2h)", kink_bias_estimate=bias,
                      runtime_s=ds.attrs["runtime_s"] + wide.attrs["runtime_s"])
     return out
 
