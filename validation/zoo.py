@@ -62,7 +62,7 @@ class Entry:
 ZOO = (
     Entry("logistic", lambda: models.logistic(), dict(lr=1.0), dict(lr=0.5, start="zero")),
     Entry("smooth_hinge", lambda: models.smooth_hinge(), dict(lr=0.5), dict(lr=0.5, start="zero")),
-    Entry("relu", lambda: models.relu(1), dict(lr=0.5, init_std=1.0), dict(lr=0.5, start="random")),
+    Entry("relu", lambda: models.relu(1), dict(lr=0.5, init_std=1.0), dict(lr=0.5, start="random"), n_seeds=16),
     Entry("relu_committee", lambda: models.relu(2), dict(lr=0.5, init_std=1.0), dict(lr=0.5, start="random")),
     Entry("tanh_committee", lambda: models.committee("tanh", 2), dict(lr=1.0, init_std=1.0),
           dict(lr=1.0, start="random")),
