@@ -86,11 +86,11 @@ def _against_simulation(dynamics, d, n_seeds, n_paths, z_max, rtol):
 
 
 @pytest.mark.validation
-@pytest.mark.parametrize("dynamics", ["sgd", "gf"])
+@pytest.mark.parametrize("dynamics", ["sgd", "sme", "gf"])
 def test_step_decay_against_small_simulation(dynamics):
-    # measured at d = 400, 4 seeds: at most 2.3 SE (SGD) and 1.8 SE (GF); finite-d allowance 2%
+    # measured at d = 400, 4 seeds: at most 2.3 SE (SGD), 1.6 (SME), 1.8 (GF); finite-d allowance 2%
     # (corrections O(1/sqrt(d)), ~1% at d = 2000 for the constant rate, tests/test_dmft_solve.py)
-    _against_simulation(dynamics, d=400, n_seeds=4, n_paths=4096 if dynamics == "gf" else 8192, z_max=3,
+    _against_simulation(dynamics, d=400, n_seeds=4, n_paths=8192 if dynamics == "sgd" else 4096, z_max=3,
                         rtol=0.02)
 
 
@@ -98,6 +98,8 @@ def test_step_decay_against_small_simulation(dynamics):
 @pytest.mark.validation
 @pytest.mark.parametrize("dynamics", ["sgd", "sme", "gf"])
 def test_slow_step_decay_against_simulation(dynamics):
+    # measured at d = 2000, 8 seeds, default paths: at most 0.9 (SGD), 1.3 (SME), 1.5 (GF) SE; the
+    # constant rate 57, 48, 49 SE off in norm
     _against_simulation(dynamics, d=2000, n_seeds=8, n_paths=None, z_max=3, rtol=0.0)
 
 
