@@ -181,35 +181,31 @@ def finish_row(step, row, products, prior, kernels, teacher):
     """Row ``n >= 1`` of ``m, nu, A, R, C`` (and :func:`row_sums`) of every replica, from
     row ``n - 1`` and the products ``P = sum_j dK_j X_j.`` of :func:`row_products`: the
     incremental identities of ``solve._ParamSide.row`` (:func:`teacher_row`, then
-    :func:`kernel_row`). ``step = (n, dt, delta, lam, uL, uR)`` (see :func:`teacher_row`), ``row = (Grow, dGm, Minv)``,
+    :func:`kernel_row`). ``step = (n, dt, delta, lam)``, ``row = (Grow, dGm, Minv)``,
     ``products = (PA, PR, PC)``, ``prior = (q0, rho, rho_inv)``, ``kernels = (A, R, C, S,
     RtT)``, ``teacher = (m, nu, Phi, asum, bvec)`` (see :func:`kernel_row`)."""
-    n, dt, delta, lam, uL, uR = step
+    n, dt, delta, lam = step
     q0, rho, rho_inv = prior
     m, nu, Phi, asum, bvec = teacher
-    teacher_row((n, dt, delta, lam, uL, uR), row[0], rho_inv, m, nu, Phi)
+    teacher_row(n, dt, delta, lam, row[0], rho_inv, m, nu, Phi)
     kernel_row(step, row, products, (q0, rho), kernels, (nu, asum, bvec))
 
 
 @njit(cache=True, fastmath=set(_config.FASTMATH))
-def teacher_row(step, Grow, rho_inv, m, nu, Phi):
+def teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi):
     """Row ``n`` of ``m`` and ``nu`` of every replica from the isotropic identities
-    ``m_n = (delta Phi_n - lam sum_{j<n} w_j m_j) / (1 + lam uL_n dt / 2)`` (trapezoid, the
-    half weight at ``n`` moved left) and ``nu_n = (Phi_n - sum_{j<=n} G_nj m_j) rho^-1``.
-    ``step = (n, dt, delta, lam, uL, uR)``: ``lam = lr0 ridge`` and the trapezoid weights
-    ``w_j = (uL_j + uR_j) dt / 2`` of the rate ``lr(t) = lr0 u(t)``, ``uL_j`` (``uR_j``) its
-    mean over the cell left (right) of node ``j`` (0 outside ``[0, t_N]``; 1 for a constant rate).
+    ``m_n = (delta Phi_n - lam sum_{j<n} w_j m_j) / (1 + lam dt / 2)`` (trapezoid, the half
+    weight at ``n`` moved left) and ``nu_n = (Phi_n - sum_{j<=n} G_nj m_j) rho^-1``.
     Grow: (B, N+1, k, k) the row of ``G``; m, nu, Phi: (B, N+1, k, ks)."""
-    n, dt, delta, lam, uL, uR = step
     B, _, k, ks = m.shape
     tmp = np.empty((k, ks))
     for b in range(B):
         for a in range(k):
             for g in range(ks):
-                acc = 0.5 * dt * uR[0] * m[b, 0, a, g]
+                acc = 0.5 * dt * m[b, 0, a, g]
                 for j in range(1, n):
-                    acc += 0.5 * dt * (uL[j] + uR[j]) * m[b, j, a, g]
-                m[b, n, a, g] = (delta * Phi[b, n, a, g] - lam * acc) / (1.0 + 0.5 * lam * dt * uL[n])
+                    acc += dt * m[b, j, a, g]
+                m[b, n, a, g] = (delta * Phi[b, n, a, g] - lam * acc) / (1.0 + 0.5 * lam * dt)
         for a in range(k):
             for g in range(ks):
                 acc = Phi[b, n, a, g]
@@ -231,13 +227,12 @@ def kernel_row(step, row, products, prior, kernels, sums):
     of ``nu``: ``A_n. = Minv (A_{n-1}. - E_{n-1} + PA)``, ``R_n. = Minv (R_{n-1}. - delta dG^-
     + PR)``, ``C_n. = Minv (C_{n-1}. + PC + delta dnu rho b^T)`` (with its transpose as
     column ``n``), ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)`` (:func:`diagonal_block`), ``Y_nn = q0 asum_n^T +
-    delta S_n. A_n.^T + delta nu_n rho b_n^T``. ``step = (n, dt, delta, lam, uL, uR)``
-    (:func:`teacher_row`); ``row =
+    delta S_n. A_n.^T + delta nu_n rho b_n^T``. ``step = (n, dt, delta, lam)``; ``row =
     (Grow, dGm, Minv)``: Grow (B, N+1, k, k) the row of ``G``, dGm (B, n, k, k) the increment
     of ``G^-``, Minv (B, k, k) ``(I - K_nn)^-1``; ``products = (PA, PR, PC)`` (B, k, n k);
     ``prior = (q0, rho)``; ``kernels = (A, R, C, S, RtT)``; ``sums = (nu, asum, bvec)``.
     """
-    n, dt, delta, lam, uL, uR = step
+    n, dt, delta, lam = step
     Grow, dGm, Minv = row
     PA, PR, PC = products
     q0, rho = prior
@@ -296,7 +291,7 @@ def diagonal_block(step, row, prior, kernels, sums):
     """The diagonal block ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)`` of every replica, with
     ``Y_nn = q0 asum_n^T + delta S_n. A_n.^T + delta nu_n rho b_n^T``, once row ``n`` of
     ``A`` and the columns ``C_.n`` left of it are final (arguments of :func:`kernel_row`)."""
-    n, dt, delta, lam, uL, uR = step
+    n, dt, delta, lam = step
     Grow, _, Minv = row
     q0, rho = prior
     A, _, C, S, _ = kernels
@@ -325,7 +320,7 @@ def diagonal_block(step, row, prior, kernels, sums):
             for e in range(k):
                 acc = 0.0
                 for j in range(n):
-                    wj = 0.5 * dt * (uL[j] + uR[j])
+                    wj = 0.5 * dt if j == 0 else dt
                     for g in range(k):
                         Kv = delta * Grow[b, j, h, g] - (lam * wj if h == g else 0.0)
                         acc += Kv * C[b, nk + e, j * k + g]

@@ -393,6 +393,7 @@ class _ParamSide:
 
     def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec, rates=None):
         self.k, self.ks, self.dt, self.delta, self.lr, self.ridge = k, ks, dt, delta, lr, ridge
+        self.rates = rates
         self.uL, self.uR = _node_rates(rates, m.shape[1] - 1)
         self.q0, self.rho, self.rho_inv = q0, rho, np.linalg.inv(rho)
         self.C, self.R, self.A, self.S = C, R, A, S
@@ -447,9 +448,38 @@ class _ParamSide:
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
         """Rows ``n`` of ``m, nu`` (isotropic identities) and of ``A, R, C`` from the products."""
-        _k.finish_row((n, self.dt, self.delta, self.lr * self.ridge, self.uL, self.uR), (Grow, dGm, Minv), (PA, PR, PC),
-                      (self.q0, self.rho, self.rho_inv), (self.A, self.R, self.C, self.S, self.RtT),
-                      (self.m, self.nu, self.Phi, self.asum, self.bvec))
+        step = (n, self.dt, self.delta, self.lr * self.ridge)
+        if self.rates is None:
+            _k.finish_row(step, (Grow, dGm, Minv), (PA, PR, PC), (self.q0, self.rho, self.rho_inv),
+                          (self.A, self.R, self.C, self.S, self.RtT), (self.m, self.nu, self.Phi, self.asum, self.bvec))
+            return
+        self._teacher_rates(n, Grow)
+        _k.kernel_row(step, (Grow, dGm, Minv), (PA, PR, PC), (self.q0, self.rho),
+                      (self.A, self.R, self.C, self.S, self.RtT), (self.nu, self.asum, self.bvec))
+        self._diagonal_rates(n, Minv)
+
+    def _teacher_rates(self, n, Grow):
+        """A schedule's row ``n`` of ``m`` and ``nu``: ``m_n (1 + lam uL_n dt/2) = delta Phi_n - lam
+        sum_{j<n} w_j m_j`` with the rate's trapezoid weights (:func:`_node_rates`), ``nu_n = (Phi_n -
+        sum_{j<=n} G_nj m_j) rho^-1`` (the kernels' ``teacher_row`` has the plain trapezoid)."""
+        lam, dt, m = self.lr * self.ridge, self.dt, self.m
+        w = 0.5 * dt * (self.uL[:n] + self.uR[:n])
+        m[:, n] = (self.delta * self.Phi[:, n] - lam * np.einsum("j,bjae->bae", w, m[:, :n])) / (
+            1.0 + 0.5 * lam * dt * self.uL[n])
+        self.nu[:, n] = (self.Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, :n + 1], m[:, :n + 1])) @ self.rho_inv
+
+    def _diagonal_rates(self, n, Minv):
+        """A schedule's ``C_nn``: the kernels' ``diagonal_block`` has ``K_nj = delta G_nj - lam w0_j``
+        with the plain trapezoid ``w0``; the rate's weights ``w_j`` add ``Minv D`` (symmetrised),
+        ``D = -lam sum_{j<n} (w_j - w0_j) C_nj^T``, ``C_nj`` the final blocks of row ``n``."""
+        lam, dt, k = self.lr * self.ridge, self.dt, self.k
+        if lam == 0.0:
+            return
+        dw = 0.5 * dt * (self.uL[:n] + self.uR[:n]) - np.r_[0.5 * dt, np.full(n - 1, dt)]
+        nk = n * k
+        crow = self.C[:, nk:nk + k, :nk].reshape(-1, k, n, k)  # [b, e, j, h] = (C_nj)_eh
+        X = Minv @ (-lam * np.einsum("j,bejh->bhe", dw, crow))
+        self.C[:, nk:nk + k, nk:nk + k] += 0.5 * (X + np.swapaxes(X, -1, -2))
 
     def _teacher_first(self, Grow):
         """Row 0 of ``m`` and ``nu``: ``m_0 = delta Phi_0``, ``nu_0 = (Phi_0 - G_00 m_0) rho^-1``."""
@@ -490,8 +520,10 @@ class _GroupParamSide(_ParamSide):
         self.rho, self.rho_inv = rho, None
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
-        _k.kernel_row((n, self.dt, self.delta, self.lr * self.ridge, self.uL, self.uR), (Grow, dGm, Minv), (PA, PR, PC),
+        _k.kernel_row((n, self.dt, self.delta, self.lr * self.ridge), (Grow, dGm, Minv), (PA, PR, PC),
                       (self.q0, self.rho), (self.A, self.R, self.C, self.S, self.RtT), (self.nu, self.asum, self.bvec))
+        if self.rates is not None:
+            self._diagonal_rates(n, Minv)
 
     def _teacher_first(self, Grow):
         """Nothing: the coupled solve has set the rows."""
@@ -1114,8 +1146,9 @@ class _DenseSide(_SampleSide):
         self.QV_last, self.bridge = np.zeros((B, k, k)), np.zeros((B, k, k))
         self.mid = (rnd.zeta, self.bridge, self.own, self.damp)
         # the coefficient of g_{j-1} in r(s_j-) on the tangent paths
-        u1, u2 = (1.0, 1.0) if grid.rates is None else (grid.rates[:, None], np.sqrt(grid.rates2)[:, None])
-        self.hzT = np.full((B, N, Mt), half) if grid.rates is None else np.broadcast_to(half * u1, (B, N, Mt)).copy()
+        # (a schedule: the cell's half-cell drift at its mean rate u1, its noise at the root mean square u2)
+        u1, u2 = (np.ones((N, 1)),) * 2 if grid.rates is None else (grid.rates[:, None], np.sqrt(grid.rates2)[:, None])
+        self.hzT = np.broadcast_to(half * u1, (B, N, Mt)).copy()
         if self.n_mid:
             self.hzT += (self.own * u2) * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
         self.path_state = (self.g, self.fev)
