@@ -4,7 +4,8 @@ Each schedule maps time ``t`` and the accumulated squared gradient
 ``acc(t) = int_0^t sum_c p_c (Tr K_c/d) tr I_c(s) ds`` (the deterministic equivalent of
 ``d^-2 sum_{l<=j} |grad_X f_l|^2``) to a learning rate ``gamma_t``; ``rates(t)`` gives the
 rates at an array of times for the schedules of time alone. ``onepass`` takes all of them,
-:func:`dmft.simulate` those of time alone (in its time units: ``lr(t)`` is the scale ``eta_bar``).
+:func:`dmft.simulate`, :func:`dmft.solve` and :func:`dmft.compare` those of time alone (in their
+time units: ``lr(t)`` is the scale ``eta_bar``).
 """
 from __future__ import annotations
 
