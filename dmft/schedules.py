@@ -4,7 +4,8 @@ Each schedule maps time ``t`` and the accumulated squared gradient
 ``acc(t) = int_0^t sum_c p_c (Tr K_c/d) tr I_c(s) ds`` (the deterministic equivalent of
 ``d^-2 sum_{l<=j} |grad_X f_l|^2``) to a learning rate ``gamma_t``; ``rates(t)`` gives the
 rates at an array of times for the schedules of time alone. ``onepass`` takes all of them,
-:func:`dmft.simulate` those of time alone (in its time units: ``lr(t)`` is the scale ``eta_bar``).
+:func:`dmft.simulate`, :func:`dmft.solve` and :func:`dmft.compare` those of time alone (in their
+time units: ``lr(t)`` is the scale ``eta_bar``).
 """
 from __future__ import annotations
 
@@ -143,3 +144,35 @@ def rate_between(schedule, t: float, a: float, b: float, acc: float = 0.0) -> fl
     """The rate at ``t`` for an integrator step inside ``[a, b]``, a piece between two jumps: ``t``
     is moved ``1e-7 (b - a)`` inside, so that a stage at a jump takes the rate of its piece."""
     return schedule(min(max(t, a + 1e-7 * (b - a)), b - 1e-7 * (b - a)), acc)
+
+
+def peak_rate(schedule, times, t_max: float) -> float:
+    """The largest rate of ``schedule`` at the output times and 1025 equally spaced times of
+    ``[0, t_max]`` (the step checks and estimates of the multi-pass solver and simulator use it),
+    after checking that those rates are finite and >= 0 and not all 0 (ParameterError naming
+    ``lr``; ``TimeDependent`` refuses non-positive rates itself)."""
+    g = schedule.rates(np.union1d(np.linspace(0.0, t_max, 1025), times))
+    if not np.all(np.isfinite(g)) or np.any(g < 0) or not np.any(g > 0):
+        raise errors.ParameterError(
+            f"lr={schedule!r} is not allowed: its rates on [0, t_max] must be finite and >= 0, not all 0 "
+            f"(they span {np.min(g)!r} .. {np.max(g)!r})")
+    return float(g.max())
+
+
+#: Gauss-Legendre nodes and weights on [-1, 1] of :func:`cell_means` (exact for polynomials of degree 9)
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(5)
+
+
+def cell_means(schedule, edges: np.ndarray, power: int = 1) -> np.ndarray:
+    """``(1/(b - a)) int_a^b lr(s)^power ds`` over each cell ``[a, b]`` of ``edges`` (M+1,) -> (M,).
+
+    Five-point Gauss-Legendre on each piece of a cell between the jumps of a :class:`StepDecay`
+    (where the rate is constant, so the mean is exact), i.e. to ``O((b - a)^10)`` for a smooth rate."""
+    edges = np.asarray(edges, dtype=float)
+    cuts = np.union1d(edges, jump_times(schedule, float(edges[-1])))
+    a, b = cuts[:-1], cuts[1:]
+    mid, half = 0.5 * (a + b), 0.5 * (b - a)
+    g = schedule.rates((mid[:, None] + half[:, None] * _GL_NODES).ravel()).reshape(len(a), -1)
+    piece = half * ((g**power) @ _GL_WEIGHTS)  # int over each piece
+    cell = np.clip(np.searchsorted(edges, mid, side="right") - 1, 0, len(edges) - 2)
+    return np.bincount(cell, weights=piece, minlength=len(edges) - 1) / np.diff(edges)

@@ -252,12 +252,12 @@ def anisotropic_gf(weights, eigenvalues, teacher_power, *, delta, lr, noise_var,
 # ---------------------------------------------------------------- the DMFT solver's parameter side
 def _teacher_row_direct(par, n, Grow):
     """Row ``n >= 1`` of ``m`` and ``nu`` (isotropic): ``m_n = (delta Phi_n - lam sum_{j<n}
-    w_j m_j) / (1 + lam dt / 2)`` (trapezoid), ``nu_n = (Phi_n - sum_{j<=n} G_nj m_j) rho^-1``."""
+    w_j m_j) / (1 + lam uL_n dt / 2)`` (trapezoid of the rate, ``w_j = (uL_j + uR_j) dt / 2``),
+    ``nu_n = (Phi_n - sum_{j<=n} G_nj m_j) rho^-1``."""
     dt, delta, lam = par.dt, par.delta, par.lr * par.ridge
     m, nu, Phi = par.m, par.nu, par.Phi
-    wm = np.full(n, dt)
-    wm[0] = 0.5 * dt
-    m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt)
+    wm = 0.5 * dt * (par.uL[:n] + par.uR[:n])
+    m[:, n] = (delta * Phi[:, n] - lam * np.einsum("j,bjae->bae", wm, m[:, :n])) / (1 + 0.5 * lam * dt * par.uL[n])
     nu[:, n] = (Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, : n + 1], m[:, : n + 1])) @ par.rho_inv
 
 
@@ -265,7 +265,8 @@ def parameter_row_direct(par, n, Grow, Gprow, Gprev=None, Gpprev=None, dW=None, 
     """Row ``n`` of the parameter side ``par`` (a ``dmft.multipass._solve._ParamSide``) in the
     direct ``O(n^2)`` form of docs/dmft_theory.md, section 3, in place of its incremental
     ``row`` (same arguments; row 0 is the library's, which is direct already): ``K_nj = delta
-    G_nj - lr ridge w_j`` (trapezoid), ``A_n. = (I - K_nn)^-1 sum_{j<n} K_nj A_j.``,
+    G_nj - lr ridge w_j`` (trapezoid of the rate, ``w_j = (uL_j + uR_j) dt / 2``, ``uL_n dt / 2``
+    at ``j = n``), ``A_n. = (I - K_nn)^-1 sum_{j<n} K_nj A_j.``,
     ``R_n,m = (I - K_nn)^-1 [I + sum_{m<=j<n} K_nj R_jm - (K - K^+)_nm]`` (``K^+`` the right
     half-hat), ``C_n. = delta A_n. S A^T + asum_n q0 asum^T + b_n rho b^T``."""
     from dmft.multipass import _kernels_solve, _solve
@@ -277,8 +278,8 @@ def parameter_row_direct(par, n, Grow, Gprow, Gprev=None, Gpprev=None, dW=None, 
     B = C.shape[0]
     nk, n1k = n * k, (n + 1) * k
     eye = np.eye(k)
-    w = np.full(n + 1, dt)
-    w[0] = w[n] = 0.5 * dt
+    w = 0.5 * dt * (par.uL[: n + 1] + par.uR[: n + 1])
+    w[n] = 0.5 * dt * par.uL[n]
     Kb = delta * Grow[:, : n + 1] - lam * w[None, :, None, None] * eye
     K = _solve._flat(Kb)
     if not isinstance(par, _solve._GroupParamSide):  # the groups' rows of m, nu are set by the coupled solve
@@ -287,8 +288,7 @@ def parameter_row_direct(par, n, Grow, Gprow, Gprev=None, Gpprev=None, dW=None, 
     A[:, nk:n1k, nk:n1k] = Minv
     R[:, nk:n1k, nk:n1k] = eye
     A[:, nk:n1k, :nk] = Minv @ (K[:, :, :nk] @ A[:, :nk, :nk])
-    wl = np.full(n, 0.5 * dt)
-    wl[0] = 0.0
+    wl = 0.5 * dt * par.uL[:n]
     Km = _solve._flat(delta * (Grow[:, :n] - Gprow[:, :n]) - lam * wl[None, :, None, None] * eye)
     R[:, nk:n1k, :nk] = Minv @ (K[:, :, :nk] @ R[:, :nk, :nk] - Km + np.tile(eye, n))
     _kernels_solve.row_sums(A, par.nu, delta, n, par.RtT, par.asum, par.bvec)

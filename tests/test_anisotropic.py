@@ -191,10 +191,11 @@ def test_gf_least_squares_matches_closed_form():
     assert ds.attrs["groups"] == "binned(8)" and ds.attrs["trace_ratio"] == pytest.approx(0.4017, abs=1e-4)
 
 
-@pytest.mark.parametrize("dynamics", ["sgd", "gf"])
-def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamics):
+@pytest.mark.parametrize("dynamics, lr", [("sgd", 2.0), ("gf", 2.0), ("gf", dmft.schedules.StepDecay(2.0, 0.5, 0.22))])
+def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamics, lr):
     """The groups' incremental rows against the direct ``O(n^2)`` rows (two eigenvalues,
-    ``k = k_star = 2`` with a ridge: the coupled ``nu`` solve with ``k ks = 4`` unknowns)."""
+    ``k = k_star = 2`` with a ridge: the coupled ``nu`` solve with ``k ks = 4`` unknowns; a
+    schedule's rates in the ridge's trapezoid, jumps inside cells)."""
     import importlib
 
     mod = importlib.import_module("dmft.multipass._solve")
@@ -205,7 +206,7 @@ def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch
     data = D.gaussian_mixture(np.zeros((1, d)), [lam], teacher=teacher)
     model = models.huber_tanh(noise_std=0.3, threshold=0.5, k=2)
     args = dict(dynamics=dynamics, t_max=0.5, n_time=3, dt=0.05, n_paths=256, seed=3, data=data, ridge=0.1,
-                init_std=0.3)
+                init_std=0.3, lr=lr)
     fast = _solve(model, **args)
     monkeypatch.setattr(mod._ParamSide, "row", reference_multipass.parameter_row_direct)
     direct = _solve(model, **args)

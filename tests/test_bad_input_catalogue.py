@@ -93,7 +93,10 @@ CASES = [
     ("dmft.simulate", {"lr": onepass.AdaGradNorm()}, "lr", "AdaGradNorm"),  # the one-pass gradient norm's only
     ("dmft.simulate", {"lr": lambda t: 1.0 - 20 * t}, "lr(t=", "0.05"),  # a rate that reaches 0 by t_max
     ("dmft.simulate", {"data": D.binary_mixture(d=10)}, "data", "binary_Identity"),  # no class labels for LIN
-    ("dmft.compare", {"lr": onepass.StepDecay()}, "lr", "StepDecay"),  # the DMFT's rate is constant
+    ("dmft.compare", {"lr": onepass.AdaGradNorm()}, "lr", "AdaGradNorm"),  # no accumulated gradient norm
+    ("dmft.solve", {"lr": onepass.AdaGradNorm()}, "lr", "AdaGradNorm"),
+    ("dmft.solve", {"lr": lambda t: 1.0 - 20 * t}, "lr(t=", "0.05"),  # a rate that reaches 0 by t_max
+    ("dmft.compare", {"lr": onepass.TimeDependent(lambda t: math.nan)}, "lr(t=", "nan"),
     # output times (issue 24): not increasing, negative, beyond t_max, and together with n_time
     *[(entry, {"n_time": None, **kw}, name, value) for entry in ("dmft.simulate", "dmft.solve", "dmft.compare")
       for kw, name, value in [({"times": [0.0, 0.2, 0.1]}, "times", "increasing"),

@@ -418,6 +418,9 @@ def test_slow_multi_index_against_simulation():
 @pytest.mark.parametrize("dynamics, model, kw", [
     ("sgd", models.huber_tanh(noise_std=0.3, threshold=0.5, k=2), dict(init_std=0.3, ridge=0.1)),
     ("gf", models.linear_regression(noise_std=0.5), dict(lr=0.5, ridge=0.2, init_std=0.5)),
+    # a schedule's rates in the ridge's trapezoid, with jumps inside cells (t = 0.33, 0.66)
+    ("sme", models.huber_tanh(noise_std=0.3, threshold=0.5), dict(lr=dmft.schedules.StepDecay(1.0, 0.5, 0.33),
+                                                                  ridge=0.3, init_std=0.3)),
 ])
 def test_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamics, model, kw):
     # the O(nnz n) incremental rows are exact identities of the discrete system: compare with

@@ -112,13 +112,13 @@ def test_simulate_refuses_bad_rates_before_any_work(lr, match):
         dmft.simulate(LIN, lr=lr, d=10_000_000, t_max=1.0, progress=False)  # d would take hours
 
 
-def test_the_dmft_refuses_schedules_and_mixtures_by_name():
-    """The DMFT has a constant rate and one-class teacher-student data; ``dmft.compare`` says so
-    before any work (``dmft.solve`` refuses a schedule as a non-number)."""
-    with pytest.raises(errors.ParameterError, match="^lr=StepDecay.*constant learning rate"):
-        dmft.compare(LIN, lr=S.StepDecay(1.0, 0.5, 1.0), progress=False)
-    with pytest.raises(errors.ParameterError, match="^lr=Constant"):
-        dmft.solve(LIN, lr=S.Constant(0.5), progress=False)
+def test_the_dmft_refuses_adagrad_norm_and_mixtures_by_name():
+    """The DMFT takes schedules of time but not AdaGradNorm (no accumulated gradient norm), and
+    one-class teacher-student data; ``dmft.solve`` and ``dmft.compare`` say so before any work."""
+    with pytest.raises(errors.ParameterError, match=r"^lr=AdaGradNorm.*AdaGradNorm is for onepass"):
+        dmft.compare(LIN, lr=S.AdaGradNorm(), progress=False)
+    with pytest.raises(errors.ParameterError, match=r"^lr=AdaGradNorm.*AdaGradNorm is for onepass"):
+        dmft.solve(LIN, lr=S.AdaGradNorm(), progress=False)
     with pytest.raises(errors.ParameterError, match="^data='binary_Identity' is not allowed: the multi-pass DMFT"):
         dmft.compare("logistic", data=D.binary_mixture(d=50), progress=False)
     with pytest.raises(errors.ParameterError, match="^data='binary_Identity' is not allowed: the multi-pass DMFT"):

@@ -13,6 +13,7 @@ import xarray as xr
 
 from .. import errors, output
 from .. import models as _models
+from .. import schedules as _schedules
 from .._progress import progress_bar
 from .._stack import common_prefix, shared_time, stack_sources
 from . import _spectral
@@ -56,8 +57,10 @@ def compare(
         Loss and teacher (``'huber-tanh'``, ``'linear_regression'``, ...; docs/models.md).
     delta : float
         Samples per dimension ``n/d``.
-    lr : float
-        Learning-rate scale ``eta_bar``.
+    lr : float, schedule or function of time
+        Learning-rate scale ``eta_bar``: a positive number or a schedule of time of
+        :mod:`dmft.schedules`, for the solves and the simulations alike (:func:`dmft.solve`);
+        ``attrs['lr']`` is the number or the schedule's ``repr``.
     batch : float
         Batch scale ``kappa_bar``; time ``t`` counts ``steps kappa/(kappa_bar n)``, one epoch
         is ``t = 1/batch``.
@@ -140,7 +143,8 @@ def compare(
     if len(set(dynamics)) != len(dynamics):
         raise errors.ParameterError(f"dynamics={dynamics!r} is not allowed: dynamics must not repeat")
     delta = errors.positive("delta", delta)
-    lr = _spectral.check_constant_lr(lr)
+    schedule = _spectral.check_lr(lr)
+    lr = schedule.lr if isinstance(schedule, _schedules.Constant) else schedule
     batch = errors.positive("batch", batch)
     given_times = times is not None
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=41, t_max_default=4.0)
@@ -185,7 +189,8 @@ def compare(
     ds["dynamics"].attrs.update(long_name="dynamics (sgd: Poisson, sme: diffusion, gf: gradient flow)",
                                 units="1")
     ds["runtime_s"] = (("dynamics", "source"), runtimes, output.describe("runtime_s"))
-    attrs = {**model.attrs(), "delta": delta, "lr": lr, "batch": batch, "t_max": t_max,
+    attrs = {**model.attrs(), "delta": delta, "lr": lr if isinstance(schedule, _schedules.Constant) else repr(schedule),
+             "batch": batch, "t_max": t_max,
              "dynamics": list(dynamics), "simulate": bool(simulate), "d": d if simulate else "None",
              "n_seeds": n_seeds if simulate else "None", "n_paths": "None" if n_paths is None else n_paths,
              "n_time": n_time, "ridge": ridge, "seed": seed,

@@ -245,7 +245,7 @@ def simulate(
         dt = errors.positive("dt", dt)
     check_dt = errors.choice("check_dt", check_dt, (None, True, False))
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=101, t_max_default=4.0)
-    lr = _peak_rate(schedule, times, t_max)
+    lr = schedules.peak_rate(schedule, times, t_max)
     n = int(round(delta * d))
     if n < 1:
         raise errors.ParameterError(f"delta={delta!r} is not allowed: n = round(delta d) must be >= 1 (d={d})")
@@ -408,19 +408,6 @@ def _learning_rate(lr):
             f"lr={lr!r} is not allowed: dmft.simulate takes a positive number or a schedule of time (Constant, "
             "TimeDependent, StepDecay, Cosine of dmft.schedules, or a function t -> lr); AdaGradNorm is for onepass")
     return schedules.as_schedule(lr)
-
-
-def _peak_rate(schedule, times, t_max: float) -> float:
-    """The largest rate of ``schedule`` at the output times and 1025 equally spaced times of
-    ``[0, t_max]`` (the step checks and estimates use it), after checking that those rates are
-    finite and >= 0 and not all 0 (ParameterError naming ``lr``; ``TimeDependent`` refuses
-    non-positive rates itself)."""
-    g = schedule.rates(np.union1d(np.linspace(0.0, t_max, 1025), times))
-    if not np.all(np.isfinite(g)) or np.any(g < 0) or not np.any(g > 0):
-        raise errors.ParameterError(
-            f"lr={schedule!r} is not allowed: its rates on [0, t_max] must be finite and >= 0, not all 0 "
-            f"(they span {np.min(g)!r} .. {np.max(g)!r})")
-    return float(g.max())
 
 
 # ---------------------------------------------------------------- divergence and resources

@@ -21,6 +21,7 @@ from scipy.stats import qmc
 
 from .. import _config, errors, expectation, output
 from .. import models as _models
+from .. import schedules as _schedules
 from . import _kernels_solve as _k
 from . import _spectral
 from .._jit import specialise
@@ -123,6 +124,14 @@ class Poisson(_Driver):
         lam[~valid] = 0.0
         return counts.astype(np.int64), cell, lam, np.where(valid, 1.0, 0.0)
 
+    def scheduled(self, ev_cell, ev_lam, ev_dz, grid, u):
+        """``dz u(s)`` for a schedule ``lr(s) = lr0 u(s)``: each event's per-sample step is
+        ``c u(s)`` at its own (exact) time ``s``, so the kernels keep the one ``c = tau lr0 / batch``."""
+        valid = ev_cell > 0
+        out = np.zeros_like(ev_dz)
+        out[valid] = ev_dz[valid] * u((ev_cell[valid] - 1 + ev_lam[valid]) * grid.dt)
+        return out
+
 
 #: SME and GF paths (every one with tangents) for models with a Dirac part in ``l''``: the
 #: smoothed Dirac term is a density estimate at the kink, and its noise in ``Gamma`` enters
@@ -173,6 +182,15 @@ class _Dense(_Driver):
     def dz_moments(self, dt):
         """Mean and variance of one cell's ``dz``, independent of the path's past."""
         raise NotImplementedError
+
+    def scheduled(self, ev_cell, ev_lam, ev_dz, grid, u):
+        """A schedule ``lr(s) = lr0 u(s)``: cell ``j``'s increment with the rate's means over the
+        cell, ``ubar_j dz_mean + (mean u^2)_j^(1/2) (dz - dz_mean)``: the drift of ``lr(s) dt`` and
+        the noise variance of ``lr(s)^2 dt`` integrated over the cell (second order for a smooth
+        rate and at a jump of a :class:`~dmft.schedules.StepDecay` inside the cell alike), so
+        the kernels keep the one ``c = tau lr0 / batch``."""
+        dz_mean, _ = self.dz_moments(grid.dt)
+        return grid.rates * dz_mean + np.sqrt(grid.rates2) * (ev_dz - dz_mean)
 
     def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None):
         """One event per cell at its midpoint (midpoint rule for the drift, non-anticipating);
@@ -339,6 +357,16 @@ def _bridge_factor(delta: float, qv):
     return (V * np.sqrt(np.maximum(w, 0.0))[:, None, :]) @ np.swapaxes(V, -1, -2)
 
 
+def _node_rates(rates, N: int):
+    """``(uL, uR)`` (N+1,): the rate's mean over the cell left and right of each grid node, in
+    units of ``lr0`` (0 outside ``[0, t_N]``), from the per-cell means ``rates`` (N,); None: a
+    constant rate. The trapezoid weight of node ``j`` inside row ``n`` is ``(uL_j + uR_j) dt / 2``
+    (``uL_n dt / 2`` at ``j = n``): a cell's own mean rate at both its ends, which keeps the
+    rule second order at a jump of the rate inside a cell."""
+    u = np.ones(N) if rates is None else np.asarray(rates, dtype=float)
+    return np.r_[0.0, u], np.r_[u, 0.0]
+
+
 def _inv_blocks(M):
     """Inverses of a stack of ``k x k`` blocks; ``k = 1`` without LAPACK's per-call cost
     (3 per grid step)."""
@@ -353,8 +381,9 @@ class _ParamSide:
     """Row ``n`` of the parameter-side kernels of every replica (docs/dmft_theory.md, section 3).
 
     Discretisation with hat functions on the grid: ``theta_n = src_n + sum_{j<=n} K_nj theta_j``,
-    ``K_nj = delta G_nj - lr ridge w_j`` (trapezoid weights ``w_j``), ``src = theta_0 + U +
-    delta nu theta*``. ``m_n + lr ridge int_0^t m = delta E[F_n w*^T]``;
+    ``K_nj = delta G_nj - lr0 ridge w_j`` (trapezoid weights ``w_j = (uL_j + uR_j) dt / 2`` of
+    the rate ``lr(t) = lr0 u(t)``, :func:`_node_rates`), ``src = theta_0 + U + delta nu theta*``.
+    ``m_n + ridge int_0^t lr m = delta E[F_n w*^T]``;
     ``nu_n = (Phi_n - sum_j G_nj m_j) rho^-1``; ``A`` the resolvent of ``(I - K)``;
     ``R_n.`` from a unit step source at the kick with the right half-hat only at the kick;
     ``C_n. = A_n. Sigma A^T`` with ``Sigma = q0 + delta S + delta^2 nu rho nu^T``.
@@ -362,8 +391,10 @@ class _ParamSide:
     at most; tests/reference_multipass.py holds the direct numpy rows it is checked against.
     """
 
-    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec):
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec, rates=None):
         self.k, self.ks, self.dt, self.delta, self.lr, self.ridge = k, ks, dt, delta, lr, ridge
+        self.rates = rates
+        self.uL, self.uR = _node_rates(rates, m.shape[1] - 1)
         self.q0, self.rho, self.rho_inv = q0, rho, np.linalg.inv(rho)
         self.C, self.R, self.A, self.S = C, R, A, S
         self.m, self.nu, self.Phi, self.asum, self.bvec = m, nu, Phi, asum, bvec
@@ -391,12 +422,12 @@ class _ParamSide:
         nk = n * k
         pk = nk - k
         eye = np.eye(k)
-        Minv = _inv_blocks(eye - (delta * Grow[:, n] - lam * 0.5 * dt * eye))
+        Minv = _inv_blocks(eye - (delta * Grow[:, n] - lam * 0.5 * dt * self.uL[n] * eye))
         if dG is None:
             dG = Grow[:, :n] - Gprev[:, :n]
         dGm = dG - (Gprow[:, :n] - Gpprev[:, :n])
         dK = delta * dG
-        dK[:, n - 1] -= lam * 0.5 * dt * eye
+        dK[:, n - 1] -= lam * 0.5 * dt * self.uR[n - 1] * eye
         PA, PR, PC = (np.zeros((B, k, nk)) for _ in range(3))
         last = self.last_products
         if last is not None and last[0] == n - 1:
@@ -417,9 +448,38 @@ class _ParamSide:
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
         """Rows ``n`` of ``m, nu`` (isotropic identities) and of ``A, R, C`` from the products."""
-        _k.finish_row((n, self.dt, self.delta, self.lr * self.ridge), (Grow, dGm, Minv), (PA, PR, PC),
-                      (self.q0, self.rho, self.rho_inv), (self.A, self.R, self.C, self.S, self.RtT),
-                      (self.m, self.nu, self.Phi, self.asum, self.bvec))
+        step = (n, self.dt, self.delta, self.lr * self.ridge)
+        if self.rates is None:
+            _k.finish_row(step, (Grow, dGm, Minv), (PA, PR, PC), (self.q0, self.rho, self.rho_inv),
+                          (self.A, self.R, self.C, self.S, self.RtT), (self.m, self.nu, self.Phi, self.asum, self.bvec))
+            return
+        self._teacher_rates(n, Grow)
+        _k.kernel_row(step, (Grow, dGm, Minv), (PA, PR, PC), (self.q0, self.rho),
+                      (self.A, self.R, self.C, self.S, self.RtT), (self.nu, self.asum, self.bvec))
+        self._diagonal_rates(n, Minv)
+
+    def _teacher_rates(self, n, Grow):
+        """A schedule's row ``n`` of ``m`` and ``nu``: ``m_n (1 + lam uL_n dt/2) = delta Phi_n - lam
+        sum_{j<n} w_j m_j`` with the rate's trapezoid weights (:func:`_node_rates`), ``nu_n = (Phi_n -
+        sum_{j<=n} G_nj m_j) rho^-1`` (the kernels' ``teacher_row`` has the plain trapezoid)."""
+        lam, dt, m = self.lr * self.ridge, self.dt, self.m
+        w = 0.5 * dt * (self.uL[:n] + self.uR[:n])
+        m[:, n] = (self.delta * self.Phi[:, n] - lam * np.einsum("j,bjae->bae", w, m[:, :n])) / (
+            1.0 + 0.5 * lam * dt * self.uL[n])
+        self.nu[:, n] = (self.Phi[:, n] - np.einsum("bjah,bjhe->bae", Grow[:, :n + 1], m[:, :n + 1])) @ self.rho_inv
+
+    def _diagonal_rates(self, n, Minv):
+        """A schedule's ``C_nn``: the kernels' ``diagonal_block`` has ``K_nj = delta G_nj - lam w0_j``
+        with the plain trapezoid ``w0``; the rate's weights ``w_j`` add ``Minv D`` (symmetrised),
+        ``D = -lam sum_{j<n} (w_j - w0_j) C_nj^T``, ``C_nj`` the final blocks of row ``n``."""
+        lam, dt, k = self.lr * self.ridge, self.dt, self.k
+        if lam == 0.0:
+            return
+        dw = 0.5 * dt * (self.uL[:n] + self.uR[:n]) - np.r_[0.5 * dt, np.full(n - 1, dt)]
+        nk = n * k
+        crow = self.C[:, nk:nk + k, :nk].reshape(-1, k, n, k)  # [b, e, j, h] = (C_nj)_eh
+        X = Minv @ (-lam * np.einsum("j,bejh->bhe", dw, crow))
+        self.C[:, nk:nk + k, nk:nk + k] += 0.5 * (X + np.swapaxes(X, -1, -2))
 
     def _teacher_first(self, Grow):
         """Row 0 of ``m`` and ``nu``: ``m_0 = delta Phi_0``, ``nu_0 = (Phi_0 - G_00 m_0) rho^-1``."""
@@ -455,13 +515,15 @@ class _GroupParamSide(_ParamSide):
     ``nu`` (``nu`` shared by all groups) are set by :meth:`_SpectralParamSide.teacher_row`
     before :meth:`row` runs; ``rho_g`` may be singular (a group without teacher power)."""
 
-    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, asum, bvec):
-        super().__init__(k, ks, dt, delta, lr, ridge, q0, np.eye(ks), C, R, A, S, m, nu, None, asum, bvec)
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, asum, bvec, rates=None):
+        super().__init__(k, ks, dt, delta, lr, ridge, q0, np.eye(ks), C, R, A, S, m, nu, None, asum, bvec, rates)
         self.rho, self.rho_inv = rho, None
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
         _k.kernel_row((n, self.dt, self.delta, self.lr * self.ridge), (Grow, dGm, Minv), (PA, PR, PC),
                       (self.q0, self.rho), (self.A, self.R, self.C, self.S, self.RtT), (self.nu, self.asum, self.bvec))
+        if self.rates is not None:
+            self._diagonal_rates(n, Minv)
 
     def _teacher_first(self, Grow):
         """Nothing: the coupled solve has set the rows."""
@@ -478,11 +540,13 @@ class _SpectralParamSide:
     in ``C``, ``R``, ``m`` (the arrays the sample side reads).
     """
 
-    def __init__(self, k, ks, dt, delta, lr, ridge, q0, weights, eigenvalues, rho, C, R, S, m, nu, Phi):
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, weights, eigenvalues, rho, C, R, S, m, nu, Phi, rates=None):
         G = len(weights)
         B, NK, _ = C.shape
         N1 = m.shape[1]
         self.k, self.dt, self.lam = k, dt, lr * ridge
+        self.rates = rates
+        self.uL, self.uR = _node_rates(rates, N1 - 1)
         self.p = np.asarray(weights, float)
         self.w = self.p * np.asarray(eigenvalues, float)  # p_g lam_g, summing to 1
         self.dlam = delta * np.asarray(eigenvalues, float)
@@ -495,7 +559,7 @@ class _SpectralParamSide:
         self.bvec = np.zeros((G, B, N1, k, ks))
         self.groups = [
             _GroupParamSide(k, ks, dt, self.dlam[g], lr, ridge, q0, self.rho_g[g], self.Cg[g], self.Rg[g],
-                            self.Ag[g], S, self.mg[g], nu, self.asum[g], self.bvec[g])
+                            self.Ag[g], S, self.mg[g], nu, self.asum[g], self.bvec[g], rates)
             for g in range(G)]
 
     def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
@@ -513,7 +577,7 @@ class _SpectralParamSide:
     def teacher_row(self, n, Grow):
         """``nu_n`` and ``m_g,n`` of every group and replica, and ``m_K,n = sum_g p_g lam_g m_g,n``.
 
-        Discretised like the isotropic ``m`` (trapezoid, hat functions for ``G``):
+        Discretised like the isotropic ``m`` (trapezoid weights ``w_j`` of the rate, hat functions for ``G``):
         ``m_g,n = Minv_g (b_g + delta lam_g nu_n rho_g)`` with
         ``b_g = sum_{j<n} (delta lam_g G_nj - lam w_j) m_g,j`` and ``Minv_g = (I - K_g,nn)^-1``,
         and Stein's ``nu_n rho_K = Phi_n - sum_{j<=n} G_nj m_K,j``: a linear equation for
@@ -527,8 +591,11 @@ class _SpectralParamSide:
         Gn = Grow[:, n]
         if n > 0:
             Gm = np.einsum("bjah,gbjhe->gbae", Grow[:, :n], mg[:, :, :n])
-            wm = dt * (mg[:, :, :n].sum(axis=2) - 0.5 * mg[:, :, 0])
-            half = 0.5 * lam * dt
+            if self.rates is None:
+                wm = dt * (mg[:, :, :n].sum(axis=2) - 0.5 * mg[:, :, 0])
+            else:
+                wm = np.einsum("j,gbjae->gbae", 0.5 * dt * (self.uL[:n] + self.uR[:n]), mg[:, :, :n])
+            half = 0.5 * lam * dt * self.uL[n]
         else:
             Gm = wm = np.zeros((G, B, k, ks))
             half = 0.0  # the trapezoid has no weight at t_0 on a one-point interval
@@ -648,7 +715,7 @@ class _Setup:
     model: object
     driver: _Driver
     delta: float
-    lr: float
+    lr: float  # lr0 = lr(0), the unit of the per-cell and per-event rates
     t_max: float
     times: np.ndarray
     given_times: bool
@@ -675,6 +742,8 @@ class _Setup:
     kinked: bool  # the Dirac parts are smoothed (kink_bandwidth > 0)
     jump: float
     max_runtime_s: float | None = None
+    schedule: object = None  # lr(t), a schedule of dmft.schedules (a number: Constant)
+    lr_max: float = 0.0  # the schedule's largest rate on [0, t_max] (defaults, step heuristics)
 
     @property
     def dynamics(self) -> str:
@@ -694,7 +763,7 @@ def _checked(arguments: dict) -> _Setup:
         raise errors.ParameterError(
             f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
     delta = errors.positive("delta", a["delta"])
-    lr = _spectral.check_constant_lr(a["lr"])
+    schedule = _spectral.check_lr(a["lr"])
     driver = _driver(a["dynamics"], a["batch"], a["driver"])
     # the check solves take the string form
     arguments.update(dynamics=driver.name, batch=driver.rate, driver=None)
@@ -702,11 +771,13 @@ def _checked(arguments: dict) -> _Setup:
     times, t_max, n_time = errors.output_times(a["times"], a["n_time"], a["t_max"], n_time_default=101,
                                                t_max_default=4.0)
     t_max = errors.positive("t_max", t_max)
+    lr_max = _schedules.peak_rate(schedule, times, t_max)
+    lr = float(schedule(0.0, 0.0))
     kink_bandwidth = errors.nonnegative("kink_bandwidth", a["kink_bandwidth"])
     jumps = model.gradient_jumps()
     dirac = jumps > _JUMP_TOL
     kinked = bool(dirac.any()) and kink_bandwidth > 0
-    dt = errors.positive("dt", driver.default_dt(lr) if a["dt"] is None else a["dt"])
+    dt = errors.positive("dt", driver.default_dt(lr_max) if a["dt"] is None else a["dt"])
     if dt > t_max:
         raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
     n_replicas = errors.positive_int("n_replicas", a["n_replicas"], minimum=2)
@@ -743,7 +814,7 @@ def _checked(arguments: dict) -> _Setup:
     return _Setup(arguments, model, driver, delta, lr, t_max, times, given_times, n_time, dt, n_replicas, n_paths,
                   tangent_stride, ridge, init_std, corrector, sampling, seed, ss, a["progress"], max_memory_gb,
                   check_dt, on_divergence, kink_bandwidth, a["kink_extrapolate"], data, spec, dirac, kinked, jump,
-                  max_runtime_s)
+                  max_runtime_s, schedule, lr_max)
 
 
 @dataclass
@@ -763,11 +834,14 @@ class _Grid:
     k: int
     ks: int
     tau: float  # Tr K / d of anisotropic data (1: isotropic), the solve's normalisation
-    c: float  # per-sample step tau lr / batch
+    c: float  # per-sample step tau lr0 / batch (at t = 0)
     half: float  # drift of half a cell (dense drivers), 0 for SGD
     n_groups: int
     mem: float = 0.0
     runtime: float = 0.0
+    #: a schedule's mean of ``lr / lr0`` and of ``(lr / lr0)^2`` over each cell (N,); None: a constant rate
+    rates: np.ndarray | None = None
+    rates2: np.ndarray | None = None
 
     @property
     def P(self) -> int:
@@ -795,7 +869,7 @@ def _plan(run: _Setup) -> _Grid:
         out_steps, interp, interp1 = np.arange(run.n_time) * every, None, None
         time_out = out_steps * dt
     # the stiffest parameter-side rate is lr lam_max (lr for isotropic inputs)
-    lr_top = run.lr if run.spec is None else run.lr * float(run.spec.eigenvalues.max())
+    lr_top = run.lr_max if run.spec is None else run.lr_max * float(run.spec.eigenvalues.max())
     # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
     errors.warn_unresolved(f"dmft.solve(dynamics={run.dynamics!r})", lr_top, dt, 0.2, stacklevel=4)
     B = run.n_replicas
@@ -806,6 +880,10 @@ def _plan(run: _Setup) -> _Grid:
     half = run.driver.half_cell(dt)
     grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, run.model.k_star, tau,
                  tau * run.lr / run.batch, half, 0 if run.spec is None else len(run.spec.weights))
+    if not isinstance(run.schedule, _schedules.Constant):
+        edges = np.arange(N + 1) * dt
+        grid.rates = _schedules.cell_means(run.schedule, edges) / run.lr
+        grid.rates2 = _schedules.cell_means(run.schedule, edges, power=2) / run.lr**2
     _check_resources(run, grid)
     return grid
 
@@ -846,7 +924,8 @@ class _Random:
     and the field innovations, ``eps`` (P, nd) the label noise, ``xi`` (P, N nxi) the driver's
     normals per cell, ``zeta`` (P, N, n_mid) the SME's normals of each cell's first half, and
     the events ``counts`` (P,), ``ev_cell``, ``ev_lam``, ``ev_dz`` (P, J) (layout:
-    :mod:`dmft.multipass._kernels_solve`)."""
+    :mod:`dmft.multipass._kernels_solve`; with a schedule ``ev_dz`` carries the event's rate
+    in units of ``lr0``, :meth:`Poisson.scheduled`, :meth:`_Dense.scheduled`)."""
 
     Z: np.ndarray
     eps: np.ndarray
@@ -870,6 +949,8 @@ def _random_inputs(run: _Setup, grid: _Grid) -> _Random:
     zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
     counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, grid.dt,
                                                    cell_normals[:, :, :nxi].reshape(P, N * nxi))
+    if grid.rates is not None:
+        ev_dz = driver.scheduled(ev_cell, ev_lam, ev_dz, grid, lambda t: run.schedule.rates(t) / run.lr)
     return _Random(Z, eps, xi, zeta, counts, ev_cell, ev_lam, ev_dz)
 
 
@@ -920,11 +1001,12 @@ class _State:
         m, nu, Phi = rows
         if run.spec is None:
             state.par = _ParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, rho, C, R, A, S, m, nu, Phi,
-                                   asum, bvec)
+                                   asum, bvec, grid.rates)
         else:  # lr ridge is invariant under the normalisation; lam_g / tau and tau rho_g are normalised
             spec, tau = run.spec, grid.tau
             state.par = _SpectralParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, spec.weights,
-                                           spec.eigenvalues / tau, tau * spec.teacher_power, C, R, S, m, nu, Phi)
+                                           spec.eigenvalues / tau, tau * spec.teacher_power, C, R, S, m, nu, Phi,
+                                           grid.rates)
         for b in range(B):
             _k.chol_append(state.L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
         return state
@@ -1060,13 +1142,15 @@ class _DenseSide(_SampleSide):
         self.n_mid = run.driver.midpoint_normals(k)
         # SME: the noise of each cell's first half at its event (docs/dmft_theory.md, "Discretisation")
         c, half = grid.c, grid.half
-        own, damp = (c * math.sqrt(self.dz_var / 2), c * half) if self.n_mid else (0.0, 0.0)
+        self.own, self.damp = (c * math.sqrt(self.dz_var / 2), c * half) if self.n_mid else (0.0, 0.0)
         self.QV_last, self.bridge = np.zeros((B, k, k)), np.zeros((B, k, k))
-        self.mid = (rnd.zeta, self.bridge, own, damp)
+        self.mid = (rnd.zeta, self.bridge, self.own, self.damp)
         # the coefficient of g_{j-1} in r(s_j-) on the tangent paths
-        self.hzT = np.full((B, N, Mt), half)
+        # (a schedule: the cell's half-cell drift at its mean rate u1, its noise at the root mean square u2)
+        u1, u2 = (np.ones((N, 1)),) * 2 if grid.rates is None else (grid.rates[:, None], np.sqrt(grid.rates2)[:, None])
+        self.hzT = np.broadcast_to(half * u1, (B, N, Mt)).copy()
         if self.n_mid:
-            self.hzT += own * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
+            self.hzT += (self.own * u2) * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
         self.path_state = (self.g, self.fev)
         self.tangent_paths = (self.dzT, self.hzT, self.gpT, self.gp0T)
 
@@ -1091,9 +1175,15 @@ class _DenseSide(_SampleSide):
 
     def sample(self, n, tangents, active, lo, hi, Wold, Wnew, R):
         grid = self.grid
-        cell = (n, grid.c, grid.half, self.dz_mean, self.dz_var, grid.Pb, self.run.tangent_stride)
+        cell, mid = (n, grid.c, grid.half, self.dz_mean, self.dz_var, grid.Pb, self.run.tangent_stride), self.mid
+        if grid.rates is not None:
+            # a schedule: the cell's drift (half cell, dz mean, self-damping) at its mean rate u1,
+            # its noise (dz variance, the half cell's own noise) at the root mean square u2
+            u1, u2sq = grid.rates[n - 1], grid.rates2[n - 1]
+            cell = (n, grid.c, grid.half * u1, self.dz_mean * u1, self.dz_var * u2sq, grid.Pb, self.run.tangent_stride)
+            mid = (mid[0], mid[1], self.own * math.sqrt(u2sq), self.damp * u1)
         self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.Rmid, self.labels,
-                    self.path_state, self.tangent_paths, self.sums, self.teacher.kinks, self.mid, tangents)
+                    self.path_state, self.tangent_paths, self.sums, self.teacher.kinks, mid, tangents)
 
     def commit(self):
         self.QV_last[:] = self.QV
@@ -1317,7 +1407,8 @@ def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err,
     attrs = {
         "solver": "dmft.solve", "dynamics": run.dynamics, "driver": repr(run.driver),
         **run.model.attrs(),
-        "delta": run.delta, "lr": run.lr, "batch": run.batch, "c": grid.c, "t_max": run.t_max, "dt": grid.dt,
+        "delta": run.delta, "lr": run.lr if isinstance(run.schedule, _schedules.Constant) else repr(run.schedule),
+        "batch": run.batch, "c": grid.c, "t_max": run.t_max, "dt": grid.dt,
         "n_steps": grid.N, "n_time": run.n_time, "n_paths": grid.P, "n_replicas": grid.B,
         "tangent_stride": run.tangent_stride, "ridge": run.ridge, "init_std": run.init_std,
         "corrector": run.corrector, "sampling": run.sampling,
@@ -1402,8 +1493,15 @@ def solve(
         Loss, derivatives and teacher (docs/models.md).
     delta : float
         Samples per dimension ``n/d``.
-    lr : float
-        Learning-rate scale ``eta_bar``.
+    lr : float, schedule or function of time
+        Learning-rate scale ``eta_bar``: a positive number, or a schedule of
+        :mod:`dmft.schedules` (``Constant``, ``TimeDependent``, ``StepDecay``, ``Cosine``; a
+        function ``t -> lr`` is ``TimeDependent``) in the units of ``t``, as in
+        :func:`dmft.simulate`: an SGD event at ``s`` has the per-sample step ``lr(s)/batch``,
+        SME's drift and noise and GF's drift are at ``lr(t)``, the ridge term is ``lr(t) lam``
+        (docs/dmft_theory.md, "Learning-rate schedules"). ``Constant(x)`` gives the numbers
+        of ``x`` bit for bit; ``AdaGradNorm`` is refused. ``attrs['lr']`` is the number, or
+        the schedule's ``repr``; ``attrs['c']`` the per-sample step at ``t = 0``.
     batch : float
         Batch scale ``kappa_bar`` (Poisson rate, default 1); per-sample step ``c = lr/batch``;
         one epoch is ``t = 1/batch``.
@@ -1414,7 +1512,7 @@ def solve(
         Horizon (default 4, or the last of ``times``) and largest grid step; the step used
         is ``t_max / N`` with ``N`` the smallest multiple of ``n_time - 1`` (with ``times``:
         the smallest ``N``) with ``t_max / N <= dt``. Default ``dt`` 0.02 for SGD, ``0.04 / max(1, lr)``
-        for SME/GF.
+        for SME/GF (a schedule: its largest rate on ``[0, t_max]``).
     n_time : int
         Output times ``linspace(0, t_max, n_time)`` (default 101, as :func:`dmft.simulate`,
         so ``theory - simulation`` is one subtraction).
@@ -1699,7 +1797,7 @@ def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory
         refined = None
     except errors.DivergenceError as e:
         if e.cause == "time_step":  # dt/2 is unstable too
-            return errors.DivergenceError(f"{where} at lr * dt = {arguments['lr'] * dt:.3g}; with dt/2 the grid is "
+            return errors.DivergenceError(f"{where} at {_lr_dt(arguments['lr'], dt)}; with dt/2 the grid is "
                                           "still unstable", t_bad, cause="time_step")
         refined = e.time
     except errors.ParameterError:  # the check would exceed max_memory_gb: say so
@@ -1710,9 +1808,17 @@ def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory
             return errors.DivergenceError(f"{where} with {arguments['n_paths']} paths; {more}", t_bad, cause="n_paths")
         return errors.DivergenceError(f"{where}; with dt/2 it diverges at {refined:.4g} too", t_bad)
     return errors.DivergenceError(
-        f"{where} at lr * dt = {arguments['lr'] * dt:.3g}; with dt/2 = {dt / 2:.3g} it "
+        f"{where} at {_lr_dt(arguments['lr'], dt)}; with dt/2 = {dt / 2:.3g} it "
         + ("stays finite" if refined is None else f"diverges only at {refined:.4g}") + f" up to {t_end:.4g}", t_bad,
         cause="time_step")
+
+
+def _lr_dt(lr, dt: float) -> str:
+    """``'lr * dt = x'`` for a message (a schedule: at ``t = 0``)."""
+    schedule = _schedules.as_schedule(lr)
+    if isinstance(schedule, _schedules.Constant):
+        return f"lr * dt = {schedule.lr * dt:.3g}"
+    return f"lr(0) * dt = {schedule(0.0, 0.0) * dt:.3g}"
 
 
 #: a blow-up of a solve with fewer paths per replica than this is also tried with

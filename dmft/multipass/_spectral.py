@@ -47,15 +47,17 @@ def check_data(data, model):
     return data
 
 
-def check_constant_lr(lr) -> float:
-    """``lr`` as a float if it is a positive finite number, else ParameterError naming ``lr`` (the
-    multi-pass DMFT has a constant learning rate; schedules are simulated only)."""
-    if isinstance(lr, (_schedules.Constant, _schedules.TimeDependent, _schedules.StepDecay, _schedules.Cosine,
-                       _schedules.AdaGradNorm)) or callable(lr):
+def check_lr(lr):
+    """The schedule of time that ``lr`` stands for in the multi-pass DMFT (a number:
+    :class:`dmft.schedules.Constant`; a function of time: ``TimeDependent``), else
+    ParameterError naming ``lr``: :class:`dmft.schedules.AdaGradNorm` adapts to ``onepass``'s
+    accumulated gradient norm, which the DMFT does not have."""
+    if isinstance(lr, _schedules.AdaGradNorm):
         raise errors.ParameterError(
-            f"lr={lr!r} is not allowed: the multi-pass DMFT (dmft.solve, dmft.compare) takes a constant learning "
-            "rate, a positive number (dmft.simulate takes schedules)")
-    return errors.positive("lr", lr)
+            f"lr={lr!r} is not allowed: the multi-pass DMFT (dmft.solve, dmft.compare) takes a positive number or a "
+            "schedule of time (Constant, TimeDependent, StepDecay, Cosine of dmft.schedules, or a function t -> lr); "
+            "AdaGradNorm is for onepass")
+    return _schedules.as_schedule(lr)
 
 
 def check_simulation_data(data, model):
