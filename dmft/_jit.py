@@ -53,8 +53,6 @@ def _template_source(template) -> str:
     return "\n".join(line for line in src.splitlines() if not line.lstrip().startswith("@"))
 
 
-
-
 def specialise(template, /, *, error_model="python", parallel=False, **functions):
     """``njit`` version of ``template`` whose global names ``functions`` are bound.
 

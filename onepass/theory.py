@@ -27,7 +27,6 @@ from dmft.expectation import _check_rule, gaussian_moments
 from dmft.schedules import as_schedule, jump_times, rate_between
 
 
-
 @dataclass(frozen=True, eq=False)
 class Problem:
     """Model, data and groups with the index bookkeeping of ``w_i``; shared by theory and simulators."""
