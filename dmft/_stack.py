@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from . import errors, output
+from . import _stats, errors, output
 
 __all__ = ["stack_sources", "shared_time", "common_prefix"]
 
@@ -63,7 +63,7 @@ def stack_sources(results: dict, variables, *, sem_dim: str = "seed") -> xr.Data
                 n = da.sizes[sem_dim]
                 mean = da.mean(sem_dim, keep_attrs=True)
                 # one seed has no spread: its standard error is unknown, not 0
-                sem = (da.std(sem_dim, ddof=1) / np.sqrt(n)) if n > 1 else xr.full_like(mean, np.nan)
+                sem = _stats.sem_over(da, sem_dim) if n > 1 else xr.full_like(mean, np.nan)
             else:
                 mean = da
                 sem = ds[v + "_sem"] if v + "_sem" in ds else xr.zeros_like(da)

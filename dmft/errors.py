@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _config
+from . import _config, _stats
 
 __all__ = ["ParameterError", "DivergenceError", "CAUSES", "LongRunWarning", "UnresolvedTimeStepWarning",
            "DerivativeMismatchWarning", "DiracResponseWarning", "UndeclaredKinkWarning", "QuadratureWarning", "seed_value", "SEED_RANGE"]
@@ -255,7 +255,7 @@ def step_bias(where: str, dt: float, order: int, times, quantities) -> Divergenc
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # output times no seed reached
             mean, value = np.nanmean(diff, axis=0), np.nanmean(x, axis=0)
-            se = np.nanstd(diff, axis=0, ddof=1) / np.sqrt(count)
+            se = _stats.nansem(diff, axis=0)
             scale = np.full(value.shape, np.nanmax(np.abs(value))) if by_largest else np.abs(value)
             per_scale = ratio / np.where(scale > 0, scale, np.inf)
             rel, z = np.abs(mean) * per_scale, np.abs(mean) / se

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from . import errors
+from . import _stats, errors
 
 __all__ = ["compare", "sweep", "theory_vs_simulation", "axis_label", "figure_title", "paper_style", "STYLE"]
 
@@ -201,7 +201,7 @@ def theory_vs_simulation(theory, simulation=None, variables=("risk",), *, label=
                 sim, _ = _scalar(simulation[name])
                 n = sim.sizes.get("seed", 1)
                 mean = sim.mean("seed") if "seed" in sim.dims else sim
-                sem = sim.std("seed", ddof=1) / np.sqrt(n) if n > 1 else 0 * mean
+                sem = _stats.sem_over(sim, "seed") if n > 1 else 0 * mean
                 t, m, s = mean.time.values[keep], mean.values[keep], sem.values[keep]
                 a.fill_between(t, m - 2 * s, m + 2 * s, color="C1", alpha=0.35, lw=0)
                 a.plot(t, m, color="C1", ls="--", label=f"simulation ({n} seeds, ±2 SEM)")

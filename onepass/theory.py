@@ -223,14 +223,11 @@ def _initial_X(problem: Problem, X0):
 
 
 def time_grid(t_max, n_time, times):
+    """The output times (:func:`dmft.errors.output_times`): ``times`` if given (then ``t_max``
+    and ``n_time`` are not used), else ``linspace(0, t_max, n_time)``."""
     if times is not None:
-        t = errors.finite_array("times", times)
-        if t.ndim != 1 or len(t) < 1 or np.any(np.diff(t) <= 0) or t[0] < 0:
-            raise errors.ParameterError("times must be a 1-d increasing array of non-negative times")
-        return t
-    t_max = errors.positive("t_max", t_max)
-    n_time = errors.positive_int("n_time", n_time, minimum=2)
-    return np.linspace(0.0, t_max, n_time)
+        return errors.output_times(times, None, None, n_time_default=2, t_max_default=1.0)[0]
+    return errors.output_times(None, n_time, t_max, n_time_default=n_time, t_max_default=t_max)[0]
 
 
 def _threshold(problem, schedule, tt, yy, unpack):

@@ -52,6 +52,7 @@ FILE_KIND = {
     "test_seeds_and_times.py": "unit",
     "test_schedules.py": "unit",
     "test_self_contained.py": "integration",
+    "test_stats.py": "unit",
     "test_simulate_mixtures.py": "validation",
     "test_sweep.py": "integration",
     "test_sweep_safety.py": "integration",

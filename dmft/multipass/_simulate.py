@@ -30,6 +30,7 @@ from scipy import integrate
 from . import _kernels_simulate as _k
 from . import _spectral
 from .._brownian import BridgeNormals
+from .. import _stats
 from .._config import BLOWUP_NORM, MODERATE_FIELD as _MODERATE_FIELD
 from .._jit import specialise
 from .._progress import progress_bar
@@ -782,7 +783,7 @@ class _Recorder:
         losses = np.empty(self.X_test.shape[0])
         specialise(_k.row_losses, loss=m.loss)(self.params, self.X_test @ theta, self.Y_test, losses)
         self.test[j] = losses.mean()
-        self.test_sem[j] = losses.std(ddof=1) / math.sqrt(losses.size)
+        self.test_sem[j] = _stats.sem(losses)
         self.norm[j] = theta.T @ theta / d
         self.overlap[j] = theta.T @ self.theta_star / d
         if self.means is not None:

@@ -19,7 +19,7 @@ from scipy import special
 from scipy import stats
 from scipy.stats import qmc
 
-from .. import _config, errors, expectation, output
+from .. import _config, _stats, errors, expectation, output
 from .. import models as _models
 from .. import schedules as _schedules
 from . import _kernels_solve as _k
@@ -1363,7 +1363,7 @@ def _replica_outputs(run: _Setup, grid: _Grid, state: _State, train):
 
 
 def _mean_sem(x, axis=0):
-    return x.mean(axis), x.std(axis, ddof=1) / math.sqrt(x.shape[axis])
+    return x.mean(axis), _stats.sem(x, axis)
 
 
 def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R):
@@ -1381,7 +1381,7 @@ def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R
     qk, mk = (nm, ov) if run.spec is None else (qk_b.mean(0), mk_b.mean(0))
     tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho)
     replicas = (tl_b, np.einsum("btaa->bt", norm_b))
-    tl_s = tl_b.std(0, ddof=1) / math.sqrt(B)
+    tl_s = _stats.sem(tl_b)
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
     # a step check's solve compares values: the integration error estimate is its caller's
@@ -1867,7 +1867,7 @@ def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float
     x = np.einsum("bii->bi", C).reshape(B, N + 1, k).sum(-1) if trace is None else trace
     if N >= _SAWTOOTH_STEPS + 3:
         s = (x[:, :-3] - 3 * x[:, 1:-2] + 3 * x[:, 2:-1] - x[:, 3:]) / 8
-        amp, se = s.mean(0), s.std(0, ddof=1) / math.sqrt(B)
+        amp, se = s.mean(0), _stats.sem(s)
         big = (np.abs(amp) > 4 * se) & (np.abs(amp) > _SAWTOOTH_REL * np.abs(x.mean(0)[1:-2]))
         flag = np.r_[big & np.r_[False, np.sign(amp[1:]) == -np.sign(amp[:-1])], False]
         edges = np.flatnonzero(np.diff(np.r_[0, flag.astype(int)]))  # alternating starts and ends of runs
@@ -1884,7 +1884,7 @@ def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float
     if dynamics == "gf":
         energy = train + ridge * x[:, out_steps].T / (2 * delta)  # (n_time, B)
         inc = np.diff(energy, axis=0)
-        mean, se = inc.mean(1), inc.std(1, ddof=1) / math.sqrt(B)
+        mean, se = inc.mean(1), _stats.sem(inc, 1)
         up = (mean > 4 * se) & (mean > 1e-3 * np.abs(energy[1:].mean(1)))
         if up.any():
             j = int(np.argmax(up)) + 1
@@ -2060,7 +2060,7 @@ def _compare_steps(fine, other, found: dict, name: str, warn_noise: bool, paired
             se = np.hypot(se_x, se_y)
         else:
             d = paired[0][i] - paired[1][i]
-            se = d.std(0, ddof=1) / math.sqrt(d.shape[0])
+            se = _stats.sem(d)
         z = np.where(se > 0, diff / np.where(se > 0, se, 1.0), 0.0)
         per_scale = ratio / np.where(scale > 0, scale, np.inf)
         rel = diff * per_scale
