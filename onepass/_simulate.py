@@ -48,14 +48,14 @@ def _parameter_observables(problem: Problem, X: np.ndarray) -> dict:
     return problem.parameter_observables(W @ W.T, problem.groups.sum_outer(W))
 
 
-def _heldout_stream(ss: np.random.SeedSequence) -> np.random.SeedSequence:
-    """Child 2 of the seed's ``SeedSequence`` (SGD runs on children 0 and 1, HSGD on ``ss`` itself)."""
-    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 2), pool_size=ss.pool_size)
+#: children of a seed's ``SeedSequence``: SGD runs on 0 and 1 (HSGD on the seed itself), the
+#: held-out set on 2, the fresh normals of HSGD's step check on 3
+_HELDOUT_CHILD, _BRIDGE_CHILD = 2, 3
 
 
-def _bridge_stream(ss: np.random.SeedSequence) -> np.random.SeedSequence:
-    """Child 3 of the seed's ``SeedSequence``: the fresh normals of HSGD's step check."""
-    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 3), pool_size=ss.pool_size)
+def _child(ss: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
+    """Child ``i`` of the seed's ``SeedSequence``, whatever was spawned from it before."""
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i), pool_size=ss.pool_size)
 
 
 def _heldout_observables(problem: Problem, snaps, ss, n_test: int) -> dict:
@@ -68,7 +68,7 @@ def _heldout_observables(problem: Problem, snaps, ss, n_test: int) -> dict:
     """
     data, model = problem.data, problem.model
     k, ks = problem.k, problem.ks
-    class_ss, normal_ss = _heldout_stream(ss).spawn(2)
+    class_ss, normal_ss = _child(ss, _HELDOUT_CHILD).spawn(2)
     rng = np.random.default_rng(class_ss)
     classes = np.minimum(np.searchsorted(np.cumsum(data.probs), rng.random(n_test), side="right"), data.n_classes - 1)
     hard = problem.labels is not None
@@ -395,7 +395,7 @@ def _halved_hsgd(problem: Problem, schedule, t, X0, dt, ss, n_test: int):
     (:class:`dmft._brownian.BridgeNormals`, fresh normals from a child of ``ss``): ``(its risk
     and tr norm, (2, time), None)``, or ``(None, DivergenceError)`` (cause ``'time_step'``) when it
     diverges or is unstable where the run was not. The risk is measured on the run's held-out set."""
-    normals = BridgeNormals(np.random.default_rng(ss), np.random.default_rng(_bridge_stream(ss)))
+    normals = BridgeNormals(np.random.default_rng(ss), np.random.default_rng(_child(ss, _BRIDGE_CHILD)))
     snaps, _, err, _ = _run_hsgd(problem, schedule, t, X0, dt, ss, split=2, normals=normals)
     if err is not None:
         return None, errors.DivergenceError(
