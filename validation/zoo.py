@@ -100,9 +100,12 @@ def start(kind: str, model, data, seed: int):
     return (0.5 * w + np.sqrt(0.75) * z / np.linalg.norm(z))[None, :]
 
 
-#: the SME simulation runs at this fraction of the simulator's default step: Euler-Maruyama's
-#: weak error, first order, moved ``q`` by 1-1.6% at the default (ReLU, softmax; more than the
-#: 8 seeds' SE), and a quarter of it is below their SE
+#: ``lr dt`` of the simulations' fixed steps: dmft.simulate's default SME step, and the RK4
+#: gradient flow of kinked models here
+LR_DT = 0.005
+#: the SME simulation runs at this fraction of that step: Euler-Maruyama's weak error, first
+#: order, moved ``q`` by 1-1.6% at the full step on softmax (more than 8 seeds' SE); a quarter
+#: of it is below their SE
 SME_STEP = 0.25
 
 
@@ -114,11 +117,11 @@ def run_multipass(entry: Entry, size: dict, dynamics, seed: int, progress: bool)
     init = {"init_std": kw.pop("init_std")} if "init_std" in kw else {}
     sim = dict(init)
     if not model.smooth:  # fixed-step RK4 for GF
-        sim["dt"] = 0.005 / kw["lr"]
+        sim["dt"] = LR_DT / kw["lr"]
     parts = []
     for group in ([d for d in dynamics if d != "sme"], [d for d in dynamics if d == "sme"]):
         if group:
-            opts = {**sim, "dt": SME_STEP * 0.005 / kw["lr"]} if group == ["sme"] else sim
+            opts = {**sim, "dt": SME_STEP * LR_DT / kw["lr"]} if group == ["sme"] else sim
             parts.append(dmft.compare(model, dynamics=tuple(group), seed=seed, progress=progress,
                                       solve_options=init, simulate_options=opts, **kw, **size))
     return parts[0] if len(parts) == 1 else _join_dynamics(parts, list(dynamics))
