@@ -32,3 +32,11 @@ PARALLEL = False
 #: incremental Cholesky factor of a (near-)singular kernel stable (docs/dmft_theory.md,
 #: "Gaussian field")
 CHOL_JITTER = 1e-10
+#: the dense drivers' tangent recursion takes a replica's tangent paths this many (divided by
+#: the number of student units k) at a time, so that its accumulator stays in a core's cache:
+#: unchunked, 8192 paths' is tens of MB, streamed through memory once per four rows
+#: (docs/performance.md, "Dense tangents")
+TANGENT_CHUNK_PATHS = 256
+#: run a solve's companion (the kink extrapolation's second width) on a second thread; the
+#: numbers are the same bit for bit
+COMPANION_THREAD = True

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def positive_range(bits):
     """Smallest positive and largest entry of ``bits`` (C, d) int64; ``(0, 0)`` if none is positive."""
     lo, hi = np.iinfo(np.int64).max, 0
@@ -37,7 +37,7 @@ def _plus_zero(b):
     return 0 if b == np.iinfo(np.int64).min else b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def distinct_rows(bits, cap, table_bits):
     """Group of each coordinate by its row ``bits[:, i]`` (C, d) int64, in order of first appearance.
 
@@ -83,7 +83,7 @@ def distinct_rows(bits, cap, table_bits):
     return index, G, first[:G]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def bin_index(bits, edges, table, base, shift):
     """Group of each coordinate: the rank of its row of bin codes among the distinct rows.
 
@@ -127,7 +127,7 @@ def bin_index(bits, edges, table, base, shift):
     return index, G
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _add_outer(P, g, rows, i):
     """``P[g] += w w^T`` (upper triangle) for ``w = (rows[0][i], .., rows[D-1][i])``."""
     for a in range(len(rows)):
@@ -136,7 +136,7 @@ def _add_outer(P, g, rows, i):
             P[g, a, b] += wa * rows[b][i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _symmetrise(P):
     """Copy the upper triangle of each ``P[g]`` (G, D, D) to the lower one."""
     for a in range(P.shape[1]):
@@ -144,7 +144,7 @@ def _symmetrise(P):
             P[:, b, a] = P[:, a, b]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def group_sums(index, G, lam, rows):
     """Per group: size, eigenvalue sums and ``sum_{i in g} v_i v_i^T``, in one pass.
 
@@ -166,7 +166,7 @@ def group_sums(index, G, lam, rows):
     return sizes, sums, outer
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sum_outer(index, G, rows):
     """``P_g = sum_{i in g} w_i w_i^T`` (G, D, D); rows: D rows (d,), the components of ``w_i``."""
     P = np.zeros((G, len(rows), len(rows)))

@@ -90,7 +90,7 @@ def normal_pair(w1, w2):
 
 # error_model="numpy": numba's ZeroDivisionError check on (m - 1)/(m + 1) stops LLVM from
 # vectorising the loop (m + 1 > 1.7, so the check can never fire)
-@njit(fastmath=set(FASTMATH), error_model="numpy", cache=True)
+@njit(fastmath=set(FASTMATH), error_model="numpy", cache=True, nogil=True)
 def fill_normals(key, gamma, counter, out):
     """Fill ``out`` (even length ``2h``) with standard normals from words ``counter .. counter+2h-1``.
 

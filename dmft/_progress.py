@@ -85,6 +85,10 @@ def progress_bar(progress: bool = True, iterable=None, **options):
     ``options`` go to tqdm (``total``, ``desc``, ``unit``, ``leave``, ...).
     """
     show = enabled(progress)
+    if not show:  # the plain class, whose import does not warn: no filters to swap (a thread may run this)
+        from tqdm import tqdm
+
+        return tqdm(iterable, disable=True, **options)
     from tqdm import TqdmWarning
 
     with warnings.catch_warnings():

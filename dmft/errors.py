@@ -1,7 +1,10 @@
 """Errors raised by the library and the argument checks every entry point shares."""
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -10,6 +13,28 @@ from . import _config, _stats
 
 __all__ = ["ParameterError", "DivergenceError", "CAUSES", "LongRunWarning", "UnresolvedTimeStepWarning",
            "DerivativeMismatchWarning", "DiracResponseWarning", "UndeclaredKinkWarning", "QuadratureWarning", "seed_value", "SEED_RANGE"]
+
+
+_QUIET = threading.local()
+
+
+def warn(message: str, category: type[Warning], *, stacklevel: int = 2) -> None:
+    """``warnings.warn``, except on a thread inside :func:`quiet`: a solve run beside the
+    user's (the kink extrapolation's second width) whose warnings are not the user's, and
+    where ``catch_warnings`` (process-wide state) cannot silence them safely."""
+    if not getattr(_QUIET, "active", False):
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+@contextlib.contextmanager
+def quiet():
+    """:func:`warn` is silent on this thread inside the block."""
+    before = getattr(_QUIET, "active", False)
+    _QUIET.active = True
+    try:
+        yield
+    finally:
+        _QUIET.active = before
 
 
 class ParameterError(ValueError):
@@ -217,10 +242,8 @@ class DerivativeMismatchWarning(UserWarning):
 
 def warn_unresolved(name: str, lr: float, dt: float, limit: float, *, stacklevel: int = 3) -> None:
     """Warn (:class:`UnresolvedTimeStepWarning`) when ``lr * dt > limit``."""
-    import warnings
-
     if lr * dt > limit:
-        warnings.warn(
+        warn(
             f"{name}: lr * dt = {lr * dt:.3g} > {limit:g}; the time step does not resolve the dynamics "
             f"(discretisation error O(lr dt)); use dt <= {limit / lr:.3g}",
             UnresolvedTimeStepWarning, stacklevel=stacklevel)
@@ -243,8 +266,6 @@ def step_bias(where: str, dt: float, order: int, times, quantities) -> Divergenc
     Flagged where the estimate is above the limit and ``z > 2`` or the check is too noisy to tell
     (one seed, or the estimate's standard error above half the limit); the error names the first
     such time and a step that would bring the largest estimate to half the limit."""
-    import warnings
-
     ratio = 1 / (1 - 2.0 ** -order)
     first, worst = None, 0.0
     for name, x, x_half, by_largest in quantities:
@@ -287,10 +308,8 @@ class LongRunWarning(UserWarning):
 
 def warn_long_run(name: str, seconds: float, *, stacklevel: int = 4) -> None:
     """Announce (:class:`LongRunWarning`) an estimated run time above :data:`LONG_RUN_S`."""
-    import warnings
-
     if seconds > LONG_RUN_S:
-        warnings.warn(f"{name}: estimated run time {seconds:.3g} s (pass max_runtime_s to cap it)", LongRunWarning,
+        warn(f"{name}: estimated run time {seconds:.3g} s (pass max_runtime_s to cap it)", LongRunWarning,
                       stacklevel=stacklevel)
 
 

@@ -330,7 +330,7 @@ def gaussian_moments(model, mean, cov, *, label=None, rule=None, error: bool = F
 _ASYMMETRY_TOL = 1e-9
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _asymmetry_and_definite(c):
     """``(max|c - c^T| / max|c|, True if (c + c^T)/2 + 1e-14 tr I has a Cholesky factor)``:
     the covariance check of :func:`gaussian_moments` without numpy's per-call overhead

@@ -6,6 +6,8 @@ systematic allowance (finite ``d``, finite ``dt``; see docs/dmft_theory.md, "Val
 comparisons of two runs go through ``dmft.testing.assert_agree``.
 The fast suite runs small cases; ``-m slow`` runs the full validation at ``d >= 1000``.
 """
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -171,6 +173,44 @@ def test_kink_extrapolation_combines_two_widths_on_the_same_inputs():
     np.testing.assert_allclose(ds.test_loss, 2 * h.test_loss - h2.test_loss, rtol=1e-12)
     np.testing.assert_allclose(ds.norm_sem, np.sqrt(4 * h.norm_sem**2 + h2.norm_sem**2), rtol=1e-12)
     assert ds.attrs["kink_bias_estimate"] > 0
+
+
+def test_kink_companion_thread_gives_the_same_numbers_and_only_the_users_warnings(monkeypatch):
+    """The kink extrapolation's solve at 2h runs on a second thread (dmft._config.COMPANION_THREAD):
+    bit-identical to running it after the solve on this thread; its warnings are not the
+    user's (only the returned solve's noise warning is raised, once) and the process-wide
+    warning filters are untouched; and when the solve fails, the companion is stopped."""
+    from dmft import _config
+    from dmft.multipass import _solve
+
+    kw = dict(delta=2.0, lr=0.5, dynamics="sme", t_max=0.9, n_time=3, dt=0.45, init_std=1.0, n_paths=1024, seed=5,
+              check_dt=False, progress=False)
+    out = {}
+    for threaded in (False, True):
+        monkeypatch.setattr(_config, "COMPANION_THREAD", threaded)
+        filters = list(warnings.filters)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            out[threaded] = dmft.solve(models.relu(1), **kw)
+        assert warnings.filters == filters
+        # lr dt = 0.225 and 1024 paths: both solves of the pair would warn of the step and the noise
+        assert [w.category for w in seen] == [errors.UnresolvedTimeStepWarning, errors.DiracResponseWarning], \
+            [str(w.message) for w in seen]
+        assert all(w.filename == __file__ for w in seen)  # pointing at the user's call
+    for name in out[False].data_vars:
+        np.testing.assert_array_equal(out[True][name].values, out[False][name].values, err_msg=name)
+    started = []
+    real = _solve._Companion.__init__
+
+    def spy(self, kw):
+        real(self, kw)
+        started.append(self)
+
+    monkeypatch.setattr(_solve._Companion, "__init__", spy)
+    monkeypatch.setattr(_solve, "_plan", lambda run: (_ for _ in ()).throw(RuntimeError("planted")))
+    with pytest.raises(RuntimeError, match="planted"):
+        dmft.solve(models.relu(1), **kw)
+    assert len(started) == 1 and started[0]._stop.is_set() and not started[0]._thread.is_alive()
 
 
 def test_noise_driven_kink_response_warns():
@@ -459,11 +499,15 @@ def test_unresolved_time_step_warns():
 
 
 @settings(max_examples=30, deadline=None)
-@given(k=st.sampled_from([1, 2]), j=st.integers(0, 13), n_paths=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
-def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, seed):
+@given(k=st.sampled_from([1, 2]), j=st.integers(0, 13), n_paths=st.integers(1, 5), chunk=st.integers(1, 5),
+       seed=st.integers(0, 2**32 - 1))
+def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, chunk, seed):
     """The backward recursion of the dense drivers' tangents against numpy's inverse of the
-    forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell_dense's docstring)."""
-    from dmft.multipass._kernels_solve import dense_tangents
+    forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell_dense's docstring);
+    rows ``j >= 8`` go through the recursion's blocks of four ``Acc_i``; the solver's entry,
+    ``chunked_tangents``, in blocks of ``chunk`` paths (a last, shorter block when it does not
+    divide ``n_paths``)."""
+    from dmft.multipass._kernels_solve import chunked_tangents, dense_tangents
 
     rng = np.random.default_rng(seed)
     N, c = j + 1, 0.7
@@ -491,6 +535,10 @@ def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, seed):
         expected_out0 += gpT[j, :, :, m] @ row[0] @ (c * hzT[0, m] * gp0T[:, :, m])
     np.testing.assert_allclose(out, expected_out, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(out0, expected_out0, rtol=1e-10, atol=1e-12)
+    chunked, chunked0 = np.full((N, k, k), np.nan), np.full((k, k), np.nan)
+    chunked_tangents(Rm, j, c, (dzT, hzT, gpT, gp0T), chunk, chunked, chunked0)
+    np.testing.assert_allclose(chunked, expected_out, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(chunked0, expected_out0, rtol=1e-10, atol=1e-12)
 
 
 def test_corrector_sweep_converged_with_tangents_in_the_last_sweep_only():

@@ -58,7 +58,7 @@ def _rinterp(R, n, lt, m, ls, out):
             out[a, a] += 1.0 - f
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def chol_append(L, cov, first, jitter, pivots):
     """Append rows ``first .. first + T - 1`` of a lower-triangular factor ``L`` with
     ``L L^T = Cov + jitter diag(Cov)`` (new rows only), in one pass over the earlier rows.
@@ -93,7 +93,7 @@ def chol_append(L, cov, first, jitter, pivots):
             s[t] += L[row, i] * L[row, i]
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
     """Rows ``ks + n k .. ks + (n + n_grid) k - 1`` (grid points ``n .. n + n_grid - 1``) of
     each replica's joint factor ``L[b]`` (teacher first, then the grid field), in one pass
@@ -118,7 +118,7 @@ def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
             pivots[b, t] = piv[t] / max(cov[t, row0 + t], 1e-300)
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
     on the columns ``lo <= col < hi``.
@@ -150,7 +150,7 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
                             TC[b, a, col] += w * RtT[b, r, col]
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def row_sums(A, nu, delta, n, RtT, asum, bvec):
     """From row ``n`` of ``A`` (final): the step response ``Rt_nc = sum_{j=c}^n A_nj``, stored
     transposed (``RtT[b, c k + e, n k + a]``), ``asum[b, n] = sum_j A_nj`` and
@@ -176,7 +176,7 @@ def row_sums(A, nu, delta, n, RtT, asum, bvec):
                 bvec[b, n, a, g] = delta * acc
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def finish_row(step, row, products, prior, kernels, teacher):
     """Row ``n >= 1`` of ``m, nu, A, R, C`` (and :func:`row_sums`) of every replica, from
     row ``n - 1`` and the products ``P = sum_j dK_j X_j.`` of :func:`row_products`: the
@@ -191,7 +191,7 @@ def finish_row(step, row, products, prior, kernels, teacher):
     kernel_row(step, row, products, (q0, rho), kernels, (nu, asum, bvec))
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi):
     """Row ``n`` of ``m`` and ``nu`` of every replica from the isotropic identities
     ``m_n = (delta Phi_n - lam sum_{j<n} w_j m_j) / (1 + lam dt / 2)`` (trapezoid, the half
@@ -221,7 +221,7 @@ def teacher_row(n, dt, delta, lam, Grow, rho_inv, m, nu, Phi):
                 nu[b, n, a, g] = acc
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def kernel_row(step, row, products, prior, kernels, sums):
     """Row ``n >= 1`` of ``A, R, C`` (and :func:`row_sums`) of every replica, given row ``n``
     of ``nu``: ``A_n. = Minv (A_{n-1}. - E_{n-1} + PA)``, ``R_n. = Minv (R_{n-1}. - delta dG^-
@@ -286,7 +286,7 @@ def kernel_row(step, row, products, prior, kernels, sums):
     diagonal_block(step, row, prior, kernels, sums)
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def diagonal_block(step, row, prior, kernels, sums):
     """The diagonal block ``C_nn = Minv (Y_nn + sum_{j<n} K_nj C_jn)`` of every replica, with
     ``Y_nn = q0 asum_n^T + delta S_n. A_n.^T + delta nu_n rho b_n^T``, once row ``n`` of
@@ -336,7 +336,7 @@ def diagonal_block(step, row, prior, kernels, sums):
                 C[b, nk + a, nk + e] = 0.5 * (cnn[a, e] + cnn[e, a])
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def grid_field(L, Z, row0, k, Pb, paths, out):
     """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""
     for q in range(paths.size):
@@ -350,7 +350,7 @@ def grid_field(L, Z, row0, k, Pb, paths, out):
             out[q, a] = acc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def shared_response(R, n, lt, cells, lams, out):
     """``out[b, l] = R_b(t, s_l)`` (:func:`_rinterp`) at ``t = t_{n-1} + lt dt`` and
     ``s_l = t_{cells[l]-1} + lams[l] dt`` for ``l < out.shape[1]``: the response between an
@@ -361,7 +361,7 @@ def shared_response(R, n, lt, cells, lams, out):
             _rinterp(R[b], n, lt, cells[l], lams[l], out[b, l])
 
 
-@njit(cache=True, fastmath=set(_config.FASTMATH))
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
     """``out[i] = sum_m g'_j(m) psi_ji(m)`` (``i <= j``) over the tangent paths ``m`` of one
     replica, with ``Psi = (I - T)^-1`` backwards from the shared ``Rm[l, i] = R(s_l, s_i)``
@@ -374,7 +374,8 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
     Paths are the last (contiguous) axis, so every update is a long vector loop and the
     recursion's latency is shared by the block. The ``l`` are taken in blocks of four: a
     block's rows are added to every earlier ``Acc_i`` in one pass, which reads and writes
-    ``Acc`` (L2-resident, ``j M k^2`` doubles) once per four rows instead of once per row.
+    ``Acc`` once per four rows instead of once per row, and four ``Acc_i`` at a time, so each
+    ``Y`` value loaded serves four of them (each ``Acc_i`` sums in the same order either way).
     dzT, hzT: (>= j, M), (>= j + 1, M); gpT: (>= j + 1, k, k, M); Y, Acc: (>= j + 1, k, k, M) work space;
     out: (>= j + 1, k, k); out0: (k, k).
     """
@@ -406,7 +407,25 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
                             for m in range(M):
                                 Acc[i, a, e, m] += Y[l, a, h, m] * w
         if bot > 0:
-            for i in range(bot):
+            for i in range(0, bot - 3, 4):  # four rows of Acc per pass: each Y value loaded serves all four
+                for a in range(k):
+                    for h in range(k):
+                        for e in range(k):
+                            w0, w1 = Rm[top, i, h, e], Rm[top - 1, i, h, e]
+                            w2, w3 = Rm[top - 2, i, h, e], Rm[bot, i, h, e]
+                            v0, v1 = Rm[top, i + 1, h, e], Rm[top - 1, i + 1, h, e]
+                            v2, v3 = Rm[top - 2, i + 1, h, e], Rm[bot, i + 1, h, e]
+                            u0, u1 = Rm[top, i + 2, h, e], Rm[top - 1, i + 2, h, e]
+                            u2, u3 = Rm[top - 2, i + 2, h, e], Rm[bot, i + 2, h, e]
+                            x0, x1 = Rm[top, i + 3, h, e], Rm[top - 1, i + 3, h, e]
+                            x2, x3 = Rm[top - 2, i + 3, h, e], Rm[bot, i + 3, h, e]
+                            for m in range(M):
+                                y0, y1, y2, y3 = Y[top, a, h, m], Y[top - 1, a, h, m], Y[top - 2, a, h, m], Y[bot, a, h, m]
+                                Acc[i, a, e, m] += y0 * w0 + y1 * w1 + y2 * w2 + y3 * w3
+                                Acc[i + 1, a, e, m] += y0 * v0 + y1 * v1 + y2 * v2 + y3 * v3
+                                Acc[i + 2, a, e, m] += y0 * u0 + y1 * u1 + y2 * u2 + y3 * u3
+                                Acc[i + 3, a, e, m] += y0 * x0 + y1 * x1 + y2 * x2 + y3 * x3
+            for i in range(bot - bot % 4, bot):
                 for a in range(k):
                     for h in range(k):
                         for e in range(k):
@@ -656,19 +675,54 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
             _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi)
 
 
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
+def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
+    """:func:`dense_tangents` over the tangent paths ``(dzT, hzT, gpT, gp0T)`` of one replica
+    in blocks of ``chunk`` paths, each gathered into contiguous work arrays: the sums over
+    paths ``out`` (>= j + 1, k, k) and ``out0`` (k, k) are the blocks' sums. The recursion
+    reads and writes its ``Acc`` once per four rows; a block small enough for the cache
+    keeps those passes out of main memory."""
+    dzT, hzT, gpT, gp0T = tangent_paths
+    k = gpT.shape[1]
+    M = gpT.shape[3]
+    part = np.empty((j + 1, k, k))
+    part0 = np.empty((k, k))
+    out[: j + 1] = 0.0
+    out0[:] = 0.0
+    for m0 in range(0, M, chunk):
+        mc = min(chunk, M - m0)  # exact sizes: contiguous arrays keep the path loops vectorised
+        dz = np.empty((j + 1, mc))
+        hz = np.empty((j + 1, mc))
+        gp = np.empty((j + 1, k, k, mc))
+        gp0 = np.empty((k, k, mc))
+        for l in range(j + 1):
+            for m in range(mc):
+                dz[l, m] = dzT[l, m0 + m]
+                hz[l, m] = hzT[l, m0 + m]
+            for a in range(k):
+                for e in range(k):
+                    for m in range(mc):
+                        gp[l, a, e, m] = gpT[l, a, e, m0 + m]
+        for a in range(k):
+            for e in range(k):
+                for m in range(mc):
+                    gp0[a, e, m] = gp0T[a, e, m0 + m]
+        dense_tangents(Rm, j, c, hz, dz, gp, gp0, np.empty((j + 1, k, k, mc)), np.empty((j + 1, k, k, mc)), part,
+                       part0)
+        out[: j + 1] += part
+        out0 += part0
+
+
 @njit(cache=True, inline="always")
-def _replica_tangents(Rm, j, c, f, tangent_paths, cells, lams, k, dGm, dGp):
+def _replica_tangents(Rm, j, c, f, tangent_paths, chunk, cells, lams, k, dGm, dGp):
     """One replica's share of the row of ``G`` from its tangent paths (dense drivers, event
     ``j`` of every path in cell ``j + 1``): ``out_i = sum_m g'_j(m) psi_ji(m)`` by
     :func:`dense_tangents`, weighted by ``f`` to the hat functions of event ``i``'s cell, and
     the response to the start ``r(t_0)`` on the right of node 0 (``tangent_paths`` one
-    replica's ``(dzT, hzT, gpT, gp0T)``)."""
-    dzT, hzT, gpT, gp0T = tangent_paths
-    Y = np.empty((j + 1, k, k, gpT.shape[3]))
-    Acc = np.empty((j + 1, k, k, gpT.shape[3]))
+    replica's ``(dzT, hzT, gpT, gp0T)``, taken ``chunk`` at a time)."""
     out = np.empty((j + 1, k, k))
     out0 = np.empty((k, k))
-    dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0)
+    chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0)
     for i in range(j + 1):
         ci = cells[i]
         li = lams[i]
@@ -723,7 +777,7 @@ def _add_event_force(gj, H, damp, dz, moments, k, gn, fevj, dFp, qv):
 
 
 def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, forces, tangent_paths, sums, kinks, mid,
-                      tangents):
+                      tangent_chunk):
     """Advance every path of a dense driver (SME, GF) over the cell ``(t_{n-1}, t_n]``: one
     event per path, at the cell's midpoint ``s_j`` (``j = n - 1``), the same for all paths.
 
@@ -751,7 +805,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     g_j + (dz_j - dz_mean) gn_j`` and ``c^2 dz_var gn_j gn_j^T`` in ``dFF``; ``QV[b]``
     accumulates the latter's mean, the increment of ``F``'s quadratic variation over the cell.
     GF: ``own = damp = 0``.
-    Tangents (``tangents``; False: ``dGm``, ``dGp`` stay unset, the caller's predictor sweep):
+    Tangents (``tangent_chunk`` paths at a time, :func:`chunked_tangents`; 0: ``dGm``, ``dGp``
+    stay unset, the caller's predictor sweep):
     row ``j`` is found backwards, without storing the earlier rows: ``Psi = (I - T)^-1`` with
     ``T_li = c R(s_l, s_i) g'_i dz_i (+ c half g'_i if l = i + 1)``, so ``Y_i = psi_ji``
     solves ``Y_i = delta_ij I + sum_{i<l<=j} Y_l T_li`` (:func:`dense_tangents`, all tangent
@@ -847,12 +902,12 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                     for i in range(lo[q]):
                         dS[b, i + 1, a, e] += fa * fev[p, i, e]
             _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi)
-    if paths.size and tangents:
+    if paths.size and tangent_chunk > 0:
         j = lo[0]
         f = c * dz_mean * tstride * inv
         for b in prange(B):
-            _replica_tangents(Rmid[b], j, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b]), ev_cell[0], ev_lam[0], k, dGm[b],
-                              dGp[b])
+            _replica_tangents(Rmid[b], j, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b]), tangent_chunk, ev_cell[0], ev_lam[0],
+                              k, dGm[b], dGp[b])
 
 
 def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):
@@ -891,5 +946,5 @@ def labels(params, wstar, eps, out):
 
 # the replica loops on numba's threads (dmft._config.PARALLEL). Not disk-cached: numba's cache
 # index does not tell a parallel compilation of a function from its serial one
-chol_rows_parallel = njit(fastmath=set(_config.FASTMATH), parallel=True)(chol_rows.py_func)
-row_products_parallel = njit(fastmath=set(_config.FASTMATH), parallel=True)(row_products.py_func)
+chol_rows_parallel = njit(nogil=True, fastmath=set(_config.FASTMATH), parallel=True)(chol_rows.py_func)
+row_products_parallel = njit(nogil=True, fastmath=set(_config.FASTMATH), parallel=True)(row_products.py_func)

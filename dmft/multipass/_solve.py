@@ -40,6 +40,59 @@ _REFINING = threading.local()  # set while a check solve runs whose blow-up need
 _CHECKING = threading.local()  # set while a step check's solve runs
 #: the Gaussian inputs of the solve a step check compares with (its common random numbers)
 _COMMON = threading.local()
+_CANCEL = threading.local()  # on a companion's thread: the Event that stops it
+
+
+class _Cancelled(Exception):
+    """A companion solve stopped because the solve it serves ended without it."""
+
+
+class _Companion:
+    """A solve whose result this one needs at its end (the kink extrapolation's solve at twice
+    the width), run beside it on a second thread: the numba kernels, nearly all of such a
+    solve's time, release the GIL, so two cores do the pair in the time of one solve. Its
+    warnings are not the user's (:func:`dmft.errors.quiet`); the thread flags of the step
+    checks are those of the solve it serves. Nothing a companion runs may enter
+    ``warnings.catch_warnings``: the filters it swaps are the process's, and would silence
+    the other thread's warnings meanwhile. ``_config.COMPANION_THREAD = False``: run it
+    in :meth:`result`, on this thread."""
+
+    def __init__(self, kw: dict):
+        self._kw, self._out, self._stop = kw, {}, threading.Event()
+        self._flags = (getattr(_REFINING, "active", False), getattr(_CHECKING, "active", False),
+                       getattr(_COMMON, "base", None))
+        self._thread = threading.Thread(target=self._run, daemon=True) if _config.COMPANION_THREAD else None
+        if self._thread is not None:
+            self._thread.start()
+
+    def _run(self):
+        saved = (getattr(_REFINING, "active", False), getattr(_CHECKING, "active", False),
+                 getattr(_COMMON, "base", None), getattr(_CANCEL, "event", None))
+        _REFINING.active, _CHECKING.active, _COMMON.base = self._flags
+        _CANCEL.event = self._stop
+        try:
+            with errors.quiet():
+                self._out["ds"] = solve(**self._kw)
+        except BaseException as e:  # handed to the thread that asks for the result
+            self._out["error"] = e
+        finally:  # this thread's own flags, when it runs in result()
+            _REFINING.active, _CHECKING.active, _COMMON.base, _CANCEL.event = saved
+
+    def result(self):
+        """The companion's Dataset (or its exception), once it has finished."""
+        if self._thread is None:
+            self._run()
+        else:
+            self._thread.join()
+        if "error" in self._out:
+            raise self._out["error"]
+        return self._out["ds"]
+
+    def cancel(self):
+        """Stop a companion whose result is no longer needed, and wait for its thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 # ---------------------------------------------------------------- drivers
@@ -333,11 +386,12 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
         rows = slice(b * Pb, (b + 1) * Pb)
         rng = np.random.default_rng(sb)
         sobol = qmc.Sobol(dim, scramble=True, seed=rng)
-        with warnings.catch_warnings():  # a replica size that is no power of two is less balanced, still unbiased
-            warnings.simplefilter("ignore", UserWarning)
-            # points are multiples of 2^-bits and can be exactly 0 (ndtri(0) = -inf):
-            # take the middle of each cell instead
-            u = special.ndtri(sobol.random(Pb) + 0.5**(sobol.bits + 1))
+        # a replica size that is no power of two is less balanced, still unbiased: its points
+        # are the first Pb of the next power of two (scipy warns otherwise, and silencing that
+        # would edit the process-wide warning filters, which a companion solve's thread must not).
+        # Points are multiples of 2^-bits and can be exactly 0 (ndtri(0) = -inf): take the
+        # middle of each cell instead
+        u = special.ndtri(sobol.random(1 << (Pb - 1).bit_length())[:Pb] + 0.5**(sobol.bits + 1))
         if stride > 1:
             u = u[rng.permutation(Pb)]
         Z[rows, :ks] = u[:, :ks]
@@ -807,7 +861,7 @@ def _checked(arguments: dict) -> _Setup:
         ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size, n_children_spawned=ss.n_children_spawned)
     jump = float(jumps.max(initial=0.0))
     if dirac.any() and not kinked:
-        warnings.warn(
+        errors.warn(
             f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "
             "in r, so l'' has a Dirac part that the response kernel's pathwise tangents miss with "
             "kink_bandwidth=0; the DMFT curves are biased", errors.DiracResponseWarning, stacklevel=3)
@@ -1183,7 +1237,8 @@ class _DenseSide(_SampleSide):
             cell = (n, grid.c, grid.half * u1, self.dz_mean * u1, self.dz_var * u2sq, grid.Pb, self.run.tangent_stride)
             mid = (mid[0], mid[1], self.own * math.sqrt(u2sq), self.damp * u1)
         self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.Rmid, self.labels,
-                    self.path_state, self.tangent_paths, self.sums, self.teacher.kinks, mid, tangents)
+                    self.path_state, self.tangent_paths, self.sums, self.teacher.kinks, mid,
+                    max(32, _config.TANGENT_CHUNK_PATHS // grid.k) if tangents else 0)
 
     def commit(self):
         self.QV_last[:] = self.QV
@@ -1302,8 +1357,11 @@ def _integrate(run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
     # row 0; its factor rows come with step 1's
     state.par.row(0, state.Gprev.copy(), state.Gpprev, state.Gprev, state.Gpprev, None)
     bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
+    stop = getattr(_CANCEL, "event", None)
     try:
         for n in range(1, grid.N + 1):
+            if stop is not None and stop.is_set():
+                raise _Cancelled
             Wnew, Grow, Gprow = _step(n, run, grid, state, side)
             cnn = state.C[:, n * k:(n + 1) * k, n * k:(n + 1) * k]
             if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > _config.BLOWUP_NORM:
@@ -1438,10 +1496,15 @@ def _diverged(run: _Setup, grid: _Grid, err):
     raise err
 
 
-def _checks(ds, run: _Setup, grid: _Grid, rnd: _Random, kinks, replicas):
-    """After the solve: the kink width's extrapolation and the step check of ``check_dt``."""
-    if len(kinks[0]) and run.kink_extrapolate:
-        ds = _extrapolate_kinks(ds, run.arguments)
+def _checks(ds, run: _Setup, grid: _Grid, rnd: _Random, kinks, replicas, wide: _Companion | None):
+    """After the solve: the kink width's extrapolation (from the companion ``wide``) and the
+    step check of ``check_dt``."""
+    if wide is not None:
+        waited = _time.perf_counter()
+        rough = wide.result()
+        # wall time: the companion's run beside this solve costs only the wait for it
+        ds = _extrapolate_kinks(ds, rough).assign_attrs(
+            runtime_s=ds.attrs["runtime_s"] + _time.perf_counter() - waited)
     if len(kinks[0]):
         _warn_noisy_kinks(ds)
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
@@ -1673,31 +1736,39 @@ def solve(
     arguments = dict(locals())  # the inputs, for the check solves with other steps
     t_start = _time.perf_counter()
     run = _checked(arguments)
-    grid = _plan(run)
-    rnd = _random_inputs(run, grid)
-    rho = np.eye(grid.ks) if run.spec is None else run.spec.rho_k
-    q0 = grid.tau * run.init_std**2 * np.eye(grid.k)
-    state = _State.allocate(run, grid, rho, q0)
-    teacher = _teacher(run, grid, rnd, state)
-    side = run.driver.sample_side(run, grid, rnd, teacher)
-    err = _integrate(run, grid, state, side)
-    if err is not None:
-        return _diverged(run, grid, err)
-    train = _train_loss(run, grid, rnd, state, side)
-    err = _step_instability(state.C, train, grid.out_steps, grid.dt, run.ridge, run.delta, run.dynamics, grid.k,
-                            None if run.spec is None else state.par.plain_trace() / grid.tau)
-    if err is not None:
-        return _diverged(run, grid, err)
-    variables, replicas, tl_err = _dataset(run, grid, rho, *_replica_outputs(run, grid, state, train))
-    if getattr(_CHECKING, "active", False):  # per replica, for a step check's paired differences
-        _CHECKING.replicas = replicas
-    coords = {
-        "time": grid.time_out, "time2": grid.time_out, "epoch": ("time", grid.time_out * run.batch),
-        "student": np.arange(grid.k), "student2": np.arange(grid.k), "teacher": np.arange(grid.ks),
-    }
-    attrs = _attrs(run, grid, rnd, state, teacher.kinks, tl_err, t_start)
-    ds = output.build(variables, coords, attrs, time_axis="multipass")
-    return _checks(ds, run, grid, rnd, teacher.kinks, replicas)
+    wide = None
+    if run.kinked and run.kink_extrapolate:
+        wide = _Companion({**run.arguments, "kink_bandwidth": 2 * run.kink_bandwidth, "kink_extrapolate": False,
+                           "check_dt": False, "progress": False})
+    try:  # the companion stops when this solve ends without it (an error, a truncated run)
+        grid = _plan(run)
+        rnd = _random_inputs(run, grid)
+        rho = np.eye(grid.ks) if run.spec is None else run.spec.rho_k
+        q0 = grid.tau * run.init_std**2 * np.eye(grid.k)
+        state = _State.allocate(run, grid, rho, q0)
+        teacher = _teacher(run, grid, rnd, state)
+        side = run.driver.sample_side(run, grid, rnd, teacher)
+        err = _integrate(run, grid, state, side)
+        if err is not None:
+            return _diverged(run, grid, err)
+        train = _train_loss(run, grid, rnd, state, side)
+        err = _step_instability(state.C, train, grid.out_steps, grid.dt, run.ridge, run.delta, run.dynamics, grid.k,
+                                None if run.spec is None else state.par.plain_trace() / grid.tau)
+        if err is not None:
+            return _diverged(run, grid, err)
+        variables, replicas, tl_err = _dataset(run, grid, rho, *_replica_outputs(run, grid, state, train))
+        if getattr(_CHECKING, "active", False):  # per replica, for a step check's paired differences
+            _CHECKING.replicas = replicas
+        coords = {
+            "time": grid.time_out, "time2": grid.time_out, "epoch": ("time", grid.time_out * run.batch),
+            "student": np.arange(grid.k), "student2": np.arange(grid.k), "teacher": np.arange(grid.ks),
+        }
+        attrs = _attrs(run, grid, rnd, state, teacher.kinks, tl_err, t_start)
+        ds = output.build(variables, coords, attrs, time_axis="multipass")
+        return _checks(ds, run, grid, rnd, teacher.kinks, replicas, wide)
+    finally:
+        if wide is not None:
+            wide.cancel()
 
 
 #: relative standard error (test loss or ``tr norm``) above which a kinked solve is called
@@ -1716,22 +1787,18 @@ def _warn_noisy_kinks(ds):
         if rel[i] > worst:
             worst, at = float(rel[i]), float(ds.time[i])
     if worst > _KINK_NOISE_REL:
-        warnings.warn(
+        errors.warn(
             f"dmft.solve: the response of model {ds.attrs['model']!r} is noise-driven: a standard error of "
             f"{worst:.0%} of the value at t = {at:.3g} (the Dirac term at its kinks is a density estimate); pass more "
             f"n_paths (now {ds.attrs['n_paths']}) or a wider kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})",
             errors.DiracResponseWarning, stacklevel=4)
 
 
-def _extrapolate_kinks(ds, arguments: dict):
+def _extrapolate_kinks(ds, wide):
     """Richardson extrapolation in the kink width ``h``, whose smoothing bias is first order
     (samples pile up at a kink, docs/dmft_theory.md, "Kinks"): ``2 x(h) - x(2h)`` for every
-    output, from a second solve at ``2 h`` on the same random inputs; standard errors
+    output, from ``wide``, the solve at ``2 h`` on the same random inputs; standard errors
     ``sqrt(4 se(h)^2 + se(2h)^2)``."""
-    with warnings.catch_warnings():  # the returned solve warns for itself
-        warnings.simplefilter("ignore")
-        wide = solve(**{**arguments, "kink_bandwidth": 2 * ds.attrs["kink_bandwidth"], "kink_extrapolate": False,
-                        "check_dt": False, "progress": False})
     bias = 0.0
     for fine, rough in ((ds.test_loss.values, wide.test_loss.values), (_trace(ds.norm), _trace(wide.norm))):
         bias = max(bias, float(np.max(np.abs(fine - rough)) / max(np.max(np.abs(fine)), 1e-300)))
@@ -1741,8 +1808,7 @@ def _extrapolate_kinks(ds, arguments: dict):
             out[name].values = np.sqrt(4 * ds[name].values ** 2 + wide[name].values ** 2)
         elif name + "_sem" in ds:
             out[name].values = 2 * ds[name].values - wide[name].values
-    out.attrs.update(kink_extrapolation="2 x(h) - x(2h)", kink_bias_estimate=bias,
-                     runtime_s=ds.attrs["runtime_s"] + wide.attrs["runtime_s"])
+    out.attrs.update(kink_extrapolation="2 x(h) - x(2h)", kink_bias_estimate=bias)
     return out
 
 
@@ -2108,7 +2174,7 @@ def _test_loss_error(model, q, mo, rho, sem, n_checks: int = 6) -> float:
         if ratio > worst_ratio:
             worst_ratio, at = ratio, n
     if worst_ratio > 1 / 3:
-        warnings.warn(
+        errors.warn(
             f"dmft.solve: the test loss's estimated integration error {worst:.3g} exceeds a third of its "
             f"standard error ({sem[at]:.3g} at output {at}); pass a finer expectation rule or declare the "
             "model's kinks (models.Model.kinks)", errors.QuadratureWarning, stacklevel=3)
