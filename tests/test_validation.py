@@ -3,6 +3,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dmft import output
@@ -66,3 +67,18 @@ def test_gallery_rewrites_only_the_sections_it_ran(tmp_path):
     assert "stale table" not in page and "| new | table |" in page
     assert page.index("old risk text") < page.index("| new | table |") < page.index("hand-written")
     assert (docs / "gallery" / "onepass_adagrad.png").read_bytes() == b"png"
+
+
+def test_null_max_z_is_the_5_percent_quantile_of_noise():
+    """Monte Carlo of n independent Student t's with dof degrees of freedom: their max |t|
+    exceeds ``null_max_z`` in 5% of draws (200000 draws: SE 0.05%), and one normal's
+    two-sided 5% point is 1.96."""
+    from validation._common import null_max_z
+
+    rng = np.random.default_rng(0)
+    for n, dof in ((1, 7.0), (21, 7.0), (189, 15.0), (40, 30.5)):
+        t = rng.standard_t(dof, size=(200_000, n))
+        hit = float(np.mean(np.abs(t).max(axis=1) > null_max_z(n, dof)))
+        assert abs(hit - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 200_000), (n, dof, hit)
+    assert null_max_z(1, 1e9) == pytest.approx(1.959964, abs=1e-5)
+    assert np.isnan(null_max_z(0, 7.0)) and np.isnan(null_max_z(5, np.nan))

@@ -159,7 +159,11 @@ def table(rows: list[dict]) -> xr.Dataset:
         {"max_abs": ("row", [r["max_abs"] for r in rows], {"long_name": "max over time of |theory - simulation|"}),
          "rel": ("row", [r["rel"] for r in rows], {"long_name": "max_abs / max |theory|"}),
          "max_z": ("row", [r["max_z"] for r in rows],
-                   {"long_name": "max over time of |theory - simulation| / combined SE"})},
+                   {"long_name": "max over time of |theory - simulation| / combined SE"}),
+         "null_z": ("row", [r["null_z"] for r in rows],
+                    {"long_name": "max |diff| / SE that noise alone exceeds with probability 5% "
+                                  "(validation._common.null_max_z)"}),
+         "n_compared": ("row", [r["n_compared"] for r in rows], {"long_name": "comparisons in max_z"})},
         coords={"case": ("row", [r["case"] for r in rows]), "variable": ("row", [r["variable"] for r in rows])})
 
 

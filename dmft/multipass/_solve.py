@@ -67,26 +67,30 @@ class _Companion:
 
     def _run(self):
         saved = (getattr(_REFINING, "active", False), getattr(_CHECKING, "active", False),
-                 getattr(_COMMON, "base", None), getattr(_CANCEL, "event", None))
-        _REFINING.active, _CHECKING.active, _COMMON.base = self._flags
+                 getattr(_COMMON, "base", None), getattr(_CANCEL, "event", None), getattr(_CHECKING, "replicas", None))
+        # a step check's flag always: the solve keeps its per-replica outputs (for the paired
+        # step check of the extrapolation) and skips its own quadrature-error estimate
+        _REFINING.active, _CHECKING.active, _COMMON.base = self._flags[0], True, self._flags[2]
         _CANCEL.event = self._stop
         try:
             with errors.quiet():
                 self._out["ds"] = solve(**self._kw)
+            self._out["replicas"] = _CHECKING.replicas
         except BaseException as e:  # handed to the thread that asks for the result
             self._out["error"] = e
         finally:  # this thread's own flags, when it runs in result()
-            _REFINING.active, _CHECKING.active, _COMMON.base, _CANCEL.event = saved
+            _REFINING.active, _CHECKING.active, _COMMON.base, _CANCEL.event, _CHECKING.replicas = saved
 
     def result(self):
-        """The companion's Dataset (or its exception), once it has finished."""
+        """The companion's Dataset and its per-replica test loss and ``tr norm`` (or its
+        exception), once it has finished."""
         if self._thread is None:
             self._run()
         else:
             self._thread.join()
         if "error" in self._out:
             raise self._out["error"]
-        return self._out["ds"]
+        return self._out["ds"], self._out["replicas"]
 
     def cancel(self):
         """Stop a companion whose result is no longer needed, and wait for its thread."""
@@ -1501,17 +1505,21 @@ def _checks(ds, run: _Setup, grid: _Grid, rnd: _Random, kinks, replicas, wide: _
     step check of ``check_dt``."""
     if wide is not None:
         waited = _time.perf_counter()
-        rough = wide.result()
+        rough, rough_replicas = wide.result()
         # wall time: the companion's run beside this solve costs only the wait for it
         ds = _extrapolate_kinks(ds, rough).assign_attrs(
             runtime_s=ds.attrs["runtime_s"] + _time.perf_counter() - waited)
+        # replica b of both widths ran on the same inputs: the extrapolation per replica is
+        # what a step check pairs with its own on common random numbers
+        replicas = tuple(2 * a - b for a, b in zip(replicas, rough_replicas))
+        if getattr(_CHECKING, "active", False):
+            _CHECKING.replicas = replicas
     if len(kinks[0]):
         _warn_noisy_kinks(ds)
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
     if run.check_dt is not False and run.driver.step_order:
         try:
-            # kinked solves return an extrapolation of two solves: compared on independent inputs
-            own = None if len(kinks[0]) else (replicas, (rnd.Z, rnd.eps, rnd.xi, grid.N, grid.k))
+            own = (replicas, (rnd.Z, rnd.eps, rnd.xi, grid.N, grid.k))
             ds.attrs.update(_check_time_step(ds, run.arguments, grid.every, warn_noise=run.check_dt is True, own=own))
         except errors.DivergenceError as err:
             return _diverged(run, grid, err)
@@ -2034,10 +2042,12 @@ def _check_time_step(ds, arguments: dict, every: int, warn_noise: bool, own=None
 
 def _coarser(ds, base: dict, every: int):
     """``(keyword arguments of the solve with twice the step, the outputs to compare it with,
-    their output indices)``; with one step per output interval the coarse solve keeps every
-    second output time (up to the last but one when ``n_time - 1`` is odd); ``(None, None,
-    None)`` with fewer than 3 times."""
-    if every >= 2:
+    their output indices)``; with an even number of steps per output interval the coarse solve
+    keeps the output times, else every second one (up to the last but one when ``n_time - 1``
+    is odd), so that its grid is every second node of this one (the check's common random
+    numbers need nested grids: 5 steps of 0.04 per output interval would otherwise become 3 of
+    0.067); ``(None, None, None)`` with fewer than 3 times."""
+    if every % 2 == 0:
         if 2 * ds.attrs["dt"] > ds.attrs["t_max"]:
             return None, None, None
         return {**base, "dt": 2 * ds.attrs["dt"]}, ds, slice(None)
