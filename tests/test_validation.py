@@ -82,3 +82,26 @@ def test_null_max_z_is_the_5_percent_quantile_of_noise():
         assert abs(hit - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 200_000), (n, dof, hit)
     assert null_max_z(1, 1e9) == pytest.approx(1.959964, abs=1e-5)
     assert np.isnan(null_max_z(0, 7.0)) and np.isnan(null_max_z(5, np.nan))
+
+
+def test_zoo_keeps_the_other_dynamics_of_a_refused_solve(tmp_path, monkeypatch):
+    """A solve the step check refuses (DivergenceError) leaves its dynamics out of the entry's
+    comparison, with its message in ``attrs['refused']`` and a row without numbers, instead of
+    stopping the zoo."""
+    import dmft
+
+    zoo = importlib.import_module("validation.zoo")
+    real = dmft.compare
+
+    def refusing(model, *, dynamics, **kw):
+        if "gf" in dynamics:
+            raise dmft.errors.DivergenceError("planted: the step dt = 0.04 is not resolved", 1.0, cause="time_step")
+        return real(model, dynamics=dynamics, **kw)
+
+    monkeypatch.setattr(dmft, "compare", refusing)
+    rows = zoo.main(["--quick", "--no-progress", "--out", str(tmp_path), "--only", "squared_delta_1",
+                     "--dynamics", "sgd,gf", "--regimes", "multipass"])
+    ds = output.load(tmp_path / "zoo" / "squared_delta_1_multipass.nc")
+    assert list(ds.dynamics.values) == ["sgd"] and "planted" in ds.attrs["refused"]
+    assert [r["variable"] for r in rows if r["case"].endswith(" gf")] == ["refused"]
+    assert {r["variable"] for r in rows if r["case"].endswith(" sgd")} >= {"test_loss", "norm"}

@@ -20,6 +20,7 @@ DMFT smooths the kink and extrapolates the smoothing width to zero (docs/dmft_th
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ import xarray as xr
 
 import dmft
 import onepass
-from dmft import models, output, plotting
+from dmft import errors, models, output, plotting
 
 try:
     from validation import _common
@@ -109,7 +110,11 @@ LR_DT = 0.005
 SME_STEP = 0.25
 
 
-def run_multipass(entry: Entry, size: dict, dynamics, seed: int, progress: bool) -> xr.Dataset:
+def run_multipass(entry: Entry, size: dict, dynamics, seed: int, progress: bool) -> xr.Dataset | None:
+    """:func:`dmft.compare` per dynamics (the SME simulated at ``SME_STEP`` of the step),
+    joined; a dynamics whose solve is refused (``DivergenceError``: e.g. a step the check
+    finds unresolved) is left out and its message kept in ``attrs['refused']``; None when
+    every one is refused."""
     model = entry.model()
     kw = {"delta": 2.0, "batch": 1.0, **entry.multipass}
     if entry.n_seeds and size["n_seeds"] >= 8:  # the quick size keeps its few seeds
@@ -118,20 +123,29 @@ def run_multipass(entry: Entry, size: dict, dynamics, seed: int, progress: bool)
     sim = dict(init)
     if not model.smooth:  # fixed-step RK4 for GF
         sim["dt"] = LR_DT / kw["lr"]
-    parts = []
-    for group in ([d for d in dynamics if d != "sme"], [d for d in dynamics if d == "sme"]):
-        if group:
-            opts = {**sim, "dt": SME_STEP * LR_DT / kw["lr"]} if group == ["sme"] else sim
-            parts.append(dmft.compare(model, dynamics=tuple(group), seed=seed, progress=progress,
-                                      solve_options=init, simulate_options=opts, **kw, **size))
-    return parts[0] if len(parts) == 1 else _join_dynamics(parts, list(dynamics))
+    parts, refused = [], {}
+    for dyn in dynamics:
+        opts = {**sim, "dt": SME_STEP * LR_DT / kw["lr"]} if dyn == "sme" else sim
+        try:
+            parts.append(dmft.compare(model, dynamics=(dyn,), seed=seed, progress=progress, solve_options=init,
+                                      simulate_options=opts, **kw, **size))
+        except errors.DivergenceError as e:
+            refused[dyn] = str(e)
+            print(f"{entry.name} / multi-pass {dyn}: refused: {e}", flush=True)
+    if not parts:
+        return None
+    ds = parts[0] if len(parts) == 1 else _join_dynamics(parts, [d for d in dynamics if d not in refused])
+    ds.attrs["refused"] = json.dumps(refused)
+    return ds
 
 
 def _join_dynamics(parts, order) -> xr.Dataset:
     """One comparison Dataset from per-dynamics ones: attrs of the first, and the SME part's
     simulator options in ``attrs['sme_simulate_options']``."""
     ds = xr.concat(parts, dim="dynamics", combine_attrs="override").sel(dynamics=order)
-    ds.attrs["sme_simulate_options"] = parts[-1].attrs["simulate_options"]
+    for part in parts:
+        if "sme" in part.dynamics.values:
+            ds.attrs["sme_simulate_options"] = part.attrs["simulate_options"]
     return ds
 
 
@@ -150,6 +164,9 @@ def rows_of(ds, entry: Entry, regime: str) -> list[dict]:
     for dyn in ds.dynamics.values:
         rows += _common.error_rows(ds, MULTIPASS_VARIABLES, case=f"{entry.name} / multi-pass {dyn}",
                                    select={"dynamics": dyn})
+    for dyn in json.loads(ds.attrs.get("refused", "{}")):  # a refused solve is a row too, without numbers
+        rows.append(dict(case=f"{entry.name} / multi-pass {dyn}", source="simulation", variable="refused",
+                         max_abs=np.nan, rel=np.nan, max_z=np.nan, n_compared=0, null_z=np.nan))
     return rows
 
 
@@ -209,6 +226,8 @@ def main(argv=None):
             t1 = time.perf_counter()
             if regime == "multipass":
                 ds = run_multipass(entry, size["multipass"], dynamics, args.seed, not args.no_progress)
+                if ds is None:
+                    continue
             else:
                 ds = run_onepass(entry, size["onepass"], args.seed, not args.no_progress)
             output.save(ds, out / f"{entry.name}_{regime}.nc")
