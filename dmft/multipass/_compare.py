@@ -24,7 +24,7 @@ from ._solve import solve as _solve
 __all__ = ["compare", "COMPARED_VARIABLES"]
 
 #: variables that both the DMFT and the simulator return, in the order they are plotted
-COMPARED_VARIABLES = ("test_loss", "train_loss", "norm", "overlap")
+COMPARED_VARIABLES = ("test_loss", "train_loss", "norm", "overlap", "mean_overlap")
 
 
 def compare(
@@ -149,7 +149,7 @@ def compare(
     given_times = times is not None
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=41, t_max_default=4.0)
     ridge = errors.nonnegative("ridge", ridge)
-    if data is not None:
+    if data is not None and _spectral.solver_mixture(data, model) is None:
         _spectral.check_data(data, model)
     d = _spectral.dimension(data, d, 400)
     if simulate:

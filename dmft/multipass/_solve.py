@@ -633,6 +633,55 @@ class _SpectralParamSide:
         return diag.reshape(B, N1, self.k).sum(-1)
 
 
+class _MixtureParamSide:
+    """The parameter side of a hard-label Gaussian mixture with identity class covariances
+    (docs/dmft_mixture.md, section 3).
+
+    The class means ``sqrt(d) mu_c`` play the teacher's part for every coordinate: the
+    isotropic row (:class:`_GroupParamSide`, ``C``, ``R``, ``A`` written to the sample side's
+    arrays) with ``nu -> Nu`` (B, N+1, k, C), ``Nu_n[:, c] = pi_c E[F(t_n) | c] = Phi_n[:, c]``
+    (the sample side's ``E[F w*^T]`` with ``w*`` the one-hot class of a path), and ``rho ->
+    gram`` (C, C), ``mu_c . mu_c'``. The class-mean fields ``M`` (B, N+1, k, C),
+    ``M_c(t) = theta(t)^T mu_c / sqrt(d)``, solve
+    ``M(t) + lr ridge int_0^t M = delta (Nu(t) gram + int_0^t Gamma(t, s) M(s) ds)``.
+    """
+
+    def __init__(self, k, n_classes, dt, delta, lr, ridge, q0, gram, C, R, A, S, Phi, rates=None):
+        B, N1 = Phi.shape[:2]
+        self.dt, self.delta, self.lam, self.rates = dt, delta, lr * ridge, rates
+        self.uL, self.uR = _node_rates(rates, N1 - 1)
+        self.gram, self.Phi = np.asarray(gram, float), Phi
+        self.M, self.nu = np.zeros((B, N1, k, n_classes)), np.zeros((B, N1, k, n_classes))
+        asum, bvec = np.zeros((B, N1, k, k)), np.zeros((B, N1, k, n_classes))
+        self.side = _GroupParamSide(k, n_classes, dt, delta, lr, ridge, q0, self.gram, C, R, A, S, self.M, self.nu,
+                                    asum, bvec, rates)
+
+    def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
+        """Row ``n`` of ``Nu``, ``M`` and the kernels (arguments of :meth:`_ParamSide.row`)."""
+        self.mean_row(n, Grow)
+        self.side.row(n, Grow, Gprow, Gprev, Gpprev, dW, dG)
+
+    def mean_row(self, n, Grow):
+        """``Nu_n = Phi_n`` and ``M_n (1 + lam uL_n dt/2) - delta G_nn M_n = delta (Nu_n gram + sum_{j<n} G_nj
+        M_j) - lam sum_{j<n} w_j M_j`` (trapezoid weights ``w_j`` of the rate, hat functions for
+        ``G``, as the isotropic ``m``)."""
+        M, dt, lam, k = self.M, self.dt, self.lam, self.M.shape[2]
+        self.nu[:, n] = self.Phi[:, n]
+        rhs = self.delta * self.Phi[:, n] @ self.gram
+        half = 0.0  # the trapezoid has no weight at t_0 on a one-point interval
+        if n > 0:
+            w = 0.5 * dt * (self.uL[:n] + self.uR[:n])
+            rhs = rhs + self.delta * np.einsum("bjah,bjhe->bae", Grow[:, :n], M[:, :n]) - lam * np.einsum(
+                "j,bjae->bae", w, M[:, :n])
+            half = 0.5 * lam * dt * self.uL[n]
+        M[:, n] = _inv_blocks((1.0 + half) * np.eye(k) - self.delta * Grow[:, n]) @ rhs
+
+    def add_means(self, n, classes, Pb, paths, W):
+        """``W[q] += M_{c_p}(t_n)`` for the ``paths`` (their classes ``classes[paths]``, replica ``p // Pb``)."""
+        if paths.size:
+            W += self.M[paths // Pb, n, :, classes[paths]]
+
+
 def _interpolation(times: np.ndarray, dt: float, N: int):
     """``(steps, W, W1)``: the grid steps that the output ``times`` need, and the matrices
     (len(times), len(steps)) with ``x(times) = W x(t_steps)``. ``W``: quadratic (three-point
@@ -744,6 +793,7 @@ class _Setup:
     max_runtime_s: float | None = None
     schedule: object = None  # lr(t), a schedule of dmft.schedules (a number: Constant)
     lr_max: float = 0.0  # the schedule's largest rate on [0, t_max] (defaults, step heuristics)
+    mixture: object = None  # a hard-label mixture's _spectral.Mixture (docs/dmft_mixture.md), or None
 
     @property
     def dynamics(self) -> str:
@@ -800,12 +850,18 @@ def _checked(arguments: dict) -> _Setup:
     seed = errors.seed_value(a["seed"])
     ss = errors.seed_sequence(seed)
     data = a["data"]
-    spec = None if data is None else _spectral.Groups.of(_spectral.check_data(data, model), a["groups"])
+    mixture = None if data is None else _spectral.solver_mixture(data, model)
+    spec = None if data is None or mixture is not None else _spectral.Groups.of(_spectral.check_data(data, model),
+                                                                                a["groups"])
     # the same random inputs for the solves that check or extrapolate this one (a
     # Generator is drawn once; a SeedSequence is copied before it spawns)
     arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
         ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size, n_children_spawned=ss.n_children_spawned)
     jump = float(jumps.max(initial=0.0))
+    if mixture is not None and dirac.any():
+        raise errors.ParameterError(
+            f"model={model.name!r} is not allowed with data={data.name!r}: its gradient jumps across a kink (by "
+            f"{float(jumps.max()):.3g}); the multi-pass DMFT on mixtures takes models without kinks (e.g. logistic)")
     if dirac.any() and not kinked:
         warnings.warn(
             f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "
@@ -814,7 +870,7 @@ def _checked(arguments: dict) -> _Setup:
     return _Setup(arguments, model, driver, delta, lr, t_max, times, given_times, n_time, dt, n_replicas, n_paths,
                   tangent_stride, ridge, init_std, corrector, sampling, seed, ss, a["progress"], max_memory_gb,
                   check_dt, on_divergence, kink_bandwidth, a["kink_extrapolate"], data, spec, dirac, kinked, jump,
-                  max_runtime_s, schedule, lr_max)
+                  max_runtime_s, schedule, lr_max, mixture)
 
 
 @dataclass
@@ -878,7 +934,9 @@ def _plan(run: _Setup) -> _Grid:
     # anisotropic data: the solve runs in the normalisation Tr K/d = 1 (docs/dmft_anisotropic.md, section 5)
     tau = 1.0 if run.spec is None else run.spec.trace_ratio
     half = run.driver.half_cell(dt)
-    grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, run.model.k_star, tau,
+    # a mixture's paths carry their one-hot class in place of the teacher field (docs/dmft_mixture.md)
+    ks = run.model.k_star if run.mixture is None else run.mixture.n_classes
+    grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, ks, tau,
                  tau * run.lr / run.batch, half, 0 if run.spec is None else len(run.spec.weights))
     if not isinstance(run.schedule, _schedules.Constant):
         edges = np.arange(N + 1) * dt
@@ -999,7 +1057,10 @@ class _State:
                     np.zeros((B, N + 1, k, k)), np.zeros((B, k, k)), np.empty((B, 2 * k)))
         C, R, A, S = kernels
         m, nu, Phi = rows
-        if run.spec is None:
+        if run.mixture is not None:
+            state.par = _MixtureParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, run.mixture.gram, C, R, A,
+                                          S, Phi, grid.rates)
+        elif run.spec is None:
             state.par = _ParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, rho, C, R, A, S, m, nu, Phi,
                                    asum, bvec, grid.rates)
         else:  # lr ridge is invariant under the normalisation; lam_g / tau and tau rho_g are normalised
@@ -1032,12 +1093,30 @@ class _Teacher:
     wstar: np.ndarray
     y: np.ndarray
     kinks: tuple
+    classes: np.ndarray | None = None  # a mixture's class of each path (P,)
+
+
+def _classes(run: _Setup, grid: _Grid, rnd: _Random) -> _Teacher:
+    """A mixture's paths: class ``c_p`` the first ``c`` with ``Phi(Z[p, 0]) < pi_0 + .. + pi_c`` (the first
+    normal of a path, stratified by the Sobol points of ``sampling='qmc'``: a replica of ``2^m`` paths has
+    the classes in the exact proportions of dyadic ``pi``), ``wstar`` its one-hot class (so the sample
+    side's ``Phi = E[F w*^T]`` is ``pi_c E[F | c]``), ``y`` the class label; no kink planes
+    (:func:`_checked` refuses kinked models on mixtures)."""
+    mix, P, k = run.mixture, grid.P, grid.k
+    classes = np.minimum(np.searchsorted(np.cumsum(mix.probs), special.ndtr(rnd.Z[:, 0]), side="right"),
+                         mix.n_classes - 1)
+    wstar = np.ascontiguousarray(np.eye(mix.n_classes)[classes])
+    kinks = (np.zeros((0, k)), np.zeros((P, 0)), np.zeros((grid.B, 0)), np.zeros((P, 0)))
+    return _Teacher(wstar, np.ascontiguousarray(mix.labels[classes]), kinks, classes)
 
 
 def _teacher(run: _Setup, grid: _Grid, rnd: _Random, state: _State) -> _Teacher:
     """The teacher's fields from the factors' teacher rows, the labels (a DivergenceError
-    ``'data'`` when not finite) and the kink planes of the smoothed Dirac parts."""
+    ``'data'`` when not finite) and the kink planes of the smoothed Dirac parts; a mixture's
+    classes (:func:`_classes`)."""
     model = run.model
+    if run.mixture is not None:
+        return _classes(run, grid, rnd)
     wstar = np.ascontiguousarray(rnd.Z[:, :grid.ks] @ state.L[0, :grid.ks, :grid.ks].T)
     y = np.zeros((grid.P, model.label_dim))
     specialise(_k.labels, teacher=model.teacher)(model.param_array, wstar, rnd.eps, y)
@@ -1258,10 +1337,14 @@ def _fields(n: int, it: int, run: _Setup, grid: _Grid, state: _State, side: _Sam
         _kink_widths(kinks, run.kink_bandwidth, grid.B)
         if paths.size:
             _k.grid_field(L, Z, ks + (n - 1) * k, k, Pb, paths, Wold)
+            if run.mixture is not None:  # r = M_c(t) + w(t) + ...: the class mean, linear in the cell like w
+                state.par.add_means(n - 1, side.teacher.classes, Pb, paths, Wold)
     else:
         state.chol_rows(n, final=False)
     if paths.size:
         _k.grid_field(L, Z, ks + n * k, k, Pb, paths, Wnew)
+        if run.mixture is not None:
+            state.par.add_means(n, side.teacher.classes, Pb, paths, Wnew)
 
 
 def _step(n: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
@@ -1332,6 +1415,8 @@ def _train_loss(run: _Setup, grid: _Grid, rnd: _Random, state: _State, side: _Sa
     for b in range(B):
         paths = slice(b * Pb, (b + 1) * Pb)
         Wb = (rnd.Z[paths] @ state.L[b, field_rows].T).reshape(Pb, len(out_steps), k)
+        if run.mixture is not None:  # the class means (docs/dmft_mixture.md)
+            Wb += np.moveaxis(state.par.M[b, out_steps][:, :, side.teacher.classes[paths]], -1, 0)
         train_losses(model.param_array, out_steps, grid.c, rnd.counts[paths], rnd.ev_cell[paths], rnd.ev_lam[paths],
                      side.forces(paths), Wb, state.R[b], side.teacher.y[paths], train[:, b])
     return train
@@ -1339,13 +1424,13 @@ def _train_loss(run: _Setup, grid: _Grid, rnd: _Random, state: _State, side: _Sa
 
 def _replica_outputs(run: _Setup, grid: _Grid, state: _State, train):
     """Per replica at the output times: ``train`` (n_out, B), ``norm`` and ``overlap``
-    (Euclidean with anisotropic data), the field's ``qk``, ``mk`` (the test loss's), and
+    (Euclidean with anisotropic data; a mixture's class means ``mean_overlap``), the field's ``qk``, ``mk`` (the test loss's), and
     ``correlation``, ``response`` (B, n_out, n_out, k, k)."""
     k, o, tau = grid.k, grid.out_steps, grid.tau
     C = _blocks(state.C, grid.N + 1, k)
     R = _blocks(state.R, grid.N + 1, k)
     norm_b = C[:, o, o]  # (B, n_time, k, k)
-    m_b = state.m[:, o]
+    m_b = state.m[:, o] if run.mixture is None else state.par.M[:, o]  # a mixture: the class means M_c
     C = C[:, o][:, :, o]
     R = R[:, o][:, :, o]
     # the test loss sees the field's covariance; the outputs are the Euclidean kernels
@@ -1379,22 +1464,25 @@ def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R
     re, re_s = _mean_sem(R)
     output.check_finite("norm", time, nm)
     qk, mk = (nm, ov) if run.spec is None else (qk_b.mean(0), mk_b.mean(0))
-    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho)
+    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho, run.mixture)
     replicas = (tl_b, np.einsum("btaa->bt", norm_b))
     tl_s = _stats.sem(tl_b)
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
     # a step check's solve compares values: the integration error estimate is its caller's
-    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, qk, mk, rho, tl_s)
+    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, qk, mk, rho, tl_s,
+                                                                                         run.mixture)
     output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
+    cdims = ("time", "student", "class")
     kk = ("time", "time2", "student", "student2")
     variables = {
         "train_loss": (("time",), tr), "train_loss_sem": (("time",), tr_s),
         "test_loss": (("time",), tl), "test_loss_sem": (("time",), tl_s),
         "norm": (kdims, nm), "norm_sem": (kdims, nm_s),
-        "overlap": (odims, ov), "overlap_sem": (odims, ov_s),
+        **({"overlap": (odims, ov), "overlap_sem": (odims, ov_s)} if run.mixture is None else
+           {"mean_overlap": (cdims, ov), "mean_overlap_sem": (cdims, ov_s)}),
         "correlation": (kk, co), "correlation_sem": (kk, co_s),
         "response": (kk, re), "response_sem": (kk, re_s),
     }
@@ -1424,6 +1512,10 @@ def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err,
         "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
                       "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
     }
+    if run.mixture is not None:
+        attrs.update({key: v for key, v in run.data.attrs().items() if key not in attrs})
+        attrs.update(labels="hard: model.labels_for_classes(C)[c] for a sample of class c",
+                     class_labels=run.mixture.labels.ravel())
     if run.spec is not None:
         attrs.update({key: v for key, v in run.data.attrs().items() if key not in attrs})
         attrs.update(groups=run.spec.mode, n_groups=grid.n_groups, trace_ratio=grid.tau,
@@ -1693,7 +1785,8 @@ def solve(
         _CHECKING.replicas = replicas
     coords = {
         "time": grid.time_out, "time2": grid.time_out, "epoch": ("time", grid.time_out * run.batch),
-        "student": np.arange(grid.k), "student2": np.arange(grid.k), "teacher": np.arange(grid.ks),
+        "student": np.arange(grid.k), "student2": np.arange(grid.k),
+        **({"teacher": np.arange(grid.ks)} if run.mixture is None else {"class": np.arange(grid.ks)}),
     }
     attrs = _attrs(run, grid, rnd, state, teacher.kinks, tl_err, t_start)
     ds = output.build(variables, coords, attrs, time_axis="multipass")
@@ -2092,17 +2185,21 @@ def _trace(da) -> np.ndarray:
     return da.values.diagonal(axis1=-2, axis2=-1).sum(-1)
 
 
-def _test_loss_error(model, q, mo, rho, sem, n_checks: int = 6) -> float:
+def _test_loss_error(model, q, mo, rho, sem, mixture=None, n_checks: int = 6) -> float:
     """Largest estimated integration error of the test loss (the quadrature against a refined
     rule) at ``n_checks`` output times spread over the run; a :class:`QuadratureWarning` when
     it exceeds a third of the test loss's standard error there (outputs with no spread, such
     as a deterministic start, have no such yardstick and only enter the reported error).
-    The error is a smooth function of ``(q, m)``, so a few times bound it along the run."""
+    The error is a smooth function of ``(q, m)``, so a few times bound it along the run. A
+    ``mixture``: ``mo`` are the class means, the error the class-weighted sum."""
     worst, worst_ratio, at = 0.0, 0.0, 0
     spread = 1e-9 * float(np.max(sem))  # below: round-off of a deterministic output
     for n in np.unique(np.linspace(0, q.shape[0] - 1, n_checks).round().astype(int)):
-        cov = np.block([[q[n], mo[n]], [mo[n].T, rho]])
-        err = expectation.gaussian_moments(model, np.zeros(len(cov)), cov, error=True).error
+        if mixture is None:
+            cov = np.block([[q[n], mo[n]], [mo[n].T, rho]])
+            err = expectation.gaussian_moments(model, np.zeros(len(cov)), cov, error=True).error
+        else:
+            err = sum(p * mom.error for p, mom in _class_moments(model, mixture, q[n], mo[n], error=True))
         ratio = err / sem[n] if sem[n] > spread else 0.0
         worst = max(worst, err)
         if ratio > worst_ratio:
@@ -2115,10 +2212,20 @@ def _test_loss_error(model, q, mo, rho, sem, n_checks: int = 6) -> float:
     return float(worst)
 
 
-def _test_losses(model, q, mo, q_b, m_b, rho):
+def _class_moments(model, mixture, q, M, error=False):
+    """``[(pi_c, Moments of l(r, y_c) over r ~ N(M[:, c], q))]`` per class of a ``mixture``."""
+    return [(p, expectation.gaussian_moments(model, M[:, c], q, label=mixture.labels[c], error=error))
+            for c, p in enumerate(mixture.probs)]
+
+
+def _test_losses(model, q, mo, q_b, m_b, rho, mixture=None):
     """Test loss ``E l(r, y)``, ``(r, w*)`` Gaussian ``[[q, m], [m^T, rho]]``, at the replica
     means, and per replica to first order (Price's theorem: ``dL/dq = E[l'']/2``,
-    ``dL/dm = E[d2 l/dr dr*]``, both returned by the same quadrature)."""
+    ``dL/dm = E[d2 l/dr dr*]``, both returned by the same quadrature). A ``mixture``: ``mo``
+    (T, k, C) are the class means, ``L = sum_c pi_c E l(M_c + w, y_c)``, ``w ~ N(0, q)``,
+    ``dL/dq = sum_c pi_c E[l''_c]/2``, ``dL/dM_c = pi_c E[l'_c]``."""
+    if mixture is not None:
+        return _mixture_test_losses(model, mixture, q, mo, q_b, m_b)
     T = q.shape[0]
     k, ks = model.k, model.k_star
     out = np.empty(T)
@@ -2136,4 +2243,17 @@ def _test_losses(model, q, mo, q_b, m_b, rho):
         dm = m_b[:, n] - mo[n]
         lin[:, n] = mom.loss + 0.5 * np.einsum("ab,xab->x", mom.hess, dq) + np.einsum(
             "ae,xae->x", mom.hess_star, dm)
+    return out, lin
+
+
+def _mixture_test_losses(model, mixture, q, M, q_b, M_b):
+    """:func:`_test_losses` of a ``mixture``: ``q`` (T, k, k), ``M`` (T, k, C) and per replica ``q_b``, ``M_b``."""
+    T = q.shape[0]
+    out = np.zeros(T)
+    lin = np.zeros(q_b.shape[:2])
+    for n in range(T):
+        for c, (p, mom) in enumerate(_class_moments(model, mixture, q[n], M[n])):
+            out[n] += p * mom.loss
+            lin[:, n] += p * (mom.loss + 0.5 * np.einsum("ab,xab->x", mom.hess, q_b[:, n] - q[n])
+                              + (M_b[:, n, :, c] - M[n, :, c]) @ mom.grad)
     return out, lin

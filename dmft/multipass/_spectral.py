@@ -6,8 +6,8 @@ The data objects are those of :mod:`dmft.data` (Gaussian mixtures with diagonal 
 ``x = a / sqrt(d)`` (mean ``mu_c / sqrt(d)``, covariance ``K_c/d``) and ``theta* = sqrt(d) x*^T``, so
 that ``r* = theta*^T x = x* a`` is the same pre-activation, ``theta*^T theta*/d = x* x*^T`` and
 ``theta^T E[x | c] = X mu_c`` is ``onepass``'s ``mean_overlap``. The DMFT solver takes one-class
-teacher-student data only (:func:`check_data`); the simulators also take mixtures
-(:func:`check_simulation_data`).
+teacher-student data (:func:`check_data`) and hard-label binary mixtures with identity class
+covariances (:func:`solver_mixture`); the simulators take any mixture (:func:`check_simulation_data`).
 """
 from __future__ import annotations
 
@@ -45,6 +45,31 @@ def check_data(data, model):
     if not np.any(data.eigenvalues[0] > 0.0):
         raise errors.ParameterError(f"data={data.name!r} is not allowed: its covariance is zero (Tr K = 0)")
     return data
+
+
+def solver_mixture(data, model):
+    """:class:`Mixture` of the hard-label mixture ``data`` that :func:`dmft.solve` takes for
+    ``model`` (docs/dmft_mixture.md: two classes, identity class covariances), None for
+    one-class data with zero mean (teacher-student data, :func:`check_data`), else
+    ParameterError naming ``data`` with what it is and what is allowed."""
+    _check_mixture(data, model)
+    if data.n_classes == 1 and not np.any(data.means != 0.0):
+        return None
+    if data.teacher is not None:
+        raise errors.ParameterError(
+            f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures with hard labels (no teacher, e.g. "
+            "dmft.data.binary_mixture); this one has teacher rows (soft labels) and mean norms "
+            f"{data.mean_norms.tolist()} (dmft.simulate takes it)")
+    if data.n_classes != 2:
+        raise errors.ParameterError(
+            f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures of 2 classes; this one has "
+            f"{data.n_classes} (dmft.simulate takes it)")
+    if np.any(data.eigenvalues != 1.0):
+        raise errors.ParameterError(
+            f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures with identity class covariances "
+            f"(eigenvalues all 1, spectrum 'identity'); this one has eigenvalues in [{data.eigenvalues.min():g}, "
+            f"{data.eigenvalues.max():g}] (dmft.simulate takes it)")
+    return check_simulation_data(data, model)
 
 
 def check_lr(lr):
@@ -117,6 +142,12 @@ class Mixture:
     @property
     def n_classes(self) -> int:
         return self.probs.size
+
+    @property
+    def gram(self) -> np.ndarray:
+        """``mu_c . mu_c'`` (C, C): the second moment over coordinates of ``sqrt(d) means``, the
+        class means' analogue of the teacher power ``rho`` (docs/dmft_mixture.md)."""
+        return self.means.shape[1] * (self.means @ self.means.T)
 
     @property
     def scales(self) -> np.ndarray:
