@@ -87,8 +87,11 @@ def compare(
         Ridge penalty ``lam >= 0``.
     data : dmft.data.GaussianMixture or None
         Anisotropic teacher-student data (one class, zero mean, e.g.
-        ``dmft.data.teacher_student('power_law', d=1000)``) for the solve and the simulation
-        alike (docs/dmft_anisotropic.md); ``None``: isotropic inputs and a random teacher.
+        ``dmft.data.teacher_student('power_law', d=1000)``, docs/dmft_anisotropic.md) or a
+        hard-label binary mixture with identity class covariances (e.g.
+        ``dmft.data.binary_mixture('identity', d=1000)``, docs/dmft_mixture.md; compared also on
+        ``mean_overlap``) for the solve and the simulation alike; ``None``: isotropic inputs and a
+        random teacher.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed of the DMFT paths and the simulation data; SGD, SME and GF simulations see
         the same data sets. A ``numpy.random.Generator`` stands for the integer

@@ -1424,7 +1424,8 @@ def _train_loss(run: _Setup, grid: _Grid, rnd: _Random, state: _State, side: _Sa
 
 def _replica_outputs(run: _Setup, grid: _Grid, state: _State, train):
     """Per replica at the output times: ``train`` (n_out, B), ``norm`` and ``overlap``
-    (Euclidean with anisotropic data; a mixture's class means ``mean_overlap``), the field's ``qk``, ``mk`` (the test loss's), and
+    (Euclidean with anisotropic data; a mixture's class means ``M``), the field's ``qk``,
+    ``mk`` (the test loss's), and
     ``correlation``, ``response`` (B, n_out, n_out, k, k)."""
     k, o, tau = grid.k, grid.out_steps, grid.tau
     C = _blocks(state.C, grid.N + 1, k)
@@ -1715,7 +1716,12 @@ def solve(
         fixed teacher rows; e.g. :func:`onepass.data.teacher_student`): inputs
         ``x ~ N(0, K/d)``, teacher ``theta* = sqrt(d) x*^T`` as in :func:`dmft.simulate`. The
         parameter side is then one linear process per spectral group, coupled through the
-        sample side's spectrally averaged kernels (docs/dmft_anisotropic.md). ``None``:
+        sample side's spectrally averaged kernels (docs/dmft_anisotropic.md). Or a binary
+        Gaussian mixture with hard labels and identity class covariances (e.g.
+        :func:`dmft.data.binary_mixture` with ``'identity'``; class ``c`` has inputs
+        ``x = mu_c/sqrt(d) + z``, ``z ~ N(0, I/d)``, and the label ``model.labels_for_classes(2)[c]``,
+        as in :func:`dmft.simulate`): each path draws a class, its field is shifted by the
+        class-mean field ``M_c(t) = theta(t)^T mu_c/sqrt(d)`` (docs/dmft_mixture.md). ``None``:
         isotropic inputs, teacher prior ``N(0, I)``.
     groups : 'auto', 'exact' or onepass.data.Binned
         Spectral groups of ``data``: one per distinct eigenvalue (``'exact'``), ``Binned(G)``
@@ -1734,7 +1740,8 @@ def solve(
     xarray.Dataset
         ``train_loss``, ``test_loss`` (time); ``norm`` (time, student, student2) =
         ``C_theta(t, t)`` (with ``data``: ``theta^T theta/d``, the Euclidean norm; the test
-        loss uses the ``K``-weighted one); ``overlap`` (time, student, teacher) = ``m(t)``;
+        loss uses the ``K``-weighted one); ``overlap`` (time, student, teacher) = ``m(t)``, or
+        with mixture data ``mean_overlap`` (time, student, class) = ``M_c(t)``;
         ``correlation``, ``response`` (time, time2, student, student2); each with a
         ``*_sem``; coordinate ``epoch = t * batch``; inputs and diagnostics in ``attrs``
         (``memory_gb``: the estimated peak memory).
