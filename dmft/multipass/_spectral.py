@@ -6,8 +6,8 @@ The data objects are those of :mod:`dmft.data` (Gaussian mixtures with diagonal 
 ``x = a / sqrt(d)`` (mean ``mu_c / sqrt(d)``, covariance ``K_c/d``) and ``theta* = sqrt(d) x*^T``, so
 that ``r* = theta*^T x = x* a`` is the same pre-activation, ``theta*^T theta*/d = x* x*^T`` and
 ``theta^T E[x | c] = X mu_c`` is ``onepass``'s ``mean_overlap``. The DMFT solver takes one-class
-teacher-student data (:func:`check_data`) and hard-label binary mixtures with identity class
-covariances (:func:`solver_mixture`); the simulators take any mixture (:func:`check_simulation_data`).
+teacher-student data (:func:`check_data`) and hard-label binary mixtures with diagonal class
+covariances of equal trace (:func:`solver_mixture`, :class:`MixtureGroups`); the simulators take any mixture (:func:`check_simulation_data`).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def check_data(data, model):
 
 def solver_mixture(data, model):
     """:class:`Mixture` of the hard-label mixture ``data`` that :func:`dmft.solve` takes for
-    ``model`` (docs/dmft_mixture.md: two classes, identity class covariances), None for
+    ``model`` (docs/dmft_mixture.md: two classes, diagonal class covariances of equal trace), None for
     one-class data with zero mean (teacher-student data, :func:`check_data`), else
     ParameterError naming ``data`` with what it is and what is allowed."""
     _check_mixture(data, model)
@@ -64,11 +64,11 @@ def solver_mixture(data, model):
         raise errors.ParameterError(
             f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures of 2 classes; this one has "
             f"{data.n_classes} (dmft.simulate takes it)")
-    if np.any(data.eigenvalues != 1.0):
+    tau = data.trace_ratio
+    if tau[0] <= 0.0 or abs(tau[1] - tau[0]) > 1e-12 * tau[0]:
         raise errors.ParameterError(
-            f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures with identity class covariances "
-            f"(eigenvalues all 1, spectrum 'identity'); this one has eigenvalues in [{data.eigenvalues.min():g}, "
-            f"{data.eigenvalues.max():g}] (dmft.simulate takes it)")
+            f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures whose classes have the same "
+            f"positive Tr K_c / d; this one has {tau.tolist()} (dmft.simulate takes it)")
     return check_simulation_data(data, model)
 
 
@@ -224,3 +224,38 @@ class Groups:
     def rho(self) -> np.ndarray:
         """``theta*^T theta*/d = sum_g p_g rho_g`` (ks, ks)."""
         return np.einsum("g,gab->ab", self.weights, self.teacher_power)
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureGroups:
+    """Spectral groups of a hard-label mixture in the multi-pass units (docs/dmft_mixture.md, section 4).
+
+    weights (G,): ``p_g = |g|/d``; eigenvalues (G, C): ``lam_g^(c)``; gram (G, C, C):
+    ``(1/|g|) sum_{i in g} v_i v_i^T`` with ``v_ci = sqrt(d) mu_ci`` (the class means' power in the
+    group, the analogue of the teacher power ``rho_g``); names, mode: as :class:`dmft.data.Groups`.
+    """
+
+    weights: np.ndarray
+    eigenvalues: np.ndarray
+    gram: np.ndarray
+    names: tuple
+    mode: str
+
+    @classmethod
+    def of(cls, data, groups="auto"):
+        """Groups of ``data`` by eigenvalue tuple: ``'exact'``, ``Binned(G)`` or ``'auto'`` (as :meth:`Groups.of`)."""
+        if groups == "auto":
+            g = _data.make_groups(data, "exact")
+            if len(g.sizes) > AUTO_MAX_GROUPS:
+                g = _data.make_groups(data, _data.Binned(AUTO_MAX_GROUPS))
+        else:
+            g = _data.make_groups(data, groups)
+        sizes = g.sizes.astype(float)
+        # data_outer[g] = sum_{i in g} mu_i mu_i^T (no teacher rows) and v_i = sqrt(d) mu_i
+        return cls(sizes / data.d, np.array(g.eigenvalues), data.d * g.data_outer / sizes[:, None, None], g.names,
+                   g.mode)
+
+    @property
+    def trace_ratio(self) -> float:
+        """``tau = Tr K_c / d = sum_g p_g lam_g^(c)``, the same for every class (:func:`solver_mixture`)."""
+        return float(self.weights @ self.eigenvalues[:, 0])
