@@ -1783,15 +1783,17 @@ def solve(
         ``x ~ N(0, K/d)``, teacher ``theta* = sqrt(d) x*^T`` as in :func:`dmft.simulate`. The
         parameter side is then one linear process per spectral group, coupled through the
         sample side's spectrally averaged kernels (docs/dmft_anisotropic.md). Or a binary
-        Gaussian mixture with hard labels and identity class covariances (e.g.
-        :func:`dmft.data.binary_mixture` with ``'identity'``; class ``c`` has inputs
-        ``x = mu_c/sqrt(d) + z``, ``z ~ N(0, I/d)``, and the label ``model.labels_for_classes(2)[c]``,
-        as in :func:`dmft.simulate`): each path draws a class, its field is shifted by the
-        class-mean field ``M_c(t) = theta(t)^T mu_c/sqrt(d)`` (docs/dmft_mixture.md). ``None``:
-        isotropic inputs, teacher prior ``N(0, I)``.
+        Gaussian mixture with hard labels and diagonal class covariances of equal trace (e.g.
+        :func:`dmft.data.binary_mixture` with ``'identity'``, ``'zero_one'``, ``'power_law'``; class
+        ``c`` has inputs ``x = mu_c/sqrt(d) + z``, ``z ~ N(0, K_c/d)``, and the label
+        ``model.labels_for_classes(2)[c]``, as in :func:`dmft.simulate`): the paths run in one block
+        per class and replica, a path's field is shifted by the class-mean field
+        ``M_c(t) = theta(t)^T mu_c/sqrt(d)``, and the parameter side has one process per spectral
+        group of eigenvalue tuples (docs/dmft_mixture.md). ``None``: isotropic inputs, teacher prior
+        ``N(0, I)``.
     groups : 'auto', 'exact' or onepass.data.Binned
-        Spectral groups of ``data``: one per distinct eigenvalue (``'exact'``), ``Binned(G)``
-        bins of ``log(lam)``, or ``'auto'``: exact up to 32 distinct eigenvalues
+        Spectral groups of ``data``: one per distinct eigenvalue (a mixture: eigenvalue tuple over
+        the classes) (``'exact'``), ``Binned(G)`` bins of ``log(lam)``, or ``'auto'``: exact up to 32 distinct eigenvalues
         (``dmft.multipass._spectral.AUTO_MAX_GROUPS``), else 32 bins.
         Memory and parameter-side cost grow linearly in the number of groups.
     driver : dmft.multipass.Poisson, Gaussian, Deterministic or None
