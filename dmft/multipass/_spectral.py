@@ -144,12 +144,6 @@ class Mixture:
         return self.probs.size
 
     @property
-    def gram(self) -> np.ndarray:
-        """``mu_c . mu_c'`` (C, C): the second moment over coordinates of ``sqrt(d) means``, the
-        class means' analogue of the teacher power ``rho`` (docs/dmft_mixture.md)."""
-        return self.means.shape[1] * (self.means @ self.means.T)
-
-    @property
     def scales(self) -> np.ndarray:
         """``sqrt(lam_i^(c) / d)`` (C, d): the columns of standard normal inputs that give ``N(0, K_c/d)``."""
         return np.sqrt(self.eigenvalues / self.eigenvalues.shape[1])
