@@ -915,7 +915,8 @@ def _checked(arguments: dict) -> _Setup:
     if mixture is not None and dirac.any():
         raise errors.ParameterError(
             f"model={model.name!r} is not allowed with data={data.name!r}: its gradient jumps across a kink (by "
-            f"{float(jumps.max()):.3g}); the multi-pass DMFT on mixtures takes models without kinks (e.g. logistic)")
+            f"{float(jumps.max()):.3g}); the multi-pass DMFT on mixtures takes models whose gradient is continuous (e.g. "
+            "logistic, smooth_hinge)")
     if dirac.any() and not kinked:
         warnings.warn(
             f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "
@@ -1536,8 +1537,8 @@ def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
     # a step check's solve compares values: the integration error estimate is its caller's
-    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, qk, mk, rho, tl_s,
-                                                                                         run.mixture)
+    checking = getattr(_CHECKING, "active", False)
+    tl_err = np.nan if checking else _test_loss_error(model, qk, mk, rho, tl_s, run.mixture)
     output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
@@ -1792,8 +1793,9 @@ def solve(
         group of eigenvalue tuples (docs/dmft_mixture.md). ``None``: isotropic inputs, teacher prior
         ``N(0, I)``.
     groups : 'auto', 'exact' or onepass.data.Binned
-        Spectral groups of ``data``: one per distinct eigenvalue (a mixture: eigenvalue tuple over
-        the classes) (``'exact'``), ``Binned(G)`` bins of ``log(lam)``, or ``'auto'``: exact up to 32 distinct eigenvalues
+        Spectral groups of ``data``: one per distinct eigenvalue (a mixture's: per distinct tuple
+        of the classes' eigenvalues) (``'exact'``), ``Binned(G)`` bins of ``log(lam)``, or
+        ``'auto'``: exact up to 32 distinct eigenvalues
         (``dmft.multipass._spectral.AUTO_MAX_GROUPS``), else 32 bins.
         Memory and parameter-side cost grow linearly in the number of groups.
     driver : dmft.multipass.Poisson, Gaussian, Deterministic or None
