@@ -88,7 +88,7 @@ def compare(
     data : dmft.data.GaussianMixture or None
         Anisotropic teacher-student data (one class, zero mean, e.g.
         ``dmft.data.teacher_student('power_law', d=1000)``, docs/dmft_anisotropic.md) or a
-        hard-label binary mixture with diagonal class covariances of equal trace (e.g.
+        hard-label mixture with diagonal class covariances of equal trace (e.g.
         ``dmft.data.binary_mixture('zero_one', d=1000)``, docs/dmft_mixture.md; compared also on
         ``mean_overlap``) for the solve and the simulation alike; ``None``: isotropic inputs and a
         random teacher.

@@ -1783,11 +1783,12 @@ def solve(
         fixed teacher rows; e.g. :func:`onepass.data.teacher_student`): inputs
         ``x ~ N(0, K/d)``, teacher ``theta* = sqrt(d) x*^T`` as in :func:`dmft.simulate`. The
         parameter side is then one linear process per spectral group, coupled through the
-        sample side's spectrally averaged kernels (docs/dmft_anisotropic.md). Or a binary
-        Gaussian mixture with hard labels and diagonal class covariances of equal trace (e.g.
-        :func:`dmft.data.binary_mixture` with ``'identity'``, ``'zero_one'``, ``'power_law'``; class
-        ``c`` has inputs ``x = mu_c/sqrt(d) + z``, ``z ~ N(0, K_c/d)``, and the label
-        ``model.labels_for_classes(2)[c]``, as in :func:`dmft.simulate`): the paths run in one block
+        sample side's spectrally averaged kernels (docs/dmft_anisotropic.md). Or a Gaussian
+        mixture with hard labels and diagonal class covariances of equal trace (e.g.
+        :func:`dmft.data.binary_mixture` with ``'identity'``, ``'zero_one'``, ``'power_law'``, or
+        :func:`dmft.data.multiclass_mixture`; class ``c`` of ``C`` has inputs ``x = mu_c/sqrt(d) + z``,
+        ``z ~ N(0, K_c/d)``, and the label ``model.labels_for_classes(C)[c]``, as in
+        :func:`dmft.simulate`): the paths run in one block
         per class and replica, a path's field is shifted by the class-mean field
         ``M_c(t) = theta(t)^T mu_c/sqrt(d)``, and the parameter side has one process per spectral
         group of eigenvalue tuples (docs/dmft_mixture.md). ``None``: isotropic inputs, teacher prior

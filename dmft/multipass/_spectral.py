@@ -6,7 +6,7 @@ The data objects are those of :mod:`dmft.data` (Gaussian mixtures with diagonal 
 ``x = a / sqrt(d)`` (mean ``mu_c / sqrt(d)``, covariance ``K_c/d``) and ``theta* = sqrt(d) x*^T``, so
 that ``r* = theta*^T x = x* a`` is the same pre-activation, ``theta*^T theta*/d = x* x*^T`` and
 ``theta^T E[x | c] = X mu_c`` is ``onepass``'s ``mean_overlap``. The DMFT solver takes one-class
-teacher-student data (:func:`check_data`) and hard-label binary mixtures with diagonal class
+teacher-student data (:func:`check_data`) and hard-label mixtures with diagonal class
 covariances of equal trace (:func:`solver_mixture`, :class:`MixtureGroups`); the simulators take any mixture (:func:`check_simulation_data`).
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def check_data(data, model):
 
 def solver_mixture(data, model):
     """:class:`Mixture` of the hard-label mixture ``data`` that :func:`dmft.solve` takes for
-    ``model`` (docs/dmft_mixture.md: two classes, diagonal class covariances of equal trace), None for
+    ``model`` (docs/dmft_mixture.md: diagonal class covariances of equal trace), None for
     one-class data with zero mean (teacher-student data, :func:`check_data`), else
     ParameterError naming ``data`` with what it is and what is allowed."""
     _check_mixture(data, model)
@@ -60,12 +60,8 @@ def solver_mixture(data, model):
             f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures with hard labels (no teacher, e.g. "
             "dmft.data.binary_mixture); this one has teacher rows (soft labels) and mean norms "
             f"{data.mean_norms.tolist()} (dmft.simulate takes it)")
-    if data.n_classes != 2:
-        raise errors.ParameterError(
-            f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures of 2 classes; this one has "
-            f"{data.n_classes} (dmft.simulate takes it)")
     tau = data.trace_ratio
-    if tau[0] <= 0.0 or abs(tau[1] - tau[0]) > 1e-12 * tau[0]:
+    if tau[0] <= 0.0 or np.ptp(tau) > 1e-12 * tau[0]:
         raise errors.ParameterError(
             f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures whose classes have the same "
             f"positive Tr K_c / d; this one has {tau.tolist()} (dmft.simulate takes it)")
