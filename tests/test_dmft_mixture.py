@@ -193,7 +193,8 @@ def test_mixture_output_layout():
     ds = dmft.solve(LOGISTIC, data=data, lr=0.5, **SMALL)
     assert ds.mean_overlap.dims == ("time", "student", "class") and "overlap" not in ds
     assert ds.mean_overlap.attrs["units"] and ds.mean_overlap_sem.attrs["long_name"]
-    assert ds.attrs["data"] == data.name and ds.attrs["n_classes"] == 2 and ds.attrs["mean_norms"][0] == pytest.approx(1.0)
+    assert ds.attrs["data"] == data.name and ds.attrs["n_classes"] == 2
+    assert ds.attrs["mean_norms"][0] == pytest.approx(1.0)
     assert list(ds.attrs["class_labels"]) == [1.0, 0.0]
     np.testing.assert_array_equal(ds.mean_overlap.values[:, 0, 0], -ds.mean_overlap.values[:, 0, 1])
     again = dmft.solve(LOGISTIC, data=data, lr=0.5, **SMALL)
@@ -232,7 +233,7 @@ def test_mixture_groups_are_the_coordinates_eigenvalue_tuples_and_mean_power():
 def test_a_kinked_model_on_a_mixture_is_refused():
     """A loss whose gradient jumps (a Dirac part of ``l''``) needs the teacher-field kink planes the mixture
     paths do not have: ParameterError naming ``model``."""
-    model = models.custom(_perceptron_loss, teacher=_sign_teacher, kinks=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], smooth=False,
-                          class_labels=_pm_labels, name="perceptron")
+    model = models.custom(_perceptron_loss, teacher=_sign_teacher, kinks=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+                          smooth=False, class_labels=_pm_labels, name="perceptron")
     with pytest.raises(errors.ParameterError, match="model="):
         dmft.solve(model, data=D.binary_mixture("identity", d=20), **SMALL)

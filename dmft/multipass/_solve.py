@@ -711,7 +711,8 @@ class _MixtureParamSide:
         M[:, n] = _inv_blocks((1.0 + half) * np.eye(k) - self.delta * Grow[:, n]) @ rhs
 
     def add_means(self, n, Pb, paths, W):
-        """``W[q] += M_c(t_n)`` for the ``paths``, path ``p`` of class block ``p // Pb`` (replica ``// C``, class ``% C``)."""
+        """``W[q] += M_c(t_n)`` for the ``paths``; path ``p`` is in class block ``p // Pb``, whose
+        replica is ``// C`` and class ``% C``."""
         if paths.size:
             block, C = paths // Pb, self.probs.size
             W += self.M[block // C, n, :, block % C]
@@ -915,8 +916,8 @@ def _checked(arguments: dict) -> _Setup:
     if mixture is not None and dirac.any():
         raise errors.ParameterError(
             f"model={model.name!r} is not allowed with data={data.name!r}: its gradient jumps across a kink (by "
-            f"{float(jumps.max()):.3g}); the multi-pass DMFT on mixtures takes models whose gradient is continuous (e.g. "
-            "logistic, smooth_hinge)")
+            f"{float(jumps.max()):.3g}); the multi-pass DMFT on mixtures takes models whose gradient is "
+            "continuous (e.g. logistic, smooth_hinge)")
     if dirac.any() and not kinked:
         warnings.warn(
             f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "

@@ -7,7 +7,8 @@ The data objects are those of :mod:`dmft.data` (Gaussian mixtures with diagonal 
 that ``r* = theta*^T x = x* a`` is the same pre-activation, ``theta*^T theta*/d = x* x*^T`` and
 ``theta^T E[x | c] = X mu_c`` is ``onepass``'s ``mean_overlap``. The DMFT solver takes one-class
 teacher-student data (:func:`check_data`) and hard-label mixtures with diagonal class
-covariances of equal trace (:func:`solver_mixture`, :class:`MixtureGroups`); the simulators take any mixture (:func:`check_simulation_data`).
+covariances of equal trace (:func:`solver_mixture`, :class:`MixtureGroups`); the simulators take
+any mixture (:func:`check_simulation_data`).
 """
 from __future__ import annotations
 
