@@ -28,6 +28,7 @@ FILE_KIND = {
     "test_compare.py": "unit",
     "test_custom_models.py": "unit",
     "test_divergence.py": "unit",
+    "test_dmft_mixture.py": "validation",
     "test_dmft_schedules.py": "validation",
     "test_dmft_simulate.py": "unit",
     "test_dmft_solve.py": "unit",

@@ -93,6 +93,14 @@ CASES = [
     ("dmft.simulate", {"lr": onepass.AdaGradNorm()}, "lr", "AdaGradNorm"),  # the one-pass gradient norm's only
     ("dmft.simulate", {"lr": lambda t: 1.0 - 20 * t}, "lr(t=", "0.05"),  # a rate that reaches 0 by t_max
     ("dmft.simulate", {"data": D.binary_mixture(d=10)}, "data", "binary_Identity"),  # no class labels for LIN
+    # the multi-pass DMFT takes hard-label binary mixtures whose class covariances have equal traces
+    *[(entry, {"model": models.logistic(), "data": bad}, "data", name) for entry in ("dmft.solve", "dmft.compare")
+      for bad, name in [(D.binary_mixture(D.ZeroOne((0.25, 0.25, 0.4, 0.1)), d=12), "binary_ZeroOne"),
+                        (D.gaussian_mixture(TWO, [1, 1], teacher=[[1.0, 0.0]]), "gaussian_mixture")]],
+    ("dmft.solve", {"model": models.softmax_cross_entropy(3),
+                    "data": D.gaussian_mixture(np.eye(3), [1.0, 1.0, 2.0], name="traces_1_1_2")}, "data",
+     "traces_1_1_2"),
+    ("dmft.solve", {"data": D.binary_mixture(d=10)}, "data", "binary_Identity"),  # no class labels for LIN
     ("dmft.compare", {"lr": onepass.AdaGradNorm()}, "lr", "AdaGradNorm"),  # no accumulated gradient norm
     ("dmft.solve", {"lr": onepass.AdaGradNorm()}, "lr", "AdaGradNorm"),
     ("dmft.solve", {"lr": lambda t: 1.0 - 20 * t}, "lr(t=", "0.05"),  # a rate that reaches 0 by t_max

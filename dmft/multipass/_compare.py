@@ -24,7 +24,7 @@ from ._solve import solve as _solve
 __all__ = ["compare", "COMPARED_VARIABLES"]
 
 #: variables that both the DMFT and the simulator return, in the order they are plotted
-COMPARED_VARIABLES = ("test_loss", "train_loss", "norm", "overlap")
+COMPARED_VARIABLES = ("test_loss", "train_loss", "norm", "overlap", "mean_overlap")
 
 
 def compare(
@@ -87,8 +87,11 @@ def compare(
         Ridge penalty ``lam >= 0``.
     data : dmft.data.GaussianMixture or None
         Anisotropic teacher-student data (one class, zero mean, e.g.
-        ``dmft.data.teacher_student('power_law', d=1000)``) for the solve and the simulation
-        alike (docs/dmft_anisotropic.md); ``None``: isotropic inputs and a random teacher.
+        ``dmft.data.teacher_student('power_law', d=1000)``, docs/dmft_anisotropic.md) or a
+        hard-label mixture with diagonal class covariances of equal trace (e.g.
+        ``dmft.data.binary_mixture('zero_one', d=1000)``, docs/dmft_mixture.md; compared also on
+        ``mean_overlap``) for the solve and the simulation alike; ``None``: isotropic inputs and a
+        random teacher.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed of the DMFT paths and the simulation data; SGD, SME and GF simulations see
         the same data sets. A ``numpy.random.Generator`` stands for the integer
@@ -149,7 +152,7 @@ def compare(
     given_times = times is not None
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=41, t_max_default=4.0)
     ridge = errors.nonnegative("ridge", ridge)
-    if data is not None:
+    if data is not None and _spectral.solver_mixture(data, model) is None:
         _spectral.check_data(data, model)
     d = _spectral.dimension(data, d, 400)
     if simulate:

@@ -691,6 +691,108 @@ class _SpectralParamSide:
         return diag.reshape(B, N1, self.k).sum(-1)
 
 
+class _MixtureParamSide:
+    """The parameter side of a hard-label mixture (docs/dmft_mixture.md, sections 2 and 4).
+
+    The sample side runs ``C`` class blocks per replica (sample-side replica ``b C + c`` holds the
+    paths of class ``c`` of replica ``b``), so its statistics are per class: ``G_c``, ``S_c`` and
+    ``Phi_c`` (its column ``c`` is ``E[F | c]``, the paths' one-hot class being their ``w*``).
+    Spectral group ``g`` (weight ``p_g``, eigenvalues ``lam_g^(c)`` normalised to ``sum_g p_g
+    lam_g^(c) = 1``, mean power ``gram_g``) is the isotropic row (:class:`_GroupParamSide`) driven
+    by ``G_g = sum_c pi_c lam_g^(c) G_c`` and ``S_g`` alike, with ``nu -> Nu``, ``Nu_c = pi_c E[F | c]``
+    and ``rho -> gram_g``; its class-mean fields ``M_g`` solve ``M_g + lr ridge int M_g = delta (Nu
+    gram_g + int G_g M_g)``. The sample side reads, per class block, ``C_c = sum_g p_g lam_g^(c) C_g``,
+    ``R_c`` alike (rows written into ``C``, ``R``) and the shift ``M_c = sum_g p_g M_g,c`` (``M``, B, N+1, k, C).
+    """
+
+    def __init__(self, k, dt, delta, lr, ridge, q0, groups, probs, C, R, S, Phi, rates=None):
+        n_classes = len(probs)
+        Bs, NK, _ = C.shape
+        B, N1, G = Bs // n_classes, Phi.shape[1], len(groups.weights)
+        self.k, self.dt, self.delta, self.lam, self.rates = k, dt, delta, lr * ridge, rates
+        self.uL, self.uR = _node_rates(rates, N1 - 1)
+        self.p, self.probs = groups.weights, np.asarray(probs, float)
+        self.lam_gc = groups.eigenvalues  # (G, C), normalised
+        self.wc = self.probs[None, :] * self.lam_gc  # weights of the class statistics in each group
+        self.gram = groups.gram
+        self.C, self.R, self.S, self.Phi = C, R, S, Phi
+        self.Cg, self.Rg, self.Ag, self.Sg = (np.zeros((G, B, NK, NK)) for _ in range(4))
+        self.Mg = np.zeros((G, B, N1, k, n_classes))
+        self.M, self.nu = np.zeros((B, N1, k, n_classes)), np.zeros((B, N1, k, n_classes))
+        self.asum, self.bvec = np.zeros((G, B, N1, k, k)), np.zeros((G, B, N1, k, n_classes))
+        self.groups = [
+            _GroupParamSide(k, n_classes, dt, delta, lr, ridge, q0, self.gram[g], self.Cg[g], self.Rg[g],
+                            self.Ag[g], self.Sg[g], self.Mg[g], self.nu, self.asum[g], self.bvec[g], rates)
+            for g in range(G)]
+
+    def _by_group(self, X):
+        """``sum_c pi_c lam_g^(c) X_c`` (G, B, ...) of a sample-side array ``X`` (B C, ...); None stays None."""
+        if X is None:
+            return None
+        return np.einsum("gc,bc...->gb...", self.wc, X.reshape(-1, self.probs.size, *X.shape[1:]))
+
+    def _by_class(self, X):
+        """``sum_g p_g lam_g^(c) X_g`` (B C, ...) of group arrays ``X`` (G, B, ...)."""
+        out = np.einsum("g,gc,gb...->bc...", self.p, self.lam_gc, X)
+        return out.reshape(-1, *out.shape[2:])
+
+    def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
+        """Row ``n`` of every group, of ``Nu``, ``M`` and of the class blocks' ``C``, ``R`` (arguments
+        of :meth:`_ParamSide.row`, per sample-side replica)."""
+        k, C = self.k, self.probs.size
+        rows, cols = slice(n * k, (n + 1) * k), slice(0, (n + 1) * k)
+        self.Sg[:, :, rows, cols] = self._by_group(self.S[:, rows, cols])
+        phi = self.Phi[:, n].reshape(-1, C, k, C)
+        self.nu[:, n] = self.probs * np.stack([phi[:, c, :, c] for c in range(C)], axis=-1)
+        inputs = [self._by_group(x) for x in (Grow, Gprow, Gprev, Gpprev, dW, dG)]
+        for g, group in enumerate(self.groups):
+            self._mean_row(n, g, inputs[0][g])
+            group.row(n, *(None if x is None else x[g] for x in inputs))
+        self.M[:, n] = np.einsum("g,gbae->bae", self.p, self.Mg[:, :, n])
+        crow = self._by_class(self.Cg[:, :, rows, cols])
+        self.C[:, rows, cols] = crow
+        self.C[:, cols, rows] = np.swapaxes(crow, -1, -2)
+        self.R[:, rows, cols] = self._by_class(self.Rg[:, :, rows, cols])
+
+    def _mean_row(self, n, g, Grow):
+        """Group ``g``'s ``M_g,n ((1 + lam uL_n dt/2) I - delta G_g,nn) = delta (Nu_n gram_g + sum_{j<n} G_g,nj
+        M_g,j) - lam sum_{j<n} w_j M_g,j`` (the rate's trapezoid weights ``w_j``, hat functions for ``G``, as the
+        isotropic ``m``)."""
+        M, dt, lam, k = self.Mg[g], self.dt, self.lam, self.k
+        rhs = self.delta * self.nu[:, n] @ self.gram[g]
+        half = 0.0  # the trapezoid has no weight at t_0 on a one-point interval
+        if n > 0:
+            w = 0.5 * dt * (self.uL[:n] + self.uR[:n])
+            rhs = rhs + self.delta * np.einsum("bjah,bjhe->bae", Grow[:, :n], M[:, :n]) - lam * np.einsum(
+                "j,bjae->bae", w, M[:, :n])
+            half = 0.5 * lam * dt * self.uL[n]
+        M[:, n] = _inv_blocks((1.0 + half) * np.eye(k) - self.delta * Grow[:, n]) @ rhs
+
+    def add_means(self, n, Pb, paths, W):
+        """``W[q] += M_c(t_n)`` for the ``paths``; path ``p`` is in class block ``p // Pb``, whose
+        replica is ``// C`` and class ``% C``."""
+        if paths.size:
+            block, C = paths // Pb, self.probs.size
+            W += self.M[block // C, n, :, block % C]
+
+    def plain(self, steps):
+        """``sum_g p_g X_g`` of ``C``, ``R`` (B, T, T, k, k) at the grid ``steps`` (as
+        :meth:`_SpectralParamSide.plain`) and the class means ``M`` (B, T, k, C)."""
+        k, T = self.k, len(steps)
+        idx = (np.asarray(steps)[:, None] * k + np.arange(k)).ravel()
+        out = []
+        for X in (self.Cg, self.Rg):
+            Xo = np.einsum("g,gbij->bij", self.p, X[:, :, idx][:, :, :, idx])
+            out.append(Xo.reshape(-1, T, k, T, k).transpose(0, 1, 3, 2, 4))
+        out.append(self.M[:, np.asarray(steps)])
+        return out
+
+    def plain_trace(self):
+        """``tr`` of ``sum_g p_g C_g(t_n, t_n)`` per replica and grid step -> (B, N+1)."""
+        B, N1 = self.M.shape[:2]
+        return np.einsum("g,gbii->bi", self.p, self.Cg).reshape(B, N1, self.k).sum(-1)
+
+
 def _interpolation(times: np.ndarray, dt: float, N: int):
     """``(steps, W, W1)``: the grid steps that the output ``times`` need, and the matrices
     (len(times), len(steps)) with ``x(times) = W x(t_steps)``. ``W``: quadratic (three-point
@@ -802,6 +904,8 @@ class _Setup:
     max_runtime_s: float | None = None
     schedule: object = None  # lr(t), a schedule of dmft.schedules (a number: Constant)
     lr_max: float = 0.0  # the schedule's largest rate on [0, t_max] (defaults, step heuristics)
+    mixture: object = None  # a hard-label mixture's _spectral.Mixture (docs/dmft_mixture.md), or None
+    mixture_groups: object = None  # its _spectral.MixtureGroups
 
     @property
     def dynamics(self) -> str:
@@ -858,12 +962,20 @@ def _checked(arguments: dict) -> _Setup:
     seed = errors.seed_value(a["seed"])
     ss = errors.seed_sequence(seed)
     data = a["data"]
-    spec = None if data is None else _spectral.Groups.of(_spectral.check_data(data, model), a["groups"])
+    mixture = None if data is None else _spectral.solver_mixture(data, model)
+    mixture_groups = None if mixture is None else _spectral.MixtureGroups.of(data, a["groups"])
+    spec = None if data is None or mixture is not None else _spectral.Groups.of(_spectral.check_data(data, model),
+                                                                                a["groups"])
     # the same random inputs for the solves that check or extrapolate this one (a
     # Generator is drawn once; a SeedSequence is copied before it spawns)
     arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
         ss.entropy, spawn_key=ss.spawn_key, pool_size=ss.pool_size, n_children_spawned=ss.n_children_spawned)
     jump = float(jumps.max(initial=0.0))
+    if mixture is not None and dirac.any():
+        raise errors.ParameterError(
+            f"model={model.name!r} is not allowed with data={data.name!r}: its gradient jumps across a kink (by "
+            f"{float(jumps.max()):.3g}); the multi-pass DMFT on mixtures takes models whose gradient is "
+            "continuous (e.g. logistic, smooth_hinge)")
     if dirac.any() and not kinked:
         errors.warn(
             f"dmft.solve: model {model.name!r} has a gradient that jumps by {jump:.3g} across a declared kink "
@@ -872,7 +984,7 @@ def _checked(arguments: dict) -> _Setup:
     return _Setup(arguments, model, driver, delta, lr, t_max, times, given_times, n_time, dt, n_replicas, n_paths,
                   tangent_stride, ridge, init_std, corrector, sampling, seed, ss, a["progress"], max_memory_gb,
                   check_dt, on_divergence, kink_bandwidth, a["kink_extrapolate"], data, spec, dirac, kinked, jump,
-                  max_runtime_s, schedule, lr_max)
+                  max_runtime_s, schedule, lr_max, mixture, mixture_groups)
 
 
 @dataclass
@@ -895,6 +1007,7 @@ class _Grid:
     c: float  # per-sample step tau lr0 / batch (at t = 0)
     half: float  # drift of half a cell (dense drivers), 0 for SGD
     n_groups: int
+    split: int = 1  # sample-side replicas per replica: a mixture's classes (B above counts them)
     mem: float = 0.0
     runtime: float = 0.0
     #: a schedule's mean of ``lr / lr0`` and of ``(lr / lr0)^2`` over each cell (N,); None: a constant rate
@@ -927,17 +1040,22 @@ def _plan(run: _Setup) -> _Grid:
         out_steps, interp, interp1 = np.arange(run.n_time) * every, None, None
         time_out = out_steps * dt
     # the stiffest parameter-side rate is lr lam_max (lr for isotropic inputs)
-    lr_top = run.lr_max if run.spec is None else run.lr_max * float(run.spec.eigenvalues.max())
+    groups = run.spec if run.mixture is None else run.mixture_groups
+    lr_top = run.lr_max if groups is None else run.lr_max * float(groups.eigenvalues.max())
     # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
     errors.warn_unresolved(f"dmft.solve(dynamics={run.dynamics!r})", lr_top, dt, 0.2, stacklevel=4)
-    B = run.n_replicas
+    # a mixture's sample side runs one block of paths per class and replica (_MixtureParamSide)
+    split = 1 if run.mixture is None else run.mixture.n_classes
+    B = run.n_replicas * split
     Pb = -(-run.n_paths // B)
     Pb = -(-Pb // run.tangent_stride) * run.tangent_stride
     # anisotropic data: the solve runs in the normalisation Tr K/d = 1 (docs/dmft_anisotropic.md, section 5)
-    tau = 1.0 if run.spec is None else run.spec.trace_ratio
+    tau = 1.0 if groups is None else groups.trace_ratio
     half = run.driver.half_cell(dt)
-    grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, run.model.k_star, tau,
-                 tau * run.lr / run.batch, half, 0 if run.spec is None else len(run.spec.weights))
+    # a mixture's paths carry their one-hot class in place of the teacher field (docs/dmft_mixture.md)
+    ks = run.model.k_star if run.mixture is None else run.mixture.n_classes
+    grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, ks, tau,
+                 tau * run.lr / run.batch, half, 0 if groups is None else len(groups.weights), split=split)
     if not isinstance(run.schedule, _schedules.Constant):
         edges = np.arange(N + 1) * dt
         grid.rates = _schedules.cell_means(run.schedule, edges) / run.lr
@@ -1057,7 +1175,12 @@ class _State:
                     np.zeros((B, N + 1, k, k)), np.zeros((B, k, k)), np.empty((B, 2 * k)))
         C, R, A, S = kernels
         m, nu, Phi = rows
-        if run.spec is None:
+        if run.mixture is not None:  # lam_g^(c) / tau and gram_g / tau are normalised, M is invariant
+            mg, tau = run.mixture_groups, grid.tau
+            groups = _spectral.MixtureGroups(mg.weights, mg.eigenvalues / tau, mg.gram / tau, mg.names, mg.mode)
+            state.par = _MixtureParamSide(k, grid.dt, run.delta, run.lr, run.ridge, q0, groups, run.mixture.probs, C,
+                                          R, S, Phi, grid.rates)
+        elif run.spec is None:
             state.par = _ParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, rho, C, R, A, S, m, nu, Phi,
                                    asum, bvec, grid.rates)
         else:  # lr ridge is invariant under the normalisation; lam_g / tau and tau rho_g are normalised
@@ -1092,10 +1215,25 @@ class _Teacher:
     kinks: tuple
 
 
+def _classes(run: _Setup, grid: _Grid) -> _Teacher:
+    """A mixture's paths: sample-side replica ``b C + c`` holds class ``c`` of replica ``b``
+    (:class:`_MixtureParamSide`); ``wstar`` a path's one-hot class (so the sample side's ``Phi =
+    E[F w*^T]`` has ``E[F | c]`` in column ``c``), ``y`` the class label; no kink planes
+    (:func:`_checked` refuses kinked models on mixtures)."""
+    mix, P, k = run.mixture, grid.P, grid.k
+    classes = (np.arange(P) // grid.Pb) % mix.n_classes
+    wstar = np.ascontiguousarray(np.eye(mix.n_classes)[classes])
+    kinks = (np.zeros((0, k)), np.zeros((P, 0)), np.zeros((grid.B, 0)), np.zeros((P, 0)))
+    return _Teacher(wstar, np.ascontiguousarray(mix.labels[classes]), kinks)
+
+
 def _teacher(run: _Setup, grid: _Grid, rnd: _Random, state: _State) -> _Teacher:
     """The teacher's fields from the factors' teacher rows, the labels (a DivergenceError
-    ``'data'`` when not finite) and the kink planes of the smoothed Dirac parts."""
+    ``'data'`` when not finite) and the kink planes of the smoothed Dirac parts; a mixture's
+    classes (:func:`_classes`)."""
     model = run.model
+    if run.mixture is not None:
+        return _classes(run, grid)
     wstar = np.ascontiguousarray(rnd.Z[:, :grid.ks] @ state.L[0, :grid.ks, :grid.ks].T)
     y = np.zeros((grid.P, model.label_dim))
     specialise(_k.labels, teacher=model.teacher)(model.param_array, wstar, rnd.eps, y)
@@ -1317,10 +1455,14 @@ def _fields(n: int, it: int, run: _Setup, grid: _Grid, state: _State, side: _Sam
         _kink_widths(kinks, run.kink_bandwidth, grid.B)
         if paths.size:
             _k.grid_field(L, Z, ks + (n - 1) * k, k, Pb, paths, Wold)
+            if run.mixture is not None:  # r = M_c(t) + w(t) + ...: the class mean, linear in the cell like w
+                state.par.add_means(n - 1, Pb, paths, Wold)
     else:
         state.chol_rows(n, final=False)
     if paths.size:
         _k.grid_field(L, Z, ks + n * k, k, Pb, paths, Wnew)
+        if run.mixture is not None:
+            state.par.add_means(n, Pb, paths, Wnew)
 
 
 def _step(n: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
@@ -1394,15 +1536,20 @@ def _train_loss(run: _Setup, grid: _Grid, rnd: _Random, state: _State, side: _Sa
     for b in range(B):
         paths = slice(b * Pb, (b + 1) * Pb)
         Wb = (rnd.Z[paths] @ state.L[b, field_rows].T).reshape(Pb, len(out_steps), k)
+        if run.mixture is not None:  # the class mean of the block (docs/dmft_mixture.md)
+            Wb += state.par.M[b // grid.split, out_steps, :, b % grid.split]
         train_losses(model.param_array, out_steps, grid.c, rnd.counts[paths], rnd.ev_cell[paths], rnd.ev_lam[paths],
                      side.forces(paths), Wb, state.R[b], side.teacher.y[paths], train[:, b])
+    if run.mixture is not None:  # the class blocks of each replica, weighted by pi
+        train = train.reshape(len(out_steps), -1, grid.split) @ run.mixture.probs
     return train
 
 
 def _replica_outputs(run: _Setup, grid: _Grid, state: _State, train):
     """Per replica at the output times: ``train`` (n_out, B), ``norm`` and ``overlap``
     (Euclidean with anisotropic data), the field's ``qk``, ``mk`` (the test loss's), and
-    ``correlation``, ``response`` (B, n_out, n_out, k, k)."""
+    ``correlation``, ``response`` (B, n_out, n_out, k, k). A mixture: ``overlap`` and ``mk`` are
+    the class means ``M`` (B, n_out, k, C), ``qk`` the class blocks' ``C_c(t, t)`` (B, n_out, C, k, k)."""
     k, o, tau = grid.k, grid.out_steps, grid.tau
     C = _blocks(state.C, grid.N + 1, k)
     R = _blocks(state.R, grid.N + 1, k)
@@ -1416,6 +1563,12 @@ def _replica_outputs(run: _Setup, grid: _Grid, state: _State, train):
         C, R, m_b = state.par.plain(o)
         C, m_b = C / tau, m_b / tau
         norm_b = np.einsum("btt...->bt...", C)
+    if run.mixture is not None:
+        split = grid.split
+        qk_b = np.swapaxes(norm_b.reshape(-1, split, *norm_b.shape[1:]), 1, 2)
+        C, R, m_b = state.par.plain(o)
+        C = C / tau
+        norm_b, mk_b = np.einsum("btt...->bt...", C), m_b
     interp, interp1 = grid.interp, grid.interp1
     if interp is not None:  # grid steps -> the requested times (quadratic; bilinear on two times)
         train = interp @ train
@@ -1440,23 +1593,26 @@ def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R
     co, co_s = _mean_sem(C)
     re, re_s = _mean_sem(R)
     output.check_finite("norm", time, nm)
-    qk, mk = (nm, ov) if run.spec is None else (qk_b.mean(0), mk_b.mean(0))
-    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho)
+    qk, mk = (nm, ov) if run.spec is None and run.mixture is None else (qk_b.mean(0), mk_b.mean(0))
+    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho, run.mixture)
     replicas = (tl_b, np.einsum("btaa->bt", norm_b))
     tl_s = _stats.sem(tl_b)
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
     # a step check's solve compares values: the integration error estimate is its caller's
-    tl_err = np.nan if getattr(_CHECKING, "active", False) else _test_loss_error(model, qk, mk, rho, tl_s)
+    checking = getattr(_CHECKING, "active", False)
+    tl_err = np.nan if checking else _test_loss_error(model, qk, mk, rho, tl_s, run.mixture)
     output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
+    cdims = ("time", "student", "class")
     kk = ("time", "time2", "student", "student2")
     variables = {
         "train_loss": (("time",), tr), "train_loss_sem": (("time",), tr_s),
         "test_loss": (("time",), tl), "test_loss_sem": (("time",), tl_s),
         "norm": (kdims, nm), "norm_sem": (kdims, nm_s),
-        "overlap": (odims, ov), "overlap_sem": (odims, ov_s),
+        **({"overlap": (odims, ov), "overlap_sem": (odims, ov_s)} if run.mixture is None else
+           {"mean_overlap": (cdims, ov), "mean_overlap_sem": (cdims, ov_s)}),
         "correlation": (kk, co), "correlation_sem": (kk, co_s),
         "response": (kk, re), "response_sem": (kk, re_s),
     }
@@ -1471,7 +1627,7 @@ def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err,
         **run.model.attrs(),
         "delta": run.delta, "lr": run.lr if isinstance(run.schedule, _schedules.Constant) else repr(run.schedule),
         "batch": run.batch, "c": grid.c, "t_max": run.t_max, "dt": grid.dt,
-        "n_steps": grid.N, "n_time": run.n_time, "n_paths": grid.P, "n_replicas": grid.B,
+        "n_steps": grid.N, "n_time": run.n_time, "n_paths": grid.P, "n_replicas": grid.B // grid.split,
         "tangent_stride": run.tangent_stride, "ridge": run.ridge, "init_std": run.init_std,
         "corrector": run.corrector, "sampling": run.sampling,
         "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
@@ -1486,6 +1642,11 @@ def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err,
         "sem_method": "spread of n_replicas independent lock-step replicas / sqrt(n_replicas); "
                       "test_loss_sem by the delta method (Price: dL/dq = E l''/2, dL/dm = E d2l/dr dr*)",
     }
+    if run.mixture is not None:
+        attrs.update({key: v for key, v in run.data.attrs().items() if key not in attrs})
+        attrs.update(labels="hard: model.labels_for_classes(C)[c] for a sample of class c",
+                     class_labels=run.mixture.labels.ravel(), groups=run.mixture_groups.mode, n_groups=grid.n_groups,
+                     trace_ratio=grid.tau)
     if run.spec is not None:
         attrs.update({key: v for key, v in run.data.attrs().items() if key not in attrs})
         attrs.update(groups=run.spec.mode, n_groups=grid.n_groups, trace_ratio=grid.tau,
@@ -1694,11 +1855,20 @@ def solve(
         fixed teacher rows; e.g. :func:`onepass.data.teacher_student`): inputs
         ``x ~ N(0, K/d)``, teacher ``theta* = sqrt(d) x*^T`` as in :func:`dmft.simulate`. The
         parameter side is then one linear process per spectral group, coupled through the
-        sample side's spectrally averaged kernels (docs/dmft_anisotropic.md). ``None``:
-        isotropic inputs, teacher prior ``N(0, I)``.
+        sample side's spectrally averaged kernels (docs/dmft_anisotropic.md). Or a Gaussian
+        mixture with hard labels and diagonal class covariances of equal trace (e.g.
+        :func:`dmft.data.binary_mixture` with ``'identity'``, ``'zero_one'``, ``'power_law'``, or
+        :func:`dmft.data.multiclass_mixture`; class ``c`` of ``C`` has inputs ``x = mu_c/sqrt(d) + z``,
+        ``z ~ N(0, K_c/d)``, and the label ``model.labels_for_classes(C)[c]``, as in
+        :func:`dmft.simulate`): the paths run in one block
+        per class and replica, a path's field is shifted by the class-mean field
+        ``M_c(t) = theta(t)^T mu_c/sqrt(d)``, and the parameter side has one process per spectral
+        group of eigenvalue tuples (docs/dmft_mixture.md). ``None``: isotropic inputs, teacher prior
+        ``N(0, I)``.
     groups : 'auto', 'exact' or onepass.data.Binned
-        Spectral groups of ``data``: one per distinct eigenvalue (``'exact'``), ``Binned(G)``
-        bins of ``log(lam)``, or ``'auto'``: exact up to 32 distinct eigenvalues
+        Spectral groups of ``data``: one per distinct eigenvalue (a mixture's: per distinct tuple
+        of the classes' eigenvalues) (``'exact'``), ``Binned(G)`` bins of ``log(lam)``, or
+        ``'auto'``: exact up to 32 distinct eigenvalues
         (``dmft.multipass._spectral.AUTO_MAX_GROUPS``), else 32 bins.
         Memory and parameter-side cost grow linearly in the number of groups.
     driver : dmft.multipass.Poisson, Gaussian, Deterministic or None
@@ -1713,7 +1883,8 @@ def solve(
     xarray.Dataset
         ``train_loss``, ``test_loss`` (time); ``norm`` (time, student, student2) =
         ``C_theta(t, t)`` (with ``data``: ``theta^T theta/d``, the Euclidean norm; the test
-        loss uses the ``K``-weighted one); ``overlap`` (time, student, teacher) = ``m(t)``;
+        loss uses the ``K``-weighted one); ``overlap`` (time, student, teacher) = ``m(t)``, or
+        with mixture data ``mean_overlap`` (time, student, class) = ``M_c(t)``;
         ``correlation``, ``response`` (time, time2, student, student2); each with a
         ``*_sem``; coordinate ``epoch = t * batch``; inputs and diagnostics in ``attrs``
         (``memory_gb``: the estimated peak memory).
@@ -1761,7 +1932,8 @@ def solve(
             return _diverged(run, grid, err)
         train = _train_loss(run, grid, rnd, state, side)
         err = _step_instability(state.C, train, grid.out_steps, grid.dt, run.ridge, run.delta, run.dynamics, grid.k,
-                                None if run.spec is None else state.par.plain_trace() / grid.tau)
+                                None if run.spec is None and run.mixture is None
+                                else state.par.plain_trace() / grid.tau)
         if err is not None:
             return _diverged(run, grid, err)
         variables, replicas, tl_err = _dataset(run, grid, rho, *_replica_outputs(run, grid, state, train))
@@ -1769,7 +1941,8 @@ def solve(
             _CHECKING.replicas = replicas
         coords = {
             "time": grid.time_out, "time2": grid.time_out, "epoch": ("time", grid.time_out * run.batch),
-            "student": np.arange(grid.k), "student2": np.arange(grid.k), "teacher": np.arange(grid.ks),
+            "student": np.arange(grid.k), "student2": np.arange(grid.k),
+            **({"teacher": np.arange(grid.ks)} if run.mixture is None else {"class": np.arange(grid.ks)}),
         }
         attrs = _attrs(run, grid, rnd, state, teacher.kinks, tl_err, t_start)
         ds = output.build(variables, coords, attrs, time_axis="multipass")
@@ -2168,17 +2341,21 @@ def _trace(da) -> np.ndarray:
     return da.values.diagonal(axis1=-2, axis2=-1).sum(-1)
 
 
-def _test_loss_error(model, q, mo, rho, sem, n_checks: int = 6) -> float:
+def _test_loss_error(model, q, mo, rho, sem, mixture=None, n_checks: int = 6) -> float:
     """Largest estimated integration error of the test loss (the quadrature against a refined
     rule) at ``n_checks`` output times spread over the run; a :class:`QuadratureWarning` when
     it exceeds a third of the test loss's standard error there (outputs with no spread, such
     as a deterministic start, have no such yardstick and only enter the reported error).
-    The error is a smooth function of ``(q, m)``, so a few times bound it along the run."""
+    The error is a smooth function of ``(q, m)``, so a few times bound it along the run. A
+    ``mixture``: ``q`` per class, ``mo`` the class means, the error the class-weighted sum."""
     worst, worst_ratio, at = 0.0, 0.0, 0
     spread = 1e-9 * float(np.max(sem))  # below: round-off of a deterministic output
     for n in np.unique(np.linspace(0, q.shape[0] - 1, n_checks).round().astype(int)):
-        cov = np.block([[q[n], mo[n]], [mo[n].T, rho]])
-        err = expectation.gaussian_moments(model, np.zeros(len(cov)), cov, error=True).error
+        if mixture is None:
+            cov = np.block([[q[n], mo[n]], [mo[n].T, rho]])
+            err = expectation.gaussian_moments(model, np.zeros(len(cov)), cov, error=True).error
+        else:
+            err = sum(p * mom.error for p, mom in _class_moments(model, mixture, q[n], mo[n], error=True))
         ratio = err / sem[n] if sem[n] > spread else 0.0
         worst = max(worst, err)
         if ratio > worst_ratio:
@@ -2191,10 +2368,20 @@ def _test_loss_error(model, q, mo, rho, sem, n_checks: int = 6) -> float:
     return float(worst)
 
 
-def _test_losses(model, q, mo, q_b, m_b, rho):
+def _class_moments(model, mixture, q, M, error=False):
+    """``[(pi_c, Moments of l(r, y_c) over r ~ N(M[:, c], q[c]))]`` per class of a ``mixture``."""
+    return [(p, expectation.gaussian_moments(model, M[:, c], q[c], label=mixture.labels[c], error=error))
+            for c, p in enumerate(mixture.probs)]
+
+
+def _test_losses(model, q, mo, q_b, m_b, rho, mixture=None):
     """Test loss ``E l(r, y)``, ``(r, w*)`` Gaussian ``[[q, m], [m^T, rho]]``, at the replica
     means, and per replica to first order (Price's theorem: ``dL/dq = E[l'']/2``,
-    ``dL/dm = E[d2 l/dr dr*]``, both returned by the same quadrature)."""
+    ``dL/dm = E[d2 l/dr dr*]``, both returned by the same quadrature). A ``mixture``: ``mo``
+    (T, k, C) are the class means, ``q`` (T, C, k, k), ``L = sum_c pi_c E l(M_c + w_c, y_c)``, ``w_c ~ N(0, q_c)``,
+    ``dL/dq = sum_c pi_c E[l''_c]/2``, ``dL/dM_c = pi_c E[l'_c]``."""
+    if mixture is not None:
+        return _mixture_test_losses(model, mixture, q, mo, q_b, m_b)
     T = q.shape[0]
     k, ks = model.k, model.k_star
     out = np.empty(T)
@@ -2212,4 +2399,18 @@ def _test_losses(model, q, mo, q_b, m_b, rho):
         dm = m_b[:, n] - mo[n]
         lin[:, n] = mom.loss + 0.5 * np.einsum("ab,xab->x", mom.hess, dq) + np.einsum(
             "ae,xae->x", mom.hess_star, dm)
+    return out, lin
+
+
+def _mixture_test_losses(model, mixture, q, M, q_b, M_b):
+    """:func:`_test_losses` of a ``mixture``: ``q`` (T, C, k, k) each class's field covariance, ``M`` (T, k, C),
+    and per replica ``q_b``, ``M_b``."""
+    T = q.shape[0]
+    out = np.zeros(T)
+    lin = np.zeros(q_b.shape[:2])
+    for n in range(T):
+        for c, (p, mom) in enumerate(_class_moments(model, mixture, q[n], M[n])):
+            out[n] += p * mom.loss
+            lin[:, n] += p * (mom.loss + 0.5 * np.einsum("ab,xab->x", mom.hess, q_b[:, n, c] - q[n, c])
+                              + (M_b[:, n, :, c] - M[n, :, c]) @ mom.grad)
     return out, lin

@@ -6,8 +6,9 @@ The data objects are those of :mod:`dmft.data` (Gaussian mixtures with diagonal 
 ``x = a / sqrt(d)`` (mean ``mu_c / sqrt(d)``, covariance ``K_c/d``) and ``theta* = sqrt(d) x*^T``, so
 that ``r* = theta*^T x = x* a`` is the same pre-activation, ``theta*^T theta*/d = x* x*^T`` and
 ``theta^T E[x | c] = X mu_c`` is ``onepass``'s ``mean_overlap``. The DMFT solver takes one-class
-teacher-student data only (:func:`check_data`); the simulators also take mixtures
-(:func:`check_simulation_data`).
+teacher-student data (:func:`check_data`) and hard-label mixtures with diagonal class
+covariances of equal trace (:func:`solver_mixture`, :class:`MixtureGroups`); the simulators take
+any mixture (:func:`check_simulation_data`).
 """
 from __future__ import annotations
 
@@ -45,6 +46,27 @@ def check_data(data, model):
     if not np.any(data.eigenvalues[0] > 0.0):
         raise errors.ParameterError(f"data={data.name!r} is not allowed: its covariance is zero (Tr K = 0)")
     return data
+
+
+def solver_mixture(data, model):
+    """:class:`Mixture` of the hard-label mixture ``data`` that :func:`dmft.solve` takes for
+    ``model`` (docs/dmft_mixture.md: diagonal class covariances of equal trace), None for
+    one-class data with zero mean (teacher-student data, :func:`check_data`), else
+    ParameterError naming ``data`` with what it is and what is allowed."""
+    _check_mixture(data, model)
+    if data.n_classes == 1 and not np.any(data.means != 0.0):
+        return None
+    if data.teacher is not None:
+        raise errors.ParameterError(
+            f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures with hard labels (no teacher, e.g. "
+            "dmft.data.binary_mixture); this one has teacher rows (soft labels) and mean norms "
+            f"{data.mean_norms.tolist()} (dmft.simulate takes it)")
+    tau = data.trace_ratio
+    if tau[0] <= 0.0 or np.ptp(tau) > 1e-12 * tau[0]:
+        raise errors.ParameterError(
+            f"data={data.name!r} is not allowed: the multi-pass DMFT takes mixtures whose classes have the same "
+            f"positive Tr K_c / d; this one has {tau.tolist()} (dmft.simulate takes it)")
+    return check_simulation_data(data, model)
 
 
 def check_lr(lr):
@@ -193,3 +215,38 @@ class Groups:
     def rho(self) -> np.ndarray:
         """``theta*^T theta*/d = sum_g p_g rho_g`` (ks, ks)."""
         return np.einsum("g,gab->ab", self.weights, self.teacher_power)
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureGroups:
+    """Spectral groups of a hard-label mixture in the multi-pass units (docs/dmft_mixture.md, section 4).
+
+    weights (G,): ``p_g = |g|/d``; eigenvalues (G, C): ``lam_g^(c)``; gram (G, C, C):
+    ``(1/|g|) sum_{i in g} v_i v_i^T`` with ``v_ci = sqrt(d) mu_ci`` (the class means' power in the
+    group, the analogue of the teacher power ``rho_g``); names, mode: as :class:`dmft.data.Groups`.
+    """
+
+    weights: np.ndarray
+    eigenvalues: np.ndarray
+    gram: np.ndarray
+    names: tuple
+    mode: str
+
+    @classmethod
+    def of(cls, data, groups="auto"):
+        """Groups of ``data`` by eigenvalue tuple: ``'exact'``, ``Binned(G)`` or ``'auto'`` (as :meth:`Groups.of`)."""
+        if groups == "auto":
+            g = _data.make_groups(data, "exact")
+            if len(g.sizes) > AUTO_MAX_GROUPS:
+                g = _data.make_groups(data, _data.Binned(AUTO_MAX_GROUPS))
+        else:
+            g = _data.make_groups(data, groups)
+        sizes = g.sizes.astype(float)
+        # data_outer[g] = sum_{i in g} mu_i mu_i^T (no teacher rows) and v_i = sqrt(d) mu_i
+        return cls(sizes / data.d, np.array(g.eigenvalues), data.d * g.data_outer / sizes[:, None, None], g.names,
+                   g.mode)
+
+    @property
+    def trace_ratio(self) -> float:
+        """``tau = Tr K_c / d = sum_g p_g lam_g^(c)``, the same for every class (:func:`solver_mixture`)."""
+        return float(self.weights @ self.eigenvalues[:, 0])
