@@ -35,7 +35,7 @@ CHOL_JITTER = 1e-10
 #: the dense drivers' tangent recursion takes a replica's tangent paths this many (divided by
 #: the number of student units k) at a time, so that its accumulator stays in a core's cache:
 #: unchunked, 8192 paths' is tens of MB, streamed through memory once per four rows
-#: (docs/performance.md, "Dense tangents")
+#: (docs/performance.md, "Dense tangents and the kink pair")
 TANGENT_CHUNK_PATHS = 256
 #: run a solve's companion (the kink extrapolation's second width) on a second thread; the
 #: numbers are the same bit for bit

@@ -310,7 +310,7 @@ def warn_long_run(name: str, seconds: float, *, stacklevel: int = 4) -> None:
     """Announce (:class:`LongRunWarning`) an estimated run time above :data:`LONG_RUN_S`."""
     if seconds > LONG_RUN_S:
         warn(f"{name}: estimated run time {seconds:.3g} s (pass max_runtime_s to cap it)", LongRunWarning,
-                      stacklevel=stacklevel)
+             stacklevel=stacklevel)
 
 
 class DiracResponseWarning(UserWarning):

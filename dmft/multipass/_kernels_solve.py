@@ -361,6 +361,41 @@ def shared_response(R, n, lt, cells, lams, out):
             _rinterp(R[b], n, lt, cells[l], lams[l], out[b, l])
 
 
+@njit(cache=True, inline="always")
+def _add_block_to_earlier(Y, Rm, top, bot, k, M, Acc):
+    """``Acc_i += sum_{bot<=l<=top} Y_l Rm[l, i]`` for every ``i < bot`` (the block of four
+    rows ``l`` of :func:`dense_tangents`): four ``Acc_i`` per pass, so that each ``Y`` value
+    loaded serves four of them, then the rest one at a time; each ``Acc_i`` sums its rows in
+    the same order either way."""
+    for i in range(0, bot - 3, 4):
+        for a in range(k):
+            for h in range(k):
+                for e in range(k):
+                    w0, w1 = Rm[top, i, h, e], Rm[top - 1, i, h, e]
+                    w2, w3 = Rm[top - 2, i, h, e], Rm[bot, i, h, e]
+                    v0, v1 = Rm[top, i + 1, h, e], Rm[top - 1, i + 1, h, e]
+                    v2, v3 = Rm[top - 2, i + 1, h, e], Rm[bot, i + 1, h, e]
+                    u0, u1 = Rm[top, i + 2, h, e], Rm[top - 1, i + 2, h, e]
+                    u2, u3 = Rm[top - 2, i + 2, h, e], Rm[bot, i + 2, h, e]
+                    x0, x1 = Rm[top, i + 3, h, e], Rm[top - 1, i + 3, h, e]
+                    x2, x3 = Rm[top - 2, i + 3, h, e], Rm[bot, i + 3, h, e]
+                    for m in range(M):
+                        y0, y1, y2, y3 = Y[top, a, h, m], Y[top - 1, a, h, m], Y[top - 2, a, h, m], Y[bot, a, h, m]
+                        Acc[i, a, e, m] += y0 * w0 + y1 * w1 + y2 * w2 + y3 * w3
+                        Acc[i + 1, a, e, m] += y0 * v0 + y1 * v1 + y2 * v2 + y3 * v3
+                        Acc[i + 2, a, e, m] += y0 * u0 + y1 * u1 + y2 * u2 + y3 * u3
+                        Acc[i + 3, a, e, m] += y0 * x0 + y1 * x1 + y2 * x2 + y3 * x3
+    for i in range(bot - bot % 4, bot):
+        for a in range(k):
+            for h in range(k):
+                for e in range(k):
+                    w0, w1 = Rm[top, i, h, e], Rm[top - 1, i, h, e]
+                    w2, w3 = Rm[top - 2, i, h, e], Rm[bot, i, h, e]
+                    for m in range(M):
+                        Acc[i, a, e, m] += (Y[top, a, h, m] * w0 + Y[top - 1, a, h, m] * w1
+                                            + Y[top - 2, a, h, m] * w2 + Y[bot, a, h, m] * w3)
+
+
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
     """``out[i] = sum_m g'_j(m) psi_ji(m)`` (``i <= j``) over the tangent paths ``m`` of one
@@ -407,33 +442,7 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
                             for m in range(M):
                                 Acc[i, a, e, m] += Y[l, a, h, m] * w
         if bot > 0:
-            for i in range(0, bot - 3, 4):  # four rows of Acc per pass: each Y value loaded serves all four
-                for a in range(k):
-                    for h in range(k):
-                        for e in range(k):
-                            w0, w1 = Rm[top, i, h, e], Rm[top - 1, i, h, e]
-                            w2, w3 = Rm[top - 2, i, h, e], Rm[bot, i, h, e]
-                            v0, v1 = Rm[top, i + 1, h, e], Rm[top - 1, i + 1, h, e]
-                            v2, v3 = Rm[top - 2, i + 1, h, e], Rm[bot, i + 1, h, e]
-                            u0, u1 = Rm[top, i + 2, h, e], Rm[top - 1, i + 2, h, e]
-                            u2, u3 = Rm[top - 2, i + 2, h, e], Rm[bot, i + 2, h, e]
-                            x0, x1 = Rm[top, i + 3, h, e], Rm[top - 1, i + 3, h, e]
-                            x2, x3 = Rm[top - 2, i + 3, h, e], Rm[bot, i + 3, h, e]
-                            for m in range(M):
-                                y0, y1, y2, y3 = Y[top, a, h, m], Y[top - 1, a, h, m], Y[top - 2, a, h, m], Y[bot, a, h, m]
-                                Acc[i, a, e, m] += y0 * w0 + y1 * w1 + y2 * w2 + y3 * w3
-                                Acc[i + 1, a, e, m] += y0 * v0 + y1 * v1 + y2 * v2 + y3 * v3
-                                Acc[i + 2, a, e, m] += y0 * u0 + y1 * u1 + y2 * u2 + y3 * u3
-                                Acc[i + 3, a, e, m] += y0 * x0 + y1 * x1 + y2 * x2 + y3 * x3
-            for i in range(bot - bot % 4, bot):
-                for a in range(k):
-                    for h in range(k):
-                        for e in range(k):
-                            w0, w1 = Rm[top, i, h, e], Rm[top - 1, i, h, e]
-                            w2, w3 = Rm[top - 2, i, h, e], Rm[bot, i, h, e]
-                            for m in range(M):
-                                Acc[i, a, e, m] += (Y[top, a, h, m] * w0 + Y[top - 1, a, h, m] * w1
-                                                    + Y[top - 2, a, h, m] * w2 + Y[bot, a, h, m] * w3)
+            _add_block_to_earlier(Y, Rm, top, bot, k, M, Acc)
         top = bot - 1
     for i in range(j + 1):
         for a in range(k):
