@@ -51,16 +51,16 @@ class _Companion:
     """A solve whose result this one needs at its end (the kink extrapolation's solve at twice
     the width), run beside it on a second thread: the numba kernels, nearly all of such a
     solve's time, release the GIL, so two cores do the pair in the time of one solve. Its
-    warnings are not the user's (:func:`dmft.errors.quiet`); the thread flags of the step
-    checks are those of the solve it serves. Nothing a companion runs may enter
+    warnings are not the user's (:func:`dmft.errors.quiet`); it refines and takes common inputs
+    as the solve it serves does, and keeps its per-replica outputs as a step check's solve
+    does (for the paired check of the extrapolation). Nothing a companion runs may enter
     ``warnings.catch_warnings``: the filters it swaps are the process's, and would silence
     the other thread's warnings meanwhile. ``_config.COMPANION_THREAD = False``: run it
     in :meth:`result`, on this thread."""
 
     def __init__(self, kw: dict):
         self._kw, self._out, self._stop = kw, {}, threading.Event()
-        self._flags = (getattr(_REFINING, "active", False), getattr(_CHECKING, "active", False),
-                       getattr(_COMMON, "base", None))
+        self._flags = (getattr(_REFINING, "active", False), getattr(_COMMON, "base", None))
         self._thread = threading.Thread(target=self._run, daemon=True) if _config.COMPANION_THREAD else None
         if self._thread is not None:
             self._thread.start()
@@ -68,9 +68,9 @@ class _Companion:
     def _run(self):
         saved = (getattr(_REFINING, "active", False), getattr(_CHECKING, "active", False),
                  getattr(_COMMON, "base", None), getattr(_CANCEL, "event", None), getattr(_CHECKING, "replicas", None))
-        # a step check's flag always: the solve keeps its per-replica outputs (for the paired
-        # step check of the extrapolation) and skips its own quadrature-error estimate
-        _REFINING.active, _CHECKING.active, _COMMON.base = self._flags[0], True, self._flags[2]
+        # a step check's flag always: the solve keeps its per-replica outputs and skips its own
+        # quadrature-error estimate (the extrapolation reports the solve at h's)
+        (_REFINING.active, _COMMON.base), _CHECKING.active = self._flags, True
         _CANCEL.event = self._stop
         try:
             with errors.quiet():
