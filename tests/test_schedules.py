@@ -112,17 +112,18 @@ def test_simulate_refuses_bad_rates_before_any_work(lr, match):
         dmft.simulate(LIN, lr=lr, d=10_000_000, t_max=1.0, progress=False)  # d would take hours
 
 
-def test_the_dmft_refuses_adagrad_norm_and_mixtures_by_name():
+def test_the_dmft_refuses_adagrad_norm_and_unlabelled_mixtures_by_name():
     """The DMFT takes schedules of time but not AdaGradNorm (no accumulated gradient norm), and
-    one-class teacher-student data; ``dmft.solve`` and ``dmft.compare`` say so before any work."""
+    hard-label mixtures only with a model that has labels for their classes (the ReLU unit has
+    none); ``dmft.solve`` and ``dmft.compare`` say so before any work."""
     with pytest.raises(errors.ParameterError, match=r"^lr=AdaGradNorm.*AdaGradNorm is for onepass"):
         dmft.compare(LIN, lr=S.AdaGradNorm(), progress=False)
     with pytest.raises(errors.ParameterError, match=r"^lr=AdaGradNorm.*AdaGradNorm is for onepass"):
         dmft.solve(LIN, lr=S.AdaGradNorm(), progress=False)
-    with pytest.raises(errors.ParameterError, match="^data='binary_Identity' is not allowed: the multi-pass DMFT"):
-        dmft.compare("logistic", data=D.binary_mixture(d=50), progress=False)
-    with pytest.raises(errors.ParameterError, match="^data='binary_Identity' is not allowed: the multi-pass DMFT"):
-        dmft.solve("logistic", data=D.binary_mixture(d=50), progress=False)
+    with pytest.raises(errors.ParameterError, match="^data='binary_Identity' is not allowed: it has hard labels"):
+        dmft.compare("relu", data=D.binary_mixture(d=50), progress=False)
+    with pytest.raises(errors.ParameterError, match="^data='binary_Identity' is not allowed: it has hard labels"):
+        dmft.solve("relu", data=D.binary_mixture(d=50), progress=False)
 
 
 # ---------------------------------------------------------------- entry points
