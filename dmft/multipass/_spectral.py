@@ -164,6 +164,15 @@ class Mixture:
 AUTO_MAX_GROUPS = 32
 
 
+def _make_groups(data, groups):
+    """:func:`dmft.data.make_groups` of ``data``, with ``'auto'``: exact up to
+    :data:`AUTO_MAX_GROUPS` distinct eigenvalues (tuples), else that many bins."""
+    if groups != "auto":
+        return _data.make_groups(data, groups)
+    g = _data.make_groups(data, "exact")
+    return g if len(g.sizes) <= AUTO_MAX_GROUPS else _data.make_groups(data, _data.Binned(AUTO_MAX_GROUPS))
+
+
 @dataclass(frozen=True, eq=False)
 class Groups:
     """Spectral groups in the multi-pass units (docs/dmft_anisotropic.md, "Groups").
@@ -183,13 +192,7 @@ class Groups:
     def of(cls, data, groups="auto"):
         """Groups of ``data``: ``'exact'``, ``onepass.data.Binned(G)`` or ``'auto'`` (exact up to
         :data:`AUTO_MAX_GROUPS` distinct eigenvalues, else that many bins)."""
-
-        if groups == "auto":
-            g = _data.make_groups(data, "exact")
-            if len(g.sizes) > AUTO_MAX_GROUPS:
-                g = _data.make_groups(data, _data.Binned(AUTO_MAX_GROUPS))
-        else:
-            g = _data.make_groups(data, groups)
+        g = _make_groups(data, groups)
         ks = data.k_star
         sizes = g.sizes.astype(float)
         # data_outer[g, :ks, :ks] = sum_{i in g} x*_i x*_i^T and theta*_i = sqrt(d) x*_i
@@ -235,12 +238,7 @@ class MixtureGroups:
     @classmethod
     def of(cls, data, groups="auto"):
         """Groups of ``data`` by eigenvalue tuple: ``'exact'``, ``Binned(G)`` or ``'auto'`` (as :meth:`Groups.of`)."""
-        if groups == "auto":
-            g = _data.make_groups(data, "exact")
-            if len(g.sizes) > AUTO_MAX_GROUPS:
-                g = _data.make_groups(data, _data.Binned(AUTO_MAX_GROUPS))
-        else:
-            g = _data.make_groups(data, groups)
+        g = _make_groups(data, groups)
         sizes = g.sizes.astype(float)
         # data_outer[g] = sum_{i in g} mu_i mu_i^T (no teacher rows) and v_i = sqrt(d) mu_i
         return cls(sizes / data.d, np.array(g.eigenvalues), data.d * g.data_outer / sizes[:, None, None], g.names,
