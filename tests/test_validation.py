@@ -27,6 +27,8 @@ def test_zoo_quick_entry(tmp_path):
     """One zoo entry in quick mode: the table and the per-run files are written, and the
     DMFT gradient flow on squared loss at ``delta = 1`` follows the simulation (d = 200,
     3 seeds: within 5 SE and 10% on the test loss)."""
+    from validation._common import null_max_z
+
     zoo = importlib.import_module("validation.zoo")
     rows = zoo.main(["--quick", "--no-progress", "--out", str(tmp_path), "--only", "squared_delta_1",
                      "--dynamics", "gf"])
@@ -37,6 +39,10 @@ def test_zoo_quick_entry(tmp_path):
     test_loss = [r for r in rows if r["variable"] == "test_loss"][0]
     assert test_loss["case"] == "squared_delta_1 / multi-pass gf"
     assert test_loss["max_z"] < 5 and test_loss["rel"] < 0.1, test_loss
+    # 3 seeds (2 degrees of freedom) and 8 replicas (7): the combined SE's degrees of freedom lie
+    # between 2 and 9, so noise's 5% max over the compared times lies between t_9's and t_2's
+    n = test_loss["n_compared"]
+    assert 1 <= n <= 11 and null_max_z(n, 9.0) <= test_loss["null_z"] <= null_max_z(n, 2.0), test_loss
 
 
 @pytest.mark.slow

@@ -41,11 +41,12 @@ def null_max_z(n: int, dof: float, level: float = 0.05) -> float:
 
 
 def _dof(ds, source: str) -> float:
-    """Degrees of freedom of ``source``'s standard errors: the simulation's seeds less one,
-    the DMFT's replicas less one (``dmft.compare``'s ``solve_options``, default 8)."""
+    """Degrees of freedom of ``source``'s standard errors: the DMFT's replicas less one for
+    ``'theory'`` (``dmft.compare``'s ``solve_options``, default 8; a one-pass ODE has no SE
+    and so no weight in the combination), a simulation's seeds less one otherwise."""
     import json
 
-    if source == "simulation":
+    if source != "theory":
         return float(ds.attrs.get("n_seeds", np.nan)) - 1
     options = json.loads(ds.attrs.get("solve_options", "{}") or "{}")
     return float(options.get("n_replicas", 8)) - 1
