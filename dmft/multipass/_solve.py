@@ -587,6 +587,21 @@ class _GroupParamSide(_ParamSide):
         """Nothing: the coupled solve has set the rows."""
 
 
+def _group_mean_kernels(p, groups, steps, k):
+    """``sum_g p_g X_g`` of each group array ``X`` (G, B, NK, NK) in ``groups`` at the grid
+    ``steps``, as (B, T, T, k, k): the Euclidean two-time kernels of a spectral parameter side."""
+    idx = (np.asarray(steps)[:, None] * k + np.arange(k)).ravel()
+    T = len(steps)
+    return [np.einsum("g,gbij->bij", p, X[:, :, idx][:, :, :, idx]).reshape(-1, T, k, T, k).transpose(0, 1, 3, 2, 4)
+            for X in groups]
+
+
+def _group_mean_trace(p, Cg, k):
+    """``tr`` of ``sum_g p_g C_g(t_n, t_n)`` per replica and grid step -> (B, N+1)."""
+    diag = np.einsum("g,gbii->bi", p, Cg)
+    return diag.reshape(diag.shape[0], -1, k).sum(-1)
+
+
 class _SpectralParamSide:
     """The parameter side of anisotropic data (docs/dmft_anisotropic.md, section 5).
 
@@ -674,21 +689,12 @@ class _SpectralParamSide:
         """``sum_g p_g X_g`` of ``C``, ``R`` (B, T, T, k, k) and ``m`` (B, T, k, ks) at the grid
         ``steps``: the Euclidean ``theta^T theta/d``, response and ``theta^T theta*/d`` (in the
         solve's normalisation)."""
-        k = self.k
-        idx = (np.asarray(steps)[:, None] * k + np.arange(k)).ravel()
-        T = len(steps)
-        out = []
-        for X in (self.Cg, self.Rg):
-            Xo = np.einsum("g,gbij->bij", self.p, X[:, :, idx][:, :, :, idx])
-            out.append(Xo.reshape(-1, T, k, T, k).transpose(0, 1, 3, 2, 4))
-        out.append(np.einsum("g,gbtae->btae", self.p, self.mg[:, :, np.asarray(steps)]))
-        return out
+        return [*_group_mean_kernels(self.p, (self.Cg, self.Rg), steps, self.k),
+                np.einsum("g,gbtae->btae", self.p, self.mg[:, :, np.asarray(steps)])]
 
     def plain_trace(self):
         """``tr`` of ``sum_g p_g C_g(t_n, t_n)`` per replica and grid step -> (B, N+1)."""
-        B, N1 = self.mg.shape[1:3]
-        diag = np.einsum("g,gbii->bi", self.p, self.Cg)
-        return diag.reshape(B, N1, self.k).sum(-1)
+        return _group_mean_trace(self.p, self.Cg, self.k)
 
 
 class _MixtureParamSide:
@@ -778,19 +784,11 @@ class _MixtureParamSide:
     def plain(self, steps):
         """``sum_g p_g X_g`` of ``C``, ``R`` (B, T, T, k, k) at the grid ``steps`` (as
         :meth:`_SpectralParamSide.plain`) and the class means ``M`` (B, T, k, C)."""
-        k, T = self.k, len(steps)
-        idx = (np.asarray(steps)[:, None] * k + np.arange(k)).ravel()
-        out = []
-        for X in (self.Cg, self.Rg):
-            Xo = np.einsum("g,gbij->bij", self.p, X[:, :, idx][:, :, :, idx])
-            out.append(Xo.reshape(-1, T, k, T, k).transpose(0, 1, 3, 2, 4))
-        out.append(self.M[:, np.asarray(steps)])
-        return out
+        return [*_group_mean_kernels(self.p, (self.Cg, self.Rg), steps, self.k), self.M[:, np.asarray(steps)]]
 
     def plain_trace(self):
         """``tr`` of ``sum_g p_g C_g(t_n, t_n)`` per replica and grid step -> (B, N+1)."""
-        B, N1 = self.M.shape[:2]
-        return np.einsum("g,gbii->bi", self.p, self.Cg).reshape(B, N1, self.k).sum(-1)
+        return _group_mean_trace(self.p, self.Cg, self.k)
 
 
 def _interpolation(times: np.ndarray, dt: float, N: int):
