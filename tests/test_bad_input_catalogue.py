@@ -101,6 +101,11 @@ CASES = [
                     "data": D.gaussian_mixture(np.eye(3), [1.0, 1.0, 2.0], name="traces_1_1_2")}, "data",
      "traces_1_1_2"),
     ("dmft.solve", {"data": D.binary_mixture(d=10)}, "data", "binary_Identity"),  # no class labels for LIN
+    # one class with zero mean is teacher-student data: it needs a teacher and a covariance
+    *[(entry, {"data": bad}, "data", bad.name) for entry in ("dmft.solve", "dmft.compare")
+      for bad in (D.gaussian_mixture(np.zeros((1, 10)), [1.0], name="no_teacher"),
+                  D.gaussian_mixture(np.zeros((1, 10)), [np.zeros(10)], teacher=np.ones((1, 10)) / np.sqrt(10),
+                                     name="zero_covariance"))],
     ("dmft.compare", {"lr": onepass.AdaGradNorm()}, "lr", "AdaGradNorm"),  # no accumulated gradient norm
     ("dmft.solve", {"lr": onepass.AdaGradNorm()}, "lr", "AdaGradNorm"),
     ("dmft.solve", {"lr": lambda t: 1.0 - 20 * t}, "lr(t=", "0.05"),  # a rate that reaches 0 by t_max

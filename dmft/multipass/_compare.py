@@ -152,8 +152,8 @@ def compare(
     given_times = times is not None
     times, t_max, n_time = errors.output_times(times, n_time, t_max, n_time_default=41, t_max_default=4.0)
     ridge = errors.nonnegative("ridge", ridge)
-    if data is not None and _spectral.solver_mixture(data, model) is None:
-        _spectral.check_data(data, model)
+    if data is not None:
+        _spectral.solver_mixture(data, model)
     d = _spectral.dimension(data, d, 400)
     if simulate:
         d = errors.positive_int("d", d, minimum=2)

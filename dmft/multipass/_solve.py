@@ -962,8 +962,7 @@ def _checked(arguments: dict) -> _Setup:
     data = a["data"]
     mixture = None if data is None else _spectral.solver_mixture(data, model)
     mixture_groups = None if mixture is None else _spectral.MixtureGroups.of(data, a["groups"])
-    spec = None if data is None or mixture is not None else _spectral.Groups.of(_spectral.check_data(data, model),
-                                                                                a["groups"])
+    spec = None if data is None or mixture is not None else _spectral.Groups.of(data, a["groups"])
     # the same random inputs for the solves that check or extrapolate this one (a
     # Generator is drawn once; a SeedSequence is copied before it spawns)
     arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(

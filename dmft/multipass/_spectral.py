@@ -6,9 +6,9 @@ The data objects are those of :mod:`dmft.data` (Gaussian mixtures with diagonal 
 ``x = a / sqrt(d)`` (mean ``mu_c / sqrt(d)``, covariance ``K_c/d``) and ``theta* = sqrt(d) x*^T``, so
 that ``r* = theta*^T x = x* a`` is the same pre-activation, ``theta*^T theta*/d = x* x*^T`` and
 ``theta^T E[x | c] = X mu_c`` is ``onepass``'s ``mean_overlap``. The DMFT solver takes one-class
-teacher-student data (:func:`check_data`) and hard-label mixtures with diagonal class
-covariances of equal trace (:func:`solver_mixture`, :class:`MixtureGroups`); the simulators take
-any mixture (:func:`check_simulation_data`).
+teacher-student data and hard-label mixtures with diagonal class covariances of equal trace
+(:func:`solver_mixture`, :class:`MixtureGroups`); the simulators take any mixture
+(:func:`check_simulation_data`).
 """
 from __future__ import annotations
 
@@ -33,28 +33,17 @@ def _check_mixture(data, model):
     return data
 
 
-def check_data(data, model):
-    """``data`` if the DMFT solver takes it (one-class teacher-student data for ``model``), else ParameterError."""
-    _check_mixture(data, model)
-    if data.n_classes != 1 or np.any(data.means != 0.0):
-        raise errors.ParameterError(
-            f"data={data.name!r} is not allowed: the multi-pass DMFT (dmft.solve, dmft.compare) takes one class with "
-            f"zero mean (teacher-student data); this data has {data.n_classes} classes and mean norms "
-            f"{data.mean_norms.tolist()} (dmft.simulate takes Gaussian mixtures)")
-    if data.teacher is None:
-        raise errors.ParameterError(f"data={data.name!r} is not allowed: the multi-pass DMFT needs a teacher")
-    if not np.any(data.eigenvalues[0] > 0.0):
-        raise errors.ParameterError(f"data={data.name!r} is not allowed: its covariance is zero (Tr K = 0)")
-    return data
-
-
 def solver_mixture(data, model):
     """:class:`Mixture` of the hard-label mixture ``data`` that :func:`dmft.solve` takes for
     ``model`` (docs/dmft_mixture.md: diagonal class covariances of equal trace), None for
-    one-class data with zero mean (teacher-student data, :func:`check_data`), else
-    ParameterError naming ``data`` with what it is and what is allowed."""
+    teacher-student data (one class with zero mean, a teacher and a covariance that is not
+    zero), else ParameterError naming ``data`` with what it is and what is allowed."""
     _check_mixture(data, model)
     if data.n_classes == 1 and not np.any(data.means != 0.0):
+        if data.teacher is None:
+            raise errors.ParameterError(f"data={data.name!r} is not allowed: the multi-pass DMFT needs a teacher")
+        if not np.any(data.eigenvalues[0] > 0.0):
+            raise errors.ParameterError(f"data={data.name!r} is not allowed: its covariance is zero (Tr K = 0)")
         return None
     if data.teacher is not None:
         raise errors.ParameterError(
