@@ -193,7 +193,7 @@ def test_gf_least_squares_matches_closed_form():
 
 @pytest.mark.parametrize("dynamics, lr", [("sgd", 2.0), ("gf", 2.0), ("gf", dmft.schedules.StepDecay(2.0, 0.5, 0.22))])
 def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch, dynamics, lr):
-    """The groups' incremental rows against the direct ``O(n^2)`` rows (two eigenvalues,
+    """The groups' incremental rows (all groups in one batch) against each group's direct ``O(n^2)`` rows (two eigenvalues,
     ``k = k_star = 2`` with a ridge: the coupled ``nu`` solve with ``k ks = 4`` unknowns; a
     schedule's rates in the ridge's trapezoid, jumps inside cells)."""
     import importlib
@@ -208,7 +208,13 @@ def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch
     args = dict(dynamics=dynamics, t_max=0.5, n_time=3, dt=0.05, n_paths=256, seed=3, data=data, ridge=0.1,
                 init_std=0.3, lr=lr)
     fast = _solve(model, **args)
+
+    def direct_rows(rows, *row_args):  # the batched rows of all groups -> the direct row of each group
+        for group in rows.groups:
+            reference_multipass.parameter_row_direct(group, *row_args)
+
     monkeypatch.setattr(mod._ParamSide, "row", reference_multipass.parameter_row_direct)
+    monkeypatch.setattr(mod._GroupRows, "row", direct_rows)
     direct = _solve(model, **args)
     assert fast.attrs["n_groups"] == 2
     for v in ("correlation", "response", "overlap", "test_loss", "train_loss"):

@@ -337,6 +337,32 @@ def diagonal_block(step, row, prior, kernels, sums):
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
+def group_row_products(dlam, dK, dW, A, R, C, RtT, lo, hi, TA, TR, TC):
+    """:func:`row_products` of every spectral group ``g`` (``delta = dlam[g] = delta lam_g``):
+    dK (G, B, n, k, k), A, R, C, RtT (G, B, NK, NK), TA, TR, TC (G, B, k, >= hi) per group,
+    dW (B, n, k, k) shared. One call per row instead of one per group, the same numbers."""
+    for g in range(dlam.shape[0]):
+        row_products(dK[g], dW, A[g], R[g], C[g], RtT[g], dlam[g], lo, hi, TA[g], TR[g], TC[g])
+
+
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
+def group_kernel_rows(step, dlam, row, products, prior, kernels, sums):
+    """:func:`kernel_row` of every spectral group ``g`` with ``delta = dlam[g]``: step = (n, dt,
+    lam); row = (Grow, dGm, Minv) with Minv (G, B, k, k); products (G, B, k, n k) each; prior
+    = (q0, rho) with rho (G, ks, ks); kernels = (A, R, C, S, RtT) per group (G, B, NK, NK) but
+    ``S`` (B, NK, NK) shared; sums = (nu, asum, bvec), ``nu`` (B, N+1, k, ks) shared."""
+    n, dt, lam = step
+    Grow, dGm, Minv = row
+    PA, PR, PC = products
+    q0, rho = prior
+    A, R, C, S, RtT = kernels
+    nu, asum, bvec = sums
+    for g in range(dlam.shape[0]):
+        kernel_row((n, dt, dlam[g], lam), (Grow, dGm, Minv[g]), (PA[g], PR[g], PC[g]), (q0, rho[g]),
+                   (A[g], R[g], C[g], S, RtT[g]), (nu, asum[g], bvec[g]))
+
+
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def grid_field(L, Z, row0, k, Pb, paths, out):
     """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""
     for q in range(paths.size):

@@ -449,14 +449,14 @@ class _ParamSide:
     at most; tests/reference_multipass.py holds the direct numpy rows it is checked against.
     """
 
-    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec, rates=None):
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec, rates=None, RtT=None):
         self.k, self.ks, self.dt, self.delta, self.lr, self.ridge = k, ks, dt, delta, lr, ridge
         self.rates = rates
         self.uL, self.uR = _node_rates(rates, m.shape[1] - 1)
         self.q0, self.rho, self.rho_inv = q0, rho, np.linalg.inv(rho)
         self.C, self.R, self.A, self.S = C, R, A, S
         self.m, self.nu, self.Phi, self.asum, self.bvec = m, nu, Phi, asum, bvec
-        self.RtT = np.zeros_like(A)  # RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae (step response)
+        self.RtT = np.zeros_like(A) if RtT is None else RtT  # RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae (step response)
         self.last_products = None  # (n, dK, dW, (PA, PR, PC)) of the last row computed
 
     def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
@@ -474,35 +474,41 @@ class _ParamSide:
         """
         if n == 0:
             return self.first_row(Grow)
-        k, dt, delta, lam = self.k, self.dt, self.delta, self.lr * self.ridge
-        C, R, A = self.C, self.R, self.A
-        B = C.shape[0]
+        k, dt, lam = self.k, self.dt, self.lr * self.ridge
         nk = n * k
         pk = nk - k
         eye = np.eye(k)
-        Minv = _inv_blocks(eye - (delta * Grow[:, n] - lam * 0.5 * dt * self.uL[n] * eye))
+        Minv = _inv_blocks(eye - (self._times_delta(Grow[:, n]) - lam * 0.5 * dt * self.uL[n] * eye))
         if dG is None:
             dG = Grow[:, :n] - Gprev[:, :n]
         dGm = dG - (Gprow[:, :n] - Gpprev[:, :n])
-        dK = delta * dG
-        dK[:, n - 1] -= lam * 0.5 * dt * self.uR[n - 1] * eye
-        PA, PR, PC = (np.zeros((B, k, nk)) for _ in range(3))
+        dK = self._times_delta(dG)
+        dK[..., n - 1, :, :] -= lam * 0.5 * dt * self.uR[n - 1] * eye
+        PA, PR, PC = (np.zeros(Minv.shape[:-1] + (nk,)) for _ in range(3))
         last = self.last_products
         if last is not None and last[0] == n - 1:
             # the products are linear in (dK, dW) and rows/columns < n - 1 are final: reuse
             # the previous row's (a predictor's dK, dW equal them except at j >= n - 2)
             _, dK0, dW0, P0 = last
             for P, p0 in zip((PA, PR, PC), P0):
-                P[:, :, :pk] = p0
+                P[..., :pk] = p0
             ddK, ddW = dK.copy(), dW.copy()
-            ddK[:, : n - 1] -= dK0
+            ddK[..., : n - 1, :, :] -= dK0
             ddW[:, : n - 1] -= dW0
-            _row_products(ddK, ddW, A, R, C, self.RtT, delta, 0, pk, PA, PR, PC)
-            _row_products(dK, dW, A, R, C, self.RtT, delta, pk, nk, PA, PR, PC)
+            self._products(ddK, ddW, 0, pk, PA, PR, PC)
+            self._products(dK, dW, pk, nk, PA, PR, PC)
         else:
-            _row_products(dK, dW, A, R, C, self.RtT, delta, 0, nk, PA, PR, PC)
+            self._products(dK, dW, 0, nk, PA, PR, PC)
         self.last_products = (n, dK, dW.copy(), (PA, PR, PC))  # dW may be a view of a reused buffer
         self._finish(n, Grow, dGm, Minv, PA, PR, PC)
+
+    def _times_delta(self, x):
+        """``delta x``: the coefficient of ``G`` in ``K``."""
+        return self.delta * x
+
+    def _products(self, dK, dW, lo, hi, PA, PR, PC):
+        """``P += sum_j dK_j X_j.`` on the columns ``lo <= col < hi`` (:func:`_kernels_solve.row_products`)."""
+        _row_products(dK, dW, self.A, self.R, self.C, self.RtT, self.delta, lo, hi, PA, PR, PC)
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
         """Rows ``n`` of ``m, nu`` (isotropic identities) and of ``A, R, C`` from the products."""
@@ -573,8 +579,8 @@ class _GroupParamSide(_ParamSide):
     ``nu`` (``nu`` shared by all groups) are set by :meth:`_SpectralParamSide.teacher_row`
     before :meth:`row` runs; ``rho_g`` may be singular (a group without teacher power)."""
 
-    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, asum, bvec, rates=None):
-        super().__init__(k, ks, dt, delta, lr, ridge, q0, np.eye(ks), C, R, A, S, m, nu, None, asum, bvec, rates)
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, asum, bvec, rates=None, RtT=None):
+        super().__init__(k, ks, dt, delta, lr, ridge, q0, np.eye(ks), C, R, A, S, m, nu, None, asum, bvec, rates, RtT)
         self.rho, self.rho_inv = rho, None
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
@@ -585,6 +591,42 @@ class _GroupParamSide(_ParamSide):
 
     def _teacher_first(self, Grow):
         """Nothing: the coupled solve has set the rows."""
+
+
+class _GroupRows(_ParamSide):
+    """The rows of all groups of a :class:`_SpectralParamSide`: :meth:`_ParamSide.row`'s
+    increments with a leading group axis (``delta -> delta lam_g``), one kernel call per row for
+    all groups (:func:`_kernels_solve.group_row_products`, :func:`_kernels_solve.group_kernel_rows`)
+    instead of one per group, with the same numbers. Row 0 and a schedule's ``C_nn`` are the
+    groups' own (:class:`_GroupParamSide`)."""
+
+    def __init__(self, groups, dlam, rho, A, R, C, RtT, nu, asum, bvec):
+        one = groups[0]
+        self.groups = groups
+        self.k, self.dt, self.lr, self.ridge, self.rates = one.k, one.dt, one.lr, one.ridge, one.rates
+        self.uL, self.uR, self.q0, self.S = one.uL, one.uR, one.q0, one.S
+        self.dlam, self.rho = dlam, rho
+        self.A, self.R, self.C, self.RtT = A, R, C, RtT
+        self.nu, self.asum, self.bvec = nu, asum, bvec
+        self.last_products = None
+
+    def first_row(self, Grow):
+        for group in self.groups:
+            group.first_row(Grow)
+
+    def _times_delta(self, x):
+        return self.dlam.reshape((-1,) + (1,) * x.ndim) * x
+
+    def _products(self, dK, dW, lo, hi, PA, PR, PC):
+        _k.group_row_products(self.dlam, dK, dW, self.A, self.R, self.C, self.RtT, lo, hi, PA, PR, PC)
+
+    def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
+        _k.group_kernel_rows((n, self.dt, self.lr * self.ridge), self.dlam, (Grow, dGm, Minv), (PA, PR, PC),
+                             (self.q0, self.rho), (self.A, self.R, self.C, self.S, self.RtT),
+                             (self.nu, self.asum, self.bvec))
+        if self.rates is not None:
+            for g, group in enumerate(self.groups):
+                group._diagonal_rates(n, Minv[g])
 
 
 def _group_mean_kernels(p, groups, steps, k):
@@ -626,20 +668,21 @@ class _SpectralParamSide:
         self.rho_g = np.asarray(rho, float)
         self.rho_k = np.einsum("g,gab->ab", self.w, self.rho_g)
         self.C, self.R, self.m, self.nu, self.Phi = C, R, m, nu, Phi
-        self.Cg, self.Rg, self.Ag = (np.zeros((G, B, NK, NK)) for _ in range(3))
+        self.Cg, self.Rg, self.Ag, self.RtTg = (np.zeros((G, B, NK, NK)) for _ in range(4))
         self.mg = np.zeros((G, B, N1, k, ks))
         self.asum = np.zeros((G, B, N1, k, k))
         self.bvec = np.zeros((G, B, N1, k, ks))
         self.groups = [
             _GroupParamSide(k, ks, dt, self.dlam[g], lr, ridge, q0, self.rho_g[g], self.Cg[g], self.Rg[g],
-                            self.Ag[g], S, self.mg[g], nu, self.asum[g], self.bvec[g], rates)
+                            self.Ag[g], S, self.mg[g], nu, self.asum[g], self.bvec[g], rates, self.RtTg[g])
             for g in range(G)]
+        self.rows = _GroupRows(self.groups, self.dlam, self.rho_g, self.Ag, self.Rg, self.Cg, self.RtTg, nu,
+                               self.asum, self.bvec)
 
     def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
         """Row ``n`` of every group and of ``C``, ``R``, ``m`` (arguments of :meth:`_ParamSide.row`)."""
         self.teacher_row(n, Grow)
-        for group in self.groups:
-            group.row(n, Grow, Gprow, Gprev, Gpprev, dW, dG)
+        self.rows.row(n, Grow, Gprow, Gprev, Gpprev, dW, dG)
         k = self.k
         rows = slice(n * k, (n + 1) * k)
         crow = np.einsum("g,gbij->bij", self.w, self.Cg[:, :, rows, : (n + 1) * k])
