@@ -113,3 +113,44 @@ def test_compare_with_a_schedule_round_trips(tmp_path):
     assert np.all(np.isfinite(ds.test_loss.values))
     back = output.load(output.save(ds, tmp_path / "c.nc"))
     xr.testing.assert_identical(ds, back)
+
+
+
+def _quadratic(x, nodes, values):
+    """The three-point Lagrange value at ``x`` through ``(nodes, values)``."""
+    return sum(v * np.prod([(x - q) / (p - q) for q in nodes if q != p]) for p, v in zip(nodes, values))
+
+
+@pytest.mark.parametrize("dynamics", ["gf", "sgd"])
+def test_the_output_at_a_jump_inside_a_cell_is_the_curve_before_it(dynamics):
+    """A ``StepDecay`` jump at ``t = 1`` inside a grid cell (``dt = 0.03``: ``t / dt = 33.3``), asked
+    for as an output time. Up to the jump the schedule is the constant rate 2 on the same grid and
+    inputs (same seed and steps), so its grid values up to step 33 are the constant rate's (to
+    round-off), and the output at the jump (the curve is continuous there) is the quadratic through
+    the last three grid points before it, 31-33, of the constant rate's grid solve (the test loss,
+    a function of the interpolated kernels, to ``O(dt^3)``). For GF, whose
+    curves are smooth, that is also the constant rate's own output at ``t = 1`` (measured 1e-5
+    relative: two stencils of one smooth curve), while the stencil nearest ``t = 1`` on the
+    schedule's grid values (steps 32-34), which crosses the jump's kink, is 0.1-0.3% off (the
+    solver's output before the fix). SGD's curves carry Monte Carlo roughness from grid point to
+    grid point (second differences about the SE), so only the first comparison applies there."""
+    kw = dict(delta=2.0, dynamics=dynamics, dt=0.03, ridge=0.05, seed=2, progress=False, check_dt=False,
+              n_paths=2048 if dynamics == "gf" else 8192)
+    step = dmft.solve(HUBER, lr=S.StepDecay(2.0, 0.5, 1.0), times=[0.5, 1.0, 1.5], **kw)
+    const = dmft.solve(HUBER, lr=2.0, times=[0.5, 1.0, 1.5], **kw)
+    grid = dmft.solve(HUBER, lr=2.0, t_max=1.5, n_time=51, **kw)
+    step_grid = dmft.solve(HUBER, lr=S.StepDecay(2.0, 0.5, 1.0), t_max=1.5, n_time=51, **kw)
+    assert step.attrs["n_steps"] == grid.attrs["n_steps"] == 50
+    x = 1.0 / 0.03
+    for var in ("test_loss", "train_loss", "norm", "overlap"):
+        at = step[var].values[1].ravel()
+        g = grid[var].values.reshape(51, -1)
+        np.testing.assert_allclose(step_grid[var].values.reshape(51, -1)[:34], g[:34], rtol=1e-9, atol=1e-12)
+        before = _quadratic(x, [31, 32, 33], g[31:34])
+        # the test loss is the loss at the interpolated kernels, not the interpolated loss: O(dt^3)
+        np.testing.assert_allclose(at, before, rtol=1e-4 if var == "test_loss" else 1e-9, err_msg=var)
+        if dynamics == "gf":
+            smooth = const[var].values[1].ravel()
+            np.testing.assert_allclose(at, smooth, rtol=5e-5, err_msg=var)
+            across = _quadratic(x, [32, 33, 34], step_grid[var].values.reshape(51, -1)[32:35])
+            assert np.all(np.abs(across - smooth) > 2e-4 * np.abs(smooth)), (var, across / smooth - 1)

@@ -115,3 +115,51 @@ def test_solve_at_times_is_the_quadratic_interpolation_of_the_grid_solve():
         u = times / 0.1 - a
         ref = ((u - 1) * (u - 2) / 2 * x[a] - u * (u - 2) * x[a + 1] + u * (u - 1) / 2 * x[a + 2])
         np.testing.assert_allclose(at[var].values.reshape(len(times), -1)[:, 0], ref, rtol=1e-10, err_msg=var)
+
+
+@settings(max_examples=200, deadline=None)
+@given(N=st.integers(9, 40), dt=st.floats(0.01, 1.0), cuts=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=3),
+       u=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12),
+       coef=st.lists(st.floats(-3, 3), min_size=9, max_size=9))
+def test_interpolation_does_not_reach_across_a_schedule_jump(N, dt, cuts, u, coef):
+    """With a schedule's ``jumps`` (kinks of the curves; pieces of at least 3 steps), the
+    quadratic rule reproduces continuous piecewise quadratics and the linear rule continuous
+    piecewise linear functions with their kinks at the jumps (the default stencils across a
+    kink err by O(dt)); rows still sum to 1 and grid times keep weight exactly 1, also at a
+    jump time and a jump on a grid point."""
+    from dmft.multipass._solve import _interpolation
+
+    # jumps at least 3 steps from each other and from 0 and N: every piece has 3 grid points
+    J = np.sort(3 + np.asarray(cuts) * (N - 6))
+    if np.any(np.diff(J) < 3):
+        J = J[:1]
+    J[0] = np.round(J[0]) if cuts[0] < 0.3 else J[0]  # sometimes a jump on a grid point
+    jumps = J * dt
+    times = np.unique(np.r_[np.asarray(u) * N * dt, jumps, dt * np.arange(0, N + 1, max(1, N // 3))])
+    steps, W, W1 = _interpolation(times, dt, N, jumps)
+    grid = steps * dt
+    a, b, c = coef[:3]
+
+    def kinked(t, quadratic=True):
+        out = a + b * t + (c * t**2 if quadratic else 0.0)
+        for j, s, e in zip(jumps, coef[3::2], coef[4::2]):
+            out = out + s * np.maximum(t - j, 0.0) + (e * np.maximum(t - j, 0.0) ** 2 if quadratic else 0.0)
+        return out
+
+    np.testing.assert_allclose(W.sum(1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(W1.sum(1), 1.0, atol=1e-12)
+    scale = 1 + (N * dt) ** 2
+    np.testing.assert_allclose(W @ kinked(grid), kinked(times), atol=1e-9 * scale)
+    np.testing.assert_allclose(W1 @ kinked(grid, False), kinked(times, False), atol=1e-9 * scale)
+    on = np.isclose(times / dt, np.round(times / dt), rtol=0, atol=1e-10)
+    for Wx in (W, W1):
+        assert np.all(np.isin(Wx[on], [0.0, 1.0])) and np.all(Wx[on].max(1) == 1.0)
+    # no jump: the rows of the times whose stencils cross none are the plain rule's
+    steps0, W0, W10 = _interpolation(times, dt, N)
+    far = np.all(np.abs(times[:, None] / dt - J[None, :]) > 2.5, axis=1)
+    for Wx, Wy in ((W, W0), (W1, W10)):
+        Wfull = np.zeros((len(times), N + 1))
+        Wfull[:, steps] = Wx
+        Wplain = np.zeros((len(times), N + 1))
+        Wplain[:, steps0] = Wy
+        np.testing.assert_array_equal(Wfull[far], Wplain[far])

@@ -834,7 +834,7 @@ class _MixtureParamSide:
         return _group_mean_trace(self.p, self.Cg, self.k)
 
 
-def _interpolation(times: np.ndarray, dt: float, N: int):
+def _interpolation(times: np.ndarray, dt: float, N: int, jumps=()):
     """``(steps, W, W1)``: the grid steps that the output ``times`` need, and the matrices
     (len(times), len(steps)) with ``x(times) = W x(t_steps)``. ``W``: quadratic (three-point
     Lagrange) interpolation on the three grid points nearest each time (``0, dt, 2 dt`` before
@@ -842,7 +842,17 @@ def _interpolation(times: np.ndarray, dt: float, N: int):
     zero start) keeps its value at times below ``dt``, where linear interpolation would double
     it at ``dt/2``. ``W1``: linear interpolation, for the two-time outputs, which have a kink
     on the diagonal (a three-point rule across it does no better). A time within 1e-9 steps
-    of a grid point is that point (weight exactly 1) in both."""
+    of a grid point is that point (weight exactly 1) in both.
+
+    ``jumps``: the times of a schedule's jumps (:func:`dmft.schedules.jump_times`), where the
+    curves have a kink, so a stencil across one errs by ``O(dt)``. Neither rule reaches across
+    one (:func:`_piece_row`): a time takes the grid points of its own piece between two jumps
+    (a jump on a grid point belongs to both of its pieces), the same stencils moved inside; a
+    time at a jump takes the piece before it (extrapolated from its last grid points, whose
+    values the rate after the jump has not touched), and a time after a jump inside a cell but
+    before the next grid point interpolates through that value at the jump. Rows of times whose
+    stencil crosses no jump are unchanged; a piece with fewer grid points than the rule needs
+    (jumps less than two steps apart) keeps the stencils that cross."""
     x = np.asarray(times, dtype=float) / dt
     i0 = np.clip(np.floor(x + 1e-9), 0, N).astype(np.int64)
     f = np.where((x - i0 > 1e-9) & (i0 < N), x - i0, 0.0)
@@ -858,16 +868,74 @@ def _interpolation(times: np.ndarray, dt: float, N: int):
         nodes = np.stack([i0, np.minimum(i0 + 1, N), np.minimum(i0 + 1, N)], axis=1)
     w3[on_grid] = [1.0, 0.0, 0.0]
     nodes[on_grid] = i0[on_grid, None]
-    steps = np.unique(np.r_[nodes.ravel(), i0, np.minimum(i0 + 1, N)])
+    n1 = np.stack([i0, np.minimum(i0 + 1, N)], axis=1)  # the linear rule's nodes and weights
+    w1 = np.stack([1.0 - f, f], axis=1)
+    w1[~(f > 0), 1] = 0.0
+    J = np.asarray(jumps, dtype=float) / dt
+    J = J[(J > 1e-9) & (J < N - 1e-9)]
+    rows3, rows1 = _piecewise_rows(x, N, J, on_grid, nodes, n1) if len(J) else ({}, {})
+    extra = [n for row in (*rows3.values(), *rows1.values()) for n in row]
+    steps = np.unique(np.r_[nodes.ravel(), n1.ravel(), np.asarray(extra, dtype=np.int64)])
     rows = np.arange(len(x))
     W = np.zeros((len(x), len(steps)))
     for j in range(3):
         np.add.at(W, (rows, np.searchsorted(steps, nodes[:, j])), w3[:, j])
     W1 = np.zeros_like(W)
-    W1[rows, np.searchsorted(steps, i0)] = 1.0 - f
-    up = f > 0
-    W1[rows[up], np.searchsorted(steps, i0[up] + 1)] = f[up]
+    for j in range(2):
+        np.add.at(W1, (rows, np.searchsorted(steps, n1[:, j])), w1[:, j])
+    for Wx, moved in ((W, rows3), (W1, rows1)):
+        for r, row in moved.items():
+            Wx[r] = 0.0
+            for n, w in row.items():
+                Wx[r, np.searchsorted(steps, n)] += w
     return steps, W, W1
+
+
+def _lagrange(x: float, points) -> list:
+    """The Lagrange weights at ``x`` of the polynomial through ``points``."""
+    return [math.prod((x - q) / (p - q) for j, q in enumerate(points) if j != i) for i, p in enumerate(points)]
+
+
+def _piece_row(x: float, N: int, J: np.ndarray, order: int):
+    """``{grid step: weight}`` of the time ``x`` (in steps) for the rule of ``order`` (2: three
+    points, 1: two) inside its piece between the jumps ``J`` (a time at a jump: the piece before
+    it), or None when the piece has too few grid points. Between a jump inside a cell and the
+    piece's first grid point the rule interpolates through the jump's value from the piece
+    before (the curve is continuous there), instead of extrapolating from the right."""
+    tol = 1e-9
+    lo = max([0.0] + [j for j in J if j < x - tol])
+    hi = min([float(N)] + [j for j in J if j >= x - tol])
+    first, last = int(math.ceil(lo - tol)), int(math.floor(hi + tol))
+    if last - first < order:
+        return None
+    if x < first - tol and lo > 0:  # after a jump inside the cell (lo, first)
+        left = _piece_row(lo, N, J, order)
+        if left is not None:
+            points = [lo] + [first + i for i in range(order)]
+            w = _lagrange(x, points)
+            row = {n: w[0] * v for n, v in left.items()}
+            for i in range(order):
+                row[first + i] = row.get(first + i, 0.0) + w[1 + i]
+            return row
+    a = int(np.rint(x)) - 1 if order == 2 else int(math.floor(x + tol))
+    a = min(max(a, first), last - order)
+    points = [a + i for i in range(order + 1)]
+    return dict(zip(points, _lagrange(x, points)))
+
+
+def _piecewise_rows(x, N, J, on_grid, nodes, n1):
+    """The rows ``{row: {grid step: weight}}`` of the quadratic and the linear rule for the
+    off-grid times ``x`` (in steps) whose default stencil (``nodes``, ``n1``) reaches across a
+    jump of ``J`` (in steps, inside ``(0, N)``): :func:`_piece_row` (:func:`_interpolation`)."""
+    out = ({}, {})
+    for r in np.nonzero(~on_grid)[0]:
+        for moved, stencil, order in zip(out, (nodes[r], n1[r]), (2, 1)):
+            lo, hi = stencil.min(), stencil.max()
+            if np.any((J > lo + 1e-9) & (J < hi - 1e-9)) or np.any(np.abs(J - x[r]) <= 1e-9):
+                row = _piece_row(float(x[r]), N, J, order)
+                if row is not None:
+                    moved[r] = row
+    return out
 
 
 def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling, n_groups=0):
@@ -1071,7 +1139,7 @@ def _plan(run: _Setup) -> _Grid:
         every = 2  # the step check doubles the step at the same output times
         N = max(1, math.ceil(t_max / dt - 1e-9))
         dt = t_max / N
-        out_steps, interp, interp1 = _interpolation(run.times, dt, N)
+        out_steps, interp, interp1 = _interpolation(run.times, dt, N, _schedules.jump_times(run.schedule, t_max))
         time_out = run.times
     else:
         every = max(1, math.ceil(t_max / dt / (run.n_time - 1) - 1e-9))
