@@ -612,7 +612,7 @@ def _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi):
 def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_state, sums, kinks):
     """Advance every active path of the Poisson driver (SGD) over the cell ``(t_{n-1}, t_n]``.
 
-    ``cell = (n, c, Pb, tstride)``; ``active = (paths, lo, hi)``: the sorted active paths and
+    ``cell = (n, c, Pb, tstride, with_tangents)``; ``active = (paths, lo, hi)``: the sorted active paths and
     their events ``lo[q] <= j < hi[q]`` in the cell; ``events = (ev_cell, ev_lam, ev_dz)``;
     ``fields = (Wprev, Wnew)``, the paths' Gaussian fields at ``t_{n-1}`` and ``t_n``;
     ``labels = (y, wstar)``; ``path_state = (g, gp, psi)``; ``sums = (dGm, dGp, dS, dFF,
@@ -622,7 +622,8 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
     ``r(s_j-) = w(s_j) + c sum_{i<j} R(s_j, s_i) g_i dz_i`` with ``w`` linear in time
     between ``Wprev[q]`` (``t_{n-1}``) and ``Wnew[q]`` (``t_n``); ``g = -l'``, ``g' = -l''``;
     tangents ``psi_ji = sum_{i<=l<j} c R(s_j, s_l) g'_l dz_l psi_li``, ``psi_jj = I``, kept in
-    row ``p // tstride`` of ``psi`` and formed from the earlier rows (forward, :func:`_tangent_row`).
+    row ``p // tstride`` of ``psi`` and formed from the earlier rows (forward, :func:`_tangent_row`;
+    none with ``with_tangents`` false: a sweep that keeps the predicted ``G`` row).
     Accumulates (divided by the replica size ``Pb``) the increments of
     ``G(t_n, .)`` on the hat functions of the grid (``dGm``: weight ``lam`` to the cell's
     right node, ``dGp``: ``1 - lam`` to its left node), ``dS[b, m] = E[dF (c g dz)^T]``
@@ -635,7 +636,7 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
     """
     # K (= Wprev.shape[1]) is bound as a constant by specialise: the k x k loops unroll
     k = K  # noqa: F821
-    n, c, Pb, tstride = cell
+    n, c, Pb, tstride, with_tangents = cell
     paths, lo, hi = active
     ev_cell, ev_lam, ev_dz = events
     Wprev, Wnew = fields
@@ -664,7 +665,7 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
             p = paths[q]
             Rb = R[b]
             yp = y[p]
-            tang = p % tstride == 0
+            tang = with_tangents and p % tstride == 0
             for a in range(k):
                 dFp[a] = 0.0
             for j in range(lo[q], hi[q]):

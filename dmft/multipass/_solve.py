@@ -486,7 +486,14 @@ class _ParamSide:
         dK[..., n - 1, :, :] -= lam * 0.5 * dt * self.uR[n - 1] * eye
         PA, PR, PC = (np.zeros(Minv.shape[:-1] + (nk,)) for _ in range(3))
         last = self.last_products
-        if last is not None and last[0] == n - 1:
+        if last is not None and last[0] == n:
+            # another sweep of this row: the products are linear in (dK, dW), so only their
+            # change is summed (a sweep that keeps the predicted G row changes dW alone)
+            _, dK0, dW0, P0 = last
+            for P, p0 in zip((PA, PR, PC), P0):
+                P[:] = p0
+            self._products(dK - dK0, dW - dW0, 0, nk, PA, PR, PC)
+        elif last is not None and last[0] == n - 1:
             # the products are linear in (dK, dW) and rows/columns < n - 1 are final: reuse
             # the previous row's (a predictor's dK, dW equal them except at j >= n - 2)
             _, dK0, dW0, P0 = last
@@ -1408,13 +1415,15 @@ class _EventSide(_SampleSide):
         return self.cells[n]
 
     def tangents(self, it, sweeps):
-        return True
+        """Sweeps before the last keep the predicted G row, as the dense drivers' do
+        (docs/dmft_theory.md, "Corrector sweeps")."""
+        return it == sweeps
 
     def prepare(self, n, it, R):
         """Nothing: every path reads its own events' responses."""
 
     def sample(self, n, tangents, active, lo, hi, Wold, Wnew, R):
-        cell = (n, self.grid.c, self.grid.Pb, self.run.tangent_stride)
+        cell = (n, self.grid.c, self.grid.Pb, self.run.tangent_stride, tangents)
         self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.labels, self.path_state,
                     self.sums, self.teacher.kinks)
 
@@ -1502,7 +1511,8 @@ def _predict(n: int, state: _State):
     """The predictor of row ``n``: the parameter side with linearly extrapolated sample-side
     inputs (G row, ``F -> 2 F_{n-1} - F_{n-2}``, Phi), so the predicted kernel row is
     ``A Sigma A^T`` with a PSD ``Sigma`` and stays consistent with the earlier rows. Returns
-    the predicted rows ``(Grow, Gprow)`` of ``G`` and ``G^+``."""
+    the predicted rows ``(Grow, Gprow)`` of ``G`` and ``G^+`` and the increment ``Grow - G_{n-1}``
+    passed to the parameter side (None: computed there)."""
     S, Phi = state.S, state.Phi
     B, _, k, _ = state.Gprev.shape
     nk, n1k = n * k, (n + 1) * k
@@ -1530,13 +1540,13 @@ def _predict(n: int, state: _State):
         S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk]
         Phi[:, n] = Phi[:, n - 1]
     state.par.row(n, Grow, Gprow, state.Gprev, state.Gpprev, dWp, dGpred)
-    return Grow, Gprow
+    return Grow, Gprow, dGpred
 
 
-def _correct(n: int, state: _State, side: _SampleSide, Grow, Gprow):
+def _correct(n: int, state: _State, side: _SampleSide, Grow, Gprow, dG=None):
     """A corrector sweep's row ``n``: ``S`` and ``Phi`` from the cell's sums, then the
-    parameter side with the sampled row of ``G``. Returns the change of ``C``'s row relative
-    to its scale (against the row before the sweep, kept for the next)."""
+    parameter side with the row ``Grow`` of ``G`` (sampled, or the predicted one and its
+    increment ``dG``)."""
     S, k = state.S, state.Gprev.shape[2]
     nk, n1k = n * k, (n + 1) * k
     dW = side.dS[:, :n]
@@ -1545,7 +1555,7 @@ def _correct(n: int, state: _State, side: _SampleSide, Grow, Gprow):
     d1 = dScum[:, n - 1]
     S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk] + d1 + np.swapaxes(d1, -1, -2) + side.dFF
     state.Phi[:, n] = state.Phi[:, n - 1] + side.dPhi
-    state.par.row(n, Grow, Gprow, state.Gprev, state.Gpprev, dW)
+    state.par.row(n, Grow, Gprow, state.Gprev, state.Gpprev, dW, dG)
 
 
 def _fields(n: int, it: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide, paths, Wold, Wnew):
@@ -1581,7 +1591,7 @@ def _step(n: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
     k = grid.k
     nk, n1k = n * k, (n + 1) * k
     active, lo, hi = side.cell(n)
-    Grow, Gprow = _predict(n, state)
+    Grow, Gprow, dGpred = _predict(n, state)
     Wnew = np.zeros((active.size, k))
     Wold = np.zeros((active.size, k))
     prev_row = state.C[:, nk:n1k, :n1k].copy()
@@ -1596,7 +1606,7 @@ def _step(n: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
         if tangents:
             Grow = state.Gprev + side.dGm + side.dGp
             Gprow = state.Gpprev + side.dGp
-        _correct(n, state, side, Grow, Gprow)
+        _correct(n, state, side, Grow, Gprow, None if tangents else dGpred)
         row = state.C[:, nk:n1k, :n1k].copy()
         if it == sweeps:
             scale = max(1.0, float(np.abs(row).max()))
