@@ -54,7 +54,7 @@ def timed(fn):
 
 def main(groups=(1, 16, 64)):
     data = power_law()
-    for dynamics in ("gf", "sgd"):
+    for dynamics in ("gf", "sme", "sgd"):
         dmft.solve(MODEL, dynamics=dynamics, **{**KW, "t_max": 0.4, "n_time": 3}, data=data, groups=D.Binned(2))
         iso = best_time(lambda: dmft.solve(MODEL, dynamics=dynamics, **KW), 1)
         rows = [("isotropic", f"{iso:.2f}", "1.00", "")]
