@@ -486,7 +486,6 @@ class _ParamSide:
             return self.first_row(Grow)
         k, dt, lam = self.k, self.dt, self.lr * self.ridge
         nk = n * k
-        pk = nk - k
         eye = np.eye(k)
         Minv = _inv_blocks(eye - (self._times_delta(Grow[:, n]) - lam * 0.5 * dt * self.uL[n] * eye))
         if dG is None:
@@ -494,7 +493,16 @@ class _ParamSide:
         dGm = dG - (Gprow[:, :n] - Gpprev[:, :n])
         dK = self._times_delta(dG)
         dK[..., n - 1, :, :] -= lam * 0.5 * dt * self.uR[n - 1] * eye
-        PA, PR, PC = (np.zeros(Minv.shape[:-1] + (nk,)) for _ in range(3))
+        PA, PR, PC = self._products_of_row(n, dK, dW, Minv.shape[:-1] + (nk,))
+        self.last_products = (n, dK, dW.copy(), (PA, PR, PC))  # dW may be a view of a reused buffer
+        self._finish(n, Grow, dGm, Minv, PA, PR, PC)
+
+    def _products_of_row(self, n, dK, dW, shape):
+        """The products ``P = sum_j dK_j X_j.`` (``X = A, R, C``, and ``C``'s ``dW`` term) of row
+        ``n``, each of ``shape`` (.., k, n k), from the last row computed where that reads less."""
+        nk = shape[-1]
+        pk = nk - shape[-2]
+        PA, PR, PC = (np.zeros(shape) for _ in range(3))
         last = self.last_products
         if last is not None and last[0] == n and _cheaper(dK - last[1], dW - last[2], dK, dW):
             # another sweep of this row: the products are linear in (dK, dW), so their change
@@ -517,8 +525,7 @@ class _ParamSide:
             self._products(dK, dW, pk, nk, PA, PR, PC)
         else:
             self._products(dK, dW, 0, nk, PA, PR, PC)
-        self.last_products = (n, dK, dW.copy(), (PA, PR, PC))  # dW may be a view of a reused buffer
-        self._finish(n, Grow, dGm, Minv, PA, PR, PC)
+        return PA, PR, PC
 
     def _times_delta(self, x):
         """``delta x``: the coefficient of ``G`` in ``K``."""
