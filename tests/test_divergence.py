@@ -353,7 +353,7 @@ def _trace_norm(ds):
 
 # ---------------------------------------------------------------- comparisons, command lines, pickling
 def test_compare_truncates_every_curve_to_the_common_times():
-    kw = dict(dynamics="sgd", lr=5.0, d=30, n_seeds=2, n_paths=256, t_max=10.0, n_time=11, progress=False,
+    kw = dict(dynamics="sgd", lr=5.0, d=30, n_seeds=2, n_paths=256, t_max=10.0, n_time=41, progress=False,
               solve_options=dict(n_replicas=4))
     e = _raises("learning_rate", lambda: dmft.compare(LIN, **kw))
     ds = dmft.compare(LIN, **kw, on_divergence="truncate")
