@@ -8,7 +8,11 @@ derivation as implemented and every normalisation.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import math
+import os
 import threading
 import time as _time
 import warnings
@@ -1153,14 +1157,20 @@ class _State:
     dW_last: np.ndarray
     dFF_last: np.ndarray
     rel_pivots: np.ndarray
-    par: object = None
+    par: object = None  # the parameter side (of a part's replicas, or _JoinedParams of all parts)
     min_pivot: float = np.inf
     n_zero_pivots: int = 0
     residual: float = 0.0
+    changes: np.ndarray | None = None  # per step: the last corrector sweep's change of C's row and its size
+
+    #: the per-replica arrays above, in the order of the constructor
+    ARRAYS = ("C", "R", "A", "S", "m", "nu", "Phi", "asum", "bvec", "L", "Gprev", "Gpprev", "Gprev2", "Gpprev2",
+              "dW_last", "dFF_last", "rel_pivots")
 
     @classmethod
-    def allocate(cls, run: _Setup, grid: _Grid, rho, q0):
-        """Zero kernels, the parameter side on them, and the teacher rows of every factor."""
+    def allocate(cls, grid: _Grid, rho):
+        """Zero kernels of every replica and the teacher rows of every factor; the parts of the
+        solve work on views of them (:meth:`part`)."""
         B, N, k, ks = grid.B, grid.N, grid.k, grid.ks
         NK, D = (N + 1) * k, grid.D
         kernels = [np.zeros((B, NK, NK)) for _ in range(4)]
@@ -1170,8 +1180,19 @@ class _State:
         Gpprev = np.zeros((B, N + 1, k, k))
         state = cls(*kernels, *rows, asum, bvec, np.zeros((B, D, D)), Gprev, Gpprev, Gprev.copy(), Gpprev.copy(),
                     np.zeros((B, N + 1, k, k)), np.zeros((B, k, k)), np.empty((B, 2 * k)))
-        C, R, A, S = kernels
-        m, nu, Phi = rows
+        for b in range(B):
+            _k.chol_append(state.L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
+        return state
+
+    def part(self, run: _Setup, grid: _Grid, replicas: slice, rho, q0) -> _State:
+        """The state of the sample-side ``replicas`` (``grid``: their part of the solve) as views of
+        this one's arrays (a part's thread writes only its own replicas' rows), with its own
+        parameter side."""
+        state = _State(*(getattr(self, name)[replicas] for name in _State.ARRAYS))
+        state.changes = np.zeros((grid.N + 1, 2))
+        k, ks = grid.k, grid.ks
+        C, R, A, S = state.C, state.R, state.A, state.S
+        m, nu, Phi = state.m, state.nu, state.Phi
         if run.mixture is not None:  # lam_g^(c) / tau and gram_g / tau are normalised, M is invariant
             mg, tau = run.mixture_groups, grid.tau
             groups = _spectral.MixtureGroups(mg.weights, mg.eigenvalues / tau, mg.gram / tau, mg.names, mg.mode)
@@ -1179,14 +1200,12 @@ class _State:
                                           R, S, Phi, grid.rates)
         elif run.spec is None:
             state.par = _ParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, rho, C, R, A, S, m, nu, Phi,
-                                   asum, bvec, grid.rates)
+                                   state.asum, state.bvec, grid.rates)
         else:  # lr ridge is invariant under the normalisation; lam_g / tau and tau rho_g are normalised
             spec, tau = run.spec, grid.tau
             state.par = _SpectralParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, spec.weights,
                                            spec.eigenvalues / tau, tau * spec.teacher_power, C, R, S, m, nu, Phi,
                                            grid.rates)
-        for b in range(B):
-            _k.chol_append(state.L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
         return state
 
     def chol_rows(self, n, final, ahead=False):
@@ -1307,6 +1326,10 @@ class _EventSide(_SampleSide):
         self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.labels, self.path_state,
                     self.sums, self.teacher.kinks)
 
+    def grads_finite(self, n) -> bool:
+        """The gradients that step ``n`` wrote (the events of its active paths) are finite."""
+        return bool(np.isfinite(self.g[self.cells[n][0]]).all())
+
     def forces(self, paths):
         """The force ``g_i dz_i`` of every event of ``paths`` (train loss)."""
         return self.g[paths] * self.rnd.ev_dz[paths, :, None]
@@ -1381,6 +1404,10 @@ class _DenseSide(_SampleSide):
 
     def commit(self):
         self.QV_last[:] = self.QV
+
+    def grads_finite(self, n) -> bool:
+        """The gradients of step ``n``'s event (cell ``n - 1``, every path) are finite."""
+        return bool(np.isfinite(self.g[:, n - 1]).all())
 
     def forces(self, paths):
         return self.fev[paths]
@@ -1487,45 +1514,223 @@ def _step(n: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
             Gprow = state.Gpprev + side.dGp
         _correct(n, state, side, Grow, Gprow)
         row = state.C[:, nk:n1k, :n1k].copy()
-        if it == sweeps:
-            scale = max(1.0, float(np.abs(row).max()))
-            state.residual = max(state.residual, float(np.abs(row - prev_row).max()) / scale)
+        if it == sweeps:  # the last sweep's change of the row and the row's size (the residual: _joined)
+            state.changes[n] = np.abs(row - prev_row).max(), np.abs(row).max()
         prev_row = row
     return Wnew, Grow, Gprow
 
 
-def _integrate(run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
-    """Rows ``1 .. N`` (row 0 first); the DivergenceError of ``C(t, t)`` blowing up, or None."""
+# ---------------------------------------------------------------- the replicas in parts, on threads
+@dataclass
+class _Part:
+    """The loop state of one part of a solve's replicas (the sample-side replicas ``replicas``,
+    whole replicas: a mixture's class blocks stay together), integrated on its own thread: its
+    grid (``B`` its replicas), its paths' inputs and teacher, its views of the state, its sample
+    side and its training loss. How far it got: ``at`` the stage it is in (0 setting up, step
+    ``n``, ``N + 1`` the training loss), ``done`` the steps completed, ``ended`` the stage at
+    which it blew up or raised ``error`` (None: it did not). Per step, for a blow-up's cause:
+    ``fields_ok`` (the step's fields finite and moderate) and ``grads_ok`` (every gradient so
+    far finite)."""
+
+    replicas: slice
+    grid: _Grid
+    rnd: _Random
+    teacher: _Teacher
+    state: _State
+    side: _SampleSide | None = None
+    train: np.ndarray | None = None
+    at: int = 0
+    done: int = 0
+    ended: int | None = None
+    error: BaseException | None = None
+    fields_ok: np.ndarray | None = None
+    grads_ok: np.ndarray | None = None
+
+
+def _solve_threads(run: _Setup, companion) -> int:
+    """Threads (parts of the replicas) for a solve: ``_config.SOLVE_THREADS``, at most one per core
+    and replica; one beside a kink ``companion`` or on a companion's own thread (the pair already
+    has both cores)."""
+    if companion is not None or getattr(_CANCEL, "event", None) is not None:
+        return 1
+    return max(1, min(_config.SOLVE_THREADS, os.cpu_count() or 1, run.n_replicas))
+
+
+def _split(run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher, state: _State, rho, q0, threads: int):
+    """The solve's replicas in ``threads`` parts of whole replicas, as equal as they go, each with
+    its paths' rows of the inputs and the teacher (views: the values drawn for all paths)."""
+    n = grid.B // grid.split
+    bounds = [i * n // threads for i in range(threads + 1)]
+    parts = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        replicas = slice(lo * grid.split, hi * grid.split)
+        paths = slice(replicas.start * grid.Pb, replicas.stop * grid.Pb)
+        sub = dataclasses.replace(grid, B=replicas.stop - replicas.start)
+        a, off, width, x = teacher.kinks
+        part = _Part(replicas, sub, _Random(*(getattr(rnd, f.name)[paths] for f in dataclasses.fields(_Random))),
+                     _Teacher(teacher.wstar[paths], teacher.y[paths], (a, off[paths], width[replicas], x[paths])),
+                     state.part(run, sub, replicas, rho, q0))
+        part.fields_ok, part.grads_ok = np.ones(grid.N + 1, bool), np.ones(grid.N + 1, bool)
+        parts.append(part)
+    return parts
+
+
+class _Team:
+    """The parts of one solve on their threads. They do not wait for each other: what they share
+    is where the solve ends. A part that blows up or raises at step ``n`` ends the solve there,
+    as the one-thread solve would (its replicas go in lock-step): the other parts go on to step
+    ``n`` (their diagnostics at ``n`` share in the blow-up's cause; an earlier end of theirs comes
+    first) and no further. ``abort``: stop at once (an interrupt). The progress bar, shown by the
+    calling thread, follows the slowest part."""
+
+    def __init__(self, parts, bar, cancel):
+        self.parts, self.bar, self.cancel = parts, bar, cancel
+        self.limit, self.shown = parts[0].grid.N + 1, 0
+        self.lock, self.abort = threading.Lock(), threading.Event()
+
+    def going(self, n: int) -> bool:
+        """Whether a part goes on to step ``n`` (raises _Cancelled when a companion's solve is no longer needed)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise _Cancelled
+        return n <= self.limit and not self.abort.is_set()
+
+    def end(self, part: _Part, at: int, error=None):
+        """``part`` blew up (``error`` None) or raised ``error`` at stage ``at``."""
+        with self.lock:
+            part.ended, part.error = at, error
+            self.limit = min(self.limit, at)
+
+    def show(self):
+        done = min(p.done for p in self.parts)
+        if done > self.shown:
+            self.bar.update(done - self.shown)
+            self.shown = done
+
+    def run(self, run: _Setup):
+        """Each part's work (:func:`_work`), the first on this thread and the others on their own,
+        which take this thread's context along (numpy's error state, :func:`errors.quiet`)."""
+        quiet = errors.is_quiet()
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(_work, run, p, self, quiet),
+                                    name=f"dmft.solve part {i}", daemon=True) for i, p in enumerate(self.parts[1:], 1)]
+        try:
+            for t in threads:
+                t.start()
+            _work(run, self.parts[0], self, quiet)
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.1)
+                    self.show()
+        except BaseException:  # an interrupt while waiting: the others stop at their next step
+            self.abort.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+
+    def outcome(self, run: _Setup, grid: _Grid):
+        """None when every part finished; else the first end over the parts, as the one-thread
+        solve meets it (an exception before a blow-up at the same step): the exception is raised,
+        a blow-up's DivergenceError returned (its cause from every part's diagnostics at its step)."""
+        ends = [(p.ended, p.error is None, i) for i, p in enumerate(self.parts) if p.ended is not None]
+        if not ends:
+            return None
+        n, blew_up, i = min(ends)
+        if not blew_up:
+            raise self.parts[i].error
+        blamed = all(p.fields_ok[n] for p in self.parts) and not all(p.grads_ok[n] for p in self.parts)
+        return _blow_up(run.arguments, bool(run.driver.step_order), n * grid.dt, grid.dt, run.max_memory_gb, blamed)
+
+
+def _integrate_parts(run: _Setup, grid: _Grid, parts: list):
+    """Every part's work on its thread (:class:`_Team`); the DivergenceError of a blow-up, or None."""
+    bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
+    team = _Team(parts, bar, getattr(_CANCEL, "event", None))
+    try:
+        team.run(run)
+    finally:
+        bar.close()
+    return team.outcome(run, grid)
+
+
+def _work(run: _Setup, part: _Part, team: _Team, quiet: bool = False):
+    """One part's work: its sample side, its rows, and (if no part ended the solve before) its
+    training loss; where it ends is recorded in ``part`` and ``team``, not raised."""
+    try:
+        with errors.quiet() if quiet else contextlib.nullcontext():
+            part.side = run.driver.sample_side(run, part.grid, part.rnd, part.teacher)
+            if _integrate(run, part, team):
+                part.at = part.grid.N + 1
+                part.train = _train_loss(run, part)
+    except Exception as e:  # noqa: BLE001 (handed to the calling thread, which raises the first)
+        team.end(part, part.at, e)
+    except BaseException as e:  # an interrupt: every part stops now
+        team.end(part, -1, e)
+        team.abort.set()
+
+
+def _integrate(run: _Setup, part: _Part, team: _Team) -> bool:
+    """Rows ``1 .. N`` of the part's replicas (row 0 first) while the team goes on; False if it
+    stopped before (its own blow-up of ``C(t, t)`` recorded in ``team``, or another part's end)."""
+    grid, state, side = part.grid, part.state, part.side
     k = grid.k
     # row 0; its factor rows come with step 1's
     state.par.row(0, state.Gprev.copy(), state.Gpprev, state.Gprev, state.Gpprev, None)
-    bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
-    stop = getattr(_CANCEL, "event", None)
-    try:
-        for n in range(1, grid.N + 1):
-            if stop is not None and stop.is_set():
-                raise _Cancelled
-            Wnew, Grow, Gprow = _step(n, run, grid, state, side)
-            cnn = state.C[:, n * k:(n + 1) * k, n * k:(n + 1) * k]
-            if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > _config.BLOWUP_NORM:
-                return _blow_up(run.arguments, bool(run.driver.step_order), n * grid.dt, grid.dt, run.max_memory_gb,
-                                Wnew, side.g)
-            state.Gprev2, state.Gpprev2 = state.Gprev, state.Gpprev
-            state.Gprev, state.Gpprev = Grow, Gprow
-            state.dW_last[:, :n] = side.dS[:, :n]
-            state.dFF_last = side.dFF.copy()
-            side.commit()
-            bar.update(1)
-    finally:
-        bar.close()
+    for n in range(1, grid.N + 1):
+        if not team.going(n):
+            return False
+        part.at = n
+        Wnew, Grow, Gprow = _step(n, run, grid, state, side)
+        # a blow-up's cause (_blow_up), here or in another part at this step
+        part.fields_ok[n] = np.isfinite(Wnew).all() and np.abs(Wnew).max(initial=0.0) <= _config.MODERATE_FIELD
+        part.grads_ok[n] = part.grads_ok[n - 1] and side.grads_finite(n)
+        cnn = state.C[:, n * k:(n + 1) * k, n * k:(n + 1) * k]
+        if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > _config.BLOWUP_NORM:
+            team.end(part, n)
+            return False
+        state.Gprev2, state.Gpprev2 = state.Gprev, state.Gpprev
+        state.Gprev, state.Gpprev = Grow, Gprow
+        state.dW_last[:, :n] = side.dS[:, :n]
+        state.dFF_last = side.dFF.copy()
+        side.commit()
+        part.done = n
+        if part is team.parts[0]:  # the calling thread's part
+            team.show()
     state.chol_rows(grid.N, final=True)
-    return None
+    return True
+
+
+def _joined(state: _State, parts: list) -> _State:
+    """The whole state after the parts' threads: their diagnostics combined, their parameter sides
+    as one."""
+    # the largest change over all replicas relative to the largest row (at least 1), per step
+    change, size = np.max([p.state.changes for p in parts], axis=0).T
+    state.residual = max(0.0, float((change / np.maximum(1.0, size)).max()))
+    state.min_pivot = min(p.state.min_pivot for p in parts)
+    state.n_zero_pivots = sum(p.state.n_zero_pivots for p in parts)
+    state.par = parts[0].state.par if len(parts) == 1 else _JoinedParams([p.state.par for p in parts])
+    return state
+
+
+class _JoinedParams:
+    """The spectral or mixture parameter sides of a solve's parts as one, for the output
+    reduction: their per-replica outputs in replica order."""
+
+    def __init__(self, sides):
+        self.sides = sides
+
+    def plain(self, steps):
+        return [np.concatenate(x) for x in zip(*(side.plain(steps) for side in self.sides))]
+
+    def plain_trace(self):
+        return np.concatenate([side.plain_trace() for side in self.sides])
 
 
 # ---------------------------------------------------------------- output reduction
-def _train_loss(run: _Setup, grid: _Grid, rnd: _Random, state: _State, side: _SampleSide) -> np.ndarray:
-    """Training loss (n_out, B) at the output steps, after the solve: one matrix product per
-    replica gives the fields of all paths at all output times (rows of L and R are final)."""
+def _train_loss(run: _Setup, part: _Part) -> np.ndarray:
+    """Training loss (n_out, B) of a part's replicas at the output steps, after its rows: one
+    matrix product per replica gives the fields of all paths at all output times (rows of L
+    and R are final)."""
+    grid, rnd, state, side = part.grid, part.rnd, part.state, part.side
     model, out_steps, B, Pb, k, ks = run.model, grid.out_steps, grid.B, grid.Pb, grid.k, grid.ks
     train_losses = specialise(_k.train_losses, loss=model.loss)
     train = np.zeros((len(out_steps), B))
@@ -1537,8 +1742,14 @@ def _train_loss(run: _Setup, grid: _Grid, rnd: _Random, state: _State, side: _Sa
             Wb += state.par.M[b // grid.split, out_steps, :, b % grid.split]
         train_losses(model.param_array, out_steps, grid.c, rnd.counts[paths], rnd.ev_cell[paths], rnd.ev_lam[paths],
                      side.forces(paths), Wb, state.R[b], side.teacher.y[paths], train[:, b])
-    if run.mixture is not None:  # the class blocks of each replica, weighted by pi
-        train = train.reshape(len(out_steps), -1, grid.split) @ run.mixture.probs
+    return train
+
+
+def _replica_train_loss(run: _Setup, grid: _Grid, parts: list) -> np.ndarray:
+    """The parts' training losses (n_out, replicas); a mixture's class blocks weighted by pi."""
+    train = np.concatenate([p.train for p in parts], axis=1)
+    if run.mixture is not None:
+        train = train.reshape(len(grid.out_steps), -1, grid.split) @ run.mixture.probs
     return train
 
 
@@ -1921,13 +2132,14 @@ def solve(
         rnd = _random_inputs(run, grid)
         rho = np.eye(grid.ks) if run.spec is None else run.spec.rho_k
         q0 = grid.tau * run.init_std**2 * np.eye(grid.k)
-        state = _State.allocate(run, grid, rho, q0)
+        state = _State.allocate(grid, rho)
         teacher = _teacher(run, grid, rnd, state)
-        side = run.driver.sample_side(run, grid, rnd, teacher)
-        err = _integrate(run, grid, state, side)
+        parts = _split(run, grid, rnd, teacher, state, rho, q0, _solve_threads(run, wide))
+        err = _integrate_parts(run, grid, parts)
         if err is not None:
             return _diverged(run, grid, err)
-        train = _train_loss(run, grid, rnd, state, side)
+        state = _joined(state, parts)
+        train = _replica_train_loss(run, grid, parts)
         err = _step_instability(state.C, train, grid.out_steps, grid.dt, run.ridge, run.delta, run.dynamics, grid.k,
                                 None if run.spec is None and run.mixture is None
                                 else state.par.plain_trace() / grid.tau)
@@ -2010,11 +2222,11 @@ def _kink_widths(kinks, bandwidth: float, B: int):
         width[:] = bandwidth * x.reshape(B, -1, len(a)).std(axis=1)
 
 
-def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory_gb: float, fields, grads):
+def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory_gb: float, blamed: bool):
     """The :class:`~dmft.errors.DivergenceError` of ``C(t, t)`` blowing up at ``t_bad``, with its cause.
 
-    ``'model'`` when the gradients ``grads`` are not finite although the fields of the step
-    (``fields``) are finite and moderate; a driver without a grid error (``gridded`` False:
+    ``'model'`` when ``blamed``: a gradient is not finite although the fields of the step are
+    finite and moderate (:func:`_integrate`'s diagnostics); a driver without a grid error (``gridded`` False:
     SGD, events at their exact times):
     ``'learning_rate'``; SME and GF: a solve with half the step on ``[0, 1.5 t_bad + 2 dt]``
     (a quarter of the paths, pseudo-random inputs) decides: ``'learning_rate'`` if it blows up
@@ -2024,8 +2236,7 @@ def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory
     (:func:`_more_paths_stay_finite`).
     """
     where = f"dmft.solve(dynamics={arguments['dynamics']!r}): C(t, t) diverged at time {t_bad:.4g}"
-    if (np.isfinite(fields).all() and np.abs(fields).max(initial=0.0) <= _config.MODERATE_FIELD
-            and not np.isfinite(grads).all()):
+    if blamed:
         return errors.DivergenceError(
             f"{where}: the model's gradient is not finite at finite fields |r| <= {_config.MODERATE_FIELD:g}", t_bad,
             cause="model")

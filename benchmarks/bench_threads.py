@@ -1,0 +1,108 @@
+"""One thread against two on the default solves (issue 24, ``dmft._config.SOLVE_THREADS``).
+
+Huber-on-tanh (``noise_std = 0.3``, ``threshold = 0.5``), ``delta = 2``, ``lr = 2``,
+``batch = 1``, ``t_max = 4`` for SGD, SME and GF (their default paths, grids and step check),
+and ``dmft.solve(huber_tanh())`` on every default. Each repetition runs the one-thread and
+the two-thread solve back to back, alternating which goes first, after a compiling call; the
+outputs must be equal bit for bit. Prints per solve the median and minimum wall times and the
+ratios time(1 thread) / time(2 threads), with the load average before and after (the machine
+may be shared). ``--phases`` also times the phases of one two-thread solve (where the serial
+time goes).
+
+    PYTHONPATH=. python benchmarks/bench_threads.py --repeat 3
+"""
+import argparse
+import functools
+import os
+import statistics
+import time
+
+import numpy as np
+
+import dmft
+from dmft import _config, models
+from dmft.multipass import _solve
+from _util import table
+
+HUBER = models.huber_tanh(noise_std=0.3, threshold=0.5)
+SOLVES = {
+    "sgd": lambda: dmft.solve(HUBER, delta=2, lr=2, batch=1, t_max=4, dynamics="sgd", progress=False),
+    "sme": lambda: dmft.solve(HUBER, delta=2, lr=2, batch=1, t_max=4, dynamics="sme", progress=False),
+    "gf": lambda: dmft.solve(HUBER, delta=2, lr=2, batch=1, t_max=4, dynamics="gf", progress=False),
+    "defaults": lambda: dmft.solve(models.huber_tanh(), progress=False),
+}
+#: the phases of a solve timed by --phases (functions of dmft.multipass._solve)
+PHASES = ("_random_inputs", "_teacher", "_integrate_parts", "_dataset", "_checks")
+
+
+def timed(fn, threads):
+    _config.SOLVE_THREADS = threads
+    t0 = time.perf_counter()
+    ds = fn()
+    return time.perf_counter() - t0, ds
+
+
+def same(a, b):
+    return all(np.array_equal(a[v].values, b[v].values, equal_nan=True) for v in a.data_vars)
+
+
+def phases(fn):
+    """Wall time per phase of one two-thread solve (a phase's own time includes what it calls)."""
+    spent = dict.fromkeys(PHASES, 0.0)
+    saved = {name: getattr(_solve, name) for name in PHASES}
+
+    def wrap(name, f):
+        @functools.wraps(f)
+        def inner(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return f(*a, **kw)
+            finally:
+                spent[name] += time.perf_counter() - t0
+        return inner
+
+    for name, f in saved.items():
+        setattr(_solve, name, wrap(name, f))
+    try:
+        total, _ = timed(fn, 2)
+    finally:
+        for name, f in saved.items():
+            setattr(_solve, name, f)
+    return total, spent
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--solves", nargs="+", default=list(SOLVES))
+    ap.add_argument("--phases", action="store_true")
+    args = ap.parse_args()
+    load0 = os.getloadavg()
+    rows = []
+    for name in args.solves:
+        fn = SOLVES[name]
+        timed(fn, 1)  # compile and load the kernels
+        times = {1: [], 2: []}
+        for r in range(args.repeat):
+            order = (1, 2) if r % 2 == 0 else (2, 1)
+            out = {}
+            for threads in order:
+                t, out[threads] = timed(fn, threads)
+                times[threads].append(t)
+            assert same(out[1], out[2]), f"{name}: two threads changed the numbers"
+            print(name, {k: round(v[-1], 2) for k, v in times.items()}, f"load {os.getloadavg()[0]:.1f}", flush=True)
+        ratios = [a / b for a, b in zip(times[1], times[2])]
+        rows.append([name, f"{statistics.median(times[1]):.2f} ({min(times[1]):.2f})",
+                     f"{statistics.median(times[2]):.2f} ({min(times[2]):.2f})",
+                     f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}-{max(ratios):.2f}"])
+        if args.phases:
+            total, spent = phases(fn)
+            print(name, f"two threads {total:.2f} s:", {k: round(v, 2) for k, v in spent.items()}, flush=True)
+    _config.SOLVE_THREADS = 2
+    print(f"\nload average {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after; {os.cpu_count()} cores\n")
+    print(table(["solve", "1 thread: median (min) [s]", "2 threads: median (min) [s]", "ratio (median)",
+                 "ratio range"], rows))
+
+
+if __name__ == "__main__":
+    main()
