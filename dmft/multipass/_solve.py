@@ -363,7 +363,7 @@ def _blocks(X2, n, k):
 SAMPLING = ("qmc", "mc")
 
 
-def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
+def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1):
     """Standard-normal inputs of the ``B * Pb`` paths (replica-major rows).
 
     Returns ``Z`` (P, ks + (N+1) k): teacher then field innovations at ``t_0..t_N``
@@ -376,7 +376,9 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
     normals and the field at ``t_n``. With a tangent ``stride > 1`` the points of a replica
     are shuffled: every 2nd point of scipy's Sobol sequence has the same sign in the
     second coordinate (the first is paired with the point after it by a shift of 1/2), so
-    the tangent paths would all start on one side of the field at ``t_0``.
+    the tangent paths would all start on one side of the field at ``t_0``. Each replica's
+    points come from its own child of ``ss``: ``threads`` draw replicas side by side
+    (:func:`_on_threads`; scipy's Sobol draw and ``ndtri`` release the GIL), the same values.
     """
     P = B * Pb
     dim = ks + nd + (N + 1) * k + N * nxi
@@ -390,25 +392,58 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
     Z = np.empty((P, ks + (N + 1) * k))
     eps = np.empty((P, nd))
     xi = np.empty((P, N * nxi))
-    for b, sb in enumerate(ss.spawn(B)):
-        rows = slice(b * Pb, (b + 1) * Pb)
-        rng = np.random.default_rng(sb)
-        sobol = qmc.Sobol(dim, scramble=True, seed=rng)
-        # a replica size that is no power of two is less balanced, still unbiased: its points
-        # are the first Pb of the next power of two (scipy warns otherwise, and silencing that
-        # would edit the process-wide warning filters, which a companion solve's thread must not).
-        # Points are multiples of 2^-bits and can be exactly 0 (ndtri(0) = -inf): take the
-        # middle of each cell instead
-        u = special.ndtri(sobol.random(1 << (Pb - 1).bit_length())[:Pb] + 0.5**(sobol.bits + 1))
-        if stride > 1:
-            u = u[rng.permutation(Pb)]
-        Z[rows, :ks] = u[:, :ks]
-        eps[rows] = u[:, ks:ks + nd]
-        Z[rows, ks:ks + k] = u[:, ks + nd:ks + nd + k]
-        per_cell = u[:, ks + nd + k:].reshape(Pb, N, nxi + k)
-        xi[rows] = per_cell[:, :, :nxi].reshape(Pb, N * nxi)
-        Z[rows, ks + k:] = per_cell[:, :, nxi:].reshape(Pb, N * k)
+    children = ss.spawn(B)
+    _on_threads(lambda replicas: [_qmc_replica(b, children[b], Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim)
+                                  for b in replicas], range(B), threads)
     return Z, eps, xi
+
+
+def _qmc_replica(b, sb, Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim):
+    """Replica ``b``'s rows of :func:`_normals`' ``"qmc"`` inputs, from its seed ``sb``."""
+    rows = slice(b * Pb, (b + 1) * Pb)
+    rng = np.random.default_rng(sb)
+    sobol = qmc.Sobol(dim, scramble=True, seed=rng)
+    # a replica size that is no power of two is less balanced, still unbiased: its points
+    # are the first Pb of the next power of two (scipy warns otherwise, and silencing that
+    # would edit the process-wide warning filters, which a companion solve's thread must not).
+    # Points are multiples of 2^-bits and can be exactly 0 (ndtri(0) = -inf): take the
+    # middle of each cell instead
+    u = special.ndtri(sobol.random(1 << (Pb - 1).bit_length())[:Pb] + 0.5**(sobol.bits + 1))
+    if stride > 1:
+        u = u[rng.permutation(Pb)]
+    Z[rows, :ks] = u[:, :ks]
+    eps[rows] = u[:, ks:ks + nd]
+    Z[rows, ks:ks + k] = u[:, ks + nd:ks + nd + k]
+    per_cell = u[:, ks + nd + k:].reshape(Pb, N, nxi + k)
+    xi[rows] = per_cell[:, :, :nxi].reshape(Pb, N * nxi)
+    Z[rows, ks + k:] = per_cell[:, :, nxi:].reshape(Pb, N * k)
+
+
+def _on_threads(fn, items, threads: int):
+    """``fn(chunk)`` for ``threads`` contiguous chunks of ``items``, the first on this thread and
+    the others on their own (with this thread's context); after all have ended, the first
+    chunk's exception is raised."""
+    threads = max(1, min(threads, len(items)))
+    bounds = [i * len(items) // threads for i in range(threads + 1)]
+    chunks = [items[a:b] for a, b in zip(bounds, bounds[1:])]
+    failed = [None] * len(chunks)
+
+    def work(i):
+        try:
+            fn(chunks[i])
+        except BaseException as e:  # noqa: BLE001 (raised by the calling thread)
+            failed[i] = e
+
+    others = [threading.Thread(target=contextvars.copy_context().run, args=(work, i), daemon=True)
+              for i in range(1, len(chunks))]
+    for t in others:
+        t.start()
+    work(0)
+    for t in others:
+        t.join()
+    for e in failed:
+        if e is not None:
+            raise e
 
 
 def _bridge_factor(delta: float, qv):
@@ -1009,6 +1044,7 @@ class _Grid:
     half: float  # drift of half a cell (dense drivers), 0 for SGD
     n_groups: int
     split: int = 1  # sample-side replicas per replica: a mixture's classes (B above counts them)
+    threads: int = 1  # parts of the replicas, each on its own thread (_solve_threads)
     mem: float = 0.0
     runtime: float = 0.0
     #: a schedule's mean of ``lr / lr0`` and of ``(lr / lr0)^2`` over each cell (N,); None: a constant rate
@@ -1115,13 +1151,14 @@ class _Random:
 
 
 def _random_inputs(run: _Setup, grid: _Grid) -> _Random:
-    """The Gaussian inputs (:func:`_normals`, or a step check's common random numbers) and the
-    driver's events, from two children of the seed."""
+    """The Gaussian inputs (:func:`_normals` on the grid's threads, or a step check's common
+    random numbers) and the driver's events, from two children of the seed."""
     driver, N, P, k = run.driver, grid.N, grid.P, grid.k
     s_z, s_ev = run.ss.spawn(2)
     nxi, n_mid = driver.normals_per_cell, driver.midpoint_normals(k)
     Z, eps, xi = _common_inputs(N, s_z) or _normals(s_z, run.sampling, grid.B, grid.Pb, grid.ks,
-                                                    run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride)
+                                                    run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride,
+                                                    grid.threads)
     cell_normals = xi.reshape(P, N, nxi + n_mid)
     zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
     counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, grid.dt,
@@ -1556,10 +1593,10 @@ def _solve_threads(run: _Setup, companion) -> int:
     return max(1, min(_config.SOLVE_THREADS, os.cpu_count() or 1, run.n_replicas))
 
 
-def _split(run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher, state: _State, rho, q0, threads: int):
-    """The solve's replicas in ``threads`` parts of whole replicas, as equal as they go, each with
-    its paths' rows of the inputs and the teacher (views: the values drawn for all paths)."""
-    n = grid.B // grid.split
+def _split(run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher, state: _State, rho, q0):
+    """The solve's replicas in ``grid.threads`` parts of whole replicas, as equal as they go, each
+    with its paths' rows of the inputs and the teacher (views: the values drawn for all paths)."""
+    n, threads = grid.B // grid.split, grid.threads
     bounds = [i * n // threads for i in range(threads + 1)]
     parts = []
     for lo, hi in zip(bounds, bounds[1:]):
@@ -1802,14 +1839,14 @@ def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R
     re, re_s = _mean_sem(R)
     output.check_finite("norm", time, nm)
     qk, mk = (nm, ov) if run.spec is None and run.mixture is None else (qk_b.mean(0), mk_b.mean(0))
-    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho, run.mixture)
+    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho, run.mixture, grid.threads)
     replicas = (tl_b, np.einsum("btaa->bt", norm_b))
     tl_s = _stats.sem(tl_b)
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
     # a step check's solve compares values: the integration error estimate is its caller's
     checking = getattr(_CHECKING, "active", False)
-    tl_err = np.nan if checking else _test_loss_error(model, qk, mk, rho, tl_s, run.mixture)
+    tl_err = np.nan if checking else _test_loss_error(model, qk, mk, rho, tl_s, run.mixture, threads=grid.threads)
     output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
@@ -2129,12 +2166,13 @@ def solve(
                            "check_dt": False, "progress": False})
     try:  # the companion stops when this solve ends without it (an error, a truncated run)
         grid = _plan(run)
+        grid.threads = _solve_threads(run, wide)
         rnd = _random_inputs(run, grid)
         rho = np.eye(grid.ks) if run.spec is None else run.spec.rho_k
         q0 = grid.tau * run.init_std**2 * np.eye(grid.k)
         state = _State.allocate(grid, rho)
         teacher = _teacher(run, grid, rnd, state)
-        parts = _split(run, grid, rnd, teacher, state, rho, q0, _solve_threads(run, wide))
+        parts = _split(run, grid, rnd, teacher, state, rho, q0)
         err = _integrate_parts(run, grid, parts)
         if err is not None:
             return _diverged(run, grid, err)
@@ -2549,21 +2587,30 @@ def _trace(da) -> np.ndarray:
     return da.values.diagonal(axis1=-2, axis2=-1).sum(-1)
 
 
-def _test_loss_error(model, q, mo, rho, sem, mixture=None, n_checks: int = 6) -> float:
+def _test_loss_error(model, q, mo, rho, sem, mixture=None, n_checks: int = 6, threads: int = 1) -> float:
     """Largest estimated integration error of the test loss (the quadrature against a refined
     rule) at ``n_checks`` output times spread over the run; a :class:`QuadratureWarning` when
     it exceeds a third of the test loss's standard error there (outputs with no spread, such
     as a deterministic start, have no such yardstick and only enter the reported error).
     The error is a smooth function of ``(q, m)``, so a few times bound it along the run. A
-    ``mixture``: ``q`` per class, ``mo`` the class means, the error the class-weighted sum."""
+    ``mixture``: ``q`` per class, ``mo`` the class means, the error the class-weighted sum.
+    The times' quadratures run on ``threads`` (:func:`_on_threads`)."""
     worst, worst_ratio, at = 0.0, 0.0, 0
     spread = 1e-9 * float(np.max(sem))  # below: round-off of a deterministic output
-    for n in np.unique(np.linspace(0, q.shape[0] - 1, n_checks).round().astype(int)):
-        if mixture is None:
-            cov = np.block([[q[n], mo[n]], [mo[n].T, rho]])
-            err = expectation.gaussian_moments(model, np.zeros(len(cov)), cov, error=True).error
-        else:
-            err = sum(p * mom.error for p, mom in _class_moments(model, mixture, q[n], mo[n], error=True))
+    checked = np.unique(np.linspace(0, q.shape[0] - 1, n_checks).round().astype(int))
+    errs = {}
+
+    def quadratures(times):
+        for n in times:
+            if mixture is None:
+                cov = np.block([[q[n], mo[n]], [mo[n].T, rho]])
+                errs[n] = expectation.gaussian_moments(model, np.zeros(len(cov)), cov, error=True).error
+            else:
+                errs[n] = sum(p * mom.error for p, mom in _class_moments(model, mixture, q[n], mo[n], error=True))
+
+    _on_threads(quadratures, checked, threads)
+    for n in checked:
+        err = errs[n]
         ratio = err / sem[n] if sem[n] > spread else 0.0
         worst = max(worst, err)
         if ratio > worst_ratio:
@@ -2582,22 +2629,28 @@ def _class_moments(model, mixture, q, M, error=False):
             for c, p in enumerate(mixture.probs)]
 
 
-def _test_losses(model, q, mo, q_b, m_b, rho, mixture=None):
+def _test_losses(model, q, mo, q_b, m_b, rho, mixture=None, threads: int = 1):
     """Test loss ``E l(r, y)``, ``(r, w*)`` Gaussian ``[[q, m], [m^T, rho]]``, at the replica
     means, and per replica to first order (Price's theorem: ``dL/dq = E[l'']/2``,
     ``dL/dm = E[d2 l/dr dr*]``, both returned by the same quadrature). A ``mixture``: ``mo``
     (T, k, C) are the class means, ``q`` (T, C, k, k), ``L = sum_c pi_c E l(M_c + w_c, y_c)``, ``w_c ~ N(0, q_c)``,
-    ``dL/dq = sum_c pi_c E[l''_c]/2``, ``dL/dM_c = pi_c E[l'_c]``."""
-    if mixture is not None:
-        return _mixture_test_losses(model, mixture, q, mo, q_b, m_b)
+    ``dL/dq = sum_c pi_c E[l''_c]/2``, ``dL/dM_c = pi_c E[l'_c]``. The output times' quadratures
+    run on ``threads`` (:func:`_on_threads`; each time's numbers are its own)."""
     T = q.shape[0]
+    out = np.zeros(T)
+    lin = np.zeros(q_b.shape[:2])
+    fill = _mixture_test_losses if mixture is not None else _plain_test_losses
+    _on_threads(lambda times: fill(model, q, mo, q_b, m_b, rho, mixture, times, out, lin), range(T), threads)
+    return out, lin
+
+
+def _plain_test_losses(model, q, mo, q_b, m_b, rho, mixture, times, out, lin):
+    """:func:`_test_losses` without a mixture at the output ``times``, into ``out`` and ``lin``."""
     k, ks = model.k, model.k_star
-    out = np.empty(T)
-    lin = np.empty(q_b.shape[:2])
     zeros = np.zeros(k + ks)
     cov = np.zeros((k + ks, k + ks))
     cov[k:, k:] = rho
-    for n in range(T):
+    for n in times:
         cov[:k, :k] = q[n]
         cov[:k, k:] = mo[n]
         cov[k:, :k] = mo[n].T
@@ -2607,18 +2660,13 @@ def _test_losses(model, q, mo, q_b, m_b, rho, mixture=None):
         dm = m_b[:, n] - mo[n]
         lin[:, n] = mom.loss + 0.5 * np.einsum("ab,xab->x", mom.hess, dq) + np.einsum(
             "ae,xae->x", mom.hess_star, dm)
-    return out, lin
 
 
-def _mixture_test_losses(model, mixture, q, M, q_b, M_b):
-    """:func:`_test_losses` of a ``mixture``: ``q`` (T, C, k, k) each class's field covariance, ``M`` (T, k, C),
-    and per replica ``q_b``, ``M_b``."""
-    T = q.shape[0]
-    out = np.zeros(T)
-    lin = np.zeros(q_b.shape[:2])
-    for n in range(T):
+def _mixture_test_losses(model, q, M, q_b, M_b, rho, mixture, times, out, lin):
+    """:func:`_test_losses` of a ``mixture`` at the output ``times``, into ``out`` and ``lin`` (zeros):
+    ``q`` (T, C, k, k) each class's field covariance, ``M`` (T, k, C), and per replica ``q_b``, ``M_b``."""
+    for n in times:
         for c, (p, mom) in enumerate(_class_moments(model, mixture, q[n], M[n])):
             out[n] += p * mom.loss
             lin[:, n] += p * (mom.loss + 0.5 * np.einsum("ab,xab->x", mom.hess, q_b[:, n, c] - q[n, c])
                               + (M_b[:, n, :, c] - M[n, :, c]) @ mom.grad)
-    return out, lin
