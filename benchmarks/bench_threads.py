@@ -4,12 +4,16 @@ Huber-on-tanh (``noise_std = 0.3``, ``threshold = 0.5``), ``delta = 2``, ``lr = 
 ``batch = 1``, ``t_max = 4`` for SGD, SME and GF (their default paths, grids and step check),
 and ``dmft.solve(huber_tanh())`` on every default. Each repetition runs the one-thread and
 the two-thread solve back to back, alternating which goes first, after a compiling call; the
-outputs must be equal bit for bit. Prints per solve the median and minimum wall times and the
-ratios time(1 thread) / time(2 threads), with the load average before and after (the machine
-may be shared). ``--phases`` also times the phases of one two-thread solve (where the serial
-time goes).
+outputs must be equal bit for bit. Prints per solve the median and minimum wall times, the
+ratios time(1 thread) / time(2 threads), and the CPU time of the two-thread solve over its
+wall time (2: both cores were had; 1: the second core was busy with other work), with the
+load average before and after (the machine may be shared).
 
-    PYTHONPATH=. python benchmarks/bench_threads.py --repeat 3
+Where the serial time goes, independently of the load: the phases that run on the parts'
+threads (:data:`THREADED`) are timed in one one-thread solve; their share ``p`` of its time
+gives Amdahl's bound ``1 / (1 - p / 2)`` on the ratio on two idle cores (``--phases``).
+
+    PYTHONPATH=. python benchmarks/bench_threads.py --repeat 3 --phases
 """
 import argparse
 import functools
@@ -31,15 +35,17 @@ SOLVES = {
     "gf": lambda: dmft.solve(HUBER, delta=2, lr=2, batch=1, t_max=4, dynamics="gf", progress=False),
     "defaults": lambda: dmft.solve(models.huber_tanh(), progress=False),
 }
-#: the phases of a solve timed by --phases (functions of dmft.multipass._solve)
-PHASES = ("_random_inputs", "_teacher", "_integrate_parts", "_dataset", "_checks")
+#: the functions of dmft.multipass._solve that run on the parts' threads (none calls another;
+#: a step check's solve calls them again, and is counted in them)
+THREADED = ("_normals", "_integrate_parts", "_test_losses", "_test_loss_error")
 
 
 def timed(fn, threads):
     _config.SOLVE_THREADS = threads
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ds = fn()
-    return time.perf_counter() - t0, ds
+    wall = time.perf_counter() - t0
+    return wall, ds, (time.process_time() - c0) / wall
 
 
 def same(a, b):
@@ -47,9 +53,9 @@ def same(a, b):
 
 
 def phases(fn):
-    """Wall time per phase of one two-thread solve (a phase's own time includes what it calls)."""
-    spent = dict.fromkeys(PHASES, 0.0)
-    saved = {name: getattr(_solve, name) for name in PHASES}
+    """``(time of a one-thread solve, {phase: its time})`` for the :data:`THREADED` phases."""
+    spent = dict.fromkeys(THREADED, 0.0)
+    saved = {name: getattr(_solve, name) for name in THREADED}
 
     def wrap(name, f):
         @functools.wraps(f)
@@ -64,7 +70,7 @@ def phases(fn):
     for name, f in saved.items():
         setattr(_solve, name, wrap(name, f))
     try:
-        total, _ = timed(fn, 2)
+        total, _, _ = timed(fn, 1)
     finally:
         for name, f in saved.items():
             setattr(_solve, name, f)
@@ -78,30 +84,40 @@ def main():
     ap.add_argument("--phases", action="store_true")
     args = ap.parse_args()
     load0 = os.getloadavg()
-    rows = []
+    rows, bounds = [], []
     for name in args.solves:
         fn = SOLVES[name]
         timed(fn, 1)  # compile and load the kernels
-        times = {1: [], 2: []}
+        times, cpu = {1: [], 2: []}, []
         for r in range(args.repeat):
             order = (1, 2) if r % 2 == 0 else (2, 1)
             out = {}
             for threads in order:
-                t, out[threads] = timed(fn, threads)
+                t, out[threads], used = timed(fn, threads)
                 times[threads].append(t)
+                if threads == 2:
+                    cpu.append(used)
             assert same(out[1], out[2]), f"{name}: two threads changed the numbers"
             print(name, {k: round(v[-1], 2) for k, v in times.items()}, f"load {os.getloadavg()[0]:.1f}", flush=True)
         ratios = [a / b for a, b in zip(times[1], times[2])]
         rows.append([name, f"{statistics.median(times[1]):.2f} ({min(times[1]):.2f})",
                      f"{statistics.median(times[2]):.2f} ({min(times[2]):.2f})",
-                     f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}-{max(ratios):.2f}"])
+                     f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}-{max(ratios):.2f}",
+                     f"{statistics.median(cpu):.2f}"])
         if args.phases:
             total, spent = phases(fn)
-            print(name, f"two threads {total:.2f} s:", {k: round(v, 2) for k, v in spent.items()}, flush=True)
+            p = sum(spent.values()) / total
+            print(name, f"one thread {total:.2f} s:", {k: round(v, 2) for k, v in spent.items()}, flush=True)
+            bounds.append([name, f"{total:.2f}"] + [f"{spent[k]:.2f}" for k in THREADED]
+                          + [f"{total - sum(spent.values()):.2f}", f"{p:.0%}", f"{1 / (1 - p / 2):.2f}"])
     _config.SOLVE_THREADS = 2
     print(f"\nload average {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after; {os.cpu_count()} cores\n")
     print(table(["solve", "1 thread: median (min) [s]", "2 threads: median (min) [s]", "ratio (median)",
-                 "ratio range"], rows))
+                 "ratio range", "2 threads: CPU / wall"], rows))
+    if bounds:
+        print()
+        print(table(["solve", "1 thread [s]", *THREADED, "serial rest", "threaded share p", "bound 1/(1-p/2)"],
+                    bounds))
 
 
 if __name__ == "__main__":

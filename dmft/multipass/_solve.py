@@ -1643,7 +1643,7 @@ class _Team:
             self.bar.update(done - self.shown)
             self.shown = done
 
-    def run(self, run: _Setup):
+    def work(self, run: _Setup):
         """Each part's work (:func:`_work`), the first on this thread and the others on their own,
         which take this thread's context along (numpy's error state, :func:`errors.quiet`)."""
         quiet = errors.is_quiet()
@@ -1683,7 +1683,7 @@ def _integrate_parts(run: _Setup, grid: _Grid, parts: list):
     bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
     team = _Team(parts, bar, getattr(_CANCEL, "event", None))
     try:
-        team.run(run)
+        team.work(run)
     finally:
         bar.close()
     return team.outcome(run, grid)
