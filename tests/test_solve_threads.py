@@ -173,15 +173,27 @@ def test_the_progress_bar_follows_the_slowest_part(monkeypatch):
     assert sum(shown) == ds.attrs["n_steps"] and min(shown) > 0
 
 
-def test_threads_per_solve():
+def test_threads_per_solve(monkeypatch):
     run = _solve._checked(dict(model=HUBER, delta=2.0, lr=1.0, batch=None, dynamics="gf", t_max=1.0, dt=None,
                                n_time=3, times=None, n_paths=64, n_replicas=3, tangent_stride=None, ridge=0.0,
                                init_std=0.0, corrector=None, sampling="qmc", seed=0, progress=False,
                                max_memory_gb=4.0, check_dt=False, on_divergence="raise", max_runtime_s=None,
                                kink_bandwidth=0.1, kink_extrapolate=True, data=None, groups="auto", driver=None))
-    assert _with_threads(8, lambda: _solve._solve_threads(run, None)) == min(3, __import__("os").cpu_count())
+    assert _with_threads(8, lambda: _solve._solve_threads(run, None)) == min(3, _solve._cores())
     assert _with_threads(2, lambda: _solve._solve_threads(run, object())) == 1  # beside a kink companion
     assert _with_threads(1, lambda: _solve._solve_threads(run, None)) == 1
-    with pytest.raises(KeyError, match="second"):
-        _solve._on_threads(lambda chunk: (_ for _ in ()).throw(KeyError("second")) if 3 in chunk else None,
-                           range(4), 2)
+    monkeypatch.setattr(_config, "PARALLEL", True)  # numba's parallel kernels: not from two threads at once
+    assert _with_threads(2, lambda: _solve._solve_threads(run, None)) == 1
+
+
+def test_on_threads_raises_a_chunks_exception_after_all_chunks_ended():
+    ended = []
+
+    def work(chunk):
+        ended.append(chunk)
+        if 3 in chunk:
+            raise KeyError("second chunk")
+
+    with pytest.raises(KeyError, match="second chunk"):
+        _solve._on_threads(work, range(4), 2)
+    assert sorted(c.start for c in ended) == [0, 2]

@@ -1586,11 +1586,17 @@ class _Part:
 
 def _solve_threads(run: _Setup, companion) -> int:
     """Threads (parts of the replicas) for a solve: ``_config.SOLVE_THREADS``, at most one per core
-    and replica; one beside a kink ``companion`` or on a companion's own thread (the pair already
-    has both cores)."""
-    if companion is not None or getattr(_CANCEL, "event", None) is not None:
+    this process may use and per replica; one beside a kink ``companion`` or on a companion's own
+    thread (the pair already has both cores), and with ``_config.PARALLEL`` (numba's threading
+    layers abort on parallel kernels entered from two threads at once)."""
+    if companion is not None or getattr(_CANCEL, "event", None) is not None or _config.PARALLEL:
         return 1
-    return max(1, min(_config.SOLVE_THREADS, os.cpu_count() or 1, run.n_replicas))
+    return max(1, min(_config.SOLVE_THREADS, _cores(), run.n_replicas))
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _split(run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher, state: _State, rho, q0):
@@ -2017,7 +2023,9 @@ def solve(
         simulation").
     n_replicas : int
         The paths are split into this many independent replicas solved in lock-step;
-        outputs are replica means, ``*_sem`` the replica standard errors.
+        outputs are replica means, ``*_sem`` the replica standard errors. The replicas are
+        integrated in parts on ``dmft._config.SOLVE_THREADS`` threads (default 2, at most
+        one per core), with the numbers of one thread bit for bit.
     ridge : float
         Ridge ``lam`` of ``R(theta) = sum_i l + lam |theta|^2 / 2``.
     init_std : float
