@@ -85,11 +85,11 @@ def _nan_gradient_model():
                          hess=lambda r, y: np.ones((1, 1)), teacher=lambda rs, eps: rs.copy(), name="nan_gradient")
 
 
-@pytest.mark.parametrize("case", ["learning_rate", "model", "truncate"])
+@pytest.mark.parametrize("case", ["learning_rate", "model gf", "model sgd", "truncate"])
 def test_a_blow_up_ends_the_solve_as_with_one_thread(case):
-    if case == "model":  # the cause is read from every part's fields and gradients at the step
-        call = lambda: dmft.solve(_nan_gradient_model(), dynamics="gf", lr=0.5, t_max=0.4, dt=0.1, n_time=5,
-                                  n_paths=256, n_replicas=4, progress=False)  # noqa: E731
+    if case.startswith("model"):  # the cause is read from every part's fields and gradients at the step
+        call = lambda: dmft.solve(_nan_gradient_model(), dynamics=case[6:], lr=0.5, t_max=0.4, dt=0.1,  # noqa
+                                  n_time=5, n_paths=256, n_replicas=4, progress=False)
     else:  # SGD at the per-sample step 8: a revisited sample's residual grows by 7 per visit
         truncate = case == "truncate"  # the output times before the blow-up, solved again
         call = lambda: dmft.solve(LIN, lr=8.0, t_max=20.0, dt=0.1, n_time=201 if truncate else 11,  # noqa: E731
@@ -108,7 +108,10 @@ def test_a_blow_up_ends_the_solve_as_with_one_thread(case):
         _assert_same(found[1], found[2])
         assert found[2].attrs["truncated"] == 1
     else:
-        assert found[1] == found[2] and found[1][2] == case
+        assert found[1] == found[2]
+        # SGD's NaN gradients reach the kernels before the blow-up step, whose fields are no
+        # longer moderate: one thread calls it 'learning_rate' too
+        assert found[1][2] == {"model sgd": "learning_rate"}.get(case, case.split()[0])
 
 
 def test_an_exception_in_one_part_stops_the_others_and_is_raised(monkeypatch):

@@ -1364,8 +1364,8 @@ class _EventSide(_SampleSide):
                     self.sums, self.teacher.kinks)
 
     def grads_finite(self, n) -> bool:
-        """The gradients that step ``n`` wrote (the events of its active paths) are finite."""
-        return bool(np.isfinite(self.g[self.cells[n][0]]).all())
+        """The gradients that step ``n`` wrote (the events of its active paths in the cell) are finite."""
+        return _k.events_finite(self.g, *self.cells[n])
 
     def forces(self, paths):
         """The force ``g_i dz_i`` of every event of ``paths`` (train loss)."""
