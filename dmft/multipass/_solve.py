@@ -393,8 +393,13 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1):
     eps = np.empty((P, nd))
     xi = np.empty((P, N * nxi))
     children = ss.spawn(B)
-    _on_threads(lambda replicas: [_qmc_replica(b, children[b], Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim)
-                                  for b in replicas], range(B), threads)
+
+    def draw(replicas):
+        for b in replicas:
+            _qmc_replica(b, children[b], Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim)
+
+    qmc.Sobol(1, scramble=False)  # scipy loads its direction numbers (a module global) on this thread
+    _on_threads(draw, range(B), threads)
     return Z, eps, xi
 
 
