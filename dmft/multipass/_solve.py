@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import dataclasses
 import math
 import os
@@ -1694,10 +1695,63 @@ def _integrate_parts(run: _Setup, grid: _Grid, parts: list):
     bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
     team = _Team(parts, bar, getattr(_CANCEL, "event", None))
     try:
-        team.work(run)
+        with _one_blas_thread() if len(parts) > 1 else contextlib.nullcontext():
+            team.work(run)
     finally:
         bar.close()
     return team.outcome(run, grid)
+
+
+class _BlasThreads:
+    """numpy's OpenBLAS (if found; else nothing is done) on one thread while a solve's parts run:
+    its worker threads, which spin for a while after each matrix product (the training loss's),
+    took the core of the other part (docs/performance.md, "Replicas on two threads"). A product's
+    entries do not depend on OpenBLAS's threads (it splits the output, not the sums). The setting
+    is the process's: the first solve in sets it, the last one out restores it."""
+
+    def __init__(self):
+        self.lock, self.users, self.saved, self.calls = threading.Lock(), 0, None, None
+
+    def _find(self):
+        if self.calls is None:
+            self.calls = _openblas_calls()
+        return self.calls
+
+    @contextlib.contextmanager
+    def one(self):
+        with self.lock:
+            calls = self._find()
+            if calls and self.users == 0:
+                self.saved = calls[0]()
+                calls[1](1)
+            self.users += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.users -= 1
+                if calls and self.users == 0:
+                    calls[1](self.saved)
+
+
+_one_blas_thread = _BlasThreads().one
+_OPENBLAS_CALLS = ("scipy_openblas_{}_num_threads64_", "scipy_openblas_{}_num_threads", "openblas_{}_num_threads64_",
+                   "openblas_{}_num_threads")
+
+
+def _openblas_calls():
+    """``(get, set)`` of the thread count of the OpenBLAS this process loaded (numpy's), or ()."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+        for path in paths:
+            lib = ctypes.CDLL(path)
+            for name in _OPENBLAS_CALLS:
+                get, put = getattr(lib, name.format("get"), None), getattr(lib, name.format("set"), None)
+                if get is not None and put is not None:
+                    get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+                    return get, put
+    return ()
 
 
 def _work(run: _Setup, part: _Part, team: _Team, quiet: bool = False):
