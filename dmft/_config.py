@@ -40,3 +40,9 @@ TANGENT_CHUNK_PATHS = 256
 #: run a solve's companion (the kink extrapolation's second width) on a second thread; the
 #: numbers are the same bit for bit
 COMPANION_THREAD = True
+#: integrate a DMFT solve's replicas in this many parts, each on its own thread (the kernels
+#: release the GIL; the replicas are independent until their statistics are combined), with
+#: the numbers of one thread bit for bit. A solve takes ``min(SOLVE_THREADS, os.cpu_count(),
+#: n_replicas)`` parts, and one beside a kink companion (which has the second core); 1: one
+#: thread (docs/performance.md, "Replicas on two threads")
+SOLVE_THREADS = 2

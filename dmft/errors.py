@@ -37,6 +37,12 @@ def quiet():
         _QUIET.active = before
 
 
+def is_quiet() -> bool:
+    """Whether :func:`warn` is silent on this thread (a thread that works for this one takes
+    the flag along)."""
+    return getattr(_QUIET, "active", False)
+
+
 class ParameterError(ValueError):
     """An argument is outside its allowed range; the message names it, its value and the range."""
 

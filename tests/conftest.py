@@ -55,6 +55,7 @@ FILE_KIND = {
     "test_self_contained.py": "integration",
     "test_stats.py": "unit",
     "test_simulate_mixtures.py": "validation",
+    "test_solve_threads.py": "unit",
     "test_sweep.py": "integration",
     "test_sweep_safety.py": "integration",
     "test_validation.py": "integration",

@@ -974,6 +974,18 @@ def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):
         out[o] = total[o] / P
 
 
+@njit(cache=True, nogil=True)
+def events_finite(g, paths, lo, hi):
+    """Whether ``g[paths[q], j]`` is finite for every event ``lo[q] <= j < hi[q]`` (the
+    gradients a cell wrote; a blow-up's cause)."""
+    for q in range(paths.size):
+        for j in range(lo[q], hi[q]):
+            for a in range(g.shape[2]):
+                if not math.isfinite(g[paths[q], j, a]):
+                    return False
+    return True
+
+
 def labels(params, wstar, eps, out):
     """``out[p] = teacher(w*_p, eps_p)`` for every path."""
     for p in range(wstar.shape[0]):

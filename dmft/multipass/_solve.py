@@ -8,7 +8,12 @@ derivation as implemented and every normalisation.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import ctypes
+import dataclasses
 import math
+import os
 import threading
 import time as _time
 import warnings
@@ -359,7 +364,7 @@ def _blocks(X2, n, k):
 SAMPLING = ("qmc", "mc")
 
 
-def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
+def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1):
     """Standard-normal inputs of the ``B * Pb`` paths (replica-major rows).
 
     Returns ``Z`` (P, ks + (N+1) k): teacher then field innovations at ``t_0..t_N``
@@ -372,7 +377,9 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
     normals and the field at ``t_n``. With a tangent ``stride > 1`` the points of a replica
     are shuffled: every 2nd point of scipy's Sobol sequence has the same sign in the
     second coordinate (the first is paired with the point after it by a shift of 1/2), so
-    the tangent paths would all start on one side of the field at ``t_0``.
+    the tangent paths would all start on one side of the field at ``t_0``. Each replica's
+    points come from its own child of ``ss``: ``threads`` draw replicas side by side
+    (:func:`_on_threads`; scipy's Sobol draw and ``ndtri`` release the GIL), the same values.
     """
     P = B * Pb
     dim = ks + nd + (N + 1) * k + N * nxi
@@ -386,25 +393,63 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1):
     Z = np.empty((P, ks + (N + 1) * k))
     eps = np.empty((P, nd))
     xi = np.empty((P, N * nxi))
-    for b, sb in enumerate(ss.spawn(B)):
-        rows = slice(b * Pb, (b + 1) * Pb)
-        rng = np.random.default_rng(sb)
-        sobol = qmc.Sobol(dim, scramble=True, seed=rng)
-        # a replica size that is no power of two is less balanced, still unbiased: its points
-        # are the first Pb of the next power of two (scipy warns otherwise, and silencing that
-        # would edit the process-wide warning filters, which a companion solve's thread must not).
-        # Points are multiples of 2^-bits and can be exactly 0 (ndtri(0) = -inf): take the
-        # middle of each cell instead
-        u = special.ndtri(sobol.random(1 << (Pb - 1).bit_length())[:Pb] + 0.5**(sobol.bits + 1))
-        if stride > 1:
-            u = u[rng.permutation(Pb)]
-        Z[rows, :ks] = u[:, :ks]
-        eps[rows] = u[:, ks:ks + nd]
-        Z[rows, ks:ks + k] = u[:, ks + nd:ks + nd + k]
-        per_cell = u[:, ks + nd + k:].reshape(Pb, N, nxi + k)
-        xi[rows] = per_cell[:, :, :nxi].reshape(Pb, N * nxi)
-        Z[rows, ks + k:] = per_cell[:, :, nxi:].reshape(Pb, N * k)
+    children = ss.spawn(B)
+
+    def draw(replicas):
+        for b in replicas:
+            _qmc_replica(b, children[b], Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim)
+
+    qmc.Sobol(1, scramble=False)  # scipy loads its direction numbers (a module global) on this thread
+    _on_threads(draw, range(B), threads)
     return Z, eps, xi
+
+
+def _qmc_replica(b, sb, Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim):
+    """Replica ``b``'s rows of :func:`_normals`' ``"qmc"`` inputs, from its seed ``sb``."""
+    rows = slice(b * Pb, (b + 1) * Pb)
+    rng = np.random.default_rng(sb)
+    sobol = qmc.Sobol(dim, scramble=True, seed=rng)
+    # a replica size that is no power of two is less balanced, still unbiased: its points
+    # are the first Pb of the next power of two (scipy warns otherwise, and silencing that
+    # would edit the process-wide warning filters, which a companion solve's thread must not).
+    # Points are multiples of 2^-bits and can be exactly 0 (ndtri(0) = -inf): take the
+    # middle of each cell instead
+    u = special.ndtri(sobol.random(1 << (Pb - 1).bit_length())[:Pb] + 0.5**(sobol.bits + 1))
+    if stride > 1:
+        u = u[rng.permutation(Pb)]
+    Z[rows, :ks] = u[:, :ks]
+    eps[rows] = u[:, ks:ks + nd]
+    Z[rows, ks:ks + k] = u[:, ks + nd:ks + nd + k]
+    per_cell = u[:, ks + nd + k:].reshape(Pb, N, nxi + k)
+    xi[rows] = per_cell[:, :, :nxi].reshape(Pb, N * nxi)
+    Z[rows, ks + k:] = per_cell[:, :, nxi:].reshape(Pb, N * k)
+
+
+def _on_threads(fn, items, threads: int):
+    """``fn(chunk)`` for ``threads`` contiguous chunks of ``items``, the first on this thread and
+    the others on their own (with this thread's context); after all have ended, the first
+    chunk's exception is raised."""
+    threads = max(1, min(threads, len(items)))
+    bounds = [i * len(items) // threads for i in range(threads + 1)]
+    chunks = [items[a:b] for a, b in zip(bounds, bounds[1:])]
+    failed = [None] * len(chunks)
+
+    def work(i):
+        try:
+            fn(chunks[i])
+        except BaseException as e:  # noqa: BLE001 (raised by the calling thread)
+            failed[i] = e
+
+    others = [threading.Thread(target=contextvars.copy_context().run, args=(work, i), daemon=True)
+              for i in range(1, len(chunks))]
+    for t in others:
+        t.start()
+    work(0)
+    for t in others:
+        t.join()
+    for e in failed:
+        if e is not None:
+            raise e
 
 
 def _bridge_factor(delta: float, qv):
@@ -1141,6 +1186,7 @@ class _Grid:
     half: float  # drift of half a cell (dense drivers), 0 for SGD
     n_groups: int
     split: int = 1  # sample-side replicas per replica: a mixture's classes (B above counts them)
+    threads: int = 1  # parts of the replicas, each on its own thread (_solve_threads)
     mem: float = 0.0
     runtime: float = 0.0
     #: a schedule's mean of ``lr / lr0`` and of ``(lr / lr0)^2`` over each cell (N,); None: a constant rate
@@ -1247,13 +1293,14 @@ class _Random:
 
 
 def _random_inputs(run: _Setup, grid: _Grid) -> _Random:
-    """The Gaussian inputs (:func:`_normals`, or a step check's common random numbers) and the
-    driver's events, from two children of the seed."""
+    """The Gaussian inputs (:func:`_normals` on the grid's threads, or a step check's common
+    random numbers) and the driver's events, from two children of the seed."""
     driver, N, P, k = run.driver, grid.N, grid.P, grid.k
     s_z, s_ev = run.ss.spawn(2)
     nxi, n_mid = driver.normals_per_cell, driver.midpoint_normals(k)
     Z, eps, xi = _common_inputs(N, s_z) or _normals(s_z, run.sampling, grid.B, grid.Pb, grid.ks,
-                                                    run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride)
+                                                    run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride,
+                                                    grid.threads)
     cell_normals = xi.reshape(P, N, nxi + n_mid)
     zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
     counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, grid.dt,
@@ -1289,14 +1336,20 @@ class _State:
     dW_last: np.ndarray
     dFF_last: np.ndarray
     rel_pivots: np.ndarray
-    par: object = None
+    par: object = None  # the parameter side (of a part's replicas, or _JoinedParams of all parts)
     min_pivot: float = np.inf
     n_zero_pivots: int = 0
     residual: float = 0.0
+    changes: np.ndarray | None = None  # per step: the last corrector sweep's change of C's row and its size
+
+    #: the per-replica arrays above, in the order of the constructor
+    ARRAYS = ("C", "R", "A", "S", "m", "nu", "Phi", "asum", "bvec", "L", "Gprev", "Gpprev", "Gprev2", "Gpprev2",
+              "dW_last", "dFF_last", "rel_pivots")
 
     @classmethod
-    def allocate(cls, run: _Setup, grid: _Grid, rho, q0):
-        """Zero kernels, the parameter side on them, and the teacher rows of every factor."""
+    def allocate(cls, grid: _Grid, rho):
+        """Zero kernels of every replica and the teacher rows of every factor; the parts of the
+        solve work on views of them (:meth:`part`)."""
         B, N, k, ks = grid.B, grid.N, grid.k, grid.ks
         NK, D = (N + 1) * k, grid.D
         kernels = [np.zeros((B, NK, NK)) for _ in range(4)]
@@ -1306,8 +1359,19 @@ class _State:
         Gpprev = np.zeros((B, N + 1, k, k))
         state = cls(*kernels, *rows, asum, bvec, np.zeros((B, D, D)), Gprev, Gpprev, Gprev.copy(), Gpprev.copy(),
                     np.zeros((B, N + 1, k, k)), np.zeros((B, k, k)), np.empty((B, 2 * k)))
-        C, R, A, S = kernels
-        m, nu, Phi = rows
+        for b in range(B):
+            _k.chol_append(state.L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
+        return state
+
+    def part(self, run: _Setup, grid: _Grid, replicas: slice, rho, q0) -> _State:
+        """The state of the sample-side ``replicas`` (``grid``: their part of the solve) as views of
+        this one's arrays (a part's thread writes only its own replicas' rows), with its own
+        parameter side."""
+        state = _State(*(getattr(self, name)[replicas] for name in _State.ARRAYS))
+        state.changes = np.zeros((grid.N + 1, 2))
+        k, ks = grid.k, grid.ks
+        C, R, A, S = state.C, state.R, state.A, state.S
+        m, nu, Phi = state.m, state.nu, state.Phi
         if run.mixture is not None:  # lam_g^(c) / tau and gram_g / tau are normalised, M is invariant
             mg, tau = run.mixture_groups, grid.tau
             groups = _spectral.MixtureGroups(mg.weights, mg.eigenvalues / tau, mg.gram / tau, mg.names, mg.mode)
@@ -1315,14 +1379,12 @@ class _State:
                                           R, S, Phi, grid.rates)
         elif run.spec is None:
             state.par = _ParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, rho, C, R, A, S, m, nu, Phi,
-                                   asum, bvec, grid.rates)
+                                   state.asum, state.bvec, grid.rates)
         else:  # lr ridge is invariant under the normalisation; lam_g / tau and tau rho_g are normalised
             spec, tau = run.spec, grid.tau
             state.par = _SpectralParamSide(k, ks, grid.dt, run.delta, run.lr, run.ridge, q0, spec.weights,
                                            spec.eigenvalues / tau, tau * spec.teacher_power, C, R, S, m, nu, Phi,
                                            grid.rates)
-        for b in range(B):
-            _k.chol_append(state.L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
         return state
 
     def chol_rows(self, n, final, ahead=False):
@@ -1445,6 +1507,10 @@ class _EventSide(_SampleSide):
         self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.labels, self.path_state,
                     self.sums, self.teacher.kinks)
 
+    def grads_finite(self, n) -> bool:
+        """The gradients that step ``n`` wrote (the events of its active paths in the cell) are finite."""
+        return _k.events_finite(self.g, *self.cells[n])
+
     def forces(self, paths):
         """The force ``g_i dz_i`` of every event of ``paths`` (train loss)."""
         return self.g[paths] * self.rnd.ev_dz[paths, :, None]
@@ -1519,6 +1585,10 @@ class _DenseSide(_SampleSide):
 
     def commit(self):
         self.QV_last[:] = self.QV
+
+    def grads_finite(self, n) -> bool:
+        """The gradients of step ``n``'s event (cell ``n - 1``, every path) are finite."""
+        return bool(np.isfinite(self.g[:, n - 1]).all())
 
     def forces(self, paths):
         return self.fev[paths]
@@ -1626,45 +1696,282 @@ def _step(n: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
             Gprow = state.Gpprev + side.dGp
         _correct(n, state, side, Grow, Gprow, None if tangents else dGpred)
         row = state.C[:, nk:n1k, :n1k].copy()
-        if it == sweeps:
-            scale = max(1.0, float(np.abs(row).max()))
-            state.residual = max(state.residual, float(np.abs(row - prev_row).max()) / scale)
+        if it == sweeps:  # the last sweep's change of the row and the row's size (the residual: _joined)
+            state.changes[n] = np.abs(row - prev_row).max(), np.abs(row).max()
         prev_row = row
     return Wnew, Grow, Gprow
 
 
-def _integrate(run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
-    """Rows ``1 .. N`` (row 0 first); the DivergenceError of ``C(t, t)`` blowing up, or None."""
+# ---------------------------------------------------------------- the replicas in parts, on threads
+@dataclass
+class _Part:
+    """The loop state of one part of a solve's replicas (the sample-side replicas ``replicas``,
+    whole replicas: a mixture's class blocks stay together), integrated on its own thread: its
+    grid (``B`` its replicas), its paths' inputs and teacher, its views of the state, its sample
+    side and its training loss. How far it got: ``at`` the stage it is in (0 setting up, step
+    ``n``, ``N + 1`` the training loss), ``done`` the steps completed, ``ended`` the stage at
+    which it blew up or raised ``error`` (None: it did not). Per step, for a blow-up's cause:
+    ``fields_ok`` (the step's fields finite and moderate) and ``grads_ok`` (every gradient so
+    far finite)."""
+
+    replicas: slice
+    grid: _Grid
+    rnd: _Random
+    teacher: _Teacher
+    state: _State
+    side: _SampleSide | None = None
+    train: np.ndarray | None = None
+    at: int = 0
+    done: int = 0
+    ended: int | None = None
+    error: BaseException | None = None
+    fields_ok: np.ndarray | None = None
+    grads_ok: np.ndarray | None = None
+
+
+def _solve_threads(run: _Setup, companion) -> int:
+    """Threads (parts of the replicas) for a solve: ``_config.SOLVE_THREADS``, at most one per core
+    this process may use and per replica; one beside a kink ``companion`` or on a companion's own
+    thread (the pair already has both cores), and with ``_config.PARALLEL`` (numba's threading
+    layers abort on parallel kernels entered from two threads at once)."""
+    if companion is not None or getattr(_CANCEL, "event", None) is not None or _config.PARALLEL:
+        return 1
+    return max(1, min(_config.SOLVE_THREADS, _cores(), run.n_replicas))
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _split(run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher, state: _State, rho, q0):
+    """The solve's replicas in ``grid.threads`` parts of whole replicas, as equal as they go, each
+    with its paths' rows of the inputs and the teacher (views: the values drawn for all paths)."""
+    n, threads = grid.B // grid.split, grid.threads
+    bounds = [i * n // threads for i in range(threads + 1)]
+    parts = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        replicas = slice(lo * grid.split, hi * grid.split)
+        paths = slice(replicas.start * grid.Pb, replicas.stop * grid.Pb)
+        sub = dataclasses.replace(grid, B=replicas.stop - replicas.start)
+        a, off, width, x = teacher.kinks
+        part = _Part(replicas, sub, _Random(*(getattr(rnd, f.name)[paths] for f in dataclasses.fields(_Random))),
+                     _Teacher(teacher.wstar[paths], teacher.y[paths], (a, off[paths], width[replicas], x[paths])),
+                     state.part(run, sub, replicas, rho, q0))
+        part.fields_ok, part.grads_ok = np.ones(grid.N + 1, bool), np.ones(grid.N + 1, bool)
+        parts.append(part)
+    return parts
+
+
+class _Team:
+    """The parts of one solve on their threads. They do not wait for each other: what they share
+    is where the solve ends. A part that blows up or raises at step ``n`` ends the solve there,
+    as the one-thread solve would (its replicas go in lock-step): the other parts go on to step
+    ``n`` (their diagnostics at ``n`` share in the blow-up's cause; an earlier end of theirs comes
+    first) and no further. ``abort``: stop at once (an interrupt). The progress bar, shown by the
+    calling thread, follows the slowest part."""
+
+    def __init__(self, parts, bar, cancel):
+        self.parts, self.bar, self.cancel = parts, bar, cancel
+        self.limit, self.shown = parts[0].grid.N + 1, 0
+        self.lock, self.abort = threading.Lock(), threading.Event()
+
+    def going(self, n: int) -> bool:
+        """Whether a part goes on to step ``n`` (raises _Cancelled when a companion's solve is no longer needed)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise _Cancelled
+        return n <= self.limit and not self.abort.is_set()
+
+    def end(self, part: _Part, at: int, error=None):
+        """``part`` blew up (``error`` None) or raised ``error`` at stage ``at``."""
+        with self.lock:
+            part.ended, part.error = at, error
+            self.limit = min(self.limit, at)
+
+    def show(self):
+        done = min(p.done for p in self.parts)
+        if done > self.shown:
+            self.bar.update(done - self.shown)
+            self.shown = done
+
+    def work(self, run: _Setup):
+        """Each part's work (:func:`_work`), the first on this thread and the others on their own,
+        which take this thread's context along (numpy's error state, :func:`errors.quiet`)."""
+        quiet = errors.is_quiet()
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(_work, run, p, self, quiet),
+                                    name=f"dmft.solve part {i}", daemon=True) for i, p in enumerate(self.parts[1:], 1)]
+        try:
+            for t in threads:
+                t.start()
+            _work(run, self.parts[0], self, quiet)
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.1)
+                    self.show()
+        except BaseException:  # an interrupt while waiting: the others stop at their next step
+            self.abort.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+
+    def outcome(self, run: _Setup, grid: _Grid):
+        """None when every part finished; else the first end over the parts, as the one-thread
+        solve meets it (an exception before a blow-up at the same step): the exception is raised,
+        a blow-up's DivergenceError returned (its cause from every part's diagnostics at its step)."""
+        ends = [(p.ended, p.error is None, i) for i, p in enumerate(self.parts) if p.ended is not None]
+        if not ends:
+            return None
+        n, blew_up, i = min(ends)
+        if not blew_up:
+            raise self.parts[i].error
+        blamed = all(p.fields_ok[n] for p in self.parts) and not all(p.grads_ok[n] for p in self.parts)
+        return _blow_up(run.arguments, bool(run.driver.step_order), n * grid.dt, grid.dt, run.max_memory_gb, blamed)
+
+
+def _integrate_parts(run: _Setup, grid: _Grid, parts: list):
+    """Every part's work on its thread (:class:`_Team`); the DivergenceError of a blow-up, or None."""
+    bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
+    team = _Team(parts, bar, getattr(_CANCEL, "event", None))
+    try:
+        with _one_blas_thread() if len(parts) > 1 else contextlib.nullcontext():
+            team.work(run)
+    finally:
+        bar.close()
+    return team.outcome(run, grid)
+
+
+class _BlasThreads:
+    """numpy's OpenBLAS (if found; else nothing is done) on one thread while a solve's parts run:
+    its worker threads, which spin for a while after each matrix product (the training loss's),
+    took the core of the other part (docs/performance.md, "Replicas on two threads"). A product's
+    entries do not depend on OpenBLAS's threads (it splits the output, not the sums). The setting
+    is the process's: the first solve in sets it, the last one out restores it."""
+
+    def __init__(self):
+        self.lock, self.users, self.saved, self.calls = threading.Lock(), 0, None, None
+
+    def _find(self):
+        if self.calls is None:
+            self.calls = _openblas_calls()
+        return self.calls
+
+    @contextlib.contextmanager
+    def one(self):
+        with self.lock:
+            calls = self._find()
+            if calls and self.users == 0:
+                self.saved = calls[0]()
+                calls[1](1)
+            self.users += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.users -= 1
+                if calls and self.users == 0:
+                    calls[1](self.saved)
+
+
+_one_blas_thread = _BlasThreads().one
+_OPENBLAS_CALLS = ("scipy_openblas_{}_num_threads64_", "scipy_openblas_{}_num_threads", "openblas_{}_num_threads64_",
+                   "openblas_{}_num_threads")
+
+
+def _openblas_calls():
+    """``(get, set)`` of the thread count of the OpenBLAS this process loaded (numpy's), or ()."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+        for path in paths:
+            lib = ctypes.CDLL(path)
+            for name in _OPENBLAS_CALLS:
+                get, put = getattr(lib, name.format("get"), None), getattr(lib, name.format("set"), None)
+                if get is not None and put is not None:
+                    get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
+                    return get, put
+    return ()
+
+
+def _work(run: _Setup, part: _Part, team: _Team, quiet: bool = False):
+    """One part's work: its sample side, its rows, and (if no part ended the solve before) its
+    training loss; where it ends is recorded in ``part`` and ``team``, not raised."""
+    try:
+        with errors.quiet() if quiet else contextlib.nullcontext():
+            part.side = run.driver.sample_side(run, part.grid, part.rnd, part.teacher)
+            if _integrate(run, part, team):
+                part.at = part.grid.N + 1
+                part.train = _train_loss(run, part)
+    except Exception as e:  # noqa: BLE001 (handed to the calling thread, which raises the first)
+        team.end(part, part.at, e)
+    except BaseException as e:  # an interrupt: every part stops now
+        team.end(part, -1, e)
+        team.abort.set()
+
+
+def _integrate(run: _Setup, part: _Part, team: _Team) -> bool:
+    """Rows ``1 .. N`` of the part's replicas (row 0 first) while the team goes on; False if it
+    stopped before (its own blow-up of ``C(t, t)`` recorded in ``team``, or another part's end)."""
+    grid, state, side = part.grid, part.state, part.side
     k = grid.k
     # row 0; its factor rows come with step 1's
     state.par.row(0, state.Gprev.copy(), state.Gpprev, state.Gprev, state.Gpprev, None)
-    bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
-    stop = getattr(_CANCEL, "event", None)
-    try:
-        for n in range(1, grid.N + 1):
-            if stop is not None and stop.is_set():
-                raise _Cancelled
-            Wnew, Grow, Gprow = _step(n, run, grid, state, side)
-            cnn = state.C[:, n * k:(n + 1) * k, n * k:(n + 1) * k]
-            if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > _config.BLOWUP_NORM:
-                return _blow_up(run.arguments, bool(run.driver.step_order), n * grid.dt, grid.dt, run.max_memory_gb,
-                                Wnew, side.g)
-            state.Gprev2, state.Gpprev2 = state.Gprev, state.Gpprev
-            state.Gprev, state.Gpprev = Grow, Gprow
-            state.dW_last[:, :n] = side.dS[:, :n]
-            state.dFF_last = side.dFF.copy()
-            side.commit()
-            bar.update(1)
-    finally:
-        bar.close()
+    for n in range(1, grid.N + 1):
+        if not team.going(n):
+            return False
+        part.at = n
+        Wnew, Grow, Gprow = _step(n, run, grid, state, side)
+        # a blow-up's cause (_blow_up), here or in another part at this step
+        part.fields_ok[n] = np.isfinite(Wnew).all() and np.abs(Wnew).max(initial=0.0) <= _config.MODERATE_FIELD
+        part.grads_ok[n] = part.grads_ok[n - 1] and side.grads_finite(n)
+        cnn = state.C[:, n * k:(n + 1) * k, n * k:(n + 1) * k]
+        if not np.all(np.isfinite(cnn)) or np.abs(cnn).max() > _config.BLOWUP_NORM:
+            team.end(part, n)
+            return False
+        state.Gprev2, state.Gpprev2 = state.Gprev, state.Gpprev
+        state.Gprev, state.Gpprev = Grow, Gprow
+        state.dW_last[:, :n] = side.dS[:, :n]
+        state.dFF_last = side.dFF.copy()
+        side.commit()
+        part.done = n
+        if part is team.parts[0]:  # the calling thread's part
+            team.show()
     state.chol_rows(grid.N, final=True)
-    return None
+    return True
+
+
+def _joined(state: _State, parts: list) -> _State:
+    """The whole state after the parts' threads: their diagnostics combined, their parameter sides
+    as one."""
+    # the largest change over all replicas relative to the largest row (at least 1), per step
+    change, size = np.max([p.state.changes for p in parts], axis=0).T
+    state.residual = max(0.0, float((change / np.maximum(1.0, size)).max()))
+    state.min_pivot = min(p.state.min_pivot for p in parts)
+    state.n_zero_pivots = sum(p.state.n_zero_pivots for p in parts)
+    state.par = parts[0].state.par if len(parts) == 1 else _JoinedParams([p.state.par for p in parts])
+    return state
+
+
+class _JoinedParams:
+    """The spectral or mixture parameter sides of a solve's parts as one, for the output
+    reduction: their per-replica outputs in replica order."""
+
+    def __init__(self, sides):
+        self.sides = sides
+
+    def plain(self, steps):
+        return [np.concatenate(x) for x in zip(*(side.plain(steps) for side in self.sides))]
+
+    def plain_trace(self):
+        return np.concatenate([side.plain_trace() for side in self.sides])
 
 
 # ---------------------------------------------------------------- output reduction
-def _train_loss(run: _Setup, grid: _Grid, rnd: _Random, state: _State, side: _SampleSide) -> np.ndarray:
-    """Training loss (n_out, B) at the output steps, after the solve: one matrix product per
-    replica gives the fields of all paths at all output times (rows of L and R are final)."""
+def _train_loss(run: _Setup, part: _Part) -> np.ndarray:
+    """Training loss (n_out, B) of a part's replicas at the output steps, after its rows: one
+    matrix product per replica gives the fields of all paths at all output times (rows of L
+    and R are final)."""
+    grid, rnd, state, side = part.grid, part.rnd, part.state, part.side
     model, out_steps, B, Pb, k, ks = run.model, grid.out_steps, grid.B, grid.Pb, grid.k, grid.ks
     train_losses = specialise(_k.train_losses, loss=model.loss)
     train = np.zeros((len(out_steps), B))
@@ -1676,8 +1983,14 @@ def _train_loss(run: _Setup, grid: _Grid, rnd: _Random, state: _State, side: _Sa
             Wb += state.par.M[b // grid.split, out_steps, :, b % grid.split]
         train_losses(model.param_array, out_steps, grid.c, rnd.counts[paths], rnd.ev_cell[paths], rnd.ev_lam[paths],
                      side.forces(paths), Wb, state.R[b], side.teacher.y[paths], train[:, b])
-    if run.mixture is not None:  # the class blocks of each replica, weighted by pi
-        train = train.reshape(len(out_steps), -1, grid.split) @ run.mixture.probs
+    return train
+
+
+def _replica_train_loss(run: _Setup, grid: _Grid, parts: list) -> np.ndarray:
+    """The parts' training losses (n_out, replicas); a mixture's class blocks weighted by pi."""
+    train = np.concatenate([p.train for p in parts], axis=1)
+    if run.mixture is not None:
+        train = train.reshape(len(grid.out_steps), -1, grid.split) @ run.mixture.probs
     return train
 
 
@@ -1730,14 +2043,14 @@ def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R
     re, re_s = _mean_sem(R)
     output.check_finite("norm", time, nm)
     qk, mk = (nm, ov) if run.spec is None and run.mixture is None else (qk_b.mean(0), mk_b.mean(0))
-    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho, run.mixture)
+    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho, run.mixture, grid.threads)
     replicas = (tl_b, np.einsum("btaa->bt", norm_b))
     tl_s = _stats.sem(tl_b)
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
     # a step check's solve compares values: the integration error estimate is its caller's
     checking = getattr(_CHECKING, "active", False)
-    tl_err = np.nan if checking else _test_loss_error(model, qk, mk, rho, tl_s, run.mixture)
+    tl_err = np.nan if checking else _test_loss_error(model, qk, mk, rho, tl_s, run.mixture, threads=grid.threads)
     output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
@@ -1908,7 +2221,9 @@ def solve(
         simulation").
     n_replicas : int
         The paths are split into this many independent replicas solved in lock-step;
-        outputs are replica means, ``*_sem`` the replica standard errors.
+        outputs are replica means, ``*_sem`` the replica standard errors. The replicas are
+        integrated in parts on ``dmft._config.SOLVE_THREADS`` threads (default 2, at most
+        one per core), with the numbers of one thread bit for bit.
     ridge : float
         Ridge ``lam`` of ``R(theta) = sum_i l + lam |theta|^2 / 2``.
     init_std : float
@@ -2057,16 +2372,18 @@ def solve(
                            "check_dt": False, "progress": False})
     try:  # the companion stops when this solve ends without it (an error, a truncated run)
         grid = _plan(run)
+        grid.threads = _solve_threads(run, wide)
         rnd = _random_inputs(run, grid)
         rho = np.eye(grid.ks) if run.spec is None else run.spec.rho_k
         q0 = grid.tau * run.init_std**2 * np.eye(grid.k)
-        state = _State.allocate(run, grid, rho, q0)
+        state = _State.allocate(grid, rho)
         teacher = _teacher(run, grid, rnd, state)
-        side = run.driver.sample_side(run, grid, rnd, teacher)
-        err = _integrate(run, grid, state, side)
+        parts = _split(run, grid, rnd, teacher, state, rho, q0)
+        err = _integrate_parts(run, grid, parts)
         if err is not None:
             return _diverged(run, grid, err)
-        train = _train_loss(run, grid, rnd, state, side)
+        state = _joined(state, parts)
+        train = _replica_train_loss(run, grid, parts)
         err = _step_instability(state.C, train, grid.out_steps, grid.dt, run.ridge, run.delta, run.dynamics, grid.k,
                                 None if run.spec is None and run.mixture is None
                                 else state.par.plain_trace() / grid.tau)
@@ -2149,11 +2466,11 @@ def _kink_widths(kinks, bandwidth: float, B: int):
         width[:] = bandwidth * x.reshape(B, -1, len(a)).std(axis=1)
 
 
-def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory_gb: float, fields, grads):
+def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory_gb: float, blamed: bool):
     """The :class:`~dmft.errors.DivergenceError` of ``C(t, t)`` blowing up at ``t_bad``, with its cause.
 
-    ``'model'`` when the gradients ``grads`` are not finite although the fields of the step
-    (``fields``) are finite and moderate; a driver without a grid error (``gridded`` False:
+    ``'model'`` when ``blamed``: a gradient is not finite although the fields of the step are
+    finite and moderate (:func:`_integrate`'s diagnostics); a driver without a grid error (``gridded`` False:
     SGD, events at their exact times):
     ``'learning_rate'``; SME and GF: a solve with half the step on ``[0, 1.5 t_bad + 2 dt]``
     (a quarter of the paths, pseudo-random inputs) decides: ``'learning_rate'`` if it blows up
@@ -2163,8 +2480,7 @@ def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory
     (:func:`_more_paths_stay_finite`).
     """
     where = f"dmft.solve(dynamics={arguments['dynamics']!r}): C(t, t) diverged at time {t_bad:.4g}"
-    if (np.isfinite(fields).all() and np.abs(fields).max(initial=0.0) <= _config.MODERATE_FIELD
-            and not np.isfinite(grads).all()):
+    if blamed:
         return errors.DivergenceError(
             f"{where}: the model's gradient is not finite at finite fields |r| <= {_config.MODERATE_FIELD:g}", t_bad,
             cause="model")
@@ -2477,21 +2793,30 @@ def _trace(da) -> np.ndarray:
     return da.values.diagonal(axis1=-2, axis2=-1).sum(-1)
 
 
-def _test_loss_error(model, q, mo, rho, sem, mixture=None, n_checks: int = 6) -> float:
+def _test_loss_error(model, q, mo, rho, sem, mixture=None, n_checks: int = 6, threads: int = 1) -> float:
     """Largest estimated integration error of the test loss (the quadrature against a refined
     rule) at ``n_checks`` output times spread over the run; a :class:`QuadratureWarning` when
     it exceeds a third of the test loss's standard error there (outputs with no spread, such
     as a deterministic start, have no such yardstick and only enter the reported error).
     The error is a smooth function of ``(q, m)``, so a few times bound it along the run. A
-    ``mixture``: ``q`` per class, ``mo`` the class means, the error the class-weighted sum."""
+    ``mixture``: ``q`` per class, ``mo`` the class means, the error the class-weighted sum.
+    The times' quadratures run on ``threads`` (:func:`_on_threads`)."""
     worst, worst_ratio, at = 0.0, 0.0, 0
     spread = 1e-9 * float(np.max(sem))  # below: round-off of a deterministic output
-    for n in np.unique(np.linspace(0, q.shape[0] - 1, n_checks).round().astype(int)):
-        if mixture is None:
-            cov = np.block([[q[n], mo[n]], [mo[n].T, rho]])
-            err = expectation.gaussian_moments(model, np.zeros(len(cov)), cov, error=True).error
-        else:
-            err = sum(p * mom.error for p, mom in _class_moments(model, mixture, q[n], mo[n], error=True))
+    checked = np.unique(np.linspace(0, q.shape[0] - 1, n_checks).round().astype(int))
+    errs = {}
+
+    def quadratures(times):
+        for n in times:
+            if mixture is None:
+                cov = np.block([[q[n], mo[n]], [mo[n].T, rho]])
+                errs[n] = expectation.gaussian_moments(model, np.zeros(len(cov)), cov, error=True).error
+            else:
+                errs[n] = sum(p * mom.error for p, mom in _class_moments(model, mixture, q[n], mo[n], error=True))
+
+    _on_threads(quadratures, checked, threads)
+    for n in checked:
+        err = errs[n]
         ratio = err / sem[n] if sem[n] > spread else 0.0
         worst = max(worst, err)
         if ratio > worst_ratio:
@@ -2510,22 +2835,28 @@ def _class_moments(model, mixture, q, M, error=False):
             for c, p in enumerate(mixture.probs)]
 
 
-def _test_losses(model, q, mo, q_b, m_b, rho, mixture=None):
+def _test_losses(model, q, mo, q_b, m_b, rho, mixture=None, threads: int = 1):
     """Test loss ``E l(r, y)``, ``(r, w*)`` Gaussian ``[[q, m], [m^T, rho]]``, at the replica
     means, and per replica to first order (Price's theorem: ``dL/dq = E[l'']/2``,
     ``dL/dm = E[d2 l/dr dr*]``, both returned by the same quadrature). A ``mixture``: ``mo``
     (T, k, C) are the class means, ``q`` (T, C, k, k), ``L = sum_c pi_c E l(M_c + w_c, y_c)``, ``w_c ~ N(0, q_c)``,
-    ``dL/dq = sum_c pi_c E[l''_c]/2``, ``dL/dM_c = pi_c E[l'_c]``."""
-    if mixture is not None:
-        return _mixture_test_losses(model, mixture, q, mo, q_b, m_b)
+    ``dL/dq = sum_c pi_c E[l''_c]/2``, ``dL/dM_c = pi_c E[l'_c]``. The output times' quadratures
+    run on ``threads`` (:func:`_on_threads`; each time's numbers are its own)."""
     T = q.shape[0]
+    out = np.zeros(T)
+    lin = np.zeros(q_b.shape[:2])
+    fill = _mixture_test_losses if mixture is not None else _plain_test_losses
+    _on_threads(lambda times: fill(model, q, mo, q_b, m_b, rho, mixture, times, out, lin), range(T), threads)
+    return out, lin
+
+
+def _plain_test_losses(model, q, mo, q_b, m_b, rho, mixture, times, out, lin):
+    """:func:`_test_losses` without a mixture at the output ``times``, into ``out`` and ``lin``."""
     k, ks = model.k, model.k_star
-    out = np.empty(T)
-    lin = np.empty(q_b.shape[:2])
     zeros = np.zeros(k + ks)
     cov = np.zeros((k + ks, k + ks))
     cov[k:, k:] = rho
-    for n in range(T):
+    for n in times:
         cov[:k, :k] = q[n]
         cov[:k, k:] = mo[n]
         cov[k:, :k] = mo[n].T
@@ -2535,18 +2866,13 @@ def _test_losses(model, q, mo, q_b, m_b, rho, mixture=None):
         dm = m_b[:, n] - mo[n]
         lin[:, n] = mom.loss + 0.5 * np.einsum("ab,xab->x", mom.hess, dq) + np.einsum(
             "ae,xae->x", mom.hess_star, dm)
-    return out, lin
 
 
-def _mixture_test_losses(model, mixture, q, M, q_b, M_b):
-    """:func:`_test_losses` of a ``mixture``: ``q`` (T, C, k, k) each class's field covariance, ``M`` (T, k, C),
-    and per replica ``q_b``, ``M_b``."""
-    T = q.shape[0]
-    out = np.zeros(T)
-    lin = np.zeros(q_b.shape[:2])
-    for n in range(T):
+def _mixture_test_losses(model, q, M, q_b, M_b, rho, mixture, times, out, lin):
+    """:func:`_test_losses` of a ``mixture`` at the output ``times``, into ``out`` and ``lin`` (zeros):
+    ``q`` (T, C, k, k) each class's field covariance, ``M`` (T, k, C), and per replica ``q_b``, ``M_b``."""
+    for n in times:
         for c, (p, mom) in enumerate(_class_moments(model, mixture, q[n], M[n])):
             out[n] += p * mom.loss
             lin[:, n] += p * (mom.loss + 0.5 * np.einsum("ab,xab->x", mom.hess, q_b[:, n, c] - q[n, c])
                               + (M_b[:, n, :, c] - M[n, :, c]) @ mom.grad)
-    return out, lin

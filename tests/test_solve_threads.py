@@ -1,0 +1,217 @@
+"""``dmft.solve`` integrates its replicas in parts, each on its own thread
+(``dmft._config.SOLVE_THREADS``, issue 24). The replicas are independent until their
+statistics are combined, so the numbers must be those of one thread bit for bit, whatever the
+split (odd replica counts, a mixture's class blocks, spectral groups, schedules, ``k = 2``);
+an end in one part (a blow-up, an exception) must end the solve as the one-thread solve ends,
+leave no thread behind, and warnings come once, pointing at the caller."""
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dmft
+from dmft import _config, errors, models
+from dmft.multipass import _solve
+
+HUBER = models.huber_tanh(noise_std=0.3, threshold=0.5)
+LIN = models.linear_regression(0.5)
+SMALL = dict(delta=2.0, lr=1.0, t_max=1.0, n_time=5, n_paths=512, progress=False)
+
+CASES = {
+    "sgd": lambda: dmft.solve(HUBER, dynamics="sgd", seed=1, **SMALL),
+    "sme": lambda: dmft.solve(HUBER, dynamics="sme", seed=2, **SMALL),  # with its step check
+    "gf, 7 replicas": lambda: dmft.solve(HUBER, dynamics="gf", seed=3, n_replicas=7, **{**SMALL, "n_paths": 448}),
+    "sgd, schedule": lambda: dmft.solve(HUBER, dynamics="sgd", seed=4, **{
+        **SMALL, "lr": dmft.schedules.StepDecay(1.0, 0.5, 0.5)}),
+    "gf, k = 2": lambda: dmft.solve(models.committee("tanh", 2), dynamics="gf", seed=5, init_std=1.0,
+                                    **{**SMALL, "lr": 0.7}),
+    "sgd, power law": lambda: dmft.solve(LIN, dynamics="sgd", seed=6, data=dmft.data.teacher_student(
+        "power_law", d=100), groups=dmft.data.Binned(4), **SMALL),
+    "sgd, mixture": lambda: dmft.solve("logistic", dynamics="sgd", seed=7, data=dmft.data.binary_mixture(
+        "zero_one", d=100), **SMALL),
+    "sme, relu kinks": lambda: dmft.solve(models.relu(1), dynamics="sme", seed=8, kink_extrapolate=False,
+                                          check_dt=False, **SMALL),
+}
+
+
+def _with_threads(threads, call):
+    saved = _config.SOLVE_THREADS
+    _config.SOLVE_THREADS = threads
+    try:
+        return call()
+    finally:
+        _config.SOLVE_THREADS = saved
+
+
+def _assert_same(a, b):
+    assert set(a.data_vars) == set(b.data_vars)
+    for var in a.data_vars:
+        np.testing.assert_array_equal(a[var].values, b[var].values, err_msg=var)
+    for key, value in a.attrs.items():
+        if key != "runtime_s":
+            np.testing.assert_array_equal(value, b.attrs[key], err_msg=key)
+
+
+def _part_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("dmft.solve part")]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_two_threads_give_the_numbers_of_one(name):
+    one = _with_threads(1, CASES[name])
+    two = _with_threads(2, CASES[name])
+    _assert_same(one, two)
+    assert not _part_threads()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n_replicas=st.integers(2, 9), threads=st.integers(2, 4), dynamics=st.sampled_from(["sgd", "gf"]),
+       seed=st.integers(0, 2**16))
+def test_any_split_of_the_replicas_gives_the_same_numbers(n_replicas, threads, dynamics, seed):
+    kw = dict(dynamics=dynamics, seed=seed, n_replicas=n_replicas, check_dt=False,
+              **{**SMALL, "n_paths": 32 * n_replicas, "n_time": 3})
+    one = _with_threads(1, lambda: dmft.solve(HUBER, **kw))
+    many = _with_threads(threads, lambda: dmft.solve(HUBER, **kw))
+    _assert_same(one, many)
+
+
+def _nan_gradient_model():
+    """Squared loss whose gradient is NaN for |r| >= 0.3 (tests/test_divergence.py)."""
+    return models.custom(lambda r, y: 0.5 * (r[0] - y[0]) ** 2 if abs(r[0]) < 0.3 else np.nan,
+                         grad=lambda r, y: (r - y) if abs(r[0]) < 0.3 else np.full(1, np.nan),
+                         hess=lambda r, y: np.ones((1, 1)), teacher=lambda rs, eps: rs.copy(), name="nan_gradient")
+
+
+@pytest.mark.parametrize("case", ["learning_rate", "model gf", "model sgd", "truncate"])
+def test_a_blow_up_ends_the_solve_as_with_one_thread(case):
+    if case.startswith("model"):  # the cause is read from every part's fields and gradients at the step
+        call = lambda: dmft.solve(_nan_gradient_model(), dynamics=case[6:], lr=0.5, t_max=0.4, dt=0.1,  # noqa
+                                  n_time=5, n_paths=256, n_replicas=4, progress=False)
+    else:  # SGD at the per-sample step 8: a revisited sample's residual grows by 7 per visit
+        truncate = case == "truncate"  # the output times before the blow-up, solved again
+        call = lambda: dmft.solve(LIN, lr=8.0, t_max=20.0, dt=0.1, n_time=201 if truncate else 11,  # noqa: E731
+                                  n_paths=256, n_replicas=4, progress=False,
+                                  on_divergence="truncate" if truncate else "raise")
+    found = {}
+    for threads in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                found[threads] = _with_threads(threads, call)
+            except errors.DivergenceError as e:
+                found[threads] = (str(e), e.time, e.cause)
+        assert not _part_threads()
+    if case == "truncate":
+        _assert_same(found[1], found[2])
+        assert found[2].attrs["truncated"] == 1
+    else:
+        assert found[1] == found[2]
+        # SGD's NaN gradients reach the kernels before the blow-up step, whose fields are no
+        # longer moderate: one thread calls it 'learning_rate' too
+        assert found[1][2] == {"model sgd": "learning_rate"}.get(case, case.split()[0])
+
+
+def test_an_exception_in_one_part_stops_the_others_and_is_raised(monkeypatch):
+    step, reached = _solve._step, []
+
+    def failing(n, run, grid, state, side):
+        if threading.current_thread() is threading.main_thread():
+            reached.append(n)
+        elif n == 3:  # the second part, on its own thread
+            raise ArithmeticError("in the second part")
+        return step(n, run, grid, state, side)
+
+    monkeypatch.setattr(_solve, "_step", failing)
+    with pytest.raises(ArithmeticError, match="second part"):
+        _with_threads(2, lambda: dmft.solve(HUBER, dynamics="gf", seed=1, check_dt=False, **{
+            **SMALL, "t_max": 4.0, "dt": 0.02}))
+    assert not _part_threads()
+    # the first part went on to step 3 at most (the one-thread solve's end), not to step 200
+    assert max(reached) <= 3
+
+
+def test_an_earlier_blow_up_in_the_other_part_comes_before_an_exception(monkeypatch):
+    step = _solve._step
+
+    def failing(n, run, grid, state, side):  # the first part raises at step 5, the second blows up at 2
+        if threading.current_thread() is threading.main_thread() and n == 5:
+            raise ArithmeticError("too late")
+        out = step(n, run, grid, state, side)
+        if threading.current_thread() is not threading.main_thread() and n == 2:
+            state.C[:] = np.inf
+        return out
+
+    monkeypatch.setattr(_solve, "_step", failing)
+    with pytest.raises(errors.DivergenceError) as info:
+        _with_threads(2, lambda: dmft.solve(HUBER, dynamics="sgd", seed=1, check_dt=False, **SMALL))
+    assert info.value.time < 3 * SMALL["t_max"] / 26  # step 2 of 26
+    assert not _part_threads()
+
+
+def test_warnings_come_once_and_point_at_the_caller():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # a step too coarse for the learning rate: warned by the plan, before the parts start
+        _with_threads(2, lambda: dmft.solve(HUBER, dynamics="sgd", seed=1, dt=0.25, check_dt=False, **{
+            **SMALL, "lr": 2.0}))
+    ours = [w for w in caught if issubclass(w.category, errors.UnresolvedTimeStepWarning)]
+    assert len(ours) == 1 and ours[0].filename == __file__
+
+
+def test_the_progress_bar_follows_the_slowest_part(monkeypatch):
+    shown = []
+
+    class Bar:
+        def update(self, n):
+            shown.append(n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(_solve, "progress_bar", lambda *a, **kw: Bar())
+    ds = _with_threads(2, lambda: dmft.solve(HUBER, dynamics="gf", seed=1, check_dt=False, **SMALL))
+    assert sum(shown) == ds.attrs["n_steps"] and min(shown) > 0
+
+
+def test_threads_per_solve(monkeypatch):
+    run = _solve._checked(dict(model=HUBER, delta=2.0, lr=1.0, batch=None, dynamics="gf", t_max=1.0, dt=None,
+                               n_time=3, times=None, n_paths=64, n_replicas=3, tangent_stride=None, ridge=0.0,
+                               init_std=0.0, corrector=None, sampling="qmc", seed=0, progress=False,
+                               max_memory_gb=4.0, check_dt=False, on_divergence="raise", max_runtime_s=None,
+                               kink_bandwidth=0.1, kink_extrapolate=True, data=None, groups="auto", driver=None))
+    assert _with_threads(8, lambda: _solve._solve_threads(run, None)) == min(3, _solve._cores())
+    assert _with_threads(2, lambda: _solve._solve_threads(run, object())) == 1  # beside a kink companion
+    assert _with_threads(1, lambda: _solve._solve_threads(run, None)) == 1
+    monkeypatch.setattr(_config, "PARALLEL", True)  # numba's parallel kernels: not from two threads at once
+    assert _with_threads(2, lambda: _solve._solve_threads(run, None)) == 1
+
+
+def test_on_threads_raises_a_chunks_exception_after_all_chunks_ended():
+    ended = []
+
+    def work(chunk):
+        ended.append(chunk)
+        if 3 in chunk:
+            raise KeyError("second chunk")
+
+    with pytest.raises(KeyError, match="second chunk"):
+        _solve._on_threads(work, range(4), 2)
+    assert sorted(c.start for c in ended) == [0, 2]
+
+
+def test_openblas_is_on_one_thread_while_the_parts_run_and_restored_after(monkeypatch):
+    calls = _solve._openblas_calls()
+    if not calls:
+        pytest.skip("numpy's BLAS is no OpenBLAS this process can reach")
+    before, seen, step = calls[0](), [], _solve._step
+
+    def spy(n, *args):
+        seen.append(calls[0]())
+        return step(n, *args)
+
+    monkeypatch.setattr(_solve, "_step", spy)
+    _with_threads(2, lambda: dmft.solve(HUBER, dynamics="gf", seed=1, check_dt=False, **SMALL))
+    assert set(seen) == {1} and calls[0]() == before
