@@ -7,6 +7,8 @@ by :mod:`dmft.errors`.
 """
 from __future__ import annotations
 
+import contextvars
+
 #: a run whose state (``tr q``, ``C(t, t)``, the ODE's moments, the risk) is not finite or
 #: leaves ``[-BLOWUP_NORM, BLOWUP_NORM]`` has diverged
 BLOWUP_NORM = 1e12
@@ -46,3 +48,6 @@ COMPANION_THREAD = True
 #: n_replicas)`` parts, and one beside a kink companion (which has the second core); 1: one
 #: thread (docs/performance.md, "Replicas on two threads")
 SOLVE_THREADS = 2
+#: the same for the solves of this context only (None: ``SOLVE_THREADS``); :func:`dmft.sweep`'s
+#: dask workers set 1, as the cluster already runs a point per core
+SOLVE_THREADS_HERE = contextvars.ContextVar("SOLVE_THREADS_HERE", default=None)

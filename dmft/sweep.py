@@ -56,6 +56,7 @@ import json
 import os
 import re
 import socket
+import sys
 import time as _time
 import uuid
 import warnings
@@ -65,7 +66,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import errors, output
+from . import _config, errors, output
 from ._progress import progress_bar
 
 __all__ = ["sweep", "point_seed", "CorruptPointWarning"]
@@ -217,6 +218,18 @@ def _check_grid(grid) -> dict:
     return out
 
 
+def _in_dask_worker() -> bool:
+    """Whether this runs on a dask worker (of a cluster :func:`sweep` was given or started)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
+
+
 def _run_point(function, kwargs):
     """Run one point; returns ``(status, error, Dataset or None, runtime_s)``.
 
@@ -225,6 +238,8 @@ def _run_point(function, kwargs):
     Dataset holding only its ``diverged_at`` and ``divergence_cause`` attrs); ``'failed'``.
     """
     t0 = _time.perf_counter()
+    # a cluster runs a point per core: a solve's own threads would oversubscribe them
+    one_thread = _config.SOLVE_THREADS_HERE.set(1) if _in_dask_worker() else None
     try:
         ds = function(**kwargs)
         if not isinstance(ds, xr.Dataset):
@@ -238,6 +253,9 @@ def _run_point(function, kwargs):
                 xr.Dataset(attrs={"diverged_at": float(e.time), "divergence_cause": e.cause}), _time.perf_counter() - t0)
     except Exception as e:  # noqa: BLE001  (recorded, not fatal, by design)
         return "failed", f"{type(e).__name__}: {e}", None, _time.perf_counter() - t0
+    finally:
+        if one_thread is not None:
+            _config.SOLVE_THREADS_HERE.reset(one_thread)
 
 
 def _content_hash(ds: xr.Dataset) -> str:

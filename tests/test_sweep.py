@@ -109,6 +109,29 @@ def test_sweep_dask_local_cluster_matches_serial(tmp_path):
     xr.testing.assert_identical(again, par)
 
 
+def solve_threads_here(a, seed, progress=True):
+    """The solve threads a point's solves may take, as ``risk`` (-1: ``_config.SOLVE_THREADS``)."""
+    from dmft import _config
+
+    here = _config.SOLVE_THREADS_HERE.get()
+    return output.build({"risk": (("time",), np.full(2, -1.0 if here is None else here))}, {"time": [0.0, 1.0]},
+                        {"a": a, "seed": seed})
+
+
+def test_sweep_on_dask_workers_runs_each_points_solves_on_one_thread():
+    """A cluster runs a point per worker thread: a solve's own threads would oversubscribe the
+    cores, so points on dask workers solve on one thread; serial points keep the default."""
+    distributed = pytest.importorskip("distributed")
+    grid = {"a": [1.0, 2.0]}
+    assert set(dmft.sweep(solve_threads_here, grid, progress=False).risk.values.ravel()) == {-1}
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        on_workers = dmft.sweep(solve_threads_here, grid, client=client, progress=False)
+    assert set(on_workers.risk.values.ravel()) == {1}
+    from dmft import _config
+    assert _config.SOLVE_THREADS_HERE.get() is None
+
+
 def test_sweep_of_dmft_compare(tmp_path):
     """Sweeping ``dynamics`` replaces compare's own length-1 ``dynamics`` dim; a bad value fails alone."""
     ds = dmft.sweep(dmft.compare, {"lr": [0.25, 0.5], "dynamics": ["gf", "bogus"]},

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import ctypes
 import dataclasses
 import math
 import os
@@ -20,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import threadpoolctl
 from scipy import special
 from scipy import stats
 from scipy.stats import qmc
@@ -1731,12 +1731,14 @@ class _Part:
 
 def _solve_threads(run: _Setup, companion) -> int:
     """Threads (parts of the replicas) for a solve: ``_config.SOLVE_THREADS``, at most one per core
-    this process may use and per replica; one beside a kink ``companion`` or on a companion's own
+    this process may use and per replica (and ``_config.SOLVE_THREADS_HERE`` where it is set);
+    one beside a kink ``companion`` or on a companion's own
     thread (the pair already has both cores), and with ``_config.PARALLEL`` (numba's threading
     layers abort on parallel kernels entered from two threads at once)."""
     if companion is not None or getattr(_CANCEL, "event", None) is not None or _config.PARALLEL:
         return 1
-    return max(1, min(_config.SOLVE_THREADS, _cores(), run.n_replicas))
+    cap = _config.SOLVE_THREADS_HERE.get()
+    return max(1, min(_config.SOLVE_THREADS if cap is None else cap, _cores(), run.n_replicas))
 
 
 def _cores() -> int:
@@ -1842,55 +1844,31 @@ def _integrate_parts(run: _Setup, grid: _Grid, parts: list):
 
 
 class _BlasThreads:
-    """numpy's OpenBLAS (if found; else nothing is done) on one thread while a solve's parts run:
-    its worker threads, which spin for a while after each matrix product (the training loss's),
-    took the core of the other part (docs/performance.md, "Replicas on two threads"). A product's
-    entries do not depend on OpenBLAS's threads (it splits the output, not the sums). The setting
-    is the process's: the first solve in sets it, the last one out restores it."""
+    """numpy's BLAS on one thread while a solve's parts run (threadpoolctl): OpenBLAS's worker
+    threads, which spin for a while after each matrix product (the training loss's), took the
+    core of the other part (docs/performance.md, "Replicas on two threads"). A product's entries
+    do not depend on BLAS's threads (it splits the output, not the sums). The setting is the
+    process's: the first solve in sets it, the last one out restores it."""
 
     def __init__(self):
-        self.lock, self.users, self.saved, self.calls = threading.Lock(), 0, None, None
-
-    def _find(self):
-        if self.calls is None:
-            self.calls = _openblas_calls()
-        return self.calls
+        self.lock, self.users, self.limits = threading.Lock(), 0, None
 
     @contextlib.contextmanager
     def one(self):
         with self.lock:
-            calls = self._find()
-            if calls and self.users == 0:
-                self.saved = calls[0]()
-                calls[1](1)
+            if self.users == 0:
+                self.limits = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
             self.users += 1
         try:
             yield
         finally:
             with self.lock:
                 self.users -= 1
-                if calls and self.users == 0:
-                    calls[1](self.saved)
+                if self.users == 0:
+                    self.limits.restore_original_limits()
 
 
 _one_blas_thread = _BlasThreads().one
-_OPENBLAS_CALLS = ("scipy_openblas_{}_num_threads64_", "scipy_openblas_{}_num_threads", "openblas_{}_num_threads64_",
-                   "openblas_{}_num_threads")
-
-
-def _openblas_calls():
-    """``(get, set)`` of the thread count of the OpenBLAS this process loaded (numpy's), or ()."""
-    with contextlib.suppress(OSError):
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for name in _OPENBLAS_CALLS:
-                get, put = getattr(lib, name.format("get"), None), getattr(lib, name.format("set"), None)
-                if get is not None and put is not None:
-                    get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
-                    return get, put
-    return ()
 
 
 def _work(run: _Setup, part: _Part, team: _Team, quiet: bool = False):
