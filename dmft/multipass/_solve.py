@@ -480,14 +480,19 @@ def _row_products(*args):
     (_k.row_products_parallel if _config.PARALLEL else _k.row_products)(*args)
 
 
-def _cheaper(dK1, dW1, dK2, dW2) -> bool:
-    """Whether :func:`_kernels_solve.row_products` reads less for ``(dK1, dW1)`` than for
-    ``(dK2, dW2)``: it skips zero weights, and reads ``2.5 n`` numbers per weight of ``dK``
-    (``A``, ``R``, ``C``) and ``n / 2`` per weight of ``dW`` (the step response) and group
-    (``dK`` may have a leading group axis, ``dW`` is shared)."""
+def _cheaper(dK1, dW1, dK2, dW2) -> np.ndarray:
+    """Per replica (B,): whether :func:`_kernels_solve.row_products` reads less for ``(dK1,
+    dW1)`` than for ``(dK2, dW2)``: it skips zero weights, and reads ``2.5 n`` numbers per weight
+    of ``dK`` (``A``, ``R``, ``C``) and ``n / 2`` per weight of ``dW`` (the step response) and
+    group (``dK`` (.., B, n, k, k) may have a leading group axis, ``dW`` (B, n, k, k) is
+    shared). Decided per replica, so that a solve on threads (replicas in parts) decides alike."""
     groups = dK1.size // dW1.size
-    return (5 * np.count_nonzero(dK1) + groups * np.count_nonzero(dW1)
-            <= 5 * np.count_nonzero(dK2) + groups * np.count_nonzero(dW2))
+
+    def reads(dK, dW):
+        nz = np.count_nonzero(dK, axis=(-3, -2, -1))
+        return 5 * nz.reshape(-1, nz.shape[-1]).sum(0) + groups * np.count_nonzero(dW, axis=(-3, -2, -1))
+
+    return reads(dK1, dW1) <= reads(dK2, dW2)
 
 
 class _ParamSide:
@@ -549,14 +554,16 @@ class _ParamSide:
         pk = nk - shape[-2]
         PA, PR, PC = (np.zeros(shape) for _ in range(3))
         last = self.last_products
-        if last is not None and last[0] == n and _cheaper(dK - last[1], dW - last[2], dK, dW):
-            # another sweep of this row: the products are linear in (dK, dW), so their change
-            # is summed where it has fewer non-zero blocks than the row (a sweep that keeps the
-            # predicted G row changes dW alone; SGD's sparse rows are cheaper afresh)
+        if last is not None and last[0] == n:
+            # another sweep of this row: the products are linear in (dK, dW), so a replica sums
+            # their change where it has fewer non-zero weights than the row (a sweep that keeps
+            # the predicted G row changes dW alone; SGD's sparse rows are cheaper afresh)
             _, dK0, dW0, P0 = last
+            change = _cheaper(dK - dK0, dW - dW0, dK, dW)
             for P, p0 in zip((PA, PR, PC), P0):
-                P[:] = p0
-            self._products(dK - dK0, dW - dW0, 0, nk, PA, PR, PC)
+                P[:] = np.where(change[:, None, None], p0, 0.0)
+            at = change[:, None, None, None]
+            self._products(np.where(at, dK - dK0, dK), np.where(at, dW - dW0, dW), 0, nk, PA, PR, PC)
         elif last is not None and last[0] == n - 1:
             # the products are linear in (dK, dW) and rows/columns < n - 1 are final: reuse
             # the previous row's (a predictor's dK, dW equal them except at j >= n - 2)
