@@ -5,6 +5,7 @@ split (odd replica counts, a mixture's class blocks, spectral groups, schedules,
 an end in one part (a blow-up, an exception) must end the solve as the one-thread solve ends,
 leave no thread behind, and warnings come once, pointing at the caller."""
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -115,12 +116,16 @@ def test_a_blow_up_ends_the_solve_as_with_one_thread(case):
 
 
 def test_an_exception_in_one_part_stops_the_others_and_is_raised(monkeypatch):
-    step, reached = _solve._step, []
+    step, reached, raised = _solve._step, [], threading.Event()
 
     def failing(n, run, grid, state, side):
         if threading.current_thread() is threading.main_thread():
             reached.append(n)
+            if n == 4:  # the parts do not wait for each other: let the second one get to its step 3
+                raised.wait(30)
+                time.sleep(0.05)
         elif n == 3:  # the second part, on its own thread
+            raised.set()
             raise ArithmeticError("in the second part")
         return step(n, run, grid, state, side)
 
@@ -129,8 +134,8 @@ def test_an_exception_in_one_part_stops_the_others_and_is_raised(monkeypatch):
         _with_threads(2, lambda: dmft.solve(HUBER, dynamics="gf", seed=1, check_dt=False, **{
             **SMALL, "t_max": 4.0, "dt": 0.02}))
     assert not _part_threads()
-    # the first part went on to step 3 at most (the one-thread solve's end), not to step 200
-    assert max(reached) <= 3
+    # the first part stopped at its next step once the second had ended, not at step 200
+    assert max(reached) <= 5
 
 
 def test_an_earlier_blow_up_in_the_other_part_comes_before_an_exception(monkeypatch):
