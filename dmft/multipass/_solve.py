@@ -1817,6 +1817,7 @@ class _Team:
                 while t.is_alive():
                     t.join(0.1)
                     self.show()
+            self.show()  # the steps of parts that had ended before the first
         except BaseException:  # an interrupt while waiting: the others stop at their next step
             self.abort.set()
             raise
