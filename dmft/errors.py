@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
-import threading
 import warnings
 from typing import Any
 
@@ -15,32 +15,27 @@ __all__ = ["ParameterError", "DivergenceError", "CAUSES", "LongRunWarning", "Unr
            "DerivativeMismatchWarning", "DiracResponseWarning", "UndeclaredKinkWarning", "QuadratureWarning", "seed_value", "SEED_RANGE"]
 
 
-_QUIET = threading.local()
+#: inside :func:`quiet`; a context variable, so the threads a solve starts with
+#: ``contextvars.copy_context()`` (its parts) take it along
+_QUIET = contextvars.ContextVar("dmft_quiet_warnings", default=False)
 
 
 def warn(message: str, category: type[Warning], *, stacklevel: int = 2) -> None:
-    """``warnings.warn``, except on a thread inside :func:`quiet`: a solve run beside the
-    user's (the kink extrapolation's second width) whose warnings are not the user's, and
-    where ``catch_warnings`` (process-wide state) cannot silence them safely."""
-    if not getattr(_QUIET, "active", False):
+    """``warnings.warn``, except inside :func:`quiet`: a solve run beside the user's (the kink
+    extrapolation's second width) whose warnings are not the user's, and where
+    ``catch_warnings`` (process-wide state) cannot silence them safely."""
+    if not _QUIET.get():
         warnings.warn(message, category, stacklevel=stacklevel + 1)
 
 
 @contextlib.contextmanager
 def quiet():
-    """:func:`warn` is silent on this thread inside the block."""
-    before = getattr(_QUIET, "active", False)
-    _QUIET.active = True
+    """:func:`warn` is silent in this context (this thread, and threads started with a copy of it)."""
+    token = _QUIET.set(True)
     try:
         yield
     finally:
-        _QUIET.active = before
-
-
-def is_quiet() -> bool:
-    """Whether :func:`warn` is silent on this thread (a thread that works for this one takes
-    the flag along)."""
-    return getattr(_QUIET, "active", False)
+        _QUIET.reset(token)
 
 
 class ParameterError(ValueError):

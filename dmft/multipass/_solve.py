@@ -1805,14 +1805,13 @@ class _Team:
 
     def work(self, run: _Setup):
         """Each part's work (:func:`_work`), the first on this thread and the others on their own,
-        which take this thread's context along (numpy's error state, :func:`errors.quiet`)."""
-        quiet = errors.is_quiet()
-        threads = [threading.Thread(target=contextvars.copy_context().run, args=(_work, run, p, self, quiet),
+        which take this thread's context along (:func:`errors.quiet`)."""
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(_work, run, p, self),
                                     name=f"dmft.solve part {i}", daemon=True) for i, p in enumerate(self.parts[1:], 1)]
         try:
             for t in threads:
                 t.start()
-            _work(run, self.parts[0], self, quiet)
+            _work(run, self.parts[0], self)
             for t in threads:
                 while t.is_alive():
                     t.join(0.1)
@@ -1879,15 +1878,14 @@ class _BlasThreads:
 _one_blas_thread = _BlasThreads().one
 
 
-def _work(run: _Setup, part: _Part, team: _Team, quiet: bool = False):
+def _work(run: _Setup, part: _Part, team: _Team):
     """One part's work: its sample side, its rows, and (if no part ended the solve before) its
     training loss; where it ends is recorded in ``part`` and ``team``, not raised."""
     try:
-        with errors.quiet() if quiet else contextlib.nullcontext():
-            part.side = run.driver.sample_side(run, part.grid, part.rnd, part.teacher)
-            if _integrate(run, part, team):
-                part.at = part.grid.N + 1
-                part.train = _train_loss(run, part)
+        part.side = run.driver.sample_side(run, part.grid, part.rnd, part.teacher)
+        if _integrate(run, part, team):
+            part.at = part.grid.N + 1
+            part.train = _train_loss(run, part)
     except Exception as e:  # noqa: BLE001 (handed to the calling thread, which raises the first)
         team.end(part, part.at, e)
     except BaseException as e:  # an interrupt: every part stops now
