@@ -11,7 +11,6 @@ instead times solves on 1 and 2 numba threads back to back (``numba.set_num_thre
 """
 import argparse
 import cProfile
-import functools
 import pstats
 import time
 
@@ -22,7 +21,7 @@ import dmft
 from dmft import _config
 from dmft.multipass import _kernels_solve
 from dmft.multipass import _solve as solve_mod
-from _util import table
+from _util import accumulate_time, table
 PHASES = ("param_side", "chol_rows", "sample_cell", "rest")
 
 
@@ -31,14 +30,7 @@ class Timers:
         self.t = dict.fromkeys(PHASES, 0.0)
 
     def wrap(self, name, fn):
-        @functools.wraps(fn)
-        def timed(*a, **kw):
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                self.t[name] += time.perf_counter() - t0
-        return timed
+        return accumulate_time(self.t, name, fn)
 
 
 def timed_solve(dynamics, t_max, n_paths, seed=0):  # n_paths None: the default

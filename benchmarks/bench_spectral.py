@@ -17,7 +17,7 @@ import dmft
 from dmft import models
 from onepass import data as D
 
-from _util import best_time, table
+from _util import accumulate_time, best_time, table
 
 MODEL = models.huber_tanh(noise_std=0.3, threshold=0.5)
 KW = dict(delta=2.0, lr=2.0, batch=1.0, t_max=4.0, n_time=21, progress=False, seed=0, check_dt=False)
@@ -34,20 +34,12 @@ def power_law(d=1000, alpha=1.5, beta=-0.5):
 def timed(fn):
     """Wall time of ``fn()`` and the time spent in ``_SpectralParamSide.row``."""
     row = solve_mod._SpectralParamSide.row
-    spent = [0.0]
-
-    def timed_row(*args, **kw):
-        t0 = time.perf_counter()
-        try:
-            return row(*args, **kw)
-        finally:
-            spent[0] += time.perf_counter() - t0
-
-    solve_mod._SpectralParamSide.row = timed_row
+    spent = {"row": 0.0}
+    solve_mod._SpectralParamSide.row = accumulate_time(spent, "row", row)
     try:
         t0 = time.perf_counter()
         fn()
-        return time.perf_counter() - t0, spent[0]
+        return time.perf_counter() - t0, spent["row"]
     finally:
         solve_mod._SpectralParamSide.row = row
 

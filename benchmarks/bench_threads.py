@@ -16,7 +16,6 @@ gives Amdahl's bound ``1 / (1 - p / 2)`` on the ratio on two idle cores (``--pha
     PYTHONPATH=. python benchmarks/bench_threads.py --repeat 3 --phases
 """
 import argparse
-import functools
 import os
 import statistics
 import time
@@ -26,7 +25,7 @@ import numpy as np
 import dmft
 from dmft import _config, models
 from dmft.multipass import _kernels_solve, _solve
-from _util import table
+from _util import accumulate_time, table
 
 HUBER = models.huber_tanh(noise_std=0.3, threshold=0.5)
 SOLVES = {
@@ -69,14 +68,7 @@ def phases(fn):
     specialise = _solve.specialise
 
     def wrap(name, f):
-        @functools.wraps(f)
-        def inner(*a, **kw):
-            t0 = time.perf_counter()
-            try:
-                return f(*a, **kw)
-            finally:
-                spent[name] += time.perf_counter() - t0
-        return inner
+        return accumulate_time(spent, name, f)
 
     for name, f in saved.items():
         setattr(_solve, name, wrap(name, f))
