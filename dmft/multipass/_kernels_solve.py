@@ -118,6 +118,14 @@ def chol_rows(L, m, C, n, n_grid, k, ks, jitter, pivots):
             pivots[b, t] = piv[t] / max(cov[t, row0 + t], 1e-300)
 
 
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH), inline="always")
+def _axpy(w, x, y):
+    """``y += w x`` on 1-d slices: indices from ``range(len)`` let numba drop the
+    negative-index checks that keep the loop from vectorising."""
+    for i in range(x.shape[0]):
+        y[i] += w * x[i]
+
+
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
@@ -136,18 +144,17 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
         for j in range(n):
             for e in range(k):
                 r = j * k + e
+                causal = max(lo, min(hi, (j + 1) * k))
+                after = min(hi, max(lo, j * k))
                 for a in range(k):
                     w = dK[b, j, a, e]
                     if w != 0.0:
-                        for col in range(lo, min(hi, (j + 1) * k)):
-                            TA[b, a, col] += w * A[b, r, col]
-                            TR[b, a, col] += w * R[b, r, col]
-                        for col in range(lo, hi):
-                            TC[b, a, col] += w * C[b, r, col]
+                        _axpy(w, A[b, r, lo:causal], TA[b, a, lo:causal])
+                        _axpy(w, R[b, r, lo:causal], TR[b, a, lo:causal])
+                        _axpy(w, C[b, r, lo:hi], TC[b, a, lo:hi])
                     w = delta * dW[b, j, a, e]
                     if w != 0.0:
-                        for col in range(max(lo, j * k), hi):
-                            TC[b, a, col] += w * RtT[b, r, col]
+                        _axpy(w, RtT[b, r, after:hi], TC[b, a, after:hi])
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import dataclasses
 import math
+import mmap
 import os
 import threading
 import time as _time
@@ -476,6 +477,18 @@ def _inv_blocks(M):
     return 1.0 / M if M.shape[-1] == 1 else np.linalg.inv(M)
 
 
+def _grid_zeros(shape) -> np.ndarray:
+    """A float64 array of zeros for the two-time kernels (``O(N^2)`` per replica and group), on
+    anonymous memory that the kernel zero-fills lazily. numpy advises huge pages for blocks of
+    4 MB and more, and where the system compacts memory for advised pages at the first touch
+    (``transparent_hugepage/defrag = madvise``) that touch stalled a 64-group solve's first row for up
+    to 1.8 s (docs/performance.md, "Anisotropic data")."""
+    size = math.prod(shape)
+    if size == 0:
+        return np.zeros(shape)
+    return np.frombuffer(mmap.mmap(-1, 8 * size), dtype=np.float64).reshape(shape)
+
+
 def _row_products(*args):
     (_k.row_products_parallel if _config.PARALLEL else _k.row_products)(*args)
 
@@ -516,7 +529,7 @@ class _ParamSide:
         self.q0, self.rho, self.rho_inv = q0, rho, np.linalg.inv(rho)
         self.C, self.R, self.A, self.S = C, R, A, S
         self.m, self.nu, self.Phi, self.asum, self.bvec = m, nu, Phi, asum, bvec
-        self.RtT = np.zeros_like(A) if RtT is None else RtT  # RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae (step response)
+        self.RtT = _grid_zeros(A.shape) if RtT is None else RtT  # RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae (step response)
         self.last_products = None  # (n, dK, dW, (PA, PR, PC)) of the last row computed
 
     def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
@@ -745,7 +758,7 @@ class _SpectralParamSide:
         self.rho_g = np.asarray(rho, float)
         self.rho_k = np.einsum("g,gab->ab", self.w, self.rho_g)
         self.C, self.R, self.m, self.nu, self.Phi = C, R, m, nu, Phi
-        self.Cg, self.Rg, self.Ag, self.RtTg = (np.zeros((G, B, NK, NK)) for _ in range(4))
+        self.Cg, self.Rg, self.Ag, self.RtTg = (_grid_zeros((G, B, NK, NK)) for _ in range(4))
         self.mg = np.zeros((G, B, N1, k, ks))
         self.asum = np.zeros((G, B, N1, k, k))
         self.bvec = np.zeros((G, B, N1, k, ks))
@@ -842,7 +855,7 @@ class _MixtureParamSide:
         self.wc = self.probs[None, :] * self.lam_gc  # weights of the class statistics in each group
         self.gram = groups.gram
         self.C, self.R, self.S, self.Phi = C, R, S, Phi
-        self.Cg, self.Rg, self.Ag, self.Sg = (np.zeros((G, B, NK, NK)) for _ in range(4))
+        self.Cg, self.Rg, self.Ag, self.Sg = (_grid_zeros((G, B, NK, NK)) for _ in range(4))
         self.Mg = np.zeros((G, B, N1, k, n_classes))
         self.M, self.nu = np.zeros((B, N1, k, n_classes)), np.zeros((B, N1, k, n_classes))
         self.asum, self.bvec = np.zeros((G, B, N1, k, k)), np.zeros((G, B, N1, k, n_classes))
@@ -1359,12 +1372,12 @@ class _State:
         solve work on views of them (:meth:`part`)."""
         B, N, k, ks = grid.B, grid.N, grid.k, grid.ks
         NK, D = (N + 1) * k, grid.D
-        kernels = [np.zeros((B, NK, NK)) for _ in range(4)]
+        kernels = [_grid_zeros((B, NK, NK)) for _ in range(4)]
         rows = [np.zeros((B, N + 1, k, ks)) for _ in range(3)]
         asum, bvec = np.zeros((B, N + 1, k, k)), np.zeros((B, N + 1, k, ks))
         Gprev = np.zeros((B, N + 1, k, k))
         Gpprev = np.zeros((B, N + 1, k, k))
-        state = cls(*kernels, *rows, asum, bvec, np.zeros((B, D, D)), Gprev, Gpprev, Gprev.copy(), Gpprev.copy(),
+        state = cls(*kernels, *rows, asum, bvec, _grid_zeros((B, D, D)), Gprev, Gpprev, Gprev.copy(), Gpprev.copy(),
                     np.zeros((B, N + 1, k, k)), np.zeros((B, k, k)), np.empty((B, 2 * k)))
         for b in range(B):
             _k.chol_append(state.L[b], rho, 0, 0.0, np.empty(ks))  # rho is definite (_spectral.Groups.of checks rho_K)
