@@ -262,14 +262,15 @@ def kernel_row(step, row, products, prior, kernels, sums):
                     acc += (nu[b, n, a, h] - nu[b, n - 1, a, h]) * rho[h, g]
                 drho[a, g] = delta * acc
         for a in range(k):
-            for col in range(nk):
-                j, e = col // k, col % k
-                TA[a, col] = A[b, pk + a, col] + PA[b, a, col]
-                TR[a, col] = R[b, pk + a, col] - delta * dGm[b, j, a, e] + PR[b, a, col]
-                acc = C[b, pk + a, col] + PC[b, a, col]
-                for g in range(ks):
-                    acc += drho[a, g] * bvec[b, j, e, g]
-                TC[a, col] = acc
+            for j in range(n):
+                for e in range(k):
+                    col = j * k + e
+                    TA[a, col] = A[b, pk + a, col] + PA[b, a, col]
+                    TR[a, col] = R[b, pk + a, col] - delta * dGm[b, j, a, e] + PR[b, a, col]
+                    acc = C[b, pk + a, col] + PC[b, a, col]
+                    for g in range(ks):
+                        acc += drho[a, g] * bvec[b, j, e, g]
+                    TC[a, col] = acc
             TA[a, pk + a] -= 1.0
         for a in range(k):
             r = nk + a
