@@ -554,6 +554,51 @@ def test_corrector_sweep_converged_with_tangents_in_the_last_sweep_only(dynamics
     assert float(np.abs(none.test_loss / two.test_loss - 1).max()) > 1e-2
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (7,), (2, 3, 201, 201)])
+def test_grid_zeros_are_writable_float64_zeros(shape):
+    """The two-time kernels' memory (``_solve._grid_zeros``, anonymous pages instead of
+    numpy's): zeros, float64, C-contiguous and writable, with the requested shape."""
+    from dmft.multipass import _solve
+
+    x = _solve._grid_zeros(shape)
+    assert x.shape == shape and x.dtype == np.float64 and x.flags.c_contiguous and x.flags.writeable
+    assert not x.any()
+    if x.size:
+        x[(0,) * len(shape)] = 1.0
+        assert x.sum() == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 3), n=st.integers(1, 9), density=st.sampled_from([0.0, 0.3, 1.0]), data=st.data())
+def test_row_products_equal_a_plain_sum_on_any_column_range(k, n, density, data):
+    """``_kernels_solve.row_products`` (slices, zero weights skipped, triangles only) against
+    the sums it stands for, written out with numpy: ``TA += sum_j dK_j A_j.`` and ``TR`` on
+    the causal columns ``col < (j + 1) k``, ``TC += sum_j dK_j C_j. + delta dW_j RtT_j.`` (the
+    step response on ``col >= j k``), on any column range ``[lo, hi)``."""
+    from dmft.multipass import _kernels_solve
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    B, NK, nk = 2, (n + 2) * k, n * k
+    lo = data.draw(st.integers(0, nk))
+    hi = data.draw(st.integers(lo, nk))
+    A, R, C, RtT = (rng.standard_normal((B, NK, NK)) for _ in range(4))
+    dK, dW = (rng.standard_normal((B, n, k, k)) * (rng.random((B, n, k, k)) < density) for _ in range(2))
+    T = [rng.standard_normal((B, k, nk)) for _ in range(3)]
+    want = [t.copy() for t in T]
+    rows, cols = np.arange(nk)[:, None], np.arange(nk)[None, :]
+    causal = cols < (rows // k + 1) * k
+    after = cols >= (rows // k) * k
+    inside = (cols >= lo) & (cols < hi)
+    weight = dK.transpose(0, 2, 1, 3).reshape(B, k, nk)  # [b, a, j k + e] = dK[b, j, a, e]
+    wdW = 0.7 * dW.transpose(0, 2, 1, 3).reshape(B, k, nk)
+    for X, out, mask in ((A, want[0], causal), (R, want[1], causal), (C, want[2], True)):
+        out += np.einsum("bar,brc->bac", weight, np.where(mask & inside, X[:, :nk, :nk], 0.0))
+    want[2] += np.einsum("bar,brc->bac", wdW, np.where(after & inside, RtT[:, :nk, :nk], 0.0))
+    _kernels_solve.row_products(dK, dW, A, R, C, RtT, 0.7, lo, hi, *T)
+    for got, ref in zip(T, want):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
 @settings(max_examples=40, deadline=None)
 @given(k=st.sampled_from([1, 2]), n=st.integers(2, 9), groups=st.sampled_from([0, 3]), density=st.sampled_from([0.2, 1.0]),
        seed=st.integers(0, 2**32 - 1))
