@@ -38,6 +38,7 @@ FILE_KIND = {
     "test_expectation.py": "unit",
     "test_foundation.py": "unit",
     "test_fresh_machine.py": "integration",
+    "test_long_horizon.py": "validation",
     "test_mutations.py": "validation",
     "test_normals.py": "unit",
     "test_notebook.py": "integration",
