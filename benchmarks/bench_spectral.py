@@ -5,7 +5,9 @@ Huber-on-tanh (noise_std 0.3, threshold 0.5), delta = 2, lr = 2, batch = 1, t_ma
 power law ``lam_i ∝ (i/d)^1.5`` (``Tr K/d = 1``), teacher ``x*_i^2 ∝ (i/d)^-0.5``,
 ``d = 1000``, ``onepass.Binned(G)`` groups; the same grid and paths as the isotropic
 solve. A timer around ``_SpectralParamSide.row`` gives the spectral parameter side's share
-(docs/performance.md, "Anisotropic data").
+(docs/performance.md, "Anisotropic data"). ``python bench_spectral.py 16 64 --threads 1
+--repeat 2``: the group counts, ``dmft._config.SOLVE_THREADS`` (default 2) and the best of
+how many solves each.
 """
 import argparse
 import importlib
