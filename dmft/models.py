@@ -37,6 +37,11 @@ __all__ = ["Model", "get", "custom", "linear_regression", "logistic", "softmax_c
 _JIT = dict(cache=True, fastmath=_config.MODEL_FASTMATH, inline="always")
 
 
+#: A jump of ``l'`` across a kink plane (:meth:`Model.gradient_jumps`) above this is a Dirac
+#: part of ``l''``; below it, a C1 kink (Huber, a smoothed hinge) measured through round-off.
+GRADIENT_JUMP_TOL = 1e-4
+
+
 @dataclass(frozen=True, eq=False)
 class Model:
     """A loss, its derivatives in ``r`` and a teacher; see the module docstring.

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import dmft
 import onepass
-from dmft import diagnostics, expectation, models, output, testing
+from dmft import diagnostics, errors, expectation, models, output, testing
 from onepass import data as D
 
 #: no shrinking: keeps the fast suite's worst case bounded (failing examples are still printed)
@@ -224,6 +224,28 @@ def test_convergence_check_reports_z_scores():
     assert ds.attrs["dt_refined"] == pytest.approx(ds.attrs["base_dt"] / 2)
     assert ds.test_loss_z.dims == ("refinement", "time")
     assert np.isfinite(ds.attrs["max_abs_z_n_paths"]) and ds.attrs["max_abs_z_n_paths"] < 6
+
+
+def test_convergence_check_doubles_the_kink_bandwidth_of_a_kinked_solve():
+    """``refine=('kink_bandwidth',)`` reruns with twice the width; the curves move by the
+    smoothing's change (not zero: the two extrapolations differ) and the attrs name both."""
+    ds = diagnostics.convergence_check(models.relu(1), refine=("kink_bandwidth",), dynamics="gf", delta=2.0,
+                                       lr=0.5, init_std=1.0, t_max=0.4, n_time=3, n_paths=512, n_replicas=4,
+                                       kink_bandwidth=0.15, check_dt=False, variables=("test_loss", "norm"))
+    assert list(ds.refinement.values) == ["kink_bandwidth"]
+    assert ds.attrs["kink_bandwidth_refined"] == pytest.approx(0.3)
+    assert float(np.abs(ds.norm_difference.isel(time=slice(1, None))).max()) > 0
+    assert np.isfinite(ds.attrs["max_abs_z_kink_bandwidth"])
+
+
+@pytest.mark.parametrize("model, width", [(models.huber_tanh(), None), (models.relu(1), 0.0)])
+def test_convergence_check_refuses_a_kink_refinement_without_a_smoothed_kink(model, width):
+    def never(*args, **kwargs):
+        raise AssertionError("solved before the arguments were checked")
+
+    kw = {} if width is None else {"kink_bandwidth": width}
+    with pytest.raises(errors.ParameterError, match=r"refine=\('kink_bandwidth',\) is not allowed"):
+        diagnostics.convergence_check(model, refine=("kink_bandwidth",), solve=never, **kw)
 
 
 def test_sanity_check_flags_increasing_gf_energy():

@@ -36,7 +36,7 @@ from .._progress import progress_bar
 __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 
 #: a gradient jump across a kink above this is a Dirac part of ``l''`` (smoothed in the tangents)
-_JUMP_TOL = 1e-4
+_JUMP_TOL = _models.GRADIENT_JUMP_TOL
 
 #: a grid-scale oscillation of ``tr C(t, t)`` that alternates in sign over this many consecutive
 #: steps, above 4 replica standard errors and this fraction of the value, and grows or lasts to
