@@ -35,9 +35,6 @@ from .._progress import progress_bar
 
 __all__ = ["solve", "Poisson", "Gaussian", "Deterministic", "DRIVERS"]
 
-#: a gradient jump across a kink above this is a Dirac part of ``l''`` (smoothed in the tangents)
-_JUMP_TOL = _models.GRADIENT_JUMP_TOL
-
 #: a grid-scale oscillation of ``tr C(t, t)`` that alternates in sign over this many consecutive
 #: steps, above 4 replica standard errors and this fraction of the value, and grows or lasts to
 #: t_max, is a step instability (a stable grid's start-up transient decays; measured on SGD, SME, GF)
@@ -480,9 +477,9 @@ def _inv_blocks(M):
 def _grid_zeros(shape) -> np.ndarray:
     """A float64 array of zeros for the two-time kernels (``O(N^2)`` per replica and group), on
     anonymous memory that the kernel zero-fills lazily. numpy advises huge pages for blocks of
-    4 MB and more, and where the system compacts memory for advised pages at the first touch
-    (``transparent_hugepage/defrag = madvise``) that touch stalled a 64-group solve's first row for up
-    to 1.8 s (docs/performance.md, "Anisotropic data")."""
+    4 MB and more, and where the system compacts memory for advised pages at their first touch
+    (``transparent_hugepage/defrag = madvise``) a solve waits for that compaction
+    (docs/performance.md, "Anisotropic data")."""
     size = math.prod(shape)
     if size == 0:
         return np.zeros(shape)
@@ -1136,7 +1133,7 @@ def _checked(arguments: dict) -> _Setup:
     lr = float(schedule(0.0, 0.0))
     kink_bandwidth = errors.nonnegative("kink_bandwidth", a["kink_bandwidth"])
     jumps = model.gradient_jumps()
-    dirac = jumps > _JUMP_TOL
+    dirac = jumps > _models.GRADIENT_JUMP_TOL  # Dirac parts of l'', smoothed in the tangents
     kinked = bool(dirac.any()) and kink_bandwidth > 0
     dt = errors.positive("dt", driver.default_dt(lr_max) if a["dt"] is None else a["dt"])
     if dt > t_max:
