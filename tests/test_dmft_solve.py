@@ -554,6 +554,17 @@ def test_corrector_sweep_converged_with_tangents_in_the_last_sweep_only(dynamics
     assert float(np.abs(none.test_loss / two.test_loss - 1).max()) > 1e-2
 
 
+def _step_response_t(A, k):
+    """The step response of ``A`` (..., NK, NK), transposed as the solver stores it:
+    ``RtT[c k + e, m k + a] = sum_{i=c}^m A[m k + a, i k + e]`` (``c <= m``, else 0)."""
+    lead, NK = A.shape[:-2], A.shape[-1]
+    M = NK // k
+    blocks = A.reshape(lead + (M, k, M, k))
+    lower = (np.arange(M)[None, :] <= np.arange(M)[:, None])[:, None, :, None]  # [m, ., i, .]: i <= m
+    Rt = np.flip(np.cumsum(np.flip(blocks * lower, axis=-2), axis=-2), axis=-2) * lower
+    return np.swapaxes(Rt.reshape(lead + (NK, NK)), -1, -2).copy()
+
+
 @pytest.mark.parametrize("shape", [(0, 3), (7,), (2, 3, 201, 201)])
 def test_grid_zeros_are_writable_float64_zeros(shape):
     """The two-time kernels' memory (``_solve._grid_zeros``, anonymous pages instead of
@@ -574,14 +585,16 @@ def test_row_products_equal_a_plain_sum_on_any_column_range(k, n, density, data)
     """``_kernels_solve.row_products`` (slices, zero weights skipped, triangles only) against
     the sums it stands for, written out with numpy: ``TA += sum_j dK_j A_j.`` and ``TR`` on
     the causal columns ``col < (j + 1) k``, ``TC += sum_j dK_j C_j. + delta dW_j RtT_j.`` (the
-    step response on ``col >= j k``), on any column range ``[lo, hi)``."""
+    step response of ``A`` on ``col >= j k``), on any column range ``[lo, hi)``; sparse ``dW``
+    reads the step response, dense ``dW`` rows of ``A`` instead."""
     from dmft.multipass import _kernels_solve
 
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     B, NK, nk = 2, (n + 2) * k, n * k
     lo = data.draw(st.integers(0, nk))
     hi = data.draw(st.integers(lo, nk))
-    A, R, C, RtT = (rng.standard_normal((B, NK, NK)) for _ in range(4))
+    A, R, C = (rng.standard_normal((B, NK, NK)) for _ in range(3))
+    RtT = _step_response_t(A, k)
     dK, dW = (rng.standard_normal((B, n, k, k)) * (rng.random((B, n, k, k)) < density) for _ in range(2))
     T = [rng.standard_normal((B, k, nk)) for _ in range(3)]
     want = [t.copy() for t in T]
@@ -614,7 +627,8 @@ def test_a_rows_products_from_the_last_rows_equal_them_afresh(k, n, groups, dens
 
     def side():
         par = object.__new__(_solve._GroupRows if groups else _solve._ParamSide)
-        par.A, par.R, par.C, par.RtT = (rng.standard_normal(lead + (B, NK, NK)) for _ in range(4))
+        par.A, par.R, par.C = (rng.standard_normal(lead + (B, NK, NK)) for _ in range(3))
+        par.RtT = _step_response_t(par.A, k)
         par.delta, par.dlam, par.last_products = 1.3, 1.0 + rng.random(groups), None
         return par
 

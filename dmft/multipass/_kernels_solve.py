@@ -126,6 +126,15 @@ def _axpy(w, x, y):
         y[i] += w * x[i]
 
 
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH), inline="always")
+def _dot(x, y):
+    """``sum_i x_i y_i`` of two 1-d slices (reassociated: vectorised)."""
+    acc = 0.0
+    for i in range(x.shape[0]):
+        acc += x[i] * y[i]
+    return acc
+
+
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
@@ -136,11 +145,27 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     ``RtT[c k + e, m k + a] = Rt[m k + a, c k + e]`` (the step response, transposed so a
     column is a contiguous row); TA, TR, TC: (B, k, >= hi), updated in place. Zero blocks
     are skipped (SGD: only the grid nodes of the cell's events are non-zero) and ``A``,
-    ``R`` (causal) and ``RtT`` are read only inside their triangles. Replicas in ``prange``
-    (:data:`row_products_parallel` runs them on threads).
+    ``R`` (causal) and ``RtT`` are read only inside their triangles. Where ``dW`` is
+    dense (reading the step response would cost more than a quarter of the rows of ``A``), it
+    is not read: ``sum_c dW_c Rt_col,c = sum_i A_col,i W_i`` with the cumulative
+    ``W_i = sum_{c <= i} dW_c``, a dot product with the row of ``A`` that the ``dK`` term has
+    just read. Replicas in ``prange`` (:data:`row_products_parallel` runs them on threads).
     """
     B, n, k, _ = dK.shape
+    nk = n * k
     for b in prange(B):
+        cum = np.zeros((k, nk))  # cum[a, i k + e] = sum_{c <= i} dW[b, c, a, e]
+        step_reads = 0
+        for a in range(k):
+            for e in range(k):
+                acc = 0.0
+                for c in range(n):
+                    if dW[b, c, a, e] != 0.0:
+                        step_reads += hi - max(lo, min(hi, c * k))
+                    acc += dW[b, c, a, e]
+                    cum[a, c * k + e] = acc
+        # the rows of A are in cache after the dK term: the dot products cost less than reading them
+        by_rows_of_a = k * (hi * hi - lo * lo) < 4 * step_reads
         for j in range(n):
             for e in range(k):
                 r = j * k + e
@@ -152,9 +177,13 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
                         _axpy(w, A[b, r, lo:causal], TA[b, a, lo:causal])
                         _axpy(w, R[b, r, lo:causal], TR[b, a, lo:causal])
                         _axpy(w, C[b, r, lo:hi], TC[b, a, lo:hi])
-                    w = delta * dW[b, j, a, e]
-                    if w != 0.0:
-                        _axpy(w, RtT[b, r, after:hi], TC[b, a, after:hi])
+                    if by_rows_of_a:
+                        if lo <= r < hi:
+                            TC[b, a, r] += delta * _dot(A[b, r, : (j + 1) * k], cum[a, : (j + 1) * k])
+                    else:
+                        w = delta * dW[b, j, a, e]
+                        if w != 0.0:
+                            _axpy(w, RtT[b, r, after:hi], TC[b, a, after:hi])
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
