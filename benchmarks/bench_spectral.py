@@ -19,7 +19,7 @@ import dmft
 from dmft import _config, models
 from onepass import data as D
 
-from _util import accumulate_time, best_time, table
+from _util import accumulate_time, table
 
 MODEL = models.huber_tanh(noise_std=0.3, threshold=0.5)
 KW = dict(delta=2.0, lr=2.0, batch=1.0, t_max=4.0, n_time=21, progress=False, seed=0, check_dt=False)
@@ -33,21 +33,17 @@ def power_law(d=1000, alpha=1.5, beta=-0.5):
                               teacher=(xs / np.linalg.norm(xs))[None], name="power_law")
 
 
-def timed(fn, repeat):
-    """Best wall time of ``repeat`` calls of ``fn()`` and the time spent in
-    ``_SpectralParamSide.row`` in that call."""
+def timed(fn):
+    """Wall time of ``fn()`` and the time spent in ``_SpectralParamSide.row``."""
     row = solve_mod._SpectralParamSide.row
-    best = (float("inf"), 0.0)
+    spent = {"row": 0.0}
+    solve_mod._SpectralParamSide.row = accumulate_time(spent, "row", row)
     try:
-        for _ in range(repeat):
-            spent = {"row": 0.0}
-            solve_mod._SpectralParamSide.row = accumulate_time(spent, "row", row)
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, (time.perf_counter() - t0, spent["row"]))
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0, spent["row"]
     finally:
         solve_mod._SpectralParamSide.row = row
-    return best
 
 
 def main(argv=None):
@@ -55,18 +51,23 @@ def main(argv=None):
     ap.add_argument("groups", type=int, nargs="*", default=[1, 16, 64])
     ap.add_argument("--dynamics", nargs="+", default=["gf", "sme", "sgd"])
     ap.add_argument("--threads", type=int, default=_config.SOLVE_THREADS, help="dmft._config.SOLVE_THREADS")
-    ap.add_argument("--repeat", type=int, default=1, help="best of this many solves each")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of all solves; the best of each")
     args = ap.parse_args(argv)
     _config.SOLVE_THREADS = args.threads
     data = power_law()
     for dynamics in args.dynamics:
         dmft.solve(MODEL, dynamics=dynamics, **{**KW, "t_max": 0.4, "n_time": 3}, data=data, groups=D.Binned(2))
-        iso = best_time(lambda: dmft.solve(MODEL, dynamics=dynamics, **KW), args.repeat)
-        rows = [("isotropic", f"{iso:.2f}", "1.00", "")]
+        solves = {"isotropic": lambda: dmft.solve(MODEL, dynamics=dynamics, **KW)}
         for G in args.groups:
-            total, param = timed(lambda: dmft.solve(MODEL, dynamics=dynamics, **KW, data=data, groups=D.Binned(G)),
-                                 args.repeat)
-            rows.append((f"{G} groups", f"{total:.2f}", f"{total / iso:.2f}", f"{param:.2f} ({param / total:.0%})"))
+            solves[f"{G} groups"] = lambda G=G: dmft.solve(MODEL, dynamics=dynamics, **KW, data=data,
+                                                           groups=D.Binned(G))
+        best = dict.fromkeys(solves, (float("inf"), 0.0))
+        for _ in range(args.repeat):  # rounds, so that a change of the machine's load hits every solve
+            for name, fn in solves.items():
+                best[name] = min(best[name], timed(fn))
+        iso = best["isotropic"][0]
+        rows = [(name, f"{total:.2f}", f"{total / iso:.2f}", f"{param:.2f} ({param / total:.0%})" if param else "")
+                for name, (total, param) in best.items()]
         print(f"\n{dynamics.upper()} (default dt and n_paths), power law d = 1000, {args.threads} thread(s), "
               f"best of {args.repeat}\n")
         print(table(["solve", "time [s]", "/ isotropic", "spectral parameter side [s]"], rows), flush=True)
