@@ -202,12 +202,13 @@ def test_kink_companion_thread_gives_the_same_numbers_and_only_the_users_warning
     started = []
     real = _solve._Companion.__init__
 
-    def spy(self, kw):
-        real(self, kw)
+    def spy(self, kw, rnd):
+        real(self, kw, rnd)
         started.append(self)
 
     monkeypatch.setattr(_solve._Companion, "__init__", spy)
-    monkeypatch.setattr(_solve, "_plan", lambda run: (_ for _ in ()).throw(RuntimeError("planted")))
+    # the companion starts once the inputs are drawn (it solves on them): an error after that
+    monkeypatch.setattr(_solve, "_teacher", lambda *a: (_ for _ in ()).throw(RuntimeError("planted")))
     with pytest.raises(RuntimeError, match="planted"):
         dmft.solve(models.relu(1), **kw)
     assert len(started) == 1 and started[0]._stop.is_set() and not started[0]._thread.is_alive()
