@@ -218,11 +218,13 @@ def test_noise_driven_kink_response_warns():
     # phase retrieval's Dirac term (-4 y delta(r)) dominates its response: at 4096 paths the
     # GF test-loss standard error reaches 9% of the value by t = 1.2 (ReLU units stay near 1%)
     kw = dict(delta=2.0, lr=0.2, dynamics="gf", t_max=4.0, n_time=11, init_std=1.0, progress=False, seed=0)
-    # and its step check cannot resolve dt = 0.04 within that noise (measured: an estimated step
-    # error 1.3 times the value at 1.6 SE), which is said, not silently passed
+    # and its step check cannot resolve dt = 0.04 within that noise, which refining the step
+    # only makes worse: refused for its paths (before, the dt/2 solve estimated a step error of 1.3
+    # times the value at 1.6 SE and the noisy curve was returned with a warning)
     with pytest.warns(errors.DiracResponseWarning, match="noise-driven"), \
-            pytest.warns(errors.UnresolvedTimeStepWarning, match="noise-limited.*pass more n_paths"):
+            pytest.raises(errors.DivergenceError, match="cannot be checked.*noise-driven") as e:
         dmft.solve(models.phase_retrieval(), n_paths=4096, **kw)
+    assert e.value.cause == "n_paths"
 
 
 def test_a_refused_step_check_of_a_noise_driven_kinked_solve_blames_the_paths():
