@@ -2389,6 +2389,9 @@ def solve(
                                 else state.par.plain_trace() / grid.tau)
         if err is not None:
             return _diverged(run, grid, err)
+        # the test-loss quadratures on every core: a kink companion ends about when this solve's
+        # steps do (the same steps), and each output time's numbers are its own on any thread
+        grid.threads = _solve_threads(run, None)
         variables, replicas, tl_err = _dataset(run, grid, rho, *_replica_outputs(run, grid, state, train))
         if getattr(_CHECKING, "active", False):  # per replica, for a step check's paired differences
             _CHECKING.replicas = replicas
