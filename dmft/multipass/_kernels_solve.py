@@ -747,12 +747,18 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
     part0 = np.empty((k, k))
     out[: j + 1] = 0.0
     out0[:] = 0.0
+    # work arrays of a full block, allocated once: fresh ones per block cost more than the
+    # gather itself (page faults of new memory; half the time of the row at j = 100, k = 2)
+    full = min(chunk, M)
+    work = (np.empty((j + 1, full)), np.empty((j + 1, full)), np.empty((j + 1, k, k, full)), np.empty((k, k, full)),
+            np.empty((j + 1, k, k, full)), np.empty((j + 1, k, k, full)))
     for m0 in range(0, M, chunk):
         mc = min(chunk, M - m0)  # exact sizes: contiguous arrays keep the path loops vectorised
-        dz = np.empty((j + 1, mc))
-        hz = np.empty((j + 1, mc))
-        gp = np.empty((j + 1, k, k, mc))
-        gp0 = np.empty((k, k, mc))
+        if mc == full:
+            dz, hz, gp, gp0, Y, Acc = work
+        else:
+            dz, hz, gp, gp0 = np.empty((j + 1, mc)), np.empty((j + 1, mc)), np.empty((j + 1, k, k, mc)), np.empty((k, k, mc))
+            Y, Acc = np.empty((j + 1, k, k, mc)), np.empty((j + 1, k, k, mc))
         for l in range(j + 1):
             for m in range(mc):
                 dz[l, m] = dzT[l, m0 + m]
@@ -765,8 +771,7 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
             for e in range(k):
                 for m in range(mc):
                     gp0[a, e, m] = gp0T[a, e, m0 + m]
-        dense_tangents(Rm, j, c, hz, dz, gp, gp0, np.empty((j + 1, k, k, mc)), np.empty((j + 1, k, k, mc)), part,
-                       part0)
+        dense_tangents(Rm, j, c, hz, dz, gp, gp0, Y, Acc, part, part0)
         out[: j + 1] += part
         out0 += part0
 
