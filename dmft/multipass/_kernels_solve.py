@@ -413,6 +413,28 @@ def grid_field(L, Z, row0, k, Pb, paths, out):
             out[q, a] = acc
 
 
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
+def grid_fields(L, Z, row0, row1, k, Pb, paths, out0, out1):
+    """:func:`grid_field` at two rows of the factor, ``out0`` from ``row0`` and ``out1`` from
+    ``row1``, in one pass over the paths: the second sum finds the path's ``Z`` row in the
+    cache. Each sum is the loop of :func:`grid_field`, so the numbers are its numbers."""
+    for q in range(paths.size):
+        p = paths[q]
+        b = p // Pb
+        for a in range(k):
+            row = row0 + a
+            acc = 0.0
+            for i in range(row + 1):
+                acc += L[b, row, i] * Z[p, i]
+            out0[q, a] = acc
+        for a in range(k):
+            row = row1 + a
+            acc = 0.0
+            for i in range(row + 1):
+                acc += L[b, row, i] * Z[p, i]
+            out1[q, a] = acc
+
+
 @njit(cache=True, nogil=True)
 def shared_response(R, n, lt, cells, lams, out):
     """``out[b, l] = R_b(t, s_l)`` (:func:`_rinterp`) at ``t = t_{n-1} + lt dt`` and
@@ -762,12 +784,18 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
     part0 = np.empty((k, k))
     out[: j + 1] = 0.0
     out0[:] = 0.0
+    # work arrays of a full block, allocated once: fresh ones per block cost more than the
+    # gather itself (page faults of new memory; half the time of the row at j = 100, k = 2)
+    full = min(chunk, M)
+    work = (np.empty((j + 1, full)), np.empty((j + 1, full)), np.empty((j + 1, k, k, full)), np.empty((k, k, full)),
+            np.empty((j + 1, k, k, full)), np.empty((j + 1, k, k, full)))
     for m0 in range(0, M, chunk):
         mc = min(chunk, M - m0)  # exact sizes: contiguous arrays keep the path loops vectorised
-        dz = np.empty((j + 1, mc))
-        hz = np.empty((j + 1, mc))
-        gp = np.empty((j + 1, k, k, mc))
-        gp0 = np.empty((k, k, mc))
+        if mc == full:
+            dz, hz, gp, gp0, Y, Acc = work
+        else:
+            dz, hz, gp, gp0 = np.empty((j + 1, mc)), np.empty((j + 1, mc)), np.empty((j + 1, k, k, mc)), np.empty((k, k, mc))
+            Y, Acc = np.empty((j + 1, k, k, mc)), np.empty((j + 1, k, k, mc))
         for l in range(j + 1):
             for m in range(mc):
                 dz[l, m] = dzT[l, m0 + m]
@@ -780,8 +808,7 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
             for e in range(k):
                 for m in range(mc):
                     gp0[a, e, m] = gp0T[a, e, m0 + m]
-        dense_tangents(Rm, j, c, hz, dz, gp, gp0, np.empty((j + 1, k, k, mc)), np.empty((j + 1, k, k, mc)), part,
-                       part0)
+        dense_tangents(Rm, j, c, hz, dz, gp, gp0, Y, Acc, part, part0)
         out[: j + 1] += part
         out0 += part0
 
@@ -925,13 +952,13 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
         for q in range(first[b], first[b + 1]):
             p = paths[q]
             yp = y[p]
-            tang = p % tstride == 0
+            tang = tangent_chunk > 0 and p % tstride == 0  # g' is only read by this sweep's tangents
             for a in range(k):
                 dFp[a] = 0.0
                 for e in range(k):
                     qv[a, e] = 0.0
             for j in range(lo[q], hi[q]):
-                lt = ev_lam[p, j]
+                lt = ev_lam[0, j]  # the cell midpoint, the same for every path: no row to fetch per path
                 for a in range(k):
                     r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
                 _add_shared_responses(Rmid[b, j], fev[p], j, c, k, r)
@@ -1006,6 +1033,37 @@ def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):
                 _rinterp(R, n, 1.0, ev_cell[p, i], ev_lam[p, i], Rt)  # t = t_n
                 _add_response(Rt, fev[p, i], c, k, r)
                 i += 1
+            total[o] += loss(r, y[p], params)  # noqa: F821 (bound by specialise)
+    for o in range(steps.size):
+        out[o] = total[o] / P
+
+
+@njit(cache=True, nogil=True)
+def response_table(R, steps, cells, lams, out):
+    """``out[o, l] = R(t_n, s_l)`` (``n = steps[o]``) for the events ``s_l`` shared by every path
+    of a dense driver (``cells``, ``lams`` of one path) up to ``t_n``: :func:`_rinterp` once per
+    replica instead of once per path (:func:`train_losses_shared`)."""
+    for o in range(steps.size):
+        n = steps[o]
+        for l in range(cells.size):
+            if cells[l] > n:
+                break
+            _rinterp(R, n, 1.0, cells[l], lams[l], out[o, l])
+
+
+def train_losses_shared(params, steps, c, Rt, fev, W, y, out):
+    """:func:`train_losses` for a dense driver, whose paths share their event times: the
+    responses ``Rt[o, l] = R(t_n, s_l)`` come from :func:`response_table` (the same numbers);
+    event ``l`` sits in cell ``l + 1``, so ``t_n`` has the events ``l < n``."""
+    P, _, k = W.shape
+    r = np.empty(k)
+    total = np.zeros(steps.size)
+    for p in range(P):
+        for o in range(steps.size):
+            for a in range(k):
+                r[a] = W[p, o, a]
+            for i in range(steps[o]):
+                _add_response(Rt[o, i], fev[p, i], c, k, r)
             total[o] += loss(r, y[p], params)  # noqa: F821 (bound by specialise)
     for o in range(steps.size):
         out[o] = total[o] / P
