@@ -135,6 +135,44 @@ def _dot(x, y):
     return acc
 
 
+@njit(cache=True, nogil=True)
+def _cumulative_dW(dK, dW, lo, hi):
+    """For one replica of :func:`row_products`: the cumulative ``cum[a, i k + e] = sum_{c <= i}
+    dW[c, a, e]`` (n k columns) where the step-response term is cheaper as dot products with
+    rows of ``A``, else an empty (k, 0): reading the step response costs its non-zero weights'
+    rows; the dot products cost the output rows of ``A`` that the ``dK`` term does not read
+    (the others are in cache) plus a quarter of all of them for the arithmetic."""
+    n, k = dW.shape[0], dW.shape[1]
+    step_reads = 0
+    for c in range(n):
+        for a in range(k):
+            for e in range(k):
+                if dW[c, a, e] != 0.0:
+                    step_reads += hi - max(lo, min(hi, c * k))
+    cold = 0
+    warm = 0
+    for j in range(n):
+        for e in range(k):
+            if lo <= j * k + e < hi:
+                read = False
+                for a in range(k):
+                    read = read or dK[j, a, e] != 0.0
+                if read:
+                    warm += (j + 1) * k
+                else:
+                    cold += (j + 1) * k
+    if cold + k * (cold + warm) // 4 >= step_reads:
+        return np.zeros((k, 0))
+    cum = np.empty((k, n * k))
+    for a in range(k):
+        for e in range(k):
+            acc = 0.0
+            for c in range(n):
+                acc += dW[c, a, e]
+                cum[a, c * k + e] = acc
+    return cum
+
+
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     """``T += sum_j dK_j X_j.`` for ``X = A, R, C`` and ``TC += delta sum_c dW_c Rt_.c^T``,
@@ -145,27 +183,15 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     ``RtT[c k + e, m k + a] = Rt[m k + a, c k + e]`` (the step response, transposed so a
     column is a contiguous row); TA, TR, TC: (B, k, >= hi), updated in place. Zero blocks
     are skipped (SGD: only the grid nodes of the cell's events are non-zero) and ``A``,
-    ``R`` (causal) and ``RtT`` are read only inside their triangles. Where ``dW`` is
-    dense (reading the step response would cost more than a quarter of the rows of ``A``), it
-    is not read: ``sum_c dW_c Rt_col,c = sum_i A_col,i W_i`` with the cumulative
-    ``W_i = sum_{c <= i} dW_c``, a dot product with the row of ``A`` that the ``dK`` term has
-    just read. Replicas in ``prange`` (:data:`row_products_parallel` runs them on threads).
+    ``R`` (causal) and ``RtT`` are read only inside their triangles. Where ``dW`` is dense
+    enough (:func:`_cumulative_dW` decides per replica), the step response is not read:
+    ``sum_c dW_c Rt_col,c = sum_i A_col,i W_i`` with the cumulative ``W_i = sum_{c <= i} dW_c``,
+    a dot product with the row of ``A`` that the ``dK`` term has usually just read. Replicas in ``prange`` (:data:`row_products_parallel` runs them on threads).
     """
     B, n, k, _ = dK.shape
-    nk = n * k
     for b in prange(B):
-        cum = np.zeros((k, nk))  # cum[a, i k + e] = sum_{c <= i} dW[b, c, a, e]
-        step_reads = 0
-        for a in range(k):
-            for e in range(k):
-                acc = 0.0
-                for c in range(n):
-                    if dW[b, c, a, e] != 0.0:
-                        step_reads += hi - max(lo, min(hi, c * k))
-                    acc += dW[b, c, a, e]
-                    cum[a, c * k + e] = acc
-        # the rows of A are in cache after the dK term: the dot products cost less than reading them
-        by_rows_of_a = k * (hi * hi - lo * lo) < 4 * step_reads
+        cum = _cumulative_dW(dK[b], dW[b], lo, hi)
+        by_rows_of_a = cum.shape[1] > 0
         for j in range(n):
             for e in range(k):
                 r = j * k + e
