@@ -425,18 +425,23 @@ def group_kernel_rows(step, dlam, row, products, prior, kernels, sums):
                    (A[g], R[g], C[g], S, RtT[g]), (nu, asum[g], bvec[g]))
 
 
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH), inline="always")
+def _field_row(L, Z, b, p, row0, k, out, q):
+    """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` (the field of path ``p`` at one grid point)."""
+    for a in range(k):
+        row = row0 + a
+        acc = 0.0
+        for i in range(row + 1):
+            acc += L[b, row, i] * Z[p, i]
+        out[q, a] = acc
+
+
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def grid_field(L, Z, row0, k, Pb, paths, out):
     """``out[q, a] = sum_i L[b, row0 + a, i] Z[p, i]`` for ``p = paths[q]``, ``b = p // Pb``."""
     for q in range(paths.size):
         p = paths[q]
-        b = p // Pb
-        for a in range(k):
-            row = row0 + a
-            acc = 0.0
-            for i in range(row + 1):
-                acc += L[b, row, i] * Z[p, i]
-            out[q, a] = acc
+        _field_row(L, Z, p // Pb, p, row0, k, out, q)
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
@@ -446,19 +451,8 @@ def grid_fields(L, Z, row0, row1, k, Pb, paths, out0, out1):
     cache. Each sum is the loop of :func:`grid_field`, so the numbers are its numbers."""
     for q in range(paths.size):
         p = paths[q]
-        b = p // Pb
-        for a in range(k):
-            row = row0 + a
-            acc = 0.0
-            for i in range(row + 1):
-                acc += L[b, row, i] * Z[p, i]
-            out0[q, a] = acc
-        for a in range(k):
-            row = row1 + a
-            acc = 0.0
-            for i in range(row + 1):
-                acc += L[b, row, i] * Z[p, i]
-            out1[q, a] = acc
+        _field_row(L, Z, p // Pb, p, row0, k, out0, q)
+        _field_row(L, Z, p // Pb, p, row1, k, out1, q)
 
 
 @njit(cache=True, nogil=True)
