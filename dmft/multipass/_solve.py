@@ -2691,12 +2691,8 @@ def _noise_or_step(ds, half, flagged, name: str):
     kinked solve is noise-driven (either solve's standard error above ``_KINK_NOISE_REL`` of the
     value up to the flagged time). Such a solve's Dirac term is a density estimate whose noise
     grows as the step shrinks (the tangent of a path crossing a repelling kink at a small speed
-    ``v`` grows like ``exp(c |J| / v)`` on a grid that resolves it; phase retrieval, GF: the
-    standard error of ``tr norm`` at ``t = 0.8`` is 3% at ``dt = 0.04``, 7% at ``0.02``):
-    refining cannot settle it, and one of the 2 x 21 compared outputs at 2 standard errors of 7
-    degrees of freedom is what noise alone gives. Its curve is not returned: phase retrieval's
-    default SME solve, returned before with a noise warning, had ``tr norm`` 12.8 at ``t = 2.6``
-    against 0.85 simulated; the GF solve 0.43 +- 0.07 at ``t = 2.4`` against 0.77."""
+    ``v`` grows like ``exp(c |J| / v)`` on a grid that resolves it): refining cannot settle it,
+    and its curve is not returned (docs/dmft_theory.md, "Where the noise wins")."""
     if ds.attrs.get("response_estimator") != "pathwise+smoothed_dirac":
         return flagged
     noise = max(float(np.nanmax(_relative_sem(x)[x.time.values <= flagged.time + 1e-12], initial=0.0))
