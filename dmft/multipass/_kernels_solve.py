@@ -186,7 +186,8 @@ def row_products(dK, dW, A, R, C, RtT, delta, lo, hi, TA, TR, TC):
     ``R`` (causal) and ``RtT`` are read only inside their triangles. Where ``dW`` is dense
     enough (:func:`_cumulative_dW` decides per replica), the step response is not read:
     ``sum_c dW_c Rt_col,c = sum_i A_col,i W_i`` with the cumulative ``W_i = sum_{c <= i} dW_c``,
-    a dot product with the row of ``A`` that the ``dK`` term has usually just read. Replicas in ``prange`` (:data:`row_products_parallel` runs them on threads).
+    a dot product with the row of ``A`` that the ``dK`` term has usually just read. Replicas
+    in ``prange`` (:data:`row_products_parallel` runs them on threads).
     """
     B, n, k, _ = dK.shape
     for b in prange(B):
