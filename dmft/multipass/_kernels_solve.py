@@ -815,7 +815,8 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
         if mc == full:
             dz, hz, gp, gp0, Y, Acc = work
         else:
-            dz, hz, gp, gp0 = np.empty((j + 1, mc)), np.empty((j + 1, mc)), np.empty((j + 1, k, k, mc)), np.empty((k, k, mc))
+            dz, hz = np.empty((j + 1, mc)), np.empty((j + 1, mc))
+            gp, gp0 = np.empty((j + 1, k, k, mc)), np.empty((k, k, mc))
             Y, Acc = np.empty((j + 1, k, k, mc)), np.empty((j + 1, k, k, mc))
         for l in range(j + 1):
             for m in range(mc):

@@ -528,7 +528,8 @@ class _ParamSide:
         self.q0, self.rho, self.rho_inv = q0, rho, np.linalg.inv(rho)
         self.C, self.R, self.A, self.S = C, R, A, S
         self.m, self.nu, self.Phi, self.asum, self.bvec = m, nu, Phi, asum, bvec
-        self.RtT = _grid_zeros(A.shape) if RtT is None else RtT  # RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae (step response)
+        # the step response, transposed: RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae
+        self.RtT = _grid_zeros(A.shape) if RtT is None else RtT
         self.last_products = None  # (n, dK, dW, (PA, PR, PC)) of the last row computed
 
     def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
