@@ -425,12 +425,16 @@ def _qmc_replica(b, sb, Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim):
     Z[rows, ks + k:] = per_cell[:, :, nxi:].reshape(Pb, N * k)
 
 
+def _chunk_bounds(n: int, parts: int) -> list:
+    """Bounds of ``parts`` contiguous chunks of ``range(n)``, as equal as they go."""
+    return [i * n // parts for i in range(parts + 1)]
+
+
 def _on_threads(fn, items, threads: int):
     """``fn(chunk)`` for ``threads`` contiguous chunks of ``items``, the first on this thread and
     the others on their own (with this thread's context); after all have ended, the first
     chunk's exception is raised."""
-    threads = max(1, min(threads, len(items)))
-    bounds = [i * len(items) // threads for i in range(threads + 1)]
+    bounds = _chunk_bounds(len(items), max(1, min(threads, len(items))))
     chunks = [items[a:b] for a, b in zip(bounds, bounds[1:])]
     failed = [None] * len(chunks)
 
@@ -495,8 +499,9 @@ def _row_products(*args):
 def _cheaper(dK1, dW1, dK2, dW2) -> np.ndarray:
     """Per replica (B,): whether :func:`_kernels_solve.row_products` reads less for ``(dK1,
     dW1)`` than for ``(dK2, dW2)``: it skips zero weights, and reads ``2.5 n`` numbers per weight
-    of ``dK`` (``A``, ``R``, ``C``) and ``n / 2`` per weight of ``dW`` (the step response) and
-    group (``dK`` (.., B, n, k, k) may have a leading group axis, ``dW`` (B, n, k, k) is
+    of ``dK`` (``A``, ``R``, ``C``) and ``n / 2`` per weight of ``dW`` (the step response, or
+    about as much of ``A``'s rows where ``dW`` is dense: :func:`_kernels_solve._cumulative_dW`)
+    and group (``dK`` (.., B, n, k, k) may have a leading group axis, ``dW`` (B, n, k, k) is
     shared). Decided per replica, so that a solve on threads (replicas in parts) decides alike."""
     groups = dK1.size // dW1.size
 
@@ -1774,8 +1779,7 @@ def _cores() -> int:
 def _split(run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher, state: _State, rho, q0):
     """The solve's replicas in ``grid.threads`` parts of whole replicas, as equal as they go, each
     with its paths' rows of the inputs and the teacher (views: the values drawn for all paths)."""
-    n, threads = grid.B // grid.split, grid.threads
-    bounds = [i * n // threads for i in range(threads + 1)]
+    bounds = _chunk_bounds(grid.B // grid.split, grid.threads)
     parts = []
     for lo, hi in zip(bounds, bounds[1:]):
         replicas = slice(lo * grid.split, hi * grid.split)
