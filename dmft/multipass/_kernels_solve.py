@@ -858,15 +858,17 @@ def _replica_tangents(Rm, j, c, f, tangent_paths, chunk, cells, lams, k, dGm, dG
 
 
 @njit(cache=True, inline="always")
-def _add_shared_responses(Rmid_j, fevp, j, c, k, r):
-    """``r += c sum_{l<j} R(s_j, s_l) fev_l`` from the shared ``Rmid_j[l] = R(s_j, s_l)``: a
-    plain (vectorisable) sum."""
-    for a in range(k):
-        acc = 0.0
-        for l in range(j):
+def _responses_by_output(Rmid_j, j, k):
+    """``Rt[a, l k + e] = R(s_j, s_l)[a, e]`` (k, j k) from the shared ``Rmid_j[l] = R(s_j, s_l)``:
+    one contiguous row per output ``a``, so that a path's memory term ``sum_{l<j} R(s_j, s_l)
+    fev_l`` is ``k`` dot products with its flattened forces (vectorised; the (l, a, e) order
+    of ``Rmid`` would make them strided sums)."""
+    Rt = np.empty((k, j * k))
+    for l in range(j):
+        for a in range(k):
             for e in range(k):
-                acc += Rmid_j[l, a, e] * fevp[l, e]
-        r[a] += c * acc
+                Rt[a, l * k + e] = Rmid_j[l, a, e]
+    return Rt
 
 
 @njit(cache=True, inline="always")
@@ -909,8 +911,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     before the call); ``forces = (g, fev)``; ``tangent_paths = (dzT, hzT, gpT, gp0T)``; ``sums =
     (dGm, dGp, dS, dFF, dPhi, QV)``; ``mid = (zeta, bridge, own, damp)``.
 
-    ``r(s_j-) = w(s_j) + c sum_{l<j} R(s_j, s_l) fev_l`` (a plain, vectorisable sum over the
-    shared ``Rmid``), plus the drift of the first half of its own cell, ``c half g_{j-1}``
+    ``r(s_j-) = w(s_j) + c sum_{l<j} R(s_j, s_l) fev_l`` (dot products with the shared
+    ``Rmid`` by output, :func:`_responses_by_output`), plus the drift of the first half of its own cell, ``c half g_{j-1}``
     (``half = rate dt / 2``; explicit, ``O(dt^2)``; the first event ``c half g(r(t_0))``),
     without which the midpoint scheme is only first order. ``dz_j`` of the cell's event is
     independent of everything the statistics multiply it by (the past of the path, ``g_j``,
@@ -960,7 +962,11 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     inv = 1.0 / Pb
     B = dGm.shape[0]
     first = np.searchsorted(paths // Pb, np.arange(B + 1))  # see sample_cell_poisson
+    jn = n - 1  # every path's one event
+    fev2 = fev.reshape((fev.shape[0], fev.shape[1] * k))  # a path's forces (l, e) flattened
     for b in prange(B):
+        Rt = _responses_by_output(Rmid[b, jn], jn, k)
+        dSt = np.zeros((k, jn * k))  # the replica's dS[b, 1 .. jn] as contiguous rows (a, i k + e)
         r = np.empty(k)
         gv = np.empty(k)
         H = np.empty((k, k))
@@ -983,7 +989,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                 lt = ev_lam[0, j]  # the cell midpoint, the same for every path: no row to fetch per path
                 for a in range(k):
                     r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
-                _add_shared_responses(Rmid[b, j], fev[p], j, c, k, r)
+                for a in range(k):
+                    r[a] += c * _dot(Rt[a, : j * k], fev2[p, : j * k])
                 # half > 0 always here: the guards pin the instructions LLVM picks for these sums,
                 # and so their rounding (benchmarks/before_after.py holds the numbers)
                 if half > 0.0 and j >= 1:
@@ -1017,13 +1024,14 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                         for e in range(k):
                             gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
                 _add_event_force(g[p, j], H, damp, ev_dz[p, j], (c, dz_mean, dz_var), k, gn, fev[p, j], dFp, qv)
-            # E[dF (c g_i dz_i)^T] at event i's cell i + 1: a contiguous (vectorisable) update
+            # E[dF (c g_i dz_i)^T] at event i's cell i + 1: a contiguous (vectorised) update
             for a in range(k):
-                fa = dFp[a] * c * inv
-                for e in range(k):
-                    for i in range(lo[q]):
-                        dS[b, i + 1, a, e] += fa * fev[p, i, e]
+                _axpy(dFp[a] * c * inv, fev2[p, : lo[q] * k], dSt[a, : lo[q] * k])
             _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi)
+        for i in range(jn):
+            for a in range(k):
+                for e in range(k):
+                    dS[b, i + 1, a, e] += dSt[a, i * k + e]
     if paths.size and tangent_chunk > 0:
         j = lo[0]
         f = c * dz_mean * tstride * inv
