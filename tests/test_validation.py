@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from dmft import output
 
@@ -111,3 +112,43 @@ def test_zoo_keeps_the_other_dynamics_of_a_refused_solve(tmp_path, monkeypatch):
     assert list(ds.dynamics.values) == ["sgd"] and "planted" in ds.attrs["refused"]
     assert [r["variable"] for r in rows if r["case"].endswith(" gf")] == ["refused"]
     assert {r["variable"] for r in rows if r["case"].endswith(" sgd")} >= {"test_loss", "norm"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=st.floats(-5, 5), b=st.floats(-50, 50), sizes=st.lists(st.integers(50, 5000), min_size=2, max_size=4,
+                                                                  unique=True),
+       sem=st.floats(1e-4, 1.0))
+def test_finite_size_fit_returns_the_limit_of_a_line_in_1_over_d(a, b, sizes, sem):
+    """``x(d) = a + b / d`` exactly: the fit returns ``a``; with two sizes its SE is the
+    propagated ``sqrt(d2^2 s2^2 + d1^2 s1^2) / (d2 - d1)`` of the line through the two."""
+    fs = importlib.import_module("validation.relu_sme_finite_size")
+    d = np.array(sizes, float)
+    sems = np.linspace(1, 2, len(d))[:, None] * sem
+    x_inf, se = fs.extrapolate(sizes, (a + b / d)[:, None], sems)
+    assert abs(x_inf[0] - a) <= 1e-8 * (1 + abs(a) + abs(b))
+    if len(d) == 2:
+        expected = np.hypot(d[1] * sems[1, 0], d[0] * sems[0, 0]) / abs(d[1] - d[0])
+        assert se[0] == pytest.approx(expected, rel=1e-8)
+
+
+def test_control_variate_removes_what_the_start_explains():
+    """Seeds whose curve is ``c(t) + beta(t) m0`` exactly: the controlled mean is ``c`` with no
+    spread, whatever the sample mean of ``m0`` (a sign slip would double the offset)."""
+    fs = importlib.import_module("validation.relu_sme_finite_size")
+    rng = np.random.default_rng(3)
+    m0 = rng.normal(0.1, 0.03, 16)  # a sample whose mean is off 0, as a finite-d start is
+    c, beta = np.array([0.0, 0.3, 0.5]), np.array([1.0, 0.7, 0.6])
+    mean, se = fs.controlled_mean(c + np.outer(m0, beta), m0)
+    assert np.allclose(mean, c, atol=1e-12) and np.allclose(se, 0.0, atol=1e-12)
+    noisy = c + np.outer(m0, beta) + rng.normal(0, 0.01, (16, 3))
+    mean, se = fs.controlled_mean(noisy, m0)
+    assert np.all(np.abs(mean - c) < 5 * se + 1e-12) and np.all(se < 0.01)
+
+
+def test_relu_sme_finite_size_quick(tmp_path):
+    fs = importlib.import_module("validation.relu_sme_finite_size")
+    rows = fs.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+    ds = output.load(tmp_path / "relu_sme_finite_size.nc")
+    assert list(ds.d.values) == [100, 200] and ds.overlap_extrapolated.shape == (6,)
+    assert [r["variable"] for r in rows] == ["test_loss", "norm", "overlap"]
+    assert all(np.isfinite(r["max z over t"]) for r in rows)
