@@ -660,6 +660,43 @@ def test_row_products_equal_a_plain_sum_on_any_column_range(k, n, density, data)
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
 
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 2), N=st.integers(1, 8), data=st.data())
+def test_train_losses_equal_the_fields_summed_per_output_time(k, N, data):
+    """``_kernels_solve.train_losses`` (events added to all later output times at once, from a
+    table of ``R``'s rows) against each output time's field written out: ``r = w + c sum_i
+    R(t_n, s_i) fev_i`` over the events with cell ``m_i <= n``, ``R(t_n, s_i) = (1 - lam) R[n,
+    m-1] + lam R[n, m]`` between the cell's columns, and ``I + (1 - lam) (R[n, n-1] - I)`` in
+    the output's own cell; output steps ascending, repeats allowed; squared loss."""
+    from dmft._jit import specialise
+    from dmft.multipass import _kernels_solve
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    P, J, T, c = 5, 4, data.draw(st.integers(1, 6)), 0.7
+    steps = np.sort(rng.integers(0, N + 1, T))
+    R = rng.standard_normal(((N + 1) * k, (N + 1) * k))
+    counts = rng.integers(0, J + 1, P)
+    cells = np.sort(rng.integers(1, N + 1, (P, J)), axis=1)
+    lams, fev = rng.random((P, J)), rng.standard_normal((P, J, k))
+    W, y = rng.standard_normal((P, T, k)), rng.standard_normal((P, k))
+    block = lambda n, m: R[n * k:(n + 1) * k, m * k:(m + 1) * k]  # noqa: E731
+    want = np.zeros(T)
+    for o, n in enumerate(steps):
+        for p in range(P):
+            r = W[p, o].copy()
+            for i in range(counts[p]):
+                m, lam = cells[p, i], lams[p, i]
+                if m < n:
+                    r += c * ((1 - lam) * block(n, m - 1) + lam * block(n, m)) @ fev[p, i]
+                elif m == n:
+                    r += c * (np.eye(k) + (1 - lam) * (block(n, n - 1) - np.eye(k))) @ fev[p, i]
+            want[o] += 0.5 * np.sum((r - y[p]) ** 2) / P
+    kernel = specialise(_kernels_solve.train_losses, loss=models.linear_regression(k=k).loss)
+    out = np.zeros(T)
+    kernel(np.zeros(1), steps, c, counts, cells, lams, fev, W, R, y, out)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-14)
+
+
 @settings(max_examples=40, deadline=None)
 @given(k=st.sampled_from([1, 2]), n=st.integers(2, 9), groups=st.sampled_from([0, 3]), density=st.sampled_from([0.2, 1.0]),
        seed=st.integers(0, 2**32 - 1))

@@ -1041,30 +1041,60 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
 
 
 def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):
-    """``out[o] = mean_p l(r_p(t_n), y_p)`` at the grid steps ``n = steps[o]`` of one replica.
+    """``out[o] = mean_p l(r_p(t_n), y_p)`` at the grid steps ``n = steps[o]`` (ascending) of one
+    replica.
 
     ``r(t_n) = w(t_n) + c sum_{s_i<=t_n} R(t_n, s_i) fev_i`` over the path's events up to
     ``t_n``, ``fev_i`` the event's force ``g_i dz_i`` (:func:`sample_cell_poisson`,
     :func:`sample_cell_dense`); ``W[p, o]`` is
     the field ``w(t_n)``; ``R`` the replica's final response (rows
     are never changed once their step is done, so this equals the loss at the time).
+    Per path, each event adds its term to every later output time at once: ``R(t_n, s_i)``
+    interpolates between the columns of the event's cell on row ``n`` (:func:`_rinterp` at
+    ``t = t_n``), read from ``RT[a, e, m, o] = R[n_o k + a, m k + e]``, contiguous in the
+    output times; an event in the output's own cell takes the same-cell form of
+    :func:`_rinterp`. Each ``r`` sums its events in their order.
     """
     P, _, k = W.shape
+    T = steps.size
+    RT = np.empty((k, k, R.shape[1] // k, T))
+    for o in range(T):
+        for a in range(k):
+            for m in range(R.shape[1] // k):
+                for e in range(k):
+                    RT[a, e, m, o] = R[steps[o] * k + a, m * k + e]
+    rr = np.empty((k, T))
     r = np.empty(k)
     Rt = np.empty((k, k))
-    total = np.zeros(steps.size)
-    for p in range(P):  # paths outside: a path's events and fields stay in cache over the times
-        for o in range(steps.size):
-            n = steps[o]
+    total = np.zeros(T)
+    for p in range(P):
+        for o in range(T):
             for a in range(k):
-                r[a] = W[p, o, a]
-            i = 0
-            while i < counts[p] and ev_cell[p, i] <= n:
-                _rinterp(R, n, 1.0, ev_cell[p, i], ev_lam[p, i], Rt)  # t = t_n
+                rr[a, o] = W[p, o, a]
+        first = 0  # the first output time at or after the event's cell
+        for i in range(counts[p]):
+            m, ls = ev_cell[p, i], ev_lam[p, i]
+            while first < T and steps[first] < m:
+                first += 1
+            later = first
+            while later < T and steps[later] == m:  # t_n ends the event's own cell
+                _rinterp(R, m, 1.0, m, ls, Rt)
+                for a in range(k):
+                    r[a] = 0.0
                 _add_response(Rt, fev[p, i], c, k, r)
-                i += 1
+                for a in range(k):
+                    rr[a, later] += r[a]
+                later += 1
+            for a in range(k):
+                for e in range(k):
+                    f = fev[p, i, e]
+                    for o in range(later, T):  # bilinear at t = t_n: the cell's two columns of row n
+                        rr[a, o] += c * (((1.0 - ls) * RT[a, e, m - 1, o] + ls * RT[a, e, m, o]) * f)
+        for o in range(T):
+            for a in range(k):
+                r[a] = rr[a, o]
             total[o] += loss(r, y[p], params)  # noqa: F821 (bound by specialise)
-    for o in range(steps.size):
+    for o in range(T):
         out[o] = total[o] / P
 
 
