@@ -97,6 +97,11 @@ def _theory(n_seeds, t_size, extra, progress):
             for v in VARIABLES}
 
 
+def _value(x: float, se: float) -> str:
+    """``x(se)`` with the standard error in units of the last of four decimals."""
+    return f"{x:.4f}({se * 1e4:.0f})"
+
+
 def main(argv=None):
     args = _common.parse(__doc__, argv)
     t0 = time.perf_counter()
@@ -119,9 +124,9 @@ def main(argv=None):
         ds[v + "_extrapolated_sem"] = (("time",), se_inf)
         ds[v + "_theory"] = (("time",), th, {"long_name": f"{v}, default dmft.solve, seeds' mean"})
         ds[v + "_theory_sem"] = (("time",), th_se)
-        rows.append({"variable": v, **{f"d = {d}": f"{m:.4f}({se * 1e4:.0f})" for d, m, se in
+        rows.append({"variable": v, **{f"d = {d}": _value(m, se) for d, m, se in
                                       zip(d_list, means[v][:, -1], sems[v][:, -1])},
-                     "d -> inf": f"{x_inf[-1]:.4f}({se_inf[-1] * 1e4:.0f})", "theory": f"{th[-1]:.4f}({th_se[-1] * 1e4:.0f})",
+                     "d -> inf": _value(x_inf[-1], se_inf[-1]), "theory": _value(th[-1], th_se[-1]),
                      "max z over t": float(z.max()) if z.size else float("nan")})
     ds.attrs.update(model="relu", sizes=str(sizes), sim_dt=SIM_DT, **{k: str(x) for k, x in SETTING.items()})
     out = Path(args.out)

@@ -912,7 +912,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     (dGm, dGp, dS, dFF, dPhi, QV)``; ``mid = (zeta, bridge, own, damp)``.
 
     ``r(s_j-) = w(s_j) + c sum_{l<j} R(s_j, s_l) fev_l`` (dot products with the shared
-    ``Rmid`` by output, :func:`_responses_by_output`), plus the drift of the first half of its own cell, ``c half g_{j-1}``
+    ``Rmid`` by output, :func:`_responses_by_output`), plus the drift of the first half of
+    its own cell, ``c half g_{j-1}``
     (``half = rate dt / 2``; explicit, ``O(dt^2)``; the first event ``c half g(r(t_0))``),
     without which the midpoint scheme is only first order. ``dz_j`` of the cell's event is
     independent of everything the statistics multiply it by (the past of the path, ``g_j``,
