@@ -42,7 +42,8 @@ VARIABLES = ("test_loss", "norm", "overlap")
 
 
 def _curves(ds) -> dict:
-    """``{variable: (seeds or replicas..., time)}`` of a ``k = k_star = 1`` run."""
+    """``{variable: array}`` of a ``k = k_star = 1`` run: (seeds, time) for a simulation, (time,)
+    for a solve (the trailing student/teacher axes of length 1 dropped)."""
     return {v: ds[v].values.reshape(*ds[v].shape[:ds[v].dims.index("time") + 1]) for v in VARIABLES}
 
 
