@@ -1034,10 +1034,9 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                 for e in range(k):
                     dS[b, i + 1, a, e] += dSt[a, i * k + e]
     if paths.size and tangent_chunk > 0:
-        j = lo[0]
         f = c * dz_mean * tstride * inv
         for b in prange(B):
-            _replica_tangents(Rmid[b], j, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b]), tangent_chunk, ev_cell[0], ev_lam[0],
+            _replica_tangents(Rmid[b], jn, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b]), tangent_chunk, ev_cell[0], ev_lam[0],
                               k, dGm[b], dGp[b])
 
 
@@ -1057,11 +1056,11 @@ def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):
     :func:`_rinterp`. Each ``r`` sums its events in their order.
     """
     P, _, k = W.shape
-    T = steps.size
-    RT = np.empty((k, k, R.shape[1] // k, T))
+    T, ncol = steps.size, R.shape[1] // k
+    RT = np.empty((k, k, ncol, T))
     for o in range(T):
         for a in range(k):
-            for m in range(R.shape[1] // k):
+            for m in range(ncol):
                 for e in range(k):
                     RT[a, e, m, o] = R[steps[o] * k + a, m * k + e]
     rr = np.empty((k, T))
