@@ -805,19 +805,30 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
     part0 = np.empty((k, k))
     out[: j + 1] = 0.0
     out0[:] = 0.0
+    # the recursion in single precision (its sums over paths in double): twice the lanes of a
+    # vector and half the bytes; its rounding is far below the Monte-Carlo error of the paths
+    # (docs/dmft_theory.md, "Estimators")
+    f4 = np.float32
+    R4 = np.empty((j + 1, j + 1, k, k), f4)
+    for l in range(j + 1):
+        for i in range(j + 1):
+            for a in range(k):
+                for e in range(k):
+                    R4[l, i, a, e] = Rm[l, i, a, e]
+    c4 = f4(c)
     # work arrays of a full block, allocated once: fresh ones per block cost more than the
     # gather itself (page faults of new memory; half the time of the row at j = 100, k = 2)
     full = min(chunk, M)
-    work = (np.empty((j + 1, full)), np.empty((j + 1, full)), np.empty((j + 1, k, k, full)), np.empty((k, k, full)),
-            np.empty((j + 1, k, k, full)), np.empty((j + 1, k, k, full)))
+    work = (np.empty((j + 1, full), f4), np.empty((j + 1, full), f4), np.empty((j + 1, k, k, full), f4),
+            np.empty((k, k, full), f4), np.empty((j + 1, k, k, full), f4), np.empty((j + 1, k, k, full), f4))
     for m0 in range(0, M, chunk):
         mc = min(chunk, M - m0)  # exact sizes: contiguous arrays keep the path loops vectorised
         if mc == full:
             dz, hz, gp, gp0, Y, Acc = work
         else:
-            dz, hz = np.empty((j + 1, mc)), np.empty((j + 1, mc))
-            gp, gp0 = np.empty((j + 1, k, k, mc)), np.empty((k, k, mc))
-            Y, Acc = np.empty((j + 1, k, k, mc)), np.empty((j + 1, k, k, mc))
+            dz, hz = np.empty((j + 1, mc), f4), np.empty((j + 1, mc), f4)
+            gp, gp0 = np.empty((j + 1, k, k, mc), f4), np.empty((k, k, mc), f4)
+            Y, Acc = np.empty((j + 1, k, k, mc), f4), np.empty((j + 1, k, k, mc), f4)
         for l in range(j + 1):
             for m in range(mc):
                 dz[l, m] = dzT[l, m0 + m]
@@ -830,7 +841,7 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
             for e in range(k):
                 for m in range(mc):
                     gp0[a, e, m] = gp0T[a, e, m0 + m]
-        dense_tangents(Rm, j, c, hz, dz, gp, gp0, Y, Acc, part, part0)
+        dense_tangents(R4, j, c4, hz, dz, gp, gp0, Y, Acc, part, part0)
         out[: j + 1] += part
         out0 += part0
 

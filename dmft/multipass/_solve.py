@@ -1562,9 +1562,11 @@ class _DenseSide(_SampleSide):
         self.all_paths = np.arange(P, dtype=np.int64)
         self.Rmid = np.zeros((B, N, N, k, k))  # R(s_j, s_l), shared event times
         Mt = Pb // stride
-        self.dzT = np.ascontiguousarray(rnd.ev_dz.reshape(B, Pb, -1)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt])
-        self.gpT = np.zeros((B, N, k, k, Mt))
-        self.gp0T = np.zeros((B, k, k, Mt))
+        # single precision, as the tangents' recursion (chunked_tangents) takes them
+        self.dzT = np.ascontiguousarray(rnd.ev_dz.reshape(B, Pb, -1)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt],
+                                        dtype=np.float32)
+        self.gpT = np.zeros((B, N, k, k, Mt), np.float32)
+        self.gp0T = np.zeros((B, k, k, Mt), np.float32)
         self.fev = np.zeros((P, N, k))
         self.n_mid = run.driver.midpoint_normals(k)
         # SME: the noise of each cell's first half at its event (docs/dmft_theory.md, "Discretisation")
@@ -1575,9 +1577,10 @@ class _DenseSide(_SampleSide):
         # the coefficient of g_{j-1} in r(s_j-) on the tangent paths
         # (a schedule: the cell's half-cell drift at its mean rate u1, its noise at the root mean square u2)
         u1, u2 = (np.ones((N, 1)),) * 2 if grid.rates is None else (grid.rates[:, None], np.sqrt(grid.rates2)[:, None])
-        self.hzT = np.broadcast_to(half * u1, (B, N, Mt)).copy()
+        hzT = np.broadcast_to(half * u1, (B, N, Mt)).copy()
         if self.n_mid:
-            self.hzT += (self.own * u2) * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
+            hzT += (self.own * u2) * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
+        self.hzT = hzT.astype(np.float32)
         self.path_state = (self.g, self.fev)
         self.tangent_paths = (self.dzT, self.hzT, self.gpT, self.gp0T)
 
