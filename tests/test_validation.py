@@ -152,3 +152,21 @@ def test_relu_sme_finite_size_quick(tmp_path):
     assert list(ds.d.values) == [100, 200] and ds.overlap_extrapolated.shape == (6,)
     assert [r["variable"] for r in rows] == ["test_loss", "norm", "overlap"]
     assert all(np.isfinite(r["max z over t"]) for r in rows)
+
+
+def test_paired_difference_over_seeds():
+    """``x - y`` per seed: a common seed effect cancels (zero spread), a shift is returned."""
+    rg = importlib.import_module("validation.relu_sme_regroup")
+    seed_effect = np.random.default_rng(1).normal(0, 1, (6, 3))
+    mean, se = rg.paired(seed_effect + 0.25, seed_effect)
+    assert np.allclose(mean, 0.25) and np.allclose(se, 0.0, atol=1e-12)
+
+
+def test_relu_sme_regroup_quick(tmp_path):
+    rg = importlib.import_module("validation.relu_sme_regroup")
+    rows = rg.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+    ds = output.load(tmp_path / "relu_sme_regroup.nc")
+    assert ds.overlap.dims == ("seed", "replicas", "time") and list(ds.replicas.values) == [8, 4, 2]
+    assert [r["variable"] for r in rows] == ["overlap", "test_loss", "tr_norm"]
+    assert np.all(np.isfinite(ds.tr_norm.values))
+
