@@ -156,17 +156,17 @@ def test_relu_sme_finite_size_quick(tmp_path):
 
 def test_paired_difference_over_seeds():
     """``x - y`` per seed: a common seed effect cancels (zero spread), a shift is returned."""
-    rg = importlib.import_module("validation.relu_sme_regroup")
+    rg = importlib.import_module("validation.replica_regroup")
     seed_effect = np.random.default_rng(1).normal(0, 1, (6, 3))
     mean, se = rg.paired(seed_effect + 0.25, seed_effect)
     assert np.allclose(mean, 0.25) and np.allclose(se, 0.0, atol=1e-12)
 
 
-def test_relu_sme_regroup_quick(tmp_path):
-    rg = importlib.import_module("validation.relu_sme_regroup")
-    rows = rg.main(["--quick", "--no-progress", "--out", str(tmp_path)])
-    ds = output.load(tmp_path / "relu_sme_regroup.nc")
+@pytest.mark.parametrize("case", ["relu_sme", "huber_sgd_long"])
+def test_replica_regroup_quick(tmp_path, case):
+    rg = importlib.import_module("validation.replica_regroup")
+    rows = rg.main(["--quick", "--no-progress", "--case", case, "--out", str(tmp_path)])
+    ds = output.load(tmp_path / f"{case}_regroup.nc")
     assert ds.overlap.dims == ("seed", "replicas", "time") and list(ds.replicas.values) == [8, 4, 2]
     assert [r["variable"] for r in rows] == ["overlap", "test_loss", "tr_norm"]
     assert np.all(np.isfinite(ds.tr_norm.values))
-

@@ -13,12 +13,15 @@ from dmft import output
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def parse(description: str, argv=None) -> argparse.Namespace:
+def parse(description: str, argv=None, extra=None) -> argparse.Namespace:
+    """The scripts' common options; ``extra(parser)`` adds a script's own."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not a validation)")
     p.add_argument("--out", default=str(RESULTS), help="output folder (default: validation/results)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    if extra is not None:
+        extra(p)
     return p.parse_args(argv)
 
 

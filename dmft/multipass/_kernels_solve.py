@@ -797,7 +797,8 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
     in blocks of ``chunk`` paths, each gathered into contiguous work arrays: the sums over
     paths ``out`` (>= j + 1, k, k) and ``out0`` (k, k) are the blocks' sums. The recursion
     reads and writes its ``Acc`` once per four rows; a block small enough for the cache
-    keeps those passes out of main memory."""
+    keeps those passes out of main memory. It runs in single precision (the gathered paths
+    and a copy of ``Rm``); ``out`` and ``out0`` sum over paths in double."""
     dzT, hzT, gpT, gp0T = tangent_paths
     k = gpT.shape[1]
     M = gpT.shape[3]

@@ -85,6 +85,7 @@ class _Companion:
             self._out["error"] = e
         finally:  # this thread's own flags, when it runs in result()
             _REFINING.active, _CHECKING.active, _SHARED.rnd, _CANCEL.event, _CHECKING.replicas = saved
+            self._rnd = None  # the served solve's inputs: its step check frees what it does not reuse
 
     def result(self):
         """The companion's Dataset and its per-replica test loss and ``tr norm`` (or its
@@ -230,9 +231,9 @@ class _Dense(_Driver):
     def sample_memory(self, P, B, N, k, stride, t_max, inputs):
         """Doubles of the sample side ``(shared, paths, events)`` (see :func:`_memory_estimate`):
         ``R`` between the shared event times (``Rmid``); events (cell, lam, dz), gradients
-        and forces per cell, the tangent paths' dz, hz and g'."""
+        and forces per cell, the tangent paths' dz, hz and g' (single precision: half a double each)."""
         J = N
-        return B * N * N * k * k, inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k), 0.0
+        return B * N * N * k * k, inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k) / 2, 0.0
 
     def sample_runtime(self, P, N, stride, t_max):
         """``c_path (P / stride) N^2``: the tangent paths' backward rows."""
@@ -1550,7 +1551,8 @@ class _DenseSide(_SampleSide):
     """SME and GF: one event per cell at its midpoint, shared by all paths, so the responses
     between events ``Rmid`` (B, N, N, k, k) are computed once per replica and the tangents of
     a row backwards for a replica's tangent paths at once (``dense_tangents``), with those
-    paths as the last axis: ``dzT``, ``hzT`` (B, N, Mt) and ``gpT`` (B, N, k, k, Mt)."""
+    paths as the last axis: ``dzT``, ``hzT`` (B, N, Mt) and ``gpT`` (B, N, k, k, Mt), in single
+    precision (``chunked_tangents``)."""
 
     template = _k.sample_cell_dense
 
@@ -2127,9 +2129,10 @@ def _diverged(run: _Setup, grid: _Grid, err):
     raise err
 
 
-def _checks(ds, run: _Setup, grid: _Grid, rnd: _Random, kinks, replicas, wide: _Companion | None):
+def _checks(ds, run: _Setup, grid: _Grid, inputs, kinks, replicas, wide: _Companion | None):
     """After the solve: the kink width's extrapolation (from the companion ``wide``) and the
-    step check of ``check_dt``."""
+    step check of ``check_dt`` on common random numbers from the solve's Gaussian ``inputs``
+    ``(Z, eps, xi)`` (:class:`_Random`)."""
     if wide is not None:
         waited = _time.perf_counter()
         rough, rough_replicas = wide.result()
@@ -2146,7 +2149,7 @@ def _checks(ds, run: _Setup, grid: _Grid, rnd: _Random, kinks, replicas, wide: _
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
     if run.check_dt is not False and run.driver.step_order:
         try:
-            own = (replicas, (rnd.Z, rnd.eps, rnd.xi, grid.N, grid.k))
+            own = (replicas, (*inputs, grid.N, grid.k))
             ds.attrs.update(_check_time_step(ds, run.arguments, grid.every, warn_noise=run.check_dt is True, own=own))
         except errors.DivergenceError as err:
             return _diverged(run, grid, err)
@@ -2420,7 +2423,10 @@ def solve(
         }
         attrs = _attrs(run, grid, rnd, state, teacher.kinks, tl_err, t_start)
         ds = output.build(variables, coords, attrs, time_axis="multipass")
-        return _checks(ds, run, grid, rnd, teacher.kinks, replicas, wide)
+        kinks, inputs = teacher.kinks, (rnd.Z, rnd.eps, rnd.xi)
+        # the step check solves again: this solve's state and events are not needed beside it
+        del state, parts, teacher, train, rnd
+        return _checks(ds, run, grid, inputs, kinks, replicas, wide)
     finally:
         if wide is not None:
             wide.cancel()
