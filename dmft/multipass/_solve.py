@@ -1318,8 +1318,8 @@ class _Random:
     ev_dz: np.ndarray
 
 
-def _random_inputs(run: _Setup, grid: _Grid) -> _Random:
-    """The Gaussian inputs (:func:`_normals` on the grid's threads, or a step check's common
+def _random_inputs(run: _Setup, grid: _Grid, threads: int) -> _Random:
+    """The Gaussian inputs (:func:`_normals` on ``threads`` threads, or a step check's common
     random numbers) and the driver's events, from two children of the seed; on a kink
     companion's thread, those of the solve it serves (read only by either)."""
     shared = getattr(_SHARED, "rnd", None)
@@ -1331,7 +1331,7 @@ def _random_inputs(run: _Setup, grid: _Grid) -> _Random:
     nxi, n_mid = driver.normals_per_cell, driver.midpoint_normals(k)
     Z, eps, xi = _common_inputs(N, s_z) or _normals(s_z, run.sampling, grid.B, grid.Pb, grid.ks,
                                                     run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride,
-                                                    grid.threads)
+                                                    threads)
     cell_normals = xi.reshape(P, N, nxi + n_mid)
     zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
     counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, grid.dt,
@@ -2049,11 +2049,11 @@ def _mean_sem(x, axis=0):
     return x.mean(axis), _stats.sem(x, axis)
 
 
-def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R):
+def _dataset(run: _Setup, grid: _Grid, rho, threads, train, norm_b, m_b, qk_b, mk_b, C, R):
     """The replica means and standard errors as variables; the test loss by quadrature at
-    the mean kernels (per replica to first order, for its standard error). Returns the
-    variables and the per-replica test loss and ``tr norm`` (a step check's paired
-    differences)."""
+    the mean kernels (per replica to first order, for its standard error; the output times
+    split over ``threads``). Returns the variables and the per-replica test loss and
+    ``tr norm`` (a step check's paired differences)."""
     model, time, B = run.model, grid.time_out, grid.B
     tr, tr_s = _mean_sem(train.T)
     nm, nm_s = _mean_sem(norm_b)
@@ -2062,14 +2062,14 @@ def _dataset(run: _Setup, grid: _Grid, rho, train, norm_b, m_b, qk_b, mk_b, C, R
     re, re_s = _mean_sem(R)
     output.check_finite("norm", time, nm)
     qk, mk = (nm, ov) if run.spec is None and run.mixture is None else (qk_b.mean(0), mk_b.mean(0))
-    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho, run.mixture, grid.threads)
+    tl, tl_b = _test_losses(model, qk, mk, qk_b, mk_b, rho, run.mixture, threads)
     replicas = (tl_b, np.einsum("btaa->bt", norm_b))
     tl_s = _stats.sem(tl_b)
     # the norm is finite here: a non-finite loss is the model's
     output.check_finite("test_loss", time, tl, cause="model")
     # a step check's solve compares values: the integration error estimate is its caller's
     checking = getattr(_CHECKING, "active", False)
-    tl_err = np.nan if checking else _test_loss_error(model, qk, mk, rho, tl_s, run.mixture, threads=grid.threads)
+    tl_err = np.nan if checking else _test_loss_error(model, qk, mk, rho, tl_s, run.mixture, threads=threads)
     output.check_finite("train_loss", time, tr, cause="model")
     kdims = ("time", "student", "student2")
     odims = ("time", "student", "teacher")
@@ -2389,8 +2389,11 @@ def solve(
     wide = None
     try:  # the companion stops when this solve ends without it (an error, a truncated run)
         grid = _plan(run)
-        grid.threads = _solve_threads(run, None)  # the inputs on every core, the companion's too
-        rnd = _random_inputs(run, grid)
+        # the inputs (the companion's too) and the test-loss quadratures on every core: a kink
+        # companion ends about when this solve's steps do (the same steps), and each output
+        # time's numbers are its own on any thread
+        cores = _solve_threads(run, None)
+        rnd = _random_inputs(run, grid, cores)
         if run.kinked and run.kink_extrapolate:
             wide = _Companion({**run.arguments, "kink_bandwidth": 2 * run.kink_bandwidth, "kink_extrapolate": False,
                                "check_dt": False, "progress": False}, rnd)
@@ -2410,10 +2413,7 @@ def solve(
                                 else state.par.plain_trace() / grid.tau)
         if err is not None:
             return _diverged(run, grid, err)
-        # the test-loss quadratures on every core: a kink companion ends about when this solve's
-        # steps do (the same steps), and each output time's numbers are its own on any thread
-        grid.threads = _solve_threads(run, None)
-        variables, replicas, tl_err = _dataset(run, grid, rho, *_replica_outputs(run, grid, state, train))
+        variables, replicas, tl_err = _dataset(run, grid, rho, cores, *_replica_outputs(run, grid, state, train))
         if getattr(_CHECKING, "active", False):  # per replica, for a step check's paired differences
             _CHECKING.replicas = replicas
         coords = {
