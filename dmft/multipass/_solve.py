@@ -2454,8 +2454,10 @@ def _warn_noisy_kinks(ds):
     if worst > _KINK_NOISE_REL:
         errors.warn(
             f"dmft.solve: the response of model {ds.attrs['model']!r} is noise-driven: a standard error of "
-            f"{worst:.0%} of the value at t = {at:.3g} (the Dirac term at its kinks is a density estimate); pass more "
-            f"n_paths (now {ds.attrs['n_paths']}) or a wider kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})",
+            f"{worst:.0%} of the value at t = {at:.3g} (the Dirac term at its kinks is a density estimate, with "
+            "heavy tails: such a solve can also be biased beyond its standard error, docs/dmft_theory.md, "
+            f"'Finite-path bias at the narrow width'); pass more n_paths (now {ds.attrs['n_paths']}) or a wider "
+            f"kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})",
             errors.DiracResponseWarning, stacklevel=4)
 
 
