@@ -145,6 +145,13 @@ def test_control_variate_removes_what_the_start_explains():
     assert np.all(np.abs(mean - c) < 5 * se + 1e-12) and np.all(se < 0.01)
 
 
+def test_relu_sme_simulation_step_check_quick(tmp_path):
+    fs = importlib.import_module("validation.relu_sme_finite_size")
+    out = fs.main(["--quick", "--no-progress", "--step-check", "--out", str(tmp_path)])
+    assert set(out) == {"test_loss", "norm", "overlap"}
+    assert all(np.isfinite(m) and se >= 0 for m, se in out.values())
+
+
 def test_relu_sme_finite_size_quick(tmp_path):
     fs = importlib.import_module("validation.relu_sme_finite_size")
     rows = fs.main(["--quick", "--no-progress", "--out", str(tmp_path)])
