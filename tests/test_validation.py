@@ -163,9 +163,10 @@ def test_relu_sme_finite_size_quick(tmp_path):
 
 def test_paired_difference_over_seeds():
     """``x - y`` per seed: a common seed effect cancels (zero spread), a shift is returned."""
-    rg = importlib.import_module("validation.replica_regroup")
+    from validation import _common
+
     seed_effect = np.random.default_rng(1).normal(0, 1, (6, 3))
-    mean, se = rg.paired(seed_effect + 0.25, seed_effect)
+    mean, se = _common.paired(seed_effect + 0.25, seed_effect)
     assert np.allclose(mean, 0.25) and np.allclose(se, 0.0, atol=1e-12)
 
 

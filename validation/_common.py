@@ -93,6 +93,25 @@ def error_rows(ds, variables, *, case: str, reference: str = "theory", select=No
     return rows
 
 
+def value(x: float, se: float, sign: bool = False) -> str:
+    """``x(se)`` with the standard error in units of the last of four decimals (``sign``: ``+x``)."""
+    return f"{x:{'+' if sign else ''}.4f}({se * 1e4:.0f})"
+
+
+def paired(x: np.ndarray, y: np.ndarray):
+    """Mean and standard error over seeds (the first axis) of ``x - y``."""
+    d = x - y
+    return d.mean(0), d.std(0, ddof=1) / np.sqrt(len(d))
+
+
+def print_rows(rows: list[dict]) -> None:
+    """``rows`` (dicts with the same keys) as a markdown table; floats with two decimals."""
+    header = list(rows[0])
+    print(f"| {' | '.join(header)} |\n|{'---|' * len(header)}")
+    for r in rows:
+        print("| " + " | ".join(f"{r[h]:.2f}" if isinstance(r[h], float) else str(r[h]) for h in header) + " |")
+
+
 def print_table(title: str, rows: list[dict], file=None) -> str:
     lines = [f"### {title}", "", "| case | vs | variable | max abs error | relative | max abs error / SE | "
              "noise's 5% max (comparisons) |", "|---|---|---|---|---|---|---|"]

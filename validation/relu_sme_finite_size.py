@@ -103,11 +103,6 @@ def _theory(n_seeds, t_size, extra, progress):
             for v in VARIABLES}
 
 
-def _value(x: float, se: float) -> str:
-    """``x(se)`` with the standard error in units of the last of four decimals."""
-    return f"{x:.4f}({se * 1e4:.0f})"
-
-
 def step_check(d, n_seeds, t_size, progress) -> dict:
     """``{variable: (mean, SE)}`` over seeds of the simulation at the zoo's step minus at a
     quarter of it, at ``t_max`` (the same data sets, teacher and start per seed)."""
@@ -116,9 +111,8 @@ def step_check(d, n_seeds, t_size, progress) -> dict:
             for dt in (SIM_DT, SIM_DT / 4)]
     out = {}
     for v in VARIABLES:
-        diff = runs[0][v][:, -1] - runs[1][v][:, -1]
-        out[v] = (float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(n_seeds)))
-        print(f"{v}: step {SIM_DT:g} minus {SIM_DT / 4:g} at t = {t_size['t_max']:g}: {_value(*out[v])}")
+        out[v] = tuple(float(x) for x in _common.paired(runs[0][v][:, -1], runs[1][v][:, -1]))
+        print(f"{v}: step {SIM_DT:g} minus {SIM_DT / 4:g} at t = {t_size['t_max']:g}: {_common.value(*out[v])}")
     return out
 
 
@@ -147,18 +141,15 @@ def main(argv=None):
         ds[v + "_extrapolated_sem"] = (("time",), se_inf)
         ds[v + "_theory"] = (("time",), th, {"long_name": f"{v}, default dmft.solve, seeds' mean"})
         ds[v + "_theory_sem"] = (("time",), th_se)
-        rows.append({"variable": v, **{f"d = {d}": _value(m, se) for d, m, se in
+        rows.append({"variable": v, **{f"d = {d}": _common.value(m, se) for d, m, se in
                                       zip(d_list, means[v][:, -1], sems[v][:, -1])},
-                     "d -> inf": _value(x_inf[-1], se_inf[-1]), "theory": _value(th[-1], th_se[-1]),
+                     "d -> inf": _common.value(x_inf[-1], se_inf[-1]), "theory": _common.value(th[-1], th_se[-1]),
                      "max z over t": float(z.max()) if z.size else float("nan")})
     ds.attrs.update(model="relu", sizes=str(sizes), sim_dt=SIM_DT, **{k: str(x) for k, x in SETTING.items()})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     output.save(ds, out / "relu_sme_finite_size.nc")
-    header = list(rows[0])
-    print(f"| {' | '.join(header)} |\n|{'---|' * len(header)}")
-    for r in rows:
-        print("| " + " | ".join(f"{r[h]:.2f}" if isinstance(r[h], float) else str(r[h]) for h in header) + " |")
+    _common.print_rows(rows)
     print(f"values at t = {times[-1]:g}; wrote {out / 'relu_sme_finite_size.nc'} in {time.perf_counter() - t0:.0f} s")
     return rows
 

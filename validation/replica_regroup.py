@@ -57,12 +57,6 @@ def _curves(ds) -> dict:
             "tr_norm": np.einsum("taa->t", ds.norm.values)}
 
 
-def paired(x: np.ndarray, y: np.ndarray):
-    """Mean and standard error over seeds of ``x - y`` (seeds, ...)."""
-    d = x - y
-    return d.mean(0), d.std(0, ddof=1) / np.sqrt(len(d))
-
-
 def main(argv=None):
     args = _common.parse(__doc__, argv, lambda p: p.add_argument("--case", choices=sorted(CASES), default="relu_sme"))
     t0 = time.perf_counter()
@@ -90,18 +84,14 @@ def main(argv=None):
         x = out[v].values[:, :, -1]
         row = {"variable": v}
         for i, r in enumerate(REPLICAS):
-            row[f"{r} replicas"] = f"{x[:, i].mean():.4f}({x[:, i].std(ddof=1) / np.sqrt(len(x)) * 1e4:.0f})"
+            row[f"{r} replicas"] = _common.value(x[:, i].mean(), x[:, i].std(ddof=1) / np.sqrt(len(x)))
         for i, r in enumerate(REPLICAS[1:], 1):
-            m, se = paired(x[:, 0], x[:, i])
-            row[f"{REPLICAS[0]} - {r}"] = f"{m:+.4f}({se * 1e4:.0f})"
+            row[f"{REPLICAS[0]} - {r}"] = _common.value(*_common.paired(x[:, 0], x[:, i]), sign=True)
         rows.append(row)
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     output.save(out, folder / f"{case}_regroup.nc")
-    header = list(rows[0])
-    print(f"| {' | '.join(header)} |\n|{'---|' * len(header)}")
-    for r in rows:
-        print("| " + " | ".join(str(r[h]) for h in header) + " |")
+    _common.print_rows(rows)
     print(f"values at t = {out.time.values[-1]:g} over {len(out.seed)} seeds; "
           f"wrote {folder / f'{case}_regroup.nc'} in {time.perf_counter() - t0:.0f} s")
     return rows
