@@ -7,7 +7,9 @@ sample side ``sample_cell``; the rest is everything else) and the scaling expone
 phase in the number of grid steps ``N`` (least squares of ``log time`` on ``log N``).
 ``--profile`` also prints the top cProfile entries of the largest solve. ``--threads``
 instead times solves on 1 and 2 numba threads back to back (``numba.set_num_threads``),
-``--repeat`` times each, and prints the ratios per phase.
+``--repeat`` times each, and prints the ratios per phase. ``--stretched T_FINE MAX_RATIO``
+solves on ``dmft.grids.Stretched(T_FINE, MAX_RATIO)`` (``--replicas`` of them) and adds the
+largest test-loss standard error relative to the test loss over the output times after 0.
 """
 import argparse
 import cProfile
@@ -33,7 +35,7 @@ class Timers:
         return accumulate_time(self.t, name, fn)
 
 
-def timed_solve(dynamics, t_max, n_paths, seed=0):  # n_paths None: the default
+def timed_solve(dynamics, t_max, n_paths, seed=0, **kw):  # n_paths None: the default
     timers = Timers()
     row, spec = solve_mod._ParamSide.row, solve_mod.specialise
     chol, cholp = _kernels_solve.chol_rows, _kernels_solve.chol_rows_parallel
@@ -50,13 +52,14 @@ def timed_solve(dynamics, t_max, n_paths, seed=0):  # n_paths None: the default
     try:
         t0 = time.perf_counter()
         ds = dmft.solve(dmft.models.huber_tanh(), lr=2.0, batch=1.0, dynamics=dynamics, t_max=t_max,
-                        n_paths=n_paths, seed=seed, progress=False, check_dt=False, max_runtime_s=None)
+                        n_paths=n_paths, seed=seed, progress=False, check_dt=False, max_runtime_s=None, **kw)
         total = time.perf_counter() - t0
     finally:
         solve_mod._ParamSide.row, solve_mod.specialise = row, spec
         _kernels_solve.chol_rows, _kernels_solve.chol_rows_parallel = chol, cholp
     timers.t["rest"] = total - sum(v for key, v in timers.t.items() if key != "rest")
-    return ds.attrs["n_steps"], total, timers.t
+    # after "rest": the largest relative SE of the test loss is not a phase
+    return ds.attrs["n_steps"], total, {**timers.t, "rel_se": float((ds.test_loss_sem / ds.test_loss).values[1:].max())}
 
 
 def exponent(ns, ts):
@@ -91,7 +94,14 @@ def main():
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--threads", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--stretched", type=float, nargs=2, default=None, metavar=("T_FINE", "MAX_RATIO"))
+    ap.add_argument("--replicas", type=int, default=8)
+    ap.add_argument("--tangent-stride", type=int, default=None)
+    ap.add_argument("--max-memory-gb", type=float, default=4.0)
     args = ap.parse_args()
+    kw = {"n_replicas": args.replicas, "tangent_stride": args.tangent_stride, "max_memory_gb": args.max_memory_gb}
+    if args.stretched:
+        kw["time_grid"] = dmft.grids.Stretched(*args.stretched)
     if args.threads:
         threads([("sgd", 4.0, None), ("sgd", 8.0, args.paths), ("gf", 8.0, args.paths)], args.repeat)
         return
@@ -99,16 +109,19 @@ def main():
         timed_solve(dyn, 1.0, 64)  # compile / load the kernels
         rows, ns, per = [], [], {p: [] for p in PHASES}
         for T in args.t_max:
-            N, total, t = timed_solve(dyn, T, args.paths)
+            N, total, t = timed_solve(dyn, T, args.paths, **kw)
             ns.append(N)
             for p in PHASES:
                 per[p].append(t[p])
-            rows.append([f"{T:g}", N, f"{total:.2f}"] + [f"{t[p]:.2f} ({t[p] / total:.0%})" for p in PHASES])
-            print(dyn, T, N, f"{total:.2f}", {p: round(v, 2) for p, v in t.items()}, flush=True)
+            rows.append([f"{T:g}", N, f"{total:.2f}"] + [f"{t[p]:.2f} ({t[p] / total:.0%})" for p in PHASES]
+                        + [f"{t['rel_se']:.2%}"])
+            print(dyn, T, N, f"{total:.2f}", {p: round(t[p], 2) for p in PHASES}, f"SE {t['rel_se']:.2%}", flush=True)
         tot = [sum(per[p][i] for p in PHASES) for i in range(len(ns))]
-        rows.append(["exponent in N", "", f"{exponent(ns, tot):.2f}"] + [f"{exponent(ns, per[p]):.2f}" for p in PHASES])
-        print(f"\n{dyn.upper()}, {args.paths} paths\n")
-        print(table(["t_max", "N", "total [s]", "parameter side", "chol_rows", "sample_cell", "rest"], rows))
+        rows.append(["exponent in N", "", f"{exponent(ns, tot):.2f}"] + [f"{exponent(ns, per[p]):.2f}" for p in PHASES]
+                    + [""])
+        print(f"\n{dyn.upper()}, {args.paths} paths, {kw}\n")
+        print(table(["t_max", "N", "total [s]", "parameter side", "chol_rows", "sample_cell", "rest",
+                     "largest SE / test loss"], rows))
         if args.profile:
             pr = cProfile.Profile()
             pr.enable()

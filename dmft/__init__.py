@@ -16,7 +16,7 @@ import typing as _typing  # noqa: E402
 from ._lazy import install as _install  # noqa: E402
 
 if _typing.TYPE_CHECKING:  # what type checkers and editors see; at run time the names load on first use
-    from . import data, diagnostics, errors, expectation, models, output, plotting, schedules, testing
+    from . import data, diagnostics, errors, expectation, grids, models, output, plotting, schedules, testing
     from ._progress import set_progress
     from .errors import DivergenceError, ParameterError
     from .models import Model
@@ -35,8 +35,8 @@ _PUBLIC = {
     "ParameterError": ("dmft.errors", "ParameterError"),
     "DivergenceError": ("dmft.errors", "DivergenceError"),
     **{name: (f"dmft.{name}", None)
-       for name in ("models", "data", "schedules", "expectation", "output", "errors", "plotting", "diagnostics",
-                    "testing")},
+       for name in ("models", "data", "schedules", "grids", "expectation", "output", "errors", "plotting",
+                    "diagnostics", "testing")},
 }
 
 __all__ = [*_PUBLIC, "__version__"]

@@ -163,16 +163,27 @@ def peak_rate(schedule, times, t_max: float) -> float:
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(5)
 
 
-def cell_means(schedule, edges: np.ndarray, power: int = 1) -> np.ndarray:
+def cell_means(schedule, edges: np.ndarray, power: int = 1, time_grid=None) -> np.ndarray:
     """``(1/(b - a)) int_a^b lr(s)^power ds`` over each cell ``[a, b]`` of ``edges`` (M+1,) -> (M,).
 
     Five-point Gauss-Legendre on each piece of a cell between the jumps of a :class:`StepDecay`
-    (where the rate is constant, so the mean is exact), i.e. to ``O((b - a)^10)`` for a smooth rate."""
+    (where the rate is constant, so the mean is exact), i.e. to ``O((b - a)^10)`` for a smooth rate.
+    With a ``time_grid`` of :mod:`dmft.grids` the ``edges`` are internal times ``u`` and the mean
+    is that of ``lr(tau(u))^power tau'(u)`` (the grid's kinks of ``tau'`` cut the pieces too)."""
     edges = np.asarray(edges, dtype=float)
-    cuts = np.union1d(edges, jump_times(schedule, float(edges[-1])))
+    if time_grid is None:
+        cuts = np.union1d(edges, jump_times(schedule, float(edges[-1])))
+    else:
+        kinks = time_grid.kinks()
+        cuts = np.union1d(edges, np.r_[time_grid.u(jump_times(schedule, float(time_grid.t(edges[-1])))),
+                                       kinks[(kinks > edges[0]) & (kinks < edges[-1])]])
     a, b = cuts[:-1], cuts[1:]
     mid, half = 0.5 * (a + b), 0.5 * (b - a)
-    g = schedule.rates((mid[:, None] + half[:, None] * _GL_NODES).ravel()).reshape(len(a), -1)
+    nodes = (mid[:, None] + half[:, None] * _GL_NODES).ravel()
+    if time_grid is None:
+        g = schedule.rates(nodes).reshape(len(a), -1)
+    else:
+        g = (schedule.rates(time_grid.t(nodes)) * time_grid.speed(nodes) ** (1.0 / power)).reshape(len(a), -1)
     piece = half * ((g**power) @ _GL_WEIGHTS)  # int over each piece
     cell = np.clip(np.searchsorted(edges, mid, side="right") - 1, 0, len(edges) - 2)
     return np.bincount(cell, weights=piece, minlength=len(edges) - 1) / np.diff(edges)

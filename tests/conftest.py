@@ -55,6 +55,7 @@ FILE_KIND = {
     "test_schedules.py": "unit",
     "test_self_contained.py": "integration",
     "test_stats.py": "unit",
+    "test_time_grids.py": "validation",
     "test_simulate_mixtures.py": "validation",
     "test_solve_threads.py": "unit",
     "test_sweep.py": "integration",

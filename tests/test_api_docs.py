@@ -20,8 +20,8 @@ DIRECTIVE = re.compile(r"^::: (\S+)\n((?:    .*\n)*)", re.M)
 ENTRIES = {m.group(1): m.group(2) for m in DIRECTIVE.finditer(API)}
 PACKAGES = {"dmft": dmft, "dmft.multipass": dmft.multipass, "onepass": onepass}
 #: modules whose every ``__all__`` member the reference shows (a ``::: module`` entry renders ``__all__``)
-PUBLIC_MODULES = ["dmft.models", "dmft.data", "dmft.schedules", "dmft.expectation", "dmft.output", "dmft.errors",
-                  "dmft.plotting", "dmft.diagnostics", "dmft.testing"]
+PUBLIC_MODULES = ["dmft.models", "dmft.data", "dmft.schedules", "dmft.grids", "dmft.expectation", "dmft.output",
+                  "dmft.errors", "dmft.plotting", "dmft.diagnostics", "dmft.testing"]
 
 
 def _canonical(obj) -> str:

@@ -599,13 +599,16 @@ def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, chunk, seed):
 def test_corrector_sweep_converged_with_tangents_in_the_last_sweep_only(dynamics):
     """The sweeps before the last skip the tangents (the predicted G row stands in). The
     corrector still converges: one sweep is within 0.3% of two (measured 0.02% here for SME;
-    -0.13..+0.09% at 8192 paths, docs/dmft_theory.md), no sweep is 1% off. (Even the previous
+    -0.13..+0.09% at 8192 paths, docs/dmft_theory.md), no sweep is further off (SME 1%; SGD
+    0.8-1.7% at 8192 paths, seeds 7-10, where one sweep is within 0.07-0.15% of two: at 2048
+    paths the SGD sweeps' Monte Carlo differences alone reach 0.7%). (Even the previous
     G row in place of the prediction gives 0.04%: after one sweep the predictor's G hardly
     matters, which is why its tangents can be skipped.)"""
-    kw = dict(dynamics=dynamics, n_paths=2048, t_max=2.0, n_time=5, progress=False, seed=7)
+    paths, off = (8192, 5e-3) if dynamics == "sgd" else (2048, 1e-2)
+    kw = dict(dynamics=dynamics, n_paths=paths, t_max=2.0, n_time=5, progress=False, seed=7)
     one, two, none = (dmft.solve(HUBER, corrector=c, **kw) for c in (1, 2, 0))
     assert float(np.abs(one.test_loss / two.test_loss - 1).max()) < 3e-3
-    assert float(np.abs(none.test_loss / two.test_loss - 1).max()) > 1e-2
+    assert float(np.abs(none.test_loss / two.test_loss - 1).max()) > off
 
 
 def _step_response_t(A, k):

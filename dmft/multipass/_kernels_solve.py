@@ -689,18 +689,22 @@ def _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi):
             dPhi[b, a, e] += dFp[a] * wstar[p, e] * inv
 
 
-def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_state, sums, kinks):
+def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_state, sums, kinks, bridges):
     """Advance every active path of the Poisson driver (SGD) over the cell ``(t_{n-1}, t_n]``.
 
     ``cell = (n, c, Pb, tstride, with_tangents)``; ``active = (paths, lo, hi)``: the sorted active paths and
     their events ``lo[q] <= j < hi[q]`` in the cell; ``events = (ev_cell, ev_lam, ev_dz)``;
     ``fields = (Wprev, Wnew)``, the paths' Gaussian fields at ``t_{n-1}`` and ``t_n``;
     ``labels = (y, wstar)``; ``path_state = (g, gp, psi)``; ``sums = (dGm, dGp, dS, dFF,
-    dPhi, QV)``.
+    dPhi, QV)``; ``bridges = (ev_zeta, bridge)``: standard normals per event (P, J, k) and
+    the square root ``bridge`` (B, k, k) of the field's quadratic variation over a cell.
 
-    For event ``j`` of path ``p`` at ``s_j``:
+    For event ``j`` of path ``p`` at ``s_j = t_{n-1} + lam_j dt``:
     ``r(s_j-) = w(s_j) + c sum_{i<j} R(s_j, s_i) g_i dz_i`` with ``w`` linear in time
-    between ``Wprev[q]`` (``t_{n-1}``) and ``Wnew[q]`` (``t_n``); ``g = -l'``, ``g' = -l''``;
+    between ``Wprev[q]`` (``t_{n-1}``) and ``Wnew[q]`` (``t_n``) plus ``bridge b(lam_j)``, a
+    standard Brownian bridge on the cell drawn in the order of the path's events there
+    (``b(lam_j)`` given ``b(lam_{j-1})``: mean ``b(lam_{j-1}) (1 - lam_j)/(1 - lam_{j-1})``,
+    variance ``(lam_j - lam_{j-1})(1 - lam_j)/(1 - lam_{j-1})``); ``g = -l'``, ``g' = -l''``;
     tangents ``psi_ji = sum_{i<=l<j} c R(s_j, s_l) g'_l dz_l psi_li``, ``psi_jj = I``, kept in
     row ``p // tstride`` of ``psi`` and formed from the earlier rows (forward, :func:`_tangent_row`;
     none with ``with_tangents`` false: a sweep that keeps the predicted ``G`` row).
@@ -723,6 +727,7 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
     y, wstar = labels
     g, gp, psi = path_state
     dGm, dGp, dS, dFF, dPhi, QV = sums
+    ev_zeta, bridge = bridges
     Jmax = ev_cell.shape[1]
     inv = 1.0 / Pb
     B = dGm.shape[0]
@@ -732,13 +737,14 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
     for b in prange(B):
         Rt = np.empty((k, k))
         r = np.empty(k)
+        bb = np.empty(k)
         gv = np.empty(k)
         H = np.empty((k, k))
         M = np.empty((Jmax, k, k))
         acc1 = np.empty(Jmax + 1)
         X = np.empty((k, k))
         dFp = np.empty(k)
-        qv = np.zeros((k, k))  # no quadratic variation besides the jumps'
+        qv = np.zeros((k, k))  # dFF has no noise term besides the jumps
         rk2 = np.empty((2, k))
         gk = np.empty((2, k))
         for q in range(first[b], first[b + 1]):
@@ -748,10 +754,19 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
             tang = with_tangents and p % tstride == 0
             for a in range(k):
                 dFp[a] = 0.0
+                bb[a] = 0.0
+            lb = 0.0  # the bridge's last position in the cell
             for j in range(lo[q], hi[q]):
                 lt = ev_lam[p, j]
+                shrink = (1.0 - lt) / (1.0 - lb) if lb < 1.0 else 0.0
+                sd = math.sqrt(max((lt - lb) * shrink, 0.0))
+                for a in range(k):
+                    bb[a] = shrink * bb[a] + sd * ev_zeta[p, j, a]
+                lb = lt
                 for a in range(k):
                     r[a] = (1.0 - lt) * Wprev[q, a] + lt * Wnew[q, a]
+                    for e in range(k):
+                        r[a] += bridge[b, a, e] * bb[e]
                 for l in range(j):
                     _rinterp(Rb, n, lt, ev_cell[p, l], ev_lam[p, l], Rt)
                     f = c * ev_dz[p, l]
@@ -777,6 +792,8 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
                 f = c * ev_dz[p, j]
                 for a in range(k):
                     dFp[a] += f * g[p, j, a]
+                    for e in range(k):  # the jumps' quadratic variation
+                        QV[b, a, e] += f * f * g[p, j, a] * g[p, j, e] * inv
                 if tang:
                     _tangent_row(psi[p // tstride], M, gp[p, j], j, f, tstride * inv, ev_cell[p], ev_lam[p], k, acc1, X,
                                  dGm[b], dGp[b])

@@ -25,7 +25,7 @@ from scipy import special
 from scipy import stats
 from scipy.stats import qmc
 
-from .. import _config, _stats, errors, expectation, output
+from .. import _config, _stats, errors, expectation, grids, output
 from .. import models as _models
 from .. import schedules as _schedules
 from . import _kernels_solve as _k
@@ -143,6 +143,10 @@ class Poisson(_Driver):
     dense = False
     default_corrector = 1
     step_order = None
+    #: the largest ``lr dt`` of a stretched grid's late steps: the events keep their exact
+    #: times, the grid carries the kernels (Huber-on-tanh at lr = 2, steps up to 0.16:
+    #: within the SE of the uniform grid, docs/dmft_theory.md, "Stretched grids")
+    stretch_lr_step = 0.32
     grid_cost, path_cost = 6e-6, 3.6e-8
 
     def default_dt(self, lr: float) -> float:
@@ -165,27 +169,36 @@ class Poisson(_Driver):
         mean = self.rate * t_max
         # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
         J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
-        # events (cell, lam, dz, and their construction), per-cell lists, gradients and g'
-        return 0.0, inputs + P * J * (6 + k + k * k) + 4 * P * mean, P / stride * J * (J + 1) / 2 * k * k
+        # events (cell, lam, dz, the bridge's normals, and their construction), per-cell lists, gradients and g'
+        return 0.0, inputs + P * J * (6 + 2 * k + k * k) + 4 * P * mean, P / stride * J * (J + 1) / 2 * k * k
 
     def sample_runtime(self, P, N, stride, t_max):
         """``c_path P J N`` with ``J = rate t_max`` events per path."""
         return self.path_cost * P * self.rate * t_max * N
 
-    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None):
-        T = n_cells * dt
+    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None, time_grid=None):
+        """With a ``time_grid`` (:mod:`dmft.grids`) the events are drawn at rate ``rate`` in the
+        training time ``t`` and placed on the grid at their internal times ``u = tau^-1(t)``."""
+        T = n_cells * dt if time_grid is None else float(time_grid.t(n_cells * dt))
         counts = rng.poisson(self.rate * T, size=n_paths)
         jmax = max(int(counts.max()), 1)
         s = T * (1.0 - rng.random((n_paths, jmax)))  # in (0, T]
         s[np.arange(jmax)[None, :] >= counts[:, None]] = np.inf
         s.sort(axis=1)
         valid = np.isfinite(s)
+        if time_grid is not None:
+            s[valid] = np.minimum(time_grid.u(s[valid]), n_cells * dt)
         x = np.where(valid, s / dt, 1.0)
         cell = np.clip(np.ceil(x), 1, n_cells).astype(np.int64)
         lam = np.clip(x - (cell - 1), 1e-12, 1.0)
         cell[~valid] = 0
         lam[~valid] = 0.0
         return counts.astype(np.int64), cell, lam, np.where(valid, 1.0, 0.0)
+
+    def event_normals(self, rng: np.random.Generator, shape, k: int) -> np.ndarray:
+        """The standard normals (P, J, k) of the field's Brownian bridge at each event
+        (:func:`~dmft.multipass._kernels_solve.sample_cell_poisson`)."""
+        return rng.standard_normal((*shape, k))
 
     def scheduled(self, ev_cell, ev_lam, ev_dz, grid, u):
         """``dz u(s)`` for a schedule ``lr(s) = lr0 u(s)``: each event's per-sample step is
@@ -210,6 +223,9 @@ class _Dense(_Driver):
     #: self-damped noise force) are second order (measured on the squared loss against its
     #: exact moments, docs/dmft_theory.md, "Discretisation")
     step_order = 2
+    #: the largest ``lr dt`` of a stretched grid's late steps: the explicit cell's drift and
+    #: tangents need ``lr dt`` small (GF at lr dt = 0.32: the SE grows 2.5x by t = 16)
+    stretch_lr_step = 0.16
 
     def default_dt(self, lr: float) -> float:
         """``0.04 / max(1, lr)``: the grid error is second order in ``lr dt`` times the loss's
@@ -246,6 +262,10 @@ class _Dense(_Driver):
         """Mean and variance of one cell's ``dz``, independent of the path's past."""
         raise NotImplementedError
 
+    def event_normals(self, rng: np.random.Generator, shape, k: int) -> np.ndarray:
+        """None per event: the bridge's normals are in the cell's (``midpoint_normals``)."""
+        return np.zeros((shape[0], 0, k))
+
     def scheduled(self, ev_cell, ev_lam, ev_dz, grid, u):
         """A schedule ``lr(s) = lr0 u(s)``: cell ``j``'s increment with the rate's means over the
         cell, ``ubar_j dz_mean + (mean u^2)_j^(1/2) (dz - dz_mean)``: the drift of ``lr(s) dt`` and
@@ -255,7 +275,7 @@ class _Dense(_Driver):
         dz_mean, _ = self.dz_moments(grid.dt)
         return grid.rates * dz_mean + np.sqrt(grid.rates2) * (ev_dz - dz_mean)
 
-    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None):
+    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None, time_grid=None):
         """One event per cell at its midpoint (midpoint rule for the drift, non-anticipating);
         ``xi`` (n_paths, n_cells * normals_per_cell): the driver's standard normals."""
         counts = np.full(n_paths, n_cells, dtype=np.int64)
@@ -457,11 +477,12 @@ def _on_threads(fn, items, threads: int):
             raise e
 
 
-def _bridge_factor(delta: float, qv):
-    """Symmetric square root (B, k, k) of ``delta qv / 4``, the covariance of the field's
-    Brownian bridge at a cell's midpoint: ``qv`` (B, k, k) is the mean increment of ``F``'s
-    quadratic variation over one cell, so ``delta qv`` is the field's."""
-    w, V = np.linalg.eigh(0.125 * delta * (qv + np.swapaxes(qv, -1, -2)))
+def _bridge_factor(delta: float, qv, at: float = 0.25):
+    """Symmetric square root (B, k, k) of ``at delta qv``, the covariance of the field's
+    Brownian bridge at the position ``lam`` in a cell with ``at = lam (1 - lam)`` (the
+    midpoint: 1/4): ``qv`` (B, k, k) is the mean increment of ``F``'s quadratic variation
+    over one cell, so ``delta qv`` is the field's."""
+    w, V = np.linalg.eigh((0.5 * at) * delta * (qv + np.swapaxes(qv, -1, -2)))
     return (V * np.sqrt(np.maximum(w, 0.0))[:, None, :]) @ np.swapaxes(V, -1, -2)
 
 
@@ -1111,6 +1132,12 @@ class _Setup:
     lr_max: float = 0.0  # the schedule's largest rate on [0, t_max] (defaults, step heuristics)
     mixture: object = None  # a hard-label mixture's _spectral.Mixture (docs/dmft_mixture.md), or None
     mixture_groups: object = None  # its _spectral.MixtureGroups
+    time_grid: object = None  # t = tau(u) of the internal time u the grid is uniform in (dmft.grids)
+
+    @property
+    def uniform(self) -> bool:
+        """The grid is uniform in the training time (``u = t``)."""
+        return isinstance(self.time_grid, grids.Uniform)
 
     @property
     def dynamics(self) -> str:
@@ -1131,6 +1158,7 @@ def _checked(arguments: dict) -> _Setup:
             f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
     delta = errors.positive("delta", a["delta"])
     schedule = _spectral.check_lr(a["lr"])
+    time_grid = grids.check(a["time_grid"])
     driver = _driver(a["dynamics"], a["batch"], a["driver"])
     # the check solves take the string form
     arguments.update(dynamics=driver.name, batch=driver.rate, driver=None)
@@ -1170,6 +1198,12 @@ def _checked(arguments: dict) -> _Setup:
     mixture = None if data is None else _spectral.solver_mixture(data, model)
     mixture_groups = None if mixture is None else _spectral.MixtureGroups.of(data, a["groups"])
     spec = None if data is None or mixture is not None else _spectral.Groups.of(data, a["groups"])
+    groups = spec if mixture is None else mixture_groups
+    lr_top = lr_max if groups is None else lr_max * float(groups.eigenvalues.max())
+    if isinstance(time_grid, grids.Stretched) and time_grid.max_ratio is None:
+        # the check solves take the grid chosen here (nested grids at 2 dt and dt / 2)
+        time_grid = dataclasses.replace(time_grid, max_ratio=max(1.0, driver.stretch_lr_step / (lr_top * dt)))
+        arguments["time_grid"] = time_grid
     # the same random inputs for the solves that check or extrapolate this one (a
     # Generator is drawn once; a SeedSequence is copied before it spawns)
     arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
@@ -1188,7 +1222,7 @@ def _checked(arguments: dict) -> _Setup:
     return _Setup(arguments, model, driver, delta, lr, t_max, times, given_times, n_time, dt, n_replicas, n_paths,
                   tangent_stride, ridge, init_std, corrector, sampling, seed, ss, a["progress"], max_memory_gb,
                   check_dt, on_divergence, kink_bandwidth, a["kink_extrapolate"], data, spec, dirac, kinked, jump,
-                  max_runtime_s, schedule, lr_max, mixture, mixture_groups)
+                  max_runtime_s, schedule, lr_max, mixture, mixture_groups, time_grid)
 
 
 @dataclass
@@ -1231,12 +1265,14 @@ class _Grid:
 def _plan(run: _Setup) -> _Grid:
     """The grid of the output times and ``dt``, and its memory and run time, refused above
     ``max_memory_gb`` / ``max_runtime_s`` (ParameterError naming the argument that drives it)."""
-    t_max, dt = run.t_max, run.dt
-    if run.given_times:
+    t_max, dt, clock = run.t_max, run.dt, run.time_grid
+    u_max = float(clock.u(t_max))
+    if run.given_times or not run.uniform:
         every = 2  # the step check doubles the step at the same output times
-        N = max(1, math.ceil(t_max / dt - 1e-9))
-        dt = t_max / N
-        out_steps, interp, interp1 = _interpolation(run.times, dt, N, _schedules.jump_times(run.schedule, t_max))
+        N = max(1, math.ceil(u_max / dt - 1e-9))
+        dt = u_max / N
+        jumps = clock.u(_schedules.jump_times(run.schedule, t_max))
+        out_steps, interp, interp1 = _interpolation(clock.u(run.times), dt, N, jumps)
         time_out = run.times
     else:
         every = max(1, math.ceil(t_max / dt / (run.n_time - 1) - 1e-9))
@@ -1249,6 +1285,9 @@ def _plan(run: _Setup) -> _Grid:
     lr_top = run.lr_max if groups is None else run.lr_max * float(groups.eigenvalues.max())
     # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
     errors.warn_unresolved(f"dmft.solve(dynamics={run.dynamics!r})", lr_top, dt, 0.2, stacklevel=4)
+    if not run.uniform:  # the stretched grid's largest step
+        errors.warn_unresolved(f"dmft.solve(dynamics={run.dynamics!r}, time_grid={clock!r})", lr_top,
+                               dt * float(clock.speed(u_max)), run.driver.stretch_lr_step, stacklevel=4)
     # a mixture's sample side runs one block of paths per class and replica (_MixtureParamSide)
     split = 1 if run.mixture is None else run.mixture.n_classes
     B = run.n_replicas * split
@@ -1261,10 +1300,11 @@ def _plan(run: _Setup) -> _Grid:
     ks = run.model.k_star if run.mixture is None else run.mixture.n_classes
     grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, ks, tau,
                  tau * run.lr / run.batch, half, 0 if groups is None else len(groups.weights), split=split)
-    if not isinstance(run.schedule, _schedules.Constant):
-        edges = np.arange(N + 1) * dt
-        grid.rates = _schedules.cell_means(run.schedule, edges) / run.lr
-        grid.rates2 = _schedules.cell_means(run.schedule, edges, power=2) / run.lr**2
+    if not isinstance(run.schedule, _schedules.Constant) or not run.uniform:
+        # a time grid's tau' multiplies the rate of drift and noise variance alike (dmft.grids)
+        edges, clocked = np.arange(N + 1) * dt, None if run.uniform else clock
+        grid.rates = _schedules.cell_means(run.schedule, edges, time_grid=clocked) / run.lr
+        grid.rates2 = _schedules.cell_means(run.schedule, edges, power=2, time_grid=clocked) / run.lr**2
     _check_resources(run, grid)
     return grid
 
@@ -1303,8 +1343,9 @@ def _check_resources(run: _Setup, grid: _Grid):
 class _Random:
     """The random inputs of a solve (seeded): ``Z`` (P, D) the standard normals of the teacher
     and the field innovations, ``eps`` (P, nd) the label noise, ``xi`` (P, N nxi) the driver's
-    normals per cell, ``zeta`` (P, N, n_mid) the SME's normals of each cell's first half, and
-    the events ``counts`` (P,), ``ev_cell``, ``ev_lam``, ``ev_dz`` (P, J) (layout:
+    normals per cell, ``zeta`` (P, N, n_mid) the SME's normals of each cell's first half, the
+    events ``counts`` (P,), ``ev_cell``, ``ev_lam``, ``ev_dz`` (P, J) and SGD's normals of the
+    field's bridge at each event ``ev_zeta`` (P, J, k; dense drivers: (P, 0, k)) (layout:
     :mod:`dmft.multipass._kernels_solve`; with a schedule ``ev_dz`` carries the event's rate
     in units of ``lr0``, :meth:`Poisson.scheduled`, :meth:`_Dense.scheduled`)."""
 
@@ -1316,6 +1357,7 @@ class _Random:
     ev_cell: np.ndarray
     ev_lam: np.ndarray
     ev_dz: np.ndarray
+    ev_zeta: np.ndarray
 
 
 def _random_inputs(run: _Setup, grid: _Grid, threads: int) -> _Random:
@@ -1334,11 +1376,15 @@ def _random_inputs(run: _Setup, grid: _Grid, threads: int) -> _Random:
                                                     threads)
     cell_normals = xi.reshape(P, N, nxi + n_mid)
     zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
-    counts, ev_cell, ev_lam, ev_dz = driver.events(np.random.default_rng(s_ev), P, N, grid.dt,
-                                                   cell_normals[:, :, :nxi].reshape(P, N * nxi))
+    clock = None if run.uniform else run.time_grid
+    rng = np.random.default_rng(s_ev)
+    counts, ev_cell, ev_lam, ev_dz = driver.events(rng, P, N, grid.dt, cell_normals[:, :, :nxi].reshape(P, N * nxi),
+                                                   clock)
+    ev_zeta = driver.event_normals(rng, ev_cell.shape, k)
     if grid.rates is not None:
-        ev_dz = driver.scheduled(ev_cell, ev_lam, ev_dz, grid, lambda t: run.schedule.rates(t) / run.lr)
-    return _Random(Z, eps, xi, zeta, counts, ev_cell, ev_lam, ev_dz)
+        ev_dz = driver.scheduled(ev_cell, ev_lam, ev_dz, grid,
+                                 lambda u: run.schedule.rates(run.time_grid.t(u)) / run.lr)
+    return _Random(Z, eps, xi, zeta, counts, ev_cell, ev_lam, ev_dz, ev_zeta)
 
 
 @dataclass
@@ -1509,7 +1555,9 @@ class _SampleSide:
 
 class _EventSide(_SampleSide):
     """Poisson (SGD): every path's events at their exact times, its tangents forward in the
-    packed triangle ``psi``; a cell's active paths from :func:`_cell_lists`."""
+    packed triangle ``psi``; a cell's active paths from :func:`_cell_lists`. The field between
+    grid points has its Brownian bridge, of the cell's quadratic variation ``QV`` (the last
+    sweep's; the first sweep: the last cell's), as the dense drivers' midpoints have."""
 
     template = _k.sample_cell_poisson
 
@@ -1520,6 +1568,8 @@ class _EventSide(_SampleSide):
         self.psi = np.zeros((grid.P // run.tangent_stride, J * (J + 1) // 2 * k * k))
         self.cells = _cell_lists(rnd.counts, rnd.ev_cell, grid.N)
         self.path_state = (self.g, self.gp, self.psi)
+        self.QV_last, self.bridge = np.zeros((grid.B, k, k)), np.zeros((grid.B, k, k))
+        self.bridges = (rnd.ev_zeta, self.bridge)
 
     def cell(self, n):
         """``(active, lo, hi)``: the paths with events in cell ``n`` and their event ranges."""
@@ -1531,12 +1581,17 @@ class _EventSide(_SampleSide):
         return it == sweeps
 
     def prepare(self, n, it, R):
-        """Nothing: every path reads its own events' responses."""
+        """The bridge's square root; every path reads its own events' responses."""
+        self.bridge[:] = _bridge_factor(self.run.delta, self.QV if it else self.QV_last, at=1.0)
+        self.QV[:] = 0.0
 
     def sample(self, n, tangents, active, lo, hi, Wold, Wnew, R):
         cell = (n, self.grid.c, self.grid.Pb, self.run.tangent_stride, tangents)
         self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.labels, self.path_state,
-                    self.sums, self.teacher.kinks)
+                    self.sums, self.teacher.kinks, self.bridges)
+
+    def commit(self):
+        self.QV_last[:] = self.QV
 
     def grads_finite(self, n) -> bool:
         """The gradients that step ``n`` wrote (the events of its active paths in the cell) are finite."""
@@ -1862,7 +1917,8 @@ class _Team:
         if not blew_up:
             raise self.parts[i].error
         blamed = all(p.fields_ok[n] for p in self.parts) and not all(p.grads_ok[n] for p in self.parts)
-        return _blow_up(run.arguments, bool(run.driver.step_order), n * grid.dt, grid.dt, run.max_memory_gb, blamed)
+        return _blow_up(run.arguments, bool(run.driver.step_order), float(run.time_grid.t(n * grid.dt)), grid.dt,
+                        run.max_memory_gb, blamed)
 
 
 def _integrate_parts(run: _Setup, grid: _Grid, parts: list):
@@ -2041,7 +2097,8 @@ def _replica_outputs(run: _Setup, grid: _Grid, state: _State, train):
     if interp is not None:  # grid steps -> the requested times (quadratic; bilinear on two times)
         train = interp @ train
         norm_b, m_b, qk_b, mk_b = (np.einsum("ou,bu...->bo...", interp, x) for x in (norm_b, m_b, qk_b, mk_b))
-        C, R = (np.einsum("ou,buv...,pv->bop...", interp1, x, interp1) for x in (C, R))
+        # one time axis after the other: a three-operand einsum loops over all five indices at once
+        C, R = (np.einsum("bov...,pv->bop...", np.einsum("ou,buv...->bov...", interp1, x), interp1) for x in (C, R))
     return train, norm_b, m_b, qk_b, mk_b, C, R
 
 
@@ -2094,7 +2151,8 @@ def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err,
         "solver": "dmft.solve", "dynamics": run.dynamics, "driver": repr(run.driver),
         **run.model.attrs(),
         "delta": run.delta, "lr": run.lr if isinstance(run.schedule, _schedules.Constant) else repr(run.schedule),
-        "batch": run.batch, "c": grid.c, "t_max": run.t_max, "dt": grid.dt,
+        "batch": run.batch, "c": grid.c, "t_max": run.t_max, "dt": grid.dt, "time_grid": repr(run.time_grid),
+        "max_step": grid.dt * float(run.time_grid.speed(grid.N * grid.dt)),
         "n_steps": grid.N, "n_time": run.n_time, "n_paths": grid.P, "n_replicas": grid.B // grid.split,
         "tangent_stride": run.tangent_stride, "ridge": run.ridge, "init_std": run.init_std,
         "corrector": run.corrector, "sampling": run.sampling,
@@ -2185,6 +2243,7 @@ def solve(
     data=None,
     groups="auto",
     driver=None,
+    time_grid=None,
 ):
     """Solve the dynamical mean-field equations of multi-pass SGD / SME / GF.
 
@@ -2348,6 +2407,14 @@ def solve(
         ``Deterministic``: ``"gf"``); the driver's defaults (``dt``, ``n_paths``,
         ``tangent_stride``, ``corrector``) apply. Given with ``dynamics`` or ``batch``, they
         must agree. ``attrs['dynamics']`` is the driver's name either way.
+    time_grid : dmft.grids.Uniform, dmft.grids.Stretched or None
+        Where the grid points lie in time (None: ``Uniform()``, steps of ``dt``).
+        ``Stretched(t_fine, max_ratio)`` keeps the step ``dt`` up to ``t_fine`` and then lets it
+        grow like ``dt t / t_fine`` up to ``max_ratio dt``, for long horizons: the solver runs on
+        a uniform grid of ``u`` with ``t = tau(u)``, the time change that keeps the dynamics
+        exact (docs/dmft_theory.md, "Stretched grids"). ``dt`` is the first step,
+        ``attrs['max_step']`` the last; the outputs are at ``times`` (or ``n_time`` equally
+        spaced times) as on a uniform grid.
 
     Returns
     -------
@@ -2410,7 +2477,7 @@ def solve(
         train = _replica_train_loss(run, grid, parts)
         err = _step_instability(state.C, train, grid.out_steps, grid.dt, run.ridge, run.delta, run.dynamics, grid.k,
                                 None if run.spec is None and run.mixture is None
-                                else state.par.plain_trace() / grid.tau)
+                                else state.par.plain_trace() / grid.tau, run.time_grid)
         if err is not None:
             return _diverged(run, grid, err)
         variables, replicas, tl_err = _dataset(run, grid, rho, cores, *_replica_outputs(run, grid, state, train))
@@ -2580,12 +2647,13 @@ def _more_paths_stay_finite(arguments: dict, t_bad: float, dt: float, max_memory
 
 
 def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float, dynamics: str, k: int = 1,
-                      trace=None):
+                      trace=None, time_grid=grids.Uniform()):
     """A :class:`~dmft.errors.DivergenceError` (cause ``'time_step'``) if the grid is unstable, else None.
 
     ``C`` (B, (N+1) k, (N+1) k) per replica; ``train`` (n_time, B) at ``out_steps``;
     ``trace`` (B, N+1): ``tr`` of the norm per replica (default: of ``C``'s diagonal; with
-    anisotropic data the Euclidean norm, which the ridge penalises).
+    anisotropic data the Euclidean norm, which the ridge penalises); ``time_grid`` maps grid
+    step ``n`` to the training time ``tau(n dt)`` of the messages.
     Two signs: ``tr C(t_n, t_n)`` oscillating at the grid scale without decaying (the
     amplitude of ``(-1)^n`` in ``x_n``, a third difference ``(x_{n-1} - 3 x_n + 3 x_{n+1} -
     x_{n+2}) / 8`` that vanishes on quadratics, alternating in sign over ``_SAWTOOTH_STEPS``
@@ -2607,11 +2675,12 @@ def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float
             # a run that grows (|g| >= 1) or lasts to t_max: a mode of the grid that does not decay
             if b - a + 1 >= _SAWTOOTH_STEPS and (abs(amp[b]) >= abs(amp[a]) or b == len(amp) - 1):
                 n0 = int(a) + 1  # s[i] is centred at i + 1.5
+                t0 = float(time_grid.t(n0 * dt))
                 rel = float(np.max(np.abs(amp[a:b + 1]) / np.abs(x.mean(0)[a + 1:b + 2])))
                 how = "growing" if abs(amp[b]) >= abs(amp[a]) else "up to t_max"
                 return errors.DivergenceError(
                     f"dmft.solve(dynamics={dynamics!r}): the step dt = {dt:.4g} is unstable: tr C(t, t) oscillates "
-                    f"at the grid scale from time {n0 * dt:.4g} ({how}, relative amplitude up to {rel:.2g})", n0 * dt,
+                    f"at the grid scale from time {t0:.4g} ({how}, relative amplitude up to {rel:.2g})", t0,
                     cause="time_step")
     if dynamics == "gf":
         energy = train + ridge * x[:, out_steps].T / (2 * delta)  # (n_time, B)
@@ -2620,7 +2689,7 @@ def _step_instability(C, train, out_steps, dt: float, ridge: float, delta: float
         up = (mean > 4 * se) & (mean > 1e-3 * np.abs(energy[1:].mean(1)))
         if up.any():
             j = int(np.argmax(up)) + 1
-            t = float(out_steps[j] * dt)
+            t = float(time_grid.t(out_steps[j] * dt))
             return errors.DivergenceError(
                 f"dmft.solve(dynamics='gf'): the step dt = {dt:.4g} is unstable: the gradient-flow objective "
                 f"increases by {mean[j - 1]:.3g} (+- {se[j - 1]:.2g}) up to time {t:.4g}", t, cause="time_step")
