@@ -156,3 +156,14 @@ def test_a_bad_custom_model_exits_2(spec, message, my_models, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "--model=" in err and message in err
+
+
+def test_compare_on_a_stretched_grid(tmp_path, capsys):
+    argv = ["compare", *TINY, "--t-max", "2", "--stretch", "0.5", "--dynamics", "gf", "--no-simulation",
+            "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    ds = output.load(tmp_path / "compare.nc")
+    np.testing.assert_allclose(ds.time.values, [0.0, 1.0, 2.0])
+    assert "Stretched(t_fine=0.5" in str(ds.attrs) + str({v: ds[v].attrs for v in ds.data_vars})
+    assert cli.main(["compare", *TINY, "--stretch", "-1", "--no-simulation", "--out", str(tmp_path)]) == 2
+    assert "t_fine=-1.0" in capsys.readouterr().err

@@ -186,7 +186,8 @@ def test_threads_per_solve(monkeypatch):
                                n_time=3, times=None, n_paths=64, n_replicas=3, tangent_stride=None, ridge=0.0,
                                init_std=0.0, corrector=None, sampling="qmc", seed=0, progress=False,
                                max_memory_gb=4.0, check_dt=False, on_divergence="raise", max_runtime_s=None,
-                               kink_bandwidth=0.1, kink_extrapolate=True, data=None, groups="auto", driver=None))
+                               kink_bandwidth=0.1, kink_extrapolate=True, data=None, groups="auto", driver=None,
+                               time_grid=None))
     assert _with_threads(8, lambda: _solve._solve_threads(run, None)) == min(3, _solve._cores())
     assert _with_threads(2, lambda: _solve._solve_threads(run, object())) == 1  # beside a kink companion
     assert _with_threads(1, lambda: _solve._solve_threads(run, None)) == 1

@@ -175,3 +175,27 @@ def test_default_max_ratio_is_the_drivers_largest_accurate_step(dynamics, lr, ra
     assert ds.attrs["time_grid"].startswith("Stretched(t_fine=1.0, max_ratio=")
     with pytest.raises(errors.ParameterError, match="max_ratio"):
         grids.Stretched(1.0).t(2.0)
+
+
+def test_stretched_grid_on_anisotropic_data_matches_the_closed_form():
+    """The spectral parameter side on a stretched grid (the default ``max_ratio`` from the
+    largest rate ``lr lam_max``, through the normalisation ``Tr K/d = 0.4``): GF on least squares
+    against the two-resolvent closed form on the same groups (tests/reference_multipass.py) at
+    ``t`` up to 16, within 4 SE plus the grid's 2e-3 of tests/test_anisotropic.py."""
+    import reference_multipass as ref
+    from dmft.multipass import _spectral
+    from onepass import data as D
+
+    u = np.arange(1, 301) / 300
+    xs = u**-0.25
+    data = D.gaussian_mixture(np.zeros((1, 300)), [u**1.5], teacher=(xs / np.linalg.norm(xs))[None], name="pl")
+    groups = D.Binned(8)
+    times = [0.5, 2.0, 8.0, 16.0]
+    ds = dmft.solve(SQ, dynamics="gf", lr=1.0, times=times, n_paths=4096, seed=1, data=data, groups=groups,
+                    init_std=0.5, time_grid=grids.Stretched(1.0), check_dt=False, progress=False)
+    assert ds.attrs["n_steps"] < 0.5 * times[-1] / ds.attrs["dt"]
+    spec = _spectral.Groups.of(data, groups)
+    cf, _ = ref.anisotropic_gf(spec.weights, spec.eigenvalues, spec.teacher_power[:, 0, 0], delta=2.0, lr=1.0,
+                               noise_var=NOISE_VAR, times=np.array(times), init_var=0.25)
+    err, se = 2 * ds.test_loss.values, 2 * ds.test_loss_sem.values
+    assert np.all(np.abs(err - cf) <= 4 * se + 2e-3 * cf), (err, cf, se)

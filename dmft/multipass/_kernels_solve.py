@@ -695,8 +695,9 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
     ``cell = (n, c, Pb, tstride, with_tangents)``; ``active = (paths, lo, hi)``: the sorted active paths and
     their events ``lo[q] <= j < hi[q]`` in the cell; ``events = (ev_cell, ev_lam, ev_dz)``;
     ``fields = (Wprev, Wnew)``, the paths' Gaussian fields at ``t_{n-1}`` and ``t_n``;
-    ``labels = (y, wstar)``; ``path_state = (g, gp, psi)``; ``sums = (dGm, dGp, dS, dFF,
-    dPhi, QV)``; ``bridges = (ev_zeta, bridge)``: standard normals per event (P, J, k) and
+    ``labels = (y, wstar)``; ``path_state = (g, gp, psi, psi_at)``: tangent path ``m``'s packed
+    triangle is ``psi[psi_at[m]:psi_at[m + 1]]`` (its own number of events); ``sums = (dGm, dGp,
+    dS, dFF, dPhi, QV)``; ``bridges = (ev_zeta, bridge)``: standard normals per event (P, J, k) and
     the square root ``bridge`` (B, k, k) of the field's quadratic variation over a cell.
 
     For event ``j`` of path ``p`` at ``s_j = t_{n-1} + lam_j dt``:
@@ -706,7 +707,7 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
     (``b(lam_j)`` given ``b(lam_{j-1})``: mean ``b(lam_{j-1}) (1 - lam_j)/(1 - lam_{j-1})``,
     variance ``(lam_j - lam_{j-1})(1 - lam_j)/(1 - lam_{j-1})``); ``g = -l'``, ``g' = -l''``;
     tangents ``psi_ji = sum_{i<=l<j} c R(s_j, s_l) g'_l dz_l psi_li``, ``psi_jj = I``, kept in
-    row ``p // tstride`` of ``psi`` and formed from the earlier rows (forward, :func:`_tangent_row`;
+    tangent path ``p // tstride`` of ``psi`` and formed from the earlier rows (forward, :func:`_tangent_row`;
     none with ``with_tangents`` false: a sweep that keeps the predicted ``G`` row).
     Accumulates (divided by the replica size ``Pb``) the increments of
     ``G(t_n, .)`` on the hat functions of the grid (``dGm``: weight ``lam`` to the cell's
@@ -725,7 +726,7 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
     ev_cell, ev_lam, ev_dz = events
     Wprev, Wnew = fields
     y, wstar = labels
-    g, gp, psi = path_state
+    g, gp, psi, psi_at = path_state
     dGm, dGp, dS, dFF, dPhi, QV = sums
     ev_zeta, bridge = bridges
     Jmax = ev_cell.shape[1]
@@ -795,7 +796,8 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
                     for e in range(k):  # the jumps' quadratic variation
                         QV[b, a, e] += f * f * g[p, j, a] * g[p, j, e] * inv
                 if tang:
-                    _tangent_row(psi[p // tstride], M, gp[p, j], j, f, tstride * inv, ev_cell[p], ev_lam[p], k, acc1, X,
+                    tp = p // tstride
+                    _tangent_row(psi[psi_at[tp]:psi_at[tp + 1]], M, gp[p, j], j, f, tstride * inv, ev_cell[p], ev_lam[p], k, acc1, X,
                                  dGm[b], dGp[b])
             # E[dF (c g_i dz_i)^T] at the cell of every committed event i: its cumulative sum
             # over cells is E[dF F(t_m)^T] (F is piecewise constant), O(J) per path

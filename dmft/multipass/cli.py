@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     _add_problem(c, sweepable=False)
     c.add_argument("--out", default="results", help="output folder for compare.nc and compare.png")
+    c.add_argument("--stretch", type=float, default=None, metavar="T_FINE",
+                   help="theory on a stretched time grid for long horizons: steps of dt up to T_FINE, then growing "
+                        "with t (dmft.grids.Stretched(T_FINE)); default: a uniform grid")
     s = sub.add_parser("sweep", help="dmft compare over a grid of delta x lr x batch (resumable)",
                        formatter_class=HelpFormatter)
     _add_problem(s, sweepable=True)
@@ -97,13 +100,14 @@ def _scheduler(value):
 def _run_compare(args) -> int:
     import numpy as np
 
-    from .. import output, plotting
+    from .. import grids, output, plotting
     from ._compare import compare
 
     out = output_folder(args.out)
     t0 = time.perf_counter()
+    options = None if args.stretch is None else {"time_grid": grids.Stretched(args.stretch)}
     ds = compare(delta=args.delta, lr=args.lr, batch=args.batch, seed=args.seed, progress=not args.no_progress,
-                 **_common(args))
+                 solve_options=options, **_common(args))
     if ds.attrs.get("truncated"):
         print(f"dmft compare: diverged at t = {ds.attrs['diverged_at']:.4g} (cause: "
               f"{ds.attrs['divergence_cause']}); the outputs stop before it")
