@@ -129,7 +129,7 @@ def figure_title(ds) -> str:
     attrs, package = ds.attrs, _package(ds)
     symbols = _SYMBOLS.get(package, {})
     head = str(attrs.get("model", ""))
-    if "data" in attrs:
+    if attrs.get("data", "None") != "None":  # 'None': the default isotropic teacher-student data
         head += f" on {attrs['data']}"
     parts = []
     for key in _TITLE_KEYS:
