@@ -307,10 +307,11 @@ class LongRunWarning(UserWarning):
     runs; ``max_runtime_s`` caps it)."""
 
 
-def warn_long_run(name: str, seconds: float, *, stacklevel: int = 4) -> None:
-    """Announce (:class:`LongRunWarning`) an estimated run time above :data:`LONG_RUN_S`."""
+def warn_long_run(name: str, seconds: float, *, hint: str = "", stacklevel: int = 4) -> None:
+    """Announce (:class:`LongRunWarning`) an estimated run time above :data:`LONG_RUN_S`,
+    with a ``hint`` of how to shorten it."""
     if seconds > LONG_RUN_S:
-        warn(f"{name}: estimated run time {seconds:.3g} s (pass max_runtime_s to cap it)", LongRunWarning,
+        warn(f"{name}: estimated run time {seconds:.3g} s (pass max_runtime_s to cap it{hint})", LongRunWarning,
              stacklevel=stacklevel)
 
 

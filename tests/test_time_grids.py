@@ -199,3 +199,14 @@ def test_stretched_grid_on_anisotropic_data_matches_the_closed_form():
                                noise_var=NOISE_VAR, times=np.array(times), init_var=0.25)
     err, se = 2 * ds.test_loss.values, 2 * ds.test_loss_sem.values
     assert np.all(np.abs(err - cf) <= 4 * se + 2e-3 * cf), (err, cf, se)
+
+
+def test_long_uniform_solves_point_to_the_stretched_grid():
+    """A uniform solve past twice the stretched grid's ``t_fine`` that would be refused for its
+    run time (or warned about) names ``time_grid=dmft.grids.Stretched()``; a stretched one does not."""
+    kw = dict(lr=2.0, dynamics="gf", t_max=32.0, n_paths=4096, max_runtime_s=1.0, progress=False)
+    with pytest.raises(errors.ParameterError, match=r"time_grid=dmft.grids.Stretched\(\)"):
+        dmft.solve(models.huber_tanh(), **kw)
+    with pytest.raises(errors.ParameterError, match="max_runtime_s") as e:
+        dmft.solve(models.huber_tanh(), time_grid=grids.Stretched(), **kw)
+    assert "time_grid" not in str(e.value)

@@ -1325,7 +1325,7 @@ def _check_resources(run: _Setup, grid: _Grid):
             f"{what} is not allowed here: the solve would need {mem / 2**30:.3g} GB > max_memory_gb="
             f"{run.max_memory_gb:g} (N = {N} grid steps of dt = {dt:.3g}, {P} paths"
             + ("" if driver.dense else f", about {run.batch * t_max:.3g} SGD events per path") + "); "
-            + {"grid": "raise dt or lower t_max or n_time (memory grows like N^2)",
+            + {"grid": f"raise dt or lower t_max or n_time (memory grows like N^2){_stretch_hint(run)}",
                "paths": "lower n_paths", "events": "lower batch or t_max"}[culprit]
             + ", or raise max_memory_gb")
     runtime = _runtime_estimate(driver, grid.B, P, N, grid.k, run.tangent_stride, t_max, grid.n_groups)
@@ -1336,9 +1336,17 @@ def _check_resources(run: _Setup, grid: _Grid):
         raise errors.ParameterError(
             f"t_max={t_max!r} with dt={requested_dt!r} and n_paths={run.n_paths!r} is not allowed here: the solve "
             f"would take about {runtime:.3g} s > max_runtime_s={run.max_runtime_s:g} (N = {N} grid steps, {P} "
-            "paths); lower t_max or n_paths, raise dt, or raise max_runtime_s (None: no limit)")
-    errors.warn_long_run("dmft.solve", runtime, stacklevel=5)
+            f"paths); lower t_max or n_paths, raise dt, or raise max_runtime_s (None: no limit){_stretch_hint(run)}")
+    errors.warn_long_run("dmft.solve", runtime, hint=_stretch_hint(run), stacklevel=5)
     grid.mem, grid.runtime = mem, runtime
+
+
+def _stretch_hint(run: _Setup) -> str:
+    """``'; ... time_grid=dmft.grids.Stretched() ...'`` for a uniform grid past the stretched
+    grid's fine part (docs/dmft_theory.md, "Stretched grids"), else ``''``."""
+    if not run.uniform or run.t_max <= 2 * grids.Stretched().t_fine:
+        return ""
+    return "; time_grid=dmft.grids.Stretched() needs fewer grid points at long horizons"
 
 
 @dataclass
