@@ -595,6 +595,57 @@ def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, chunk, seed):
     assert np.all(np.abs(chunked0 - expected_out0) <= bound * size0)
 
 
+@settings(max_examples=30, deadline=None)
+@given(k=st.sampled_from([1, 2]), J=st.integers(1, 24), seed=st.integers(0, 2**32 - 1))
+def test_sgd_tangent_rows_in_single_precision_solve_the_forward_system(k, J, seed):
+    """An SGD path's packed tangents (``_tangent_row``, forward: ``psi_ji = sum_{l<j} M^(j)_l
+    psi_li``, ``psi_jj = I``, with ``M^(j)_l = c R(s_j, s_l) g'_l dz_l`` depending on the row)
+    against numpy's inverse of that lower block-triangular system, and the row of ``G`` they
+    add to the hat functions (``X_i = f g'_j psi_ji winv``, ``lam_i`` to the right node). The
+    solver keeps ``psi`` in single precision: within the first-order rounding bound of a
+    substitution with sums of at most ``J k`` terms, ``(J k + 3) J eps32`` times the same
+    recursion on the absolute values of the inputs."""
+    from dmft.multipass._kernels_solve import _tangent_row
+
+    rng = np.random.default_rng(seed)
+    M = 0.4 * rng.standard_normal((J, J, k, k))  # M[j, l]: row j's factor of event l
+    gp = rng.standard_normal((J, k, k))
+    cells, lams = np.arange(1, J + 1, dtype=np.int64), rng.uniform(0.01, 1.0, J)
+    f, winv = 0.7, 0.25
+
+    def rows(dtype, M, gp):
+        psi = np.zeros(J * (J + 1) // 2 * k * k, dtype)
+        dGm, dGp = np.zeros((J + 1, k, k)), np.zeros((J + 1, k, k))
+        for j in range(J):
+            _tangent_row(psi, M[j], gp[j], j, f, winv, cells, lams, k, np.empty(J + 1), np.empty((k, k)), dGm, dGp)
+        return psi.astype(float), dGm, dGp
+
+    T = np.zeros((J * k, J * k))
+    for j in range(J):
+        for l in range(j):
+            T[j * k:(j + 1) * k, l * k:(l + 1) * k] = M[j, l]
+    inv = np.linalg.inv(np.eye(J * k) - T)
+    psi64, dGm64, dGp64 = rows(np.float64, M, gp)
+    expected_m, expected_p = np.zeros((J + 1, k, k)), np.zeros((J + 1, k, k))
+    for j in range(J):
+        base = j * (j + 1) // 2
+        for i in range(j + 1):
+            block = inv[j * k:(j + 1) * k, i * k:(i + 1) * k]
+            np.testing.assert_allclose(psi64[(base + i) * k * k:(base + i + 1) * k * k].reshape(k, k), block,
+                                       rtol=1e-10, atol=1e-12)
+            X = f * gp[j] @ block * winv
+            expected_m[cells[i]] += lams[i] * X
+            expected_p[cells[i] - 1] += (1 - lams[i]) * X
+    np.testing.assert_allclose(dGm64, expected_m, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dGp64, expected_p, rtol=1e-10, atol=1e-12)
+    psi32, dGm32, dGp32 = rows(np.float32, M, gp)
+    size, size_m, size_p = rows(np.float64, np.abs(M), np.abs(gp))
+    bound = (J * k + 3) * J * np.finfo(np.float32).eps
+    assert np.all(np.abs(psi32 - psi64) <= bound * size)
+    assert np.all(np.abs(dGm32 - dGm64) <= bound * size_m)
+    assert np.all(np.abs(dGp32 - dGp64) <= bound * size_p)
+
+
 @pytest.mark.parametrize("dynamics", ["sme", "sgd"])
 def test_corrector_sweep_converged_with_tangents_in_the_last_sweep_only(dynamics):
     """The sweeps before the last skip the tangents (the predicted G row stands in). The

@@ -170,9 +170,10 @@ class Poisson(_Driver):
         # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
         J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
         # events (cell, lam, dz, the bridge's normals, and their construction), per-cell lists, gradients and g';
-        # the tangent paths' packed triangles for their own J_p events: E J_p (J_p + 1) / 2 = (mean^2 + 2 mean) / 2
+        # the tangent paths' packed triangles for their own J_p events, E J_p (J_p + 1) / 2 = (mean^2 + 2 mean) / 2,
+        # in single precision (half a double each)
         return (0.0, inputs + P * J * (6 + 2 * k + k * k) + 4 * P * mean,
-                P / stride * (mean * mean + 2 * mean) / 2 * k * k)
+                P / stride * (mean * mean + 2 * mean) / 4 * k * k)
 
     def sample_runtime(self, P, N, stride, t_max):
         """``c_path P J N`` with ``J = rate t_max`` events per path."""
@@ -1576,10 +1577,11 @@ class _EventSide(_SampleSide):
         J, k = rnd.ev_cell.shape[1], grid.k
         self.gp = np.zeros((grid.P, J, k, k))
         # each tangent path's packed triangle for its own events (the most events of any path
-        # would allocate about 2.5 times as much at t_max = 100)
+        # would allocate about 2.5 times as much at t_max = 100), in single precision: its
+        # rounding is independent from path to path (tests/test_dmft_solve.py, the bound)
         J_path = rnd.counts[::run.tangent_stride][:grid.P // run.tangent_stride]
         self.psi_at = np.r_[0, np.cumsum(J_path * (J_path + 1) // 2 * k * k)].astype(np.int64)
-        self.psi = np.zeros(int(self.psi_at[-1]))
+        self.psi = np.zeros(int(self.psi_at[-1]), np.float32)
         self.cells = _cell_lists(rnd.counts, rnd.ev_cell, grid.N)
         self.path_state = (self.g, self.gp, self.psi, self.psi_at)
         self.QV_last, self.bridge = np.zeros((grid.B, k, k)), np.zeros((grid.B, k, k))
