@@ -125,7 +125,7 @@ class _Driver:
         """Standard normals per path and cell for the noise of a cell's first half (SME only)."""
         return 0
 
-    def default_tangent_stride(self, kinked: bool) -> int:
+    def default_tangent_stride(self, kinked: bool, t_max: float) -> int:
         """Every path carries tangents unless the driver says otherwise."""
         return 1
 
@@ -226,8 +226,9 @@ class _Dense(_Driver):
     #: self-damped noise force) are second order (measured on the squared loss against its
     #: exact moments, docs/dmft_theory.md, "Discretisation")
     step_order = 2
-    #: the largest ``lr dt`` of a stretched grid's late steps: the explicit cell's drift and
-    #: tangents need ``lr dt`` small (GF at lr dt = 0.32: the SE grows 2.5x by t = 16)
+    #: the largest ``lr dt`` of a stretched grid's late steps: the explicit cells' error is
+    #: second order in ``lr dt``; below the ``lr dt = 0.2`` warning, and the step check measures
+    #: it (docs/dmft_theory.md, "Stretched grids")
     stretch_lr_step = 0.16
 
     def default_dt(self, lr: float) -> float:
@@ -316,10 +317,12 @@ class Deterministic(_Dense):
     default_corrector = 0
     grid_cost, path_cost = 7e-6, 2.1e-8
 
-    def default_tangent_stride(self, kinked: bool) -> int:
-        """2 (1 with a Dirac part in ``l''``): GF's standard error is mostly not the tangents'
-        (docs/performance.md, "DMFT vs simulation")."""
-        return 1 if kinked else 2
+    def default_tangent_stride(self, kinked: bool, t_max: float) -> int:
+        """2 up to ``t_max = 8`` (1 with a Dirac part in ``l''``): GF's standard error there is
+        mostly not the tangents' (docs/performance.md, "DMFT vs simulation"); 1 beyond, where
+        the tangents' noise grows with ``t`` and, entering the closure squared, biases the
+        curves up (docs/dmft_theory.md, "Tangent subsampling")."""
+        return 1 if kinked or t_max > 8.0 else 2
 
     def _dz(self, xi, shape, dt):
         return np.full(shape, self.rate * dt)
@@ -1133,6 +1136,7 @@ class _Setup:
     max_runtime_s: float | None = None
     schedule: object = None  # lr(t), a schedule of dmft.schedules (a number: Constant)
     lr_max: float = 0.0  # the schedule's largest rate on [0, t_max] (defaults, step heuristics)
+    lr_top: float = 0.0  # lr_max times the data's largest eigenvalue: the stiffest parameter-side rate
     mixture: object = None  # a hard-label mixture's _spectral.Mixture (docs/dmft_mixture.md), or None
     mixture_groups: object = None  # its _spectral.MixtureGroups
     time_grid: object = None  # t = tau(u) of the internal time u the grid is uniform in (dmft.grids)
@@ -1182,7 +1186,7 @@ def _checked(arguments: dict) -> _Setup:
     n_paths = errors.positive_int("n_paths", driver.default_paths(kinked) if a["n_paths"] is None else a["n_paths"],
                                   minimum=n_replicas)
     stride = a["tangent_stride"]
-    tangent_stride = errors.positive_int("tangent_stride", driver.default_tangent_stride(kinked) if stride is None
+    tangent_stride = errors.positive_int("tangent_stride", driver.default_tangent_stride(kinked, t_max) if stride is None
                                          else stride)
     ridge = errors.nonnegative("ridge", a["ridge"])
     init_std = errors.init_std(a["init_std"], model.k, _config.BLOWUP_NORM)
@@ -1201,6 +1205,7 @@ def _checked(arguments: dict) -> _Setup:
     mixture = None if data is None else _spectral.solver_mixture(data, model)
     mixture_groups = None if mixture is None else _spectral.MixtureGroups.of(data, a["groups"])
     spec = None if data is None or mixture is not None else _spectral.Groups.of(data, a["groups"])
+    # the stiffest parameter-side rate is lr lam_max (lr for isotropic inputs)
     groups = spec if mixture is None else mixture_groups
     lr_top = lr_max if groups is None else lr_max * float(groups.eigenvalues.max())
     if isinstance(time_grid, grids.Stretched) and time_grid.max_ratio is None:
@@ -1225,7 +1230,7 @@ def _checked(arguments: dict) -> _Setup:
     return _Setup(arguments, model, driver, delta, lr, t_max, times, given_times, n_time, dt, n_replicas, n_paths,
                   tangent_stride, ridge, init_std, corrector, sampling, seed, ss, a["progress"], max_memory_gb,
                   check_dt, on_divergence, kink_bandwidth, a["kink_extrapolate"], data, spec, dirac, kinked, jump,
-                  max_runtime_s, schedule, lr_max, mixture, mixture_groups, time_grid)
+                  max_runtime_s, schedule, lr_max, lr_top, mixture, mixture_groups, time_grid)
 
 
 @dataclass
@@ -1283,9 +1288,7 @@ def _plan(run: _Setup) -> _Grid:
         dt = t_max / N
         out_steps, interp, interp1 = np.arange(run.n_time) * every, None, None
         time_out = out_steps * dt
-    # the stiffest parameter-side rate is lr lam_max (lr for isotropic inputs)
-    groups = run.spec if run.mixture is None else run.mixture_groups
-    lr_top = run.lr_max if groups is None else run.lr_max * float(groups.eigenvalues.max())
+    groups, lr_top = run.spec if run.mixture is None else run.mixture_groups, run.lr_top
     # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
     errors.warn_unresolved(f"dmft.solve(dynamics={run.dynamics!r})", lr_top, dt, 0.2, stacklevel=4)
     if not run.uniform:  # the stretched grid's largest step
@@ -2311,9 +2314,10 @@ def solve(
     tangent_stride : int
         Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
         ``Gamma`` (cost ``O(J^3)`` per path; the other paths still enter ``S``, ``Phi`` and
-        the losses). Default 2 for GF (1 for models with a Dirac part in ``l''``), 1 for SGD and SME: the SME's standard error is
-        mostly the tangents', GF's is not (time x SE^2 in docs/performance.md, "DMFT vs
-        simulation").
+        the losses). Default 2 for GF up to ``t_max = 8`` (1 for models with a Dirac part in
+        ``l''``, and beyond ``t_max = 8``), 1 for SGD and SME: the SME's standard error is
+        mostly the tangents', GF's is not at short horizons (time x SE^2 in
+        docs/performance.md, "DMFT vs simulation"; docs/dmft_theory.md, "Tangent subsampling").
     n_replicas : int
         The paths are split into this many independent replicas solved in lock-step;
         outputs are replica means, ``*_sem`` the replica standard errors. The replicas are
