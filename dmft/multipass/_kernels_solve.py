@@ -797,8 +797,8 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
                         QV[b, a, e] += f * f * g[p, j, a] * g[p, j, e] * inv
                 if tang:
                     tp = p // tstride
-                    _tangent_row(psi[psi_at[tp]:psi_at[tp + 1]], M, gp[p, j], j, f, tstride * inv, ev_cell[p], ev_lam[p], k, acc1, X,
-                                 dGm[b], dGp[b])
+                    _tangent_row(psi[psi_at[tp]:psi_at[tp + 1]], M, gp[p, j], j, f, tstride * inv, ev_cell[p],
+                                 ev_lam[p], k, acc1, X, dGm[b], dGp[b])
             # E[dF (c g_i dz_i)^T] at the cell of every committed event i: its cumulative sum
             # over cells is E[dF F(t_m)^T] (F is piecewise constant), O(J) per path
             for i in range(lo[q]):

@@ -1186,8 +1186,8 @@ def _checked(arguments: dict) -> _Setup:
     n_paths = errors.positive_int("n_paths", driver.default_paths(kinked) if a["n_paths"] is None else a["n_paths"],
                                   minimum=n_replicas)
     stride = a["tangent_stride"]
-    tangent_stride = errors.positive_int("tangent_stride", driver.default_tangent_stride(kinked, t_max) if stride is None
-                                         else stride)
+    tangent_stride = errors.positive_int(
+        "tangent_stride", driver.default_tangent_stride(kinked, t_max) if stride is None else stride)
     ridge = errors.nonnegative("ridge", a["ridge"])
     init_std = errors.init_std(a["init_std"], model.k, _config.BLOWUP_NORM)
     corrector = errors.positive_int("corrector", driver.default_corrector if a["corrector"] is None else
