@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import errors
+from . import errors, grids
 
 __all__ = ["Constant", "TimeDependent", "StepDecay", "Cosine", "AdaGradNorm"]
 
@@ -168,22 +168,19 @@ def cell_means(schedule, edges: np.ndarray, power: int = 1, time_grid=None) -> n
 
     Five-point Gauss-Legendre on each piece of a cell between the jumps of a :class:`StepDecay`
     (where the rate is constant, so the mean is exact), i.e. to ``O((b - a)^10)`` for a smooth rate.
-    With a ``time_grid`` of :mod:`dmft.grids` the ``edges`` are internal times ``u`` and the mean
-    is that of ``lr(tau(u))^power tau'(u)`` (the grid's kinks of ``tau'`` cut the pieces too)."""
+    With a ``time_grid`` of :mod:`dmft.grids` (None: :class:`~dmft.grids.Uniform`, ``u = t``)
+    the ``edges`` are internal times ``u`` and the mean is that of ``lr(tau(u))^power tau'(u)``
+    (the grid's kinks of ``tau'`` cut the pieces too)."""
     edges = np.asarray(edges, dtype=float)
-    if time_grid is None:
-        cuts = np.union1d(edges, jump_times(schedule, float(edges[-1])))
-    else:
-        kinks = time_grid.kinks()
-        cuts = np.union1d(edges, np.r_[time_grid.u(jump_times(schedule, float(time_grid.t(edges[-1])))),
-                                       kinks[(kinks > edges[0]) & (kinks < edges[-1])]])
+    clock = grids.Uniform() if time_grid is None else time_grid
+    kinks = clock.kinks()
+    cuts = np.union1d(edges, np.r_[clock.u(jump_times(schedule, float(clock.t(edges[-1])))),
+                                   kinks[(kinks > edges[0]) & (kinks < edges[-1])]])
     a, b = cuts[:-1], cuts[1:]
     mid, half = 0.5 * (a + b), 0.5 * (b - a)
     nodes = (mid[:, None] + half[:, None] * _GL_NODES).ravel()
-    if time_grid is None:
-        g = schedule.rates(nodes).reshape(len(a), -1)
-    else:
-        g = (schedule.rates(time_grid.t(nodes)) * time_grid.speed(nodes) ** (1.0 / power)).reshape(len(a), -1)
+    # tau'^(1/power), raised to power below: the noise variance takes tau' once
+    g = (schedule.rates(clock.t(nodes)) * clock.speed(nodes) ** (1.0 / power)).reshape(len(a), -1)
     piece = half * ((g**power) @ _GL_WEIGHTS)  # int over each piece
     cell = np.clip(np.searchsorted(edges, mid, side="right") - 1, 0, len(edges) - 2)
     return np.bincount(cell, weights=piece, minlength=len(edges) - 1) / np.diff(edges)

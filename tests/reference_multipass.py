@@ -197,6 +197,16 @@ def silverstein(weights, eigenvalues, delta, z):
     return e_all, q
 
 
+def power_law_unnormalised(d):
+    """``onepass``'s ``lam_i = (i/d)^1.5`` (``Tr K/d = 0.40``), teacher ``x*_i^2 ∝ (i/d)^-0.5``:
+    data whose solves take the normalisation path, for :func:`anisotropic_gf`."""
+    from onepass import data as D
+
+    u = np.arange(1, d + 1) / d
+    xs = u**-0.25
+    return D.gaussian_mixture(np.zeros((1, d)), [u**1.5], teacher=(xs / np.linalg.norm(xs))[None], name="pl")
+
+
 def anisotropic_gf(weights, eigenvalues, teacher_power, *, delta, lr, noise_var, times, init_var=0.0,
                    nodes=1024):
     """``lim (theta(t) - theta*)^T K (theta(t) - theta*)/d + sigma^2`` (twice the test loss) for

@@ -168,18 +168,11 @@ def test_identity_spectrum_reproduces_isotropic_solver(dynamics, model, data, kw
         np.testing.assert_allclose(spec[v].values, iso[v].values, rtol=1e-8, atol=1e-10, err_msg=v)
 
 
-def _power_law_unnormalised(d):
-    """``onepass``'s ``lam_i = (i/d)^1.5`` (``Tr K/d = 0.40``), teacher ``x*_i^2 ∝ (i/d)^-0.5``."""
-    u = np.arange(1, d + 1) / d
-    xs = u**-0.25
-    return D.gaussian_mixture(np.zeros((1, d)), [u**1.5], teacher=(xs / np.linalg.norm(xs))[None], name="pl")
-
-
 def test_gf_least_squares_matches_closed_form():
     """GF on the squared loss, ``Tr K/d = 0.4`` (the normalisation path), ``init_std = 0.5``,
     8 bins: DMFT within 4 SE + 2e-3 (grid, dt = 0.05) of the closed form on the same groups.
     Measured: -1.4e-4, -1.0e-4 relative, SE 4.3e-4."""
-    data = _power_law_unnormalised(300)
+    data = ref.power_law_unnormalised(300)
     groups = D.Binned(8)
     ds = _solve(LIN, dynamics="gf", lr=1.0, t_max=1.0, n_time=3, dt=0.05, n_paths=4096, seed=1, data=data,
                 groups=groups, init_std=0.5)

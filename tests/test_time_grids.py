@@ -186,9 +186,7 @@ def test_stretched_grid_on_anisotropic_data_matches_the_closed_form():
     from dmft.multipass import _spectral
     from onepass import data as D
 
-    u = np.arange(1, 301) / 300
-    xs = u**-0.25
-    data = D.gaussian_mixture(np.zeros((1, 300)), [u**1.5], teacher=(xs / np.linalg.norm(xs))[None], name="pl")
+    data = ref.power_law_unnormalised(300)
     groups = D.Binned(8)
     times = [0.5, 2.0, 8.0, 16.0]
     ds = dmft.solve(SQ, dynamics="gf", lr=1.0, times=times, n_paths=4096, seed=1, data=data, groups=groups,

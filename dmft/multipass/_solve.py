@@ -179,18 +179,18 @@ class Poisson(_Driver):
         """``c_path P J N`` with ``J = rate t_max`` events per path."""
         return self.path_cost * P * self.rate * t_max * N
 
-    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None, time_grid=None):
-        """With a ``time_grid`` (:mod:`dmft.grids`) the events are drawn at rate ``rate`` in the
-        training time ``t`` and placed on the grid at their internal times ``u = tau^-1(t)``."""
-        T = n_cells * dt if time_grid is None else float(time_grid.t(n_cells * dt))
+    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None,
+               time_grid=grids.Uniform()):
+        """The events are drawn at rate ``rate`` in the training time ``t`` and placed on the grid
+        at their internal times ``u = tau^-1(t)`` of the ``time_grid`` (:mod:`dmft.grids`)."""
+        T = float(time_grid.t(n_cells * dt))
         counts = rng.poisson(self.rate * T, size=n_paths)
         jmax = max(int(counts.max()), 1)
         s = T * (1.0 - rng.random((n_paths, jmax)))  # in (0, T]
         s[np.arange(jmax)[None, :] >= counts[:, None]] = np.inf
         s.sort(axis=1)
         valid = np.isfinite(s)
-        if time_grid is not None:
-            s[valid] = np.minimum(time_grid.u(s[valid]), n_cells * dt)
+        s[valid] = np.minimum(time_grid.u(s[valid]), n_cells * dt)
         x = np.where(valid, s / dt, 1.0)
         cell = np.clip(np.ceil(x), 1, n_cells).astype(np.int64)
         lam = np.clip(x - (cell - 1), 1e-12, 1.0)
@@ -279,7 +279,8 @@ class _Dense(_Driver):
         dz_mean, _ = self.dz_moments(grid.dt)
         return grid.rates * dz_mean + np.sqrt(grid.rates2) * (ev_dz - dz_mean)
 
-    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None, time_grid=None):
+    def events(self, rng: np.random.Generator, n_paths: int, n_cells: int, dt: float, xi=None,
+               time_grid=grids.Uniform()):
         """One event per cell at its midpoint (midpoint rule for the drift, non-anticipating);
         ``xi`` (n_paths, n_cells * normals_per_cell): the driver's standard normals."""
         counts = np.full(n_paths, n_cells, dtype=np.int64)
@@ -1288,7 +1289,8 @@ def _plan(run: _Setup) -> _Grid:
         dt = t_max / N
         out_steps, interp, interp1 = np.arange(run.n_time) * every, None, None
         time_out = out_steps * dt
-    groups, lr_top = run.spec if run.mixture is None else run.mixture_groups, run.lr_top
+    groups = run.spec if run.mixture is None else run.mixture_groups
+    lr_top = run.lr_top
     # Huber-on-tanh SGD shows no dt drift up to lr dt = 0.16 (docs/dmft_theory.md)
     errors.warn_unresolved(f"dmft.solve(dynamics={run.dynamics!r})", lr_top, dt, 0.2, stacklevel=4)
     if not run.uniform:  # the stretched grid's largest step
@@ -1308,9 +1310,9 @@ def _plan(run: _Setup) -> _Grid:
                  tau * run.lr / run.batch, half, 0 if groups is None else len(groups.weights), split=split)
     if not isinstance(run.schedule, _schedules.Constant) or not run.uniform:
         # a time grid's tau' multiplies the rate of drift and noise variance alike (dmft.grids)
-        edges, clocked = np.arange(N + 1) * dt, None if run.uniform else clock
-        grid.rates = _schedules.cell_means(run.schedule, edges, time_grid=clocked) / run.lr
-        grid.rates2 = _schedules.cell_means(run.schedule, edges, power=2, time_grid=clocked) / run.lr**2
+        edges = np.arange(N + 1) * dt
+        grid.rates = _schedules.cell_means(run.schedule, edges, time_grid=clock) / run.lr
+        grid.rates2 = _schedules.cell_means(run.schedule, edges, power=2, time_grid=clock) / run.lr**2
     _check_resources(run, grid)
     return grid
 
@@ -1390,10 +1392,9 @@ def _random_inputs(run: _Setup, grid: _Grid, threads: int) -> _Random:
                                                     threads)
     cell_normals = xi.reshape(P, N, nxi + n_mid)
     zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
-    clock = None if run.uniform else run.time_grid
     rng = np.random.default_rng(s_ev)
     counts, ev_cell, ev_lam, ev_dz = driver.events(rng, P, N, grid.dt, cell_normals[:, :, :nxi].reshape(P, N * nxi),
-                                                   clock)
+                                                   run.time_grid)
     ev_zeta = driver.event_normals(rng, ev_cell.shape, k)
     if grid.rates is not None:
         ev_dz = driver.scheduled(ev_cell, ev_lam, ev_dz, grid,
@@ -1557,6 +1558,8 @@ class _SampleSide:
         self.sums = (self.dGm, self.dGp, self.dS, self.dFF, self.dPhi, self.QV)
         self.events = (rnd.ev_cell, rnd.ev_lam, rnd.ev_dz)
         self.labels = (teacher.y, teacher.wstar)
+        # the field's Brownian bridge inside a cell, from the cell's quadratic variation QV
+        self.QV_last, self.bridge = np.zeros((B, k, k)), np.zeros((B, k, k))
 
     def clear(self):
         """Zero the cell's sums before a sweep."""
@@ -1564,7 +1567,14 @@ class _SampleSide:
             x[:] = 0.0
 
     def commit(self):
-        """After a step: nothing to keep but what the subclass says."""
+        """After a step: the cell's quadratic variation, for the next cell's first sweep."""
+        self.QV_last[:] = self.QV
+
+    def _update_bridge(self, it, at):
+        """The bridge's square root at ``at = lam (1 - lam)`` from the last sweep's quadratic
+        variation (the first sweep: the last cell's), and ``QV`` zeroed for this sweep's."""
+        self.bridge[:] = _bridge_factor(self.run.delta, self.QV if it else self.QV_last, at=at)
+        self.QV[:] = 0.0
 
 
 class _EventSide(_SampleSide):
@@ -1587,7 +1597,6 @@ class _EventSide(_SampleSide):
         self.psi = np.zeros(int(self.psi_at[-1]), np.float32)
         self.cells = _cell_lists(rnd.counts, rnd.ev_cell, grid.N)
         self.path_state = (self.g, self.gp, self.psi, self.psi_at)
-        self.QV_last, self.bridge = np.zeros((grid.B, k, k)), np.zeros((grid.B, k, k))
         self.bridges = (rnd.ev_zeta, self.bridge)
 
     def cell(self, n):
@@ -1600,17 +1609,14 @@ class _EventSide(_SampleSide):
         return it == sweeps
 
     def prepare(self, n, it, R):
-        """The bridge's square root; every path reads its own events' responses."""
-        self.bridge[:] = _bridge_factor(self.run.delta, self.QV if it else self.QV_last, at=1.0)
-        self.QV[:] = 0.0
+        """The bridge's square root for the events' own positions (scaled by ``b(lam)`` in the
+        kernel); every path reads its own events' responses."""
+        self._update_bridge(it, at=1.0)
 
     def sample(self, n, tangents, active, lo, hi, Wold, Wnew, R):
         cell = (n, self.grid.c, self.grid.Pb, self.run.tangent_stride, tangents)
         self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.labels, self.path_state,
                     self.sums, self.teacher.kinks, self.bridges)
-
-    def commit(self):
-        self.QV_last[:] = self.QV
 
     def grads_finite(self, n) -> bool:
         """The gradients that step ``n`` wrote (the events of its active paths in the cell) are finite."""
@@ -1648,7 +1654,6 @@ class _DenseSide(_SampleSide):
         # SME: the noise of each cell's first half at its event (docs/dmft_theory.md, "Discretisation")
         c, half = grid.c, grid.half
         self.own, self.damp = (c * math.sqrt(self.dz_var / 2), c * half) if self.n_mid else (0.0, 0.0)
-        self.QV_last, self.bridge = np.zeros((B, k, k)), np.zeros((B, k, k))
         self.mid = (rnd.zeta, self.bridge, self.own, self.damp)
         # the coefficient of g_{j-1} in r(s_j-) on the tangent paths
         # (a schedule: the cell's half-cell drift at its mean rate u1, its noise at the root mean square u2)
@@ -1672,9 +1677,8 @@ class _DenseSide(_SampleSide):
     def prepare(self, n, it, R):
         """The bridge from the last sweep's (first sweep: the last cell's) quadratic variation,
         and the responses between the events (the same times for all paths) once per replica."""
-        if self.n_mid:
-            self.bridge[:] = _bridge_factor(self.run.delta, self.QV if it else self.QV_last)
-            self.QV[:] = 0.0
+        if self.n_mid:  # at the midpoint, lam (1 - lam) = 1/4
+            self._update_bridge(it, at=0.25)
         ev_cell, ev_lam = self.rnd.ev_cell, self.rnd.ev_lam
         _k.shared_response(R, n, ev_lam[0, n - 1], ev_cell[0, : n - 1], ev_lam[0, : n - 1],
                            self.Rmid[:, n - 1, : n - 1])
@@ -1691,9 +1695,6 @@ class _DenseSide(_SampleSide):
         self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.Rmid, self.labels,
                     self.path_state, self.tangent_paths, self.sums, self.teacher.kinks, mid,
                     max(32, _config.TANGENT_CHUNK_PATHS // grid.k) if tangents else 0)
-
-    def commit(self):
-        self.QV_last[:] = self.QV
 
     def grads_finite(self, n) -> bool:
         """The gradients of step ``n``'s event (cell ``n - 1``, every path) are finite."""
