@@ -201,13 +201,34 @@ def test_stretched_grid_on_anisotropic_data_matches_the_closed_form():
 
 def test_long_uniform_solves_point_to_the_stretched_grid():
     """A uniform solve past twice the stretched grid's ``t_fine`` that would be refused for its
-    run time (or warned about) names ``time_grid=dmft.grids.Stretched()``; a stretched one does not."""
+    run time (or warned about) names ``time_grid=dmft.grids.Stretched()``; a stretched one does
+    not, nor a uniform one whose ``dt`` is already the largest accurate step."""
     kw = dict(lr=2.0, dynamics="gf", t_max=32.0, n_paths=4096, max_runtime_s=1.0, progress=False)
     with pytest.raises(errors.ParameterError, match=r"time_grid=dmft.grids.Stretched\(\)"):
-        dmft.solve(models.huber_tanh(), **kw)
-    with pytest.raises(errors.ParameterError, match="max_runtime_s") as e:
-        dmft.solve(models.huber_tanh(), time_grid=grids.Stretched(), **kw)
-    assert "time_grid" not in str(e.value)
+        dmft.solve(models.huber_tanh(), time_grid=grids.Uniform(), **kw)
+    for options in (dict(time_grid=grids.Stretched()), {}, dict(time_grid=grids.Uniform(), dt=0.08)):
+        with pytest.raises(errors.ParameterError, match="max_runtime_s") as e:
+            dmft.solve(models.huber_tanh(), **options, **kw)
+        assert "time_grid" not in str(e.value), options
+
+
+@pytest.mark.parametrize("dynamics, lr, dt, t_max, grid", [
+    ("sgd", 2.0, None, 8.0, "Uniform()"),
+    ("sgd", 2.0, None, 12.0, "Stretched(t_fine=4.0, max_ratio=8.0)"),
+    ("gf", 2.0, None, 12.0, "Stretched(t_fine=4.0, max_ratio=4.0)"),
+    ("sme", 0.5, 0.02, 12.0, "Stretched(t_fine=4.0, max_ratio=16.0)"),
+    ("gf", 2.0, 0.08, 12.0, "Uniform()"),  # lr dt is already the largest accurate step
+])
+def test_default_grid_stretches_beyond_t_max_8(dynamics, lr, dt, t_max, grid):
+    """``time_grid=None``: uniform up to ``t_max = 8``, ``Stretched()`` beyond with the driver's
+    ``max_ratio``; ``attrs['time_grid']`` names the grid used and equals the explicit one bit
+    for bit."""
+    kw = dict(lr=lr, dynamics=dynamics, dt=dt, t_max=t_max, n_time=4, n_paths=64, check_dt=False, progress=False)
+    ds = dmft.solve(models.huber_tanh(), **kw)
+    assert ds.attrs["time_grid"] == grid
+    explicit = dmft.solve(models.huber_tanh(), time_grid=eval("grids." + grid), **kw)
+    for v in ("test_loss", "norm", "overlap"):
+        np.testing.assert_array_equal(ds[v].values, explicit[v].values)
 
 
 @pytest.mark.parametrize("t_max, stride", [(4.0, 2), (8.0, 2), (12.0, 1)])

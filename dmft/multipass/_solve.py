@@ -1166,7 +1166,6 @@ def _checked(arguments: dict) -> _Setup:
             f"model={model.name!r} has k_star={model.k_star}: the DMFT needs a teacher (k_star >= 1)")
     delta = errors.positive("delta", a["delta"])
     schedule = _spectral.check_lr(a["lr"])
-    time_grid = grids.check(a["time_grid"])
     driver = _driver(a["dynamics"], a["batch"], a["driver"])
     # the check solves take the string form
     arguments.update(dynamics=driver.name, batch=driver.rate, driver=None)
@@ -1174,6 +1173,7 @@ def _checked(arguments: dict) -> _Setup:
     times, t_max, n_time = errors.output_times(a["times"], a["n_time"], a["t_max"], n_time_default=101,
                                                t_max_default=4.0)
     t_max = errors.positive("t_max", t_max)
+    time_grid = grids.check(a["time_grid"], t_max)
     lr_max = _schedules.peak_rate(schedule, times, t_max)
     lr = float(schedule(0.0, 0.0))
     kink_bandwidth = errors.nonnegative("kink_bandwidth", a["kink_bandwidth"])
@@ -1210,9 +1210,12 @@ def _checked(arguments: dict) -> _Setup:
     groups = spec if mixture is None else mixture_groups
     lr_top = lr_max if groups is None else lr_max * float(groups.eigenvalues.max())
     if isinstance(time_grid, grids.Stretched) and time_grid.max_ratio is None:
-        # the check solves take the grid chosen here (nested grids at 2 dt and dt / 2)
-        time_grid = dataclasses.replace(time_grid, max_ratio=max(1.0, driver.stretch_lr_step / (lr_top * dt)))
-        arguments["time_grid"] = time_grid
+        max_ratio = _stretch_ratio(driver, lr_top, dt)
+        # a chosen grid that cannot stretch stays uniform (the same numbers as without the map)
+        time_grid = (grids.Uniform() if a["time_grid"] is None and max_ratio == 1.0
+                     else dataclasses.replace(time_grid, max_ratio=max_ratio))
+    # the check solves take the grid chosen here (nested grids at 2 dt and dt / 2)
+    arguments["time_grid"] = time_grid
     # the same random inputs for the solves that check or extrapolate this one (a
     # Generator is drawn once; a SeedSequence is copied before it spawns)
     arguments["seed"] = seed if not isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
@@ -1347,10 +1350,17 @@ def _check_resources(run: _Setup, grid: _Grid):
     grid.mem, grid.runtime = mem, runtime
 
 
+def _stretch_ratio(driver: _Driver, lr_top: float, dt: float) -> float:
+    """The default ``max_ratio`` of a stretched grid: the driver's largest accurate step
+    ``lr_top max_step`` (``driver.stretch_lr_step``) in units of ``dt``, at least 1."""
+    return max(1.0, driver.stretch_lr_step / (lr_top * dt))
+
+
 def _stretch_hint(run: _Setup) -> str:
     """``'; ... time_grid=dmft.grids.Stretched() ...'`` for a uniform grid past the stretched
-    grid's fine part (docs/dmft_theory.md, "Stretched grids"), else ``''``."""
-    if not run.uniform or run.t_max <= 2 * grids.Stretched().t_fine:
+    grid's fine part that could stretch (docs/dmft_theory.md, "Stretched grids"), else ``''``."""
+    if (not run.uniform or run.t_max <= 2 * grids.Stretched().t_fine
+            or _stretch_ratio(run.driver, run.lr_top, run.dt) == 1.0):
         return ""
     return "; time_grid=dmft.grids.Stretched() needs fewer grid points at long horizons"
 
@@ -2429,13 +2439,15 @@ def solve(
         ``tangent_stride``, ``corrector``) apply. Given with ``dynamics`` or ``batch``, they
         must agree. ``attrs['dynamics']`` is the driver's name either way.
     time_grid : dmft.grids.Uniform, dmft.grids.Stretched or None
-        Where the grid points lie in time (None: ``Uniform()``, steps of ``dt``).
+        Where the grid points lie in time. ``Uniform()``: steps of ``dt``.
         ``Stretched(t_fine, max_ratio)`` keeps the step ``dt`` up to ``t_fine`` and then lets it
         grow like ``dt t / t_fine`` up to ``max_ratio dt``, for long horizons: the solver runs on
         a uniform grid of ``u`` with ``t = tau(u)``, the time change that keeps the dynamics
         exact (docs/dmft_theory.md, "Stretched grids"). ``dt`` is the first step,
         ``attrs['max_step']`` the last; the outputs are at ``times`` (or ``n_time`` equally
-        spaced times) as on a uniform grid.
+        spaced times) as on a uniform grid. None (default): ``Uniform()`` up to ``t_max = 8``,
+        ``Stretched()`` beyond (steps up to the driver's accurate ``lr max_step``; uniform
+        when ``dt`` is already that large); ``attrs['time_grid']`` is the grid used.
 
     Returns
     -------

@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="results", help="output folder for compare.nc and compare.png")
     c.add_argument("--stretch", type=float, default=None, metavar="T_FINE",
                    help="theory on a stretched time grid for long horizons: steps of dt up to T_FINE, then growing "
-                        "with t (dmft.grids.Stretched(T_FINE)); default: a uniform grid")
+                        "with t (dmft.grids.Stretched(T_FINE)); default: uniform up to --t-max 8, "
+                        "dmft.grids.Stretched() beyond")
     s = sub.add_parser("sweep", help="dmft compare over a grid of delta x lr x batch (resumable)",
                        formatter_class=HelpFormatter)
     _add_problem(s, sweepable=True)
