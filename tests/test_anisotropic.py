@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import dmft
 from dmft import errors, models, testing
@@ -202,7 +203,7 @@ def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch
                 init_std=0.3, lr=lr)
     fast = _solve(model, **args)
 
-    def direct_rows(rows, *row_args):  # the batched rows of all groups -> the direct row of each group
+    def direct_rows(rows, *row_args, ahead=None):  # all groups' rows -> each group's direct row (one at a time)
         for group in rows.groups:
             reference_multipass.parameter_row_direct(group, *row_args)
 
@@ -212,6 +213,79 @@ def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch
     assert fast.attrs["n_groups"] == 2
     for v in ("correlation", "response", "overlap", "test_loss", "train_loss"):
         np.testing.assert_allclose(fast[v].values, direct[v].values, rtol=1e-5, atol=1e-7, err_msg=v)
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.sampled_from([1, 2]), ks=st.sampled_from([1, 2]), ridge=st.sampled_from([0.0, 0.3]),
+       scheduled=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_group_rows_equal_each_groups_direct_rows(k, ks, ridge, scheduled, seed):
+    """``_GroupRows.row`` (all groups' rows in one kernel, ``C`` and ``R`` from ``A`` and the shared
+    ``S`` and ``G``) against each group's direct numpy rows (tests/reference_multipass.py) on
+    random rows of ``G``, ``G^+``, a PSD ``S`` and ``Phi``, with and without a ridge and a
+    schedule's rates, in the solver's order of calls per row: the predictor (found done by the
+    last row's final call, which computed it ahead), a sweep that keeps the predictor's ``G``
+    and changes ``S`` and ``Phi`` (``C`` alone), the final sweep with the next predictor's
+    inputs. Equal to 1e-11."""
+    from dmft.multipass import _solve
+
+    rng = np.random.default_rng(seed)
+    G, B, N, dt = 3, 2, 6, 0.1
+    NK = (N + 1) * k
+    rates = 0.5 + rng.random(N) if scheduled else None
+    X = rng.standard_normal((B, NK, NK + 2))
+    S_full = 0.1 * X @ np.swapaxes(X, -1, -2) / NK
+    lam, rho = 0.5 + rng.random(G), rng.standard_normal((G, ks, ks))
+    rho = rho @ np.swapaxes(rho, -1, -2) + 0.1 * np.eye(ks)
+
+    def spectral():
+        C, R, S = np.zeros((B, NK, NK)), np.zeros((B, NK, NK)), np.zeros((B, NK, NK))
+        m, nu, Phi = np.zeros((B, N + 1, k, ks)), np.zeros((B, N + 1, k, ks)), np.zeros((B, N + 1, k, ks))
+        return _solve._SpectralParamSide(k, ks, dt, 2.0, 0.7, ridge, 0.3 * np.eye(k), np.full(G, 1 / G),
+                                         lam / lam.mean(), rho, C, R, S, m, nu, Phi, rates)
+
+    def rows_of_g(n, scale):  # a row of G and of G^+
+        Grow = np.zeros((B, N + 1, k, k))
+        Grow[:, : n + 1] = scale * dt * rng.standard_normal((B, n + 1, k, k))
+        return Grow, 0.5 * Grow
+
+    def inputs(side, n, sweep):  # the sweep's rows of S and Phi
+        rows, cols = slice(n * k, (n + 1) * k), slice(0, (n + 1) * k)
+        side.rows.S[:, rows, cols] = S_full[:, rows, cols] * (1.0 + 0.1 * sweep)
+        side.Phi[:, n] = phis[n] + 0.1 * sweep
+
+    fast, direct = spectral(), spectral()
+    direct.rows.row = lambda *args, ahead=None: [ref.parameter_row_direct(group, *args) for group in direct.rows.groups]
+    kernel, calls = _solve._k.group_rows, []
+
+    def counted(n, *args):
+        calls.append(n)
+        return kernel(n, *args)
+
+    phis = rng.standard_normal((N + 1, B, k, ks))
+    predicted = [rows_of_g(n, 0.05) for n in range(N + 1)]
+    Gprev = np.zeros((B, N + 1, k, k))
+    _solve._k.group_rows = counted
+    try:
+        for n in range(N + 1):
+            final = rows_of_g(n, 0.05) if n else predicted[0]
+            for sweep, (Grow, Gprow) in enumerate([predicted[n], predicted[n], final]):
+                for side in (fast, direct):
+                    inputs(side, n, sweep)
+                direct.row(n, Grow, Gprow, Gprev, 0.5 * Gprev, None)
+                ahead = None
+                if sweep == 2 and 0 < n < N:
+                    for side in (fast, direct):  # the next predictor's rows of S and Phi
+                        inputs(side, n + 1, 0)
+                    ahead = predicted[n + 1]
+                fast.row(n, Grow, Gprow, Gprev, 0.5 * Gprev, None, ahead=ahead)
+            Gprev = final[0]
+    finally:
+        _solve._k.group_rows = kernel
+    lower = (np.arange(NK)[:, None] // k >= np.arange(NK)[None, :] // k)  # the fast C_g keeps its lower blocks
+    for name in ("Ag", "Rg", "Cg", "mg"):
+        want = getattr(direct, name) * (lower if name == "Cg" else 1.0)
+        np.testing.assert_allclose(getattr(fast, name), want, rtol=1e-11, atol=1e-13, err_msg=name)
+    assert calls == [1] + list(range(1, N + 1))  # one call per final row, the predictors found done ahead
 
 
 def test_solve_bad_data_and_groups_name_the_argument():

@@ -401,29 +401,168 @@ def diagonal_block(step, row, prior, kernels, sums):
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
-def group_row_products(dlam, dK, dW, A, R, C, RtT, lo, hi, TA, TR, TC):
-    """:func:`row_products` of every spectral group ``g`` (``delta = dlam[g] = delta lam_g``):
-    dK (G, B, n, k, k), A, R, C, RtT (G, B, NK, NK), TA, TR, TC (G, B, k, >= hi) per group,
-    dW (B, n, k, k) shared. One call per row instead of one per group, the same numbers."""
-    for g in range(dlam.shape[0]):
-        row_products(dK[g], dW, A[g], R[g], C[g], RtT[g], dlam[g], lo, hi, TA[g], TR[g], TC[g])
+def group_rows(n, dlam, ridge_w, rfac, Minv, Grow, shared, q0, rho, nu, kernels, sums):
+    """Rows ``n, .., n + len(Grow) - 1`` (``n >= 1``) of ``A_g``, ``R_g``, ``C_g`` (its lower block
+    triangle) of every spectral group ``g`` and replica ``b``, in the direct form
+    (docs/dmft_anisotropic.md, section 5), for row ``i``:
+
+        A_i. = Minv_g sum_{j<i} K_ij A_j.,   K_ij = dlam_g G_ij - ridge_w[j] I,   A_ii = Minv_g
+        C_im = dlam_g A_i. S A_m.^T + asum_i q0 asum_m^T + b_i rho_g b_m^T          (m <= i)
+        R_im = rfac[m] Rt_im - dlam_g sum_{j=m}^i A_ij Ghat_jm,   R_ii = I           (m < i)
+
+    with ``Rt_im = sum_{j=m}^i A_ij``, ``asum_i = Rt_i0``, ``b_i = dlam_g sum_j A_ij nu_j`` and
+    ``Ghat_jm = G^-_jm`` (``j > m``), ``G_mm`` (``j = m``): ``R_.m = A f_.m`` with ``f`` the source
+    of the response recursion (``I - K^-_jm``, and ``I - K_mm`` at ``j = m``). The rows read their
+    group's own history only in ``A_g``, once for all rows (the ``A`` sums of the rows in one
+    pass), whose triangle then stays in the cache for ``C``; the other sums are dot products
+    with the replica's shared ``S`` and ``Ghat``. Two rows are the final row ``n`` and the
+    predictor's row ``n + 1`` (:meth:`dmft.multipass._solve._GroupRows.row`).
+    dlam (G,); ridge_w, rfac (>= n + rows - 1,): the ridge's trapezoid weights ``lr ridge w_j``
+    and ``1 + lr ridge uL_m dt / 2``; Minv (rows, G, B, k, k); Grow (rows, B, N+1, k, k);
+    shared = (GhatT, Ssym) (B, NK, NK): ``Ghat`` transposed and ``S`` symmetric, both filled up
+    to the last row and column; q0 (k, k); rho (G, ks, ks); nu (B, N+1, k, ks); kernels = (A,
+    R, C) (G, B, NK, NK); sums = (asum, bvec) (G, B, N+1, k, k | ks)."""
+    A, R, C = kernels
+    asum, bvec = sums
+    GhatT, Ssym = shared
+    G, B = A.shape[0], A.shape[1]
+    rows = Grow.shape[0]
+    k = Minv.shape[3]
+    top = (n + rows) * k
+    T = np.empty((rows, k, top))
+    V = np.empty((k, top))
+    for b in range(B):  # groups inside replicas: the replica's S and Ghat stay in the cache
+        for g in range(G):
+            Ag = A[g, b]
+            T[:] = 0.0
+            for j in range(n):
+                for e in range(k):
+                    r = j * k + e
+                    for i in range(rows):
+                        for a in range(k):
+                            w = dlam[g] * Grow[i, b, j, a, e] - (ridge_w[j] if a == e else 0.0)
+                            if w != 0.0:
+                                _axpy(w, Ag[r, : (j + 1) * k], T[i, a, : (j + 1) * k])
+            for i in range(rows):
+                m = n + i
+                for j in range(n, m):  # the rows before m computed here
+                    for e in range(k):
+                        r = j * k + e
+                        for a in range(k):
+                            w = dlam[g] * Grow[i, b, j, a, e] - (ridge_w[j] if a == e else 0.0)
+                            if w != 0.0:
+                                _axpy(w, Ag[r, : (j + 1) * k], T[i, a, : (j + 1) * k])
+                _group_a_row(Ag, T[i], Minv[i, g, b], m, k)
+                _group_sums(Ag, nu, dlam[g], m, b, asum[g], bvec[g])
+            for i in range(rows):
+                m = n + i
+                mk, m1k = m * k, (m + 1) * k
+                for a in range(k):
+                    for col in range(m1k):
+                        V[a, col] = _dot(Ag[mk + a, :m1k], Ssym[b, col, :m1k])
+                _group_c_row(Ag, C[g, b], V, dlam[g], m, (asum[g, b], bvec[g, b]), q0, rho[g])
+                _group_r_row(Ag, R[g, b], GhatT[b], rfac, dlam[g], m, k)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _group_a_row(Ag, T, Minv, n, k):
+    """Row ``n`` of one group's ``A``: ``Minv T`` left of the diagonal block, ``Minv`` on it."""
+    nk = n * k
+    for a in range(k):
+        r = nk + a
+        for col in range(nk):
+            acc = 0.0
+            for h in range(k):
+                acc += Minv[a, h] * T[h, col]
+            Ag[r, col] = acc
+        for e in range(k):
+            Ag[r, nk + e] = Minv[a, e]
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
-def group_kernel_rows(step, dlam, row, products, prior, kernels, sums):
-    """:func:`kernel_row` of every spectral group ``g`` with ``delta = dlam[g]``: step = (n, dt,
-    lam); row = (Grow, dGm, Minv) with Minv (G, B, k, k); products (G, B, k, n k) each; prior
-    = (q0, rho) with rho (G, ks, ks); kernels = (A, R, C, S, RtT) per group (G, B, NK, NK) but
-    ``S`` (B, NK, NK) shared; sums = (nu, asum, bvec), ``nu`` (B, N+1, k, ks) shared."""
-    n, dt, lam = step
-    Grow, dGm, Minv = row
-    PA, PR, PC = products
-    q0, rho = prior
-    A, R, C, S, RtT = kernels
-    nu, asum, bvec = sums
-    for g in range(dlam.shape[0]):
-        kernel_row((n, dt, dlam[g], lam), (Grow, dGm, Minv[g]), (PA[g], PR[g], PC[g]), (q0, rho[g]),
-                   (A[g], R[g], C[g], S, RtT[g]), (nu, asum[g], bvec[g]))
+def group_c_rows(n, dlam, Ssym, q0, rho, nu, A, C, sums):
+    """Row ``n`` of ``C_g`` (and ``b_n``) of every group and replica (:func:`group_rows`)
+    when row ``n`` of ``A_g`` is final and only ``S`` and ``nu`` changed (a sweep that keeps the row
+    of ``G``: ``A`` and ``R`` depend on ``G`` alone)."""
+    asum, bvec = sums
+    G, B = A.shape[0], A.shape[1]
+    k = asum.shape[3]
+    nk = n * k
+    n1k = nk + k
+    V = np.empty((k, n1k))
+    for b in range(B):
+        for g in range(G):
+            Ag = A[g, b]
+            _group_sums(Ag, nu, dlam[g], n, b, asum[g], bvec[g])
+            for a in range(k):
+                for col in range(n1k):
+                    V[a, col] = _dot(Ag[nk + a, :n1k], Ssym[b, col, :n1k])
+            _group_c_row(Ag, C[g, b], V, dlam[g], n, (asum[g, b], bvec[g, b]), q0, rho[g])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _group_sums(Ag, nu, dlam, n, b, asum, bvec):
+    """``asum[b, n] = sum_j A_nj`` and ``bvec[b, n] = dlam sum_j A_nj nu_j`` of one group."""
+    k, ks = asum.shape[2], nu.shape[3]
+    for a in range(k):
+        r = n * k + a
+        for e in range(k):
+            acc = 0.0
+            for j in range(n + 1):
+                acc += Ag[r, j * k + e]
+            asum[b, n, a, e] = acc
+        for f in range(ks):
+            acc = 0.0
+            for j in range(n + 1):
+                for e in range(k):
+                    acc += Ag[r, j * k + e] * nu[b, j, e, f]
+            bvec[b, n, a, f] = dlam * acc
+
+
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH), inline="always")
+def _group_c_row(Ag, Cg, V, dlam, n, sums, q0, rho):
+    """Row ``n`` of one group's ``C`` (:func:`group_rows`) from ``V = A_n. S``: the lower block
+    triangle only (nothing reads a group's ``C`` above it; a column write would touch ``n``
+    cache lines)."""
+    asum, bvec = sums
+    k, ks = V.shape[0], bvec.shape[2]
+    nk = n * k
+    aq = asum[n] @ q0  # (k, k): a_n q0
+    br = bvec[n] @ rho  # (k, ks): b_n rho
+    for m in range(n + 1):
+        am, bm = asum[m], bvec[m]
+        for a in range(k):
+            for e in range(k):
+                r = m * k + e
+                acc = dlam * _dot(V[a, : (m + 1) * k], Ag[r, : (m + 1) * k])
+                for f in range(k):
+                    acc += aq[a, f] * am[e, f]
+                for f in range(ks):
+                    acc += br[a, f] * bm[e, f]
+                Cg[nk + a, r] = acc
+    for a in range(k):
+        for e in range(a):
+            x = 0.5 * (Cg[nk + a, nk + e] + Cg[nk + e, nk + a])
+            Cg[nk + a, nk + e] = x
+            Cg[nk + e, nk + a] = x
+
+
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH), inline="always")
+def _group_r_row(Ag, Rg, GhatT, rfac, dlam, n, k):
+    """Row ``n`` of one group's ``R`` (:func:`group_rows`): ``sum_{j=m}^n A_nj Ghat_jm`` as dot
+    products with the rows of ``Ghat`` transposed."""
+    nk = n * k
+    n1k = nk + k
+    for a in range(k):
+        r = nk + a
+        for e in range(k):
+            acc = Ag[r, nk + e]  # Rt_nm, summed from m = n down
+            for m in range(n - 1, -1, -1):
+                col = m * k + e
+                acc += Ag[r, col]
+                h = _dot(Ag[r, m * k: n1k], GhatT[col, m * k: n1k])
+                Rg[r, col] = rfac[m] * acc - dlam * h
+            Rg[r, nk + e] = 1.0 if a == e else 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH), inline="always")

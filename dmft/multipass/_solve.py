@@ -566,6 +566,8 @@ class _ParamSide:
         self.RtT = _grid_zeros(A.shape) if RtT is None else RtT
         self.last_products = None  # (n, dK, dW, (PA, PR, PC)) of the last row computed
 
+    looks_ahead = False  # row() computes one row (see _SpectralParamSide)
+
     def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
         """Row ``n`` from row ``n - 1`` and the increments ``G_n. - G_{n-1}.`` (incremental).
 
@@ -717,40 +719,84 @@ class _GroupParamSide(_ParamSide):
         """Nothing: the coupled solve has set the rows."""
 
 
-class _GroupRows(_ParamSide):
-    """The rows of all groups of a :class:`_SpectralParamSide`: :meth:`_ParamSide.row`'s
-    increments with a leading group axis (``delta -> delta lam_g``), one kernel call per row for
-    all groups (:func:`_kernels_solve.group_row_products`, :func:`_kernels_solve.group_kernel_rows`)
-    instead of one per group, with the same numbers. Row 0 and a schedule's ``C_nn`` are the
+class _GroupRows:
+    """The rows of all groups of a :class:`_SpectralParamSide` in one kernel call per row
+    (:func:`_kernels_solve.group_rows`), in the direct form (docs/dmft_anisotropic.md, section 5):
+    ``C_g`` from ``A_g`` and the shared ``S``, ``R_g`` from ``A_g`` and the shared ``G``, so that a
+    row reads a group's own history only in ``A_g`` (the isotropic side's incremental products read
+    ``A``, ``R`` and ``C``). The shared matrices are kept here for dot products: ``Ghat``
+    transposed (``G^-`` below the diagonal blocks, ``G`` on them) and ``S`` symmetric. The last
+    sweep's row ``n`` comes with the predictor's inputs of row ``n + 1`` (``ahead``): both rows
+    in one pass over ``A_g``, and the predictor's own call finds its row done. Row 0 is the
     groups' own (:class:`_GroupParamSide`)."""
 
-    def __init__(self, groups, dlam, rho, A, R, C, RtT, nu, asum, bvec):
+    def __init__(self, groups, dlam, rho, A, R, C, nu, asum, bvec):
         one = groups[0]
         self.groups = groups
-        self.k, self.dt, self.lr, self.ridge, self.rates = one.k, one.dt, one.lr, one.ridge, one.rates
+        self.k, self.dt, self.lam = one.k, one.dt, one.lr * one.ridge
         self.uL, self.uR, self.q0, self.S = one.uL, one.uR, one.q0, one.S
         self.dlam, self.rho = dlam, rho
-        self.A, self.R, self.C, self.RtT = A, R, C, RtT
+        self.A, self.R, self.C = A, R, C
         self.nu, self.asum, self.bvec = nu, asum, bvec
-        self.last_products = None
+        self.GhatT, self.Ssym = _grid_zeros(self.S.shape), _grid_zeros(self.S.shape)
+        self.last = None  # the inputs of the last row computed (_inputs)
+        self.done_ahead = None  # the inputs of the row computed ahead
 
-    def first_row(self, Grow):
-        for group in self.groups:
-            group.first_row(Grow)
+    def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None, ahead=None):
+        """Row ``n`` of every group (the arguments of :meth:`_ParamSide.row`; the direct form
+        needs only the rows ``Grow`` of ``G`` and ``Gprow`` of ``G^+``), and with ``ahead = (Grow,
+        Gprow)`` row ``n + 1`` (the predictor's) in the same pass. A call whose inputs are those
+        of the row done ahead finds it done; a sweep that keeps the last call's rows of ``G`` (an
+        SGD sweep before the last) recomputes ``C`` alone (``A`` and ``R`` depend on ``G`` alone)."""
+        self._shared_rows(n, Grow, Gprow)
+        if n == 0:
+            for group in self.groups:
+                group.first_row(Grow)
+            return
+        last, self.last = self.last, self._inputs(n, Grow, Gprow)
+        if _same(self.done_ahead, self.last):
+            return
+        if last is not None and last[0] == n and _same(last[1:3], self.last[1:3]):
+            _k.group_c_rows(n, self.dlam, self.Ssym, self.q0, self.rho, self.nu, self.A, self.C,
+                            (self.asum, self.bvec))
+            return
+        k, dt, lam = self.k, self.dt, self.lam
+        rows = [Grow]
+        if ahead is not None:
+            self._shared_rows(n + 1, *ahead)
+            rows.append(ahead[0])
+        top = n + len(rows) - 1  # the weights of nodes j < top
+        eye = np.eye(k)
+        Minv = np.stack([_inv_blocks(eye - (self.dlam[:, None, None, None] * Gi[None, :, i] - lam * 0.5 * dt
+                                            * self.uL[i] * eye)) for i, Gi in enumerate(rows, start=n)])
+        _k.group_rows(n, self.dlam, lam * 0.5 * dt * (self.uL[:top] + self.uR[:top]), 1.0 + lam * 0.5 * dt * self.uL[:top],
+                      Minv, np.stack(rows), (self.GhatT, self.Ssym), self.q0, self.rho, self.nu,
+                      (self.A, self.R, self.C), (self.asum, self.bvec))
+        self.done_ahead = None if ahead is None else self._inputs(n + 1, *ahead)
 
-    def _times_delta(self, x):
-        return self.dlam.reshape((-1,) + (1,) * x.ndim) * x
+    def _inputs(self, n, Grow, Gprow):
+        """What row ``n`` depends on: its rows of ``G``, ``G^+``, ``S`` and ``nu`` (copies)."""
+        k = self.k
+        return (n, Grow[:, :n + 1].copy(), Gprow[:, :n + 1].copy(), self.S[:, n * k:(n + 1) * k, :(n + 1) * k].copy(),
+                self.nu[:, n].copy())
 
-    def _products(self, dK, dW, lo, hi, PA, PR, PC):
-        _k.group_row_products(self.dlam, dK, dW, self.A, self.R, self.C, self.RtT, lo, hi, PA, PR, PC)
+    def _shared_rows(self, n, Grow, Gprow):
+        """Column ``n`` of ``Ghat^T`` and row and column ``n`` of the symmetric ``S`` (which keeps its
+        lower block triangle, and of its diagonal blocks the lower triangle), both (B, NK, NK)."""
+        k, S = self.k, self.S
+        nk, n1k = n * k, (n + 1) * k
+        self.GhatT[:, :nk, nk:n1k] = np.swapaxes(_flat(Grow[:, :n] - Gprow[:, :n]), -1, -2)
+        self.GhatT[:, nk:n1k, nk:n1k] = np.swapaxes(Grow[:, n], -1, -2)
+        self.Ssym[:, nk:n1k, :nk] = S[:, nk:n1k, :nk]
+        self.Ssym[:, :nk, nk:n1k] = np.swapaxes(S[:, nk:n1k, :nk], -1, -2)
+        D = S[:, nk:n1k, nk:n1k]
+        self.Ssym[:, nk:n1k, nk:n1k] = np.tril(D) + np.swapaxes(np.tril(D, -1), -1, -2)
 
-    def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
-        _k.group_kernel_rows((n, self.dt, self.lr * self.ridge), self.dlam, (Grow, dGm, Minv), (PA, PR, PC),
-                             (self.q0, self.rho), (self.A, self.R, self.C, self.S, self.RtT),
-                             (self.nu, self.asum, self.bvec))
-        if self.rates is not None:
-            for g, group in enumerate(self.groups):
-                group._diagonal_rates(n, Minv[g])
+
+def _same(a, b) -> bool:
+    """Whether two tuples of (the same row's) inputs are equal, element by element; None is not."""
+    return a is not None and b is not None and len(a) == len(b) and all(
+        np.array_equal(x, y) for x, y in zip(a, b))
 
 
 def _group_mean_kernels(p, groups, steps, k):
@@ -792,21 +838,27 @@ class _SpectralParamSide:
         self.rho_g = np.asarray(rho, float)
         self.rho_k = np.einsum("g,gab->ab", self.w, self.rho_g)
         self.C, self.R, self.m, self.nu, self.Phi = C, R, m, nu, Phi
-        self.Cg, self.Rg, self.Ag, self.RtTg = (_grid_zeros((G, B, NK, NK)) for _ in range(4))
+        self.Cg, self.Rg, self.Ag = (_grid_zeros((G, B, NK, NK)) for _ in range(3))
         self.mg = np.zeros((G, B, N1, k, ks))
         self.asum = np.zeros((G, B, N1, k, k))
         self.bvec = np.zeros((G, B, N1, k, ks))
         self.groups = [
             _GroupParamSide(k, ks, dt, self.dlam[g], lr, ridge, q0, self.rho_g[g], self.Cg[g], self.Rg[g],
-                            self.Ag[g], S, self.mg[g], nu, self.asum[g], self.bvec[g], rates, self.RtTg[g])
+                            self.Ag[g], S, self.mg[g], nu, self.asum[g], self.bvec[g], rates)
             for g in range(G)]
-        self.rows = _GroupRows(self.groups, self.dlam, self.rho_g, self.Ag, self.Rg, self.Cg, self.RtTg, nu,
-                               self.asum, self.bvec)
+        self.rows = _GroupRows(self.groups, self.dlam, self.rho_g, self.Ag, self.Rg, self.Cg, nu, self.asum,
+                               self.bvec)
 
-    def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
-        """Row ``n`` of every group and of ``C``, ``R``, ``m`` (arguments of :meth:`_ParamSide.row`)."""
+    looks_ahead = True
+
+    def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None, ahead=None):
+        """Row ``n`` of every group and of ``C``, ``R``, ``m`` (arguments of :meth:`_ParamSide.row`).
+        ``ahead = (Grow, Gprow)`` of the predictor of row ``n + 1`` (whose rows of ``S`` and ``Phi``
+        are written): that row's groups too, in the same pass (:class:`_GroupRows`)."""
         self.teacher_row(n, Grow)
-        self.rows.row(n, Grow, Gprow, Gprev, Gpprev, dW, dG)
+        if ahead is not None:
+            self.teacher_row(n + 1, ahead[0])
+        self.rows.row(n, Grow, Gprow, Gprev, Gpprev, dW, dG, ahead=ahead)
         k = self.k
         rows = slice(n * k, (n + 1) * k)
         crow = np.einsum("g,gbij->bij", self.w, self.Cg[:, :, rows, : (n + 1) * k])
@@ -856,8 +908,10 @@ class _SpectralParamSide:
         """``sum_g p_g X_g`` of ``C``, ``R`` (B, T, T, k, k) and ``m`` (B, T, k, ks) at the grid
         ``steps``: the Euclidean ``theta^T theta/d``, response and ``theta^T theta*/d`` (in the
         solve's normalisation)."""
-        return [*_group_mean_kernels(self.p, (self.Cg, self.Rg), steps, self.k),
-                np.einsum("g,gbtae->btae", self.p, self.mg[:, :, np.asarray(steps)])]
+        C, R = _group_mean_kernels(self.p, (self.Cg, self.Rg), steps, self.k)
+        upper = np.triu(np.ones((len(steps),) * 2, bool), 1)[:, :, None, None]  # C_g keeps its lower blocks
+        C = np.where(upper, np.swapaxes(np.swapaxes(C, 1, 2), -1, -2), C)
+        return [C, R, np.einsum("g,gbtae->btae", self.p, self.mg[:, :, np.asarray(steps)])]
 
     def plain_trace(self):
         """``tr`` of ``sum_g p_g C_g(t_n, t_n)`` per replica and grid step -> (B, N+1)."""
@@ -908,6 +962,8 @@ class _MixtureParamSide:
         """``sum_g p_g lam_g^(c) X_g`` (B C, ...) of group arrays ``X`` (G, B, ...)."""
         out = np.einsum("g,gc,gb...->bc...", self.p, self.lam_gc, X)
         return out.reshape(-1, *out.shape[2:])
+
+    looks_ahead = False
 
     def row(self, n, Grow, Gprow, Gprev, Gpprev, dW, dG=None):
         """Row ``n`` of every group, of ``Nu``, ``M`` and of the class blocks' ``C``, ``R`` (arguments
@@ -1725,21 +1781,8 @@ def _predict(n: int, state: _State):
     B, _, k, _ = state.Gprev.shape
     nk, n1k = n * k, (n + 1) * k
     if n >= 2:
-        # the increment is passed as is: bit-equal to the last row's, so the
-        # parameter side reuses that row's products (see _ParamSide.row)
-        dGpred = state.Gprev[:, :n] - state.Gprev2[:, :n]
-        Grow = state.Gprev.copy()
-        Grow[:, :n] += dGpred
-        Gprow = 2 * state.Gpprev - state.Gpprev2
-        # F_n -> F_{n-1} + dF_{n-1}: the last step's increments again (sparse dW)
-        dWp = state.dW_last[:, :n].copy()
-        dWp[:, n - 1] += state.dFF_last
-        S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(np.cumsum(dWp, axis=1))
-        s11 = S[:, nk - k:nk, nk - k:nk]
-        s22 = S[:, nk - 2 * k:nk - k, nk - 2 * k:nk - k]
-        s12 = S[:, nk - k:nk, nk - 2 * k:nk - k]
-        S[:, nk:n1k, nk:n1k] = 4 * s11 + s22 - 2 * s12 - 2 * np.swapaxes(s12, -1, -2)
-        Phi[:, n] = 2 * Phi[:, n - 1] - Phi[:, n - 2]
+        Grow, Gprow, dGpred, dWp = _extrapolated(n, state.Gprev, state.Gpprev, state.Gprev2, state.Gpprev2,
+                                                 state.dW_last[:, : n - 1], state.dFF_last, S, Phi)
     else:
         Grow, Gprow = state.Gprev.copy(), state.Gpprev.copy()
         dGpred = None
@@ -1751,10 +1794,39 @@ def _predict(n: int, state: _State):
     return Grow, Gprow, dGpred
 
 
-def _correct(n: int, state: _State, side: _SampleSide, Grow, Gprow, dG=None):
+def _extrapolated(n: int, G1, Gp1, G2, Gp2, dW1, dFF1, S, Phi):
+    """The predictor's inputs of row ``n >= 2`` from the final rows ``n - 1`` (``G1``, ``Gp1`` the
+    rows of ``G``, ``G^+``; ``dW1`` (B, n-1, k, k) and ``dFF1`` the cell's increments of ``S``) and
+    ``n - 2`` (``G2``, ``Gp2``): writes row ``n`` of ``S`` and ``Phi`` and returns ``(Grow, Gprow,
+    dGpred, dWp)``, the rows of ``G`` and ``G^+``, the increment ``Grow - G1`` and the increments of
+    ``S`` (:func:`_predict`)."""
+    B, _, k, _ = G1.shape
+    nk, n1k = n * k, (n + 1) * k
+    # the increment is passed as is: bit-equal to the last row's, so the
+    # parameter side reuses that row's products (see _ParamSide.row)
+    dGpred = G1[:, :n] - G2[:, :n]
+    Grow = G1.copy()
+    Grow[:, :n] += dGpred
+    Gprow = 2 * Gp1 - Gp2
+    # F_n -> F_{n-1} + dF_{n-1}: the last step's increments again (sparse dW)
+    dWp = np.zeros((B, n, k, k))
+    dWp[:, : n - 1] = dW1
+    dWp[:, n - 1] += dFF1
+    S[:, nk:n1k, :nk] = S[:, nk - k:nk, :nk] + _flat(np.cumsum(dWp, axis=1))
+    s11 = S[:, nk - k:nk, nk - k:nk]
+    s22 = S[:, nk - 2 * k:nk - k, nk - 2 * k:nk - k]
+    s12 = S[:, nk - k:nk, nk - 2 * k:nk - k]
+    S[:, nk:n1k, nk:n1k] = 4 * s11 + s22 - 2 * s12 - 2 * np.swapaxes(s12, -1, -2)
+    Phi[:, n] = 2 * Phi[:, n - 1] - Phi[:, n - 2]
+    return Grow, Gprow, dGpred, dWp
+
+
+def _correct(n: int, state: _State, side: _SampleSide, Grow, Gprow, dG=None, ahead=False):
     """A corrector sweep's row ``n``: ``S`` and ``Phi`` from the cell's sums, then the
     parameter side with the row ``Grow`` of ``G`` (sampled, or the predicted one and its
-    increment ``dG``)."""
+    increment ``dG``). ``ahead`` (the last sweep, for a parameter side that ``looks_ahead``):
+    the predictor's inputs of row ``n + 1`` too (:func:`_extrapolated`, the numbers
+    :func:`_predict` will compute), so that the side computes both rows in one pass."""
     S, k = state.S, state.Gprev.shape[2]
     nk, n1k = n * k, (n + 1) * k
     dW = side.dS[:, :n]
@@ -1763,7 +1835,11 @@ def _correct(n: int, state: _State, side: _SampleSide, Grow, Gprow, dG=None):
     d1 = dScum[:, n - 1]
     S[:, nk:n1k, nk:n1k] = S[:, nk - k:nk, nk - k:nk] + d1 + np.swapaxes(d1, -1, -2) + side.dFF
     state.Phi[:, n] = state.Phi[:, n - 1] + side.dPhi
-    state.par.row(n, Grow, Gprow, state.Gprev, state.Gpprev, dW, dG)
+    if ahead:
+        G1, Gp1, _, _ = _extrapolated(n + 1, Grow, Gprow, state.Gprev, state.Gpprev, dW, side.dFF, S, state.Phi)
+        state.par.row(n, Grow, Gprow, state.Gprev, state.Gpprev, dW, dG, ahead=(G1, Gp1))
+    else:
+        state.par.row(n, Grow, Gprow, state.Gprev, state.Gpprev, dW, dG)
 
 
 def _fields(n: int, it: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide, paths, Wold, Wnew):
@@ -1814,7 +1890,8 @@ def _step(n: int, run: _Setup, grid: _Grid, state: _State, side: _SampleSide):
         if tangents:
             Grow = state.Gprev + side.dGm + side.dGp
             Gprow = state.Gpprev + side.dGp
-        _correct(n, state, side, Grow, Gprow, None if tangents else dGpred)
+        _correct(n, state, side, Grow, Gprow, None if tangents else dGpred,
+                 ahead=it == sweeps and n < grid.N and state.par.looks_ahead)
         row = state.C[:, nk:n1k, :n1k].copy()
         if it == sweeps:  # the last sweep's change of the row and the row's size (the residual: _joined)
             state.changes[n] = np.abs(row - prev_row).max(), np.abs(row).max()
