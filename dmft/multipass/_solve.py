@@ -1367,12 +1367,12 @@ def _plan(run: _Setup) -> _Grid:
     ks = run.model.k_star if run.mixture is None else run.mixture.n_classes
     grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, ks, tau,
                  tau * run.lr / run.batch, half, 0 if groups is None else len(groups.weights), split=split)
+    _check_resources(run, grid)  # before the O(N) rates below
     if not isinstance(run.schedule, _schedules.Constant) or not run.uniform:
         # a time grid's tau' multiplies the rate of drift and noise variance alike (dmft.grids)
         edges = np.arange(N + 1) * dt
         grid.rates = _schedules.cell_means(run.schedule, edges, time_grid=clock) / run.lr
         grid.rates2 = _schedules.cell_means(run.schedule, edges, power=2, time_grid=clock) / run.lr**2
-    _check_resources(run, grid)
     return grid
 
 
