@@ -25,7 +25,7 @@ def test_sgd_at_t_max_32_agrees_with_the_simulation_at_d_2000():
     7 degrees of freedom, 64 comparisons: 5.6). With 4096 paths the theory's test loss at
     ``t = 32`` was 12% high (0.121 against 0.108, 2.1 of its larger SE): a finite-path bias
     that grows with ``t`` (docs/performance.md, "Long horizons")."""
-    theory = dmft.solve(MODEL, n_paths=16384, **SETTING)
+    theory = dmft.solve(MODEL, n_paths=16384, time_grid=dmft.grids.Uniform(), **SETTING)
     simulation = dmft.simulate(MODEL, d=2000, n_seeds=32, **SETTING)
     later = theory.time.values[1:]  # the start is deterministic in both
     z = testing.assert_agree(theory, simulation, variables=VARIABLES, times=later,
@@ -35,12 +35,12 @@ def test_sgd_at_t_max_32_agrees_with_the_simulation_at_d_2000():
 
 @pytest.mark.slow
 def test_stretched_grid_at_t_max_32_agrees_with_the_simulation_at_d_2000():
-    """``Stretched(4, 8)``: 616 grid points instead of 1600, the step growing from 0.02 at
-    ``t = 4`` to 0.16 at ``t = 32``; 65536 paths, a test-loss SE near the issue's 1%. The
-    bound is the max that noise alone exceeds with probability 5% (Student t with the
-    replicas' 7 degrees of freedom, 64 comparisons: 5.6)."""
-    theory = dmft.solve(MODEL, n_paths=65536, time_grid=dmft.grids.Stretched(4.0, 8.0), **SETTING)
-    assert theory.attrs["n_steps"] == 616
+    """The default grid at ``t_max = 32``, ``Stretched(4, 8)``: 616 grid points instead of 1600,
+    the step growing from 0.02 at ``t = 4`` to 0.16 at ``t = 32``; 65536 paths, a test-loss SE
+    near the issue's 1%. The bound is the max that noise alone exceeds with probability 5%
+    (Student t with the replicas' 7 degrees of freedom, 64 comparisons: 5.6)."""
+    theory = dmft.solve(MODEL, n_paths=65536, **SETTING)
+    assert theory.attrs["time_grid"] == "Stretched(t_fine=4.0, max_ratio=8.0)" and theory.attrs["n_steps"] == 616
     simulation = dmft.simulate(MODEL, d=2000, n_seeds=32, **SETTING)
     later = theory.time.values[1:]
     z = testing.assert_agree(theory, simulation, variables=VARIABLES, times=later,
