@@ -1123,7 +1123,9 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     ``'grid'`` (the ``(N+1) k`` square kernels of every replica, ``O(N^2)``), ``'paths'`` (per-path
     inputs, events, gradients and tangents, ``O(P N)``) or ``'events'`` (SGD: the per-path
     tangents over pairs of events, ``O(P J^2)`` with ``J`` about ``batch t_max``). Anisotropic
-    data: ``C, R, A`` and the step response of each of ``n_groups`` spectral groups on the grid.
+    data: four ``(B, NK, NK)`` arrays per spectral group (the direct rows of :class:`_GroupRows`
+    keep ``C, R, A`` per group and two shared, ``3 G + 2``; a mixture's groups ``C, R, A, S``
+    and the step response per group on ``B / n_classes`` replicas).
     Counted in float64 so that absurd inputs give ``inf`` instead of an OverflowError;
     checked against measured peak RSS in tests/test_resources.py."""
     P = float(Pb) * B
