@@ -204,8 +204,9 @@ def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch
     fast = _solve(model, **args)
 
     def direct_rows(rows, *row_args, ahead=None):  # all groups' rows -> each group's direct row (one at a time)
-        for group in rows.groups:
-            reference_multipass.parameter_row_direct(group, *row_args)
+        if not hasattr(rows, "direct"):
+            rows.direct = _each_groups_direct_rows(rows)[0]
+        rows.direct(*row_args)
 
     monkeypatch.setattr(mod._ParamSide, "row", reference_multipass.parameter_row_direct)
     monkeypatch.setattr(mod._GroupRows, "row", direct_rows)
@@ -213,6 +214,37 @@ def test_spectral_incremental_parameter_side_equals_direct_reference(monkeypatch
     assert fast.attrs["n_groups"] == 2
     for v in ("correlation", "response", "overlap", "test_loss", "train_loss"):
         np.testing.assert_allclose(fast[v].values, direct[v].values, rtol=1e-5, atol=1e-7, err_msg=v)
+
+
+def _each_groups_direct_rows(rows):
+    """A row function for a ``_GroupRows`` that runs each group's direct numpy row
+    (tests/reference_multipass.py) on its own square ``A`` (the ``C_g``, ``R_g``, sums are the
+    rows' own), and the groups' parameter sides."""
+    from dmft.multipass import _solve
+
+    G, B, NK, _ = rows.C.shape
+    ks = rows.nu.shape[-1]
+    groups = []
+    for g in range(G):
+        par = _solve._GroupParamSide(rows.k, ks, rows.dt, rows.dlam[g], rows.lam, 1.0, rows.q0, rows.rho[g],
+                                     rows.C[g], rows.R[g], np.zeros((B, NK, NK)), rows.S, rows.nu, rows.nu,
+                                     rows.asum[g], rows.bvec[g])
+        par.uL, par.uR = rows.uL, rows.uR
+        groups.append(par)
+
+    def row(*args, ahead=None):
+        for par in groups:
+            ref.parameter_row_direct(par, *args)
+    return row, groups
+
+
+def _unpacked(rows):
+    """A ``_GroupRows``' packed ``A`` as (G, B, NK, NK)."""
+    G, B, NK, _ = rows.C.shape
+    out = np.zeros((G, B, NK, NK))
+    for r in range(NK):
+        out[:, :, r, : rows.off[r + 1] - rows.off[r]] = rows.A[:, :, rows.off[r]:rows.off[r + 1]]
+    return out
 
 
 @settings(max_examples=25, deadline=None)
@@ -254,7 +286,7 @@ def test_group_rows_equal_each_groups_direct_rows(k, ks, ridge, scheduled, seed)
         side.Phi[:, n] = phis[n] + 0.1 * sweep
 
     fast, direct = spectral(), spectral()
-    direct.rows.row = lambda *args, ahead=None: [ref.parameter_row_direct(group, *args) for group in direct.rows.groups]
+    direct.rows.row, groups = _each_groups_direct_rows(direct.rows)
     kernel, calls = _solve._k.group_rows, []
 
     def counted(n, *args):
@@ -282,10 +314,11 @@ def test_group_rows_equal_each_groups_direct_rows(k, ks, ridge, scheduled, seed)
     finally:
         _solve._k.group_rows = kernel
     lower = (np.arange(NK)[:, None] // k >= np.arange(NK)[None, :] // k)  # the fast C_g keeps its lower blocks
-    for name in ("Ag", "Rg", "Cg", "mg"):
-        want = getattr(direct, name) * (lower if name == "Cg" else 1.0)
-        np.testing.assert_allclose(getattr(fast, name), want, rtol=1e-11, atol=1e-13, err_msg=name)
-    assert calls == [1] + list(range(1, N + 1))  # one call per final row, the predictors found done ahead
+    got = dict(A=_unpacked(fast.rows), R=fast.Rg, C=fast.Cg, m=fast.mg)
+    want = dict(A=np.stack([par.A for par in groups]), R=direct.Rg, C=direct.Cg * lower, m=direct.mg)
+    for name in got:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-11, atol=1e-13, err_msg=name)
+    assert calls == [0, 1] + list(range(1, N + 1))  # one call per final row, the predictors found done ahead
 
 
 def test_solve_bad_data_and_groups_name_the_argument():

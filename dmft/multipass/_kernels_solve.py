@@ -401,9 +401,9 @@ def diagonal_block(step, row, prior, kernels, sums):
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
-def group_rows(n, dlam, ridge_w, rfac, Minv, Grow, shared, q0, rho, nu, kernels, sums):
-    """Rows ``n, .., n + len(Grow) - 1`` (``n >= 1``) of ``A_g``, ``R_g``, ``C_g`` (its lower block
-    triangle) of every spectral group ``g`` and replica ``b``, in the direct form
+def group_rows(n, dlam, ridge_w, rfac, Minv, Grow, shared, q0, rho, nu, kernels, sums, off):
+    """Rows ``n, .., n + len(Grow) - 1`` of ``A_g``, ``R_g``, ``C_g`` (its lower block triangle) of
+    every spectral group ``g`` and replica ``b``, in the direct form
     (docs/dmft_anisotropic.md, section 5), for row ``i``:
 
         A_i. = Minv_g sum_{j<i} K_ij A_j.,   K_ij = dlam_g G_ij - ridge_w[j] I,   A_ii = Minv_g
@@ -414,14 +414,16 @@ def group_rows(n, dlam, ridge_w, rfac, Minv, Grow, shared, q0, rho, nu, kernels,
     ``Ghat_jm = G^-_jm`` (``j > m``), ``G_mm`` (``j = m``): ``R_.m = A f_.m`` with ``f`` the source
     of the response recursion (``I - K^-_jm``, and ``I - K_mm`` at ``j = m``). The rows read their
     group's own history only in ``A_g``, once for all rows (the ``A`` sums of the rows in one
-    pass), whose triangle then stays in the cache for ``C``; the other sums are dot products
+    pass over its packed rows, a contiguous stream), whose triangle then stays in the cache for
+    ``C``; the other sums are dot products
     with the replica's shared ``S`` and ``Ghat``. Two rows are the final row ``n`` and the
     predictor's row ``n + 1`` (:meth:`dmft.multipass._solve._GroupRows.row`).
     dlam (G,); ridge_w, rfac (>= n + rows - 1,): the ridge's trapezoid weights ``lr ridge w_j``
     and ``1 + lr ridge uL_m dt / 2``; Minv (rows, G, B, k, k); Grow (rows, B, N+1, k, k);
     shared = (GhatT, Ssym) (B, NK, NK): ``Ghat`` transposed and ``S`` symmetric, both filled up
     to the last row and column; q0 (k, k); rho (G, ks, ks); nu (B, N+1, k, ks); kernels = (A,
-    R, C) (G, B, NK, NK); sums = (asum, bvec) (G, B, N+1, k, k | ks)."""
+    R, C): ``A`` (G, B, off[-1]) packed, row ``r`` at ``off[r]:off[r + 1]`` (its ``(r // k + 1) k``
+    columns), ``R``, ``C`` (G, B, NK, NK); sums = (asum, bvec) (G, B, N+1, k, k | ks)."""
     A, R, C = kernels
     asum, bvec = sums
     GhatT, Ssym = shared
@@ -442,7 +444,7 @@ def group_rows(n, dlam, ridge_w, rfac, Minv, Grow, shared, q0, rho, nu, kernels,
                         for a in range(k):
                             w = dlam[g] * Grow[i, b, j, a, e] - (ridge_w[j] if a == e else 0.0)
                             if w != 0.0:
-                                _axpy(w, Ag[r, : (j + 1) * k], T[i, a, : (j + 1) * k])
+                                _axpy(w, Ag[off[r]: off[r] + (j + 1) * k], T[i, a, : (j + 1) * k])
             for i in range(rows):
                 m = n + i
                 for j in range(n, m):  # the rows before m computed here
@@ -451,21 +453,21 @@ def group_rows(n, dlam, ridge_w, rfac, Minv, Grow, shared, q0, rho, nu, kernels,
                         for a in range(k):
                             w = dlam[g] * Grow[i, b, j, a, e] - (ridge_w[j] if a == e else 0.0)
                             if w != 0.0:
-                                _axpy(w, Ag[r, : (j + 1) * k], T[i, a, : (j + 1) * k])
-                _group_a_row(Ag, T[i], Minv[i, g, b], m, k)
-                _group_sums(Ag, nu, dlam[g], m, b, asum[g], bvec[g])
+                                _axpy(w, Ag[off[r]: off[r] + (j + 1) * k], T[i, a, : (j + 1) * k])
+                _group_a_row(Ag, off, T[i], Minv[i, g, b], m, k)
+                _group_sums(Ag, off, nu, dlam[g], m, b, asum[g], bvec[g])
             for i in range(rows):
                 m = n + i
                 mk, m1k = m * k, (m + 1) * k
                 for a in range(k):
                     for col in range(m1k):
-                        V[a, col] = _dot(Ag[mk + a, :m1k], Ssym[b, col, :m1k])
-                _group_c_row(Ag, C[g, b], V, dlam[g], m, (asum[g, b], bvec[g, b]), q0, rho[g])
-                _group_r_row(Ag, R[g, b], GhatT[b], rfac, dlam[g], m, k)
+                        V[a, col] = _dot(Ag[off[mk + a]: off[mk + a] + m1k], Ssym[b, col, :m1k])
+                _group_c_row(Ag, off, C[g, b], V, dlam[g], m, (asum[g, b], bvec[g, b]), q0, rho[g])
+                _group_r_row(Ag, off, R[g, b], GhatT[b], rfac, dlam[g], m, k)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _group_a_row(Ag, T, Minv, n, k):
+def _group_a_row(Ag, off, T, Minv, n, k):
     """Row ``n`` of one group's ``A``: ``Minv T`` left of the diagonal block, ``Minv`` on it."""
     nk = n * k
     for a in range(k):
@@ -474,13 +476,13 @@ def _group_a_row(Ag, T, Minv, n, k):
             acc = 0.0
             for h in range(k):
                 acc += Minv[a, h] * T[h, col]
-            Ag[r, col] = acc
+            Ag[off[r] + col] = acc
         for e in range(k):
-            Ag[r, nk + e] = Minv[a, e]
+            Ag[off[r] + nk + e] = Minv[a, e]
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
-def group_c_rows(n, dlam, Ssym, q0, rho, nu, A, C, sums):
+def group_c_rows(n, dlam, Ssym, q0, rho, nu, A, C, sums, off):
     """Row ``n`` of ``C_g`` (and ``b_n``) of every group and replica (:func:`group_rows`)
     when row ``n`` of ``A_g`` is final and only ``S`` and ``nu`` changed (a sweep that keeps the row
     of ``G``: ``A`` and ``R`` depend on ``G`` alone)."""
@@ -493,15 +495,15 @@ def group_c_rows(n, dlam, Ssym, q0, rho, nu, A, C, sums):
     for b in range(B):
         for g in range(G):
             Ag = A[g, b]
-            _group_sums(Ag, nu, dlam[g], n, b, asum[g], bvec[g])
+            _group_sums(Ag, off, nu, dlam[g], n, b, asum[g], bvec[g])
             for a in range(k):
                 for col in range(n1k):
-                    V[a, col] = _dot(Ag[nk + a, :n1k], Ssym[b, col, :n1k])
-            _group_c_row(Ag, C[g, b], V, dlam[g], n, (asum[g, b], bvec[g, b]), q0, rho[g])
+                    V[a, col] = _dot(Ag[off[nk + a]: off[nk + a] + n1k], Ssym[b, col, :n1k])
+            _group_c_row(Ag, off, C[g, b], V, dlam[g], n, (asum[g, b], bvec[g, b]), q0, rho[g])
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _group_sums(Ag, nu, dlam, n, b, asum, bvec):
+def _group_sums(Ag, off, nu, dlam, n, b, asum, bvec):
     """``asum[b, n] = sum_j A_nj`` and ``bvec[b, n] = dlam sum_j A_nj nu_j`` of one group."""
     k, ks = asum.shape[2], nu.shape[3]
     for a in range(k):
@@ -509,18 +511,18 @@ def _group_sums(Ag, nu, dlam, n, b, asum, bvec):
         for e in range(k):
             acc = 0.0
             for j in range(n + 1):
-                acc += Ag[r, j * k + e]
+                acc += Ag[off[r] + j * k + e]
             asum[b, n, a, e] = acc
         for f in range(ks):
             acc = 0.0
             for j in range(n + 1):
                 for e in range(k):
-                    acc += Ag[r, j * k + e] * nu[b, j, e, f]
+                    acc += Ag[off[r] + j * k + e] * nu[b, j, e, f]
             bvec[b, n, a, f] = dlam * acc
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH), inline="always")
-def _group_c_row(Ag, Cg, V, dlam, n, sums, q0, rho):
+def _group_c_row(Ag, off, Cg, V, dlam, n, sums, q0, rho):
     """Row ``n`` of one group's ``C`` (:func:`group_rows`) from ``V = A_n. S``: the lower block
     triangle only (nothing reads a group's ``C`` above it; a column write would touch ``n``
     cache lines)."""
@@ -534,7 +536,7 @@ def _group_c_row(Ag, Cg, V, dlam, n, sums, q0, rho):
         for a in range(k):
             for e in range(k):
                 r = m * k + e
-                acc = dlam * _dot(V[a, : (m + 1) * k], Ag[r, : (m + 1) * k])
+                acc = dlam * _dot(V[a, : (m + 1) * k], Ag[off[r]: off[r] + (m + 1) * k])
                 for f in range(k):
                     acc += aq[a, f] * am[e, f]
                 for f in range(ks):
@@ -548,7 +550,7 @@ def _group_c_row(Ag, Cg, V, dlam, n, sums, q0, rho):
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH), inline="always")
-def _group_r_row(Ag, Rg, GhatT, rfac, dlam, n, k):
+def _group_r_row(Ag, off, Rg, GhatT, rfac, dlam, n, k):
     """Row ``n`` of one group's ``R`` (:func:`group_rows`): ``sum_{j=m}^n A_nj Ghat_jm`` as dot
     products with the rows of ``Ghat`` transposed."""
     nk = n * k
@@ -556,11 +558,11 @@ def _group_r_row(Ag, Rg, GhatT, rfac, dlam, n, k):
     for a in range(k):
         r = nk + a
         for e in range(k):
-            acc = Ag[r, nk + e]  # Rt_nm, summed from m = n down
+            acc = Ag[off[r] + nk + e]  # Rt_nm, summed from m = n down
             for m in range(n - 1, -1, -1):
                 col = m * k + e
-                acc += Ag[r, col]
-                h = _dot(Ag[r, m * k: n1k], GhatT[col, m * k: n1k])
+                acc += Ag[off[r] + col]
+                h = _dot(Ag[off[r] + m * k: off[r] + n1k], GhatT[col, m * k: n1k])
                 Rg[r, col] = rfac[m] * acc - dlam * h
             Rg[r, nk + e] = 1.0 if a == e else 0.0
 

@@ -700,10 +700,10 @@ class _ParamSide:
 
 
 class _GroupParamSide(_ParamSide):
-    """One spectral group's parameter side (docs/dmft_anisotropic.md, section 5): the isotropic
-    row with ``delta lam_g`` for ``delta`` and ``rho_g`` for ``rho``. Its rows of ``m`` and
-    ``nu`` (``nu`` shared by all groups) are set by :meth:`_SpectralParamSide.teacher_row`
-    before :meth:`row` runs; ``rho_g`` may be singular (a group without teacher power)."""
+    """One spectral group's parameter side of a mixture (docs/dmft_mixture.md, section 4): the
+    isotropic incremental row with the group's ``delta``, ``G_g``, ``S_g`` and ``rho_g`` (which
+    may be singular) for ``rho``. Its rows of ``m`` and ``nu`` are set by the mixture's side
+    before :meth:`row` runs."""
 
     def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, asum, bvec, rates=None, RtT=None):
         super().__init__(k, ks, dt, delta, lr, ridge, q0, np.eye(ks), C, R, A, S, m, nu, None, asum, bvec, rates, RtT)
@@ -723,22 +723,21 @@ class _GroupRows:
     """The rows of all groups of a :class:`_SpectralParamSide` in one kernel call per row
     (:func:`_kernels_solve.group_rows`), in the direct form (docs/dmft_anisotropic.md, section 5):
     ``C_g`` from ``A_g`` and the shared ``S``, ``R_g`` from ``A_g`` and the shared ``G``, so that a
-    row reads a group's own history only in ``A_g`` (the isotropic side's incremental products read
-    ``A``, ``R`` and ``C``). The shared matrices are kept here for dot products: ``Ghat``
-    transposed (``G^-`` below the diagonal blocks, ``G`` on them) and ``S`` symmetric. The last
-    sweep's row ``n`` comes with the predictor's inputs of row ``n + 1`` (``ahead``): both rows
-    in one pass over ``A_g``, and the predictor's own call finds its row done. Row 0 is the
-    groups' own (:class:`_GroupParamSide`)."""
+    row reads a group's own history only in ``A_g``, whose rows are packed one after the other
+    (``A[g, b, off[r]:off[r + 1]]`` the ``(r // k + 1) k`` columns of row ``r`` of its lower block
+    triangle: one contiguous stream). The shared matrices are kept here for dot products:
+    ``Ghat`` transposed (``G^-`` below the diagonal blocks, ``G`` on them) and ``S`` symmetric.
+    The last sweep of row ``n`` comes with the predictor's inputs of row ``n + 1`` (``ahead``):
+    both rows in one pass over ``A_g``, and the predictor's own call finds its row done."""
 
-    def __init__(self, groups, dlam, rho, A, R, C, nu, asum, bvec):
-        one = groups[0]
-        self.groups = groups
-        self.k, self.dt, self.lam = one.k, one.dt, one.lr * one.ridge
-        self.uL, self.uR, self.q0, self.S = one.uL, one.uR, one.q0, one.S
-        self.dlam, self.rho = dlam, rho
-        self.A, self.R, self.C = A, R, C
+    def __init__(self, k, dt, lam, q0, uL, uR, dlam, rho, S, R, C, nu, asum, bvec):
+        G, B, NK, _ = C.shape
+        self.k, self.dt, self.lam, self.q0, self.uL, self.uR = k, dt, lam, q0, uL, uR
+        self.dlam, self.rho, self.S, self.R, self.C = dlam, rho, S, R, C
         self.nu, self.asum, self.bvec = nu, asum, bvec
-        self.GhatT, self.Ssym = _grid_zeros(self.S.shape), _grid_zeros(self.S.shape)
+        self.off = np.r_[0, np.cumsum((np.arange(NK) // k + 1) * k)]
+        self.A = _grid_zeros((G, B, int(self.off[-1])))
+        self.GhatT, self.Ssym = _grid_zeros(S.shape), _grid_zeros(S.shape)
         self.last = None  # the inputs of the last row computed (_inputs)
         self.done_ahead = None  # the inputs of the row computed ahead
 
@@ -749,16 +748,12 @@ class _GroupRows:
         of the row done ahead finds it done; a sweep that keeps the last call's rows of ``G`` (an
         SGD sweep before the last) recomputes ``C`` alone (``A`` and ``R`` depend on ``G`` alone)."""
         self._shared_rows(n, Grow, Gprow)
-        if n == 0:
-            for group in self.groups:
-                group.first_row(Grow)
-            return
         last, self.last = self.last, self._inputs(n, Grow, Gprow)
         if _same(self.done_ahead, self.last):
             return
         if last is not None and last[0] == n and _same(last[1:3], self.last[1:3]):
             _k.group_c_rows(n, self.dlam, self.Ssym, self.q0, self.rho, self.nu, self.A, self.C,
-                            (self.asum, self.bvec))
+                            (self.asum, self.bvec), self.off)
             return
         k, dt, lam = self.k, self.dt, self.lam
         rows = [Grow]
@@ -771,7 +766,7 @@ class _GroupRows:
                                             * self.uL[i] * eye)) for i, Gi in enumerate(rows, start=n)])
         _k.group_rows(n, self.dlam, lam * 0.5 * dt * (self.uL[:top] + self.uR[:top]), 1.0 + lam * 0.5 * dt * self.uL[:top],
                       Minv, np.stack(rows), (self.GhatT, self.Ssym), self.q0, self.rho, self.nu,
-                      (self.A, self.R, self.C), (self.asum, self.bvec))
+                      (self.A, self.R, self.C), (self.asum, self.bvec), self.off)
         self.done_ahead = None if ahead is None else self._inputs(n + 1, *ahead)
 
     def _inputs(self, n, Grow, Gprow):
@@ -817,9 +812,10 @@ def _group_mean_trace(p, Cg, k):
 class _SpectralParamSide:
     """The parameter side of anisotropic data (docs/dmft_anisotropic.md, section 5).
 
-    One :class:`_GroupParamSide` per spectral group ``g`` (weight ``p_g``, eigenvalue
-    ``lam_g`` normalised so that ``sum_g p_g lam_g = 1``, teacher power ``rho_g`` in the same
-    normalisation), all driven by the one sample side's ``G``, ``S`` and ``Phi``. Row ``n``:
+    One isotropic parameter side per spectral group ``g`` (weight ``p_g``, eigenvalue ``lam_g``
+    normalised so that ``sum_g p_g lam_g = 1``, teacher power ``rho_g`` in the same
+    normalisation; :class:`_GroupRows`), all driven by the one sample side's ``G``, ``S`` and
+    ``Phi``. Row ``n``:
     the coupled solve for ``nu_n`` and every ``m_g,n`` (:meth:`teacher_row`), the groups'
     rows, then the sample side's kernels ``C_K = sum_g p_g lam_g C_g``, ``R_K`` and ``m_K``
     in ``C``, ``R``, ``m`` (the arrays the sample side reads).
@@ -838,16 +834,12 @@ class _SpectralParamSide:
         self.rho_g = np.asarray(rho, float)
         self.rho_k = np.einsum("g,gab->ab", self.w, self.rho_g)
         self.C, self.R, self.m, self.nu, self.Phi = C, R, m, nu, Phi
-        self.Cg, self.Rg, self.Ag = (_grid_zeros((G, B, NK, NK)) for _ in range(3))
+        self.Cg, self.Rg = (_grid_zeros((G, B, NK, NK)) for _ in range(2))
         self.mg = np.zeros((G, B, N1, k, ks))
         self.asum = np.zeros((G, B, N1, k, k))
         self.bvec = np.zeros((G, B, N1, k, ks))
-        self.groups = [
-            _GroupParamSide(k, ks, dt, self.dlam[g], lr, ridge, q0, self.rho_g[g], self.Cg[g], self.Rg[g],
-                            self.Ag[g], S, self.mg[g], nu, self.asum[g], self.bvec[g], rates)
-            for g in range(G)]
-        self.rows = _GroupRows(self.groups, self.dlam, self.rho_g, self.Ag, self.Rg, self.Cg, nu, self.asum,
-                               self.bvec)
+        self.rows = _GroupRows(k, dt, lr * ridge, q0, self.uL, self.uR, self.dlam, self.rho_g, S, self.Rg, self.Cg,
+                               nu, self.asum, self.bvec)
 
     looks_ahead = True
 
@@ -1124,8 +1116,9 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     inputs, events, gradients and tangents, ``O(P N)``) or ``'events'`` (SGD: the per-path
     tangents over pairs of events, ``O(P J^2)`` with ``J`` about ``batch t_max``). Anisotropic
     data: four ``(B, NK, NK)`` arrays per spectral group (the direct rows of :class:`_GroupRows`
-    keep ``C, R, A`` per group and two shared, ``3 G + 2``; a mixture's groups ``C, R, A, S``
-    and the step response per group on ``B / n_classes`` replicas).
+    keep ``C, R`` and the packed triangle of ``A`` per group and two shared, about ``2.5 G + 2``;
+    a mixture's groups ``C, R, A, S`` and the step response per group on ``B / n_classes``
+    replicas).
     Counted in float64 so that absurd inputs give ``inf`` instead of an OverflowError;
     checked against measured peak RSS in tests/test_resources.py."""
     P = float(Pb) * B
