@@ -415,9 +415,9 @@ def group_rows(n, dlam, ridge_w, rfac, Minv, Grow, shared, q0, rho, nu, kernels,
     of the response recursion (``I - K^-_jm``, and ``I - K_mm`` at ``j = m``). The rows read their
     group's own history only in ``A_g``, once for all rows (the ``A`` sums of the rows in one
     pass over its packed rows, a contiguous stream), whose triangle then stays in the cache for
-    ``C``; the other sums are dot products
-    with the replica's shared ``S`` and ``Ghat``. Two rows are the final row ``n`` and the
-    predictor's row ``n + 1`` (:meth:`dmft.multipass._solve._GroupRows.row`).
+    ``C``; the other sums are dot products with the replica's shared ``S`` and ``Ghat``. Two
+    rows are the final row ``n`` and the predictor's row ``n + 1``
+    (:meth:`dmft.multipass._solve._GroupRows.row`).
     dlam (G,); ridge_w, rfac (>= n + rows - 1,): the ridge's trapezoid weights ``lr ridge w_j``
     and ``1 + lr ridge uL_m dt / 2``; Minv (rows, G, B, k, k); Grow (rows, B, N+1, k, k);
     shared = (GhatT, Ssym) (B, NK, NK): ``Ghat`` transposed and ``S`` symmetric, both filled up

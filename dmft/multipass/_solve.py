@@ -764,9 +764,9 @@ class _GroupRows:
         eye = np.eye(k)
         Minv = np.stack([_inv_blocks(eye - (self.dlam[:, None, None, None] * Gi[None, :, i] - lam * 0.5 * dt
                                             * self.uL[i] * eye)) for i, Gi in enumerate(rows, start=n)])
-        _k.group_rows(n, self.dlam, lam * 0.5 * dt * (self.uL[:top] + self.uR[:top]), 1.0 + lam * 0.5 * dt * self.uL[:top],
-                      Minv, np.stack(rows), (self.GhatT, self.Ssym), self.q0, self.rho, self.nu,
-                      (self.A, self.R, self.C), (self.asum, self.bvec), self.off)
+        ridge_w, rfac = lam * 0.5 * dt * (self.uL[:top] + self.uR[:top]), 1.0 + lam * 0.5 * dt * self.uL[:top]
+        _k.group_rows(n, self.dlam, ridge_w, rfac, Minv, np.stack(rows), (self.GhatT, self.Ssym), self.q0, self.rho,
+                      self.nu, (self.A, self.R, self.C), (self.asum, self.bvec), self.off)
         self.done_ahead = None if ahead is None else self._inputs(n + 1, *ahead)
 
     def _inputs(self, n, Grow, Gprow):
