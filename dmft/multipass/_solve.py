@@ -147,7 +147,7 @@ class Poisson(_Driver):
     #: times, the grid carries the kernels (Huber-on-tanh at lr = 2, steps up to 0.16:
     #: within the SE of the uniform grid, docs/dmft_theory.md, "Stretched grids")
     stretch_lr_step = 0.32
-    grid_cost, path_cost = 6e-6, 3.6e-8
+    grid_cost, path_cost = 6e-6, 7e-9
 
     def default_dt(self, lr: float) -> float:
         """0.02: the events sit at their exact times, the grid only carries the kernels."""
