@@ -32,7 +32,7 @@ def test_stretched_map_round_trips_and_its_speed_is_its_derivative(grid, x):
     numeric = (float(grid.t(u + h)) - float(grid.t(max(u - h, 0.0)))) / (u + h - max(u - h, 0.0))
     assert float(grid.speed(u)) == pytest.approx(numeric, rel=1e-4)
     assert 1.0 <= float(grid.speed(u)) <= grid.max_ratio
-    assert float(grid.t(u)) >= u  # the steps only grow
+    assert float(grid.t(u)) >= u * (1 - 1e-14)  # the steps only grow (tau(u) >= u up to rounding)
 
 
 @settings(max_examples=30, deadline=None)
