@@ -439,21 +439,13 @@ def group_rows(n, dlam, ridge_w, rfac, Minv, Grow, shared, q0, rho, nu, kernels,
             T[:] = 0.0
             for j in range(n):
                 for e in range(k):
-                    r = j * k + e
                     for i in range(rows):
-                        for a in range(k):
-                            w = dlam[g] * Grow[i, b, j, a, e] - (ridge_w[j] if a == e else 0.0)
-                            if w != 0.0:
-                                _axpy(w, Ag[off[r]: off[r] + (j + 1) * k], T[i, a, : (j + 1) * k])
+                        _add_k_row(T[i], Ag, off, Grow[i, b, j], dlam[g], ridge_w[j], j, e, k)
             for i in range(rows):
                 m = n + i
                 for j in range(n, m):  # the rows before m computed here
                     for e in range(k):
-                        r = j * k + e
-                        for a in range(k):
-                            w = dlam[g] * Grow[i, b, j, a, e] - (ridge_w[j] if a == e else 0.0)
-                            if w != 0.0:
-                                _axpy(w, Ag[off[r]: off[r] + (j + 1) * k], T[i, a, : (j + 1) * k])
+                        _add_k_row(T[i], Ag, off, Grow[i, b, j], dlam[g], ridge_w[j], j, e, k)
                 _group_a_row(Ag, off, T[i], Minv[i, g, b], m, k)
                 _group_sums(Ag, off, nu, dlam[g], m, b, asum[g], bvec[g])
             for i in range(rows):
@@ -464,6 +456,18 @@ def group_rows(n, dlam, ridge_w, rfac, Minv, Grow, shared, q0, rho, nu, kernels,
                         V[a, col] = _dot(Ag[off[mk + a]: off[mk + a] + m1k], Ssym[b, col, :m1k])
                 _group_c_row(Ag, off, C[g, b], V, dlam[g], m, (asum[g, b], bvec[g, b]), q0, rho[g])
                 _group_r_row(Ag, off, R[g, b], GhatT[b], rfac, dlam[g], m, k)
+
+
+@njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH), inline="always")
+def _add_k_row(T, Ag, off, Gj, dlam, ridge_wj, j, e, k):
+    """``T[a] += (K_j)_ae A_{j k + e}.`` for every ``a``: one row of block ``j`` of the ``A`` sum of
+    :func:`group_rows`, ``K_j = dlam G_j - ridge_wj I`` (``Gj`` the block (k, k))."""
+    r = j * k + e
+    x = Ag[off[r]: off[r] + (j + 1) * k]
+    for a in range(k):
+        w = dlam * Gj[a, e] - (ridge_wj if a == e else 0.0)
+        if w != 0.0:
+            _axpy(w, x, T[a, : (j + 1) * k])
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -555,7 +555,7 @@ class _ParamSide:
     at most; tests/reference_multipass.py holds the direct numpy rows it is checked against.
     """
 
-    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec, rates=None, RtT=None):
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, Phi, asum, bvec, rates=None):
         self.k, self.ks, self.dt, self.delta, self.lr, self.ridge = k, ks, dt, delta, lr, ridge
         self.rates = rates
         self.uL, self.uR = _node_rates(rates, m.shape[1] - 1)
@@ -563,7 +563,7 @@ class _ParamSide:
         self.C, self.R, self.A, self.S = C, R, A, S
         self.m, self.nu, self.Phi, self.asum, self.bvec = m, nu, Phi, asum, bvec
         # the step response, transposed: RtT[c k + e, m k + a] = sum_{j=c}^m (A_mj)_ae
-        self.RtT = _grid_zeros(A.shape) if RtT is None else RtT
+        self.RtT = _grid_zeros(A.shape)
         self.last_products = None  # (n, dK, dW, (PA, PR, PC)) of the last row computed
 
     looks_ahead = False  # row() computes one row (see _SpectralParamSide)
@@ -705,8 +705,8 @@ class _GroupParamSide(_ParamSide):
     may be singular) for ``rho``. Its rows of ``m`` and ``nu`` are set by the mixture's side
     before :meth:`row` runs."""
 
-    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, asum, bvec, rates=None, RtT=None):
-        super().__init__(k, ks, dt, delta, lr, ridge, q0, np.eye(ks), C, R, A, S, m, nu, None, asum, bvec, rates, RtT)
+    def __init__(self, k, ks, dt, delta, lr, ridge, q0, rho, C, R, A, S, m, nu, asum, bvec, rates=None):
+        super().__init__(k, ks, dt, delta, lr, ridge, q0, np.eye(ks), C, R, A, S, m, nu, None, asum, bvec, rates)
         self.rho, self.rho_inv = rho, None
 
     def _finish(self, n, Grow, dGm, Minv, PA, PR, PC):
