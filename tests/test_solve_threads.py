@@ -226,3 +226,28 @@ def test_blas_is_on_one_thread_while_the_parts_run_and_restored_after(monkeypatc
     monkeypatch.setattr(_solve, "_step", spy)
     _with_threads(2, lambda: dmft.solve(HUBER, dynamics="gf", seed=1, check_dt=False, **SMALL))
     assert all(s == {1} for s in seen) and blas_threads() == before
+
+
+def test_on_threads_runs_blas_on_one_thread_and_restores_it():
+    import threadpoolctl
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("threadpoolctl finds no BLAS in this process")
+    seen = []
+    _solve._on_threads(lambda chunk: seen.append(blas_threads()), range(4), 2)
+    assert seen == [{1}, {1}] and blas_threads() == before
+
+
+def test_beside_returns_the_value_or_raises_the_exception_of_its_thread():
+    assert _solve._Beside(lambda a, b: (a + b, threading.get_ident()), 1, 2).result()[0] == 3
+    assert _solve._Beside(threading.get_ident).result() != threading.get_ident()
+
+    def fail():
+        raise ValueError("drawn beside")
+
+    with pytest.raises(ValueError, match="drawn beside"):
+        _solve._Beside(fail).result()

@@ -442,7 +442,9 @@ def _qmc_replica(b, sb, Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim):
     # would edit the process-wide warning filters, which a companion solve's thread must not).
     # Points are multiples of 2^-bits and can be exactly 0 (ndtri(0) = -inf): take the
     # middle of each cell instead
-    u = special.ndtri(sobol.random(1 << (Pb - 1).bit_length())[:Pb] + 0.5**(sobol.bits + 1))
+    u = sobol.random(1 << (Pb - 1).bit_length())[:Pb]
+    u += 0.5**(sobol.bits + 1)
+    special.ndtri(u, out=u)  # in place: fresh pages cost as much as the quantile
     if stride > 1:
         u = u[rng.permutation(Pb)]
     Z[rows, :ks] = u[:, :ks]
@@ -460,8 +462,9 @@ def _chunk_bounds(n: int, parts: int) -> list:
 
 def _on_threads(fn, items, threads: int):
     """``fn(chunk)`` for ``threads`` contiguous chunks of ``items``, the first on this thread and
-    the others on their own (with this thread's context); after all have ended, the first
-    chunk's exception is raised."""
+    the others on their own (with this thread's context), numpy's BLAS on one thread meanwhile
+    (:class:`_BlasThreads`: the quadratures' point transforms are matrix products); after all
+    have ended, the first chunk's exception is raised."""
     bounds = _chunk_bounds(len(items), max(1, min(threads, len(items))))
     chunks = [items[a:b] for a, b in zip(bounds, bounds[1:])]
     failed = [None] * len(chunks)
@@ -474,14 +477,37 @@ def _on_threads(fn, items, threads: int):
 
     others = [threading.Thread(target=contextvars.copy_context().run, args=(work, i), daemon=True)
               for i in range(1, len(chunks))]
-    for t in others:
-        t.start()
-    work(0)
-    for t in others:
-        t.join()
+    with _one_blas_thread() if others else contextlib.nullcontext():
+        for t in others:
+            t.start()
+        work(0)
+        for t in others:
+            t.join()
     for e in failed:
         if e is not None:
             raise e
+
+
+class _Beside:
+    """``fn(*args)`` on its own thread (with this thread's context) from construction; ``result()``
+    waits for it and returns its value or raises its exception."""
+
+    def __init__(self, fn, *args):
+        self.value, self.error = None, None
+        self.thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run, fn, args), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, args):
+        try:
+            self.value = fn(*args)
+        except BaseException as e:  # noqa: BLE001 (raised by the calling thread)
+            self.error = e
+
+    def result(self):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def _bridge_factor(delta: float, qv, at: float = 0.25):
@@ -1448,15 +1474,21 @@ def _random_inputs(run: _Setup, grid: _Grid, threads: int) -> _Random:
     driver, N, P, k = run.driver, grid.N, grid.P, grid.k
     s_z, s_ev = run.ss.spawn(2)
     nxi, n_mid = driver.normals_per_cell, driver.midpoint_normals(k)
+
+    def events(xi):
+        rng = np.random.default_rng(s_ev)
+        counts, ev_cell, ev_lam, ev_dz = driver.events(rng, P, N, grid.dt, xi, run.time_grid)
+        return counts, ev_cell, ev_lam, ev_dz, driver.event_normals(rng, ev_cell.shape, k)
+
+    # SGD's events do not read the normals: drawn on a thread beside them (their own stream)
+    beside = _Beside(events, None) if not driver.dense and threads > 1 else None
     Z, eps, xi = _common_inputs(N, s_z) or _normals(s_z, run.sampling, grid.B, grid.Pb, grid.ks,
                                                     run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride,
                                                     threads)
     cell_normals = xi.reshape(P, N, nxi + n_mid)
     zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
-    rng = np.random.default_rng(s_ev)
-    counts, ev_cell, ev_lam, ev_dz = driver.events(rng, P, N, grid.dt, cell_normals[:, :, :nxi].reshape(P, N * nxi),
-                                                   run.time_grid)
-    ev_zeta = driver.event_normals(rng, ev_cell.shape, k)
+    counts, ev_cell, ev_lam, ev_dz, ev_zeta = (
+        beside.result() if beside is not None else events(cell_normals[:, :, :nxi].reshape(P, N * nxi)))
     if grid.rates is not None:
         ev_dz = driver.scheduled(ev_cell, ev_lam, ev_dz, grid,
                                  lambda u: run.schedule.rates(run.time_grid.t(u)) / run.lr)
