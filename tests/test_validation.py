@@ -178,3 +178,14 @@ def test_replica_regroup_quick(tmp_path, case):
     assert ds.overlap.dims == ("seed", "replicas", "time") and list(ds.replicas.values) == [8, 4, 2]
     assert [r["variable"] for r in rows] == ["overlap", "test_loss", "tr_norm"]
     assert np.all(np.isfinite(ds.tr_norm.values))
+
+
+def test_gf_tangent_tails_quick():
+    """The script's paths satisfy Stein's identity between their responses and the correlation
+    of the force with the field (its own check of the backward recursion), and its outputs are
+    finite: the tangents' per-path spread below the Stein estimate's along each direction."""
+    tails = importlib.import_module("validation.gf_tangent_tails")
+    out = tails.main(["--quick"])[4]
+    assert out["identity_error"] < 0.1 * out["largest"]
+    assert np.all(out["sd_combined"] <= out["sd_tangents"] + 1e-12)
+    assert np.all(np.isfinite(out["mass_quantiles"])) and out["mass_sd"] > 0
