@@ -19,7 +19,12 @@ Printed per time:
   tangent estimate ``T . v`` and of the Stein estimate ``F wt . v / lambda`` of the same mean,
   and of their best linear combination (a control variate);
 * the quantiles of each path's tangent mass ``sum_i T(n, i)``, and at ``t = 32`` the share of
-  its variance carried by the top 1% of paths, with their residuals.
+  its variance carried by the top 1% of paths, with their residuals;
+* what tangents on a subsample would gain (two-phase sampling): every path whose ``g' > 0`` on
+  more than 10% of its steps so far carries tangents, a fraction ``pi`` of the others, each
+  stratum's mean from its tangent paths. Variance ``between + W_1 s_1^2 + W_0 s_0^2 / pi`` per
+  path at cost ``W_1 + W_0 pi`` (tangents are nearly all of a long GF solve's time), against
+  ``Var`` at cost 1: the largest gain ``Var / (variance x cost)`` over ``pi``.
 
 Returns per time the identity's largest error and entry, the three standard deviations and
 the mass's mean, standard deviation and quantiles. ``--quick``: ``t_max = 4``, 1024 paths in
@@ -79,6 +84,15 @@ def responses(R, gp, n: int, dt: float):
     return T
 
 
+def two_phase_gain(X, strata):
+    """Largest ``Var X / (variance x cost)`` of the two-phase estimator over ``pi`` (above)."""
+    W1 = strata.mean()
+    W0 = 1 - W1
+    between = W1 * W0 * (X[strata].mean() - X[~strata].mean())**2
+    return max(X.var() / ((between + W1 * X[strata].var() + W0 * X[~strata].var() / pi) * (W1 + W0 * pi))
+               for pi in (1, 0.5, 0.3, 0.2, 0.1, 0.05))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--paths", type=int, default=20000)
@@ -104,7 +118,8 @@ def main(argv=None):
         best = Tv.var(0) - cov**2 / D.var(0)
         mass = T.sum(1)
         quantiles = np.quantile(mass, [.001, .01, .1, .5, .9, .99, .999])
-        out[tn] = dict(identity_error=np.abs(stein - T.mean(0) @ Ct[:n, :n]).max(), largest=np.abs(stein).max(),
+        gains = [two_phase_gain(x, (gp[:, :n] > 0).mean(1) > 0.1) for x in (mass, Tv[:, 0], Tv[:, 1])]
+        out[tn] = dict(two_phase_gain=gains, identity_error=np.abs(stein - T.mean(0) @ Ct[:n, :n]).max(), largest=np.abs(stein).max(),
                        sd_tangents=Tv.std(0), sd_stein=Sv.std(0), sd_combined=np.sqrt(best),
                        mass_mean=mass.mean(), mass_sd=mass.std(), mass_quantiles=quantiles)
         print(f"t = {tn}: Stein identity off by {out[tn]['identity_error']:.3g} (largest entry {out[tn]['largest']:.3g})")
@@ -114,6 +129,7 @@ def main(argv=None):
         print("  per-path sd, combination", np.round(np.sqrt(best), 4))
         print("  tangent mass: mean %.3f, sd %.3f, quantiles (0.1, 1, 10, 50, 90, 99, 99.9%%) %s"
               % (mass.mean(), mass.std(), np.round(quantiles, 2)))
+        print("  two-phase gain (mass, top two directions)", np.round(gains, 2))
     top = mass > np.quantile(mass, 0.99)
     u = np.tanh(r[:, -1]) - y
     print(f"t = {t_max:g}, top 1% of tangent mass: {((mass[top] - mass.mean())**2).sum() / ((mass - mass.mean())**2).sum():.0%} "
