@@ -166,7 +166,7 @@ def test_warnings_come_once_and_point_at_the_caller():
     assert len(ours) == 1 and ours[0].filename == __file__
 
 
-def test_the_progress_bar_follows_the_slowest_part(monkeypatch):
+def test_the_progress_bar_follows_the_parts(monkeypatch):
     shown = []
 
     class Bar:
@@ -251,3 +251,54 @@ def test_beside_returns_the_value_or_raises_the_exception_of_its_thread():
 
     with pytest.raises(ValueError, match="drawn beside"):
         _solve._Beside(fail).result()
+
+
+@pytest.mark.parametrize("dynamics", ["sgd", "gf"])
+def test_a_solve_above_the_memory_limit_runs_its_replicas_in_turn(monkeypatch, dynamics):
+    """Past ``max_memory_gb``, parts of the replicas run in turn (at most one per thread at a
+    time), their paths' workspace freed between them: the numbers of the parts side by side,
+    the estimate within the limit; refused when even one replica at a time is above it."""
+    size = {"sgd": {"t_max": 16.0, "n_paths": 2048}, "gf": {"t_max": 4.0, "n_paths": 1024}}[dynamics]
+    kw = dict(dynamics=dynamics, seed=5, check_dt=False, **{**SMALL, **size})
+    free = _with_threads(2, lambda: dmft.solve(HUBER, **kw))
+    limit = free.attrs["memory_gb"] - 0.001  # 1 MB below: less than any part's paths use
+    running, most, work = [0], [0], _solve._work
+
+    def spy(run, part, team):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            return work(run, part, team)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(_solve, "_work", spy)
+    parts = []
+    split = _solve._split
+    monkeypatch.setattr(_solve, "_split", lambda *a: parts.extend(split(*a)) or parts)
+    turn = _with_threads(2, lambda: dmft.solve(HUBER, max_memory_gb=limit, **kw))
+    assert turn.attrs["memory_gb"] <= limit and len(parts) > 2 and most[0] <= 2
+    assert all(p.side is None for p in parts)
+    for v in free.data_vars:
+        np.testing.assert_array_equal(turn[v].values, free[v].values)
+    with pytest.raises(errors.ParameterError, match=r"in 8 parts in turn > max_memory_gb="):
+        dmft.solve(HUBER, max_memory_gb=0.3 * limit, **kw)
+
+
+@settings(max_examples=60, deadline=None)
+@given(units=st.integers(1, 16), threads=st.integers(1, 4), fixed=st.floats(0, 10), own=st.floats(0.1, 10),
+       limit=st.floats(0, 25))
+def test_parts_in_turn_are_the_fewest_that_fit(units, threads, fixed, own, limit):
+    grid = type("G", (), {"B": units, "split": 1})()
+    estimate = lambda at_once=1.0: (fixed + own * at_once, "paths")  # noqa: E731
+    parts, mem = _solve._parts_in_turn(grid, threads, limit, estimate)
+
+    def need(p):
+        return estimate(min(threads, p) * -(-units // p) / units)[0]
+
+    if units <= threads:
+        assert parts == 0 and mem == fixed + own
+    else:
+        assert threads < parts <= units and mem == need(parts)
+        assert mem <= limit or parts == units
+        assert all(need(p) > limit for p in range(threads + 1, parts))

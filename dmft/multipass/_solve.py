@@ -165,15 +165,18 @@ class Poisson(_Driver):
         return _EventSide(run, grid, rnd, teacher)
 
     def sample_memory(self, P, B, N, k, stride, t_max, inputs):
-        """Doubles of the sample side ``(shared, paths, events)`` (see :func:`_memory_estimate`)."""
+        """Doubles of the sample side ``(shared, paths, events, in_parts)`` (see
+        :func:`_memory_estimate`; ``in_parts``: what the parts' sample sides allocate, the rest
+        is drawn for all paths before them)."""
         mean = self.rate * t_max
         # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
         J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
         # events (cell, lam, dz, the bridge's normals, and their construction), per-cell lists, gradients and g';
         # the tangent paths' packed triangles for their own J_p events, E J_p (J_p + 1) / 2 = (mean^2 + 2 mean) / 2,
         # in single precision (half a double each)
-        return (0.0, inputs + P * J * (6 + 2 * k + k * k) + 4 * P * mean,
-                P / stride * (mean * mean + 2 * mean) / 4 * k * k)
+        tangents = P / stride * (mean * mean + 2 * mean) / 4 * k * k
+        return (0.0, inputs + P * J * (6 + 2 * k + k * k) + 4 * P * mean, tangents,
+                P * J * (k + k * k) + 4 * P * mean + tangents)
 
     def sample_runtime(self, P, N, stride, t_max):
         """``c_path P J N`` with ``J = rate t_max`` events per path."""
@@ -249,11 +252,13 @@ class _Dense(_Driver):
         return _DenseSide(run, grid, rnd, teacher)
 
     def sample_memory(self, P, B, N, k, stride, t_max, inputs):
-        """Doubles of the sample side ``(shared, paths, events)`` (see :func:`_memory_estimate`):
-        ``R`` between the shared event times (``Rmid``); events (cell, lam, dz), gradients
-        and forces per cell, the tangent paths' dz, hz and g' (single precision: half a double each)."""
+        """Doubles of the sample side ``(shared, paths, events, in_parts)`` (see
+        :func:`_memory_estimate`): ``R`` between the shared event times (``Rmid``); events (cell,
+        lam, dz; drawn for all paths), gradients and forces per cell, the tangent paths' dz, hz
+        and g' (single precision: half a double each), which the parts' sample sides allocate."""
         J = N
-        return B * N * N * k * k, inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k) / 2, 0.0
+        own = B * N * N * k * k + P * J * 2 * k + P / stride * N * (2 + k * k) / 2
+        return B * N * N * k * k, inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k) / 2, 0.0, own
 
     def sample_runtime(self, P, N, stride, t_max):
         """``c_path (P / stride) N^2``: the tangent paths' backward rows."""
@@ -1136,7 +1141,7 @@ def _piecewise_rows(x, N, J, on_grid, nodes, n1):
     return out
 
 
-def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling, n_groups=0):
+def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling, n_groups=0, at_once=1.0):
     """Peak bytes a solve allocates (above the process's baseline) and the largest part:
     ``'grid'`` (the ``(N+1) k`` square kernels of every replica, ``O(N^2)``), ``'paths'`` (per-path
     inputs, events, gradients and tangents, ``O(P N)``) or ``'events'`` (SGD: the per-path
@@ -1145,6 +1150,8 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     keep ``C, R`` and the packed triangle of ``A`` per group and two shared, about ``2.5 G + 2``;
     a mixture's groups ``C, R, A, S`` and the step response per group on ``B / n_classes``
     replicas).
+    ``at_once``: the share of the replicas whose sample sides are allocated at the same time
+    (parts of the replicas in turn, :func:`_parts_in_turn`).
     Counted in float64 so that absurd inputs give ``inf`` instead of an OverflowError;
     checked against measured peak RSS in tests/test_resources.py."""
     P = float(Pb) * B
@@ -1155,13 +1162,13 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     # C, R, A, S, the step response RtT; the replicas' Cholesky factors L; C and R at the output times
     grid = (5 + 4 * n_groups) * B * NK * NK + B * D * D + 2 * B * n_time * n_time * k * k
     inputs = P * (D + nd + N * nxi)
-    shared, paths, events = driver.sample_memory(P, B, N, k, stride, t_max, inputs)
+    shared, paths, events, in_parts = driver.sample_memory(P, B, N, k, stride, t_max, inputs)
     grid += shared
     # Sobol draws of one replica (two copies) at the start; one replica's fields at the end
     transient = 2 * Pb * (D + nd + N * nxi) if sampling == "qmc" else 0.0
     transient = max(transient, Pb * n_time * k, 2 * B * n_time * n_time * k * k)
     parts = {"grid": grid, "paths": paths, "events": events}
-    return 8 * (sum(parts.values()) + transient), max(parts, key=parts.get)
+    return 8 * (sum(parts.values()) + transient - (1 - at_once) * in_parts), max(parts, key=parts.get)
 
 
 def _runtime_estimate(driver, B, P, N, k, stride, t_max, n_groups=0) -> float:
@@ -1336,6 +1343,7 @@ class _Grid:
     n_groups: int
     split: int = 1  # sample-side replicas per replica: a mixture's classes (B above counts them)
     threads: int = 1  # parts of the replicas, each on its own thread (_solve_threads)
+    parts: int = 0  # more parts than threads, in turn (_parts_in_turn); 0: one per thread
     mem: float = 0.0
     runtime: float = 0.0
     #: a schedule's mean of ``lr / lr0`` and of ``(lr / lr0)^2`` over each cell (N,); None: a constant rate
@@ -1401,14 +1409,21 @@ def _check_resources(run: _Setup, grid: _Grid):
     """Fill ``grid.mem`` and ``grid.runtime``; refuse a solve above the limits."""
     driver, N, P, dt = run.driver, grid.N, grid.P, grid.dt
     t_max, requested_dt = run.t_max, run.dt
-    mem, culprit = _memory_estimate(driver, grid.B, grid.Pb, N, grid.k, grid.ks, run.model.noise_dim,
-                                    len(grid.out_steps), run.tangent_stride, t_max, run.sampling, grid.n_groups)
+
+    def estimate(at_once=1.0):
+        return _memory_estimate(driver, grid.B, grid.Pb, N, grid.k, grid.ks, run.model.noise_dim,
+                                len(grid.out_steps), run.tangent_stride, t_max, run.sampling, grid.n_groups, at_once)
+
+    mem, culprit = estimate()
+    if mem > run.max_memory_gb * 2**30:
+        grid.parts, mem = _parts_in_turn(grid, _solve_threads(run, None), run.max_memory_gb * 2**30, estimate)
     if mem > run.max_memory_gb * 2**30:
         what = {"grid": f"n_time={run.n_time!r}" if grid.every == 1 and run.n_time - 1 > t_max / requested_dt
                 else f"t_max={t_max!r} with dt={requested_dt!r}", "paths": f"n_paths={run.n_paths!r}",
                 "events": f"batch={run.batch!r}"}[culprit]
         raise errors.ParameterError(
-            f"{what} is not allowed here: the solve would need {mem / 2**30:.3g} GB > max_memory_gb="
+            f"{what} is not allowed here: the solve would need {mem / 2**30:.3g} GB"
+            + (f" with its replicas in {grid.parts} parts in turn" if grid.parts else "") + f" > max_memory_gb="
             f"{run.max_memory_gb:g} (N = {N} grid steps of dt = {dt:.3g}, {P} paths"
             + ("" if driver.dense else f", about {run.batch * t_max:.3g} SGD events per path") + "); "
             + {"grid": f"raise dt or lower t_max or n_time (memory grows like N^2){_stretch_hint(run)}",
@@ -1425,6 +1440,21 @@ def _check_resources(run: _Setup, grid: _Grid):
             f"paths); lower t_max or n_paths, raise dt, or raise max_runtime_s (None: no limit){_stretch_hint(run)}")
     errors.warn_long_run("dmft.solve", runtime, hint=_stretch_hint(run), stacklevel=5)
     grid.mem, grid.runtime = mem, runtime
+
+
+def _parts_in_turn(grid: _Grid, threads: int, limit: float, estimate):
+    """The fewest parts of the replicas, ``threads`` of them at a time, whose sample sides fit
+    ``limit`` bytes beside what is drawn for all paths (``estimate(at_once)``:
+    :func:`_memory_estimate` with that share of the replicas' sample sides at once), and the
+    memory then; the most parts (one replica each) if none fits, 0 if there are no more replicas
+    than threads. Parts in turn give the numbers
+    of parts side by side (their replicas are independent until the outputs)."""
+    units = grid.B // grid.split
+    for parts in range(threads + 1, units + 1):
+        mem = estimate(min(threads, parts) * -(-units // parts) / units)[0]
+        if mem <= limit or parts == units:
+            return parts, mem
+    return 0, estimate()[0]
 
 
 def _stretch_ratio(driver: _Driver, lr_top: float, dt: float) -> float:
@@ -1971,9 +2001,10 @@ def _cores() -> int:
 
 
 def _split(run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher, state: _State, rho, q0):
-    """The solve's replicas in ``grid.threads`` parts of whole replicas, as equal as they go, each
-    with its paths' rows of the inputs and the teacher (views: the values drawn for all paths)."""
-    bounds = _chunk_bounds(grid.B // grid.split, grid.threads)
+    """The solve's replicas in ``grid.threads`` parts of whole replicas (``grid.parts`` when the
+    memory limit needs more, :func:`_parts_in_turn`), as equal as they go, each with its paths'
+    rows of the inputs and the teacher (views: the values drawn for all paths)."""
+    bounds = _chunk_bounds(grid.B // grid.split, max(grid.parts, grid.threads))
     parts = []
     for lo, hi in zip(bounds, bounds[1:]):
         replicas = slice(lo * grid.split, hi * grid.split)
@@ -1994,12 +2025,13 @@ class _Team:
     as the one-thread solve would (its replicas go in lock-step): the other parts go on to step
     ``n`` (their diagnostics at ``n`` share in the blow-up's cause; an earlier end of theirs comes
     first) and no further. ``abort``: stop at once (an interrupt). The progress bar, shown by the
-    calling thread, follows the slowest part."""
+    calling thread, follows the parts' mean step."""
 
     def __init__(self, parts, bar, cancel):
         self.parts, self.bar, self.cancel = parts, bar, cancel
         self.limit, self.shown = parts[0].grid.N + 1, 0
         self.lock, self.abort = threading.Lock(), threading.Event()
+        self.caller = threading.current_thread()
 
     def going(self, n: int) -> bool:
         """Whether a part goes on to step ``n`` (raises _Cancelled when a companion's solve is no longer needed)."""
@@ -2014,25 +2046,37 @@ class _Team:
             self.limit = min(self.limit, at)
 
     def show(self):
-        done = min(p.done for p in self.parts)
+        done = sum(p.done for p in self.parts) // len(self.parts)
         if done > self.shown:
             self.bar.update(done - self.shown)
             self.shown = done
 
-    def work(self, run: _Setup):
-        """Each part's work (:func:`_work`), the first on this thread and the others on their own,
-        which take this thread's context along (:func:`errors.quiet`)."""
-        threads = [threading.Thread(target=contextvars.copy_context().run, args=(_work, run, p, self),
-                                    name=f"dmft.solve part {i}", daemon=True) for i, p in enumerate(self.parts[1:], 1)]
+    def work(self, run: _Setup, threads: int):
+        """The parts' work (:func:`_work`) on ``threads`` threads, this one and others that take
+        its context along (:func:`errors.quiet`). Each thread takes the next part not yet begun,
+        so parts beyond ``threads`` run in turn (the memory limit, :func:`_parts_in_turn`)."""
+        todo = iter(self.parts)
+
+        def take_parts():
+            while not self.abort.is_set():
+                with self.lock:
+                    part = next(todo, None)
+                if part is None:
+                    return
+                _work(run, part, self)
+
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(take_parts,),
+                                    name=f"dmft.solve part {i}", daemon=True)
+                   for i in range(1, min(threads, len(self.parts)))]
         try:
             for t in threads:
                 t.start()
-            _work(run, self.parts[0], self)
+            take_parts()
             for t in threads:
                 while t.is_alive():
                     t.join(0.1)
                     self.show()
-            self.show()  # the steps of parts that had ended before the first
+            self.show()  # the steps of parts that ended after this thread's last
         except BaseException:  # an interrupt while waiting: the others stop at their next step
             self.abort.set()
             raise
@@ -2060,8 +2104,8 @@ def _integrate_parts(run: _Setup, grid: _Grid, parts: list):
     bar = progress_bar(run.progress, total=grid.N, desc=f"dmft.solve {run.dynamics}", leave=False)
     team = _Team(parts, bar, getattr(_CANCEL, "event", None))
     try:
-        with _one_blas_thread() if len(parts) > 1 else contextlib.nullcontext():
-            team.work(run)
+        with _one_blas_thread() if min(grid.threads, len(parts)) > 1 else contextlib.nullcontext():
+            team.work(run, grid.threads)
     finally:
         bar.close()
     return team.outcome(run, grid)
@@ -2108,6 +2152,8 @@ def _work(run: _Setup, part: _Part, team: _Team):
     except BaseException as e:  # an interrupt: every part stops now
         team.end(part, -1, e)
         team.abort.set()
+    finally:
+        part.side = None  # its paths' workspace: the next part in turn allocates its own
 
 
 def _integrate(run: _Setup, part: _Part, team: _Team) -> bool:
@@ -2135,7 +2181,7 @@ def _integrate(run: _Setup, part: _Part, team: _Team) -> bool:
         state.dFF_last = side.dFF.copy()
         side.commit()
         part.done = n
-        if part is team.parts[0]:  # the calling thread's part
+        if threading.current_thread() is team.caller:
             team.show()
     state.chol_rows(grid.N, final=True)
     return True
@@ -2512,7 +2558,9 @@ def solve(
         ``attrs['diverged_at']`` and ``attrs['divergence_cause']``.
     max_memory_gb, max_runtime_s : float
         Refuse (ParameterError, before any work) a solve whose estimated peak memory or run
-        time is above these (``max_runtime_s=None``: no time limit); a
+        time is above these (``max_runtime_s=None``: no time limit). Above the memory limit,
+        parts of the replicas run in turn, one per thread at a time, when that fits (the
+        paths' workspace is then allocated per part; the same numbers). A
         :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. Estimates in
         ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']`` (docs/reliability.md).
     data : onepass.data.GaussianMixture or None
