@@ -1168,7 +1168,9 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     transient = 2 * Pb * (D + nd + N * nxi) if sampling == "qmc" else 0.0
     transient = max(transient, Pb * n_time * k, 2 * B * n_time * n_time * k * k)
     parts = {"grid": grid, "paths": paths, "events": events}
-    return 8 * (sum(parts.values()) + transient - (1 - at_once) * in_parts), max(parts, key=parts.get)
+    total = sum(parts.values()) + transient
+    in_turn = total - (1 - at_once) * in_parts  # nan where both are inf: then the total
+    return 8 * (total if math.isnan(in_turn) else in_turn), max(parts, key=parts.get)
 
 
 def _runtime_estimate(driver, B, P, N, k, stride, t_max, n_groups=0) -> float:
