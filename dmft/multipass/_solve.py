@@ -1449,8 +1449,8 @@ def _parts_in_turn(grid: _Grid, threads: int, limit: float, estimate):
     ``limit`` bytes beside what is drawn for all paths (``estimate(at_once)``:
     :func:`_memory_estimate` with that share of the replicas' sample sides at once), and the
     memory then; the most parts (one replica each) if none fits, 0 if there are no more replicas
-    than threads. Parts in turn give the numbers
-    of parts side by side (their replicas are independent until the outputs)."""
+    than threads. Parts in turn give the numbers of parts side by side (their replicas are
+    independent until the outputs)."""
     units = grid.B // grid.split
     for parts in range(threads + 1, units + 1):
         mem = estimate(min(threads, parts) * -(-units // parts) / units)[0]
@@ -2067,14 +2067,14 @@ class _Team:
                     return
                 _work(run, part, self)
 
-        threads = [threading.Thread(target=contextvars.copy_context().run, args=(take_parts,),
-                                    name=f"dmft.solve part {i}", daemon=True)
+        helpers = [threading.Thread(target=contextvars.copy_context().run, args=(take_parts,),
+                                    name=f"dmft.solve part thread {i}", daemon=True)
                    for i in range(1, min(threads, len(self.parts)))]
         try:
-            for t in threads:
+            for t in helpers:
                 t.start()
             take_parts()
-            for t in threads:
+            for t in helpers:
                 while t.is_alive():
                     t.join(0.1)
                     self.show()
@@ -2083,7 +2083,7 @@ class _Team:
             self.abort.set()
             raise
         finally:
-            for t in threads:
+            for t in helpers:
                 t.join()
 
     def outcome(self, run: _Setup, grid: _Grid):
