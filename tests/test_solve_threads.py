@@ -253,15 +253,26 @@ def test_beside_returns_the_value_or_raises_the_exception_of_its_thread():
         _solve._Beside(fail).result()
 
 
-@pytest.mark.parametrize("dynamics", ["sgd", "gf"])
-def test_a_solve_above_the_memory_limit_runs_its_replicas_in_turn(monkeypatch, dynamics):
+IN_TURN = {
+    "sgd": (HUBER, dict(dynamics="sgd", seed=5, **{**SMALL, "t_max": 16.0, "n_paths": 2048})),
+    "gf, 7 replicas": (HUBER, dict(dynamics="gf", seed=3, check_dt=False, n_replicas=7, **{**SMALL, "n_paths": 448})),
+    "sgd, power law": (LIN, dict(dynamics="sgd", seed=6, data=dmft.data.teacher_student("power_law", d=100),
+                                 groups=dmft.data.Binned(4), **SMALL)),
+    "sgd, mixture": ("logistic", dict(dynamics="sgd", seed=7, data=dmft.data.binary_mixture("zero_one", d=100),
+                                      **SMALL)),
+    "sme, relu kinks": (models.relu(1), dict(dynamics="sme", seed=8, check_dt=False, **SMALL)),
+}
+
+
+@pytest.mark.parametrize("name", IN_TURN)
+def test_a_solve_above_the_memory_limit_runs_its_replicas_in_turn(monkeypatch, name):
     """Past ``max_memory_gb``, parts of the replicas run in turn (at most one per thread at a
     time), their paths' workspace freed between them: the numbers of the parts side by side,
-    the estimate within the limit; refused when even one replica at a time is above it."""
-    size = {"sgd": {"t_max": 16.0, "n_paths": 2048}, "gf": {"t_max": 4.0, "n_paths": 1024}}[dynamics]
-    kw = dict(dynamics=dynamics, seed=5, check_dt=False, **{**SMALL, **size})
-    free = _with_threads(2, lambda: dmft.solve(HUBER, **kw))
-    limit = free.attrs["memory_gb"] - 0.001  # 1 MB below: less than any part's paths use
+    the estimate within the limit; refused when even one replica at a time is above it. With a
+    kink companion (``relu``) the parts take turns on one thread."""
+    model, kw = IN_TURN[name]
+    free = _with_threads(2, lambda: dmft.solve(model, **kw))
+    limit = free.attrs["memory_gb"] - 1e-6  # 1 kB below: less than any part's paths use
     running, most, work = [0], [0], _solve._work
 
     def spy(run, part, team):
@@ -273,16 +284,21 @@ def test_a_solve_above_the_memory_limit_runs_its_replicas_in_turn(monkeypatch, d
             running[0] -= 1
 
     monkeypatch.setattr(_solve, "_work", spy)
-    parts = []
-    split = _solve._split
-    monkeypatch.setattr(_solve, "_split", lambda *a: parts.extend(split(*a)) or parts)
-    turn = _with_threads(2, lambda: dmft.solve(HUBER, max_memory_gb=limit, **kw))
-    assert turn.attrs["memory_gb"] <= limit and len(parts) > 2 and most[0] <= 2
-    assert all(p.side is None for p in parts)
+    parts, split = [], _solve._split
+
+    def recorded(*args):
+        new = split(*args)
+        parts.extend(new)
+        return new
+
+    monkeypatch.setattr(_solve, "_split", recorded)
+    turn = _with_threads(2, lambda: dmft.solve(model, max_memory_gb=limit, **kw))
+    assert turn.attrs["memory_gb"] <= limit and most[0] <= 2 and all(p.side is None for p in parts)
+    assert len(parts) > (4 if name == "sme, relu kinks" else 2)  # and the kink companion's parts
     for v in free.data_vars:
         np.testing.assert_array_equal(turn[v].values, free[v].values)
-    with pytest.raises(errors.ParameterError, match=r"in 8 parts in turn > max_memory_gb="):
-        dmft.solve(HUBER, max_memory_gb=0.3 * limit, **kw)
+    with pytest.raises(errors.ParameterError, match=r"parts in turn > max_memory_gb="):
+        dmft.solve(model, max_memory_gb=0.3 * limit, **kw)
 
 
 @settings(max_examples=60, deadline=None)
