@@ -182,10 +182,12 @@ def test_replica_regroup_quick(tmp_path, case):
 
 def test_gf_tangent_tails_quick():
     """The script's paths satisfy Stein's identity between their responses and the correlation
-    of the force with the field (its own check of the backward recursion), and its outputs are
-    finite: the tangents' per-path spread below the Stein estimate's along each direction."""
+    of the force with the field (its own check of the backward recursion: dropping ``g'`` from it
+    breaks the identity), and its finding holds at ``t = 4``: along each eigen-direction the
+    tangents' per-path spread is below the Stein estimate's (measured 0.23 against 0.99 on the
+    top one, and further apart on the others)."""
     tails = importlib.import_module("validation.gf_tangent_tails")
     out = tails.main(["--quick"])[4]
     assert out["identity_error"] < 0.1 * out["largest"]
-    assert np.all(out["sd_combined"] <= out["sd_tangents"] + 1e-12)
+    assert np.all(out["sd_tangents"] < out["sd_stein"])
     assert np.all(np.isfinite(out["mass_quantiles"])) and out["mass_sd"] > 0
