@@ -322,6 +322,13 @@ class DiracResponseWarning(UserWarning):
     standard errors (docs/dmft_theory.md, "Kinks")."""
 
 
+class NoiseDrivenWarning(UserWarning):
+    """A DMFT solve's standard error is a large share of its value at some output time: its
+    response estimates (pathwise tangents) are heavy-tailed there, so it can also be biased
+    beyond its standard error (docs/dmft_theory.md, "Stretched grids", *Where GF's noise comes
+    from*): pass more ``n_paths``."""
+
+
 class UndeclaredKinkWarning(UserWarning):
     """The model's ``grad`` (or teacher) jumps across a surface that none of its declared
     kinks (:attr:`dmft.models.Model.kinks`) contains: the multi-pass response misses the

@@ -227,6 +227,17 @@ def test_noise_driven_kink_response_warns():
     assert e.value.cause == "n_paths"
 
 
+def test_a_noise_driven_solve_without_kinks_warns_and_a_resolved_one_does_not():
+    # 64 paths (8 per replica): a GF test-loss or norm standard error of 26% of the value at
+    # t = 2; 1024 paths: at most 1.8% (below the 5% at which a solve is called noise-driven)
+    kw = dict(dynamics="gf", t_max=2.0, n_time=11, progress=False, check_dt=False, seed=1)
+    with pytest.warns(errors.NoiseDrivenWarning, match=r"noise-driven: a standard error of \d+% .* \(now 64\)"):
+        dmft.solve(models.huber_tanh(), n_paths=64, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.NoiseDrivenWarning)
+        dmft.solve(models.huber_tanh(), n_paths=1024, **kw)
+
+
 def test_a_refused_step_check_of_a_noise_driven_kinked_solve_blames_the_paths():
     """A step check that the half-step solve refuses is a step error (cause 'time_step'), except
     where a kinked solve is noise-driven up to the flagged time: its Dirac term is a density

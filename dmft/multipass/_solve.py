@@ -2386,6 +2386,8 @@ def _checks(ds, run: _Setup, grid: _Grid, inputs, kinks, replicas, wide: _Compan
             _CHECKING.replicas = replicas
     if len(kinks[0]):
         _warn_noisy_kinks(ds)
+    else:
+        _warn_noise_driven(ds)
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
     if run.check_dt is not False and run.driver.step_order:
         try:
@@ -2713,6 +2715,26 @@ def _warn_noisy_kinks(ds):
             f"'Finite-path bias at the narrow width'); pass more n_paths (now {ds.attrs['n_paths']}) or a wider "
             f"kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})",
             errors.DiracResponseWarning, stacklevel=4)
+
+
+#: relative standard error (test loss or ``tr norm``) above which a solve without kinks is called
+#: noise-driven: SME at ``t_max = 32`` with 8192 paths passes it at ``t = 20`` (14%), where its
+#: replicas run away from the simulation (docs/dmft_theory.md, "Stretched grids")
+_NOISE_REL = 0.05
+
+
+def _warn_noise_driven(ds):
+    """Warn when a solve's standard error of the test loss or of ``tr norm`` exceeds
+    ``_NOISE_REL`` of its value at some output time."""
+    rel = _relative_sem(ds)
+    i = int(np.nanargmax(rel))
+    if rel[i] > _NOISE_REL:
+        errors.warn(
+            f"dmft.solve: the solve is noise-driven: a standard error of {rel[i]:.0%} of the value at t = "
+            f"{float(ds.time[i]):.3g} (too few paths for its response estimates, whose tails grow heavy at long horizons: "
+            "such a solve can also be biased beyond its standard error, docs/dmft_theory.md, 'Stretched grids'); "
+            "pass more n_paths (now "
+            f"{ds.attrs['n_paths']})", errors.NoiseDrivenWarning, stacklevel=4)
 
 
 def _extrapolate_kinks(ds, wide):
