@@ -4,6 +4,8 @@ Huber-on-tanh (``noise_std = 0.3``, ``threshold = 0.5``), ``delta = 2``, ``lr = 
 ``batch = 1``: the setting of ``benchmarks/bench_long_horizon.py``. The simulation's test loss
 is measured on a held-out test set, not through the solver's quadratures.
 """
+import inspect
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,18 @@ def test_stretched_grid_at_t_max_32_agrees_with_the_simulation_at_d_2000():
     z = testing.assert_agree(theory, simulation, variables=VARIABLES, times=later,
                              z_max=null_max_z(len(VARIABLES) * len(later), 7))
     assert np.all(np.isfinite(list(z.values()))), z
+
+
+def test_sme_default_paths_grow_beyond_t_max_16():
+    """1024 paths per replica let SME's closures run away after t = 16 (tr norm 10.1 at t = 32
+    against the simulation's 2.11), 2048 follow the simulation to t = 32 (docs/dmft_theory.md,
+    "Stretched grids"): the default is 8192 up to t_max = 16, 16384 to 32, then in proportion."""
+    from dmft.multipass import _solve
+
+    sme, gf = _solve.Gaussian(1.0), _solve.Deterministic(1.0)
+    assert [sme.default_paths(False, t) for t in (4, 16, 16.5, 32, 64, 100)] == [8192, 8192, 16384, 16384, 32768,
+                                                                              51200]
+    assert sme.default_paths(True, 64) == 65536 and gf.default_paths(False, 64) == 8192
+    arguments = {name: p.default for name, p in inspect.signature(dmft.solve).parameters.items()}
+    arguments.update(model=models.huber_tanh(), lr=2.0, dynamics="sme", t_max=32.0)
+    assert _solve._checked(arguments).n_paths == 16384

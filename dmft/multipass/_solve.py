@@ -153,7 +153,7 @@ class Poisson(_Driver):
         """0.02: the events sit at their exact times, the grid only carries the kernels."""
         return 0.02
 
-    def default_paths(self, kinked: bool) -> int:
+    def default_paths(self, kinked: bool, t_max: float = 0.0) -> int:
         """Monte Carlo paths of a solve (docs/performance.md, "DMFT solver")."""
         return 131072
 
@@ -239,7 +239,7 @@ class _Dense(_Driver):
         curvature (docs/dmft_theory.md, "Step bias")."""
         return 0.04 / max(1.0, lr)
 
-    def default_paths(self, kinked: bool) -> int:
+    def default_paths(self, kinked: bool, t_max: float = 0.0) -> int:
         """Monte Carlo paths of a solve; more for a model with a Dirac part in ``l''``."""
         return _KINKED_DENSE_PATHS if kinked else 8192
 
@@ -313,6 +313,15 @@ class Gaussian(_Dense):
 
     def dz_moments(self, dt):
         return self.rate * dt, self.rate * dt
+
+    def default_paths(self, kinked: bool, t_max: float = 0.0) -> int:
+        """8192 up to ``t_max = 16``, then ``16384 t_max / 32`` (a multiple of 1024): with 1024
+        paths per replica SME's closures run away from the simulation after ``t = 16`` on
+        Huber-on-tanh at ``lr = 2``, with 2048 they follow it to ``t = 32`` (docs/dmft_theory.md,
+        "Stretched grids"; beyond 32 an extrapolation, not measured)."""
+        if kinked or t_max <= 16:
+            return super().default_paths(kinked, t_max)
+        return max(16384, 1024 * math.ceil(16 * t_max / 32))
 
 
 @dataclass(frozen=True)
@@ -1270,7 +1279,7 @@ def _checked(arguments: dict) -> _Setup:
     if dt > t_max:
         raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
     n_replicas = errors.positive_int("n_replicas", a["n_replicas"], minimum=2)
-    n_paths = errors.positive_int("n_paths", driver.default_paths(kinked) if a["n_paths"] is None else a["n_paths"],
+    n_paths = errors.positive_int("n_paths", driver.default_paths(kinked, t_max) if a["n_paths"] is None else a["n_paths"],
                                   minimum=n_replicas)
     stride = a["tangent_stride"]
     tangent_stride = errors.positive_int(
@@ -2474,8 +2483,9 @@ def solve(
     n_paths : int
         Monte Carlo sample paths in total (rounded up to a multiple of ``n_replicas``).
         Default 131072 for SGD, 8192 for SME and GF (their run times and standard errors:
-        docs/performance.md, "DMFT solver"). Models with a Dirac part in ``l''``
-        (see ``kink_bandwidth``): 65536 for SME and GF.
+        docs/performance.md, "DMFT solver"); SME beyond ``t_max = 16``: 16384, and
+        ``16384 t_max / 32`` beyond 32 (fewer paths per replica let its closures run away).
+        Models with a Dirac part in ``l''`` (see ``kink_bandwidth``): 65536 for SME and GF.
     tangent_stride : int
         Only every ``tangent_stride``-th path carries the pathwise tangents that estimate
         ``Gamma`` (cost ``O(J^3)`` per path; the other paths still enter ``S``, ``Phi`` and
