@@ -240,8 +240,9 @@ def test_a_noise_driven_solve_without_kinks_warns_and_a_resolved_one_does_not():
 
 def test_a_refused_step_check_of_a_noise_driven_kinked_solve_blames_the_paths():
     """A step check that the half-step solve refuses is a step error (cause 'time_step'), except
-    where a kinked solve is noise-driven up to the flagged time: its Dirac term is a density
-    estimate whose noise grows as the step shrinks, so the advice is more n_paths, not a lower dt."""
+    where the solve is noise-driven up to the flagged time (kinked: 3%, else 5%): a kinked
+    solve's Dirac term is a density estimate whose noise grows as the step shrinks, a long
+    horizon's tangents are heavy-tailed, so the advice is more n_paths, not a lower dt."""
     from dmft.multipass import _solve
 
     kw = dict(delta=2.0, lr=0.5, dynamics="gf", t_max=1.0, n_time=5, init_std=1.0, n_paths=1024, seed=0,
@@ -268,8 +269,11 @@ def test_a_refused_step_check_of_a_noise_driven_kinked_solve_blames_the_paths():
     err = _solve._noise_or_step(quiet, noisy, step, "")
     assert err.cause == "n_paths" and err.time == 0.5 and "cannot be checked" in str(err) and "noise-driven" in str(err)
     assert str(err).endswith(errors.CAUSES["n_paths"])
-    smooth = noisy.assign_attrs(response_estimator="pathwise")  # no Dirac term: the noise is no excuse
+    # no Dirac term: a noise of 4% is no excuse, one of 8% is (a long horizon's heavy tails)
+    smooth = with_noise(ds, 0.04).assign_attrs(response_estimator="pathwise")
     assert _solve._noise_or_step(smooth, smooth, step, "") is step
+    err = _solve._noise_or_step(smooth, with_noise(ds, 0.08).assign_attrs(response_estimator="pathwise"), step, "")
+    assert err.cause == "n_paths" and "heavy tails" in str(err) and "check_dt=False" in str(err)
 
 
 @pytest.mark.slow
