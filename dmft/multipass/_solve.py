@@ -2745,10 +2745,9 @@ def _warn_noise_driven(ds):
     if rel[i] > _NOISE_REL:
         errors.warn(
             f"dmft.solve: the solve is noise-driven: a standard error of {rel[i]:.0%} of the value at t = "
-            f"{float(ds.time[i]):.3g} (too few paths for its response estimates, whose tails grow heavy at long horizons: "
-            "such a solve can also be biased beyond its standard error, docs/dmft_theory.md, 'Stretched grids'); "
-            "pass more n_paths (now "
-            f"{ds.attrs['n_paths']})", errors.NoiseDrivenWarning, stacklevel=4)
+            f"{float(ds.time[i]):.3g} (too few paths for its response estimates, whose tails grow heavy at long "
+            "horizons: such a solve can also be biased beyond its standard error, docs/dmft_theory.md, 'Stretched "
+            f"grids'); pass more n_paths (now {ds.attrs['n_paths']})", errors.NoiseDrivenWarning, stacklevel=4)
 
 
 def _extrapolate_kinks(ds, wide):
@@ -2998,8 +2997,8 @@ def _noise_or_step(ds, half, flagged, name: str):
     the screen) flagged: ``flagged`` (cause ``'time_step'``), or cause ``'n_paths'`` where the
     solve is noise-driven (either solve's standard error above ``_KINK_NOISE_REL`` of the value
     up to the flagged time for a kinked solve; ``_NOISE_REL`` for any other, whose flagged
-    difference is also within ``_NOISE_Z`` standard errors: beyond, a step error). Refining the step
-    cannot settle it: a kinked solve's Dirac term is a density estimate whose noise grows as the
+    difference is also within ``_NOISE_Z`` standard errors: beyond, a step error). Refining
+    the step cannot settle it: a kinked solve's Dirac term is a density estimate whose noise grows as the
     step shrinks (the tangent of a path crossing a repelling kink at a small speed ``v`` grows
     like ``exp(c |J| / v)`` on a grid that resolves it; docs/dmft_theory.md, "Where the noise
     wins"), and a long horizon's tangents are heavy-tailed, with more noise on a finer grid
@@ -3008,7 +3007,8 @@ def _noise_or_step(ds, half, flagged, name: str):
     kinked = ds.attrs.get("response_estimator") == "pathwise+smoothed_dirac"
     noise = max(float(np.nanmax(_relative_sem(x)[x.time.values <= flagged.time + 1e-12], initial=0.0))
                 for x in (ds, half))
-    if noise <= (_KINK_NOISE_REL if kinked else _NOISE_REL) or (not kinked and getattr(flagged, "z", 0.0) > _NOISE_Z):
+    significant = not kinked and getattr(flagged, "z", 0.0) > _NOISE_Z
+    if noise <= (_KINK_NOISE_REL if kinked else _NOISE_REL) or significant:
         return flagged
     said = str(flagged).removesuffix("; " + errors.CAUSES["time_step"])
     why = ("the Dirac term at the model's kinks is a density estimate, whose noise refining the step does not reduce"
