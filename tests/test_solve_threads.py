@@ -208,38 +208,34 @@ def test_on_threads_raises_a_chunks_exception_after_all_chunks_ended():
     assert sorted(c.start for c in ended) == [0, 2]
 
 
-def test_blas_is_on_one_thread_while_the_parts_run_and_restored_after(monkeypatch):
+def _blas_threads():
     import threadpoolctl
 
-    def blas_threads():
-        return {p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
+    return {p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
 
-    before = blas_threads()
+
+def test_blas_is_on_one_thread_while_the_parts_run_and_restored_after(monkeypatch):
+    before = _blas_threads()
     if not before:
         pytest.skip("threadpoolctl finds no BLAS in this process")
     seen, step = [], _solve._step
 
     def spy(n, *args):
-        seen.append(blas_threads())
+        seen.append(_blas_threads())
         return step(n, *args)
 
     monkeypatch.setattr(_solve, "_step", spy)
     _with_threads(2, lambda: dmft.solve(HUBER, dynamics="gf", seed=1, check_dt=False, **SMALL))
-    assert all(s == {1} for s in seen) and blas_threads() == before
+    assert all(s == {1} for s in seen) and _blas_threads() == before
 
 
 def test_on_threads_runs_blas_on_one_thread_and_restores_it():
-    import threadpoolctl
-
-    def blas_threads():
-        return {p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
-
-    before = blas_threads()
+    before = _blas_threads()
     if not before:
         pytest.skip("threadpoolctl finds no BLAS in this process")
     seen = []
-    _solve._on_threads(lambda chunk: seen.append(blas_threads()), range(4), 2)
-    assert seen == [{1}, {1}] and blas_threads() == before
+    _solve._on_threads(lambda chunk: seen.append(_blas_threads()), range(4), 2)
+    assert seen == [{1}, {1}] and _blas_threads() == before
 
 
 def test_beside_returns_the_value_or_raises_the_exception_of_its_thread():

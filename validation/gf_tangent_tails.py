@@ -119,8 +119,8 @@ def main(argv=None):
         mass = T.sum(1)
         quantiles = np.quantile(mass, [.001, .01, .1, .5, .9, .99, .999])
         gains = [two_phase_gain(x, (gp[:, :n] > 0).mean(1) > 0.1) for x in (mass, Tv[:, 0], Tv[:, 1])]
-        out[tn] = dict(two_phase_gain=gains, identity_error=np.abs(stein - T.mean(0) @ Ct[:n, :n]).max(), largest=np.abs(stein).max(),
-                       sd_tangents=Tv.std(0), sd_stein=Sv.std(0), sd_combined=np.sqrt(best),
+        out[tn] = dict(two_phase_gain=gains, identity_error=np.abs(stein - T.mean(0) @ Ct[:n, :n]).max(),
+                       largest=np.abs(stein).max(), sd_tangents=Tv.std(0), sd_stein=Sv.std(0), sd_combined=np.sqrt(best),
                        mass_mean=mass.mean(), mass_sd=mass.std(), mass_quantiles=quantiles)
         print(f"t = {tn}: Stein identity off by {out[tn]['identity_error']:.3g} (largest entry {out[tn]['largest']:.3g})")
         print("  eigenvalues of Ct       ", np.round(lam, 3))

@@ -171,12 +171,12 @@ class Poisson(_Driver):
         mean = self.rate * t_max
         # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
         J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
-        # events (cell, lam, dz, the bridge's normals, and their construction), per-cell lists, gradients and g';
-        # the tangent paths' packed triangles for their own J_p events, E J_p (J_p + 1) / 2 = (mean^2 + 2 mean) / 2,
-        # in single precision (half a double each)
+        # events (cell, lam, dz, the bridge's normals, and their construction) for all paths; the parts' own
+        # gradients and g', per-cell lists, and the tangent paths' packed triangles for their own J_p events,
+        # E J_p (J_p + 1) / 2 = (mean^2 + 2 mean) / 2, in single precision (half a double each)
+        own = P * J * (k + k * k) + 4 * P * mean
         tangents = P / stride * (mean * mean + 2 * mean) / 4 * k * k
-        return (0.0, inputs + P * J * (6 + 2 * k + k * k) + 4 * P * mean, tangents,
-                P * J * (k + k * k) + 4 * P * mean + tangents)
+        return 0.0, inputs + P * J * (6 + k) + own, tangents, own + tangents
 
     def sample_runtime(self, P, N, stride, t_max):
         """``c_path P J N`` with ``J = rate t_max`` events per path."""
@@ -257,8 +257,9 @@ class _Dense(_Driver):
         lam, dz; drawn for all paths), gradients and forces per cell, the tangent paths' dz, hz
         and g' (single precision: half a double each), which the parts' sample sides allocate."""
         J = N
-        own = B * N * N * k * k + P * J * 2 * k + P / stride * N * (2 + k * k) / 2
-        return B * N * N * k * k, inputs + P * J * (3 + 2 * k) + P / stride * N * (2 + k * k) / 2, 0.0, own
+        rmid = B * N * N * k * k
+        own = P * J * 2 * k + P / stride * N * (2 + k * k) / 2
+        return rmid, inputs + P * J * 3 + own, 0.0, rmid + own
 
     def sample_runtime(self, P, N, stride, t_max):
         """``c_path (P / stride) N^2``: the tangent paths' backward rows."""
@@ -481,30 +482,20 @@ def _on_threads(fn, items, threads: int):
     have ended, the first chunk's exception is raised."""
     bounds = _chunk_bounds(len(items), max(1, min(threads, len(items))))
     chunks = [items[a:b] for a, b in zip(bounds, bounds[1:])]
-    failed = [None] * len(chunks)
-
-    def work(i):
+    with _one_blas_thread() if len(chunks) > 1 else contextlib.nullcontext():
+        others = [_Beside(fn, chunk) for chunk in chunks[1:]]
         try:
-            fn(chunks[i])
-        except BaseException as e:  # noqa: BLE001 (raised by the calling thread)
-            failed[i] = e
-
-    others = [threading.Thread(target=contextvars.copy_context().run, args=(work, i), daemon=True)
-              for i in range(1, len(chunks))]
-    with _one_blas_thread() if others else contextlib.nullcontext():
-        for t in others:
-            t.start()
-        work(0)
-        for t in others:
-            t.join()
-    for e in failed:
-        if e is not None:
-            raise e
+            fn(chunks[0])
+        finally:
+            for other in others:
+                other.thread.join()
+    for other in others:
+        other.result()
 
 
 class _Beside:
     """``fn(*args)`` on its own thread (with this thread's context) from construction; ``result()``
-    waits for it and returns its value or raises its exception."""
+    waits for it and returns its value or raises its exception (``thread.join()`` only waits)."""
 
     def __init__(self, fn, *args):
         self.value, self.error = None, None
@@ -2393,10 +2384,7 @@ def _checks(ds, run: _Setup, grid: _Grid, inputs, kinks, replicas, wide: _Compan
         replicas = tuple(2 * a - b for a, b in zip(replicas, rough_replicas))
         if getattr(_CHECKING, "active", False):
             _CHECKING.replicas = replicas
-    if len(kinks[0]):
-        _warn_noisy_kinks(ds)
-    else:
-        _warn_noise_driven(ds)
+    _warn_noise_driven(ds, bool(len(kinks[0])))
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
     if run.check_dt is not False and run.driver.step_order:
         try:
@@ -2711,22 +2699,6 @@ def _relative_sem(ds) -> np.ndarray:
     return np.fmax(*rel)
 
 
-def _warn_noisy_kinks(ds):
-    """Warn when the smoothed Dirac term's noise dominates: a standard error of the test loss
-    or of ``tr norm`` above ``_KINK_NOISE_REL`` of its value at some output time."""
-    rel = _relative_sem(ds)
-    i = int(np.nanargmax(rel))
-    worst, at = float(rel[i]), float(ds.time[i])
-    if worst > _KINK_NOISE_REL:
-        errors.warn(
-            f"dmft.solve: the response of model {ds.attrs['model']!r} is noise-driven: a standard error of "
-            f"{worst:.0%} of the value at t = {at:.3g} (the Dirac term at its kinks is a density estimate, with "
-            "heavy tails: such a solve can also be biased beyond its standard error, docs/dmft_theory.md, "
-            f"'Finite-path bias at the narrow width'); pass more n_paths (now {ds.attrs['n_paths']}) or a wider "
-            f"kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})",
-            errors.DiracResponseWarning, stacklevel=4)
-
-
 #: relative standard error (test loss or ``tr norm``) above which a solve without kinks is called
 #: noise-driven: SME at ``t_max = 32`` with 8192 paths passes it at ``t = 20`` (14%), where its
 #: replicas run away from the simulation (docs/dmft_theory.md, "Stretched grids")
@@ -2737,17 +2709,28 @@ _NOISE_REL = 0.05
 _NOISE_Z = 4.0
 
 
-def _warn_noise_driven(ds):
+def _warn_noise_driven(ds, kinked: bool):
     """Warn when a solve's standard error of the test loss or of ``tr norm`` exceeds
-    ``_NOISE_REL`` of its value at some output time."""
+    ``_KINK_NOISE_REL`` (a ``kinked`` solve: its smoothed Dirac term's noise dominates;
+    :class:`~dmft.errors.DiracResponseWarning`) or ``_NOISE_REL`` (any other;
+    :class:`~dmft.errors.NoiseDrivenWarning`) of its value at some output time."""
     rel = _relative_sem(ds)
     i = int(np.nanargmax(rel))
-    if rel[i] > _NOISE_REL:
-        errors.warn(
-            f"dmft.solve: the solve is noise-driven: a standard error of {rel[i]:.0%} of the value at t = "
-            f"{float(ds.time[i]):.3g} (too few paths for its response estimates, whose tails grow heavy at long "
-            "horizons: such a solve can also be biased beyond its standard error, docs/dmft_theory.md, 'Stretched "
-            f"grids'); pass more n_paths (now {ds.attrs['n_paths']})", errors.NoiseDrivenWarning, stacklevel=4)
+    if rel[i] <= (_KINK_NOISE_REL if kinked else _NOISE_REL):
+        return
+    if kinked:
+        what = f"the response of model {ds.attrs['model']!r} is noise-driven"
+        why = ("the Dirac term at its kinks is a density estimate, with heavy tails: such a solve can also be biased "
+               "beyond its standard error, docs/dmft_theory.md, 'Finite-path bias at the narrow width'")
+        more = f" or a wider kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})"
+    else:
+        what = "the solve is noise-driven"
+        why = ("too few paths for its response estimates, whose tails grow heavy at long horizons: such a solve can "
+               "also be biased beyond its standard error, docs/dmft_theory.md, 'Stretched grids'")
+        more = ""
+    errors.warn(f"dmft.solve: {what}: a standard error of {rel[i]:.0%} of the value at t = {float(ds.time[i]):.3g} "
+                f"({why}); pass more n_paths (now {ds.attrs['n_paths']}){more}",
+                errors.DiracResponseWarning if kinked else errors.NoiseDrivenWarning, stacklevel=4)
 
 
 def _extrapolate_kinks(ds, wide):
