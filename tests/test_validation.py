@@ -191,3 +191,17 @@ def test_gf_tangent_tails_quick():
     assert out["identity_error"] < 0.1 * out["largest"]
     assert np.all(out["sd_tangents"] < out["sd_stein"])
     assert np.all(np.isfinite(out["mass_quantiles"])) and out["mass_sd"] > 0
+    assert all(0.0 <= share <= 1.0 for share in out["future_share"].values())
+
+
+def test_gf_tangent_tails_future_share():
+    """The splitting measure is a variance decomposition: copies that keep every input the mass
+    at ``t_n`` reads (``tau = t_n``) have no spread within a parent; copies that keep only the
+    teacher and the field at ``t_0`` (``tau = 0``) do."""
+    tails = importlib.import_module("validation.gf_tangent_tails")
+    dt = 0.16
+    C, R, m = tails.kernels(dt, 4.0, 1024)
+    n = int(round(4.0 / dt))
+    share = tails.future_share(C, R, m, dt, (0.0, 4.0), n, parents=100, copies=4, seed=0)
+    assert share[4.0] == 0.0
+    assert share[0.0] > 0.05

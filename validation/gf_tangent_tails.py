@@ -26,11 +26,18 @@ Printed per time:
   path at cost ``W_1 + W_0 pi`` (tangents are nearly all of a long GF solve's time), against
   ``Var`` at cost 1: the largest gain ``Var / (variance x cost)`` over ``pi``.
 
-Returns per time the identity's largest error and entry, the three standard deviations and
-the mass's mean, standard deviation and quantiles. ``--quick``: ``t_max = 4``, 1024 paths in
+* what splitting a path in time would gain: ``--copies`` copies of each of ``--parents`` paths
+  keep its inputs up to ``tau`` and draw the field's later innovations again (the field by the
+  Cholesky factor of ``Cov(w*, w)``, so its innovation at ``t_j`` is the ``j``-th normal). The
+  within-parent variance of the mass over the total (law of total variance) is the most that
+  any splitting at ``tau``, of every path or of the slow ones only, can remove.
+
+Returns per time the identity's largest error and entry, the three standard deviations, the
+mass's mean, standard deviation and quantiles, and ``future_share`` ``{tau: share}``. ``--quick``: ``t_max = 4``, 1024 paths in
 the solve and 2000 here.
 
-``python validation/gf_tangent_tails.py [--paths 20000] [--dt 0.16] [--seed 0] [--quick]``
+``python validation/gf_tangent_tails.py [--paths 20000] [--dt 0.16] [--seed 0] [--parents 4000]
+[--copies 16] [--quick]``
 """
 from __future__ import annotations
 
@@ -58,12 +65,22 @@ def kernels(dt: float, t_max: float, n_paths: int):
 def paths(C, R, m, dt: float, P: int, seed: int):
     """Inputs ``(w*, w, y)`` and the Euler paths' ``g`` and ``g' = -l''`` (P, N+1)."""
     N = len(m) - 1
-    cov = np.block([[np.ones((1, 1)), m[None]], [m[:, None], C]])
-    ev, V = np.linalg.eigh(cov)
+    ev, V = np.linalg.eigh(_joint(C, m))
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((P, N + 2)) @ (V * np.sqrt(np.clip(ev, 0, None))).T
+    return _euler(R, dt, X, rng.standard_normal(P))
+
+
+def _joint(C, m):
+    """``Cov(w*, w(t_0), .., w(t_N))``."""
+    return np.block([[np.ones((1, 1)), m[None]], [m[:, None], C]])
+
+
+def _euler(R, dt: float, X, eps):
+    """The Euler paths on the inputs ``X = (w*, w)`` (P, N+2) and label noises ``eps`` (P,)."""
     ws, w = X[:, 0], X[:, 1:]
-    y = np.tanh(ws) + NOISE * rng.standard_normal(P)
+    y = np.tanh(ws) + NOISE * eps
+    P, N = X.shape[0], X.shape[1] - 2
     r, g, gp = (np.zeros((P, N + 1)) for _ in range(3))
     for j in range(N + 1):
         r[:, j] = w[:, j] + LR * dt * (g[:, :j] @ R[j, :j])
@@ -84,6 +101,24 @@ def responses(R, gp, n: int, dt: float):
     return T
 
 
+def future_share(C, R, m, dt: float, taus, n: int, parents: int, copies: int, seed: int) -> dict:
+    """``{tau: share}``: the within-parent variance of the tangent mass at ``t_n`` over its total,
+    for ``copies`` copies of each parent path that keep its inputs up to ``t_tau`` (``tau`` a
+    time) and draw the field's innovations after it again."""
+    Lc = np.linalg.cholesky(_joint(C, m) + 1e-10 * np.eye(len(m) + 1))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for tau in taus:
+        keep = 2 + int(round(tau / dt))  # w* and the field at t_0 .. t_tau
+        Z = np.repeat(rng.standard_normal((parents, len(m) + 1)), copies, axis=0)
+        Z[:, keep:] = rng.standard_normal((len(Z), Z.shape[1] - keep))
+        eps = np.repeat(rng.standard_normal(parents), copies)
+        gp = _euler(R, dt, Z @ Lc.T, eps)[-1]
+        mass = responses(R, gp, n, dt).sum(1).reshape(parents, copies)
+        out[tau] = float(mass.var(1, ddof=1).mean() / mass.var())
+    return out
+
+
 def two_phase_gain(X, strata):
     """Largest ``Var X / (variance x cost)`` of the two-phase estimator over ``pi`` (above)."""
     W1 = strata.mean()
@@ -98,9 +133,12 @@ def main(argv=None):
     ap.add_argument("--paths", type=int, default=20000)
     ap.add_argument("--dt", type=float, default=0.16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parents", type=int, default=4000)
+    ap.add_argument("--copies", type=int, default=16)
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args(argv)
     t_max, solve_paths, P = (4.0, 1024, 2000) if a.quick else (32.0, 8192, a.paths)
+    parents, copies = (200, 8) if a.quick else (a.parents, a.copies)
     C, R, m = kernels(a.dt, t_max, solve_paths)
     ws, w, y, r, g, gp = paths(C, R, m, a.dt, P, a.seed)
     F = LR * a.dt * (np.cumsum(g, axis=1) - g)
@@ -132,6 +170,10 @@ def main(argv=None):
         print("  two-phase gain (mass, top two directions)", np.round(gains, 2))
     top = mass > np.quantile(mass, 0.99)
     u = np.tanh(r[:, -1]) - y
+    taus = (1.0, 2.0) if a.quick else (8.0, 16.0)
+    out[t_max]["future_share"] = future_share(C, R, m, a.dt, taus, n, parents, copies, a.seed)
+    print(f"t = {t_max:g}, share of the mass's variance from the field's innovations after tau (splitting's "
+          "most):", {tau: f"{v:.1%}" for tau, v in out[t_max]["future_share"].items()})
     print(f"t = {t_max:g}, top 1% of tangent mass: {((mass[top] - mass.mean())**2).sum() / ((mass - mass.mean())**2).sum():.0%} "
           f"of its variance; |y| > 1 in {np.mean(np.abs(y[top]) > 1):.0%} of them (all paths: "
           f"{np.mean(np.abs(y) > 1):.0%}); residual |tanh r - y| > threshold in {np.mean(np.abs(u[top]) > THRESHOLD):.0%} "
