@@ -170,7 +170,7 @@ def main(argv=None):
         print("  two-phase gain (mass, top two directions)", np.round(gains, 2))
     top = mass > np.quantile(mass, 0.99)
     u = np.tanh(r[:, -1]) - y
-    taus = (1.0, 2.0) if a.quick else (8.0, 16.0)
+    taus = (0.0, 1.0, 2.0) if a.quick else (0.0, 4.0, 8.0, 16.0)
     out[t_max]["future_share"] = future_share(C, R, m, a.dt, taus, n, parents, copies, a.seed)
     print(f"t = {t_max:g}, share of the mass's variance from the field's innovations after tau (splitting's "
           "most):", {tau: f"{v:.1%}" for tau, v in out[t_max]["future_share"].items()})
