@@ -115,6 +115,29 @@ def test_a_blow_up_ends_the_solve_as_with_one_thread(case):
         assert found[1][2] == {"model sgd": "learning_rate"}.get(case, case.split()[0])
 
 
+def test_the_calling_thread_runs_the_first_part_however_late_it_gets_there(monkeypatch):
+    """The calling thread takes its part before a helper starts. Before, it took one after
+    starting them, and on a loaded machine a helper could take every part first (CI at
+    f41644a: the test below found the calling thread had run no step); a pause after each
+    helper's start stands in for that load here."""
+    ran, work = {}, _solve._work
+
+    class Late(threading.Thread):
+        def start(self):
+            super().start()
+            if self.name.startswith("dmft.solve part"):
+                time.sleep(0.5)
+
+    def recorded(run, part, team):
+        ran[part.replicas.start] = threading.current_thread() is threading.main_thread()
+        return work(run, part, team)
+
+    monkeypatch.setattr(_solve.threading, "Thread", Late)
+    monkeypatch.setattr(_solve, "_work", recorded)
+    _with_threads(2, CASES["sgd"])
+    assert ran == {0: True, 4: False}  # 8 replicas in two parts
+
+
 def test_an_exception_in_one_part_stops_the_others_and_is_raised(monkeypatch):
     step, reached, raised = _solve._step, [], threading.Event()
 

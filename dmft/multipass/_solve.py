@@ -2055,25 +2055,29 @@ class _Team:
 
     def work(self, run: _Setup, threads: int):
         """The parts' work (:func:`_work`) on ``threads`` threads, this one and others that take
-        its context along (:func:`errors.quiet`). Each thread takes the next part not yet begun,
-        so parts beyond ``threads`` run in turn (the memory limit, :func:`_parts_in_turn`)."""
+        its context along (:func:`errors.quiet`). This thread takes the first part before the
+        others start (a helper that started first could otherwise take every part on a loaded
+        machine); then each thread takes the next part not yet begun, so parts beyond
+        ``threads`` run in turn (the memory limit, :func:`_parts_in_turn`)."""
         todo = iter(self.parts)
 
-        def take_parts():
-            while not self.abort.is_set():
-                with self.lock:
-                    part = next(todo, None)
-                if part is None:
-                    return
-                _work(run, part, self)
+        def take():
+            with self.lock:
+                return next(todo, None)
 
-        helpers = [threading.Thread(target=contextvars.copy_context().run, args=(take_parts,),
+        def take_parts(part):
+            while part is not None and not self.abort.is_set():
+                _work(run, part, self)
+                part = take()
+
+        first = take()
+        helpers = [threading.Thread(target=contextvars.copy_context().run, args=(lambda: take_parts(take()),),
                                     name=f"dmft.solve part thread {i}", daemon=True)
                    for i in range(1, min(threads, len(self.parts)))]
         try:
             for t in helpers:
                 t.start()
-            take_parts()
+            take_parts(first)
             for t in helpers:
                 while t.is_alive():
                     t.join(0.1)
