@@ -116,10 +116,10 @@ def test_a_blow_up_ends_the_solve_as_with_one_thread(case):
 
 
 def test_the_calling_thread_runs_the_first_part_however_late_it_gets_there(monkeypatch):
-    """The calling thread takes its part before a helper starts. Before, it took one after
-    starting them, and on a loaded machine a helper could take every part first (CI at
-    f41644a: the test below found the calling thread had run no step); a pause after each
-    helper's start stands in for that load here."""
+    """The calling thread takes its part before a helper starts: were it to take one only after
+    starting them, a helper could take every part first on a loaded machine (the test below
+    would find the calling thread had run no step). A pause after each helper's start stands in
+    for that load."""
     ran, work = {}, _solve._work
 
     class Late(threading.Thread):

@@ -33,8 +33,8 @@ Printed per time:
   any splitting at ``tau``, of every path or of the slow ones only, can remove.
 
 Returns per time the identity's largest error and entry, the three standard deviations, the
-mass's mean, standard deviation and quantiles, and ``future_share`` ``{tau: share}``. ``--quick``: ``t_max = 4``, 1024 paths in
-the solve and 2000 here.
+mass's mean, standard deviation and quantiles, and at ``t_max`` ``future_share`` ``{tau:
+share}``. ``--quick``: ``t_max = 4``, 1024 paths in the solve and 2000 here.
 
 ``python validation/gf_tangent_tails.py [--paths 20000] [--dt 0.16] [--seed 0] [--parents 4000]
 [--copies 16] [--quick]``
