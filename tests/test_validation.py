@@ -212,7 +212,7 @@ def test_kink_boundary_toy_needs_the_boundary_terms():
     (brute force, central differences) is the pathwise one (with the crossings' saltation) plus
     the boundary terms of paths whose fate a kick flips: without them the estimate misses the
     kick at ``t_0`` and the kick at all times by 8 and 10 of the brute force's standard errors
-    (seed 1, 200000 paths); with them it is within 3 at every bump (measured at most 2.3)."""
+    (seed 1, 200000 paths); with them it is within 3 at every bump (measured at most 1.3)."""
     toy = importlib.import_module("validation.kink_boundary_toy")
     out = toy.main(["--paths", "200000", "--seed", "1"])
     for name, parts in out.items():

@@ -19,7 +19,10 @@ from one run of the unperturbed paths:
   ``r_0`` at 0 (a Gaussian kernel of width ``hb``) times the change of ``F``;
 * ``touch``: paths whose ``r`` has a local extremum near the plane (a parabola through three
   steps), whose fate flips when an earlier kick moves the extremum through the plane: the same
-  boundary term, times the extremum's sensitivity to the kick (a seed of the adjoint).
+  boundary term, times the extremum's sensitivity to the kick (a seed of the adjoint). The
+  paths that touch lie on one side of that boundary only (their neighbours across it cross),
+  so the kernel, symmetric about the plane, counts twice its value. The starts lie on both
+  sides of theirs (a path receding to the left next to one receding to the right).
 
 The change of ``F`` is that of a pair of ghosts: the path's field shifted from the touch (or
 start) on so that the touch lies on the plane, nudged across and back, each then run with its
@@ -125,8 +128,10 @@ class Toy:
         near = np.abs(xe) < 5 * hb
         who, at, xe = who[near], at[near], xe[near]
         side = np.sign(r[who, at])
+        # touches lie on one side of their boundary only (the paths across it cross instead), so
+        # the kernel sees half the density there: twice its value
         seeds = np.zeros_like(r)
-        np.add.at(seeds, (who, at), kernel(xe) * -side * self.ghost_change(who, at, -xe, side, forced))
+        np.add.at(seeds, (who, at), 2 * kernel(xe) * -side * self.ghost_change(who, at, -xe, side, forced))
         return start, seeds
 
 
