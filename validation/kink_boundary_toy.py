@@ -29,7 +29,12 @@ start) on so that the touch lies on the plane, nudged across and back, each then
 natural force (``pair``). The alternative ``forced`` ghost keeps the path's own field and takes
 the other side's force until it has crossed; it flips paths that the field would bring back.
 
-``python validation/kink_boundary_toy.py [--paths 300000] [--eps 0.003] [--seed 1] [--forced]``
+``--rough RHO`` adds an integrated Brownian motion to the field, so that its derivative has a
+Brownian part of rate ``RHO^2``: the DMFT's own field has such a part wherever ``g`` jumps at a
+kink (then ``E[g(t) g(s)]`` has a kink at ``t = s``), and a rough derivative has many extrema
+near each extremum, which the touches count.
+
+``python validation/kink_boundary_toy.py [--paths 300000] [--eps 0.003] [--seed 1] [--forced] [--rough 0]``
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ def g(r, y):
 class Toy:
     """The paths of one seed: field ``W`` (P, N), labels ``y``, kernel ``R`` and the unperturbed run."""
 
-    def __init__(self, paths: int, seed: int):
+    def __init__(self, paths: int, seed: int, rough: float = 0.0):
         rng = np.random.default_rng(seed)
         self.t = np.arange(N) * DT
         t = self.t
@@ -59,6 +64,8 @@ class Toy:
         a, b, s = rng.standard_normal(paths), 0.6 * rng.standard_normal(paths), 0.5 * rng.standard_normal(paths)
         phase = rng.uniform(0, 2 * np.pi, paths)
         self.W = a[:, None] + b[:, None] * t + s[:, None] * np.sin(t + phase[:, None])
+        if rough:  # an integrated Brownian motion: the field's derivative has a Brownian part of rate rough^2
+            self.W += DT * np.cumsum(rough * np.sqrt(DT) * np.cumsum(rng.standard_normal((paths, N)), axis=1), axis=1)
         self.y = np.abs(0.7 * a + 0.7 * rng.standard_normal(paths))
         self.r, self.G = self.run(np.zeros(N))
 
@@ -142,8 +149,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--hb", type=float, default=0.1, help="kernel width over the SD of r(t_0)")
     ap.add_argument("--forced", action="store_true")
+    ap.add_argument("--rough", type=float, default=0.0, help="a Brownian part of this rate in the field's derivative")
     a = ap.parse_args(argv)
-    toy = Toy(a.paths, a.seed)
+    toy = Toy(a.paths, a.seed, a.rough)
     start, seeds = toy.boundary(a.hb, a.forced)
     pathwise = toy.adjoint(np.zeros_like(seeds))
     touches = toy.adjoint(seeds) - pathwise
