@@ -14,7 +14,7 @@ from one run of the unperturbed paths:
 
 * ``pathwise``: the adjoint of the paths with ``g' = -2`` and, at a crossing between two steps,
   the Dirac part integrated over it, ``4 y / |r_j - r_{j-1}|`` (the saltation);
-* ``start``: paths that recede from the plane from ``t_0``. A kick at ``t_0`` moves the plane
+* ``start``: paths that start near the plane and recede from it. A kick at ``t_0`` moves the plane
   through them, and their fate flips to the other side: a boundary term, the density of
   ``r_0`` at 0 (a Gaussian kernel of width ``hb``) times the change of ``F``;
 * ``touch``: paths whose ``r`` has a local extremum near the plane (a parabola through three
@@ -30,9 +30,9 @@ natural force (``pair``). The alternative ``forced`` ghost keeps the path's own 
 the other side's force until it has crossed; it flips paths that the field would bring back.
 
 ``--rough RHO`` adds an integrated Brownian motion to the field, so that its derivative has a
-Brownian part of rate ``RHO^2``: the DMFT's own field has such a part wherever ``g`` jumps at a
-kink (then ``E[g(t) g(s)]`` has a kink at ``t = s``), and a rough derivative has many extrema
-near each extremum, which the touches count.
+Brownian part of rate ``RHO^2``. The DMFT's own field should have such a part wherever ``g``
+jumps at a kink (then ``E[g(t) g(s)]`` has a kink at ``t = s``), and a rough derivative has many
+extrema near each extremum, which the touches count.
 
 ``python validation/kink_boundary_toy.py [--paths 300000] [--eps 0.003] [--seed 1] [--forced] [--rough 0]``
 """
