@@ -149,7 +149,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--hb", type=float, default=0.1, help="kernel width over the SD of r(t_0)")
     ap.add_argument("--forced", action="store_true")
-    ap.add_argument("--rough", type=float, default=0.0, help="the scale of a Brownian part in the field's derivative (its rate is the square)")
+    ap.add_argument("--rough", type=float, default=0.0,
+                    help="the scale of a Brownian part in the field's derivative (its rate is the square)")
     a = ap.parse_args(argv)
     toy = Toy(a.paths, a.seed, a.rough)
     start, seeds = toy.boundary(a.hb, a.forced)
