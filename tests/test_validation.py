@@ -207,6 +207,13 @@ def test_gf_tangent_tails_future_share():
     assert share[0.0] > 0.05
 
 
+def _toy_z(parts, estimate="estimate"):
+    """``(estimate - brute force)`` of a kink boundary toy row, in the combined standard error of
+    the brute force and of the full estimate (the pathwise part alone has none of its own)."""
+    (brute, brute_se), value = parts["brute force"], parts[estimate][0]
+    return (value - brute) / np.hypot(brute_se, parts["estimate"][1])
+
+
 def test_kink_boundary_toy_needs_the_boundary_terms():
     """On a fixed smooth field, the response to a kick of phase retrieval's repelling kink
     (brute force, central differences) is the pathwise one (with the crossings' saltation) plus
@@ -216,23 +223,18 @@ def test_kink_boundary_toy_needs_the_boundary_terms():
     toy = importlib.import_module("validation.kink_boundary_toy")
     out = toy.main(["--paths", "200000", "--seed", "1"])
     for name, parts in out.items():
-        brute, brute_se = parts["brute force"]
-        estimate, estimate_se = parts["estimate"]
-        se = np.hypot(brute_se, estimate_se)
-        assert abs(estimate - brute) < 3 * se, name
+        assert abs(_toy_z(parts)) < 3, name
         if name in ("t_0 only", "all times"):
-            assert abs(parts["pathwise"][0] - brute) > 5 * se, name
+            assert abs(_toy_z(parts, "pathwise")) > 5, name
 
 
 def test_kink_boundary_toy_touches_overcount_on_a_rough_field():
-    """With a Brownian part in the field's derivative (as the DMFT's own field has where the
-    force jumps at a kink), the touches count the many extrema near each extremum: the estimate
-    of the kick at t ~ 1 lies above the brute force by more than 3 standard errors (measured
-    4.5 at seed 1, 200000 paths, rate 0.3; the kick at t_0, which only the starts carry, is
-    within 1.1)."""
+    """With a Brownian part in the field's derivative (which the DMFT's own field should have
+    where the force jumps at a kink), the touches count the many extrema near each extremum:
+    the estimate of the kick at t ~ 1 lies above the brute force by more than 3 standard errors
+    (measured 4.5 at seed 1, 200000 paths, ``--rough 0.3``); the kick at t_0, which only the
+    starts carry, stays within 3 (measured 1.1)."""
     toy = importlib.import_module("validation.kink_boundary_toy")
     out = toy.main(["--paths", "200000", "--seed", "1", "--rough", "0.3"])
-    for name, limit in (("mid (t ~ 1)", None), ("t_0 only", 3.0)):
-        (brute, brute_se), (estimate, estimate_se) = out[name]["brute force"], out[name]["estimate"]
-        z = (estimate - brute) / np.hypot(brute_se, estimate_se)
-        assert (abs(z) < limit) if limit else (z > 3.0), (name, z)
+    assert _toy_z(out["mid (t ~ 1)"]) > 3.0
+    assert abs(_toy_z(out["t_0 only"])) < 3.0
