@@ -27,7 +27,8 @@ def kernel_rows():
         N = j + 1
         Rm = 0.5 * rng.standard_normal((N, N, k, k))
         paths = (rng.standard_normal((N, M)), 0.3 + 0.1 * rng.standard_normal((N, M)),
-                 0.3 * rng.standard_normal((N, k, k, M)), rng.standard_normal((k, k, M)))
+                 0.3 * rng.standard_normal((N, k, k, M)), rng.standard_normal((k, k, M)),
+                 np.zeros((0, k, k, 0)), np.zeros((k, k, 0)))  # no boundary terms' seeds
         paths = tuple(x.astype(np.float32) for x in paths)  # stored so by the solver
         out, out0 = np.empty((N, k, k)), np.empty((k, k))
         chunk = max(32, _config.TANGENT_CHUNK_PATHS // k)

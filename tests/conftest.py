@@ -37,6 +37,7 @@ FILE_KIND = {
     "test_examples.py": "integration",
     "test_expectation.py": "unit",
     "test_foundation.py": "unit",
+    "test_kink_boundary.py": "validation",
     "test_fresh_machine.py": "integration",
     "test_long_horizon.py": "validation",
     "test_mutations.py": "validation",

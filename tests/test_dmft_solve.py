@@ -586,7 +586,8 @@ def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, chunk, seed):
     gp0T = rng.standard_normal((k, k, n_paths))  # g' at the start r(t_0)
     Y, Acc = np.empty((N, k, k, n_paths)), np.empty((N, k, k, n_paths))
     out, out0 = np.empty((N, k, k)), np.empty((k, k))
-    dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0)
+    none = np.zeros((0, k, k, 0))
+    dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0, none)
     expected_out, expected_out0 = np.zeros((N, k, k)), np.zeros((k, k))
     for m in range(n_paths):
         T = np.zeros((N * k, N * k))
@@ -607,9 +608,10 @@ def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, chunk, seed):
     # rounding bound of a substitution with sums of at most N k terms, gamma N |.|, where |.| is
     # the same recursion on the absolute values of every input (measured: at most 2.1 eps |.|)
     chunked, chunked0 = np.full((N, k, k), np.nan), np.full((k, k), np.nan)
-    chunked_tangents(Rm, j, c, (dzT, hzT, gpT, gp0T), chunk, chunked, chunked0)
+    chunked_tangents(Rm, j, c, (dzT, hzT, gpT, gp0T, none.astype(np.float32), np.zeros((k, k, 0), np.float32)), chunk,
+                     chunked, chunked0)
     size, size0 = np.empty((N, k, k)), np.empty((k, k))
-    dense_tangents(np.abs(Rm), j, c, np.abs(hzT), np.abs(dzT), np.abs(gpT), np.abs(gp0T), Y, Acc, size, size0)
+    dense_tangents(np.abs(Rm), j, c, np.abs(hzT), np.abs(dzT), np.abs(gpT), np.abs(gp0T), Y, Acc, size, size0, none)
     bound = (N * k + 3) * N * np.finfo(np.float32).eps
     assert np.all(np.abs(chunked - expected_out) <= bound * size)
     assert np.all(np.abs(chunked0 - expected_out0) <= bound * size0)

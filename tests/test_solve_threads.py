@@ -35,6 +35,8 @@ CASES = {
         "zero_one", d=100), **SMALL),
     "sme, relu kinks": lambda: dmft.solve(models.relu(1), dynamics="sme", seed=8, kink_extrapolate=False,
                                           check_dt=False, **SMALL),
+    "gf, relu boundary terms": lambda: dmft.solve(models.relu(1), dynamics="gf", seed=9, kink_response="boundary",
+                                                  init_std=1.0, check_dt=False, **SMALL),
 }
 
 
@@ -209,7 +211,8 @@ def test_threads_per_solve(monkeypatch):
                                n_time=3, times=None, n_paths=64, n_replicas=3, tangent_stride=None, ridge=0.0,
                                init_std=0.0, corrector=None, sampling="qmc", seed=0, progress=False,
                                max_memory_gb=4.0, check_dt=False, on_divergence="raise", max_runtime_s=None,
-                               kink_bandwidth=0.1, kink_extrapolate=True, data=None, groups="auto", driver=None,
+                               kink_bandwidth=0.1, kink_extrapolate=True, kink_response="smoothed", data=None,
+                               groups="auto", driver=None,
                                time_grid=None))
     assert _with_threads(8, lambda: _solve._solve_threads(run, None)) == min(3, _solve._cores())
     assert _with_threads(2, lambda: _solve._solve_threads(run, object())) == 1  # beside a kink companion

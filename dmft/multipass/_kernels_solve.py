@@ -648,7 +648,7 @@ def _add_block_to_earlier(Y, Rm, top, bot, k, M, Acc):
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
-def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
+def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0, seeds):
     """``out[i] = sum_m g'_j(m) psi_ji(m)`` (``i <= j``) over the tangent paths ``m`` of one
     replica, with ``Psi = (I - T)^-1`` backwards from the shared ``Rm[l, i] = R(s_l, s_i)``
     (see :func:`sample_cell_dense`): ``Y_j = I``, ``Y_l = c (dz_l Acc_l + hz_{l+1} Y_{l+1}) g'_l`` for
@@ -664,9 +664,15 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
     ``Y`` value loaded serves four of them (each ``Acc_i`` sums in the same order either way).
     dzT, hzT: (>= j, M), (>= j + 1, M); gpT: (>= j + 1, k, k, M); Y, Acc: (>= j + 1, k, k, M) work space;
     out: (>= j + 1, k, k); out0: (k, k).
+
+    ``seeds`` (>= j, k, k, M; none: 0 rows): the boundary terms' seeds (:func:`sample_cell_dense`,
+    "Ghosts"), ``Y_l += seed_l``, with ``g'_j`` in ``Y_j`` (the seeds are responses of the force
+    at ``j``, not of ``r``), so that ``out`` is ``sum_m Y_i`` and each seed reaches every kick
+    before its touch through the path's tangents.
     """
     k = gpT.shape[1]
     M = gpT.shape[3]
+    seeded = seeds.shape[0] > 0
     Acc[: j + 1] = 0.0
     top = j
     while top >= 0:
@@ -675,12 +681,15 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
             if l == j:
                 for a in range(k):
                     for e in range(k):
-                        Y[l, a, e, :] = 1.0 if a == e else 0.0
+                        if seeded:
+                            Y[l, a, e, :] = gpT[l, a, e, :]
+                        else:
+                            Y[l, a, e, :] = 1.0 if a == e else 0.0
             else:
                 for a in range(k):
                     for e in range(k):
                         for m in range(M):
-                            Y[l, a, e, m] = 0.0
+                            Y[l, a, e, m] = seeds[l, a, e, m] if seeded else 0.0
                         for h in range(k):
                             for m in range(M):
                                 Y[l, a, e, m] += (c * (dzT[l, m] * Acc[l, a, h, m] + hzT[l + 1, m] * Y[l + 1, a, h, m])
@@ -699,9 +708,13 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
         for a in range(k):
             for e in range(k):
                 acc = 0.0
-                for h in range(k):
+                if seeded:
                     for m in range(M):
-                        acc += gpT[j, a, h, m] * Y[i, h, e, m]
+                        acc += Y[i, a, e, m]
+                else:
+                    for h in range(k):
+                        for m in range(M):
+                            acc += gpT[j, a, h, m] * Y[i, h, e, m]
                 out[i, a, e] = acc
     # psi_j,start = psi_j0 c hz_0 g'(r(t_0)), in Acc[0] (free once the recursion is done)
     for a in range(k):
@@ -714,9 +727,13 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0):
     for a in range(k):
         for e in range(k):
             acc = 0.0
-            for h in range(k):
+            if seeded:
                 for m in range(M):
-                    acc += gpT[j, a, h, m] * Acc[0, h, e, m]
+                    acc += Acc[0, a, e, m]
+            else:
+                for h in range(k):
+                    for m in range(M):
+                        acc += gpT[j, a, h, m] * Acc[0, h, e, m]
             out0[a, e] = acc
 
 
@@ -735,8 +752,9 @@ def _kink_points(kinks, pl, p, b, r, k, rk2):
     """The distance ``x = a . r - off[p]`` of ``r`` to kink plane ``pl`` (kept in
     ``kinks[3][p, pl]``) and, within 8 widths of it, the two points ``rk2`` at ``-+1e-7 (1 +
     |x|)`` on either side of the plane's point nearest ``r``, where the caller evaluates the
-    gradient; False beyond (no smoothing)."""
-    ka, koff, kwidth, kx = kinks
+    gradient; False beyond (no smoothing). A negative width (the boundary terms, no smoothing):
+    True only where the path crossed the plane since its previous event (``kinks[4][p, pl]``)."""
+    ka, koff, kwidth, kx, kxp = kinks[0], kinks[1], kinks[2], kinks[3], kinks[4]
     x = -koff[p, pl]
     a2 = 0.0
     for a in range(k):
@@ -744,7 +762,10 @@ def _kink_points(kinks, pl, p, b, r, k, rk2):
         a2 += ka[pl, a] * ka[pl, a]
     kx[p, pl] = x
     width = kwidth[b, pl]
-    if width <= 0.0 or abs(x) >= 8.0 * width:
+    if width < 0.0:
+        if x * kxp[p, pl] >= 0.0:
+            return False
+    elif width == 0.0 or abs(x) >= 8.0 * width:
         return False
     # the jump J of l' across the plane, at the point of the plane nearest r
     hstep = 1e-7 * (1.0 + abs(x)) / math.sqrt(a2)
@@ -758,10 +779,20 @@ def _kink_points(kinks, pl, p, b, r, k, rk2):
 @njit(cache=True, inline="always")
 def _kink_smooth(kinks, pl, p, b, gk, k, gv, H):
     """``l' += J (Phi(x / h) - 1[x > 0])``, ``l'' += J a^T phi(x / h) / h`` at plane ``pl``, with
-    ``J = gk[0] - gk[1]`` the jump of ``l'`` across it (:func:`_kink_points`)."""
-    ka, _, kwidth, kx = kinks
+    ``J = gk[0] - gk[1]`` the jump of ``l'`` across it (:func:`_kink_points`). A negative width:
+    the kinked path crossed the plane between its events, and its ``l''`` gets the Dirac part
+    integrated over the crossing, ``J a^T / |x - x_prev|`` (the saltation of a crossing at the
+    speed the two events give; an unbiased estimate of the density at the plane for any step)."""
+    ka, kwidth, kx, kxp = kinks[0], kinks[2], kinks[3], kinks[4]
     x = kx[p, pl]
     width = kwidth[b, pl]
+    if width < 0.0:
+        inv = 1.0 / abs(x - kxp[p, pl])
+        for a in range(k):
+            jump = gk[0, a] - gk[1, a]
+            for e in range(k):
+                H[a, e] += jump * ka[pl, e] * inv
+        return
     u = x / width
     cdf = 0.5 * (1.0 + math.erf(u * 0.7071067811865476)) - (1.0 if x > 0.0 else 0.0)
     pdf = 0.3989422804014327 * math.exp(-0.5 * u * u) / width
@@ -957,13 +988,14 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
-    """:func:`dense_tangents` over the tangent paths ``(dzT, hzT, gpT, gp0T)`` of one replica
+    """:func:`dense_tangents` over the tangent paths ``(dzT, hzT, gpT, gp0T, seedT, seed0T)`` of one replica
     in blocks of ``chunk`` paths, each gathered into contiguous work arrays: the sums over
     paths ``out`` (>= j + 1, k, k) and ``out0`` (k, k) are the blocks' sums. The recursion
     reads and writes its ``Acc`` once per four rows; a block small enough for the cache
     keeps those passes out of main memory. It runs in single precision (the gathered paths
     and a copy of ``Rm``); ``out`` and ``out0`` sum over paths in double."""
-    dzT, hzT, gpT, gp0T = tangent_paths
+    dzT, hzT, gpT, gp0T, seedT, seed0T = tangent_paths
+    seeded = seedT.shape[0] > 0
     k = gpT.shape[1]
     M = gpT.shape[3]
     part = np.empty((j + 1, k, k))
@@ -1006,7 +1038,20 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
             for e in range(k):
                 for m in range(mc):
                     gp0[a, e, m] = gp0T[a, e, m0 + m]
-        dense_tangents(R4, j, c4, hz, dz, gp, gp0, Y, Acc, part, part0)
+        sd = np.empty((j + 1 if seeded else 0, k, k, mc), f4)
+        for l in range(sd.shape[0]):
+            for a in range(k):
+                for e in range(k):
+                    for m in range(mc):
+                        sd[l, a, e, m] = seedT[l, a, e, m0 + m]
+        dense_tangents(R4, j, c4, hz, dz, gp, gp0, Y, Acc, part, part0, sd)
+        if seeded:  # the starts' ghosts: the kick at t_0 only
+            for a in range(k):
+                for e in range(k):
+                    acc = 0.0
+                    for m in range(mc):
+                        acc += seed0T[a, e, m0 + m]
+                    part0[a, e] += acc
         out[: j + 1] += part
         out0 += part0
 
@@ -1077,14 +1122,14 @@ def _add_event_force(gj, H, damp, dz, moments, k, gn, fevj, dFp, qv):
 
 
 def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, forces, tangent_paths, sums, kinks, mid,
-                      tangent_chunk):
+                      tangent_chunk, ghosts):
     """Advance every path of a dense driver (SME, GF) over the cell ``(t_{n-1}, t_n]``: one
     event per path, at the cell's midpoint ``s_j`` (``j = n - 1``), the same for all paths.
 
     ``cell = (n, c, half, dz_mean, dz_var, Pb, tstride)``; ``active``, ``events``, ``fields``,
     ``labels`` as in :func:`sample_cell_poisson`; ``Rmid[b, j, l]`` (B, N, N, k, k) is
     ``R(s_j, s_l)`` between the shared event times (:func:`shared_response` fills row ``j``
-    before the call); ``forces = (g, fev)``; ``tangent_paths = (dzT, hzT, gpT, gp0T)``; ``sums =
+    before the call); ``forces = (g, fev)``; ``tangent_paths = (dzT, hzT, gpT, gp0T, seedT, seed0T)``; ``sums =
     (dGm, dGp, dS, dFF, dPhi, QV)``; ``mid = (zeta, bridge, own, damp)``.
 
     ``r(s_j-) = w(s_j) + c sum_{l<j} R(s_j, s_l) fev_l`` (dot products with the shared
@@ -1123,6 +1168,24 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     and ``l'' += J a[i]^T phi(x / h) / h``, the derivatives of the loss convolved with a
     Gaussian of width ``h`` across the plane (``J`` taken at the nearest point of the plane,
     :func:`_kink_points`). ``x[p, i]`` keeps the path's last ``x`` (the caller's widths).
+
+    Ghosts (GF, ``k = 1``, one plane; ``ghosts[1]`` without rows: none; docs/dmft_theory.md,
+    "Kinks"): the kinked model with each crossing's saltation (width -1), plus the boundary terms
+    of the paths whose fate a kick flips. A tangent path that starts near the plane and recedes
+    (a start, ``j = 0``) or whose distance ``x`` has a local extremum near it (a touch, at
+    ``j - 1``; ``x_e`` from the parabola through three events) gets a pair of ghosts: its field
+    shifted by ``-x_e`` so that the extremum lies on the plane, one nudged across, one back,
+    each then advanced with its own force and memory. The difference of their forces at each
+    later event, times a density at the plane, seeds the tangents at the touch (``seedT``; a
+    start's reaches the kick at ``t_0`` alone, ``seed0T``). Starts take the Gaussian ``K`` of
+    width ``hb``; touches, which lie on one side of their boundary, the local-linear boundary
+    kernel ``K (a2 - a1 |x_e|) / (a0 a2 - a1^2)``. Touches of one path with no crossing between
+    them and no rise of ``x`` above ``rise hb`` over the lowest so far form a cluster, which
+    holds one slot, at its lowest touch. ``ghosts = (xp2, tau, weight, offset, start, dforce,
+    hb, open_slot, open_min, rise)``: the path's ``x`` two events back (P, 1); per slot (P, G)
+    the touch's event (-1 free), its density weight (sign included), ``x_e``, 1 for a start;
+    the ghosts' force changes ``dforce`` (B Mt, G, 2, N + 1, 1) by tangent path; ``hb`` (B,);
+    the path's open cluster (its slot or -1) and its lowest ``|x_e|``; ``rise``.
     """
     # about 80 lines: the model's grad and hess calls stay in the template (specialise binds
     # them), the model-free steps around them are the inline helpers above
@@ -1133,7 +1196,7 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     Wprev, Wnew = fields
     y, wstar = labels
     g, fev = forces
-    dzT, hzT, gpT, gp0T = tangent_paths
+    dzT, hzT, gpT, gp0T, seedT, seed0T = tangent_paths
     dGm, dGp, dS, dFF, dPhi, QV = sums
     zeta, bridge, own, damp = mid
     inv = 1.0 / Pb
@@ -1200,6 +1263,71 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                     for a in range(k):
                         for e in range(k):
                             gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
+                    if ghosts[1].shape[0] > 0:  # GF's boundary terms (docstring, "Ghosts")
+                        xp2, tau, weight, offset, start, dforce, hb_b, open_slot, open_min, rise = ghosts
+                        ka, koff, kx, kxp = kinks[0], kinks[1], kinks[3], kinks[4]
+                        seedT, seed0T = tangent_paths[4], tangent_paths[5]
+                        m_t = (p - b * Pb) // tstride
+                        mg = b * seedT.shape[4] + m_t
+                        x0, x1, x2 = kx[p, 0], kxp[p, 0], xp2[p, 0]
+                        a0, hb = ka[0, 0], hb_b[b]
+                        interior = j >= 2 and x1 * x0 > 0.0 and x1 * x2 > 0.0 and abs(x1) < abs(x2) and abs(x1) <= abs(x0)
+                        endpoint = j == 0 and x1 * x0 > 0.0 and abs(x1) < abs(x0)  # a start: receding from t_0
+                        spawned = -1
+                        if (interior or endpoint) and hb > 0.0:
+                            xe = x1
+                            if interior:  # the parabola through the three events
+                                den = x0 - 2.0 * x1 + x2
+                                xe = x1 - (x0 - x2) ** 2 / (8.0 * den) if den != 0.0 else x1
+                                if xe * x1 < 0.0:
+                                    xe = 0.0
+                            if abs(xe) < 5.0 * hb:
+                                op = open_slot[p]
+                                if endpoint or op < 0:
+                                    for sl in range(tau.shape[1]):
+                                        if tau[p, sl] < 0:
+                                            spawned = sl
+                                            break
+                                elif abs(xe) < open_min[p]:  # a lower touch of the open cluster takes its slot
+                                    spawned = op
+                                    seedT[b, tau[p, op], 0, 0, m_t] = 0.0
+                                if spawned >= 0:
+                                    sig = 1.0 if x1 > 0.0 else -1.0
+                                    dens = 0.3989422804014327 * math.exp(-0.5 * (xe / hb) ** 2) / hb
+                                    if not endpoint:  # one-sided data: the local-linear boundary kernel
+                                        open_slot[p] = spawned
+                                        open_min[p] = abs(xe)
+                                        dens *= 5.504 - 4.392 * abs(xe) / hb
+                                    tau[p, spawned] = 0 if endpoint else j - 1
+                                    start[p, spawned] = 1 if endpoint else 0
+                                    weight[p, spawned] = -sig * dens
+                                    offset[p, spawned] = xe
+                                    for q in range(2):  # the pair's force at the touch (a start: its half cell) on the plane
+                                        rk[0] = (koff[p, 0] + (-sig if q == 0 else sig) * 1e-9) / a0
+                                        grad(rk, yp, params, gn)  # noqa: F821
+                                        if endpoint:
+                                            dforce[mg, spawned, q, 0, 0] = -gn[0] - g0[0]
+                                        else:
+                                            dforce[mg, spawned, q, j, 0] = -gn[0] - g[p, j - 1, 0]
+                        if open_slot[p] >= 0 and (x0 * x1 < 0.0 or abs(x0) > open_min[p] + rise * hb):
+                            open_slot[p] = -1
+                        for sl in range(tau.shape[1]):
+                            t0 = tau[p, sl]
+                            if t0 < 0:
+                                continue
+                            for q in range(2):  # each ghost: the path's field shifted by -x_e, its own force and memory
+                                rk[0] = r[0] - offset[p, sl] / a0 + c * half * dforce[mg, sl, q, j, 0]
+                                for l in range(t0, j):
+                                    rk[0] += c * dz_mean * Rmid[b, jn, l, 0, 0] * dforce[mg, sl, q, l + 1, 0]
+                                grad(rk, yp, params, gn)  # noqa: F821
+                                dforce[mg, sl, q, j + 1, 0] = -gn[0] - g[p, j, 0]
+                            dg = dforce[mg, sl, 0, j + 1, 0] - dforce[mg, sl, 1, j + 1, 0]
+                            if sl == spawned and not endpoint:
+                                dg += dforce[mg, sl, 0, j, 0] - dforce[mg, sl, 1, j, 0]
+                            if start[p, sl] == 1:
+                                seed0T[b, 0, 0, m_t] = weight[p, sl] * dg * a0
+                            else:
+                                seedT[b, t0, 0, 0, m_t] = weight[p, sl] * dg * a0
                 _add_event_force(g[p, j], H, damp, ev_dz[p, j], (c, dz_mean, dz_var), k, gn, fev[p, j], dFp, qv)
             # E[dF (c g_i dz_i)^T] at event i's cell i + 1: a contiguous (vectorised) update
             for a in range(k):
@@ -1212,8 +1340,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     if paths.size and tangent_chunk > 0:
         f = c * dz_mean * tstride * inv
         for b in prange(B):
-            _replica_tangents(Rmid[b], jn, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b]), tangent_chunk, ev_cell[0], ev_lam[0],
-                              k, dGm[b], dGp[b])
+            _replica_tangents(Rmid[b], jn, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b], seedT[b], seed0T[b]),
+                              tangent_chunk, ev_cell[0], ev_lam[0], k, dGm[b], dGp[b])
 
 
 def train_losses(params, steps, c, counts, ev_cell, ev_lam, fev, W, R, y, out):

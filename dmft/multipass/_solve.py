@@ -1141,7 +1141,8 @@ def _piecewise_rows(x, N, J, on_grid, nodes, n1):
     return out
 
 
-def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling, n_groups=0, at_once=1.0):
+def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling, n_groups=0, at_once=1.0,
+                     boundary=False):
     """Peak bytes a solve allocates (above the process's baseline) and the largest part:
     ``'grid'`` (the ``(N+1) k`` square kernels of every replica, ``O(N^2)``), ``'paths'`` (per-path
     inputs, events, gradients and tangents, ``O(P N)``) or ``'events'`` (SGD: the per-path
@@ -1151,7 +1152,8 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     a mixture's groups ``C, R, A, S`` and the step response per group on ``B / n_classes``
     replicas).
     ``at_once``: the share of the replicas whose sample sides are allocated at the same time
-    (parts of the replicas in turn, :func:`_parts_in_turn`).
+    (parts of the replicas in turn, :func:`_parts_in_turn`). ``boundary``: GF's ghost pairs
+    (``GHOST_SLOTS`` per tangent path, their force changes at every step) and the tangents' seeds.
     Counted in float64 so that absurd inputs give ``inf`` instead of an OverflowError;
     checked against measured peak RSS in tests/test_resources.py."""
     P = float(Pb) * B
@@ -1163,6 +1165,9 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     grid = (5 + 4 * n_groups) * B * NK * NK + B * D * D + 2 * B * n_time * n_time * k * k
     inputs = P * (D + nd + N * nxi)
     shared, paths, events, in_parts = driver.sample_memory(P, B, N, k, stride, t_max, inputs)
+    if boundary:
+        ghosts = P / stride * (GHOST_SLOTS * 2 * (N + 1) * k + (N + 1) * k * k / 2) + P * (4 * GHOST_SLOTS + 3)
+        paths, in_parts = paths + ghosts, in_parts + ghosts
     grid += shared
     # Sobol draws of one replica (two copies) at the start; one replica's fields at the end
     transient = 2 * Pb * (D + nd + N * nxi) if sampling == "qmc" else 0.0
@@ -1227,6 +1232,7 @@ class _Setup:
     mixture: object = None  # a hard-label mixture's _spectral.Mixture (docs/dmft_mixture.md), or None
     mixture_groups: object = None  # its _spectral.MixtureGroups
     time_grid: object = None  # t = tau(u) of the internal time u the grid is uniform in (dmft.grids)
+    boundary: bool = False  # kink_response="boundary": GF's boundary terms instead of the smoothing
 
     @property
     def uniform(self) -> bool:
@@ -1266,6 +1272,9 @@ def _checked(arguments: dict) -> _Setup:
     jumps = model.gradient_jumps()
     dirac = jumps > _models.GRADIENT_JUMP_TOL  # Dirac parts of l'', smoothed in the tangents
     kinked = bool(dirac.any()) and kink_bandwidth > 0
+    boundary = errors.choice("kink_response", a["kink_response"], ("smoothed", "boundary")) == "boundary"
+    if boundary:
+        _check_boundary(model, driver, dirac, kink_bandwidth, a["data"])
     dt = errors.positive("dt", driver.default_dt(lr_max) if a["dt"] is None else a["dt"])
     if dt > t_max:
         raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
@@ -1320,7 +1329,26 @@ def _checked(arguments: dict) -> _Setup:
     return _Setup(arguments, model, driver, delta, lr, t_max, times, given_times, n_time, dt, n_replicas, n_paths,
                   tangent_stride, ridge, init_std, corrector, sampling, seed, ss, a["progress"], max_memory_gb,
                   check_dt, on_divergence, kink_bandwidth, a["kink_extrapolate"], data, spec, dirac, kinked, jump,
-                  max_runtime_s, schedule, lr_max, lr_top, mixture, mixture_groups, time_grid)
+                  max_runtime_s, schedule, lr_max, lr_top, mixture, mixture_groups, time_grid, boundary)
+
+
+def _check_boundary(model, driver, dirac, kink_bandwidth: float, data):
+    """``kink_response="boundary"`` is built for GF, ``k = 1``, one kink plane of ``r`` whose
+    gradient jumps, isotropic data and ``kink_bandwidth > 0`` (the density's width)."""
+    where = ("kink_response='boundary' is not allowed here: it is built for dynamics='gf', k = 1, one kink "
+             "in r whose gradient jumps, data=None and kink_bandwidth > 0 (kink_response='smoothed' takes "
+             "the rest); got ")
+    planes = model.kink_planes()[dirac] if dirac.any() else np.zeros((0, model.k + 1))
+    on_r = int(np.count_nonzero(np.abs(planes[:, :model.k]).sum(axis=1) > 0)) if len(planes) else 0
+    if driver.name != "gf":
+        raise errors.ParameterError(where + f"dynamics={driver.name!r}")
+    if model.k != 1 or on_r != 1 or len(planes) != 1:
+        raise errors.ParameterError(where + f"model={model.name!r} with k = {model.k} and {len(planes)} kink "
+                                    f"plane(s) whose gradient jumps")
+    if data is not None:
+        raise errors.ParameterError(where + f"data={getattr(data, 'name', data)!r}")
+    if not kink_bandwidth > 0:
+        raise errors.ParameterError(where + f"kink_bandwidth={kink_bandwidth!r}")
 
 
 @dataclass
@@ -1414,7 +1442,8 @@ def _check_resources(run: _Setup, grid: _Grid):
 
     def estimate(at_once=1.0):
         return _memory_estimate(driver, grid.B, grid.Pb, N, grid.k, grid.ks, run.model.noise_dim,
-                                len(grid.out_steps), run.tangent_stride, t_max, run.sampling, grid.n_groups, at_once)
+                                len(grid.out_steps), run.tangent_stride, t_max, run.sampling, grid.n_groups, at_once,
+                                run.boundary)
 
     mem, culprit = estimate()
     if mem > run.max_memory_gb * 2**30:
@@ -1620,7 +1649,7 @@ class _State:
 @dataclass
 class _Teacher:
     """Per path: the teacher's field ``wstar`` (P, ks), the labels ``y`` (P, label_dim) and the
-    kink planes ``kinks = (a, off, width, x)`` (:func:`_kink_planes`)."""
+    kink planes ``kinks = (a, off, width, x, xp)`` (:func:`_kink_planes`)."""
 
     wstar: np.ndarray
     y: np.ndarray
@@ -1635,7 +1664,7 @@ def _classes(run: _Setup, grid: _Grid) -> _Teacher:
     mix, P, k = run.mixture, grid.P, grid.k
     classes = (np.arange(P) // grid.Pb) % mix.n_classes
     wstar = np.ascontiguousarray(np.eye(mix.n_classes)[classes])
-    kinks = (np.zeros((0, k)), np.zeros((P, 0)), np.zeros((grid.B, 0)), np.zeros((P, 0)))
+    kinks = (np.zeros((0, k)), np.zeros((P, 0)), np.zeros((grid.B, 0)), np.zeros((P, 0)), np.zeros((P, 0)))
     return _Teacher(wstar, np.ascontiguousarray(mix.labels[classes]), kinks)
 
 
@@ -1788,7 +1817,10 @@ class _DenseSide(_SampleSide):
             hzT += (self.own * u2) * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
         self.hzT = hzT.astype(np.float32)
         self.path_state = (self.g, self.fev)
-        self.tangent_paths = (self.dzT, self.hzT, self.gpT, self.gp0T)
+        self.ghosts = _ghosts(P, B, Mt, N, k, GHOST_RISE) if run.boundary else _ghosts(0, B, 0, 0, k, 0.0)
+        seeds = (B, N, k, k, Mt) if run.boundary else (B, 0, k, k, 0)
+        self.tangent_paths = (self.dzT, self.hzT, self.gpT, self.gp0T, np.zeros(seeds, np.float32),
+                              np.zeros((B, k, k, seeds[-1]), np.float32))
 
     def cell(self, n):
         lo = np.full(self.grid.P, n - 1, dtype=np.int64)
@@ -1819,7 +1851,7 @@ class _DenseSide(_SampleSide):
             mid = (mid[0], mid[1], self.own * math.sqrt(u2sq), self.damp * u1)
         self.kernel(self.params, cell, (active, lo, hi), self.events, (Wold, Wnew), R, self.Rmid, self.labels,
                     self.path_state, self.tangent_paths, self.sums, self.teacher.kinks, mid,
-                    max(32, _config.TANGENT_CHUNK_PATHS // grid.k) if tangents else 0)
+                    max(32, _config.TANGENT_CHUNK_PATHS // grid.k) if tangents else 0, self.ghosts)
 
     def grads_finite(self, n) -> bool:
         """The gradients of step ``n``'s event (cell ``n - 1``, every path) are finite."""
@@ -1913,7 +1945,7 @@ def _fields(n: int, it: int, run: _Setup, grid: _Grid, state: _State, side: _Sam
             W0 = np.zeros((grid.P, k))
             _k.grid_field(L, Z, ks, k, Pb, np.arange(grid.P, dtype=np.int64), W0)
             kinks[3][:] = W0 @ kinks[0].T - kinks[1]
-        _kink_widths(kinks, run.kink_bandwidth, grid.B)
+        _kink_widths(kinks, run.kink_bandwidth, grid.B, getattr(side, "ghosts", None) if run.boundary else None)
         if paths.size:  # both ends of the cell in one pass over the paths' inputs
             _k.grid_fields(L, Z, ks + (n - 1) * k, ks + n * k, k, Pb, paths, Wold, Wnew)
             if run.mixture is not None:  # r = M_c(t) + w(t) + ...: the class mean, linear in the cell like w
@@ -2012,9 +2044,10 @@ def _split(run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher, state: _St
         replicas = slice(lo * grid.split, hi * grid.split)
         paths = slice(replicas.start * grid.Pb, replicas.stop * grid.Pb)
         sub = dataclasses.replace(grid, B=replicas.stop - replicas.start)
-        a, off, width, x = teacher.kinks
+        a, off, width, x, xp = teacher.kinks
+        kk = (a, off[paths], width[replicas], x[paths], xp[paths])
         part = _Part(replicas, sub, _Random(*(getattr(rnd, f.name)[paths] for f in dataclasses.fields(_Random))),
-                     _Teacher(teacher.wstar[paths], teacher.y[paths], (a, off[paths], width[replicas], x[paths])),
+                     _Teacher(teacher.wstar[paths], teacher.y[paths], kk),
                      state.part(run, sub, replicas, rho, q0))
         part.fields_ok, part.grads_ok = np.ones(grid.N + 1, bool), np.ones(grid.N + 1, bool)
         parts.append(part)
@@ -2345,7 +2378,9 @@ def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err,
         "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
         "corrector_residual": state.residual, "test_loss_quadrature_error": tl_err,
         "gradient_jump_at_kinks": run.jump, "kink_bandwidth": run.kink_bandwidth,
-        "response_estimator": "pathwise+smoothed_dirac" if len(kinks[0]) else "pathwise",
+        "kink_response": "boundary" if run.boundary else "smoothed",
+        "response_estimator": ("pathwise+boundary_terms" if run.boundary else "pathwise+smoothed_dirac")
+                              if len(kinks[0]) else "pathwise",
         "events_per_path": float(rnd.counts.mean()),
         "max_events_per_path": int(rnd.counts.max()), "chol_min_relative_pivot": float(state.min_pivot),
         "chol_zero_pivots": int(state.n_zero_pivots), "memory_gb": grid.mem / 2**30,
@@ -2425,6 +2460,7 @@ def solve(
     max_runtime_s: float | None = 3600.0,
     kink_bandwidth: float = 0.1,
     kink_extrapolate: bool = True,
+    kink_response: str = "smoothed",
     data=None,
     groups="auto",
     driver=None,
@@ -2558,6 +2594,15 @@ def solve(
         combination). ``attrs['kink_bias_estimate']`` is the largest ``|x(h) - x(2h)|``
         relative to ``max |x|`` over the test loss and ``tr norm``: the bias that the
         extrapolation removed.
+    kink_response : {"smoothed", "boundary"}
+        How the response carries the Dirac part of ``l''``. ``"smoothed"``: the smoothing and
+        extrapolation above. ``"boundary"`` (GF, ``k = 1``, one kink in ``r``, isotropic data):
+        the kinked model itself, each crossing with its saltation, plus the boundary terms of
+        the paths whose fate a kick flips (paths that start near the kink and recede, and the
+        lowest touch of each cluster of touches), each from a pair of ghost paths, with a
+        density at the kink of width ``kink_bandwidth`` times the distance's spread
+        (docs/dmft_theory.md, "Kinks"); no extrapolation. Its standard errors stay those of a
+        smooth model where the smoothed tangents turn heavy-tailed (phase retrieval).
     on_divergence : {'raise', 'truncate'}
         What to do when the solve diverges (see Raises): raise, or return the output times
         before the divergence (solved again on them), with ``attrs['truncated'] = 1``,
@@ -2652,7 +2697,7 @@ def solve(
         # time's numbers are its own on any thread
         cores = _solve_threads(run, None)
         rnd = _random_inputs(run, grid, cores)
-        if run.kinked and run.kink_extrapolate:
+        if run.kinked and run.kink_extrapolate and not run.boundary:
             wide = _Companion({**run.arguments, "kink_bandwidth": 2 * run.kink_bandwidth, "kink_extrapolate": False,
                                "check_dt": False, "progress": False}, rnd)
         grid.threads = _solve_threads(run, wide)
@@ -2726,7 +2771,7 @@ def _warn_noise_driven(ds, kinked: bool):
         what = f"the response of model {ds.attrs['model']!r} is noise-driven"
         why = ("the Dirac term at its kinks is a density estimate, with heavy tails: such a solve can also be biased "
                "beyond its standard error, docs/dmft_theory.md, 'Finite-path bias at the narrow width'")
-        more = f" or a wider kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})"
+        more = f" or a wider kink_bandwidth (now {ds.attrs['kink_bandwidth']:g})" + _boundary_hint(ds)
     else:
         what = "the solve is noise-driven"
         why = ("too few paths for its response estimates, whose tails grow heavy at long horizons: such a solve can "
@@ -2735,6 +2780,14 @@ def _warn_noise_driven(ds, kinked: bool):
     errors.warn(f"dmft.solve: {what}: a standard error of {rel[i]:.0%} of the value at t = {float(ds.time[i]):.3g} "
                 f"({why}); pass more n_paths (now {ds.attrs['n_paths']}){more}",
                 errors.DiracResponseWarning if kinked else errors.NoiseDrivenWarning, stacklevel=4)
+
+
+def _boundary_hint(ds) -> str:
+    """For a smoothed GF solve of one student direction: the estimator without the smoothing's tails."""
+    if ds.attrs.get("dynamics") == "gf" and ds.attrs.get("k") == 1:
+        return ("; with one kink in r, kink_response='boundary' gives GF's response without the smoothing's heavy "
+                "tails (docs/dmft_theory.md, 'Kinks')")
+    return ""
 
 
 def _extrapolate_kinks(ds, wide):
@@ -2756,23 +2809,48 @@ def _extrapolate_kinks(ds, wide):
 
 
 def _kink_planes(model, keep, wstar, eps, B):
-    """``(a, off, width, x)`` for :func:`dmft.multipass._kernels_solve.sample_cell`: the rows ``keep``
-    of ``model.kink_planes()``, ``a_r . r + a_* . r* + a_eps . eps = b``, as ``a = a_r``
+    """``(a, off, width, x, xp)`` for :func:`dmft.multipass._kernels_solve.sample_cell`: the rows
+    ``keep`` of ``model.kink_planes()``, ``a_r . r + a_* . r* + a_eps . eps = b``, as ``a = a_r``
     (m, k) and the per-path offsets ``off = b - a_* . r* - a_eps . eps`` (P, m); ``width``
-    (B, m) and ``x`` (P, m) are filled during the solve."""
+    (B, m), ``x`` (P, m) and the previous event's ``xp`` (P, m) are filled during the solve."""
     planes = model.kink_planes()[keep]
     k, ks = model.k, model.k_star
     off = planes[:, -1] - wstar @ planes[:, k:k + ks].T - eps @ planes[:, k + ks:-1].T
     m, P = len(planes), len(wstar)
-    return np.ascontiguousarray(planes[:, :k]), np.ascontiguousarray(off), np.zeros((B, m)), np.zeros((P, m))
+    return (np.ascontiguousarray(planes[:, :k]), np.ascontiguousarray(off), np.zeros((B, m)), np.zeros((P, m)),
+            np.zeros((P, m)))
 
 
-def _kink_widths(kinks, bandwidth: float, B: int):
+#: ghost pairs a GF path can hold at once (kink_response="boundary"; touches come in clusters
+#: that hold one slot, and at most 0.02% of the paths filled 4 on phase retrieval)
+GHOST_SLOTS = 4
+#: a cluster of touches ends where the path rises this many kernel widths above its lowest touch
+GHOST_RISE = 1.0
+
+
+def _ghosts(P: int, B: int, Mt: int, N: int, k: int, rise: float) -> tuple:
+    """The boundary terms' state (``sample_cell_dense``, "Ghosts"): ``(xp2, tau, weight, offset,
+    start, dforce, hb, open_slot, open_min, rise)`` for ``P`` paths of which ``B Mt`` carry
+    tangents, ``GHOST_SLOTS`` slots each; ``P = 0``: none."""
+    G = GHOST_SLOTS
+    return (np.zeros((P, 1)), np.full((P, G), -1, np.int64), np.zeros((P, G)), np.zeros((P, G)),
+            np.zeros((P, G), np.int64), np.zeros((B * Mt, G, 2, N + 1 if P else 0, k)), np.zeros(B),
+            np.full(P, -1, np.int64), np.zeros(P), float(rise))
+
+
+def _kink_widths(kinks, bandwidth: float, B: int, ghosts=None):
     """The smoothing width of each kink: ``bandwidth`` times the replica's standard
-    deviation of the paths' latest distance ``x`` to it (0 when all paths sit on it)."""
-    a, _, width, x = kinks
+    deviation of the paths' latest distance ``x`` to it (0 when all paths sit on it). With the
+    boundary terms (``ghosts``) no kink is smoothed (width -1: crossings take their saltation) and
+    that width is the kernel's of the boundary terms; the paths' last two distances move back."""
+    a, _, width, x, xp = kinks
     if len(a):
         width[:] = bandwidth * x.reshape(B, -1, len(a)).std(axis=1)
+        if ghosts is not None:
+            ghosts[6][:] = width[:, 0]
+            width[:] = -1.0
+            ghosts[0][:] = xp
+            xp[:] = x
 
 
 def _blow_up(arguments: dict, gridded: bool, t_bad: float, dt: float, max_memory_gb: float, blamed: bool):
@@ -2999,7 +3077,7 @@ def _noise_or_step(ds, half, flagged, name: str):
         return flagged
     said = str(flagged).removesuffix("; " + errors.CAUSES["time_step"])
     why = ("the Dirac term at the model's kinks is a density estimate, whose noise refining the step does not reduce"
-           if kinked else "the tangents' heavy tails, whose noise a finer step raises; check_dt=False returns the "
+           + _boundary_hint(ds) if kinked else "the tangents' heavy tails, whose noise a finer step raises; check_dt=False returns the "
            "curve with its standard errors")
     return errors.DivergenceError(
         f"{said.replace(' is not resolved:', ' cannot be checked:', 1)}; the solve is noise-driven (a standard error of "
