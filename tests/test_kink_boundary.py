@@ -88,6 +88,21 @@ def test_relu_gf_boundary_agrees_with_the_smoothed_response():
                          rtol={"overlap": 0.02})
 
 
+def test_a_noise_driven_smoothed_gf_refusal_names_the_boundary_terms():
+    """Phase retrieval's smoothed GF response turns noise-driven (docs/dmft_theory.md, "Where the
+    noise wins"); the refusal points to the estimator without those tails, which the same
+    solve takes (measured: refused at t = 1.2 with 8192 paths)."""
+    kw = dict(dynamics="gf", delta=2.0, lr=0.2, init_std=1.0, t_max=2.0, n_time=11, n_paths=8192, progress=False,
+              seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", errors.DiracResponseWarning)
+        with pytest.raises(errors.DivergenceError, match="kink_response='boundary'") as info:
+            dmft.solve(models.phase_retrieval(), **kw)
+    assert info.value.cause == "n_paths"
+    boundary = dmft.solve(models.phase_retrieval(), kink_response="boundary", **kw)
+    assert np.isfinite(boundary.test_loss.values).all()
+
+
 def _control_variate_means(sim, variable):
     """Per output time, the seeds' mean of ``variable`` regressed on their initial ``norm`` (whose
     mean is ``init_std^2 = 1``): the intercept and its standard error (seed, time)."""
