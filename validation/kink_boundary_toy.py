@@ -12,9 +12,9 @@ exp(-(t - s) / 2)``, ``y = |0.7 a + 0.7 xi|``, ``c = 0.2``, ``dt = 0.04``. ``--k
 takes them from a phase-retrieval ``dmft.solve`` saved as netCDF instead (its output times on
 its grid): ``w ~ N(0, C)`` with the solve's ``correlation``, its ``response`` as ``R``, its
 ``lr`` as ``c``, and ``y = |w*|`` independent of ``w`` (phase retrieval's overlap is 0).
-``validation/data/pr_gf_kinked_kernels.nc`` holds those of a GF solve without smoothing (the
-boundary-term prototype of docs/dmft_theory.md, "Kinks"), whose field has the rough derivative
-of a kinked model; a smoothed solve's field does not.
+``validation/data/pr_gf_kinked_kernels.nc`` holds those of a GF solve without smoothing (boundary
+terms with clusters and ``2 K``; docs/dmft_theory.md, "Kinks"), whose field has the rough
+derivative of a kinked model; a smoothed solve's field does not.
 
 The response ``dE[F]/d eps`` to ``h = eps eta`` (a bump ``eta`` in time) is measured by brute
 force (central differences on common random numbers) and estimated, as the DMFT would need it,

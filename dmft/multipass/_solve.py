@@ -1338,12 +1338,11 @@ def _check_boundary(model, driver, dirac, kink_bandwidth: float, data):
     where = ("kink_response='boundary' is not allowed here: it is built for dynamics='gf', k = 1, one kink "
              "in r whose gradient jumps, data=None and kink_bandwidth > 0 (kink_response='smoothed' takes "
              "the rest); got ")
-    planes = model.kink_planes()[dirac] if dirac.any() else np.zeros((0, model.k + 1))
-    on_r = int(np.count_nonzero(np.abs(planes[:, :model.k]).sum(axis=1) > 0)) if len(planes) else 0
+    planes = int(np.count_nonzero(dirac))  # planes whose gradient jumps all involve r
     if driver.name != "gf":
         raise errors.ParameterError(where + f"dynamics={driver.name!r}")
-    if model.k != 1 or on_r != 1 or len(planes) != 1:
-        raise errors.ParameterError(where + f"model={model.name!r} with k = {model.k} and {len(planes)} kink "
+    if model.k != 1 or planes != 1:
+        raise errors.ParameterError(where + f"model={model.name!r} with k = {model.k} and {planes} kink "
                                     f"plane(s) whose gradient jumps")
     if data is not None:
         raise errors.ParameterError(where + f"data={getattr(data, 'name', data)!r}")
@@ -3076,9 +3075,12 @@ def _noise_or_step(ds, half, flagged, name: str):
     if noise <= (_KINK_NOISE_REL if kinked else _NOISE_REL) or significant:
         return flagged
     said = str(flagged).removesuffix("; " + errors.CAUSES["time_step"])
-    why = ("the Dirac term at the model's kinks is a density estimate, whose noise refining the step does not reduce"
-           + _boundary_hint(ds) if kinked else "the tangents' heavy tails, whose noise a finer step raises; check_dt=False returns the "
-           "curve with its standard errors")
+    if kinked:
+        why = ("the Dirac term at the model's kinks is a density estimate, whose noise refining the step does not "
+               "reduce" + _boundary_hint(ds))
+    else:
+        why = ("the tangents' heavy tails, whose noise a finer step raises; check_dt=False returns the curve with its "
+               "standard errors")
     return errors.DivergenceError(
         f"{said.replace(' is not resolved:', ' cannot be checked:', 1)}; the solve is noise-driven (a standard error of "
         f"{noise:.0%} of the value by then: {why})", flagged.time, cause="n_paths")
