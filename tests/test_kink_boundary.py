@@ -28,6 +28,15 @@ def test_boundary_refuses_what_it_is_not_built_for(change, named):
     assert named in str(info.value)
 
 
+def test_boundary_refuses_a_sliding_kink():
+    """An absolute loss pulls the path into its kink from both sides, where the kinked GF path
+    chatters across it: no boundary term applies, and the smoothed response takes it."""
+    model = models.custom(lambda r, y: abs(r[0] - y[0]), teacher=lambda r_star, eps: np.array([r_star[0]]),
+                          smooth=False, kinks=[[1.0, -1.0, 0.0]], name="absolute")
+    with pytest.raises(errors.ParameterError, match="sliding kink"):
+        dmft.solve(model, **{**RELU_GF, "t_max": 0.4, "n_time": 3, "n_paths": 64}, kink_response="boundary")
+
+
 @settings(max_examples=25, deadline=None)
 @given(j=st.integers(0, 13), n_paths=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
 def test_seeded_tangents_carry_each_seed_back_through_the_path(j, n_paths, seed):

@@ -1348,6 +1348,33 @@ def _check_boundary(model, driver, dirac, kink_bandwidth: float, data):
         raise errors.ParameterError(where + f"data={getattr(data, 'name', data)!r}")
     if not kink_bandwidth > 0:
         raise errors.ParameterError(where + f"kink_bandwidth={kink_bandwidth!r}")
+    if _sliding_kink(model, model.kink_planes()[dirac][0]):
+        raise errors.ParameterError(
+            f"kink_response='boundary' is not allowed for model={model.name!r}: its force pushes towards its kink "
+            "from both sides at some points (a sliding kink, as an absolute loss has), where the kinked path "
+            "chatters across it and no boundary term applies; kink_response='smoothed' takes it")
+
+
+def _sliding_kink(model, plane, n_points: int = 64, seed: int = 0) -> bool:
+    """Whether the force ``g = -l'`` points towards the kink plane ``plane`` from both sides at
+    any of ``n_points`` random points of it (labels from the teacher there), beyond round-off of
+    the jump: phase retrieval's repels on both sides, a ReLU unit's pushes away on one side and
+    is 0 on the other; an absolute loss ``|r - y|`` attracts (a sliding mode)."""
+    k, ks, nd = model.k, model.k_star, model.noise_dim
+    a, b = plane[:-1], plane[-1]
+    unit = a[:k] / np.linalg.norm(a[:k])
+    rng = np.random.default_rng(seed)
+    y, gp, gm = np.empty(model.label_dim), np.empty(k), np.empty(k)
+    for _ in range(n_points):
+        w = rng.standard_normal(k + ks + nd)
+        w += (b - a @ w) / (a @ a) * a
+        model.teacher(w[k:k + ks], w[k + ks:], model.param_array, y)
+        model.grad(w[:k] + 1e-7 * unit, y, model.param_array, gp)
+        model.grad(w[:k] - 1e-7 * unit, y, model.param_array, gm)
+        tol = 1e-6 * (1.0 + abs(float((gp - gm) @ unit)))
+        if -float(gp @ unit) < -tol and -float(gm @ unit) > tol:
+            return True
+    return False
 
 
 @dataclass
@@ -2595,7 +2622,8 @@ def solve(
         extrapolation removed.
     kink_response : {"smoothed", "boundary"}
         How the response carries the Dirac part of ``l''``. ``"smoothed"``: the smoothing and
-        extrapolation above. ``"boundary"`` (GF, ``k = 1``, one kink in ``r``, isotropic data):
+        extrapolation above. ``"boundary"`` (GF, ``k = 1``, one kink in ``r`` whose force does not
+        point towards it from both sides, isotropic data):
         the kinked model itself, each crossing with its saltation, plus the boundary terms of
         the paths whose fate a kick flips (paths that start near the kink and recede, and the
         lowest touch of each cluster of touches), each from a pair of ghost paths, with a
