@@ -2,8 +2,7 @@
 
 The zoo's multi-pass settings in full mode (``delta = 2`` unless the entry says otherwise,
 ``batch = 1``, ``t_max = 4``, 21 output times), default ``dt``, ``n_paths`` and step check,
-after a compiling call; one solve per entry and dynamics (the zoo's GF options: phase
-retrieval's boundary terms). The target of the validation
+after a compiling call; one solve per entry and dynamics. The target of the validation
 (issue 19) is 30 s on 2 cores.
 """
 import argparse
@@ -31,7 +30,7 @@ def main(argv=None):
             continue
         for dynamics in args.dynamics.split(","):
             model = entry.model()
-            kw = {"delta": 2.0, "batch": 1.0, **entry.multipass, **(entry.gf_solve if dynamics == "gf" else {})}
+            kw = {"delta": 2.0, "batch": 1.0, **entry.multipass}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 dmft.solve(model, dynamics=dynamics, t_max=0.4, n_time=3, n_paths=1024, progress=False,

@@ -151,7 +151,9 @@ def test_relu_against_small_simulation(dynamics):
     sim = dmft.simulate(model, d=500, n_seeds=8, seed=11, progress=False, **kw,
                         **({"dt": 0.01} if dynamics == "gf" else {}))
     th = dmft.solve(model, seed=1, progress=False, **kw)
-    assert th.attrs["response_estimator"] == "pathwise+smoothed_dirac"
+    # GF's default is the boundary terms of its kinked paths (kink_response="auto")
+    assert th.attrs["response_estimator"] == ("pathwise+boundary_terms" if dynamics == "gf" else
+                                              "pathwise+smoothed_dirac")
     # finite-d allowance 2% for the O(1/d) offsets of d = 500 (at d = 2000, 32 seeds, the
     # SGD curves agree to 1.9 SE up to t = 4); measured here: theory within 0.9 sim SE
     testing.assert_agree(th, sim, variables=("test_loss", "norm"), times=[0.6, 1.0], z_max=Z, rtol=0.02)
@@ -164,7 +166,8 @@ def test_relu_against_small_simulation(dynamics):
 def test_kink_extrapolation_combines_two_widths_on_the_same_inputs():
     # 2 x(h) - x(2h) from two solves on one seed; a Generator seed is drawn once, so
     # the wide solve sees the same paths (else the combination would add their noise)
-    kw = dict(delta=2.0, lr=0.5, dynamics="gf", t_max=0.5, n_time=3, init_std=1.0, n_paths=512, progress=False)
+    kw = dict(delta=2.0, lr=0.5, dynamics="gf", t_max=0.5, n_time=3, init_std=1.0, n_paths=512, progress=False,
+              kink_response="smoothed")
     model = models.relu(1)
     ds = dmft.solve(model, seed=np.random.default_rng(3), **kw)
     seed = ds.attrs["seed"]
@@ -217,7 +220,8 @@ def test_kink_companion_thread_gives_the_same_numbers_and_only_the_users_warning
 def test_noise_driven_kink_response_warns():
     # phase retrieval's Dirac term (-4 y delta(r)) dominates its response: at 4096 paths the
     # GF test-loss standard error reaches 9% of the value by t = 1.2 (ReLU units stay near 1%)
-    kw = dict(delta=2.0, lr=0.2, dynamics="gf", t_max=4.0, n_time=11, init_std=1.0, progress=False, seed=0)
+    kw = dict(delta=2.0, lr=0.2, dynamics="gf", t_max=4.0, n_time=11, init_std=1.0, progress=False, seed=0,
+              kink_response="smoothed")
     # and its step check cannot resolve dt = 0.04 within that noise, which refining the step
     # only makes worse: refused for its paths (before, the dt/2 solve estimated a step error of 1.3
     # times the value at 1.6 SE and the noisy curve was returned with a warning)
@@ -246,7 +250,7 @@ def test_a_refused_step_check_of_a_noise_driven_kinked_solve_blames_the_paths():
     from dmft.multipass import _solve
 
     kw = dict(delta=2.0, lr=0.5, dynamics="gf", t_max=1.0, n_time=5, init_std=1.0, n_paths=1024, seed=0,
-              check_dt=False, kink_extrapolate=False, progress=False)
+              check_dt=False, kink_extrapolate=False, kink_response="smoothed", progress=False)
     ds = dmft.solve(models.relu(1), **kw)
     assert ds.attrs["response_estimator"] == "pathwise+smoothed_dirac"
 
@@ -282,13 +286,13 @@ def test_a_refused_step_check_of_a_noise_driven_kinked_solve_blames_the_paths():
 
 
 @pytest.mark.slow
-def test_phase_retrieval_gf_default_is_refused_for_its_noise_not_its_step():
+def test_phase_retrieval_smoothed_gf_is_refused_for_its_noise_not_its_step():
     # measured (65536 paths, dt = 0.04 against 0.02 on common inputs): tr norm at t = 1 is 0.726
     # against 0.813 (3.5 paired SE, every other output time within 1.6), with a standard error of
     # 5% of the value by then; the simulation (d = 1000, 16 seeds) has 0.752 +- 0.006
     with pytest.raises(errors.DivergenceError, match="noise-driven") as e:
         dmft.solve(models.phase_retrieval(), delta=2.0, lr=0.2, dynamics="gf", t_max=4.0, n_time=21, init_std=1.0,
-                   progress=False)
+                   progress=False, kink_response="smoothed")
     assert e.value.cause == "n_paths"
 
 

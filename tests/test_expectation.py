@@ -246,7 +246,8 @@ def test_solve_warns_when_the_response_misses_a_dirac_part():
     import dmft
     from dmft import errors
 
-    kw = dict(dynamics="gf", lr=0.5, t_max=0.2, n_time=3, n_paths=64, init_std=0.5, progress=False)
+    kw = dict(dynamics="gf", lr=0.5, t_max=0.2, n_time=3, n_paths=64, init_std=0.5, progress=False,
+              kink_response="smoothed")
     with pytest.warns(errors.DiracResponseWarning):
         ds = dmft.solve(models.phase_retrieval(), kink_bandwidth=0.0, **kw)
     assert ds.attrs["gradient_jump_at_kinks"] > 0.1

@@ -37,6 +37,23 @@ def test_boundary_refuses_a_sliding_kink():
         dmft.solve(model, **{**RELU_GF, "t_max": 0.4, "n_time": 3, "n_paths": 64}, kink_response="boundary")
 
 
+def test_auto_takes_the_boundary_terms_where_they_are_built():
+    """``kink_response="auto"`` (default): the boundary terms for GF with one kink in ``r``, the
+    smoothing for SME, ``k = 2``, and a sliding kink (which ``"boundary"`` refuses)."""
+    small = {**RELU_GF, "t_max": 0.4, "n_time": 3, "n_paths": 256}
+    absolute = models.custom(lambda r, y: abs(r[0] - y[0]), teacher=lambda r_star, eps: np.array([r_star[0]]),
+                             smooth=False, kinks=[[1.0, -1.0, 0.0]], name="absolute")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", errors.DiracResponseWarning)
+        used = {name: dmft.solve(model, **{**small, **kw}).attrs["kink_response"] for name, model, kw in (
+            ("relu gf", models.relu(1), {}), ("phase retrieval gf", models.phase_retrieval(), {"lr": 0.2}),
+            ("relu sme", models.relu(1), {"dynamics": "sme", "kink_extrapolate": False}),
+            ("relu committee gf", models.relu(2), {"kink_extrapolate": False}),
+            ("absolute gf", absolute, {"kink_extrapolate": False}))}
+    assert used == {"relu gf": "boundary", "phase retrieval gf": "boundary", "relu sme": "smoothed",
+                    "relu committee gf": "smoothed", "absolute gf": "smoothed"}
+
+
 @settings(max_examples=25, deadline=None)
 @given(j=st.integers(0, 13), n_paths=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
 def test_seeded_tangents_carry_each_seed_back_through_the_path(j, n_paths, seed):
@@ -90,8 +107,8 @@ def test_relu_gf_boundary_agrees_with_the_smoothed_response():
     kw = dict(RELU_GF, t_max=2.0, n_time=6, n_paths=32768, seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", errors.DiracResponseWarning)
-        smoothed = dmft.solve(models.relu(1), **kw)
-    boundary = dmft.solve(models.relu(1), kink_response="boundary", **kw)
+        smoothed = dmft.solve(models.relu(1), kink_response="smoothed", **kw)
+    boundary = dmft.solve(models.relu(1), **kw)  # the default for GF with one kink
     assert boundary.attrs["response_estimator"] == "pathwise+boundary_terms"
     testing.assert_agree(boundary, smoothed, variables=("test_loss", "norm", "overlap"), z_max=4.0,
                          rtol={"overlap": 0.02})
@@ -106,9 +123,9 @@ def test_a_noise_driven_smoothed_gf_refusal_names_the_boundary_terms():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", errors.DiracResponseWarning)
         with pytest.raises(errors.DivergenceError, match="kink_response='boundary'") as info:
-            dmft.solve(models.phase_retrieval(), **kw)
+            dmft.solve(models.phase_retrieval(), kink_response="smoothed", **kw)
     assert info.value.cause == "n_paths"
-    boundary = dmft.solve(models.phase_retrieval(), kink_response="boundary", **kw)
+    boundary = dmft.solve(models.phase_retrieval(), **kw)  # the default
     assert np.isfinite(boundary.test_loss.values).all()
 
 

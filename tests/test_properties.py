@@ -231,7 +231,8 @@ def test_convergence_check_doubles_the_kink_bandwidth_of_a_kinked_solve():
     smoothing's change (not zero: the two extrapolations differ) and the attrs name both."""
     ds = diagnostics.convergence_check(models.relu(1), refine=("kink_bandwidth",), dynamics="gf", delta=2.0,
                                        lr=0.5, init_std=1.0, t_max=0.4, n_time=3, n_paths=512, n_replicas=4,
-                                       kink_bandwidth=0.15, check_dt=False, variables=("test_loss", "norm"))
+                                       kink_bandwidth=0.15, check_dt=False, variables=("test_loss", "norm"),
+                                       kink_response="smoothed")
     assert list(ds.refinement.values) == ["kink_bandwidth"]
     assert ds.attrs["kink_bandwidth_refined"] == pytest.approx(0.3)
     assert float(np.abs(ds.norm_difference.isel(time=slice(1, None))).max()) > 0

@@ -58,8 +58,6 @@ class Entry:
     #: multi-pass simulation seeds instead of the size's (cheap entries whose 8-seed standard
     #: error is itself too noisy to judge a gap by)
     n_seeds: int | None = None
-    #: options of the GF solve alone (phase retrieval: the boundary terms at its kink)
-    gf_solve: dict = field(default_factory=dict)
 
 
 ZOO = (
@@ -72,7 +70,7 @@ ZOO = (
     Entry("erf_committee", lambda: models.committee("erf", 2), dict(lr=1.0, init_std=1.0),
           dict(lr=1.0, start="random")),
     Entry("phase_retrieval", lambda: models.phase_retrieval(), dict(lr=0.2, init_std=1.0),
-          dict(lr=0.1, start="warm"), gf_solve=dict(kink_response="boundary")),
+          dict(lr=0.1, start="warm")),
     Entry("softmax", lambda: models.softmax_cross_entropy(3), dict(lr=0.5), dict(lr=0.5, start="zero")),
     Entry("huber_tanh_ridge", lambda: models.huber_tanh(), dict(lr=2.0, ridge=0.1)),
     Entry("squared_delta_0.5", lambda: models.linear_regression(0.5), dict(lr=0.5, delta=0.5), n_seeds=32),
@@ -129,8 +127,7 @@ def run_multipass(entry: Entry, size: dict, dynamics, seed: int, progress: bool)
     for dyn in dynamics:
         opts = {**sim, "dt": SME_STEP * LR_DT / kw["lr"]} if dyn == "sme" else sim
         try:
-            solve = {**init, **entry.gf_solve} if dyn == "gf" else init
-            parts.append(dmft.compare(model, dynamics=(dyn,), seed=seed, progress=progress, solve_options=solve,
+            parts.append(dmft.compare(model, dynamics=(dyn,), seed=seed, progress=progress, solve_options=init,
                                       simulate_options=opts, **kw, **size))
         except errors.DivergenceError as e:
             refused[dyn] = str(e)

@@ -1272,9 +1272,11 @@ def _checked(arguments: dict) -> _Setup:
     jumps = model.gradient_jumps()
     dirac = jumps > _models.GRADIENT_JUMP_TOL  # Dirac parts of l'', smoothed in the tangents
     kinked = bool(dirac.any()) and kink_bandwidth > 0
-    boundary = errors.choice("kink_response", a["kink_response"], ("smoothed", "boundary")) == "boundary"
-    if boundary:
+    response = errors.choice("kink_response", a["kink_response"], ("auto", "smoothed", "boundary"))
+    if response == "boundary":
         _check_boundary(model, driver, dirac, kink_bandwidth, a["data"])
+    boundary = response == "boundary" or (response == "auto" and _boundary_applies(model, driver, dirac,
+                                                                                   kink_bandwidth, a["data"]))
     dt = errors.positive("dt", driver.default_dt(lr_max) if a["dt"] is None else a["dt"])
     if dt > t_max:
         raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
@@ -1353,6 +1355,17 @@ def _check_boundary(model, driver, dirac, kink_bandwidth: float, data):
             f"kink_response='boundary' is not allowed for model={model.name!r}: its force pushes towards its kink "
             "from both sides at some points (a sliding kink, as an absolute loss has), where the kinked path "
             "chatters across it and no boundary term applies; kink_response='smoothed' takes it")
+
+
+def _boundary_applies(model, driver, dirac, kink_bandwidth: float, data) -> bool:
+    """``kink_response="auto"``: the boundary terms wherever they are built (:func:`_check_boundary`)."""
+    if driver.name != "gf" or model.k != 1 or int(np.count_nonzero(dirac)) != 1:
+        return False
+    try:
+        _check_boundary(model, driver, dirac, kink_bandwidth, data)
+    except errors.ParameterError:
+        return False
+    return True
 
 
 def _sliding_kink(model, plane, n_points: int = 64, seed: int = 0) -> bool:
@@ -2449,7 +2462,7 @@ def _checks(ds, run: _Setup, grid: _Grid, inputs, kinks, replicas, wide: _Compan
         replicas = tuple(2 * a - b for a, b in zip(replicas, rough_replicas))
         if getattr(_CHECKING, "active", False):
             _CHECKING.replicas = replicas
-    _warn_noise_driven(ds, bool(len(kinks[0])))
+    _warn_noise_driven(ds, bool(len(kinks[0])) and not run.boundary)  # the boundary terms: a smooth model's noise
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
     if run.check_dt is not False and run.driver.step_order:
         try:
@@ -2486,7 +2499,7 @@ def solve(
     max_runtime_s: float | None = 3600.0,
     kink_bandwidth: float = 0.1,
     kink_extrapolate: bool = True,
-    kink_response: str = "smoothed",
+    kink_response: str = "auto",
     data=None,
     groups="auto",
     driver=None,
@@ -2610,9 +2623,10 @@ def solve(
         to the kink, in the paths and their tangents alike: the DMFT of a smooth model, at a
         distance ``O(kink_bandwidth^2)`` (docs/dmft_theory.md, "Kinks"). ``0`` turns this
         off (a :class:`~dmft.errors.DiracResponseWarning` then says the curves are biased).
-        Unused for models without such kinks.
+        Unused for models without such kinks. GF with one such kink takes the boundary terms
+        instead (``kink_response``), where ``kink_bandwidth`` sets their density's width.
     kink_extrapolate : bool
-        Models with such kinks: solve again with twice the width (same random inputs) and
+        Models with such kinks, smoothed: solve again with twice the width (same random inputs) and
         return the extrapolation ``2 x(h) - x(2h)`` of every output (the smoothing's bias is
         first order in ``h``: samples pile up at a kink; docs/dmft_theory.md, "Kinks"), with
         ``sqrt(4 se(h)^2 + se(2h)^2)`` as its standard error (the two solves share their
@@ -2620,16 +2634,18 @@ def solve(
         combination). ``attrs['kink_bias_estimate']`` is the largest ``|x(h) - x(2h)|``
         relative to ``max |x|`` over the test loss and ``tr norm``: the bias that the
         extrapolation removed.
-    kink_response : {"smoothed", "boundary"}
+    kink_response : {"auto", "smoothed", "boundary"}
         How the response carries the Dirac part of ``l''``. ``"smoothed"``: the smoothing and
         extrapolation above. ``"boundary"`` (GF, ``k = 1``, one kink in ``r`` whose force does not
-        point towards it from both sides, isotropic data):
+        point towards it from both sides, isotropic data, ``kink_bandwidth > 0``):
         the kinked model itself, each crossing with its saltation, plus the boundary terms of
         the paths whose fate a kick flips (paths that start near the kink and recede, and the
         lowest touch of each cluster of touches), each from a pair of ghost paths, with a
         density at the kink of width ``kink_bandwidth`` times the distance's spread
         (docs/dmft_theory.md, "Kinks"); no extrapolation. Its standard errors stay those of a
         smooth model where the smoothed tangents turn heavy-tailed (phase retrieval).
+        ``"auto"`` (default): ``"boundary"`` where it is built, else ``"smoothed"``;
+        ``attrs['kink_response']`` is the one used.
     on_divergence : {'raise', 'truncate'}
         What to do when the solve diverges (see Raises): raise, or return the output times
         before the divergence (solved again on them), with ``attrs['truncated'] = 1``,
@@ -2811,7 +2827,7 @@ def _warn_noise_driven(ds, kinked: bool):
 
 def _boundary_hint(ds) -> str:
     """For a smoothed GF solve of one student direction: the estimator without the smoothing's tails."""
-    if ds.attrs.get("dynamics") == "gf" and ds.attrs.get("k") == 1:
+    if ds.attrs.get("dynamics") == "gf" and ds.attrs.get("k") == 1 and ds.attrs.get("kink_response") == "smoothed":
         return ("; with one kink in r, kink_response='boundary' gives GF's response without the smoothing's heavy "
                 "tails (docs/dmft_theory.md, 'Kinks')")
     return ""
