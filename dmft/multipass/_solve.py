@@ -1359,8 +1359,6 @@ def _check_boundary(model, driver, dirac, kink_bandwidth: float, data):
 
 def _boundary_applies(model, driver, dirac, kink_bandwidth: float, data) -> bool:
     """``kink_response="auto"``: the boundary terms wherever they are built (:func:`_check_boundary`)."""
-    if driver.name != "gf" or model.k != 1 or int(np.count_nonzero(dirac)) != 1:
-        return False
     try:
         _check_boundary(model, driver, dirac, kink_bandwidth, data)
     except errors.ParameterError:
