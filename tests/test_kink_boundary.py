@@ -1,5 +1,6 @@
-"""``kink_response="boundary"``: GF's response at a kink from the kinked paths with their
-crossings' saltation plus the boundary terms of ghost pairs (docs/dmft_theory.md, "Kinks")."""
+"""``kink_response="boundary"`` (GF's default where it is built, ``"auto"``): GF's response at a
+kink from the kinked paths with their crossings' saltation plus the boundary terms of ghost
+pairs (docs/dmft_theory.md, "Kinks")."""
 import warnings
 
 import numpy as np
@@ -90,7 +91,8 @@ def test_seeded_tangents_carry_each_seed_back_through_the_path(j, n_paths, seed)
     f4 = np.float32
     start = rng.standard_normal((k, k, n_paths))
     chunked, chunked0 = np.empty((N, k, k)), np.empty((k, k))
-    chunked_tangents(Rm, j, c, tuple(x.astype(f4) for x in (dzT, hzT, gpT, gp0T, seed_l, start)), 2, chunked, chunked0)
+    inputs = tuple(x.astype(f4) for x in (dzT, hzT, gpT, gp0T, seed_l, start))
+    chunked_tangents(Rm, j, c, inputs, 2, chunked, chunked0)
     scale = 1 + np.abs(expected).max()
     np.testing.assert_allclose(chunked, expected, atol=1e-4 * scale)
     np.testing.assert_allclose(chunked0[0, 0], expected0[0, 0] + start.sum(), atol=1e-4 * (scale + np.abs(start).sum()))
@@ -143,8 +145,8 @@ def _control_variate_means(sim, variable):
 
 @pytest.mark.slow
 def test_phase_retrieval_gf_boundary_against_the_simulation():
-    """Phase retrieval's GF, whose smoothed response turns noise-driven after ``t ~ 0.8`` (its
-    default solve is refused), follows the simulation (``d = 1000``, 16 seeds, held-out test
+    """Phase retrieval's GF, whose smoothed response turns noise-driven after ``t ~ 0.8`` (that
+    solve is refused), follows the simulation (``d = 1000``, 16 seeds, held-out test
     set; each seed's initial norm as a control variate) to ``t = 4`` with the boundary terms:
     measured at most 1.2 (test loss) and 2.9 (``norm``, at ``t = 0.8``) combined standard errors."""
     setting = dict(delta=2.0, lr=0.2, init_std=1.0, dynamics="gf", t_max=4.0, n_time=21, progress=False)

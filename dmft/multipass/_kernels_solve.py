@@ -1271,7 +1271,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                         mg = b * seedT.shape[4] + m_t
                         x0, x1, x2 = kx[p, 0], kxp[p, 0], xp2[p, 0]
                         a0, hb = ka[0, 0], hb_b[b]
-                        interior = j >= 2 and x1 * x0 > 0.0 and x1 * x2 > 0.0 and abs(x1) < abs(x2) and abs(x1) <= abs(x0)
+                        interior = (j >= 2 and x1 * x0 > 0.0 and x1 * x2 > 0.0 and abs(x1) < abs(x2)
+                                    and abs(x1) <= abs(x0))
                         endpoint = j == 0 and x1 * x0 > 0.0 and abs(x1) < abs(x0)  # a start: receding from t_0
                         spawned = -1
                         if (interior or endpoint) and hb > 0.0:
@@ -1302,7 +1303,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                                     start[p, spawned] = 1 if endpoint else 0
                                     weight[p, spawned] = -sig * dens
                                     offset[p, spawned] = xe
-                                    for q in range(2):  # the pair's force at the touch (a start: its half cell) on the plane
+                                    # the pair's force at the touch (a start: its half cell) on the plane
+                                    for q in range(2):
                                         rk[0] = (koff[p, 0] + (-sig if q == 0 else sig) * 1e-9) / a0
                                         grad(rk, yp, params, gn)  # noqa: F821
                                         if endpoint:
