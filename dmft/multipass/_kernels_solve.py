@@ -1169,8 +1169,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     Gaussian of width ``h`` across the plane (``J`` taken at the nearest point of the plane,
     :func:`_kink_points`). ``x[p, i]`` keeps the path's last ``x`` (the caller's widths).
 
-    Ghosts (GF, ``k = 1``, one plane; ``ghosts[1]`` without rows: none; docs/dmft_theory.md,
-    "Kinks"): the kinked model with each crossing's saltation (width -1), plus the boundary terms
+    Ghosts (GF, ``k = 1``, one plane; compiled in where the constant ``GHOSTS`` is 1, so that the
+    other solves do not compile them; docs/dmft_theory.md, "Kinks"): the kinked model with each crossing's saltation (width -1), plus the boundary terms
     of the paths whose fate a kick flips. A tangent path that starts near the plane and recedes
     (a start, ``j = 0``) or whose distance ``x`` has a local extremum near it (a touch, at
     ``j - 1``; ``x_e`` from the parabola through three events) gets a pair of ghosts: its field
@@ -1263,7 +1263,7 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                     for a in range(k):
                         for e in range(k):
                             gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
-                    if ghosts[1].shape[0] > 0:  # GF's boundary terms (docstring, "Ghosts")
+                    if GHOSTS:  # noqa: F821 (bound by specialise: GF's boundary terms, docstring "Ghosts")
                         xp2, tau, weight, offset, start, dforce, hb_b, open_slot, open_min, rise = ghosts
                         ka, koff, kx, kxp = kinks[0], kinks[1], kinks[3], kinks[4]
                         seedT, seed0T = tangent_paths[4], tangent_paths[5]

@@ -1745,7 +1745,7 @@ class _SampleSide:
         self.dPhi = np.zeros((B, k, ks))
         self.QV = np.zeros((B, k, k))
         self.kernel = specialise(type(self).template, grad=run.model.grad, hess=run.model.hess, K=k,
-                                 parallel=_config.PARALLEL)
+                                 GHOSTS=int(run.boundary), parallel=_config.PARALLEL)
         self.sums = (self.dGm, self.dGp, self.dS, self.dFF, self.dPhi, self.QV)
         self.events = (rnd.ev_cell, rnd.ev_lam, rnd.ev_dz)
         self.labels = (teacher.y, teacher.wstar)
