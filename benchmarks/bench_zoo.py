@@ -28,9 +28,9 @@ def main(argv=None):
     for entry in ZOO:
         if only and entry.name not in only:
             continue
+        kw = {"delta": 2.0, "batch": 1.0, **entry.multipass}
         for dynamics in args.dynamics.split(","):
             model = entry.model()
-            kw = {"delta": 2.0, "batch": 1.0, **entry.multipass}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 dmft.solve(model, dynamics=dynamics, t_max=0.4, n_time=3, n_paths=1024, progress=False,

@@ -99,25 +99,30 @@ class Model:
         ``|r|``), which pathwise tangents of the DMFT response cannot see (``dmft.solve``
         smooths it instead); a C1 kink (Huber, a smoothed hinge) gives ~0."""
         planes = self.kink_planes()
-        k, ks, nd = self.k, self.k_star, self.noise_dim
         rng = np.random.default_rng(seed)
-        p = self.param_array
-        y, gp, gm = np.empty(self.label_dim), np.empty(k), np.empty(k)
         jumps = np.zeros(len(planes))
         for i, row in enumerate(planes):
-            a, b = row[:-1], row[-1]
-            a_r = a[:k]
-            if not np.any(a_r):
-                continue
-            for _ in range(n_points):
-                w = rng.standard_normal(k + ks + nd)
-                w += (b - a @ w) / (a @ a) * a  # onto the plane
-                self.teacher(w[k:k + ks], w[k + ks:], p, y)
-                step = 1e-7 * a_r / np.linalg.norm(a_r)
-                self.grad(w[:k] + step, y, p, gp)
-                self.grad(w[:k] - step, y, p, gm)
-                jumps[i] = max(jumps[i], float(np.abs(gp - gm).max()))
+            if np.any(row[:self.k]):
+                for gp, gm, _ in self.gradients_across(row, n_points, rng):
+                    jumps[i] = max(jumps[i], float(np.abs(gp - gm).max()))
         return jumps
+
+    def gradients_across(self, plane, n_points: int, rng: np.random.Generator):
+        """``(l'(w + h u), l'(w - h u), u)`` at ``n_points`` random points ``w`` of the kink plane
+        ``plane`` (a row of :meth:`kink_planes` that involves ``r``), ``u`` its unit normal in ``r``
+        and ``h = 1e-7``, with the label ``teacher(r*, eps)`` of the point."""
+        k, ks, nd = self.k, self.k_star, self.noise_dim
+        a, b = plane[:-1], plane[-1]
+        unit = a[:k] / np.linalg.norm(a[:k])
+        p = self.param_array
+        y, gp, gm = np.empty(self.label_dim), np.empty(k), np.empty(k)
+        for _ in range(n_points):
+            w = rng.standard_normal(k + ks + nd)
+            w += (b - a @ w) / (a @ a) * a  # onto the plane
+            self.teacher(w[k:k + ks], w[k + ks:], p, y)
+            self.grad(w[:k] + 1e-7 * unit, y, p, gp)
+            self.grad(w[:k] - 1e-7 * unit, y, p, gm)
+            yield gp, gm, unit
 
     def gradient_jump(self, n_points: int = 8, seed: int = 0) -> float:
         """The largest of :meth:`gradient_jumps` (0 without kinks)."""

@@ -13,6 +13,12 @@ from dmft import errors, models, testing
 RELU_GF = dict(dynamics="gf", delta=2.0, lr=0.5, init_std=1.0, check_dt=False, progress=False)
 
 
+def _absolute():
+    """``|r - y|``: its force points into its kink from both sides (a sliding kink)."""
+    return models.custom(lambda r, y: abs(r[0] - y[0]), teacher=lambda r_star, eps: np.array([r_star[0]]),
+                         smooth=False, kinks=[[1.0, -1.0, 0.0]], name="absolute")
+
+
 @pytest.mark.parametrize("change, named", [
     (dict(dynamics="sme"), "dynamics='sme'"),
     (dict(model=models.relu(2)), "k = 2"),
@@ -32,25 +38,21 @@ def test_boundary_refuses_what_it_is_not_built_for(change, named):
 def test_boundary_refuses_a_sliding_kink():
     """An absolute loss pulls the path into its kink from both sides, where the kinked GF path
     chatters across it: no boundary term applies, and the smoothed response takes it."""
-    model = models.custom(lambda r, y: abs(r[0] - y[0]), teacher=lambda r_star, eps: np.array([r_star[0]]),
-                          smooth=False, kinks=[[1.0, -1.0, 0.0]], name="absolute")
     with pytest.raises(errors.ParameterError, match="sliding kink"):
-        dmft.solve(model, **{**RELU_GF, "t_max": 0.4, "n_time": 3, "n_paths": 64}, kink_response="boundary")
+        dmft.solve(_absolute(), **{**RELU_GF, "t_max": 0.4, "n_time": 3, "n_paths": 64}, kink_response="boundary")
 
 
 def test_auto_takes_the_boundary_terms_where_they_are_built():
     """``kink_response="auto"`` (default): the boundary terms for GF with one kink in ``r``, the
     smoothing for SME, ``k = 2``, and a sliding kink (which ``"boundary"`` refuses)."""
     small = {**RELU_GF, "t_max": 0.4, "n_time": 3, "n_paths": 256}
-    absolute = models.custom(lambda r, y: abs(r[0] - y[0]), teacher=lambda r_star, eps: np.array([r_star[0]]),
-                             smooth=False, kinks=[[1.0, -1.0, 0.0]], name="absolute")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", errors.DiracResponseWarning)
         used = {name: dmft.solve(model, **{**small, **kw}).attrs["kink_response"] for name, model, kw in (
             ("relu gf", models.relu(1), {}), ("phase retrieval gf", models.phase_retrieval(), {"lr": 0.2}),
             ("relu sme", models.relu(1), {"dynamics": "sme", "kink_extrapolate": False}),
             ("relu committee gf", models.relu(2), {"kink_extrapolate": False}),
-            ("absolute gf", absolute, {"kink_extrapolate": False}))}
+            ("absolute gf", _absolute(), {"kink_extrapolate": False}))}
     assert used == {"relu gf": "boundary", "phase retrieval gf": "boundary", "relu sme": "smoothed",
                     "relu committee gf": "smoothed", "absolute gf": "smoothed"}
 

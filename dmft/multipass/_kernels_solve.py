@@ -754,7 +754,7 @@ def _kink_points(kinks, pl, p, b, r, k, rk2):
     |x|)`` on either side of the plane's point nearest ``r``, where the caller evaluates the
     gradient; False beyond (no smoothing). A negative width (the boundary terms, no smoothing):
     True only where the path crossed the plane since its previous event (``kinks[4][p, pl]``)."""
-    ka, koff, kwidth, kx, kxp = kinks[0], kinks[1], kinks[2], kinks[3], kinks[4]
+    ka, koff, kwidth, kx, kxp = kinks
     x = -koff[p, pl]
     a2 = 0.0
     for a in range(k):
@@ -783,7 +783,7 @@ def _kink_smooth(kinks, pl, p, b, gk, k, gv, H):
     the kinked path crossed the plane between its events, and its ``l''`` gets the Dirac part
     integrated over the crossing, ``J a^T / |x - x_prev|`` (the saltation of a crossing at the
     speed the two events give; an unbiased estimate of the density at the plane for any step)."""
-    ka, kwidth, kx, kxp = kinks[0], kinks[2], kinks[3], kinks[4]
+    ka, _, kwidth, kx, kxp = kinks
     x = kx[p, pl]
     width = kwidth[b, pl]
     if width < 0.0:
@@ -1265,8 +1265,7 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                             gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
                     if GHOSTS:  # noqa: F821 (bound by specialise: GF's boundary terms, docstring "Ghosts")
                         xp2, tau, weight, offset, start, dforce, hb_b, open_slot, open_min, rise = ghosts
-                        ka, koff, kx, kxp = kinks[0], kinks[1], kinks[3], kinks[4]
-                        seedT, seed0T = tangent_paths[4], tangent_paths[5]
+                        ka, koff, _, kx, kxp = kinks
                         m_t = (p - b * Pb) // tstride
                         mg = b * seedT.shape[4] + m_t
                         x0, x1, x2 = kx[p, 0], kxp[p, 0], xp2[p, 0]

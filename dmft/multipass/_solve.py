@@ -1371,17 +1371,7 @@ def _sliding_kink(model, plane, n_points: int = 64, seed: int = 0) -> bool:
     any of ``n_points`` random points of it (labels from the teacher there), beyond round-off of
     the jump: phase retrieval's repels on both sides, a ReLU unit's pushes away on one side and
     is 0 on the other; an absolute loss ``|r - y|`` attracts (a sliding mode)."""
-    k, ks, nd = model.k, model.k_star, model.noise_dim
-    a, b = plane[:-1], plane[-1]
-    unit = a[:k] / np.linalg.norm(a[:k])
-    rng = np.random.default_rng(seed)
-    y, gp, gm = np.empty(model.label_dim), np.empty(k), np.empty(k)
-    for _ in range(n_points):
-        w = rng.standard_normal(k + ks + nd)
-        w += (b - a @ w) / (a @ a) * a
-        model.teacher(w[k:k + ks], w[k + ks:], model.param_array, y)
-        model.grad(w[:k] + 1e-7 * unit, y, model.param_array, gp)
-        model.grad(w[:k] - 1e-7 * unit, y, model.param_array, gm)
+    for gp, gm, unit in model.gradients_across(plane, n_points, np.random.default_rng(seed)):
         tol = 1e-6 * (1.0 + abs(float((gp - gm) @ unit)))
         if -float(gp @ unit) < -tol and -float(gm @ unit) > tol:
             return True
@@ -1854,7 +1844,7 @@ class _DenseSide(_SampleSide):
             hzT += (self.own * u2) * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
         self.hzT = hzT.astype(np.float32)
         self.path_state = (self.g, self.fev)
-        self.ghosts = _ghosts(P, B, Mt, N, k, GHOST_RISE) if run.boundary else _ghosts(0, B, 0, 0, k, 0.0)
+        self.ghosts = _ghosts(P, B, Mt, N, k) if run.boundary else _ghosts(0, B, 0, 0, k)
         seeds = (B, N, k, k, Mt) if run.boundary else (B, 0, k, k, 0)
         self.tangent_paths = (self.dzT, self.hzT, self.gpT, self.gp0T, np.zeros(seeds, np.float32),
                               np.zeros((B, k, k, seeds[-1]), np.float32))
@@ -1982,7 +1972,7 @@ def _fields(n: int, it: int, run: _Setup, grid: _Grid, state: _State, side: _Sam
             W0 = np.zeros((grid.P, k))
             _k.grid_field(L, Z, ks, k, Pb, np.arange(grid.P, dtype=np.int64), W0)
             kinks[3][:] = W0 @ kinks[0].T - kinks[1]
-        _kink_widths(kinks, run.kink_bandwidth, grid.B, getattr(side, "ghosts", None) if run.boundary else None)
+        _kink_widths(kinks, run.kink_bandwidth, grid.B, side.ghosts if run.boundary else None)
         if paths.size:  # both ends of the cell in one pass over the paths' inputs
             _k.grid_fields(L, Z, ks + (n - 1) * k, ks + n * k, k, Pb, paths, Wold, Wnew)
             if run.mixture is not None:  # r = M_c(t) + w(t) + ...: the class mean, linear in the cell like w
@@ -2869,14 +2859,14 @@ GHOST_SLOTS = 4
 GHOST_RISE = 1.0
 
 
-def _ghosts(P: int, B: int, Mt: int, N: int, k: int, rise: float) -> tuple:
+def _ghosts(P: int, B: int, Mt: int, N: int, k: int) -> tuple:
     """The boundary terms' state (``sample_cell_dense``, "Ghosts"): ``(xp2, tau, weight, offset,
     start, dforce, hb, open_slot, open_min, rise)`` for ``P`` paths of which ``B Mt`` carry
-    tangents, ``GHOST_SLOTS`` slots each; ``P = 0``: none."""
+    tangents, ``GHOST_SLOTS`` slots each, ``rise = GHOST_RISE``; ``P = 0``: none."""
     G = GHOST_SLOTS
     return (np.zeros((P, 1)), np.full((P, G), -1, np.int64), np.zeros((P, G)), np.zeros((P, G)),
             np.zeros((P, G), np.int64), np.zeros((B * Mt, G, 2, N + 1 if P else 0, k)), np.zeros(B),
-            np.full(P, -1, np.int64), np.zeros(P), float(rise))
+            np.full(P, -1, np.int64), np.zeros(P), GHOST_RISE)
 
 
 def _kink_widths(kinks, bandwidth: float, B: int, ghosts=None):
