@@ -30,6 +30,8 @@ def kernel_rows():
                  0.3 * rng.standard_normal((N, k, k, M)), rng.standard_normal((k, k, M)),
                  np.zeros((0, k, k, 0)), np.zeros((k, k, 0)))  # no boundary terms' seeds
         paths = tuple(x.astype(np.float32) for x in paths)  # stored so by the solver
+        paths += ((np.zeros(0), np.zeros(0), np.zeros((0, k, k, 0), np.float32),
+                   np.zeros((k, k, 0), np.float32)),)  # no signed noise
         out, out0 = np.empty((N, k, k)), np.empty((k, k))
         chunk = max(32, _config.TANGENT_CHUNK_PATHS // k)
         chunked_tangents(Rm, j, 0.1, paths, chunk, out, out0)  # compile

@@ -570,15 +570,16 @@ def test_unresolved_time_step_warns():
         dmft.solve("linear_regression", lr=5.0, dt=0.1, t_max=0.2, n_time=3, n_paths=64, progress=False)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(k=st.sampled_from([1, 2]), j=st.integers(0, 13), n_paths=st.integers(1, 5), chunk=st.integers(1, 5),
-       seed=st.integers(0, 2**32 - 1))
-def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, chunk, seed):
+       split=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, chunk, split, seed):
     """The backward recursion of the dense drivers' tangents against numpy's inverse of the
     forward system ``psi_ji = delta_ji + sum_{l<j} T_jl psi_li`` (sample_cell_dense's docstring);
     rows ``j >= 8`` go through the recursion's blocks of four ``Acc_i``; the solver's entry,
     ``chunked_tangents``, in blocks of ``chunk`` paths (a last, shorter block when it does not
-    divide ``n_paths``), in single precision."""
+    divide ``n_paths``), in single precision. ``split``: a signed noise, whose drift (``dzd``,
+    ``hzd`` by row, ``g'``) and noise (``dzT``, ``hzT`` by path, ``gn'``) have their own ``g'``."""
     from dmft.multipass._kernels_solve import chunked_tangents, dense_tangents
 
     rng = np.random.default_rng(seed)
@@ -588,34 +589,48 @@ def test_dense_tangents_are_a_row_of_the_inverse(k, j, n_paths, chunk, seed):
     hzT = 0.3 + 0.1 * rng.standard_normal((N, n_paths))  # half a cell's drift and (SME) noise, per path
     gpT = rng.standard_normal((N, k, k, n_paths))
     gp0T = rng.standard_normal((k, k, n_paths))  # g' at the start r(t_0)
+    if split:
+        dzd, hzd = rng.uniform(0.5, 1.5, N), rng.uniform(0.2, 0.4, N)
+        gnT, gn0T = rng.standard_normal((N, k, k, n_paths)), rng.standard_normal((k, k, n_paths))
+    else:
+        dzd, hzd, gnT, gn0T = np.zeros(0), np.zeros(0), np.zeros((0, k, k, 0)), np.zeros((k, k, 0))
+    noise = (dzd, hzd, gnT, gn0T)
     Y, Acc = np.empty((N, k, k, n_paths)), np.empty((N, k, k, n_paths))
     out, out0 = np.empty((N, k, k)), np.empty((k, k))
     none = np.zeros((0, k, k, 0))
-    dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0, none)
+    dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0, none, noise)
+
+    def force_slope(dz, dzd, gp, gn):  # d(force dz) / dr of one event
+        return dz * gp if not split else dzd * gp + dz * gn
+
     expected_out, expected_out0 = np.zeros((N, k, k)), np.zeros((k, k))
     for m in range(n_paths):
         T = np.zeros((N * k, N * k))
         for l in range(N):
             for i in range(l):
-                block = c * dzT[i, m] * Rm[l, i] @ gpT[i, :, :, m]
+                gn = gnT[i, :, :, m] if split else None
+                block = c * Rm[l, i] @ force_slope(dzT[i, m], dzd[i] if split else 0, gpT[i, :, :, m], gn)
                 if l == i + 1:
-                    block = block + c * hzT[l, m] * gpT[i, :, :, m]
+                    block = block + c * force_slope(hzT[l, m], hzd[l] if split else 0, gpT[i, :, :, m], gn)
                 T[l * k:(l + 1) * k, i * k:(i + 1) * k] = block
         row = np.linalg.inv(np.eye(N * k) - T)[j * k:(j + 1) * k].reshape(k, N, k).transpose(1, 0, 2)  # psi_j.
         np.testing.assert_allclose(Y[:, :, :, m], row, rtol=1e-10, atol=1e-12)
         expected_out += gpT[j, :, :, m] @ row
         # r(s_0-) holds hz_0 g(r(t_0)): d r_j / d r(t_0) = psi_j0 c hz_0 g'(r(t_0))
-        expected_out0 += gpT[j, :, :, m] @ row[0] @ (c * hzT[0, m] * gp0T[:, :, m])
+        start = force_slope(hzT[0, m], hzd[0] if split else 0, gp0T[:, :, m], gn0T[:, :, m] if split else None)
+        expected_out0 += gpT[j, :, :, m] @ row[0] @ (c * start)
     np.testing.assert_allclose(out, expected_out, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(out0, expected_out0, rtol=1e-10, atol=1e-12)
     # the solver's entry runs the recursion in single precision: within the first-order
     # rounding bound of a substitution with sums of at most N k terms, gamma N |.|, where |.| is
     # the same recursion on the absolute values of every input (measured: at most 2.1 eps |.|)
     chunked, chunked0 = np.full((N, k, k), np.nan), np.full((k, k), np.nan)
-    chunked_tangents(Rm, j, c, (dzT, hzT, gpT, gp0T, none.astype(np.float32), np.zeros((k, k, 0), np.float32)), chunk,
-                     chunked, chunked0)
+    f4 = np.float32
+    chunked_tangents(Rm, j, c, (dzT, hzT, gpT, gp0T, none.astype(f4), np.zeros((k, k, 0), f4),
+                                (dzd, hzd, gnT.astype(f4), gn0T.astype(f4))), chunk, chunked, chunked0)
     size, size0 = np.empty((N, k, k)), np.empty((k, k))
-    dense_tangents(np.abs(Rm), j, c, np.abs(hzT), np.abs(dzT), np.abs(gpT), np.abs(gp0T), Y, Acc, size, size0, none)
+    dense_tangents(np.abs(Rm), j, c, np.abs(hzT), np.abs(dzT), np.abs(gpT), np.abs(gp0T), Y, Acc, size, size0, none,
+                   tuple(np.abs(x) for x in noise))
     bound = (N * k + 3) * N * np.finfo(np.float32).eps
     assert np.all(np.abs(chunked - expected_out) <= bound * size)
     assert np.all(np.abs(chunked0 - expected_out0) <= bound * size0)

@@ -648,7 +648,7 @@ def _add_block_to_earlier(Y, Rm, top, bot, k, M, Acc):
 
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
-def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0, seeds):
+def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0, seeds, noise):
     """``out[i] = sum_m g'_j(m) psi_ji(m)`` (``i <= j``) over the tangent paths ``m`` of one
     replica, with ``Psi = (I - T)^-1`` backwards from the shared ``Rm[l, i] = R(s_l, s_i)``
     (see :func:`sample_cell_dense`): ``Y_j = I``, ``Y_l = c (dz_l Acc_l + hz_{l+1} Y_{l+1}) g'_l`` for
@@ -669,10 +669,18 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0, seeds):
     "Ghosts"), ``Y_l += seed_l``, with ``g'_j`` in ``Y_j`` (the seeds are responses of the force
     at ``j``, not of ``r``), so that ``out`` is ``sum_m Y_i`` and each seed reaches every kick
     before its touch through the path's tangents.
+
+    ``noise = (dzd, hzd, gnT, gn0T)`` (``gnT`` with 0 rows: none): SME with a signed noise
+    coefficient (:func:`sample_cell_dense`, "Signed noise"), whose drift and noise have different
+    ``g'``. Then ``dzT``, ``hzT`` hold the noise parts of ``dz`` and ``hz`` and ``dzd``, ``hzd``
+    (>= j + 1,) their drift parts, ``gpT``, ``gp0T`` the drift's ``g'`` and ``gnT``, ``gn0T`` the
+    noise's: ``Y_l = c ((dzd_l Acc_l + hzd_{l+1} Y_{l+1}) g'_l + (dz_l Acc_l + hz_{l+1} Y_{l+1}) gn'_l)``.
     """
     k = gpT.shape[1]
     M = gpT.shape[3]
     seeded = seeds.shape[0] > 0
+    dzd, hzd, gnT, gn0T = noise
+    split = gnT.shape[0] > 0
     Acc[: j + 1] = 0.0
     top = j
     while top >= 0:
@@ -691,9 +699,16 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0, seeds):
                         for m in range(M):
                             Y[l, a, e, m] = seeds[l, a, e, m] if seeded else 0.0
                         for h in range(k):
-                            for m in range(M):
-                                Y[l, a, e, m] += (c * (dzT[l, m] * Acc[l, a, h, m] + hzT[l + 1, m] * Y[l + 1, a, h, m])
-                                                  * gpT[l, h, e, m])
+                            if split:
+                                dd, hd = dzd[l], hzd[l + 1]
+                                for m in range(M):
+                                    Y[l, a, e, m] += c * ((dd * Acc[l, a, h, m] + hd * Y[l + 1, a, h, m]) * gpT[l, h, e, m]
+                                                          + (dzT[l, m] * Acc[l, a, h, m] + hzT[l + 1, m] * Y[l + 1, a, h, m])
+                                                          * gnT[l, h, e, m])
+                            else:
+                                for m in range(M):
+                                    Y[l, a, e, m] += (c * (dzT[l, m] * Acc[l, a, h, m] + hzT[l + 1, m] * Y[l + 1, a, h, m])
+                                                      * gpT[l, h, e, m])
             for i in range(bot, l):  # inside the block (a short block is the last one: bot = 0)
                 for a in range(k):
                     for h in range(k):
@@ -722,8 +737,12 @@ def dense_tangents(Rm, j, c, hzT, dzT, gpT, gp0T, Y, Acc, out, out0, seeds):
             for m in range(M):
                 Acc[0, a, e, m] = 0.0
             for h in range(k):
-                for m in range(M):
-                    Acc[0, a, e, m] += c * hzT[0, m] * Y[0, a, h, m] * gp0T[h, e, m]
+                if split:
+                    for m in range(M):
+                        Acc[0, a, e, m] += c * Y[0, a, h, m] * (hzd[0] * gp0T[h, e, m] + hzT[0, m] * gn0T[h, e, m])
+                else:
+                    for m in range(M):
+                        Acc[0, a, e, m] += c * hzT[0, m] * Y[0, a, h, m] * gp0T[h, e, m]
     for a in range(k):
         for e in range(k):
             acc = 0.0
@@ -774,6 +793,21 @@ def _kink_points(kinks, pl, p, b, r, k, rk2):
         for a in range(k):
             rk2[side, a] = r[a] + (sg * hstep - x / a2) * ka[pl, a]
     return True
+
+
+@njit(cache=True, inline="always")
+def _kink_sign(kinks, p, r, k):
+    """``s(r) = prod_i sign(a[i] . r - off[p, i])`` over the kink planes: ``s l'`` is continuous
+    across planes where ``l'`` flips its sign (a signed noise, :func:`sample_cell_dense`)."""
+    ka, koff = kinks[0], kinks[1]
+    s = 1.0
+    for pl in range(ka.shape[0]):
+        x = -koff[p, pl]
+        for a in range(k):
+            x += ka[pl, a] * r[a]
+        if x < 0.0:
+            s = -s
+    return s
 
 
 @njit(cache=True, inline="always")
@@ -988,14 +1022,17 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
 
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
-    """:func:`dense_tangents` over the tangent paths ``(dzT, hzT, gpT, gp0T, seedT, seed0T)`` of one replica
+    """:func:`dense_tangents` over the tangent paths ``(dzT, hzT, gpT, gp0T, seedT, seed0T, noise)`` of one
+    replica (``noise = (dzd, hzd, gnT, gn0T)``, :func:`dense_tangents`)
     in blocks of ``chunk`` paths, each gathered into contiguous work arrays: the sums over
     paths ``out`` (>= j + 1, k, k) and ``out0`` (k, k) are the blocks' sums. The recursion
     reads and writes its ``Acc`` once per four rows; a block small enough for the cache
     keeps those passes out of main memory. It runs in single precision (the gathered paths
     and a copy of ``Rm``); ``out`` and ``out0`` sum over paths in double."""
-    dzT, hzT, gpT, gp0T, seedT, seed0T = tangent_paths
+    dzT, hzT, gpT, gp0T, seedT, seed0T, noise = tangent_paths
     seeded = seedT.shape[0] > 0
+    dzd, hzd, gnT, gn0T = noise
+    split = gnT.shape[0] > 0
     k = gpT.shape[1]
     M = gpT.shape[3]
     part = np.empty((j + 1, k, k))
@@ -1013,6 +1050,7 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
                 for e in range(k):
                     R4[l, i, a, e] = Rm[l, i, a, e]
     c4 = f4(c)
+    dzd4, hzd4 = dzd[: j + 1].astype(f4), hzd[: j + 2].astype(f4)
     # work arrays of a full block, allocated once: fresh ones per block cost more than the
     # gather itself (page faults of new memory; half the time of the row at j = 100, k = 2)
     full = min(chunk, M)
@@ -1044,7 +1082,18 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
                 for e in range(k):
                     for m in range(mc):
                         sd[l, a, e, m] = seedT[l, a, e, m0 + m]
-        dense_tangents(R4, j, c4, hz, dz, gp, gp0, Y, Acc, part, part0, sd)
+        gn = np.empty((j + 1 if split else 0, k, k, mc), f4)
+        gn0 = np.empty((k, k, mc if split else 0), f4)
+        for l in range(gn.shape[0]):
+            for a in range(k):
+                for e in range(k):
+                    for m in range(mc):
+                        gn[l, a, e, m] = gnT[l, a, e, m0 + m]
+        for a in range(k):
+            for e in range(k):
+                for m in range(gn0.shape[2]):
+                    gn0[a, e, m] = gn0T[a, e, m0 + m]
+        dense_tangents(R4, j, c4, hz, dz, gp, gp0, Y, Acc, part, part0, sd, (dzd4, hzd4, gn, gn0))
         if seeded:  # the starts' ghosts: the kick at t_0 only
             for a in range(k):
                 for e in range(k):
@@ -1062,7 +1111,7 @@ def _replica_tangents(Rm, j, c, f, tangent_paths, chunk, cells, lams, k, dGm, dG
     ``j`` of every path in cell ``j + 1``): ``out_i = sum_m g'_j(m) psi_ji(m)`` by
     :func:`dense_tangents`, weighted by ``f`` to the hat functions of event ``i``'s cell, and
     the response to the start ``r(t_0)`` on the right of node 0 (``tangent_paths`` one
-    replica's ``(dzT, hzT, gpT, gp0T)``, taken ``chunk`` at a time)."""
+    replica's ``(dzT, hzT, gpT, gp0T, seedT, seed0T, noise)``, taken ``chunk`` at a time)."""
     out = np.empty((j + 1, k, k))
     out0 = np.empty((k, k))
     chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0)
@@ -1102,16 +1151,17 @@ def _add_half_cell_noise(zeta_pj, bridge_b, own, g_last, k, r):
 
 
 @njit(cache=True, inline="always")
-def _add_event_force(gj, H, damp, dz, moments, k, gn, fevj, dFp, qv):
-    """The event's self-damped force ``gn = (I - damp l'') g`` (``H = l''``), the path's force
+def _add_event_force(gj, sj, H, damp, dz, moments, k, gn, fevj, dFp, qv):
+    """The event's self-damped noise force ``gn = (I - damp l'') s`` (``s`` the noise's force,
+    ``g`` itself but for a signed noise, ``H = l''`` its derivative), the path's force
     ``fev = dz_mean g + (dz - dz_mean) gn``, and its share of the cell's ``dF += c dz_mean g``
     and of ``qv += c^2 dz_var gn gn^T``; ``moments = (c, dz_mean, dz_var)``."""
     c, dz_mean, dz_var = moments
     for a in range(k):
-        gn[a] = gj[a]
+        gn[a] = sj[a]
         if damp > 0.0:
             for e in range(k):
-                gn[a] -= damp * H[a, e] * gj[e]
+                gn[a] -= damp * H[a, e] * sj[e]
     for a in range(k):
         fevj[a] = dz_mean * gj[a] + (dz - dz_mean) * gn[a]
     f = c * dz_mean
@@ -1129,7 +1179,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     ``cell = (n, c, half, dz_mean, dz_var, Pb, tstride)``; ``active``, ``events``, ``fields``,
     ``labels`` as in :func:`sample_cell_poisson`; ``Rmid[b, j, l]`` (B, N, N, k, k) is
     ``R(s_j, s_l)`` between the shared event times (:func:`shared_response` fills row ``j``
-    before the call); ``forces = (g, fev)``; ``tangent_paths = (dzT, hzT, gpT, gp0T, seedT, seed0T)``; ``sums =
+    before the call); ``forces = (g, fev, gs)``; ``tangent_paths = (dzT, hzT, gpT, gp0T, seedT, seed0T, noise)``
+    (``noise = (dzd, hzd, gnT, gn0T)``, :func:`dense_tangents`); ``sums =
     (dGm, dGp, dS, dFF, dPhi, QV)``; ``mid = (zeta, bridge, own, damp)``.
 
     ``r(s_j-) = w(s_j) + c sum_{l<j} R(s_j, s_l) fev_l`` (dot products with the shared
@@ -1169,6 +1220,17 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     Gaussian of width ``h`` across the plane (``J`` taken at the nearest point of the plane,
     :func:`_kink_points`). ``x[p, i]`` keeps the path's last ``x`` (the caller's widths).
 
+    Signed noise (SME, every plane one across which ``l'`` flips its sign, as phase retrieval's;
+    compiled in where the constant ``SIGNED`` is 1; docs/dmft_theory.md, "Kinks"): a path's noise
+    depends on its force only through ``g g^T``, so its force in the noise may be ``s(r) g(r)``
+    for any sign ``s`` of the path's past. With ``s = prod_i sign(x_i)`` (:func:`_kink_sign`) and
+    the kinked model's ``g``, the noise coefficient is continuous across the planes, and its
+    derivative ``s l''`` (the kinked model's, ``Hs``) has no Dirac part: the tangents no longer
+    differentiate a jump of the noise, whose smoothed derivative ``J / h`` times the noise is
+    heavy-tailed. The drift keeps the smoothed ``g`` and ``l''``. ``gs[p, j]`` (P, N, k) keeps the
+    noise's force for the next cell's first half, ``gnT``, ``gn0T`` its ``g'`` on the tangent
+    paths, whose ``dzT``, ``hzT`` are then the noise parts of ``dz`` and ``hz`` (:func:`dense_tangents`).
+
     Ghosts (GF, ``k = 1``, one plane; compiled in where the constant ``GHOSTS`` is 1, so that the
     other solves do not compile them; docs/dmft_theory.md, "Kinks"): the kinked model with each crossing's saltation (width -1), plus the boundary terms
     of the paths whose fate a kick flips. A tangent path that starts near the plane and recedes
@@ -1195,8 +1257,9 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     ev_cell, ev_lam, ev_dz = events
     Wprev, Wnew = fields
     y, wstar = labels
-    g, fev = forces
-    dzT, hzT, gpT, gp0T, seedT, seed0T = tangent_paths
+    g, fev, gs = forces
+    dzT, hzT, gpT, gp0T, seedT, seed0T, noise = tangent_paths
+    dzd, hzd, gnT, gn0T = noise
     dGm, dGp, dS, dFF, dPhi, QV = sums
     zeta, bridge, own, damp = mid
     inv = 1.0 / Pb
@@ -1217,6 +1280,9 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
         gk = np.empty((2, k))
         g0 = np.empty(k)
         gn = np.empty(k)
+        sv = np.empty(k)  # a signed noise's force s(r) g(r) and its l'' (SIGNED)
+        Hs = np.empty((k, k))
+        gs0 = np.empty(k)
         for q in range(first[b], first[b + 1]):
             p = paths[q]
             yp = y[p]
@@ -1243,15 +1309,32 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                     for a in range(k):
                         g0[a] = -g0[a]
                         r[a] += c * half * g0[a]
+                    s0 = 1.0
+                    if SIGNED:  # noqa: F821 (bound by specialise: docstring "Signed noise")
+                        s0 = _kink_sign(kinks, p, rk, k)
+                        for a in range(k):
+                            gs0[a] = s0 * g0[a]
                     if tang:
                         hess(rk, yp, params, H)  # noqa: F821
                         for a in range(k):
                             for e in range(k):
                                 gp0T[b, a, e, (p - b * Pb) // tstride] = -H[a, e]
+                                if SIGNED:  # noqa: F821
+                                    gn0T[b, a, e, (p - b * Pb) // tstride] = -s0 * H[a, e]
                 if own > 0.0:
-                    _add_half_cell_noise(zeta[p, j], bridge[b], own, g[p, j - 1] if j >= 1 else g0, k, r)
+                    if SIGNED:  # noqa: F821
+                        _add_half_cell_noise(zeta[p, j], bridge[b], own, gs[p, j - 1] if j >= 1 else gs0, k, r)
+                    else:
+                        _add_half_cell_noise(zeta[p, j], bridge[b], own, g[p, j - 1] if j >= 1 else g0, k, r)
                 grad(r, yp, params, gv)  # noqa: F821
                 hess(r, yp, params, H)  # noqa: F821
+                if SIGNED:  # noqa: F821 (the kinked model's force, before the smoothing below)
+                    sg = _kink_sign(kinks, p, r, k)
+                    for a in range(k):
+                        sv[a] = -sg * gv[a]
+                        gs[p, j, a] = sv[a]
+                        for e in range(k):
+                            Hs[a, e] = sg * H[a, e]
                 for pl in range(kinks[0].shape[0]):
                     if _kink_points(kinks, pl, p, b, r, k, rk2):
                         grad(rk2[0], yp, params, gk[0])  # noqa: F821
@@ -1263,6 +1346,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                     for a in range(k):
                         for e in range(k):
                             gpT[b, j, a, e, (p - b * Pb) // tstride] = -H[a, e]
+                            if SIGNED:  # noqa: F821
+                                gnT[b, j, a, e, (p - b * Pb) // tstride] = -Hs[a, e]
                     if GHOSTS:  # noqa: F821 (bound by specialise: GF's boundary terms, docstring "Ghosts")
                         xp2, tau, weight, offset, start, dforce, hb_b, open_slot, open_min, rise = ghosts
                         ka, koff, _, kx, kxp = kinks
@@ -1329,7 +1414,11 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                                 seed0T[b, 0, 0, m_t] = weight[p, sl] * dg * a0
                             else:
                                 seedT[b, t0, 0, 0, m_t] = weight[p, sl] * dg * a0
-                _add_event_force(g[p, j], H, damp, ev_dz[p, j], (c, dz_mean, dz_var), k, gn, fev[p, j], dFp, qv)
+                if SIGNED:  # noqa: F821
+                    _add_event_force(g[p, j], sv, Hs, damp, ev_dz[p, j], (c, dz_mean, dz_var), k, gn, fev[p, j], dFp, qv)
+                else:
+                    _add_event_force(g[p, j], g[p, j], H, damp, ev_dz[p, j], (c, dz_mean, dz_var), k, gn, fev[p, j],
+                                     dFp, qv)
             # E[dF (c g_i dz_i)^T] at event i's cell i + 1: a contiguous (vectorised) update
             for a in range(k):
                 _axpy(dFp[a] * c * inv, fev2[p, : lo[q] * k], dSt[a, : lo[q] * k])
@@ -1341,7 +1430,8 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
     if paths.size and tangent_chunk > 0:
         f = c * dz_mean * tstride * inv
         for b in prange(B):
-            _replica_tangents(Rmid[b], jn, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b], seedT[b], seed0T[b]),
+            _replica_tangents(Rmid[b], jn, c, f, (dzT[b], hzT[b], gpT[b], gp0T[b], seedT[b], seed0T[b],
+                                                  (dzd, hzd, gnT[b], gn0T[b])),
                               tangent_chunk, ev_cell[0], ev_lam[0], k, dGm[b], dGp[b])
 
 

@@ -405,6 +405,7 @@ def _blocks(X2, n, k):
 
 #: sampling of the paths' Gaussian inputs
 SAMPLING = ("qmc", "mc")
+KINK_RESPONSES = ("auto", "smoothed", "boundary", "signed_noise")
 
 
 def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1):
@@ -1142,7 +1143,7 @@ def _piecewise_rows(x, N, J, on_grid, nodes, n1):
 
 
 def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling, n_groups=0, at_once=1.0,
-                     boundary=False):
+                     boundary=False, signed_noise=False):
     """Peak bytes a solve allocates (above the process's baseline) and the largest part:
     ``'grid'`` (the ``(N+1) k`` square kernels of every replica, ``O(N^2)``), ``'paths'`` (per-path
     inputs, events, gradients and tangents, ``O(P N)``) or ``'events'`` (SGD: the per-path
@@ -1153,7 +1154,8 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     replicas).
     ``at_once``: the share of the replicas whose sample sides are allocated at the same time
     (parts of the replicas in turn, :func:`_parts_in_turn`). ``boundary``: GF's ghost pairs
-    (``GHOST_SLOTS`` per tangent path, their force changes at every step) and the tangents' seeds.
+    (``GHOST_SLOTS`` per tangent path, their force changes at every step) and the tangents' seeds;
+    ``signed_noise``: SME's noise forces per path and cell and their ``g'`` on the tangent paths.
     Counted in float64 so that absurd inputs give ``inf`` instead of an OverflowError;
     checked against measured peak RSS in tests/test_resources.py."""
     P = float(Pb) * B
@@ -1168,6 +1170,9 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     if boundary:
         ghosts = P / stride * (GHOST_SLOTS * 2 * (N + 1) * k + (N + 1) * k * k / 2) + P * (4 * GHOST_SLOTS + 3)
         paths, in_parts = paths + ghosts, in_parts + ghosts
+    if signed_noise:
+        noise = P * N * k + P / stride * N * k * k / 2
+        paths, in_parts = paths + noise, in_parts + noise
     grid += shared
     # Sobol draws of one replica (two copies) at the start; one replica's fields at the end
     transient = 2 * Pb * (D + nd + N * nxi) if sampling == "qmc" else 0.0
@@ -1233,6 +1238,7 @@ class _Setup:
     mixture_groups: object = None  # its _spectral.MixtureGroups
     time_grid: object = None  # t = tau(u) of the internal time u the grid is uniform in (dmft.grids)
     boundary: bool = False  # kink_response="boundary": GF's boundary terms instead of the smoothing
+    signed_noise: bool = False  # kink_response="signed_noise": SME's noise through s(r) l'(r), unsmoothed
 
     @property
     def uniform(self) -> bool:
@@ -1272,11 +1278,15 @@ def _checked(arguments: dict) -> _Setup:
     jumps = model.gradient_jumps()
     dirac = jumps > _models.GRADIENT_JUMP_TOL  # Dirac parts of l'', smoothed in the tangents
     kinked = bool(dirac.any()) and kink_bandwidth > 0
-    response = errors.choice("kink_response", a["kink_response"], ("auto", "smoothed", "boundary"))
+    response = errors.choice("kink_response", a["kink_response"], KINK_RESPONSES)
     if response == "boundary":
         _check_boundary(model, driver, dirac, kink_bandwidth, a["data"])
+    if response == "signed_noise":
+        _check_signed_noise(model, driver, dirac, kink_bandwidth)
     boundary = response == "boundary" or (response == "auto" and _boundary_applies(model, driver, dirac,
                                                                                    kink_bandwidth, a["data"]))
+    signed_noise = response == "signed_noise" or (response == "auto" and _applies(_check_signed_noise, model, driver,
+                                                                                  dirac, kink_bandwidth))
     dt = errors.positive("dt", driver.default_dt(lr_max) if a["dt"] is None else a["dt"])
     if dt > t_max:
         raise errors.ParameterError(f"dt={dt!r} is not allowed: dt must be in (0, t_max={t_max}]")
@@ -1331,7 +1341,8 @@ def _checked(arguments: dict) -> _Setup:
     return _Setup(arguments, model, driver, delta, lr, t_max, times, given_times, n_time, dt, n_replicas, n_paths,
                   tangent_stride, ridge, init_std, corrector, sampling, seed, ss, a["progress"], max_memory_gb,
                   check_dt, on_divergence, kink_bandwidth, a["kink_extrapolate"], data, spec, dirac, kinked, jump,
-                  max_runtime_s, schedule, lr_max, lr_top, mixture, mixture_groups, time_grid, boundary)
+                  max_runtime_s, schedule, lr_max, lr_top, mixture, mixture_groups, time_grid, boundary,
+                  signed_noise)
 
 
 def _check_boundary(model, driver, dirac, kink_bandwidth: float, data):
@@ -1359,10 +1370,42 @@ def _check_boundary(model, driver, dirac, kink_bandwidth: float, data):
 
 def _boundary_applies(model, driver, dirac, kink_bandwidth: float, data) -> bool:
     """``kink_response="auto"``: the boundary terms wherever they are built (:func:`_check_boundary`)."""
+    return _applies(_check_boundary, model, driver, dirac, kink_bandwidth, data)
+
+
+def _applies(check, *args) -> bool:
+    """``kink_response="auto"``: whether ``check(*args)`` passes (it raises ParameterError where not)."""
     try:
-        _check_boundary(model, driver, dirac, kink_bandwidth, data)
+        check(*args)
     except errors.ParameterError:
         return False
+    return True
+
+
+def _check_signed_noise(model, driver, dirac, kink_bandwidth: float):
+    """``kink_response="signed_noise"`` is built for SME with smoothed kinks (``kink_bandwidth > 0``)
+    across every one of which ``l'`` flips its sign (``l'(+) = -l'(-)``, as phase retrieval's and an
+    absolute loss's), so that ``s(r) l'(r)`` is continuous (:func:`_sign_flips`)."""
+    where = ("kink_response='signed_noise' is not allowed here: it is built for dynamics='sme' with "
+             "kink_bandwidth > 0 and a gradient that flips its sign across every kink in r (l'(+) = -l'(-), as "
+             "phase retrieval's; kink_response='smoothed' takes the rest); got ")
+    if driver.name != "sme":
+        raise errors.ParameterError(where + f"dynamics={driver.name!r}")
+    if not (dirac.any() and kink_bandwidth > 0):
+        raise errors.ParameterError(where + f"model={model.name!r} with kink_bandwidth={kink_bandwidth!r} and "
+                                    f"{int(np.count_nonzero(dirac))} kink plane(s) whose gradient jumps")
+    for plane in model.kink_planes()[dirac]:
+        if not _sign_flips(model, plane):
+            raise errors.ParameterError(where + f"model={model.name!r}, whose gradient does not flip its sign "
+                                        f"across the kink plane {plane.tolist()}")
+
+
+def _sign_flips(model, plane, n_points: int = 64, seed: int = 0) -> bool:
+    """Whether ``l'(+) = -l'(-)`` across ``plane`` at ``n_points`` random points of it (labels
+    from the teacher there), to round-off of the step ``1e-7`` across it."""
+    for gp, gm, _ in model.gradients_across(plane, n_points, np.random.default_rng(seed)):
+        if np.abs(gp + gm).max() > 1e-6 * (1.0 + np.abs(gp - gm).max()):
+            return False
     return True
 
 
@@ -1470,7 +1513,7 @@ def _check_resources(run: _Setup, grid: _Grid):
     def estimate(at_once=1.0):
         return _memory_estimate(driver, grid.B, grid.Pb, N, grid.k, grid.ks, run.model.noise_dim,
                                 len(grid.out_steps), run.tangent_stride, t_max, run.sampling, grid.n_groups, at_once,
-                                run.boundary)
+                                run.boundary, run.signed_noise)
 
     mem, culprit = estimate()
     if mem > run.max_memory_gb * 2**30:
@@ -1735,7 +1778,7 @@ class _SampleSide:
         self.dPhi = np.zeros((B, k, ks))
         self.QV = np.zeros((B, k, k))
         self.kernel = specialise(type(self).template, grad=run.model.grad, hess=run.model.hess, K=k,
-                                 GHOSTS=int(run.boundary), parallel=_config.PARALLEL)
+                                 GHOSTS=int(run.boundary), SIGNED=int(run.signed_noise), parallel=_config.PARALLEL)
         self.sums = (self.dGm, self.dGp, self.dS, self.dFF, self.dPhi, self.QV)
         self.events = (rnd.ev_cell, rnd.ev_lam, rnd.ev_dz)
         self.labels = (teacher.y, teacher.wstar)
@@ -1839,15 +1882,23 @@ class _DenseSide(_SampleSide):
         # the coefficient of g_{j-1} in r(s_j-) on the tangent paths
         # (a schedule: the cell's half-cell drift at its mean rate u1, its noise at the root mean square u2)
         u1, u2 = (np.ones((N, 1)),) * 2 if grid.rates is None else (grid.rates[:, None], np.sqrt(grid.rates2)[:, None])
-        hzT = np.broadcast_to(half * u1, (B, N, Mt)).copy()
+        # (a signed noise: dzT and hzT keep the noise parts, the drift parts dzd, hzd go by row)
+        signed = run.signed_noise
+        hzT = np.zeros((B, N, Mt)) if signed else np.broadcast_to(half * u1, (B, N, Mt)).copy()
         if self.n_mid:
             hzT += (self.own * u2) * rnd.zeta[:, :, 0].reshape(B, Pb, N)[:, ::stride].transpose(0, 2, 1)[:, :, :Mt]
         self.hzT = hzT.astype(np.float32)
-        self.path_state = (self.g, self.fev)
+        dzd, hzd = (self.dz_mean * u1[:, 0], half * u1[:, 0]) if signed else (np.zeros(0), np.zeros(0))
+        if signed:
+            self.dzT -= dzd[:, None].astype(np.float32)
+        self.gs = np.zeros((P, N, k) if signed else (0, 0, k))  # the noise's force s(r) g(r)
+        self.path_state = (self.g, self.fev, self.gs)
         self.ghosts = _ghosts(P, B, Mt, N, k) if run.boundary else _ghosts(0, B, 0, 0, k)
         seeds = (B, N, k, k, Mt) if run.boundary else (B, 0, k, k, 0)
+        noise = (B, N, k, k, Mt) if signed else (B, 0, k, k, 0)
         self.tangent_paths = (self.dzT, self.hzT, self.gpT, self.gp0T, np.zeros(seeds, np.float32),
-                              np.zeros((B, k, k, seeds[-1]), np.float32))
+                              np.zeros((B, k, k, seeds[-1]), np.float32),
+                              (dzd, hzd, np.zeros(noise, np.float32), np.zeros((B, k, k, noise[-1]), np.float32)))
 
     def cell(self, n):
         lo = np.full(self.grid.P, n - 1, dtype=np.int64)
@@ -2405,7 +2456,7 @@ def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err,
         "seed": seed if not isinstance(seed, np.random.SeedSequence) else -1,
         "corrector_residual": state.residual, "test_loss_quadrature_error": tl_err,
         "gradient_jump_at_kinks": run.jump, "kink_bandwidth": run.kink_bandwidth,
-        "kink_response": "boundary" if run.boundary else "smoothed",
+        "kink_response": "boundary" if run.boundary else "signed_noise" if run.signed_noise else "smoothed",
         "response_estimator": ("pathwise+boundary_terms" if run.boundary else "pathwise+smoothed_dirac")
                               if len(kinks[0]) else "pathwise",
         "events_per_path": float(rnd.counts.mean()),
@@ -2622,7 +2673,7 @@ def solve(
         combination). ``attrs['kink_bias_estimate']`` is the largest ``|x(h) - x(2h)|``
         relative to ``max |x|`` over the test loss and ``tr norm``: the bias that the
         extrapolation removed.
-    kink_response : {"auto", "smoothed", "boundary"}
+    kink_response : {"auto", "smoothed", "boundary", "signed_noise"}
         How the response carries the Dirac part of ``l''``. ``"smoothed"``: the smoothing and
         extrapolation above. ``"boundary"`` (GF, ``k = 1``, one kink in ``r`` whose force does not
         point towards it from both sides, isotropic data, ``kink_bandwidth > 0``):
@@ -2632,7 +2683,13 @@ def solve(
         density at the kink of width ``kink_bandwidth`` times the distance's spread
         (docs/dmft_theory.md, "Kinks"); no extrapolation. Its standard errors stay those of a
         smooth model where the smoothed tangents turn heavy-tailed (phase retrieval).
-        ``"auto"`` (default): ``"boundary"`` where it is built, else ``"smoothed"``;
+        ``"signed_noise"`` (SME, ``kink_bandwidth > 0``, a gradient that flips its sign across
+        every kink in ``r``, ``l'(+) = -l'(-)``, as phase retrieval's): the smoothing and
+        extrapolation of the drift as ``"smoothed"``, while the noise, whose law depends on the force
+        only through ``g g^T``, takes the kinked model's ``s(r) g(r)`` with a sign ``s`` that flips
+        at each kink, which is continuous there: the tangents have no jump of the noise to
+        differentiate (docs/dmft_theory.md, "Kinks").
+        ``"auto"`` (default): ``"boundary"`` or ``"signed_noise"`` where built, else ``"smoothed"``;
         ``attrs['kink_response']`` is the one used.
     on_divergence : {'raise', 'truncate'}
         What to do when the solve diverges (see Raises): raise, or return the output times
