@@ -122,12 +122,10 @@ def test_phase_retrieval_sme_signed_noise_against_the_simulation_early():
     assert signed.attrs["kink_response"] == "signed_noise"
     sim = dmft.simulate(models.phase_retrieval(), d=1000, n_seeds=16, seed=0, dt=0.00625, batch=1.0,
                         max_runtime_s=3600, **setting)
+    _assert_follows(signed, sim)
     for variable in ("test_loss", "norm"):
-        mean, se = _control_variate_means(sim, variable)
-        x, sx = signed[variable].values.ravel(), signed[variable + "_sem"].values.ravel()
-        z = np.abs(x - mean)[1:] / np.hypot(sx, se)[1:]
-        assert z.max() < 3.5, (variable, z.round(2))
-        ratio = np.sqrt(np.mean(sx[1:] ** 2) / np.mean(smoothed[variable + "_sem"].values.ravel()[1:] ** 2))
+        sx, so = (x[variable + "_sem"].values.ravel()[1:] for x in (signed, smoothed))
+        ratio = np.sqrt(np.mean(sx ** 2) / np.mean(so ** 2))
         assert ratio < 0.75, (variable, ratio)
 
 
@@ -222,6 +220,16 @@ def _control_variate_means(sim, variable):
     return coef[0], np.sqrt(cov * (resid ** 2).sum(0) / (len(x) - 2))
 
 
+def _assert_follows(theory, sim, z_max=3.5):
+    """The test loss and ``norm`` of ``theory`` within ``z_max`` combined standard errors of the
+    simulation's control-variate means (:func:`_control_variate_means`) after ``t = 0``."""
+    for variable in ("test_loss", "norm"):
+        mean, se = _control_variate_means(sim, variable)
+        x, sx = theory[variable].values.ravel(), theory[variable + "_sem"].values.ravel()
+        z = np.abs(x - mean)[1:] / np.hypot(sx, se)[1:]
+        assert z.max() < z_max, (variable, z.round(2))
+
+
 @pytest.mark.slow
 def test_phase_retrieval_gf_boundary_against_the_simulation():
     """Phase retrieval's GF, whose smoothed response turns noise-driven after ``t ~ 0.8`` (that
@@ -232,8 +240,4 @@ def test_phase_retrieval_gf_boundary_against_the_simulation():
     theory = dmft.solve(models.phase_retrieval(), kink_response="boundary", check_dt=False, seed=0, **setting)
     sim = dmft.simulate(models.phase_retrieval(), d=1000, n_seeds=16, seed=0, dt=0.025, batch=1.0,
                         max_runtime_s=3600, **setting)
-    for variable in ("test_loss", "norm"):
-        mean, se = _control_variate_means(sim, variable)
-        x, sx = theory[variable].values.ravel(), theory[variable + "_sem"].values.ravel()
-        z = np.abs(x - mean)[1:] / np.hypot(sx, se)[1:]
-        assert z.max() < 3.5, (variable, z.round(2))
+    _assert_follows(theory, sim)

@@ -1020,6 +1020,17 @@ def sample_cell_poisson(params, cell, active, events, fields, R, labels, path_st
             _add_cell_sums(b, p, dFp, qv, wstar, inv, k, dFF, QV, dPhi)
 
 
+@njit(cache=True, inline="always")
+def _gather(src, m0, out):
+    """``out[l, a, e, m] = src[l, a, e, m0 + m]``: a block of tangent paths (the last axis) of
+    ``out``'s rows, contiguous for the recursion."""
+    for l in range(out.shape[0]):
+        for a in range(out.shape[1]):
+            for e in range(out.shape[2]):
+                for m in range(out.shape[3]):
+                    out[l, a, e, m] = src[l, a, e, m0 + m]
+
+
 @njit(cache=True, nogil=True, fastmath=set(_config.FASTMATH))
 def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
     """:func:`dense_tangents` over the tangent paths ``(dzT, hzT, gpT, gp0T, seedT, seed0T, noise)`` of one
@@ -1068,32 +1079,15 @@ def chunked_tangents(Rm, j, c, tangent_paths, chunk, out, out0):
             for m in range(mc):
                 dz[l, m] = dzT[l, m0 + m]
                 hz[l, m] = hzT[l, m0 + m]
-            for a in range(k):
-                for e in range(k):
-                    for m in range(mc):
-                        gp[l, a, e, m] = gpT[l, a, e, m0 + m]
-        for a in range(k):
-            for e in range(k):
-                for m in range(mc):
-                    gp0[a, e, m] = gp0T[a, e, m0 + m]
+        _gather(gpT, m0, gp)
+        _gather(gp0T.reshape((1, k, k, gp0T.shape[2])), m0, gp0.reshape((1, k, k, mc)))
         sd = np.empty((j + 1 if seeded else 0, k, k, mc), f4)
-        for l in range(sd.shape[0]):
-            for a in range(k):
-                for e in range(k):
-                    for m in range(mc):
-                        sd[l, a, e, m] = seedT[l, a, e, m0 + m]
+        _gather(seedT, m0, sd)
         gn = np.empty((j + 1 if split else 0, k, k, mc), f4)
-        gn0 = np.empty((k, k, mc if split else 0), f4)
-        for l in range(gn.shape[0]):
-            for a in range(k):
-                for e in range(k):
-                    for m in range(mc):
-                        gn[l, a, e, m] = gnT[l, a, e, m0 + m]
-        for a in range(k):
-            for e in range(k):
-                for m in range(gn0.shape[2]):
-                    gn0[a, e, m] = gn0T[a, e, m0 + m]
-        dense_tangents(R4, j, c4, hz, dz, gp, gp0, Y, Acc, part, part0, sd, (dzd4, hzd4, gn, gn0))
+        gn0 = np.empty((1, k, k, mc if split else 0), f4)
+        _gather(gnT, m0, gn)
+        _gather(gn0T.reshape((1, k, k, gn0T.shape[2])), m0, gn0)
+        dense_tangents(R4, j, c4, hz, dz, gp, gp0, Y, Acc, part, part0, sd, (dzd4, hzd4, gn, gn0[0]))
         if seeded:  # the starts' ghosts: the kick at t_0 only
             for a in range(k):
                 for e in range(k):
