@@ -292,3 +292,21 @@ def test_kink_boundary_toy_clusters():
     trapezoid = lambda f: float(np.sum(0.5 * (f[1:] + f[:-1]) * np.diff(u)))
     assert trapezoid(w) == pytest.approx(1.0, abs=1e-6)
     assert trapezoid(w * u) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_relu_gf_estimators_quick(tmp_path):
+    est = importlib.import_module("validation.relu_gf_estimators")
+    rows = est.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+    ds = output.load(tmp_path / "relu_gf_estimators.nc")
+    assert list(ds.estimator.values) == ["boundary", "smoothed"] and ds.overlap_theory.shape == (2, 3)
+    assert [(r["variable"], r["estimator"]) for r in rows][:2] == [("test_loss", "boundary"), ("test_loss", "smoothed")]
+
+
+def test_control_variates_together_remove_what_each_explains():
+    """Two controls: a curve ``c + beta1 m1 + beta2 m2`` exactly gives ``c`` with no spread."""
+    fs = importlib.import_module("validation.relu_sme_finite_size")
+    rng = np.random.default_rng(4)
+    m = rng.normal(0.05, 0.03, (16, 2))
+    c = np.array([0.2, 0.4])
+    mean, se = fs.controlled_mean(c + m @ np.array([[1.0, 0.5], [-0.3, 2.0]]), m)
+    assert np.allclose(mean, c, atol=1e-12) and np.allclose(se, 0.0, atol=1e-12)

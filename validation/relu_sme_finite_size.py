@@ -53,14 +53,15 @@ def _curves(ds) -> dict:
 
 
 def controlled_mean(x: np.ndarray, m0: np.ndarray):
-    """Mean and standard error over seeds of ``x`` (seeds, T) with the control variate
-    ``m0`` (seeds,), whose expectation is 0: ``x - beta m0`` per time, ``beta`` the
-    least-squares slope of ``x`` on ``m0``. One degree of freedom is spent on ``beta``."""
-    n = len(m0)
-    dm = m0 - m0.mean()
-    beta = (dm @ (x - x.mean(0))) / max(dm @ dm, 1e-300)
-    y = x - np.outer(m0, beta)
-    return y.mean(0), y.std(0, ddof=2) / np.sqrt(n)
+    """Mean and standard error over seeds of ``x`` (seeds, T) with the control variates
+    ``m0`` (seeds,) or (seeds, c), whose expectations are 0: ``x - m0 beta`` per time, ``beta``
+    the least-squares slopes of ``x`` on ``m0``. A degree of freedom is spent on each slope."""
+    m = m0.reshape(len(m0), -1)
+    n, c = m.shape
+    dm = m - m.mean(0)
+    beta = np.linalg.lstsq(dm, x - x.mean(0), rcond=None)[0]
+    y = x - m @ beta
+    return y.mean(0), y.std(0, ddof=1 + c) / np.sqrt(n)
 
 
 def extrapolate(sizes, means: np.ndarray, sems: np.ndarray):
