@@ -25,14 +25,14 @@ import numpy as np
 import xarray as xr
 
 import dmft
-from dmft import models, output
+from dmft import models
 
 try:
     from validation import _common
-    from validation.relu_sme_finite_size import VARIABLES, _curves, controlled_mean, extrapolate
+    from validation.relu_sme_finite_size import VARIABLES, _curves, controlled_mean, extrapolate, save
 except ImportError:  # run as a script from validation/
     import _common
-    from relu_sme_finite_size import VARIABLES, _curves, controlled_mean, extrapolate
+    from relu_sme_finite_size import VARIABLES, _curves, controlled_mean, extrapolate, save
 
 SETTING = dict(delta=2.0, batch=1.0, lr=0.5, init_std=1.0, dynamics="gf")
 SIM_DT = 0.005 / SETTING["lr"]  # validation/zoo.py: LR_DT / lr
@@ -91,12 +91,7 @@ def main(argv=None):
                          f"d = {d_list[-1]}": _common.value(means[-1, -1], sems[-1, -1]),
                          "d -> inf": _common.value(x_inf[-1], se_inf[-1]),
                          **{f"max z vs {name}": float(x.max()) for name, x in z.items()}})
-    ds.attrs.update(model="relu", sizes=str(sizes), sim_dt=SIM_DT, **{k: str(x) for k, x in SETTING.items()})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    output.save(ds, out / "relu_gf_estimators.nc")
-    _common.print_rows(rows)
-    print(f"wrote {out / 'relu_gf_estimators.nc'} in {time.perf_counter() - t0:.0f} s")
+    save(ds, rows, Path(args.out) / "relu_gf_estimators.nc", sizes, SETTING, SIM_DT, t0)
     return rows
 
 

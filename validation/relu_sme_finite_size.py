@@ -146,13 +146,17 @@ def main(argv=None):
                                       zip(d_list, means[v][:, -1], sems[v][:, -1])},
                      "d -> inf": _common.value(x_inf[-1], se_inf[-1]), "theory": _common.value(th[-1], th_se[-1]),
                      "max z over t": float(z.max()) if z.size else float("nan")})
-    ds.attrs.update(model="relu", sizes=str(sizes), sim_dt=SIM_DT, **{k: str(x) for k, x in SETTING.items()})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    output.save(ds, out / "relu_sme_finite_size.nc")
-    _common.print_rows(rows)
-    print(f"values at t = {times[-1]:g}; wrote {out / 'relu_sme_finite_size.nc'} in {time.perf_counter() - t0:.0f} s")
+    save(ds, rows, Path(args.out) / "relu_sme_finite_size.nc", sizes, SETTING, SIM_DT, t0, f"values at t = {times[-1]:g}; ")
     return rows
+
+
+def save(ds, rows, path: Path, sizes, setting: dict, sim_dt: float, t0: float, note: str = ""):
+    """Write a ReLU script's Dataset (with its setting in ``attrs``) to ``path`` and print its rows."""
+    ds.attrs.update(model="relu", sizes=str(sizes), sim_dt=sim_dt, **{k: str(x) for k, x in setting.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    output.save(ds, path)
+    _common.print_rows(rows)
+    print(f"{note}wrote {path} in {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":
