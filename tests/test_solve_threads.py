@@ -37,6 +37,9 @@ CASES = {
                                           check_dt=False, **SMALL),
     "gf, relu boundary terms": lambda: dmft.solve(models.relu(1), dynamics="gf", seed=9, kink_response="boundary",
                                                   init_std=1.0, check_dt=False, **SMALL),
+    "sme, phase retrieval signed noise": lambda: dmft.solve(
+        models.phase_retrieval(), dynamics="sme", seed=10, kink_response="signed_noise", kink_extrapolate=False,
+        init_std=1.0, check_dt=False, **{**SMALL, "lr": 0.2}),
 }
 
 
