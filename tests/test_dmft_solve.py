@@ -112,6 +112,30 @@ def test_qmc_normals_are_finite_when_a_sobol_point_is_zero():
     assert np.abs(Z).max() < 6.2  # the middle of the outermost 2^-30 cell: ndtri(2^-31) = -6.1
 
 
+@settings(max_examples=20, deadline=None)
+@given(sampling=st.sampled_from(["qmc", "mc"]), B=st.integers(1, 6), Pb=st.integers(1, 40),
+       block=st.integers(1, 50), data=st.data())
+def test_normals_of_some_replicas_are_their_rows_of_all(sampling, B, Pb, block, data):
+    # a part of the solve draws only its replicas' inputs (_draws_in_parts): they must be the
+    # rows of one draw for all paths, and 'mc' inputs must not depend on the grouping of the
+    # paths into replicas (validation/replica_regroup.py solves the same paths as 8, 4, 2 replicas)
+    from unittest import mock
+
+    from dmft.multipass._solve import _normals
+
+    lo = data.draw(st.integers(0, B - 1))
+    hi = data.draw(st.integers(lo + 1, B))
+    ss = np.random.SeedSequence(data.draw(st.integers(0, 2**32 - 1)))
+    with mock.patch("dmft.multipass._solve.STREAM_BLOCK", block):
+        whole = _normals(ss, sampling, B, Pb, 1, 1, 1, 4, 2)
+        some = _normals(ss, sampling, B, Pb, 1, 1, 1, 4, 2, replicas=slice(lo, hi))
+        regrouped = _normals(ss, sampling, 1, B * Pb, 1, 1, 1, 4, 2)
+    for w, x, r in zip(whole, some, regrouped):
+        np.testing.assert_array_equal(x, w[lo * Pb:hi * Pb])
+        if sampling == "mc":
+            np.testing.assert_array_equal(r, w)
+
+
 @pytest.mark.parametrize("stride", [2, 4])
 def test_qmc_tangent_paths_see_both_signs_of_every_input(stride):
     # every 2nd point of scipy's Sobol sequence has the same sign in its second coordinate

@@ -7,6 +7,7 @@ leave no thread behind, and warnings come once, pointing at the caller."""
 import threading
 import time
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -37,6 +38,8 @@ CASES = {
                                           check_dt=False, **SMALL),
     "gf, relu boundary terms": lambda: dmft.solve(models.relu(1), dynamics="gf", seed=9, kink_response="boundary",
                                                   init_std=1.0, check_dt=False, **SMALL),
+    "gf, 7 replicas, no step check": lambda: dmft.solve(HUBER, dynamics="gf", seed=3, n_replicas=7, check_dt=False,
+                                                        **{**SMALL, "n_paths": 448}),
     "sme, phase retrieval signed noise": lambda: dmft.solve(
         models.phase_retrieval(), dynamics="sme", seed=10, kink_response="signed_noise", kink_extrapolate=False,
         init_std=1.0, check_dt=False, **{**SMALL, "lr": 0.2}),
@@ -79,9 +82,34 @@ def test_two_threads_give_the_numbers_of_one(name):
 def test_any_split_of_the_replicas_gives_the_same_numbers(n_replicas, threads, dynamics, seed):
     kw = dict(dynamics=dynamics, seed=seed, n_replicas=n_replicas, check_dt=False,
               **{**SMALL, "n_paths": 32 * n_replicas, "n_time": 3})
-    one = _with_threads(1, lambda: dmft.solve(HUBER, **kw))
-    many = _with_threads(threads, lambda: dmft.solve(HUBER, **kw))
+    with mock.patch.object(_solve, "STREAM_BLOCK", 48):  # SGD's event blocks cut across the parts
+        one = _with_threads(1, lambda: dmft.solve(HUBER, **kw))
+        many = _with_threads(threads, lambda: dmft.solve(HUBER, **kw))
     _assert_same(one, many)
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd, schedule", "gf, 7 replicas, no step check", "sgd, power law",
+                                  "sme, relu kinks"])
+def test_parts_that_draw_their_own_inputs_give_the_numbers_of_one_draw_for_all(monkeypatch, name):
+    """A solve whose inputs serve no other solve (no kink companion, no step check) lets each
+    part draw its paths' inputs and events when it starts (``_draws_in_parts``), SGD's events
+    and ``'mc'`` normals in blocks of paths that here (``STREAM_BLOCK = 100``, 64 paths per
+    replica) cut across the replicas and the parts: the numbers of one draw for all paths."""
+    monkeypatch.setattr(_solve, "STREAM_BLOCK", 100)
+    calls, random_inputs = [], _solve._random_inputs
+
+    def spy(run, grid, seeds, threads, replicas=None):
+        calls.append(replicas)
+        return random_inputs(run, grid, seeds, threads, replicas)
+
+    monkeypatch.setattr(_solve, "_random_inputs", spy)
+    parts = _with_threads(2, CASES[name])
+    assert len(calls) == 2 and None not in calls, calls  # each of the two parts drew its own
+    calls.clear()
+    monkeypatch.setattr(_solve, "_draws_in_parts", lambda run: False)
+    whole = _with_threads(2, CASES[name])
+    assert calls == [None]
+    _assert_same(parts, whole)
 
 
 def _nan_gradient_model():
@@ -319,6 +347,7 @@ def test_a_solve_above_the_memory_limit_runs_its_replicas_in_turn(monkeypatch, n
     monkeypatch.setattr(_solve, "_split", recorded)
     turn = _with_threads(2, lambda: dmft.solve(model, max_memory_gb=limit, **kw))
     assert turn.attrs["memory_gb"] <= limit and most[0] <= 2 and all(p.side is None for p in parts)
+    assert all(p.rnd is None for p in parts if p.draw is not None)  # drawn by the part, freed after it
     assert len(parts) > (4 if name == "sme, relu kinks" else 2)  # and the kink companion's parts
     for v in free.data_vars:
         np.testing.assert_array_equal(turn[v].values, free[v].values)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import math
 import mmap
 import os
@@ -165,9 +166,9 @@ class Poisson(_Driver):
         return _EventSide(run, grid, rnd, teacher)
 
     def sample_memory(self, P, B, N, k, stride, t_max, inputs):
-        """Doubles of the sample side ``(shared, paths, events, in_parts)`` (see
-        :func:`_memory_estimate`; ``in_parts``: what the parts' sample sides allocate, the rest
-        is drawn for all paths before them)."""
+        """Doubles of the sample side ``(shared, drawn, paths, events, in_parts)`` (see
+        :func:`_memory_estimate`; ``drawn``: the inputs and events of all paths, ``in_parts``:
+        what the parts' sample sides allocate)."""
         mean = self.rate * t_max
         # the most events of P Poisson paths: the 1 - 1/P quantile (normal above 1e6 events)
         J = float(stats.poisson.isf(1 / P, mean)) + 1 if mean < 1e6 else mean + 6 * math.sqrt(mean)
@@ -176,7 +177,7 @@ class Poisson(_Driver):
         # E J_p (J_p + 1) / 2 = (mean^2 + 2 mean) / 2, in single precision (half a double each)
         own = P * J * (k + k * k) + 4 * P * mean
         tangents = P / stride * (mean * mean + 2 * mean) / 4 * k * k
-        return 0.0, inputs + P * J * (6 + k) + own, tangents, own + tangents
+        return 0.0, inputs + P * J * (6 + k), own, tangents, own + tangents
 
     def sample_runtime(self, P, N, stride, t_max):
         """``c_path P J N`` with ``J = rate t_max`` events per path."""
@@ -252,14 +253,14 @@ class _Dense(_Driver):
         return _DenseSide(run, grid, rnd, teacher)
 
     def sample_memory(self, P, B, N, k, stride, t_max, inputs):
-        """Doubles of the sample side ``(shared, paths, events, in_parts)`` (see
-        :func:`_memory_estimate`): ``R`` between the shared event times (``Rmid``); events (cell,
-        lam, dz; drawn for all paths), gradients and forces per cell, the tangent paths' dz, hz
-        and g' (single precision: half a double each), which the parts' sample sides allocate."""
+        """Doubles of the sample side ``(shared, drawn, paths, events, in_parts)`` (see
+        :func:`_memory_estimate`): ``R`` between the shared event times (``Rmid``); the inputs
+        and events (cell, lam, dz) of all paths; gradients and forces per cell, the tangent paths'
+        dz, hz and g' (single precision: half a double each), which the parts' sample sides allocate."""
         J = N
         rmid = B * N * N * k * k
         own = P * J * 2 * k + P / stride * N * (2 + k * k) / 2
-        return rmid, inputs + P * J * 3 + own, 0.0, rmid + own
+        return rmid, inputs + P * J * 3, own, 0.0, rmid + own
 
     def sample_runtime(self, P, N, stride, t_max):
         """``c_path (P / stride) N^2``: the tangent paths' backward rows."""
@@ -408,13 +409,35 @@ SAMPLING = ("qmc", "mc")
 KINK_RESPONSES = ("auto", "smoothed", "boundary", "signed_noise")
 
 
-def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1):
-    """Standard-normal inputs of the ``B * Pb`` paths (replica-major rows).
+#: paths per block of the pseudo-random streams (``sampling='mc'``'s normals, SGD's events): a
+#: path's inputs depend on its index and the seed only, not on the replicas or parts that hold it
+STREAM_BLOCK = 4096
+
+
+def _child(ss: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
+    """Child ``i`` of a fresh ``ss``, as ``ss.spawn(i + 1)[i]`` gives it, without spawning (a
+    part of the solve takes its own children from the seed shared by all parts)."""
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i), pool_size=ss.pool_size)
+
+
+def _stream_blocks(paths: range, P: int):
+    """``(i, n, rows, out)`` for the stream blocks of ``P`` paths that hold ``paths``: block
+    ``i`` of ``n`` paths, its ``rows`` among ``paths``, at ``out`` in the rows of ``paths``."""
+    for i in range(paths.start // STREAM_BLOCK, -(-paths.stop // STREAM_BLOCK)):
+        lo, hi = max(paths.start, i * STREAM_BLOCK), min(paths.stop, (i + 1) * STREAM_BLOCK)
+        yield (i, min(STREAM_BLOCK, P - i * STREAM_BLOCK), slice(lo - i * STREAM_BLOCK, hi - i * STREAM_BLOCK),
+               slice(lo - paths.start, hi - paths.start))
+
+
+def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1, replicas=None):
+    """Standard-normal inputs of the paths of ``replicas`` (default all ``B``; ``Pb`` paths each,
+    replica-major rows).
 
     Returns ``Z`` (P, ks + (N+1) k): teacher then field innovations at ``t_0..t_N``
     (the columns of the joint Cholesky factor); ``eps`` (P, nd) label noise; ``xi``
     (P, N nxi) the driver's normals per cell (SME: ``dB``, then the half cell's own and
-    bridge normals). ``"mc"``: pseudo-random. ``"qmc"``: for each replica one scrambled
+    bridge normals). ``"mc"``: pseudo-random, in blocks of :data:`STREAM_BLOCK` paths from
+    children of ``ss``. ``"qmc"``: for each replica one scrambled
     Sobol point set (independent scrambles, so replicas stay i.i.d. and their spread is an
     honest standard error) through the normal quantile, coordinates
     ordered by importance: teacher, label noise, field at ``t_0``, then per cell its driver
@@ -424,27 +447,32 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1):
     the tangent paths would all start on one side of the field at ``t_0``. Each replica's
     points come from its own child of ``ss``: ``threads`` draw replicas side by side
     (:func:`_on_threads`; scipy's Sobol draw and ``ndtri`` release the GIL), the same values.
+    Either way a path's inputs do not depend on which ``replicas`` are drawn with it.
     """
-    P = B * Pb
+    replicas = range(B)[replicas if replicas is not None else slice(None)]
+    P = len(replicas) * Pb
     dim = ks + nd + (N + 1) * k + N * nxi
+    Z = np.empty((P, ks + (N + 1) * k))
+    eps = np.empty((P, nd))
+    xi = np.empty((P, N * nxi))
     if sampling == "mc":
-        rng = np.random.default_rng(ss)
-        return rng.standard_normal((P, ks + (N + 1) * k)), rng.standard_normal((P, nd)), rng.standard_normal((P, N * nxi))
+        paths = range(replicas.start * Pb, replicas.stop * Pb)
+        for i, n, rows, out in _stream_blocks(paths, B * Pb):
+            rng = np.random.default_rng(_child(ss, i))
+            for x in (Z, eps, xi):
+                x[out] = rng.standard_normal((n, x.shape[1]))[rows]
+        return Z, eps, xi
     if dim > qmc.Sobol.MAXDIM:
         raise errors.ParameterError(
             f"sampling='qmc' is not allowed here: the grid needs {dim} Gaussian inputs per path, "
             f"Sobol points have at most {qmc.Sobol.MAXDIM}; use sampling='mc' or a larger dt")
-    Z = np.empty((P, ks + (N + 1) * k))
-    eps = np.empty((P, nd))
-    xi = np.empty((P, N * nxi))
-    children = ss.spawn(B)
 
-    def draw(replicas):
-        for b in replicas:
-            _qmc_replica(b, children[b], Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim)
+    def draw(chunk):
+        for b in chunk:
+            _qmc_replica(b - replicas.start, _child(ss, b), Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim)
 
     qmc.Sobol(1, scramble=False)  # scipy loads its direction numbers (a module global) on this thread
-    _on_threads(draw, range(B), threads)
+    _on_threads(draw, replicas, threads)
     return Z, eps, xi
 
 
@@ -1143,7 +1171,7 @@ def _piecewise_rows(x, N, J, on_grid, nodes, n1):
 
 
 def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, sampling, n_groups=0, at_once=1.0,
-                     boundary=False, signed_noise=False):
+                     boundary=False, signed_noise=False, drawn_in_parts=False):
     """Peak bytes a solve allocates (above the process's baseline) and the largest part:
     ``'grid'`` (the ``(N+1) k`` square kernels of every replica, ``O(N^2)``), ``'paths'`` (per-path
     inputs, events, gradients and tangents, ``O(P N)``) or ``'events'`` (SGD: the per-path
@@ -1156,6 +1184,8 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     (parts of the replicas in turn, :func:`_parts_in_turn`). ``boundary``: GF's ghost pairs
     (``GHOST_SLOTS`` per tangent path, their force changes at every step) and the tangents' seeds;
     ``signed_noise``: SME's noise forces per path and cell and their ``g'`` on the tangent paths.
+    ``drawn_in_parts``: the parts draw their paths' inputs and events (:func:`_draws_in_parts`),
+    else they are drawn for all paths before the parts start.
     Counted in float64 so that absurd inputs give ``inf`` instead of an OverflowError;
     checked against measured peak RSS in tests/test_resources.py."""
     P = float(Pb) * B
@@ -1166,7 +1196,10 @@ def _memory_estimate(driver, B, Pb, N, k, ks, nd, n_time, stride, t_max, samplin
     # C, R, A, S, the step response RtT; the replicas' Cholesky factors L; C and R at the output times
     grid = (5 + 4 * n_groups) * B * NK * NK + B * D * D + 2 * B * n_time * n_time * k * k
     inputs = P * (D + nd + N * nxi)
-    shared, paths, events, in_parts = driver.sample_memory(P, B, N, k, stride, t_max, inputs)
+    shared, drawn, paths, events, in_parts = driver.sample_memory(P, B, N, k, stride, t_max, inputs)
+    paths += drawn
+    if drawn_in_parts:
+        in_parts += drawn
     if boundary:
         ghosts = P / stride * (GHOST_SLOTS * 2 * (N + 1) * k + (N + 1) * k * k / 2) + P * (4 * GHOST_SLOTS + 3)
         paths, in_parts = paths + ghosts, in_parts + ghosts
@@ -1444,6 +1477,7 @@ class _Grid:
     split: int = 1  # sample-side replicas per replica: a mixture's classes (B above counts them)
     threads: int = 1  # parts of the replicas, each on its own thread (_solve_threads)
     parts: int = 0  # more parts than threads, in turn (_parts_in_turn); 0: one per thread
+    drawn_in_parts: bool = False  # each part draws its paths' inputs (_draws_in_parts)
     mem: float = 0.0
     runtime: float = 0.0
     #: a schedule's mean of ``lr / lr0`` and of ``(lr / lr0)^2`` over each cell (N,); None: a constant rate
@@ -1495,7 +1529,8 @@ def _plan(run: _Setup) -> _Grid:
     # a mixture's paths carry their one-hot class in place of the teacher field (docs/dmft_mixture.md)
     ks = run.model.k_star if run.mixture is None else run.mixture.n_classes
     grid = _Grid(N, dt, every, out_steps, interp, interp1, time_out, B, Pb, run.model.k, ks, tau,
-                 tau * run.lr / run.batch, half, 0 if groups is None else len(groups.weights), split=split)
+                 tau * run.lr / run.batch, half, 0 if groups is None else len(groups.weights), split=split,
+                 drawn_in_parts=_draws_in_parts(run))
     _check_resources(run, grid)  # before the O(N) rates below
     if not isinstance(run.schedule, _schedules.Constant) or not run.uniform:
         # a time grid's tau' multiplies the rate of drift and noise variance alike (dmft.grids)
@@ -1503,6 +1538,28 @@ def _plan(run: _Setup) -> _Grid:
         grid.rates = _schedules.cell_means(run.schedule, edges, time_grid=clock) / run.lr
         grid.rates2 = _schedules.cell_means(run.schedule, edges, power=2, time_grid=clock) / run.lr**2
     return grid
+
+
+def _has_companion(run: _Setup) -> bool:
+    """Whether a solve at twice the kink width runs beside this one (the width extrapolation)."""
+    return run.kinked and run.kink_extrapolate and not run.boundary
+
+
+def _n_kink_planes(run: _Setup) -> int:
+    """The kink planes whose Dirac parts the solve smooths or takes boundary terms for."""
+    return int(np.count_nonzero(run.dirac & run.kinked))
+
+
+def _draws_in_parts(run: _Setup) -> bool:
+    """Whether each part of the solve draws its own paths' inputs when it starts and frees them
+    when it ends (:func:`_work`), so that parts in turn (:func:`_parts_in_turn`) hold only theirs:
+    unless the inputs of all paths serve another solve (a kink companion beside this one, the step
+    check after it) or come from one (this solve is a companion or a step check's solve), or a
+    mixture draws its paths' classes for all of them. The numbers are the same either way
+    (:func:`_random_inputs`)."""
+    handed = getattr(_SHARED, "rnd", None) is not None or getattr(_COMMON, "base", None) is not None
+    checked = run.check_dt is not False and bool(run.driver.step_order)
+    return not (handed or checked or _has_companion(run) or run.mixture is not None)
 
 
 def _check_resources(run: _Setup, grid: _Grid):
@@ -1513,7 +1570,7 @@ def _check_resources(run: _Setup, grid: _Grid):
     def estimate(at_once=1.0):
         return _memory_estimate(driver, grid.B, grid.Pb, N, grid.k, grid.ks, run.model.noise_dim,
                                 len(grid.out_steps), run.tangent_stride, t_max, run.sampling, grid.n_groups, at_once,
-                                run.boundary, run.signed_noise)
+                                run.boundary, run.signed_noise, grid.drawn_in_parts)
 
     mem, culprit = estimate()
     if mem > run.max_memory_gb * 2**30:
@@ -1545,7 +1602,7 @@ def _check_resources(run: _Setup, grid: _Grid):
 
 def _parts_in_turn(grid: _Grid, threads: int, limit: float, estimate):
     """The fewest parts of the replicas, ``threads`` of them at a time, whose sample sides fit
-    ``limit`` bytes beside what is drawn for all paths (``estimate(at_once)``:
+    ``limit`` bytes beside what is allocated for all paths (``estimate(at_once)``:
     :func:`_memory_estimate` with that share of the replicas' sample sides at once), and the
     memory then; the most parts (one replica each) if none fits, 0 if there are no more replicas
     than threads. Parts in turn give the numbers of parts side by side (their replicas are
@@ -1594,28 +1651,33 @@ class _Random:
     ev_zeta: np.ndarray
 
 
-def _random_inputs(run: _Setup, grid: _Grid, threads: int) -> _Random:
-    """The Gaussian inputs (:func:`_normals` on ``threads`` threads, or a step check's common
-    random numbers) and the driver's events, from two children of the seed; on a kink
-    companion's thread, those of the solve it serves (read only by either)."""
+def _random_inputs(run: _Setup, grid: _Grid, seeds, threads: int, replicas: slice | None = None) -> _Random:
+    """The inputs of the paths of ``replicas`` (default all): the Gaussian ones (:func:`_normals`
+    on ``threads`` threads, or a step check's common random numbers) and the driver's events
+    (:func:`_events`), from the two children ``seeds`` of the seed; on a kink companion's thread,
+    those of the solve it serves (read only by either). A path's inputs are the same whichever
+    ``replicas`` are drawn with it: the parts of a solve that draw their own
+    (:func:`_draws_in_parts`) get the numbers of one draw for all."""
     shared = getattr(_SHARED, "rnd", None)
     if shared is not None:
         _SHARED.rnd = None  # this solve's inputs only, not those of the solves it starts
         return shared
-    driver, N, P, k = run.driver, grid.N, grid.P, grid.k
-    s_z, s_ev = run.ss.spawn(2)
+    driver, N, k = run.driver, grid.N, grid.k
+    replicas = range(grid.B)[replicas if replicas is not None else slice(None)]
+    paths = range(replicas.start * grid.Pb, replicas.stop * grid.Pb)
+    P = len(paths)
+    s_z, s_ev = seeds
     nxi, n_mid = driver.normals_per_cell, driver.midpoint_normals(k)
 
     def events(xi):
-        rng = np.random.default_rng(s_ev)
-        counts, ev_cell, ev_lam, ev_dz = driver.events(rng, P, N, grid.dt, xi, run.time_grid)
-        return counts, ev_cell, ev_lam, ev_dz, driver.event_normals(rng, ev_cell.shape, k)
+        return _events(run, grid, s_ev, paths, xi)
 
     # SGD's events do not read the normals: drawn on a thread beside them (their own stream)
     beside = _Beside(events, None) if not driver.dense and threads > 1 else None
-    Z, eps, xi = _common_inputs(N, s_z) or _normals(s_z, run.sampling, grid.B, grid.Pb, grid.ks,
-                                                    run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride,
-                                                    threads)
+    whole = len(replicas) == grid.B
+    Z, eps, xi = (whole and _common_inputs(N, s_z)) or _normals(
+        s_z, run.sampling, grid.B, grid.Pb, grid.ks, run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride,
+        threads, slice(replicas.start, replicas.stop))
     cell_normals = xi.reshape(P, N, nxi + n_mid)
     zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
     counts, ev_cell, ev_lam, ev_dz, ev_zeta = (
@@ -1624,6 +1686,28 @@ def _random_inputs(run: _Setup, grid: _Grid, threads: int) -> _Random:
         ev_dz = driver.scheduled(ev_cell, ev_lam, ev_dz, grid,
                                  lambda u: run.schedule.rates(run.time_grid.t(u)) / run.lr)
     return _Random(Z, eps, xi, zeta, counts, ev_cell, ev_lam, ev_dz, ev_zeta)
+
+
+def _events(run: _Setup, grid: _Grid, ss, paths: range, xi):
+    """``(counts, ev_cell, ev_lam, ev_dz, ev_zeta)`` of ``paths`` (:class:`_Random`): a dense
+    driver's from the paths' normals ``xi``; SGD's in blocks of :data:`STREAM_BLOCK` paths, each
+    from its own child of ``ss`` (so a part of the solve draws only its own), padded with
+    empty events to the most of any of ``paths``."""
+    driver, N, k = run.driver, grid.N, grid.k
+    if driver.dense:
+        counts, ev_cell, ev_lam, ev_dz = driver.events(None, len(paths), N, grid.dt, xi, run.time_grid)
+        return counts, ev_cell, ev_lam, ev_dz, driver.event_normals(None, ev_cell.shape, k)
+    blocks = []
+    for i, n, rows, _ in _stream_blocks(paths, grid.P):
+        rng = np.random.default_rng(_child(ss, i))
+        counts, *events = driver.events(rng, n, N, grid.dt, None, run.time_grid)
+        events.append(driver.event_normals(rng, events[0].shape, k))
+        blocks.append((counts[rows], *(x[rows] for x in events)))
+    J = max(x[1].shape[1] for x in blocks)
+    counts = np.concatenate([x[0] for x in blocks])
+    # past a path's count its events are empty (cell 0, lam 0, dz 0) and never read
+    return (counts, *(np.concatenate([np.pad(x[j], [(0, 0), (0, J - x[j].shape[1])] + [(0, 0)] * (x[j].ndim - 2))
+                                      for x in blocks]) for j in range(1, 5)))
 
 
 @dataclass
@@ -2082,9 +2166,11 @@ class _Part:
 
     replicas: slice
     grid: _Grid
-    rnd: _Random
-    teacher: _Teacher
+    rnd: _Random | None  # None until a part that draws its own inputs (``draw``) starts, and after it ends
+    teacher: _Teacher | None
     state: _State
+    draw: object = None  # () -> the part's _Random, for a part that draws its own (_draws_in_parts)
+    counts: np.ndarray | None = None  # its paths' events, kept after it ends
     side: _SampleSide | None = None
     train: np.ndarray | None = None
     at: int = 0
@@ -2112,21 +2198,25 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _split(run: _Setup, grid: _Grid, rnd: _Random, teacher: _Teacher, state: _State, rho, q0):
+def _split(run: _Setup, grid: _Grid, rnd: _Random | None, teacher: _Teacher | None, state: _State, rho, q0, seeds):
     """The solve's replicas in ``grid.threads`` parts of whole replicas (``grid.parts`` when the
     memory limit needs more, :func:`_parts_in_turn`), as equal as they go, each with its paths'
-    rows of the inputs and the teacher (views: the values drawn for all paths)."""
+    rows of the inputs and the teacher (views: the values drawn for all paths), or (``rnd`` None)
+    what it needs to draw its own: the ``seeds`` of :func:`_random_inputs`."""
     bounds = _chunk_bounds(grid.B // grid.split, max(grid.parts, grid.threads))
     parts = []
     for lo, hi in zip(bounds, bounds[1:]):
         replicas = slice(lo * grid.split, hi * grid.split)
         paths = slice(replicas.start * grid.Pb, replicas.stop * grid.Pb)
         sub = dataclasses.replace(grid, B=replicas.stop - replicas.start)
-        a, off, width, x, xp = teacher.kinks
-        kk = (a, off[paths], width[replicas], x[paths], xp[paths])
-        part = _Part(replicas, sub, _Random(*(getattr(rnd, f.name)[paths] for f in dataclasses.fields(_Random))),
-                     _Teacher(teacher.wstar[paths], teacher.y[paths], kk),
-                     state.part(run, sub, replicas, rho, q0))
+        part = _Part(replicas, sub, None, None, state.part(run, sub, replicas, rho, q0))
+        if rnd is None:
+            part.draw = functools.partial(_random_inputs, run, grid, seeds, 1, replicas)
+        else:
+            a, off, width, x, xp = teacher.kinks
+            kk = (a, off[paths], width[replicas], x[paths], xp[paths])
+            part.rnd = _Random(*(getattr(rnd, f.name)[paths] for f in dataclasses.fields(_Random)))
+            part.teacher = _Teacher(teacher.wstar[paths], teacher.y[paths], kk)
         part.fields_ok, part.grads_ok = np.ones(grid.N + 1, bool), np.ones(grid.N + 1, bool)
         parts.append(part)
     return parts
@@ -2260,6 +2350,10 @@ def _work(run: _Setup, part: _Part, team: _Team):
     """One part's work: its sample side, its rows, and (if no part ended the solve before) its
     training loss; where it ends is recorded in ``part`` and ``team``, not raised."""
     try:
+        if part.draw is not None:
+            part.rnd = part.draw()
+            part.teacher = _teacher(run, part.grid, part.rnd, part.state)
+        part.counts = part.rnd.counts
         part.side = run.driver.sample_side(run, part.grid, part.rnd, part.teacher)
         if _integrate(run, part, team):
             part.at = part.grid.N + 1
@@ -2271,6 +2365,8 @@ def _work(run: _Setup, part: _Part, team: _Team):
         team.abort.set()
     finally:
         part.side = None  # its paths' workspace: the next part in turn allocates its own
+        if part.draw is not None:
+            part.rnd, part.teacher = None, None
 
 
 def _integrate(run: _Setup, part: _Part, team: _Team) -> bool:
@@ -2441,8 +2537,8 @@ def _dataset(run: _Setup, grid: _Grid, rho, threads, train, norm_b, m_b, qk_b, m
     return variables, replicas, tl_err
 
 
-def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err, t_start) -> dict:
-    """Inputs and diagnostics of a solve."""
+def _attrs(run: _Setup, grid: _Grid, counts: np.ndarray, state: _State, tl_err, t_start) -> dict:
+    """Inputs and diagnostics of a solve (``counts``: the events of every path)."""
     seed = run.seed
     attrs = {
         "solver": "dmft.solve", "dynamics": run.dynamics, "driver": repr(run.driver),
@@ -2458,9 +2554,9 @@ def _attrs(run: _Setup, grid: _Grid, rnd: _Random, state: _State, kinks, tl_err,
         "gradient_jump_at_kinks": run.jump, "kink_bandwidth": run.kink_bandwidth,
         "kink_response": "boundary" if run.boundary else "signed_noise" if run.signed_noise else "smoothed",
         "response_estimator": ("pathwise+boundary_terms" if run.boundary else "pathwise+smoothed_dirac")
-                              if len(kinks[0]) else "pathwise",
-        "events_per_path": float(rnd.counts.mean()),
-        "max_events_per_path": int(rnd.counts.max()), "chol_min_relative_pivot": float(state.min_pivot),
+                              if _n_kink_planes(run) else "pathwise",
+        "events_per_path": float(counts.mean()),
+        "max_events_per_path": int(counts.max()), "chol_min_relative_pivot": float(state.min_pivot),
         "chol_zero_pivots": int(state.n_zero_pivots), "memory_gb": grid.mem / 2**30,
         "runtime_estimate_s": grid.runtime,
         "runtime_s": _time.perf_counter() - t_start,
@@ -2486,7 +2582,7 @@ def _diverged(run: _Setup, grid: _Grid, err):
     raise err
 
 
-def _checks(ds, run: _Setup, grid: _Grid, inputs, kinks, replicas, wide: _Companion | None):
+def _checks(ds, run: _Setup, grid: _Grid, inputs, replicas, wide: _Companion | None):
     """After the solve: the kink width's extrapolation (from the companion ``wide``) and the
     step check of ``check_dt`` on common random numbers from the solve's Gaussian ``inputs``
     ``(Z, eps, xi)`` (:class:`_Random`)."""
@@ -2501,7 +2597,7 @@ def _checks(ds, run: _Setup, grid: _Grid, inputs, kinks, replicas, wide: _Compan
         replicas = tuple(2 * a - b for a, b in zip(replicas, rough_replicas))
         if getattr(_CHECKING, "active", False):
             _CHECKING.replicas = replicas
-    _warn_noise_driven(ds, bool(len(kinks[0])) and not run.boundary)  # the boundary terms: a smooth model's noise
+    _warn_noise_driven(ds, _n_kink_planes(run) > 0 and not run.boundary)  # the boundary terms: a smooth model's noise
     ds.attrs.update(dt_check_max_z=np.nan, dt_check_step_error=np.nan, dt_check_dt=np.nan)
     if run.check_dt is not False and run.driver.step_order:
         try:
@@ -2620,7 +2716,8 @@ def solve(
         Brownian increments): randomised quasi-Monte Carlo (one scrambled Sobol set per
         replica) or pseudo-random. QMC gives smaller standard errors at equal paths
         (docs/dmft_theory.md, "Randomised quasi-Monte Carlo"). SGD's jump times are
-        pseudo-random either way.
+        pseudo-random either way. A path's inputs depend on ``seed`` and its index only
+        (pseudo-random ones in blocks of paths), not on ``n_replicas`` with ``"mc"``.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed; equal seeds give bit-identical output on one machine (across CPUs: the
         tolerance in docs/reliability.md, "Reproducibility"). A ``numpy.random.Generator``
@@ -2699,7 +2796,8 @@ def solve(
         Refuse (ParameterError, before any work) a solve whose estimated peak memory or run
         time is above these (``max_runtime_s=None``: no time limit). Above the memory limit,
         parts of the replicas run in turn, one per thread at a time, when that fits (the
-        paths' workspace is then allocated per part; the same numbers). A
+        paths' workspace is then allocated per part, and their inputs and events too unless a
+        kink companion or the step check needs them for all paths; the same numbers). A
         :class:`~dmft.errors.LongRunWarning` announces estimates above a minute. Estimates in
         ``attrs['memory_gb']`` and ``attrs['runtime_estimate_s']`` (docs/reliability.md).
     data : onepass.data.GaussianMixture or None
@@ -2784,16 +2882,17 @@ def solve(
         # companion ends about when this solve's steps do (the same steps), and each output
         # time's numbers are its own on any thread
         cores = _solve_threads(run, None)
-        rnd = _random_inputs(run, grid, cores)
-        if run.kinked and run.kink_extrapolate and not run.boundary:
+        seeds = run.ss.spawn(2)
+        rnd = None if grid.drawn_in_parts else _random_inputs(run, grid, seeds, cores)
+        if _has_companion(run):
             wide = _Companion({**run.arguments, "kink_bandwidth": 2 * run.kink_bandwidth, "kink_extrapolate": False,
                                "check_dt": False, "progress": False}, rnd)
         grid.threads = _solve_threads(run, wide)
         rho = np.eye(grid.ks) if run.spec is None else run.spec.rho_k
         q0 = grid.tau * run.init_std**2 * np.eye(grid.k)
         state = _State.allocate(grid, rho)
-        teacher = _teacher(run, grid, rnd, state)
-        parts = _split(run, grid, rnd, teacher, state, rho, q0)
+        teacher = None if rnd is None else _teacher(run, grid, rnd, state)
+        parts = _split(run, grid, rnd, teacher, state, rho, q0, seeds)
         err = _integrate_parts(run, grid, parts)
         if err is not None:
             return _diverged(run, grid, err)
@@ -2812,12 +2911,13 @@ def solve(
             "student": np.arange(grid.k), "student2": np.arange(grid.k),
             **({"teacher": np.arange(grid.ks)} if run.mixture is None else {"class": np.arange(grid.ks)}),
         }
-        attrs = _attrs(run, grid, rnd, state, teacher.kinks, tl_err, t_start)
+        counts = np.concatenate([p.counts for p in parts])
+        attrs = _attrs(run, grid, counts, state, tl_err, t_start)
         ds = output.build(variables, coords, attrs, time_axis="multipass")
-        kinks, inputs = teacher.kinks, (rnd.Z, rnd.eps, rnd.xi)
+        inputs = None if rnd is None else (rnd.Z, rnd.eps, rnd.xi)
         # the step check solves again: this solve's state and events are not needed beside it
         del state, parts, teacher, train, rnd
-        return _checks(ds, run, grid, inputs, kinks, replicas, wide)
+        return _checks(ds, run, grid, inputs, replicas, wide)
     finally:
         if wide is not None:
             wide.cancel()
