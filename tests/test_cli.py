@@ -61,7 +61,7 @@ def test_divergence_exits_3(tmp_path, capsys):
 def test_on_divergence_truncate_on_both_subcommands(tmp_path, capsys):
     """``--on-divergence truncate``: compare keeps the times before the blow-up (exit 0); sweep passes
     the policy to every point (a truncated point is listed with its divergence, not fatal)."""
-    argv = [*TINY, "--lr", "40", "--t-max", "2", "--n-time", "41", "--dynamics", "sgd", "--no-simulation",
+    argv = [*TINY, "--lr", "8", "--t-max", "2", "--n-time", "41", "--dynamics", "sgd", "--no-simulation",
             "--on-divergence", "truncate"]
     assert cli.main(["compare", *argv, "--out", str(tmp_path / "c")]) == 0
     assert "diverged at t = " in capsys.readouterr().out

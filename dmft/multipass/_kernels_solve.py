@@ -26,6 +26,15 @@ from numba import njit, prange
 from .. import _config
 
 
+@njit(cache=True, inline="always")
+def _boundary_factor(u):
+    """The factor ``(a2 - a1 u) / (a0 a2 - a1^2)`` that makes the Gaussian ``phi(u)`` on the half
+    line ``u >= 0`` (``u`` in units of its width) a local-linear boundary kernel: it integrates to
+    1 with no first moment, ``a0 = a2 = 1/2`` and ``a1 = 1/sqrt(2 pi)`` being the half line's
+    moments of ``phi`` (docs/dmft_theory.md, "Kinks", one-sided data)."""
+    return (0.5 - 0.3989422804014327 * u) / (0.25 - 0.5 / math.pi)
+
+
 @njit(cache=True, inline="always")  # ~26M calls in train_losses at the defaults
 def _rinterp(R, n, lt, m, ls, out):
     """``R_theta(t, s)`` at ``t = t_{n-1} + lt dt``, ``s = t_{m-1} + ls dt`` (``m <= n``).
@@ -1376,7 +1385,7 @@ def sample_cell_dense(params, cell, active, events, fields, R, Rmid, labels, for
                                     if not endpoint:  # one-sided data: the local-linear boundary kernel
                                         open_slot[p] = spawned
                                         open_min[p] = abs(xe)
-                                        dens *= 5.504 - 4.392 * abs(xe) / hb
+                                        dens *= _boundary_factor(abs(xe) / hb)
                                     tau[p, spawned] = 0 if endpoint else j - 1
                                     start[p, spawned] = 1 if endpoint else 0
                                     weight[p, spawned] = -sig * dens
