@@ -1674,10 +1674,9 @@ def _random_inputs(run: _Setup, grid: _Grid, seeds, threads: int, replicas: slic
 
     # SGD's events do not read the normals: drawn on a thread beside them (their own stream)
     beside = _Beside(events, None) if not driver.dense and threads > 1 else None
-    whole = len(replicas) == grid.B
-    Z, eps, xi = (whole and _common_inputs(N, s_z)) or _normals(
-        s_z, run.sampling, grid.B, grid.Pb, grid.ks, run.model.noise_dim, k, N, nxi + n_mid, run.tangent_stride,
-        threads, slice(replicas.start, replicas.stop))
+    common = _common_inputs(N, s_z) if len(replicas) == grid.B else None
+    Z, eps, xi = common or _normals(s_z, run.sampling, grid.B, grid.Pb, grid.ks, run.model.noise_dim, k, N,
+                                    nxi + n_mid, run.tangent_stride, threads, slice(replicas.start, replicas.stop))
     cell_normals = xi.reshape(P, N, nxi + n_mid)
     zeta = np.ascontiguousarray(cell_normals[:, :, nxi:])
     counts, ev_cell, ev_lam, ev_dz, ev_zeta = (
@@ -1703,11 +1702,13 @@ def _events(run: _Setup, grid: _Grid, ss, paths: range, xi):
         counts, *events = driver.events(rng, n, N, grid.dt, None, run.time_grid)
         events.append(driver.event_normals(rng, events[0].shape, k))
         blocks.append((counts[rows], *(x[rows] for x in events)))
-    J = max(x[1].shape[1] for x in blocks)
-    counts = np.concatenate([x[0] for x in blocks])
-    # past a path's count its events are empty (cell 0, lam 0, dz 0) and never read
-    return (counts, *(np.concatenate([np.pad(x[j], [(0, 0), (0, J - x[j].shape[1])] + [(0, 0)] * (x[j].ndim - 2))
-                                      for x in blocks]) for j in range(1, 5)))
+    J = max(block[1].shape[1] for block in blocks)
+
+    def padded(x):  # past a path's count its events are empty (cell 0, lam 0, dz 0) and never read
+        return np.pad(x, [(0, 0), (0, J - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
+
+    return (np.concatenate([block[0] for block in blocks]),
+            *(np.concatenate([padded(block[j]) for block in blocks]) for j in range(1, 5)))
 
 
 @dataclass
@@ -2716,8 +2717,8 @@ def solve(
         Brownian increments): randomised quasi-Monte Carlo (one scrambled Sobol set per
         replica) or pseudo-random. QMC gives smaller standard errors at equal paths
         (docs/dmft_theory.md, "Randomised quasi-Monte Carlo"). SGD's jump times are
-        pseudo-random either way. A path's inputs depend on ``seed`` and its index only
-        (pseudo-random ones in blocks of paths), not on ``n_replicas`` with ``"mc"``.
+        pseudo-random either way, and so are ``"mc"``'s inputs: in blocks of paths, so that
+        they depend on ``seed`` and the path's index only, not on ``n_replicas``.
     seed : int, numpy.random.Generator or numpy.random.SeedSequence
         Seed; equal seeds give bit-identical output on one machine (across CPUs: the
         tolerance in docs/reliability.md, "Reproducibility"). A ``numpy.random.Generator``
