@@ -38,6 +38,7 @@ CASES = {
                                           check_dt=False, **SMALL),
     "gf, relu boundary terms": lambda: dmft.solve(models.relu(1), dynamics="gf", seed=9, kink_response="boundary",
                                                   init_std=1.0, check_dt=False, **SMALL),
+    "sgd, mc": lambda: dmft.solve(HUBER, dynamics="sgd", seed=11, sampling="mc", **SMALL),
     "gf, 7 replicas, no step check": lambda: dmft.solve(HUBER, dynamics="gf", seed=3, n_replicas=7, check_dt=False,
                                                         **{**SMALL, "n_paths": 448}),
     "sme, phase retrieval signed noise": lambda: dmft.solve(
@@ -88,8 +89,8 @@ def test_any_split_of_the_replicas_gives_the_same_numbers(n_replicas, threads, d
     _assert_same(one, many)
 
 
-@pytest.mark.parametrize("name", ["sgd", "sgd, schedule", "gf, 7 replicas, no step check", "sgd, power law",
-                                  "sme, relu kinks"])
+@pytest.mark.parametrize("name", ["sgd", "sgd, mc", "sgd, schedule", "gf, 7 replicas, no step check",
+                                  "sgd, power law", "sme, relu kinks"])
 def test_parts_that_draw_their_own_inputs_give_the_numbers_of_one_draw_for_all(monkeypatch, name):
     """A solve whose inputs serve no other solve (no kink companion, no step check) lets each
     part draw its paths' inputs and events when it starts (``_draws_in_parts``), SGD's events
