@@ -213,6 +213,12 @@ def seed_sequence(seed) -> np.random.SeedSequence:
     return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
 
 
+def child_seed(ss: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
+    """Child ``i`` of ``ss`` as a fresh ``ss.spawn(i + 1)[i]`` gives it, whatever was spawned from
+    ``ss`` before (``spawn`` counts its children; this does not)."""
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i), pool_size=ss.pool_size)
+
+
 def probabilities(name: str, value, *, size: int | None = None, atol: float = 1e-9) -> np.ndarray:
     """A 1-d array of non-negative finite numbers summing to 1 (within ``atol``)."""
     p = finite_array(name, value, shape=None if size is None else (size,), nonnegative=True)

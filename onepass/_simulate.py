@@ -53,11 +53,6 @@ def _parameter_observables(problem: Problem, X: np.ndarray) -> dict:
 _HELDOUT_CHILD, _BRIDGE_CHILD = 2, 3
 
 
-def _child(ss: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
-    """Child ``i`` of the seed's ``SeedSequence``, whatever was spawned from it before."""
-    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i), pool_size=ss.pool_size)
-
-
 def _heldout_observables(problem: Problem, snaps, ss, n_test: int) -> dict:
     """``risk``, ``risk_se``, ``fisher_trace`` (and ``lr_threshold``) of each snapshot on one held-out set.
 
@@ -68,7 +63,7 @@ def _heldout_observables(problem: Problem, snaps, ss, n_test: int) -> dict:
     """
     data, model = problem.data, problem.model
     k, ks = problem.k, problem.ks
-    class_ss, normal_ss = _child(ss, _HELDOUT_CHILD).spawn(2)
+    class_ss, normal_ss = errors.child_seed(ss, _HELDOUT_CHILD).spawn(2)
     rng = np.random.default_rng(class_ss)
     classes = np.minimum(np.searchsorted(np.cumsum(data.probs), rng.random(n_test), side="right"), data.n_classes - 1)
     hard = problem.labels is not None
@@ -395,7 +390,7 @@ def _halved_hsgd(problem: Problem, schedule, t, X0, dt, ss, n_test: int):
     (:class:`dmft._brownian.BridgeNormals`, fresh normals from a child of ``ss``): ``(its risk
     and tr norm, (2, time), None)``, or ``(None, DivergenceError)`` (cause ``'time_step'``) when it
     diverges or is unstable where the run was not. The risk is measured on the run's held-out set."""
-    normals = BridgeNormals(np.random.default_rng(ss), np.random.default_rng(_child(ss, _BRIDGE_CHILD)))
+    normals = BridgeNormals(np.random.default_rng(ss), np.random.default_rng(errors.child_seed(ss, _BRIDGE_CHILD)))
     snaps, _, err, _ = _run_hsgd(problem, schedule, t, X0, dt, ss, split=2, normals=normals)
     if err is not None:
         return None, errors.DivergenceError(

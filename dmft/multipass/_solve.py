@@ -414,19 +414,14 @@ KINK_RESPONSES = ("auto", "smoothed", "boundary", "signed_noise")
 STREAM_BLOCK = 4096
 
 
-def _child(ss: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
-    """Child ``i`` of a fresh ``ss``, as ``ss.spawn(i + 1)[i]`` gives it, without spawning (a
-    part of the solve takes its own children from the seed shared by all parts)."""
-    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i), pool_size=ss.pool_size)
-
-
-def _stream_blocks(paths: range, P: int):
-    """``(i, n, rows, out)`` for the stream blocks of ``P`` paths that hold ``paths``: block
-    ``i`` of ``n`` paths, its ``rows`` among ``paths``, at ``out`` in the rows of ``paths``."""
+def _stream_blocks(ss, paths: range, P: int):
+    """``(rng, n, rows, out)`` for the stream blocks of ``P`` paths that hold ``paths``: block
+    ``i`` of ``n`` paths draws from ``rng``, seeded by child ``i`` of ``ss``; its ``rows`` among
+    ``paths`` go to ``out`` in the rows of ``paths``."""
     for i in range(paths.start // STREAM_BLOCK, -(-paths.stop // STREAM_BLOCK)):
         lo, hi = max(paths.start, i * STREAM_BLOCK), min(paths.stop, (i + 1) * STREAM_BLOCK)
-        yield (i, min(STREAM_BLOCK, P - i * STREAM_BLOCK), slice(lo - i * STREAM_BLOCK, hi - i * STREAM_BLOCK),
-               slice(lo - paths.start, hi - paths.start))
+        yield (np.random.default_rng(errors.child_seed(ss, i)), min(STREAM_BLOCK, P - i * STREAM_BLOCK),
+               slice(lo - i * STREAM_BLOCK, hi - i * STREAM_BLOCK), slice(lo - paths.start, hi - paths.start))
 
 
 def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1, replicas=None):
@@ -457,8 +452,7 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1, replic
     xi = np.empty((P, N * nxi))
     if sampling == "mc":
         paths = range(replicas.start * Pb, replicas.stop * Pb)
-        for i, n, rows, out in _stream_blocks(paths, B * Pb):
-            rng = np.random.default_rng(_child(ss, i))
+        for rng, n, rows, out in _stream_blocks(ss, paths, B * Pb):
             for x in (Z, eps, xi):
                 x[out] = rng.standard_normal((n, x.shape[1]))[rows]
         return Z, eps, xi
@@ -469,7 +463,7 @@ def _normals(ss, sampling, B, Pb, ks, nd, k, N, nxi, stride=1, threads=1, replic
 
     def draw(chunk):
         for b in chunk:
-            _qmc_replica(b - replicas.start, _child(ss, b), Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim)
+            _qmc_replica(b - replicas.start, errors.child_seed(ss, b), Z, eps, xi, Pb, ks, nd, k, N, nxi, stride, dim)
 
     qmc.Sobol(1, scramble=False)  # scipy loads its direction numbers (a module global) on this thread
     _on_threads(draw, replicas, threads)
@@ -1697,8 +1691,7 @@ def _events(run: _Setup, grid: _Grid, ss, paths: range, xi):
         counts, ev_cell, ev_lam, ev_dz = driver.events(None, len(paths), N, grid.dt, xi, run.time_grid)
         return counts, ev_cell, ev_lam, ev_dz, driver.event_normals(None, ev_cell.shape, k)
     blocks = []
-    for i, n, rows, _ in _stream_blocks(paths, grid.P):
-        rng = np.random.default_rng(_child(ss, i))
+    for rng, n, rows, _ in _stream_blocks(ss, paths, grid.P):
         counts, *events = driver.events(rng, n, N, grid.dt, None, run.time_grid)
         events.append(driver.event_normals(rng, events[0].shape, k))
         blocks.append((counts[rows], *(x[rows] for x in events)))
